@@ -1,0 +1,49 @@
+# kumo — build, test and benchmark targets. Everything is standard-library Go;
+# test-only tools (memcached, libmemcached-tools, pymemcache, tokyocabinet) are
+# installed by scripts/install-test-tools.sh when a target needs them.
+
+GO       ?= go
+BIN      ?= bin
+CMDS     := $(notdir $(wildcard cmd/*))
+export CGO_ENABLED := 0
+
+.PHONY: all build test test-short vet bench bench-store bench-rpc bench-memcache run clean tools
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+
+# The full suite: vet, then every package with the race detector, including
+# integration tests that start the real binaries on 127.0.0.1.
+test: vet
+	CGO_ENABLED=1 $(GO) test -race -timeout 18m ./...
+
+test-short: vet
+	$(GO) test -short ./...
+
+tools:
+	./scripts/install-test-tools.sh
+
+# Benchmarks are never tests: they run side by side with their anchor and
+# report ratios. See BENCHMARKS.md for the recorded figures.
+bench: bench-store bench-rpc bench-memcache
+
+bench-store: build
+	./scripts/bench-store.sh
+
+bench-rpc:
+	$(GO) test -run '^$$' -bench 'RPC' -benchmem ./proto/rpc/
+
+bench-memcache:
+	$(GO) test -run '^$$' -bench . -benchmem ./proto/memcache/
+
+run: build
+	$(BIN)/kumo-local
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,3 @@
+module kumofs
+
+go 1.26
