@@ -1,0 +1,116 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Meta bits of a DBValue. A value with meta 0 is byte-identical to kumofs's.
+const (
+	MetaFlags   = 0x0001 // 4 bytes of big-endian memcached flags follow the meta
+	MetaExptime = 0x0002 // 4 bytes of big-endian absolute exptime follow (after flags)
+)
+
+// ErrBadValue reports a DBValue too short or with unknown meta bits.
+var ErrBadValue = errors.New("wire: malformed DBValue")
+
+// DBKeyLen returns the length of the DBKey of a key.
+func DBKeyLen(key []byte) int { return 8 + len(key) }
+
+// AppendDBKey appends BE64(hash) ‖ key, the kumofs stored-key layout.
+func AppendDBKey(b []byte, hash uint64, key []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, hash)
+	return append(b, key...)
+}
+
+// SplitDBKey returns the hash and the user key of a DBKey. The key aliases k.
+func SplitDBKey(k []byte) (hash uint64, key []byte, ok bool) {
+	if len(k) < 8 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(k), k[8:], true
+}
+
+// Value is a decoded DBValue. Data aliases the encoded bytes.
+type Value struct {
+	Clock     uint64
+	Flags     uint32
+	Exptime   uint32
+	Data      []byte
+	Tombstone bool
+}
+
+// DBValueLen returns the encoded length of v.
+func DBValueLen(v *Value) int {
+	if v.Tombstone {
+		return 8
+	}
+	n := 10 + len(v.Data)
+	if v.Flags != 0 {
+		n += 4
+	}
+	if v.Exptime != 0 {
+		n += 4
+	}
+	return n
+}
+
+// AppendDBValue appends the encoding of v: BE64(clock) ‖ meta(2) ‖ [flags]
+// ‖ [exptime] ‖ data, or BE64(clock) alone for a tombstone.
+func AppendDBValue(b []byte, v *Value) []byte {
+	b = binary.BigEndian.AppendUint64(b, v.Clock)
+	if v.Tombstone {
+		return b
+	}
+	var meta uint16
+	if v.Flags != 0 {
+		meta |= MetaFlags
+	}
+	if v.Exptime != 0 {
+		meta |= MetaExptime
+	}
+	b = binary.BigEndian.AppendUint16(b, meta)
+	if v.Flags != 0 {
+		b = binary.BigEndian.AppendUint32(b, v.Flags)
+	}
+	if v.Exptime != 0 {
+		b = binary.BigEndian.AppendUint32(b, v.Exptime)
+	}
+	return append(b, v.Data...)
+}
+
+// ParseDBValue decodes a DBValue. An 8-byte value is a tombstone (kumofs's
+// deleted marker); anything else shorter than 10 bytes is malformed.
+func ParseDBValue(b []byte) (Value, error) {
+	var v Value
+	if len(b) == 8 {
+		v.Clock = binary.BigEndian.Uint64(b)
+		v.Tombstone = true
+		return v, nil
+	}
+	if len(b) < 10 {
+		return v, ErrBadValue
+	}
+	v.Clock = binary.BigEndian.Uint64(b)
+	meta := binary.BigEndian.Uint16(b[8:])
+	p := b[10:]
+	if meta&^(MetaFlags|MetaExptime) != 0 {
+		return v, ErrBadValue
+	}
+	if meta&MetaFlags != 0 {
+		if len(p) < 4 {
+			return v, ErrBadValue
+		}
+		v.Flags = binary.BigEndian.Uint32(p)
+		p = p[4:]
+	}
+	if meta&MetaExptime != 0 {
+		if len(p) < 4 {
+			return v, ErrBadValue
+		}
+		v.Exptime = binary.BigEndian.Uint32(p)
+		p = p[4:]
+	}
+	v.Data = p
+	return v, nil
+}

@@ -1,0 +1,134 @@
+// Package wire defines what kumo daemons say to each other: the method numbers
+// of kumofs 0.4.13 (so kumofs's tools keep working against kumo daemons), kumo's
+// own methods in number ranges kumofs never used, the node roles of the
+// cluster hello, and the record encodings DBKey and DBValue.
+//
+// Parameters are msgpack arrays in the order documented at each method. A
+// decoder needs the documented fields and ignores extra trailing ones, as in
+// kumofs.
+package wire
+
+// Roles sent in the cluster hello [2, addr, role].
+const (
+	RoleManager = 0
+	RoleServer  = 1
+)
+
+// Methods served by kumo-manager.
+const (
+	MgrKeepAlive          = 0   // [clock, incarnation?] -> [whs_clock, rhs_clock] (kumofs: nil)
+	MgrHashSpaceRequest   = 1   // [] -> [wseed, rseed]
+	MgrHashSpaceSync      = 2   // [wseed, rseed, clock] -> true | nil (partner only)
+	MgrWHashSpaceRequest  = 4   // [] -> wseed
+	MgrRHashSpaceRequest  = 5   // [] -> rseed
+	MgrReplaceCopyEnd     = 10  // [replace_time, clock, ok?] -> true
+	MgrReplaceDeleteEnd   = 11  // [replace_time, clock] -> true
+	MgrReplaceElection    = 12  // [wseed, clock] -> true | nil
+	MgrGetNodesInfo       = 99  // [] -> [wseed, [addr_raw...]]
+	MgrAttachNewServers   = 100 // [replace bool] -> nil
+	MgrDetachFaultServers = 101 // [replace bool] -> nil
+	MgrCreateBackup       = 102 // [suffix] -> nil
+	MgrSetAutoReplace     = 103 // [enable bool] -> new value | nil
+	MgrStartReplace       = 104 // [full bool = false] -> nil
+)
+
+// Methods served by kumo-server.
+const (
+	SrvKeepAlive          = 0  // [clock] -> nil
+	SrvHashSpaceSync      = 2  // [wseed, rseed, clock] -> true | nil
+	SrvReplaceCopyStart   = 8  // [wseed, clock, full bool = false] -> true
+	SrvReplaceDeleteStart = 9  // [wseed, clock] -> true
+	SrvReplaceOffer       = 16 // [stream_addr_raw] (kumofs stream; unused by kumo)
+	SrvReplicateSet       = 32 // [clock, flags, DBKey, DBValue] -> bool stored
+	SrvReplicateDelete    = 33 // [clock, flags, delete_clocktime, DBKey] -> bool deleted
+	SrvGet                = 34 // [DBKey] -> DBValue | nil
+	SrvSet                = 35 // [op, DBKey, DBValue] -> clocktime | false (cas failed) | nil
+	SrvDelete             = 36 // [flags, DBKey] -> true | false
+	SrvGetIfModified      = 37 // [DBKey, if_time] -> true | DBValue | nil
+	SrvCreateBackup       = 96 // [suffix] -> true
+	SrvGetStatus          = 97 // [code] -> value
+	SrvSetConfig          = 98 // [code, arg] -> count
+
+	// kumo extensions: numbers kumofs never used.
+
+	// SrvStore decides a memcached storage command atomically on the
+	// coordinator. [mode, DBKey, DBValue, cas] -> [status, clocktime].
+	// DBValue's clocktime field is ignored; flags/exptime ride in its meta.
+	SrvStore = 64
+	// SrvArith is incr/decr. [DBKey, delta, decr bool, create bool,
+	// initial, exptime] -> [status, value, clocktime].
+	SrvArith = 65
+	// SrvTouch updates the exptime and optionally returns the value (gat).
+	// [DBKey, exptime, want_value bool] -> [status, DBValue | nil].
+	SrvTouch = 66
+	// SrvRemove is a delete with an optional CAS compare.
+	// [DBKey, cas] -> [status, clocktime].
+	SrvRemove = 67
+	// SrvFlush tombstones every record older than the given clocktime, at
+	// that time. [at_unix_seconds, clock] -> true.
+	SrvFlush = 68
+	// SrvReplicateBatch applies records with newest-clock-wins, for
+	// rebalancing. [clock, [[DBKey, DBValue]...]] -> number applied.
+	SrvReplicateBatch = 69
+)
+
+// Methods served by kumo-gateway (the manager pushes to gateways).
+const (
+	GwHashSpacePush = 3 // [wseed, rseed] -> true
+)
+
+// Set operation codes of SrvSet (kumofs) and modes of SrvStore (kumo).
+const (
+	OpSet      = 0
+	OpSetAsync = 1
+	OpCAS      = 2
+	OpAppend   = 4
+	OpPrepend  = 8
+	OpAdd      = 16
+	OpReplace  = 32
+)
+
+// Status codes in the results of kumo's extension methods.
+const (
+	StatusOK         = 0 // stored / deleted / touched
+	StatusNotStored  = 1
+	StatusExists     = 2 // CAS mismatch
+	StatusNotFound   = 3
+	StatusNonNumeric = 4
+)
+
+// GetStatus codes (kumostat).
+const (
+	StatPID        = 0
+	StatUptime     = 1
+	StatTime       = 2
+	StatVersion    = 3
+	StatCmdGet     = 4
+	StatCmdSet     = 5
+	StatCmdDelete  = 6
+	StatDBItems    = 7
+	StatClockTime  = 8
+	StatRHS        = 9
+	StatWHS        = 10
+	StatReplace    = 11
+	StatDBBytes    = 64 // kumo: live bytes in the store
+	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
+)
+
+// Replace state bits of StatReplace (kumostat replstat).
+const (
+	ReplInactive = 0x01
+	ReplWait     = 0x02
+	ReplCopying  = 0x04
+	ReplDeleting = 0x08
+)
+
+// Error messages a server answers with; gateways react to them by fetching
+// the hash space again and retrying.
+const (
+	MsgObsolete = "obsolete hash space"
+	MsgNotReady = "server not ready"
+)
+
+// Version is the kumo release these daemons report.
+const Version = "0.1.0"
