@@ -1,0 +1,117 @@
+package msgpack
+
+import "encoding/binary"
+
+// Skip returns the input after the next complete value, of any format,
+// including new-spec str8, bin and ext. It fails with ErrShort if the value is
+// incomplete, ErrInvalid on the byte 0xc1 and ErrTooDeep if containers nest
+// deeper than MaxDepth; on error rest is b. Skip does not allocate.
+func Skip(b []byte) (rest []byte, err error) {
+	n, err := skip(b, 0)
+	if err != nil {
+		return b, err
+	}
+	return b[n:], nil
+}
+
+// skip returns the encoded size of the value at the start of b, which sits
+// inside depth open containers.
+func skip(b []byte, depth int) (int, error) {
+	if len(b) == 0 {
+		return 0, ErrShort
+	}
+	c := b[0]
+	switch t := typeOf(c); t {
+	case InvalidType:
+		return 0, ErrInvalid
+	case NilType, BoolType:
+		return 1, nil
+	case IntType:
+		_, _, n, err := readInteger(b)
+		return n, err
+	case FloatType:
+		n := 5
+		if c == mFloat64 {
+			n = 9
+		}
+		if len(b) < n {
+			return 0, ErrShort
+		}
+		return n, nil
+	case RawType:
+		hdr, n, _, err := rawHeader(b)
+		if err != nil {
+			return 0, err
+		}
+		if uint64(len(b)-hdr) < n {
+			return 0, ErrShort
+		}
+		return hdr + int(n), nil
+	case ExtType:
+		return skipExt(b)
+	case ArrayType, MapType:
+		var hdr int
+		var n uint32
+		var err error
+		if t == ArrayType {
+			hdr, n, _, err = containerHeader(b, fixarrPrefix, mArray16, mArray32)
+		} else {
+			hdr, n, _, err = containerHeader(b, fixmapPrefix, mMap16, mMap32)
+		}
+		if err != nil {
+			return 0, err
+		}
+		objs := uint64(n)
+		if t == MapType {
+			objs *= 2
+		}
+		if objs > uint64(len(b)-hdr) {
+			return 0, ErrShort // every object takes at least one byte
+		}
+		if depth+1 > MaxDepth {
+			return 0, ErrTooDeep
+		}
+		off := hdr
+		for i := uint64(0); i < objs; i++ {
+			m, err := skip(b[off:], depth+1)
+			if err != nil {
+				return 0, err
+			}
+			off += m
+		}
+		return off, nil
+	}
+	return 0, ErrInvalid // unreachable: typeOf covers every byte
+}
+
+// skipExt returns the size of an ext or fixext value.
+func skipExt(b []byte) (int, error) {
+	var hdr int // format byte, length, type byte
+	var n uint64
+	switch c := b[0]; c {
+	case mFixext1, mFixext2, mFixext4, mFixext8, mFixext16:
+		hdr, n = 2, uint64(1)<<(c-mFixext1)
+	case mExt8:
+		hdr = 3
+		if len(b) < hdr {
+			return 0, ErrShort
+		}
+		n = uint64(b[1])
+	case mExt16:
+		hdr = 4
+		if len(b) < hdr {
+			return 0, ErrShort
+		}
+		n = uint64(binary.BigEndian.Uint16(b[1:]))
+	default: // mExt32
+		hdr = 6
+		if len(b) < hdr {
+			return 0, ErrShort
+		}
+		n = uint64(binary.BigEndian.Uint32(b[1:]))
+	}
+	if uint64(len(b)) < uint64(hdr)+n {
+		return 0, ErrShort
+	}
+	return hdr + int(n), nil
+}
