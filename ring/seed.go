@@ -1,0 +1,89 @@
+package ring
+
+import (
+	"fmt"
+
+	"kumofs/proto/msgpack"
+)
+
+// Node flag bytes of the seed form.
+const (
+	seedFault  = 0
+	seedActive = 1
+)
+
+// AppendSeed appends hs in kumofs's seed form, the msgpack array
+// [[node_raw, ...], clocktime], where node_raw is a raw of 1 flag byte
+// (1 active, 0 fault) followed by the address dump (7 bytes in all for IPv4,
+// 23 for IPv6). A nil hs is encoded as an empty hash space at clock 0.
+func (hs *HashSpace) AppendSeed(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 2)
+	b = msgpack.AppendArrayHeader(b, uint32(hs.NumNodes()))
+	var raw [1 + DumpSize6]byte
+	for _, n := range hs.nodes0() {
+		raw[0] = seedFault
+		if n.Active {
+			raw[0] = seedActive
+		}
+		r := n.Addr.AppendDump(raw[:1])
+		b = msgpack.AppendRaw(b, r)
+	}
+	return msgpack.AppendUint(b, hs.Clock())
+}
+
+func (hs *HashSpace) nodes0() []Node {
+	if hs == nil {
+		return nil
+	}
+	return hs.nodes
+}
+
+// maxSeedNodes bounds the node count a seed may announce, so that a hostile
+// header cannot make ReadSeed allocate much before the data runs out.
+const maxSeedNodes = 1 << 16
+
+// ReadSeed decodes a seed (see AppendSeed) from the front of b and builds
+// its ring. It returns the bytes after the seed. A node_raw of 7 bytes is an
+// IPv4 node and one of 23 bytes an IPv6 node; any flag byte other than 0
+// means active, as in kumofs. Errors wrap ErrBadSeed.
+func ReadSeed(b []byte) (*HashSpace, []byte, error) {
+	return readSeed(b, DefaultVirtualNodes)
+}
+
+func readSeed(b []byte, perServer int) (*HashSpace, []byte, error) {
+	n, b, err := msgpack.ReadArrayHeader(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadSeed, err)
+	}
+	if n != 2 {
+		return nil, nil, fmt.Errorf("%w: array of %d elements, want 2", ErrBadSeed, n)
+	}
+	cnt, b, err := msgpack.ReadArrayHeader(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: node list: %w", ErrBadSeed, err)
+	}
+	if cnt > maxSeedNodes || int(cnt) > len(b) {
+		return nil, nil, fmt.Errorf("%w: %d nodes", ErrBadSeed, cnt)
+	}
+	nodes := make([]Node, 0, cnt)
+	for i := uint32(0); i < cnt; i++ {
+		var raw []byte
+		raw, b, err = msgpack.ReadRaw(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: node %d: %w", ErrBadSeed, i, err)
+		}
+		if len(raw) != 1+DumpSize4 && len(raw) != 1+DumpSize6 {
+			return nil, nil, fmt.Errorf("%w: node %d is %d bytes", ErrBadSeed, i, len(raw))
+		}
+		addr, err := AddrFromDump(raw[1:])
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: node %d: %w", ErrBadSeed, i, err)
+		}
+		nodes = append(nodes, Node{Addr: addr, Active: raw[0] != seedFault})
+	}
+	ct, b, err := msgpack.ReadUint(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: clock: %w", ErrBadSeed, err)
+	}
+	return newHashSpace(nodes, ct, perServer), b, nil
+}

@@ -1,0 +1,143 @@
+package ring
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"testing"
+
+	"kumofs/proto/msgpack"
+)
+
+// kumofs seed of the golden cluster, 19802 fault: [[raw7 x3], clock 4].
+const goldenSeedHex = "92" + "93" +
+	"a7" + "01" + "4d5b" + "7f000001" +
+	"a7" + "00" + "4d5a" + "7f000001" +
+	"a7" + "01" + "4d59" + "7f000001" +
+	"04"
+
+func TestSeedGolden(t *testing.T) {
+	hs := goldenSpace(t)
+	hs, _ = hs.WithFault(mustAddr(t, "127.0.0.1:19802"), 4)
+	got := hs.AppendSeed([]byte("x"))
+	want, _ := hex.DecodeString(goldenSeedHex)
+	if !bytes.Equal(got[1:], want) || got[0] != 'x' {
+		t.Fatalf("AppendSeed = %x, want %x", got[1:], want)
+	}
+	back, rest, err := ReadSeed(append(want, 0xc0))
+	if err != nil || !bytes.Equal(rest, []byte{0xc0}) {
+		t.Fatalf("ReadSeed: %v rest %x", err, rest)
+	}
+	if !back.Equal(hs) || back.Clock() != 4 {
+		t.Fatalf("round trip: %v clock %d", back.Nodes(), back.Clock())
+	}
+	for _, k := range []string{"a", "k1", "foo"} {
+		if back.Lookup([]byte(k)) != back.Lookup([]byte(k)) ||
+			back.Lookup([]byte(k)).Index(0) != hs.Lookup([]byte(k)).Index(0) {
+			t.Errorf("ring differs after round trip for %q", k)
+		}
+	}
+}
+
+func TestSeedRoundTrip(t *testing.T) {
+	var nilHS *HashSpace
+	v6 := mustAddr(t, "[fe80::1%2]:19800")
+	for _, hs := range []*HashSpace{
+		nilHS,
+		New(nil, 0),
+		New([]Node{{Addr: v6, Active: true}, {Addr: mustAddr(t, "10.0.0.1:1")}}, 1<<40|7),
+	} {
+		b := hs.AppendSeed(nil)
+		back, rest, err := ReadSeed(b)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("ReadSeed(%x): %v, rest %x", b, err, rest)
+		}
+		if !back.Equal(hs) || back.Clock() != hs.Clock() {
+			t.Errorf("round trip %x: %v", b, back.Nodes())
+		}
+	}
+}
+
+// TestSeedAcceptsModernRaw: a peer may send the nodes as bin or str.
+func TestSeedAcceptsModernRaw(t *testing.T) {
+	b := []byte{0x92, 0x91, 0xc4, 7, 1, 0x4d, 0x59, 127, 0, 0, 1, 0xcf, 0, 0, 0, 1, 0, 0, 0, 2}
+	hs, _, err := ReadSeed(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs.Clock() != 1<<32|2 || hs.NumNodes() != 1 || hs.Node(0).Addr.String() != "127.0.0.1:19801" || !hs.Node(0).Active {
+		t.Fatalf("got %v clock %x", hs.Nodes(), hs.Clock())
+	}
+}
+
+func TestSeedErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hex  string
+	}{
+		{"empty", ""},
+		{"not array", "c0"},
+		{"three elements", "93" + "90" + "00" + "00"},
+		{"nodes not array", "92" + "00" + "00"},
+		{"node not raw", "92" + "91" + "00" + "00"},
+		{"node 6 bytes", "92" + "91" + "a6" + "4d5b7f000001" + "00"},
+		{"node 8 bytes", "92" + "91" + "a8" + "014d5b7f00000100" + "00"},
+		{"clock negative", "92" + "90" + "ff"},
+		{"clock raw", "92" + "90" + "a0"},
+		{"huge count", "92" + "dd7fffffff" + "00"},
+		{"short", goldenSeedHex[:len(goldenSeedHex)-2]},
+	} {
+		b, err := hex.DecodeString(tc.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hs, _, err := ReadSeed(b); !errors.Is(err, ErrBadSeed) {
+			t.Errorf("%s: ReadSeed = %v, %v; want ErrBadSeed", tc.name, hs, err)
+		}
+	}
+}
+
+// TestSeedOneByteAtATime feeds the seed as it would arrive from a slow
+// stream: every proper prefix is reported as short input, and the whole
+// seed decodes.
+func TestSeedOneByteAtATime(t *testing.T) {
+	full, _ := hex.DecodeString(goldenSeedHex)
+	for n := 0; n < len(full); n++ {
+		_, _, err := ReadSeed(full[:n])
+		if !errors.Is(err, ErrBadSeed) || !errors.Is(err, msgpack.ErrShort) {
+			t.Fatalf("prefix of %d bytes: %v, want ErrBadSeed wrapping ErrShort", n, err)
+		}
+	}
+	if _, _, err := ReadSeed(full); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzReadSeed(f *testing.F) {
+	full, _ := hex.DecodeString(goldenSeedHex)
+	f.Add(full)
+	f.Add(New(nil, 0).AppendSeed(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hs, rest, err := ReadSeed(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadSeed) {
+				t.Fatalf("error %v does not wrap ErrBadSeed", err)
+			}
+			return
+		}
+		// Whatever decodes re-encodes to a seed that decodes to the same space.
+		again, rest2, err := ReadSeed(hs.AppendSeed(nil))
+		if err != nil || len(rest2) != 0 || !again.Equal(hs) || again.Clock() != hs.Clock() {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if len(rest) > len(b) {
+			t.Fatal("rest longer than input")
+		}
+		for i := 0; i < hs.NumNodes() && i < 4; i++ {
+			o := hs.Owners(uint64(i) * 0x9e3779b97f4a7c15)
+			if o.Len() == 0 || o.Len() > 3 {
+				t.Fatalf("%d owners", o.Len())
+			}
+		}
+	})
+}
