@@ -1,0 +1,216 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+const compactSuffix = ".compact"
+
+// CompactOptions control Compact.
+type CompactOptions struct {
+	// Now is the time expiry and tombstone age are judged against; zero
+	// means time.Now().
+	Now time.Time
+	// TombstoneAge: tombstones whose clock (Clock>>32 seconds) is older
+	// than Now-TombstoneAge are dropped. Zero or negative keeps them all.
+	TombstoneAge time.Duration
+}
+
+// Compact reclaims the space of overwritten, removed and expired records
+// while the store stays open. Records whose Exptime has passed become
+// tombstones with the same clock (a vanished key could be resurrected by
+// a stale replica); tombstones older than TombstoneAge are dropped.
+//
+// It copies the live records into "<path>.compact" without blocking
+// readers or writers, catches up with records written meanwhile, then
+// takes the write lock for a last short catch-up and renames the new
+// file over the old one. Readers still using the old file finish on it.
+// Memory use is bounded by the two slot tables. A crash at any point
+// leaves a valid store (the stale .compact file is removed at Open).
+func (db *DB) Compact(opt CompactOptions) error {
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	nowSec := now.Unix()
+	age := int64(opt.TombstoneAge / time.Second)
+	xf := func(rec *Record) bool {
+		if !rec.Tombstone && rec.Exptime != 0 && int64(rec.Exptime) <= nowSec {
+			*rec = Record{Key: rec.Key, Clock: rec.Clock, Tombstone: true}
+		}
+		if rec.Tombstone && opt.TombstoneAge > 0 && int64(rec.Clock>>32)+age < nowSec {
+			return false
+		}
+		return true
+	}
+	return db.rewrite(db.path+compactSuffix, 0, xf, true)
+}
+
+// Optimize rebuilds the store online with a new bucket number (slot
+// capacity), dropping dead records like Compact does but keeping
+// tombstones and expired records as they are. buckets 0 means twice the
+// record number (at least 1024).
+func (db *DB) Optimize(buckets uint64) error {
+	if buckets == 0 {
+		buckets = max(2*uint64(db.Len()), 1024)
+	}
+	return db.rewrite(db.path+compactSuffix, buckets, nil, true)
+}
+
+// Backup writes a consistent copy of the live records to dst (via
+// dst.tmp, fsync and rename) while the store stays open.
+func (db *DB) Backup(dst string) error {
+	return db.rewrite(dst+".tmp", 0, nil, false)
+}
+
+// rewrite copies the live records (filtered and changed by xf) into a new
+// file at tmp with buckets slots (0 = same as now). With swap, the new
+// file replaces the store; otherwise it is renamed to tmp minus ".tmp".
+func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bool) (err error) {
+	db.compactMu.Lock()
+	defer db.compactMu.Unlock()
+	if db.closing.Load() {
+		return ErrClosed
+	}
+	old, err := db.acquire()
+	if err != nil {
+		return err
+	}
+	defer old.release()
+	if buckets == 0 {
+		buckets = old.nbuckets * slotsPerBkt
+	}
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	ng, err := openGen(tmp, buckets, false)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			ng.release()
+			<-ng.done
+			os.Remove(tmp)
+		}
+	}()
+	var wbuf, scratch, nscratch []byte
+	var rec Record
+
+	// Phase 1: the live records below the current end, without locks.
+	end := old.logEnd.Load()
+	off := old.logStart
+	for off < end {
+		if db.closing.Load() {
+			return ErrClosed
+		}
+		p, klen, vlen, rf, err := old.record(off, end, &scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &rec)
+		}
+		if err != nil {
+			return fmt.Errorf("%w (record at offset %d)", err, off)
+		}
+		off += recSize(klen, vlen, old.apow)
+		if rf == recRemove || !old.isLive(rec.Key, off-recSize(klen, vlen, old.apow)) {
+			continue
+		}
+		if xf != nil && !xf(&rec) {
+			continue
+		}
+		if err := ng.apply(&rec, rf, &wbuf, &nscratch); err != nil {
+			return err
+		}
+	}
+	// Phase 2: catch up with what was written meanwhile, still unlocked,
+	// while the backlog shrinks; then make the bulk durable.
+	for i := 0; i < 4 && old.logEnd.Load()-off > 1<<20; i++ {
+		if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
+			return err
+		}
+	}
+	if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
+		return err
+	}
+	if err := ng.checkpointPrivate(0); err != nil {
+		return err
+	}
+	// Phase 3: the last records under the write lock, then the switch.
+	db.ckptMu.Lock()
+	defer db.ckptMu.Unlock()
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
+		return err
+	}
+	_ = off
+	if !swap {
+		if err := ng.checkpointPrivate(0); err != nil {
+			return err
+		}
+		committed = true
+		ng.release()
+		<-ng.done
+		if err := os.Rename(tmp, tmp[:len(tmp)-len(".tmp")]); err != nil {
+			return err
+		}
+		return syncDir(tmp)
+	}
+	if err := ng.checkpointPrivate(flagOpen); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, db.path); err != nil {
+		return err
+	}
+	if err := syncDir(db.path); err != nil {
+		return err
+	}
+	committed = true
+	db.cur.Store(ng)
+	db.ckptSeq.Store(db.written)
+	db.markDurable(db.written)
+	old.release() // the DB's reference; ours is dropped by the defer
+	return nil
+}
+
+// catchUp applies every record of old in [off, end) to g and returns end.
+func (g *gen) catchUp(old *gen, off, end int64, wbuf, scratch, nscratch *[]byte) (int64, error) {
+	var rec Record
+	for off < end {
+		p, klen, vlen, rf, err := old.record(off, end, scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &rec)
+		}
+		if err != nil {
+			return off, fmt.Errorf("%w (record at offset %d)", err, off)
+		}
+		if err := g.apply(&rec, rf, wbuf, nscratch); err != nil {
+			return off, err
+		}
+		off += recSize(klen, vlen, old.apow)
+	}
+	return off, nil
+}
+
+// apply writes rec to a private generation g as the writer path would.
+func (g *gen) apply(rec *Record, rf byte, wbuf, scratch *[]byte) error {
+	h := hashKey(rec.Key)
+	r, err := g.find(rec.Key, h, scratch)
+	if err != nil {
+		return err
+	}
+	if rf == recRemove && (r.own < 0 || slotHint(r.slot) == 0) {
+		return nil
+	}
+	return g.store(&r, rec, rf, h, wbuf)
+}

@@ -1,0 +1,219 @@
+package store
+
+import (
+	"encoding/binary"
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// mapReserve is the size of the shared mapping made for each file. The
+// log is read (and, where fallocate succeeded, written) through it;
+// offsets past it fall back to pread/pwrite. Tests shrink it.
+var mapReserve int64 = 1 << 36
+
+// heapSlots makes new generations keep the slot table in heap memory,
+// written to the file at each checkpoint, instead of in the mapping. The
+// race detector cannot see mmap'd memory; tests set this.
+var heapSlots = false
+
+// gen is one open file: a generation of the store. Compaction replaces
+// the current generation with a new one; readers holding a reference to
+// the old one finish on it.
+type gen struct {
+	f        *os.File
+	m        []byte   // shared mapping of [0, len(m))
+	slots    []uint64 // nbuckets*8 slots, in m or on the heap
+	heap     bool     // slots live on the heap
+	nbuckets uint64
+	apow     uint8
+	logStart int64
+
+	hdr  header       // last header written; guarded by DB.ckptMu (or private)
+	ckpt atomic.Int64 // checkpoint offset C of hdr
+
+	// Writer state, guarded by DB.writeMu once the generation is shared.
+	allocEnd int64 // file bytes known to be allocated (file size)
+
+	logEnd atomic.Int64 // end of the log; written under writeMu
+	rnum   atomic.Int64 // live keys (including tombstones)
+	live   atomic.Int64 // aligned bytes of live records
+	del    atomic.Int64 // removed slots
+
+	refs     atomic.Int64 // 1 while current, plus one per reader
+	once     sync.Once
+	done     chan struct{} // closed after teardown
+	closeErr error
+}
+
+// mapGen maps file f (of the given size) described by header h.
+func mapGen(f *os.File, h header, size int64) (*gen, error) {
+	g := &gen{f: f, hdr: h, apow: h.apow, logStart: int64(h.logStart), nbuckets: h.bnum / slotsPerBkt,
+		allocEnd: size, done: make(chan struct{})}
+	g.refs.Store(1)
+	g.ckpt.Store(int64(h.checkpoint))
+	n := max(mapReserve, g.logStart)
+	var err error
+	for {
+		g.m, err = mmap(f.Fd(), int(n))
+		if err == nil || n <= g.logStart {
+			break
+		}
+		n = max(n/4, g.logStart)
+	}
+	if err != nil {
+		return nil, err
+	}
+	nslots := int(h.bnum)
+	if heapSlots {
+		g.heap = true
+		g.slots = make([]uint64, nslots)
+		b := g.m[slotsOffset : slotsOffset+8*nslots]
+		for i := range g.slots {
+			g.slots[i] = binary.LittleEndian.Uint64(b[8*i:])
+		}
+	} else {
+		g.slots = unsafe.Slice((*uint64)(unsafe.Pointer(&g.m[slotsOffset])), nslots)
+	}
+	return g, nil
+}
+
+// release drops one reference; the last one unmaps and closes the file.
+func (g *gen) release() {
+	if g.refs.Add(-1) == 0 {
+		g.once.Do(g.teardown)
+	}
+}
+
+func (g *gen) teardown() {
+	err := munmap(g.m)
+	if cerr := g.f.Close(); err == nil {
+		err = cerr
+	}
+	g.closeErr = err
+	close(g.done)
+}
+
+// view returns the n file bytes at off, from the mapping when it covers
+// them, else read into *scratch. The bytes must be below logEnd.
+func (g *gen) view(off int64, n int, scratch *[]byte) ([]byte, error) {
+	if off+int64(n) <= int64(len(g.m)) {
+		return g.m[off : off+int64(n) : off+int64(n)], nil
+	}
+	if cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	b := (*scratch)[:n]
+	if _, err := g.f.ReadAt(b, off); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// record returns the whole unpadded record at off (below limit) with its
+// header checked but not its CRC.
+func (g *gen) record(off, limit int64, scratch *[]byte) ([]byte, int, int, byte, error) {
+	if off+recHdrSize > limit {
+		return nil, 0, 0, 0, ErrCorrupt
+	}
+	p, err := g.view(off, recHdrSize, scratch)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	klen, vlen, rf, err := recHead(p)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	n := recHdrSize + klen + vlen
+	if off+int64(n) > limit {
+		return nil, 0, 0, 0, ErrCorrupt
+	}
+	p, err = g.view(off, n, scratch)
+	return p, klen, vlen, rf, err
+}
+
+// appendLog writes p at the log end and advances it. The caller holds
+// writeMu (or owns g). Space inside the mapping is reserved with
+// fallocate and written with memcpy; otherwise pwrite is used.
+func (g *gen) appendLog(p []byte) (int64, error) {
+	off := g.logEnd.Load()
+	end := off + int64(len(p))
+	if end <= int64(len(g.m)) {
+		if end > g.allocEnd {
+			chunk := min(max(g.allocEnd-g.logStart, 1<<20), 64<<20)
+			want := min(max(end, g.allocEnd+chunk), int64(len(g.m)))
+			if fallocate(g.f, g.allocEnd, want-g.allocEnd) == nil {
+				g.allocEnd = want
+			}
+		}
+		if end <= g.allocEnd {
+			copy(g.m[off:end], p)
+			g.logEnd.Store(end)
+			return off, nil
+		}
+	}
+	if _, err := g.f.WriteAt(p, off); err != nil {
+		return 0, err
+	}
+	g.allocEnd = max(g.allocEnd, end)
+	g.logEnd.Store(end)
+	return off, nil
+}
+
+// writeHeader writes h (with the next seq) to its copy and fdatasyncs.
+func (g *gen) writeHeader(h header) error {
+	h.seq = g.hdr.seq + 1
+	off := int64(0)
+	if h.seq%2 == 1 {
+		off = headerCopyB
+	}
+	if _, err := g.f.WriteAt(appendHeader(nil, &h), off); err != nil {
+		return err
+	}
+	if err := fdatasync(g.f); err != nil {
+		return err
+	}
+	g.hdr = h
+	g.ckpt.Store(int64(h.checkpoint))
+	return nil
+}
+
+// flushSlots makes the slot table durable (before fdatasync).
+func (g *gen) flushSlots() error {
+	if !g.heap {
+		return msync(g.m[:g.logStart])
+	}
+	const chunk = 8192
+	buf := make([]byte, 8*chunk)
+	for i := 0; i < len(g.slots); i += chunk {
+		n := min(chunk, len(g.slots)-i)
+		for j := 0; j < n; j++ {
+			binary.LittleEndian.PutUint64(buf[8*j:], atomic.LoadUint64(&g.slots[i+j]))
+		}
+		if _, err := g.f.WriteAt(buf[:8*n], slotsOffset+8*int64(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkpointPrivate checkpoints a generation no other goroutine uses.
+func (g *gen) checkpointPrivate(flags uint16) error {
+	if err := g.flushSlots(); err != nil {
+		return err
+	}
+	if err := fdatasync(g.f); err != nil {
+		return err
+	}
+	h := g.hdr
+	h.flags = flags
+	g.fillCounters(&h, g.logEnd.Load())
+	return g.writeHeader(h)
+}
+
+func (g *gen) fillCounters(h *header, end int64) {
+	h.checkpoint, h.logEnd = uint64(end), uint64(end)
+	h.rnum, h.liveBytes, h.delSlots = uint64(g.rnum.Load()), uint64(g.live.Load()), uint64(g.del.Load())
+	h.modified = nowNano()
+}

@@ -1,0 +1,329 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Stats describes a store.
+type Stats struct {
+	Path         string
+	Buckets      uint64 // slot capacity (the bucket number)
+	Records      uint64 // live keys, tombstones included
+	UsedSlots    uint64 // slots holding a live record (== Records)
+	DeletedSlots uint64 // slots marked removed
+	LiveBytes    uint64 // aligned bytes of live records
+	DeadBytes    uint64 // log bytes not live: old versions, removal markers
+	LogStart     uint64
+	LogEnd       uint64
+	Checkpoint   uint64
+	FileSize     int64
+	Alignment    int
+	Flags        []string // "open", "fatal", "repaired"
+	Modified     time.Time
+	Created      time.Time
+}
+
+// Load returns the fraction of slots in use (live or removed).
+func (s *Stats) Load() float64 {
+	if s.Buckets == 0 {
+		return 0
+	}
+	return float64(s.UsedSlots+s.DeletedSlots) / float64(s.Buckets)
+}
+
+// Stats returns the current figures of an open store.
+func (db *DB) Stats() Stats {
+	g, err := db.acquire()
+	if err != nil {
+		return Stats{Path: db.path}
+	}
+	defer g.release()
+	db.ckptMu.Lock()
+	h := g.hdr
+	db.ckptMu.Unlock()
+	st := Stats{Path: db.path, Buckets: g.nbuckets * slotsPerBkt, Records: uint64(g.rnum.Load()),
+		DeletedSlots: uint64(g.del.Load()), LiveBytes: uint64(g.live.Load()), LogStart: uint64(g.logStart),
+		LogEnd: uint64(g.logEnd.Load()), Checkpoint: uint64(g.ckpt.Load()), Alignment: 1 << g.apow,
+		Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified), Created: time.Unix(0, h.created)}
+	st.UsedSlots = st.Records
+	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
+	if fi, err := g.f.Stat(); err == nil {
+		st.FileSize = fi.Size()
+	}
+	return st
+}
+
+func flagNames(f uint16) []string {
+	var s []string
+	if f&flagOpen != 0 {
+		s = append(s, "open")
+	}
+	if f&flagFatal != 0 {
+		s = append(s, "fatal")
+	}
+	if f&flagRepaired != 0 {
+		s = append(s, "repaired")
+	}
+	return s
+}
+
+// Inform reads the figures of a store file without opening it for
+// writing, so it works while a server holds the file. Counters are those
+// of the last checkpoint; slot counts come from the slot table on disk.
+func Inform(path string) (Stats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer f.Close()
+	h, err := readHeader(f)
+	if err != nil {
+		return Stats{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Path: path, Buckets: h.bnum, Records: h.rnum, DeletedSlots: h.delSlots, LiveBytes: h.liveBytes,
+		LogStart: h.logStart, LogEnd: h.logEnd, Checkpoint: h.checkpoint, FileSize: fi.Size(),
+		Alignment: 1 << h.apow, Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified),
+		Created: time.Unix(0, h.created)}
+	st.UsedSlots = st.Records
+	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
+	return st, nil
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	Records  int     // valid records in the log
+	Live     int     // live slots checked
+	Bad      []int64 // offsets where a record failed its checks
+	TailCut  int64   // bytes after the last valid record (a torn tail)
+	BadSlots int     // slots not pointing at a valid record of their key
+}
+
+// Verify checks every record's CRC and every slot of the store at path,
+// changing nothing. The file must not be open elsewhere (ErrLocked). It
+// returns ErrCorrupt (with the report) if anything is wrong.
+func Verify(path string) (VerifyReport, error) {
+	var rep VerifyReport
+	f, err := os.Open(path)
+	if err != nil {
+		return rep, err
+	}
+	defer f.Close()
+	if err := flock(f.Fd()); err != nil {
+		return rep, err
+	}
+	h, err := readHeader(f)
+	if err != nil {
+		return rep, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return rep, err
+	}
+	size := fi.Size()
+	g := &gen{f: f, apow: h.apow, logStart: int64(h.logStart), nbuckets: h.bnum / slotsPerBkt}
+	var scratch []byte
+	var rec Record
+	off := g.logStart
+	valid := map[int64]bool{}
+	for off < size {
+		p, klen, vlen, _, err := g.record(off, size, &scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &rec)
+		}
+		if err != nil {
+			if off >= int64(h.checkpoint) && allZero(f, off, size) {
+				break // preallocated space
+			}
+			rep.Bad = append(rep.Bad, off)
+			next, ok := resync(g, off+1<<g.apow, size, &scratch)
+			if !ok {
+				rep.TailCut = size - off
+				break
+			}
+			off = next
+			continue
+		}
+		rep.Records++
+		if len(valid) < 1<<24 {
+			valid[off] = true
+		}
+		off += recSize(klen, vlen, g.apow)
+	}
+	// Slot check against the table on disk.
+	slots := make([]byte, 8*h.bnum)
+	if _, err := f.ReadAt(slots, slotsOffset); err != nil {
+		return rep, err
+	}
+	for i := uint64(0); i < h.bnum; i++ {
+		s := leUint64(slots[8*i:])
+		if s == 0 || slotHint(s) == 0 {
+			continue
+		}
+		rep.Live++
+		if o := slotOff(s, g.apow); len(valid) < 1<<24 && !valid[o] {
+			rep.BadSlots++
+		}
+	}
+	if len(rep.Bad) > 0 || rep.BadSlots > 0 {
+		return rep, ErrCorrupt
+	}
+	return rep, nil
+}
+
+func leUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func allZero(f *os.File, off, size int64) bool {
+	buf := make([]byte, 64<<10)
+	for off < size {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false
+			}
+		}
+		if err != nil {
+			return errors.Is(err, io.EOF)
+		}
+		off += int64(n)
+	}
+	return true
+}
+
+// resync finds the next aligned offset at or after off holding a valid
+// record.
+func resync(g *gen, off, size int64, scratch *[]byte) (int64, bool) {
+	var rec Record
+	for ; off+recHdrSize <= size; off += 1 << g.apow {
+		p, _, _, _, err := g.record(off, size, scratch)
+		if err == nil {
+			if _, _, err = decodeRecord(p, &rec); err == nil {
+				return off, true
+			}
+		}
+	}
+	return size, false
+}
+
+// RepairReport is the result of Repair.
+type RepairReport struct {
+	Recovered int     // live records in the repaired file
+	Scanned   int     // valid records found in the old file
+	Skipped   []int64 // offsets of damaged regions skipped
+}
+
+// Repair rebuilds the store at path from every undamaged record in its
+// log, skipping damaged ones by resynchronizing on the next aligned
+// offset holding a valid record, and atomically replaces the file. The
+// newest record of each key among the undamaged ones wins. The file must
+// not be open elsewhere.
+func Repair(path string) (RepairReport, error) {
+	var rep RepairReport
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return rep, err
+	}
+	defer f.Close()
+	if err := flock(f.Fd()); err != nil {
+		return rep, err
+	}
+	h, err := readHeader(f)
+	if err != nil {
+		h, err = guessHeader(f)
+		if err != nil {
+			return rep, err
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return rep, err
+	}
+	size := fi.Size()
+	old := &gen{f: f, apow: h.apow, logStart: int64(h.logStart)}
+	tmp := path + ".repair"
+	os.Remove(tmp)
+	ng, err := openGen(tmp, h.bnum, true)
+	if err != nil {
+		return rep, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			ng.release()
+			<-ng.done
+			os.Remove(tmp)
+		}
+	}()
+	var scratch, nscratch, wbuf []byte
+	var rec Record
+	off := old.logStart
+	for off < size {
+		p, klen, vlen, rf, err := old.record(off, size, &scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &rec)
+		}
+		if err != nil {
+			next, found := resync(old, off+1<<old.apow, size, &scratch)
+			if !allZero(f, off, min(next, size)) {
+				rep.Skipped = append(rep.Skipped, off)
+			}
+			if !found {
+				break
+			}
+			off = next
+			continue
+		}
+		rep.Scanned++
+		if err := ng.apply(&rec, rf, &wbuf, &nscratch); err != nil {
+			return rep, err
+		}
+		off += recSize(klen, vlen, old.apow)
+	}
+	rep.Recovered = int(ng.rnum.Load())
+	if err := ng.checkpointPrivate(flagRepaired); err != nil {
+		return rep, err
+	}
+	ok = true
+	ng.release()
+	<-ng.done
+	if err := os.Rename(tmp, path); err != nil {
+		return rep, err
+	}
+	return rep, syncDir(path)
+}
+
+// guessHeader reconstructs the layout of a file whose both header copies
+// are damaged, from the first record found after a plausible log start.
+func guessHeader(f *os.File) (header, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return header{}, err
+	}
+	g := &gen{f: f, apow: defaultApow}
+	var scratch []byte
+	for start := int64(logAlign); start < fi.Size(); start += logAlign {
+		p, _, _, _, err := g.record(start, fi.Size(), &scratch)
+		if err != nil {
+			continue
+		}
+		var rec Record
+		if _, _, err := decodeRecord(p, &rec); err != nil {
+			continue
+		}
+		bnum := uint64(start-slotsOffset) / 8
+		bnum &^= slotsPerBkt - 1
+		return header{apow: defaultApow, bnum: bnum, logStart: uint64(start), checkpoint: uint64(start)}, nil
+	}
+	return header{}, fmt.Errorf("%w: no records found", ErrBadHeader)
+}

@@ -1,0 +1,13 @@
+//go:build unix && !linux
+
+package store
+
+import (
+	"errors"
+	"os"
+)
+
+func fdatasync(f *os.File) error { return f.Sync() }
+
+// fallocate is unsupported here; the store then appends with pwrite.
+func fallocate(f *os.File, off, n int64) error { return errors.ErrUnsupported }

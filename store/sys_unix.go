@@ -1,0 +1,43 @@
+//go:build unix
+
+package store
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// flock takes an exclusive, non-blocking lock on fd.
+func flock(fd uintptr) error {
+	err := syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == syscall.EWOULDBLOCK {
+		return ErrLocked
+	}
+	return err
+}
+
+// mmap maps n bytes of fd from offset 0, shared and read-write. n may
+// exceed the file size; touching pages past the end raises SIGBUS, so the
+// store only touches offsets below its allocated size.
+func mmap(fd uintptr, n int) ([]byte, error) {
+	b, err := syscall.Mmap(int(fd), 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	_ = syscall.Madvise(b, syscall.MADV_RANDOM)
+	return b, nil
+}
+
+func munmap(b []byte) error { return syscall.Munmap(b) }
+
+// msync writes the dirty pages of b (page-aligned start) to the file.
+func msync(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, _, e := syscall.Syscall(syscall.SYS_MSYNC, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MS_SYNC)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
