@@ -1,0 +1,112 @@
+// Package memcache is the memcached 1.6 front end of kumo: parsers and reply
+// writers for the text protocol, the meta commands and the binary protocol,
+// over a Backend interface that owns the data.
+//
+// A Server accepts connections, detects the protocol from the first byte
+// (0x80 = binary, as memcached does) and serves requests strictly in order:
+// replies of pipelined requests are buffered and written when the input is
+// drained, noreply and quiet requests send nothing and still keep order.
+//
+// The Backend decides every read-modify-write (add, replace, append,
+// prepend, cas, incr, decr, touch, gat) in a single call, so a cluster can
+// decide it atomically on the key's coordinator. Package memtest holds an
+// in-memory Backend with the reference semantics.
+package memcache
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors a Backend returns. Any other error becomes SERVER_ERROR <msg> in the
+// text protocol and status 0x84 (internal error) in the binary protocol; the
+// connection stays usable.
+var (
+	// ErrNotFound: the key does not exist (or has expired).
+	ErrNotFound = errors.New("memcache: not found")
+	// ErrNotStored: add on an existing key, replace/append/prepend on a
+	// missing key.
+	ErrNotStored = errors.New("memcache: not stored")
+	// ErrExists: the CAS unique given does not match the item's.
+	ErrExists = errors.New("memcache: exists")
+	// ErrNonNumeric: incr/decr on a value that is not a decimal number.
+	ErrNonNumeric = errors.New("memcache: non-numeric value")
+	// ErrTooLarge: the backend refuses the item because of its size.
+	ErrTooLarge = errors.New("memcache: object too large")
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("memcache: server closed")
+
+// Item is what a read returns and a write carries.
+type Item struct {
+	Key   []byte
+	Value []byte
+	Flags uint32
+	// Exptime is absolute unix seconds; 0 = never. The front end normalises
+	// what clients send: 0 stays 0, 1..2592000 (30 days) is relative (now+n),
+	// larger values are absolute unix times (kept as is, so a past time is
+	// already expired), negative values become 1 (expired at once).
+	Exptime int64
+	// CAS is the CAS unique. On Store a non-zero CAS makes the store
+	// conditional: it only happens if the existing item has this unique
+	// (ErrNotFound if there is none, ErrExists if it differs).
+	CAS uint64
+}
+
+// StoreMode selects what Store does.
+type StoreMode uint8
+
+// Store modes.
+const (
+	ModeSet     StoreMode = iota // store unconditionally
+	ModeAdd                      // store only if missing, else ErrNotStored
+	ModeReplace                  // store only if present, else ErrNotStored
+	ModeAppend                   // append to the value (keep flags, exptime), else ErrNotStored
+	ModePrepend                  // prepend to the value (keep flags, exptime), else ErrNotStored
+	ModeCAS                      // ModeSet with a required CAS compare (it.CAS)
+)
+
+var modeNames = [...]string{"set", "add", "replace", "append", "prepend", "cas"}
+
+func (m StoreMode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return "mode?"
+}
+
+// Backend owns the data. All methods are called concurrently from many
+// connections. Keys and values passed in are only valid during the call.
+type Backend interface {
+	// Get appends the value to dst and returns it in it.Value (aliasing
+	// dst's array when it fits), with Flags, Exptime and CAS. ErrNotFound if
+	// missing.
+	Get(ctx context.Context, key []byte, dst []byte, it *Item) error
+	// GetAndTouch is Get that also sets the item's exptime (absolute, 0 =
+	// never) in the same step. The CAS unique is kept.
+	GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *Item) error
+	// Store writes it according to mode and returns the new CAS unique.
+	// Errors: ErrNotStored, ErrExists, ErrNotFound (CAS on a missing key).
+	Store(ctx context.Context, mode StoreMode, it *Item) (cas uint64, err error)
+	// Delete removes key; cas != 0 makes it conditional (ErrExists).
+	// ErrNotFound if missing.
+	Delete(ctx context.Context, key []byte, cas uint64) error
+	// Incr adds delta to (or, with decr, subtracts it from) the decimal
+	// value of key: 64-bit wrap on incr, floor 0 on decr. Leading spaces and
+	// trailing whitespace of the stored value are accepted; the new value is
+	// stored as plain decimal (no space padding), flags and exptime kept.
+	// If the key is missing and create is nil: ErrNotFound; otherwise create
+	// (Value = the initial decimal number, Flags, Exptime) is stored as is
+	// and its number returned, without applying delta. ErrNonNumeric if the
+	// value is not a number.
+	Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *Item) (val uint64, cas uint64, err error)
+	// Touch sets the exptime of key (absolute, 0 = never). ErrNotFound.
+	Touch(ctx context.Context, key []byte, exptime int64) error
+	// FlushAll invalidates every item that exists when delay seconds have
+	// passed (0 = now). Items stored after that moment survive.
+	FlushAll(ctx context.Context, delay int64) error
+	// Stats reports data statistics (curr_items, bytes, total_items, ...)
+	// by calling add for each, in order.
+	Stats(ctx context.Context, add func(name, value string)) error
+}

@@ -1,0 +1,474 @@
+package memcache
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+)
+
+// Binary protocol constants (memcached's protocol_binary.h).
+const (
+	binReqMagic = 0x80
+	binResMagic = 0x81
+)
+
+// Binary opcodes.
+const (
+	opGet        = 0x00
+	opSet        = 0x01
+	opAdd        = 0x02
+	opReplace    = 0x03
+	opDelete     = 0x04
+	opIncrement  = 0x05
+	opDecrement  = 0x06
+	opQuit       = 0x07
+	opFlush      = 0x08
+	opGetQ       = 0x09
+	opNoop       = 0x0a
+	opVersion    = 0x0b
+	opGetK       = 0x0c
+	opGetKQ      = 0x0d
+	opAppend     = 0x0e
+	opPrepend    = 0x0f
+	opStat       = 0x10
+	opSetQ       = 0x11
+	opAddQ       = 0x12
+	opReplaceQ   = 0x13
+	opDeleteQ    = 0x14
+	opIncrementQ = 0x15
+	opDecrementQ = 0x16
+	opQuitQ      = 0x17
+	opFlushQ     = 0x18
+	opAppendQ    = 0x19
+	opPrependQ   = 0x1a
+	opVerbosity  = 0x1b
+	opTouch      = 0x1c
+	opGAT        = 0x1d
+	opGATQ       = 0x1e
+	opGATK       = 0x23
+	opGATKQ      = 0x24
+)
+
+// Binary response statuses.
+const (
+	stOK         = 0x00
+	stNotFound   = 0x01
+	stExists     = 0x02
+	stTooBig     = 0x03
+	stInvalid    = 0x04
+	stNotStored  = 0x05
+	stNonNumeric = 0x06
+	stUnknown    = 0x81
+	stNoMemory   = 0x82
+	stInternal   = 0x84
+)
+
+func statusMsg(st uint16) string {
+	switch st {
+	case stNotFound:
+		return "Not found"
+	case stExists:
+		return "Data exists for key."
+	case stTooBig:
+		return "Too large."
+	case stInvalid:
+		return "Invalid arguments"
+	case stNotStored:
+		return "Not stored."
+	case stNonNumeric:
+		return "Non-numeric server-side value for incr or decr"
+	case stUnknown:
+		return "Unknown command"
+	case stNoMemory:
+		return "Out of memory"
+	}
+	return ""
+}
+
+// binReq is the decoded request header plus its body parts (which alias
+// c.in and stay valid until the next request).
+type binReq struct {
+	op      uint8
+	opaque  uint32
+	cas     uint64
+	extras  []byte
+	key     []byte
+	value   []byte
+	bodylen uint32
+}
+
+func (c *conn) serveBinary() error {
+	var r binReq
+	for {
+		if _, err := io.ReadFull(c.br, c.hdr[:]); err != nil {
+			return err
+		}
+		h := c.hdr[:]
+		if h[0] != binReqMagic {
+			return errBadMagic
+		}
+		r.op = h[1]
+		keylen := int(binary.BigEndian.Uint16(h[2:]))
+		extlen := int(h[4])
+		r.bodylen = binary.BigEndian.Uint32(h[8:])
+		r.opaque = binary.BigEndian.Uint32(h[12:])
+		r.cas = binary.BigEndian.Uint64(h[16:])
+		if int64(keylen)+int64(extlen) > int64(r.bodylen) {
+			c.binError(&r, stInvalid)
+			return errBadPacket
+		}
+		if int64(r.bodylen) > int64(c.s.maxItem())+int64(keylen)+int64(extlen) || keylen > maxKeyLen {
+			// Too big to take in: refuse without buffering it. Storage
+			// commands get "too large" and the body is swallowed, as in
+			// memcached; anything else is a broken client.
+			c.s.st.protoErrs.Add(1)
+			switch r.op {
+			case opSet, opAdd, opReplace, opAppend, opPrepend, opSetQ, opAddQ, opReplaceQ, opAppendQ, opPrependQ:
+				if keylen <= maxKeyLen {
+					c.s.st.storeTooLarge.Add(1)
+					c.binError(&r, stTooBig)
+					if err := c.discard(int64(r.bodylen)); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			c.binError(&r, stInvalid)
+			return errBadPacket
+		}
+		body := c.inBuf(int(r.bodylen))
+		if _, err := io.ReadFull(c.br, body); err != nil {
+			return err
+		}
+		r.extras = body[:extlen]
+		r.key = body[extlen : extlen+keylen]
+		r.value = body[extlen+keylen:]
+		if err := c.binDispatch(&r); err != nil {
+			return err
+		}
+		if cap(*c.in) > 32<<10 || cap(*c.out) > 32<<10 {
+			c.shrink()
+		}
+	}
+}
+
+// binHeader writes a response header.
+func (c *conn) binHeader(r *binReq, status uint16, extlen, keylen, bodylen int, cas uint64) {
+	h := c.rhdr[:]
+	h[0] = binResMagic
+	h[1] = r.op
+	binary.BigEndian.PutUint16(h[2:], uint16(keylen))
+	h[4] = byte(extlen)
+	h[5] = 0
+	binary.BigEndian.PutUint16(h[6:], status)
+	binary.BigEndian.PutUint32(h[8:], uint32(bodylen))
+	binary.BigEndian.PutUint32(h[12:], r.opaque)
+	binary.BigEndian.PutUint64(h[16:], cas)
+	c.bw.Write(h)
+}
+
+// binError writes an error response with memcached's message.
+func (c *conn) binError(r *binReq, status uint16) {
+	msg := statusMsg(status)
+	c.binHeader(r, status, 0, 0, len(msg), 0)
+	c.bw.WriteString(msg)
+}
+
+func (c *conn) binServerError(r *binReq, err error) {
+	msg := err.Error()
+	c.binHeader(r, stInternal, 0, 0, len(msg), 0)
+	c.bw.WriteString(msg)
+}
+
+// binOK writes an empty success response unless quiet.
+func (c *conn) binOK(r *binReq, quiet bool, cas uint64) {
+	if !quiet {
+		c.binHeader(r, stOK, 0, 0, 0, cas)
+	}
+}
+
+func (c *conn) binDispatch(r *binReq) error {
+	switch r.op {
+	case opGet, opGetQ, opGetK, opGetKQ, opGAT, opGATQ, opGATK, opGATKQ:
+		return c.binGet(r)
+	case opSet, opSetQ, opAdd, opAddQ, opReplace, opReplaceQ:
+		return c.binStore(r)
+	case opAppend, opAppendQ, opPrepend, opPrependQ:
+		return c.binStore(r)
+	case opDelete, opDeleteQ:
+		return c.binDelete(r)
+	case opIncrement, opIncrementQ, opDecrement, opDecrementQ:
+		return c.binIncr(r)
+	case opQuit:
+		c.binOK(r, false, 0)
+		return errQuit
+	case opQuitQ:
+		return errQuit
+	case opFlush, opFlushQ:
+		if len(r.key) != 0 || len(r.value) != 0 || (len(r.extras) != 0 && len(r.extras) != 4) {
+			return c.binInvalid(r)
+		}
+		var e int64
+		if len(r.extras) == 4 {
+			e = int64(int32(binary.BigEndian.Uint32(r.extras)))
+		}
+		c.s.st.cmdFlush.Add(1)
+		if err := c.s.Backend.FlushAll(c.ctx, c.s.flushDelay(e)); err != nil {
+			c.binServerError(r, err)
+			return nil
+		}
+		c.binOK(r, r.op == opFlushQ, 0)
+	case opNoop:
+		c.binOK(r, false, 0)
+	case opVersion:
+		v := c.s.version()
+		c.binHeader(r, stOK, 0, 0, len(v), 0)
+		c.bw.WriteString(v)
+	case opVerbosity:
+		if len(r.extras) != 4 || len(r.key) != 0 || len(r.value) != 0 {
+			return c.binInvalid(r)
+		}
+		c.binOK(r, false, 0)
+	case opTouch:
+		if len(r.extras) != 4 || len(r.key) == 0 || len(r.value) != 0 {
+			return c.binInvalid(r)
+		}
+		e := int64(binary.BigEndian.Uint32(r.extras))
+		c.s.st.cmdTouch.Add(1)
+		err := c.s.Backend.Touch(c.ctx, r.key, c.s.normExptime(e))
+		switch {
+		case err == nil:
+			c.s.st.touchHits.Add(1)
+			c.binOK(r, false, 0)
+		case errors.Is(err, ErrNotFound):
+			c.s.st.touchMisses.Add(1)
+			c.binError(r, stNotFound)
+		default:
+			c.binServerError(r, err)
+		}
+	case opStat:
+		c.binStat(r)
+	default:
+		c.s.st.protoErrs.Add(1)
+		c.binError(r, stUnknown)
+	}
+	return nil
+}
+
+// binInvalid answers a malformed packet and ends the connection, as
+// memcached does.
+func (c *conn) binInvalid(r *binReq) error {
+	c.s.st.protoErrs.Add(1)
+	c.binError(r, stInvalid)
+	return errBadPacket
+}
+
+func (c *conn) binGet(r *binReq) error {
+	quiet := r.op == opGetQ || r.op == opGetKQ || r.op == opGATQ || r.op == opGATKQ
+	withKey := r.op == opGetK || r.op == opGetKQ || r.op == opGATK || r.op == opGATKQ
+	touch := r.op == opGAT || r.op == opGATQ || r.op == opGATK || r.op == opGATKQ
+	wantExt := 0
+	if touch {
+		wantExt = 4
+	}
+	if len(r.extras) != wantExt || len(r.key) == 0 || len(r.value) != 0 {
+		return c.binInvalid(r)
+	}
+	var exptime int64
+	st := &c.s.st
+	if touch {
+		exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras)))
+		st.cmdTouch.Add(1)
+	}
+	st.cmdGet.Add(1)
+	err := c.get(r.key, touch, exptime)
+	switch {
+	case err == nil:
+		st.getHits.Add(1)
+		if touch {
+			st.touchHits.Add(1)
+		}
+		klen := 0
+		if withKey {
+			klen = len(r.key)
+		}
+		c.binHeader(r, stOK, 4, klen, 4+klen+len(c.it.Value), c.it.CAS)
+		binary.BigEndian.PutUint32(c.scr[:4], c.it.Flags)
+		c.bw.Write(c.scr[:4])
+		if withKey {
+			c.bw.Write(r.key)
+		}
+		c.bw.Write(c.it.Value)
+	case errors.Is(err, ErrNotFound):
+		st.getMisses.Add(1)
+		if touch {
+			st.touchMisses.Add(1)
+		}
+		if quiet {
+			return nil
+		}
+		if withKey {
+			c.binHeader(r, stNotFound, 0, len(r.key), len(r.key), 0)
+			c.bw.Write(r.key)
+		} else {
+			c.binError(r, stNotFound)
+		}
+	default:
+		c.binServerError(r, err)
+	}
+	return nil
+}
+
+func (c *conn) binStore(r *binReq) error {
+	var mode StoreMode
+	quiet := false
+	switch r.op {
+	case opSet, opSetQ:
+		mode, quiet = ModeSet, r.op == opSetQ
+	case opAdd, opAddQ:
+		mode, quiet = ModeAdd, r.op == opAddQ
+	case opReplace, opReplaceQ:
+		mode, quiet = ModeReplace, r.op == opReplaceQ
+	case opAppend, opAppendQ:
+		mode, quiet = ModeAppend, r.op == opAppendQ
+	default:
+		mode, quiet = ModePrepend, r.op == opPrependQ
+	}
+	wantExt := 8
+	if mode == ModeAppend || mode == ModePrepend {
+		wantExt = 0
+	}
+	if len(r.extras) != wantExt || len(r.key) == 0 {
+		return c.binInvalid(r)
+	}
+	c.s.st.cmdSet.Add(1)
+	if c.tooLarge(r.key, int64(len(r.value))) {
+		c.s.st.storeTooLarge.Add(1)
+		c.binError(r, stTooBig)
+		return nil
+	}
+	c.it = Item{Key: r.key, Value: r.value, CAS: r.cas}
+	if wantExt == 8 {
+		c.it.Flags = binary.BigEndian.Uint32(r.extras)
+		c.it.Exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras[4:])))
+	}
+	if mode == ModeSet && r.cas != 0 {
+		mode = ModeCAS
+	}
+	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
+	st := &c.s.st
+	switch {
+	case err == nil:
+		if mode == ModeCAS {
+			st.casHits.Add(1)
+		}
+		c.binOK(r, quiet, cas)
+	case errors.Is(err, ErrNotStored):
+		switch mode {
+		case ModeAdd:
+			c.binError(r, stExists)
+		case ModeReplace:
+			c.binError(r, stNotFound)
+		default:
+			c.binError(r, stNotStored)
+		}
+	case errors.Is(err, ErrExists):
+		st.casBadval.Add(1)
+		c.binError(r, stExists)
+	case errors.Is(err, ErrNotFound):
+		st.casMisses.Add(1)
+		c.binError(r, stNotFound)
+	case errors.Is(err, ErrTooLarge):
+		c.binError(r, stTooBig)
+	default:
+		c.binServerError(r, err)
+	}
+	return nil
+}
+
+func (c *conn) binDelete(r *binReq) error {
+	if len(r.extras) != 0 || len(r.key) == 0 || len(r.value) != 0 {
+		return c.binInvalid(r)
+	}
+	err := c.s.Backend.Delete(c.ctx, r.key, r.cas)
+	switch {
+	case err == nil:
+		c.s.st.deleteHits.Add(1)
+		c.binOK(r, r.op == opDeleteQ, 0)
+	case errors.Is(err, ErrNotFound):
+		c.s.st.deleteMisses.Add(1)
+		c.binError(r, stNotFound)
+	case errors.Is(err, ErrExists):
+		c.binError(r, stExists)
+	default:
+		c.binServerError(r, err)
+	}
+	return nil
+}
+
+func (c *conn) binIncr(r *binReq) error {
+	if len(r.extras) != 20 || len(r.key) == 0 || len(r.value) != 0 {
+		return c.binInvalid(r)
+	}
+	decr := r.op == opDecrement || r.op == opDecrementQ
+	quiet := r.op == opIncrementQ || r.op == opDecrementQ
+	delta := binary.BigEndian.Uint64(r.extras)
+	initial := binary.BigEndian.Uint64(r.extras[8:])
+	exp := binary.BigEndian.Uint32(r.extras[16:])
+	var create *Item
+	if exp != 0xffffffff {
+		c.it = Item{Key: r.key, Value: appendUint(c.scr[:0], initial), Exptime: c.s.normExptime(int64(exp))}
+		create = &c.it
+	}
+	v, cas, err := c.s.Backend.Incr(c.ctx, r.key, delta, decr, create)
+	st := &c.s.st
+	switch {
+	case err == nil:
+		if decr {
+			st.decrHits.Add(1)
+		} else {
+			st.incrHits.Add(1)
+		}
+		if !quiet {
+			c.binHeader(r, stOK, 0, 0, 8, cas)
+			binary.BigEndian.PutUint64(c.scr[:8], v)
+			c.bw.Write(c.scr[:8])
+		}
+	case errors.Is(err, ErrNotFound):
+		if decr {
+			st.decrMisses.Add(1)
+		} else {
+			st.incrMisses.Add(1)
+		}
+		c.binError(r, stNotFound)
+	case errors.Is(err, ErrNonNumeric):
+		c.binError(r, stNonNumeric)
+	case errors.Is(err, ErrExists):
+		c.binError(r, stExists)
+	default:
+		c.binServerError(r, err)
+	}
+	return nil
+}
+
+func (c *conn) binStat(r *binReq) {
+	switch string(r.key) {
+	case "":
+		err := c.s.writeStats(c.ctx, func(name, value string) {
+			c.binHeader(r, stOK, 0, len(name), len(name)+len(value), 0)
+			c.bw.WriteString(name)
+			c.bw.WriteString(value)
+		})
+		if err != nil {
+			c.binServerError(r, err)
+			return
+		}
+	case "reset":
+		c.s.resetStats()
+	case "settings", "items", "slabs", "sizes", "conns":
+	default:
+		c.binError(r, stNotFound)
+		return
+	}
+	c.binHeader(r, stOK, 0, 0, 0, 0)
+}

@@ -1,0 +1,329 @@
+package memcache
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+)
+
+const maxTokens = 24
+
+var (
+	errQuit        = errors.New("memcache: quit")
+	errLineTooLong = errors.New("memcache: line too long")
+	errBadMagic    = errors.New("memcache: bad binary magic")
+	errBadPacket   = errors.New("memcache: invalid binary packet")
+)
+
+// conn is one client connection. Only its own goroutine touches it.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	ctx context.Context
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	fr  flushReader
+
+	tok    [maxTokens][]byte
+	keybuf [maxKeyLen]byte
+	in     *[]byte // request data (values, binary bodies)
+	out    *[]byte // values read from the backend
+	long   []byte  // long get lines; nil unless needed
+	it     Item
+	hdr    [24]byte // binary request header
+	rhdr   [24]byte // binary response header
+	scr    [64]byte // scratch for numbers and extras
+	b64key [maxKeyLen]byte
+
+	noreply bool
+}
+
+// flushReader flushes pending replies before every read from the network,
+// so replies are written exactly when the input is drained and never while
+// more pipelined requests are buffered.
+type flushReader struct {
+	c *conn
+}
+
+func (f flushReader) Read(p []byte) (int, error) {
+	if f.c.bw.Buffered() > 0 {
+		if err := f.c.bw.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return f.c.nc.Read(p)
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc, ctx: s.ctx}
+	c.fr = flushReader{c}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(c.fr)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(nc)
+	c.in = getBuf(0)
+	c.out = getBuf(0)
+	return c
+}
+
+func (c *conn) release() {
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.bw.Reset(nil)
+	writerPool.Put(c.bw)
+	putBuf(c.in)
+	putBuf(c.out)
+	c.in, c.out, c.br, c.bw = nil, nil, nil, nil
+}
+
+func (c *conn) serve() error {
+	first, err := c.br.Peek(1)
+	if err != nil {
+		return err
+	}
+	if first[0] == binReqMagic {
+		err = c.serveBinary()
+	} else {
+		err = c.serveText()
+	}
+	if errors.Is(err, errQuit) || errors.Is(err, io.EOF) {
+		c.bw.Flush()
+		return err
+	}
+	if ferr := c.bw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// inBuf returns c.in with length n, growing it through the pools.
+func (c *conn) inBuf(n int) []byte {
+	if cap(*c.in) < n {
+		putBuf(c.in)
+		c.in = getBuf(n)
+	}
+	return (*c.in)[:n]
+}
+
+// shrink gives back buffers grown by a large request so an idle
+// connection holds only small ones.
+func (c *conn) shrink() {
+	if cap(*c.in) > 32<<10 {
+		putBuf(c.in)
+		c.in = getBuf(0)
+	}
+	if cap(*c.out) > 32<<10 {
+		putBuf(c.out)
+		c.out = getBuf(0)
+	}
+	if cap(c.long) > 0 {
+		c.long = nil
+	}
+}
+
+// get calls Backend.Get into c.out, keeping the grown buffer.
+func (c *conn) get(key []byte, touch bool, exptime int64) error {
+	var err error
+	dst := (*c.out)[:0]
+	if touch {
+		err = c.s.Backend.GetAndTouch(c.ctx, key, exptime, dst, &c.it)
+	} else {
+		err = c.s.Backend.Get(c.ctx, key, dst, &c.it)
+	}
+	if err == nil && cap(c.it.Value) > cap(*c.out) {
+		// The backend grew the buffer; keep the larger one if it is a class.
+		b := c.it.Value[:cap(c.it.Value)]
+		putBuf(c.out)
+		c.out = &b
+	}
+	return err
+}
+
+// discard swallows n bytes of input without buffering them.
+func (c *conn) discard(n int64) error {
+	for n > 0 {
+		k := int(min(n, 1<<30))
+		d, err := c.br.Discard(k)
+		n -= int64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLine returns the next line without its "\n" or "\r\n". It is valid
+// until the next read from c.br.
+func (c *conn) readLine() ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err == nil {
+		return trimEOL(line), nil
+	}
+	if err != bufio.ErrBufferFull {
+		return nil, err
+	}
+	if !isMultiKeyLine(line) {
+		return nil, errLineTooLong
+	}
+	c.long = append(c.long[:0], line...)
+	for {
+		line, err = c.br.ReadSlice('\n')
+		if len(c.long)+len(line) > maxLongLine {
+			return nil, errLineTooLong
+		}
+		c.long = append(c.long, line...)
+		if err == nil {
+			return trimEOL(c.long), nil
+		}
+		if err != bufio.ErrBufferFull {
+			return nil, err
+		}
+	}
+}
+
+func isMultiKeyLine(b []byte) bool {
+	for _, p := range [...]string{"get ", "gets ", "gat ", "gats "} {
+		if len(b) >= len(p) && string(b[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// tokenize splits line at runs of spaces into c.tok and returns the count;
+// maxTokens+1 means there were more.
+func (c *conn) tokenize(line []byte) int {
+	n := 0
+	i := 0
+	for {
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+		if i == len(line) {
+			return n
+		}
+		j := i
+		for j < len(line) && line[j] != ' ' {
+			j++
+		}
+		if n == maxTokens {
+			return n + 1
+		}
+		c.tok[n] = line[i:j]
+		n++
+		i = j
+	}
+}
+
+// nextToken returns the first token of b and the rest.
+func nextToken(b []byte) (tok, rest []byte) {
+	i := 0
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	j := i
+	for j < len(b) && b[j] != ' ' {
+		j++
+	}
+	return b[i:j], b[j:]
+}
+
+// parseUint parses a decimal uint64 of digits only.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		d := uint64(ch - '0')
+		if v > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// parseInt32 parses an optionally negative decimal within int32.
+func parseInt32(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg = true
+		b = b[1:]
+	}
+	v, ok := parseUint(b)
+	if !ok || v > 1<<31 || (!neg && v == 1<<31) {
+		return 0, false
+	}
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}
+
+// parseInt64 parses an optionally negative decimal int64.
+func parseInt64(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg = true
+		b = b[1:]
+	}
+	v, ok := parseUint(b)
+	if !ok || v > 1<<63 || (!neg && v == 1<<63) {
+		return 0, false
+	}
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}
+
+// reserve makes sure at least n bytes are free in the write buffer (for n up
+// to its size) and returns the empty available slice to append to.
+func (c *conn) reserve(n int) []byte {
+	if c.bw.Available() < n {
+		c.bw.Flush()
+	}
+	return c.bw.AvailableBuffer()
+}
+
+func (c *conn) writeString(s string) {
+	if c.noreply {
+		return
+	}
+	c.bw.WriteString(s)
+}
+
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
+func appendInt(b []byte, v int64) []byte   { return strconv.AppendInt(b, v, 10) }
+
+// serverError writes "SERVER_ERROR <msg>" for an unexpected backend error,
+// with line breaks removed.
+func (c *conn) serverError(err error) {
+	if c.noreply {
+		return
+	}
+	msg := []byte(err.Error())
+	for i, ch := range msg {
+		if ch == '\r' || ch == '\n' {
+			msg[i] = ' '
+		}
+	}
+	c.bw.WriteString("SERVER_ERROR ")
+	c.bw.Write(msg)
+	c.bw.WriteString("\r\n")
+}

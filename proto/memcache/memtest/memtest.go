@@ -1,0 +1,300 @@
+// Package memtest holds an in-memory memcache.Backend with the reference
+// semantics the cluster gateway must match, plus test helpers that run
+// external compatibility checks (memccapable) against any server address.
+package memtest
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"kumofs/proto/memcache"
+)
+
+// Backend is an in-memory memcache.Backend guarded by one mutex. The zero
+// value is ready to use.
+type Backend struct {
+	// Clock, if set, replaces time.Now (for expiry tests). Set it before use.
+	Clock func() time.Time
+
+	mu         sync.Mutex // protects all fields below
+	items      map[string]*entry
+	lastCAS    uint64
+	flushAt    int64 // unix nanos of a pending delayed flush_all; 0 = none
+	totalItems uint64
+	bytes      int64
+}
+
+type entry struct {
+	value   []byte
+	flags   uint32
+	exptime int64 // absolute unix seconds; 0 = never
+	cas     uint64
+	mtime   int64 // unix nanos of the last store
+}
+
+var _ memcache.Backend = (*Backend)(nil)
+
+// New returns an empty Backend using clock (nil = time.Now).
+func New(clock func() time.Time) *Backend { return &Backend{Clock: clock} }
+
+func (b *Backend) now() time.Time {
+	if b.Clock != nil {
+		return b.Clock()
+	}
+	return time.Now()
+}
+
+// lookup returns the live entry for key, dropping it if expired or flushed.
+// b.mu must be held.
+func (b *Backend) lookup(key []byte, now time.Time) *entry {
+	if b.flushAt != 0 && now.UnixNano() >= b.flushAt {
+		for k, e := range b.items {
+			if e.mtime <= b.flushAt {
+				b.remove(k, e)
+			}
+		}
+		b.flushAt = 0
+	}
+	e, ok := b.items[string(key)]
+	if !ok {
+		return nil
+	}
+	if e.exptime != 0 && e.exptime <= now.Unix() {
+		b.remove(string(key), e)
+		return nil
+	}
+	return e
+}
+
+func (b *Backend) remove(key string, e *entry) {
+	b.bytes -= int64(len(key) + len(e.value))
+	delete(b.items, key)
+}
+
+func (b *Backend) nextCAS() uint64 {
+	b.lastCAS++
+	return b.lastCAS
+}
+
+// setValue replaces e's value, reusing its array when it fits.
+func (b *Backend) setValue(e *entry, v []byte) {
+	b.bytes += int64(len(v) - len(e.value))
+	if cap(e.value) >= len(v) {
+		e.value = append(e.value[:0], v...)
+	} else {
+		e.value = append([]byte(nil), v...)
+	}
+}
+
+// Get implements memcache.Backend.
+func (b *Backend) Get(ctx context.Context, key, dst []byte, it *memcache.Item) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	if e == nil {
+		return memcache.ErrNotFound
+	}
+	b.fill(e, dst, it)
+	return nil
+}
+
+func (b *Backend) fill(e *entry, dst []byte, it *memcache.Item) {
+	it.Value = append(dst, e.value...)
+	it.Flags = e.flags
+	it.Exptime = e.exptime
+	it.CAS = e.cas
+}
+
+// GetAndTouch implements memcache.Backend.
+func (b *Backend) GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	if e == nil {
+		return memcache.ErrNotFound
+	}
+	e.exptime = exptime
+	b.fill(e, dst, it)
+	return nil
+}
+
+// Store implements memcache.Backend.
+func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	e := b.lookup(it.Key, now)
+	if it.CAS != 0 || mode == memcache.ModeCAS {
+		if e == nil {
+			return 0, memcache.ErrNotFound
+		}
+		if e.cas != it.CAS {
+			return 0, memcache.ErrExists
+		}
+	}
+	switch mode {
+	case memcache.ModeAdd:
+		if e != nil {
+			return 0, memcache.ErrNotStored
+		}
+	case memcache.ModeReplace, memcache.ModeAppend, memcache.ModePrepend:
+		if e == nil {
+			return 0, memcache.ErrNotStored
+		}
+	}
+	switch mode {
+	case memcache.ModeAppend:
+		b.bytes += int64(len(it.Value))
+		e.value = append(e.value, it.Value...)
+	case memcache.ModePrepend:
+		b.bytes += int64(len(it.Value))
+		v := make([]byte, 0, len(e.value)+len(it.Value))
+		e.value = append(append(v, it.Value...), e.value...)
+	default:
+		if e == nil {
+			if b.items == nil {
+				b.items = make(map[string]*entry)
+			}
+			e = &entry{}
+			b.items[string(it.Key)] = e
+			b.bytes += int64(len(it.Key))
+		}
+		b.setValue(e, it.Value)
+		e.flags = it.Flags
+		e.exptime = it.Exptime
+	}
+	b.totalItems++
+	e.mtime = now.UnixNano()
+	e.cas = b.nextCAS()
+	return e.cas, nil
+}
+
+// Delete implements memcache.Backend.
+func (b *Backend) Delete(ctx context.Context, key []byte, cas uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	if e == nil {
+		return memcache.ErrNotFound
+	}
+	if cas != 0 && cas != e.cas {
+		return memcache.ErrExists
+	}
+	b.remove(string(key), e)
+	return nil
+}
+
+// parseNumber parses a stored counter as memcached's strtoull does: leading
+// spaces, digits, then only whitespace.
+func parseNumber(v []byte) (uint64, bool) {
+	i := 0
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	j := i
+	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return 0, false
+	}
+	for _, ch := range v[j:] {
+		if ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(string(v[i:j]), 10, 64)
+	return n, err == nil
+}
+
+// Incr implements memcache.Backend.
+func (b *Backend) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	e := b.lookup(key, now)
+	if e == nil {
+		if create == nil {
+			return 0, 0, memcache.ErrNotFound
+		}
+		v, ok := parseNumber(create.Value)
+		if !ok {
+			return 0, 0, memcache.ErrNonNumeric
+		}
+		if b.items == nil {
+			b.items = make(map[string]*entry)
+		}
+		e = &entry{flags: create.Flags, exptime: create.Exptime, mtime: now.UnixNano(), cas: b.nextCAS()}
+		b.items[string(key)] = e
+		b.bytes += int64(len(key))
+		b.setValue(e, create.Value)
+		b.totalItems++
+		return v, e.cas, nil
+	}
+	v, ok := parseNumber(e.value)
+	if !ok {
+		return 0, 0, memcache.ErrNonNumeric
+	}
+	if decr {
+		if delta > v {
+			v = 0
+		} else {
+			v -= delta
+		}
+	} else {
+		v += delta // wraps at 2^64 like memcached
+	}
+	var num [20]byte
+	b.setValue(e, strconv.AppendUint(num[:0], v, 10))
+	e.mtime = now.UnixNano()
+	e.cas = b.nextCAS()
+	return v, e.cas, nil
+}
+
+// Touch implements memcache.Backend.
+func (b *Backend) Touch(ctx context.Context, key []byte, exptime int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	if e == nil {
+		return memcache.ErrNotFound
+	}
+	e.exptime = exptime
+	return nil
+}
+
+// FlushAll implements memcache.Backend.
+func (b *Backend) FlushAll(ctx context.Context, delay int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if delay <= 0 {
+		b.items = nil
+		b.bytes = 0
+		b.flushAt = 0
+		return nil
+	}
+	b.flushAt = b.now().UnixNano() + delay*int64(time.Second)
+	return nil
+}
+
+// Stats implements memcache.Backend.
+func (b *Backend) Stats(ctx context.Context, add func(name, value string)) error {
+	b.mu.Lock()
+	n, total, bytes := len(b.items), b.totalItems, b.bytes
+	b.mu.Unlock()
+	add("curr_items", strconv.Itoa(n))
+	add("total_items", strconv.FormatUint(total, 10))
+	add("bytes", strconv.FormatInt(bytes, 10))
+	add("evictions", "0")
+	add("limit_maxbytes", "0")
+	return nil
+}
+
+// Len returns the number of stored (possibly expired) items.
+func (b *Backend) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}

@@ -1,0 +1,126 @@
+package memtest
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kumofs/proto/memcache"
+)
+
+// StartServer serves s on a fresh 127.0.0.1 port and returns the address.
+// The server is closed when the test ends.
+func StartServer(t testing.TB, s *memcache.Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != memcache.ErrServerClosed {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return l.Addr().String()
+}
+
+// repoRoot finds the module root (the directory holding go.mod) above this
+// source file's package directory or the working directory.
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}
+
+// RequireTool returns the path of an external test tool. If it is missing
+// it runs scripts/install-test-tools.sh once; if still missing the test is
+// skipped, or fails when KUMO_REQUIRE_TOOLS=1.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	script := filepath.Join(repoRoot(), "scripts", "install-test-tools.sh")
+	if out, err := exec.Command(script).CombinedOutput(); err != nil {
+		t.Logf("%s: %v\n%s", script, err, out)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("KUMO_REQUIRE_TOOLS") == "1" {
+		t.Fatalf("%s is not installed (KUMO_REQUIRE_TOOLS=1)", name)
+	}
+	t.Skipf("%s is not installed", name)
+	return ""
+}
+
+// MemccapableCases is how many cases memccapable (libmemcached-tools 1.0.x)
+// runs: 27 ascii and 27 binary.
+const MemccapableCases = 54
+
+// RunMemccapable runs memccapable against addr (host:port) and fails t
+// unless every case passes. It flushes the server.
+func RunMemccapable(t testing.TB, addr string) {
+	t.Helper()
+	bin := RequireTool(t, "memccapable")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("bad address %q: %v", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-t", "10")
+	out, err := cmd.CombinedOutput()
+	pass, fail := 0, 0
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasSuffix(line, "[pass]"):
+			pass++
+		case strings.Contains(line, "[FAIL]") || strings.Contains(line, "[fail]"):
+			fail++
+			t.Errorf("memccapable: %s", line)
+		}
+	}
+	if err != nil || pass != MemccapableCases || fail != 0 {
+		t.Errorf("memccapable: %d passed, %d failed (want %d passed), err %v\n%s",
+			pass, fail, MemccapableCases, err, bytes.TrimSpace(out))
+	}
+}
+
+// ProbeTimeout bounds one probe.py run.
+var ProbeTimeout = 2 * time.Minute
+
+// RunProbe runs `/usr/bin/python3 probe.py addr` and returns its output
+// (the Markdown table).
+func RunProbe(t testing.TB, probePath, addr string) []byte {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		if os.Getenv("KUMO_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s missing", py)
+		}
+		t.Skipf("%s missing", py)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ProbeTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, probePath, addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("probe.py: %v\n%s", err, out)
+	}
+	return out
+}

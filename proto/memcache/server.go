@@ -1,0 +1,325 @@
+package memcache
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultVersion is what `version` reports unless Server.Version is set.
+// libmemcached parses it as 1.6.18.
+const DefaultVersion = "1.6.18-kumo"
+
+// DefaultMaxItemSize is the default item size limit (memcached's -I 1m).
+const DefaultMaxItemSize = 1 << 20
+
+// itemOverhead is what memcached counts against -I besides key and value
+// (item header, CAS, "\r\n"), so a 1 MiB value does not fit, as in memcached.
+const itemOverhead = 48
+
+const (
+	maxKeyLen    = 250
+	readBufSize  = 16 << 10 // longest command line except multi-key reads
+	writeBufSize = 16 << 10
+	maxLongLine  = 256 << 10 // longest get/gets/gat/gats line
+	relativeMax  = 60 * 60 * 24 * 30
+)
+
+// Server serves the memcached protocols over a Backend. Set the fields
+// before calling Serve; do not change them afterwards.
+type Server struct {
+	Backend     Backend
+	MaxItemSize int    // value+key+48 limit; 0 = DefaultMaxItemSize
+	Version     string // "" = DefaultVersion
+	MaxConns    int    // 0 = unlimited; above it new connections get an error and are closed
+	// Logf, if set, logs connection-level trouble (never per request).
+	Logf func(format string, args ...any)
+	// Now, if set, replaces time.Now (exptime normalisation, stats time).
+	Now func() time.Time
+
+	initOnce sync.Once
+	started  time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	mu        sync.Mutex // protects listeners, conns, closed
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup // connection goroutines started by Serve
+
+	st counters
+}
+
+type counters struct {
+	currConns, totalConns, rejectedConns             atomic.Int64
+	cmdGet, cmdSet, cmdFlush, cmdTouch, cmdMeta      atomic.Uint64
+	getHits, getMisses                               atomic.Uint64
+	deleteHits, deleteMisses                         atomic.Uint64
+	incrHits, incrMisses, decrHits, decrMisses       atomic.Uint64
+	casHits, casMisses, casBadval                    atomic.Uint64
+	touchHits, touchMisses, storeTooLarge, protoErrs atomic.Uint64
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.started = s.now()
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[net.Conn]struct{})
+	})
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) maxItem() int {
+	if s.MaxItemSize > 0 {
+		return s.MaxItemSize
+	}
+	return DefaultMaxItemSize
+}
+
+func (s *Server) version() string {
+	if s.Version != "" {
+		return s.Version
+	}
+	return DefaultVersion
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+// Serve accepts connections on l and serves each on its own goroutine until
+// Close is called (it then returns ErrServerClosed) or Accept fails.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logf("memcache: accept: %v; retrying in %v", err, delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if s.MaxConns > 0 && s.st.currConns.Load() >= int64(s.MaxConns) {
+			s.st.rejectedConns.Add(1)
+			nc.Write([]byte("ERROR Too many open connections\r\n"))
+			nc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.ServeConn(nc)
+		}()
+	}
+}
+
+// ServeConn serves one connection on the calling goroutine until the peer
+// closes it, sends quit, breaks the protocol beyond repair, or the server is
+// closed. It closes nc.
+func (s *Server) ServeConn(nc net.Conn) {
+	s.init()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[nc] = struct{}{}
+	s.mu.Unlock()
+	s.st.currConns.Add(1)
+	s.st.totalConns.Add(1)
+	c := newConn(s, nc)
+	err := c.serve()
+	c.release()
+	nc.Close()
+	s.st.currConns.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) {
+		s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
+	}
+}
+
+// Close stops all listeners and connections and waits for the connection
+// goroutines started by Serve to finish.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// normExptime turns a client exptime into the Backend's absolute form.
+func (s *Server) normExptime(e int64) int64 {
+	switch {
+	case e == 0:
+		return 0
+	case e < 0:
+		return 1
+	case e <= relativeMax:
+		return s.now().Unix() + e
+	default:
+		return e
+	}
+}
+
+// ttl is what mg's t flag shows: seconds left, -1 for never.
+func (s *Server) ttl(exptime int64) int64 {
+	if exptime == 0 {
+		return -1
+	}
+	d := exptime - s.now().Unix()
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+// writeStats reports the server block plus the backend's stats.
+func (s *Server) writeStats(ctx context.Context, add func(name, value string)) error {
+	now := s.now()
+	u := func(name string, v uint64) { add(name, strconv.FormatUint(v, 10)) }
+	i := func(name string, v int64) { add(name, strconv.FormatInt(v, 10)) }
+	i("pid", int64(os.Getpid()))
+	i("uptime", int64(now.Sub(s.started)/time.Second))
+	i("time", now.Unix())
+	add("version", s.version())
+	i("pointer_size", strconv.IntSize)
+	i("max_connections", int64(s.MaxConns))
+	i("curr_connections", s.st.currConns.Load())
+	i("total_connections", s.st.totalConns.Load())
+	i("rejected_connections", s.st.rejectedConns.Load())
+	u("cmd_get", s.st.cmdGet.Load())
+	u("cmd_set", s.st.cmdSet.Load())
+	u("cmd_flush", s.st.cmdFlush.Load())
+	u("cmd_touch", s.st.cmdTouch.Load())
+	u("cmd_meta", s.st.cmdMeta.Load())
+	u("get_hits", s.st.getHits.Load())
+	u("get_misses", s.st.getMisses.Load())
+	u("delete_misses", s.st.deleteMisses.Load())
+	u("delete_hits", s.st.deleteHits.Load())
+	u("incr_misses", s.st.incrMisses.Load())
+	u("incr_hits", s.st.incrHits.Load())
+	u("decr_misses", s.st.decrMisses.Load())
+	u("decr_hits", s.st.decrHits.Load())
+	u("cas_misses", s.st.casMisses.Load())
+	u("cas_hits", s.st.casHits.Load())
+	u("cas_badval", s.st.casBadval.Load())
+	u("touch_hits", s.st.touchHits.Load())
+	u("touch_misses", s.st.touchMisses.Load())
+	u("store_too_large", s.st.storeTooLarge.Load())
+	u("protocol_errors", s.st.protoErrs.Load())
+	i("item_size_max", int64(s.maxItem()))
+	i("threads", int64(runtime.GOMAXPROCS(0)))
+	if s.Backend == nil {
+		return nil
+	}
+	return s.Backend.Stats(ctx, add)
+}
+
+// resetStats is `stats reset`: zero the counters (not the connection gauges).
+func (s *Server) resetStats() {
+	st := &s.st
+	st.totalConns.Store(st.currConns.Load())
+	st.rejectedConns.Store(0)
+	for _, c := range []*atomic.Uint64{&st.cmdGet, &st.cmdSet, &st.cmdFlush, &st.cmdTouch, &st.cmdMeta,
+		&st.getHits, &st.getMisses, &st.deleteHits, &st.deleteMisses, &st.incrHits, &st.incrMisses,
+		&st.decrHits, &st.decrMisses, &st.casHits, &st.casMisses, &st.casBadval, &st.touchHits,
+		&st.touchMisses, &st.storeTooLarge, &st.protoErrs} {
+		c.Store(0)
+	}
+}
+
+// Buffer pools by size class. Buffers are handed out as *[]byte so that
+// Put does not allocate.
+var bufClasses = [...]int{4 << 10, 32 << 10, 256 << 10, 1<<20 + 64<<10}
+
+var bufPools [len(bufClasses)]sync.Pool
+
+// getBuf returns a buffer of length >= n from the pool of its size class.
+func getBuf(n int) *[]byte {
+	for i, sz := range bufClasses {
+		if n <= sz {
+			if p, ok := bufPools[i].Get().(*[]byte); ok {
+				return p
+			}
+			b := make([]byte, sz)
+			return &b
+		}
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// putBuf returns p to its pool; buffers of no class are dropped.
+func putBuf(p *[]byte) {
+	if p == nil {
+		return
+	}
+	c := cap(*p)
+	for i, sz := range bufClasses {
+		if c == sz {
+			*p = (*p)[:sz]
+			bufPools[i].Put(p)
+			return
+		}
+	}
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+)

@@ -1,0 +1,467 @@
+package memcache
+
+import (
+	"errors"
+	"io"
+)
+
+// serveText runs the text (and meta) protocol until an error or quit.
+func (c *conn) serveText() error {
+	for {
+		line, err := c.readLine()
+		if err != nil {
+			if err == errLineTooLong {
+				c.s.st.protoErrs.Add(1)
+				c.bw.WriteString("CLIENT_ERROR line too long\r\n")
+			}
+			return err
+		}
+		c.noreply = false
+		if err := c.dispatchText(line); err != nil {
+			return err
+		}
+		if cap(*c.in) > 32<<10 || cap(*c.out) > 32<<10 || c.long != nil {
+			c.shrink()
+		}
+	}
+}
+
+func (c *conn) dispatchText(line []byte) error {
+	cmd, rest := nextToken(line)
+	switch string(cmd) {
+	case "get":
+		return c.textGet(rest, false, false)
+	case "gets":
+		return c.textGet(rest, true, false)
+	case "gat":
+		return c.textGet(rest, false, true)
+	case "gats":
+		return c.textGet(rest, true, true)
+	}
+	n := c.tokenize(line)
+	if n > maxTokens {
+		c.writeString("ERROR\r\n")
+		return nil
+	}
+	tok := c.tok[:n]
+	switch string(cmd) {
+	case "set":
+		return c.textStore(ModeSet, tok)
+	case "add":
+		return c.textStore(ModeAdd, tok)
+	case "replace":
+		return c.textStore(ModeReplace, tok)
+	case "append":
+		return c.textStore(ModeAppend, tok)
+	case "prepend":
+		return c.textStore(ModePrepend, tok)
+	case "cas":
+		return c.textStore(ModeCAS, tok)
+	case "incr":
+		c.textIncr(false, tok)
+	case "decr":
+		c.textIncr(true, tok)
+	case "delete":
+		c.textDelete(tok)
+	case "touch":
+		c.textTouch(tok)
+	case "mg":
+		c.metaGet(tok)
+	case "ms":
+		return c.metaSet(tok)
+	case "md":
+		c.metaDelete(tok)
+	case "ma":
+		c.metaArith(tok)
+	case "mn":
+		c.s.st.cmdMeta.Add(1)
+		c.bw.WriteString("MN\r\n")
+	case "me":
+		c.metaDebug(tok)
+	case "version":
+		c.bw.WriteString("VERSION ")
+		c.bw.WriteString(c.s.version())
+		c.bw.WriteString("\r\n")
+	case "quit":
+		return errQuit
+	case "flush_all":
+		c.textFlush(tok)
+	case "stats":
+		c.textStats(tok)
+	case "verbosity":
+		if n < 2 || n > 3 {
+			c.writeString("ERROR\r\n")
+			return nil
+		}
+		c.noreply = string(tok[n-1]) == "noreply"
+		c.writeString("OK\r\n")
+	case "cache_memlimit":
+		if n < 2 || n > 3 {
+			c.writeString("ERROR\r\n")
+			return nil
+		}
+		c.noreply = n == 3 && string(tok[2]) == "noreply"
+		if _, ok := parseUint(tok[1]); !ok {
+			c.writeString("CLIENT_ERROR bad command line format\r\n")
+			return nil
+		}
+		c.writeString("OK\r\n")
+	default:
+		c.s.st.protoErrs.Add(1)
+		c.bw.WriteString("ERROR\r\n")
+	}
+	return nil
+}
+
+// textGet serves get, gets, gat and gats; rest is the line after the
+// command name.
+func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
+	var exptime int64
+	if touch {
+		et, r := nextToken(rest)
+		if len(et) == 0 {
+			c.bw.WriteString("ERROR\r\n")
+			return nil
+		}
+		e, ok := parseInt32(et)
+		if !ok {
+			c.bw.WriteString("CLIENT_ERROR invalid exptime argument\r\n")
+			return nil
+		}
+		exptime = c.s.normExptime(e)
+		rest = r
+	}
+	nkeys := 0
+	for r := rest; ; {
+		k, r2 := nextToken(r)
+		if len(k) == 0 {
+			break
+		}
+		if len(k) > maxKeyLen {
+			c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
+			return nil
+		}
+		nkeys++
+		r = r2
+	}
+	if nkeys == 0 && !touch {
+		c.bw.WriteString("ERROR\r\n")
+		return nil
+	}
+	st := &c.s.st
+	for r := rest; ; {
+		key, r2 := nextToken(r)
+		if len(key) == 0 {
+			break
+		}
+		r = r2
+		st.cmdGet.Add(1)
+		if touch {
+			st.cmdTouch.Add(1)
+		}
+		err := c.get(key, touch, exptime)
+		switch {
+		case err == nil:
+			st.getHits.Add(1)
+			if touch {
+				st.touchHits.Add(1)
+			}
+			c.writeValue(key, withCAS)
+		case errors.Is(err, ErrNotFound):
+			st.getMisses.Add(1)
+			if touch {
+				st.touchMisses.Add(1)
+			}
+		default:
+			c.serverError(err)
+			return nil
+		}
+	}
+	c.bw.WriteString("END\r\n")
+	return nil
+}
+
+func (c *conn) writeValue(key []byte, withCAS bool) {
+	b := c.reserve(len(key) + 64)
+	b = append(b, "VALUE "...)
+	b = append(b, key...)
+	b = append(b, ' ')
+	b = appendUint(b, uint64(c.it.Flags))
+	b = append(b, ' ')
+	b = appendUint(b, uint64(len(c.it.Value)))
+	if withCAS {
+		b = append(b, ' ')
+		b = appendUint(b, c.it.CAS)
+	}
+	b = append(b, "\r\n"...)
+	c.bw.Write(b)
+	c.bw.Write(c.it.Value)
+	c.bw.WriteString("\r\n")
+}
+
+// tooLarge reports whether a value of n bytes under key exceeds the limit.
+func (c *conn) tooLarge(key []byte, n int64) bool {
+	return n+int64(len(key))+itemOverhead > int64(c.s.maxItem())
+}
+
+// textStore serves set, add, replace, append, prepend and cas.
+func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
+	want := 5
+	if mode == ModeCAS {
+		want = 6
+	}
+	n := len(tok)
+	if n != want && n != want+1 {
+		c.bw.WriteString("ERROR\r\n")
+		return nil
+	}
+	c.noreply = n == want+1 && string(tok[n-1]) == "noreply"
+	key := tok[1]
+	flags, ok1 := parseUint(tok[2])
+	exp, ok2 := parseInt32(tok[3])
+	vlen, ok3 := parseInt32(tok[4])
+	var cas uint64
+	ok4 := true
+	if mode == ModeCAS {
+		cas, ok4 = parseUint(tok[5])
+	}
+	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || !ok4 || vlen < 0 {
+		c.writeString("CLIENT_ERROR bad command line format\r\n")
+		return nil
+	}
+	c.s.st.cmdSet.Add(1)
+	if c.tooLarge(key, vlen) {
+		c.s.st.storeTooLarge.Add(1)
+		c.writeString("SERVER_ERROR object too large for cache\r\n")
+		if mode == ModeSet {
+			// As memcached: a failed set must not leave the old value behind.
+			c.s.Backend.Delete(c.ctx, key, 0)
+		}
+		return c.discard(vlen + 2)
+	}
+	k := append(c.keybuf[:0], key...)
+	data := c.inBuf(int(vlen) + 2)
+	if _, err := io.ReadFull(c.br, data); err != nil {
+		return err
+	}
+	if data[vlen] != '\r' || data[vlen+1] != '\n' {
+		c.s.st.protoErrs.Add(1)
+		c.writeString("CLIENT_ERROR bad data chunk\r\n")
+		return nil
+	}
+	c.it = Item{Key: k, Value: data[:vlen], Flags: uint32(flags), Exptime: c.s.normExptime(exp), CAS: cas}
+	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)
+	c.storeReply(err, mode == ModeCAS)
+	return nil
+}
+
+func (c *conn) storeReply(err error, isCAS bool) {
+	st := &c.s.st
+	switch {
+	case err == nil:
+		if isCAS {
+			st.casHits.Add(1)
+		}
+		c.writeString("STORED\r\n")
+	case errors.Is(err, ErrNotStored):
+		c.writeString("NOT_STORED\r\n")
+	case errors.Is(err, ErrExists):
+		st.casBadval.Add(1)
+		c.writeString("EXISTS\r\n")
+	case errors.Is(err, ErrNotFound):
+		st.casMisses.Add(1)
+		c.writeString("NOT_FOUND\r\n")
+	case errors.Is(err, ErrTooLarge):
+		c.writeString("SERVER_ERROR object too large for cache\r\n")
+	default:
+		c.serverError(err)
+	}
+}
+
+func (c *conn) textIncr(decr bool, tok [][]byte) {
+	n := len(tok)
+	if n != 3 && n != 4 {
+		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	c.noreply = n == 4 && string(tok[3]) == "noreply"
+	key := tok[1]
+	if len(key) > maxKeyLen {
+		c.writeString("CLIENT_ERROR bad command line format\r\n")
+		return
+	}
+	delta, ok := parseUint(tok[2])
+	if !ok {
+		c.writeString("CLIENT_ERROR invalid numeric delta argument\r\n")
+		return
+	}
+	v, _, err := c.s.Backend.Incr(c.ctx, key, delta, decr, nil)
+	st := &c.s.st
+	switch {
+	case err == nil:
+		if decr {
+			st.decrHits.Add(1)
+		} else {
+			st.incrHits.Add(1)
+		}
+		if !c.noreply {
+			b := c.reserve(32)
+			b = appendUint(b, v)
+			b = append(b, "\r\n"...)
+			c.bw.Write(b)
+		}
+	case errors.Is(err, ErrNotFound):
+		if decr {
+			st.decrMisses.Add(1)
+		} else {
+			st.incrMisses.Add(1)
+		}
+		c.writeString("NOT_FOUND\r\n")
+	case errors.Is(err, ErrNonNumeric):
+		c.writeString("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+	default:
+		c.serverError(err)
+	}
+}
+
+func (c *conn) textDelete(tok [][]byte) {
+	n := len(tok)
+	if n < 2 || n > 4 {
+		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	if n > 2 {
+		holdZero := string(tok[2]) == "0"
+		c.noreply = string(tok[n-1]) == "noreply"
+		if !(n == 3 && (holdZero || c.noreply)) && !(n == 4 && holdZero && c.noreply) {
+			c.writeString("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
+			return
+		}
+	}
+	key := tok[1]
+	if len(key) > maxKeyLen {
+		c.writeString("CLIENT_ERROR bad command line format\r\n")
+		return
+	}
+	err := c.s.Backend.Delete(c.ctx, key, 0)
+	switch {
+	case err == nil:
+		c.s.st.deleteHits.Add(1)
+		c.writeString("DELETED\r\n")
+	case errors.Is(err, ErrNotFound):
+		c.s.st.deleteMisses.Add(1)
+		c.writeString("NOT_FOUND\r\n")
+	default:
+		c.serverError(err)
+	}
+}
+
+func (c *conn) textTouch(tok [][]byte) {
+	n := len(tok)
+	if n != 3 && n != 4 {
+		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	c.noreply = n == 4 && string(tok[3]) == "noreply"
+	key := tok[1]
+	if len(key) > maxKeyLen {
+		c.writeString("CLIENT_ERROR bad command line format\r\n")
+		return
+	}
+	e, ok := parseInt32(tok[2])
+	if !ok {
+		c.writeString("CLIENT_ERROR invalid exptime argument\r\n")
+		return
+	}
+	c.s.st.cmdTouch.Add(1)
+	err := c.s.Backend.Touch(c.ctx, key, c.s.normExptime(e))
+	switch {
+	case err == nil:
+		c.s.st.touchHits.Add(1)
+		c.writeString("TOUCHED\r\n")
+	case errors.Is(err, ErrNotFound):
+		c.s.st.touchMisses.Add(1)
+		c.writeString("NOT_FOUND\r\n")
+	default:
+		c.serverError(err)
+	}
+}
+
+// flushDelay turns a flush_all argument into a delay in seconds.
+func (s *Server) flushDelay(e int64) int64 {
+	switch {
+	case e <= 0:
+		return 0
+	case e <= relativeMax:
+		return e
+	default:
+		return max(e-s.now().Unix(), 0)
+	}
+}
+
+func (c *conn) textFlush(tok [][]byte) {
+	n := len(tok)
+	if n > 3 {
+		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	c.noreply = string(tok[n-1]) == "noreply"
+	var e int64
+	if n == 3 || (n == 2 && !c.noreply) {
+		var ok bool
+		if e, ok = parseInt32(tok[1]); !ok {
+			c.writeString("CLIENT_ERROR invalid exptime argument\r\n")
+			return
+		}
+	}
+	c.s.st.cmdFlush.Add(1)
+	if err := c.s.Backend.FlushAll(c.ctx, c.s.flushDelay(e)); err != nil {
+		c.serverError(err)
+		return
+	}
+	c.writeString("OK\r\n")
+}
+
+func (c *conn) textStats(tok [][]byte) {
+	add := func(name, value string) {
+		c.bw.WriteString("STAT ")
+		c.bw.WriteString(name)
+		c.bw.WriteString(" ")
+		c.bw.WriteString(value)
+		c.bw.WriteString("\r\n")
+	}
+	if len(tok) == 1 {
+		if err := c.s.writeStats(c.ctx, add); err != nil {
+			c.serverError(err)
+			return
+		}
+		c.bw.WriteString("END\r\n")
+		return
+	}
+	switch string(tok[1]) {
+	case "reset":
+		c.s.resetStats()
+		c.bw.WriteString("RESET\r\n")
+	case "settings":
+		add("item_size_max", itoa(int64(c.s.maxItem())))
+		add("maxconns", itoa(int64(c.s.MaxConns)))
+		add("evictions", "on")
+		add("cas_enabled", "yes")
+		add("binding_protocol", "auto-negotiate")
+		c.bw.WriteString("END\r\n")
+	case "items", "slabs", "sizes", "conns", "extstore":
+		c.bw.WriteString("END\r\n")
+	case "detail":
+		if len(tok) == 3 && (string(tok[2]) == "on" || string(tok[2]) == "off") {
+			c.bw.WriteString("OK\r\n")
+		} else if len(tok) == 3 && string(tok[2]) == "dump" {
+			c.bw.WriteString("END\r\n")
+		} else {
+			c.bw.WriteString("ERROR\r\n")
+		}
+	default:
+		c.bw.WriteString("ERROR\r\n")
+	}
+}
+
+func itoa(v int64) string { return string(appendInt(nil, v)) }
