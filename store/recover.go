@@ -43,6 +43,11 @@ func (g *gen) recover(size int64) error {
 	}
 	from := c
 	if full {
+		// Check the whole log before touching the table, so a refused
+		// open leaves the file as it was.
+		if bad := g.scanValid(g.logStart, c, &scratch); bad < c {
+			return fmt.Errorf("%w (record at offset %d, before the checkpoint at %d)", ErrCorrupt, bad, c)
+		}
 		clear(g.slots)
 		from = g.logStart
 		// No removed slot is reused during a rebuild.

@@ -142,10 +142,13 @@ func Verify(path string) (VerifyReport, error) {
 			if off >= int64(h.checkpoint) && allZero(f, off, size) {
 				break // preallocated space
 			}
-			rep.Bad = append(rep.Bad, off)
 			next, ok := resync(g, off+1<<g.apow, size, &scratch)
+			if !ok && off >= int64(h.checkpoint) {
+				rep.TailCut = size - off // torn tail, cut at the next open
+				break
+			}
+			rep.Bad = append(rep.Bad, off)
 			if !ok {
-				rep.TailCut = size - off
 				break
 			}
 			off = next
