@@ -53,6 +53,10 @@ type Options struct {
 	ExtraGatewayArgs []string
 	Verbose          bool // pass -v to every daemon
 
+	// Context, if set, cancels Start: its waits give up and everything
+	// started is stopped.
+	Context context.Context
+
 	// NoAttach skips the kumoctl attach and the gateway probe: Start returns
 	// once every server has reached the manager.
 	NoAttach bool
@@ -104,6 +108,9 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	if opts.BinDir == "" {
 		return nil, errors.New("localcluster: Options.BinDir is empty")
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	c := &Cluster{opts: opts, taken: make(map[int]bool)}
 	if opts.Dir == "" {
@@ -220,6 +227,9 @@ func (c *Cluster) waitNewNode(p *Proc, off int64) error {
 		if !p.Alive() {
 			return fmt.Errorf("%w: %s exited (%v)", ErrExited, p.Name, p.Wait())
 		}
+		if err := c.opts.Context.Err(); err != nil {
+			return fmt.Errorf("localcluster: %w", err)
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %s never logged \"new node %s\"", ErrTimeout, m.Name, p.Addr)
 		}
@@ -296,7 +306,11 @@ func (c *Cluster) Probe(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: gateway %s not ready after %v: %w", ErrTimeout, c.gwText, timeout, last)
 		}
-		time.Sleep(4 * pollInterval)
+		select {
+		case <-c.opts.Context.Done():
+			return fmt.Errorf("localcluster: %w", c.opts.Context.Err())
+		case <-time.After(4 * pollInterval):
+		}
 	}
 }
 
@@ -390,7 +404,7 @@ func (c *Cluster) StatServer(i int, args ...string) (string, error) {
 }
 
 func (c *Cluster) run(tool string, args []string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), ToolTimeout)
+	ctx, cancel := context.WithTimeout(c.opts.Context, ToolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin(tool), args...)
 	var stdout, stderr bytes.Buffer

@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -392,5 +393,21 @@ func TestStartFailsWithLogs(t *testing.T) {
 	var se *StartError
 	if !errors.As(err, &se) || !strings.Contains(se.Logs, "==> manager-1:") || !strings.Contains(se.Logs, "new node") {
 		t.Fatalf("Start error = %v", err)
+	}
+}
+
+func TestStartCanceled(t *testing.T) {
+	// Every daemon is a sleeper, so no server ever reaches the manager; with
+	// a canceled context Start gives up at once and stops everything.
+	t.Setenv(envFake, "sleeper")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	_, err := Start(Options{BinDir: fakeBinDir(t), Dir: t.TempDir(), Servers: 1, Context: ctx})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > ReadyTimeout/2 {
+		t.Fatalf("Start took %v after cancel", d)
 	}
 }
