@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -154,6 +153,3 @@ func appendHex16(b []byte, h uint64) []byte {
 	}
 	return b
 }
-
-// errNoManager is returned while the -m form has no RPC client.
-var errNoManager = errors.New("kumohash: -m is not yet supported (no RPC client); list the servers instead: kumohash SERVER ... -- command")
