@@ -314,6 +314,9 @@ func (c *Cluster) Probe(timeout time.Duration) error {
 	}
 }
 
+// BinDir returns the folder of the binaries.
+func (c *Cluster) BinDir() string { return c.opts.BinDir }
+
 // Dir returns the data and log folder.
 func (c *Cluster) Dir() string { return c.dir }
 
