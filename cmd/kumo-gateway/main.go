@@ -1,0 +1,115 @@
+// Command kumo-gateway serves the memcached protocols and routes every
+// request to the servers that own the key.
+//
+//	kumo-gateway -m MGR[:19700] [-p MGR2] -t [ADDR:]PORT [-b [ADDR:]PORT] [-k PREFIX]
+package main
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/daemon"
+	"kumofs/kumo/gateway"
+	"kumofs/ring"
+)
+
+const usage = "usage: kumo-gateway -m <addr[:port=19700]> -p <addr[:port=19700]> -t <[addr:]port=11411> -b <[addr:]port=11511>"
+
+// listenAddr turns a kumofs "listenable" into host:port: "port" and ":port"
+// mean every address, "host" the default port.
+func listenAddr(s string, def int) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	if p, err := strconv.Atoi(s); err == nil {
+		return net.JoinHostPort("0.0.0.0", strconv.Itoa(p)), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return net.JoinHostPort(s, strconv.Itoa(def)), nil
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func main() {
+	var (
+		c                          daemon.Common
+		m1, m2, text, bin, cloudy  string
+		prefix, localCache         string
+		saveFlag, saveExp          bool
+		asyncSet, asyncDel         bool
+		getRetry, setRetry, delRty int
+		renew, maxItem, maxConns   int
+		retryTimeout               time.Duration
+	)
+	fs := cli.New("kumo-gateway", usage)
+	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
+	listenable := func(def int) func(string) error {
+		return func(s string) error { _, err := listenAddr(s, def); return err }
+	}
+	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr, cli.Required)
+	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr)
+	fs.Address(&text, "-t", "--memproto-text", "", "memcached text protocol listen address", listenable(11411))
+	fs.Address(&bin, "-b", "--memproto-binary", "", "memcached binary protocol listen address", listenable(11511))
+	fs.Address(&cloudy, "-c", "--cloudy", "", "asynchronous memcached binary protocol (not supported)", listenable(11611))
+	fs.String(&localCache, "-lc", "--local-cache", "", "local cache (accepted for compatibility; not used)")
+	fs.Bool(&saveFlag, "-F", "--memproto-save-flag", "save flags (always on in kumo)")
+	fs.Bool(&saveExp, "-E", "--memproto-save-expire", "save expiration time (always on in kumo)")
+	fs.Bool(&asyncSet, "-As", "--async-replicate-set", "(accepted for compatibility)")
+	fs.Bool(&asyncDel, "-Ad", "--async-replicate-delete", "(accepted for compatibility)")
+	fs.Int(&getRetry, "-G", "--get-retry", 5, "get retry limit")
+	fs.Int(&setRetry, "-S", "--set-retry", 20, "set retry limit")
+	fs.Int(&delRty, "-D", "--delete-retry", 20, "delete retry limit")
+	fs.Int(&renew, "-rn", "--renew-threshold", 4, "hash space renew threshold")
+	fs.String(&prefix, "-k", "--key-prefix", "", "add prefix to every key")
+	fs.Int(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes")
+	fs.Int(&maxConns, "", "--max-conns", 0, "maximum client connections (0 = unlimited)")
+	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
+	c.Register(fs, 2*time.Second, false)
+	fs.MustParse(os.Args[1:])
+
+	if text == "" && bin == "" && cloudy == "" {
+		fs.Fail("-t, -b or -c is required")
+	}
+	if cloudy != "" {
+		fs.Fail("-c (cloudy) is not supported by kumo; use -b")
+	}
+	textAddr, _ := listenAddr(text, 11411)
+	binAddr, _ := listenAddr(bin, 11511)
+	var mgrs []string
+	for _, m := range []string{m1, m2} {
+		if m != "" {
+			a, _ := ring.ParseAddr(m, 19700)
+			mgrs = append(mgrs, a.String())
+		}
+	}
+	log, err := c.Setup("gateway")
+	if err != nil {
+		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+	}
+	g, err := gateway.New(gateway.Config{
+		Managers:     mgrs,
+		Text:         textAddr,
+		Binary:       binAddr,
+		KeyPrefix:    []byte(prefix),
+		RetryTimeout: retryTimeout,
+		MaxItemSize:  maxItem,
+		MaxConns:     maxConns,
+		Log:          log,
+	})
+	if err != nil {
+		log.Errorf("cannot start: %v", err)
+		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+	}
+	log.Infof("kumo-gateway %s serving memcached on %v", cli.Version, g.Addrs())
+	daemon.Wait(log, g.Close)
+}

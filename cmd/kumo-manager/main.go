@@ -1,0 +1,69 @@
+// Command kumo-manager tracks the cluster's servers, detects failures,
+// drives rebalancing and answers kumoctl.
+//
+//	kumo-manager -l ADDR[:19700] [-p PARTNER[:19700]] [-a] [-Rs 4]
+package main
+
+import (
+	"os"
+	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/daemon"
+	"kumofs/kumo/manager"
+	"kumofs/ring"
+)
+
+const usage = "usage: kumo-manager -l <addr[:port=19700]> -p <addr[:port=19700]>"
+
+func main() {
+	var (
+		c                   daemon.Common
+		listen, partner     string
+		auto                bool
+		delay, lost, silent time.Duration
+	)
+	fs := cli.New("kumo-manager", usage)
+	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
+	fs.Address(&listen, "-l", "--listen", "", "listen address", addr, cli.Required)
+	fs.Address(&partner, "-p", "--partner", "", "address of the partner manager", addr)
+	fs.Bool(&auto, "-a", "--auto-replace", "enable auto replacing")
+	fs.Seconds(&delay, "-Rs", "--replace-delay", 4*time.Second, "delay time of auto replacing in seconds")
+	fs.Seconds(&lost, "", "--lost-timeout", 1500*time.Millisecond, "how long a disconnected server may stay away before it is marked fault")
+	fs.Seconds(&silent, "", "--keepalive-timeout", 3*time.Second, "how long a connected server may stay silent before it is marked fault")
+	c.Register(fs, 2*time.Second, true)
+	fs.MustParse(os.Args[1:])
+
+	self, _ := ring.ParseAddr(listen, 19700)
+	if partner != "" {
+		p, _ := ring.ParseAddr(partner, 19700)
+		if p == self {
+			fs.Fail("-l and -p must be different")
+		}
+		partner = p.String()
+	}
+	log, err := c.Setup("manager")
+	if err != nil {
+		daemon.Fatal(os.Stderr, "kumo-manager", err)
+	}
+	clk, err := daemon.NewClock()
+	if err != nil {
+		daemon.Fatal(os.Stderr, "kumo-manager", err)
+	}
+	m, err := manager.New(manager.Config{
+		Self:             self,
+		Partner:          partner,
+		AutoReplace:      auto,
+		ReplaceDelay:     delay,
+		LostTimeout:      lost,
+		KeepAliveTimeout: silent,
+		Log:              log,
+		Clock:            clk,
+	})
+	if err != nil {
+		log.Errorf("cannot start: %v", err)
+		daemon.Fatal(os.Stderr, "kumo-manager", err)
+	}
+	log.Infof("kumo-manager %s listening on %s", cli.Version, self)
+	daemon.Wait(log, m.Close)
+}

@@ -1,0 +1,101 @@
+// Command kumo-server stores a share of the cluster's data and coordinates
+// the memcached commands for the keys it owns first.
+//
+//	kumo-server -l ADDR[:19800] -m MGR[:19700] [-p MGR2] -s PATH [-L 19900] [-f DIR] ...
+package main
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/daemon"
+	"kumofs/kumo/server"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+const usage = "usage: kumo-server -l <addr[:port=19800]> -L <port=19900> -m <addr[:port=19700]> -p <addr[:port=19700]> -s <path.kch>"
+
+func main() {
+	var (
+		c                      daemon.Common
+		listen, m1, m2, path   string
+		tmp, syncPolicy        string
+		streamPort             int
+		setRetry, delRetry     int
+		memLimit, gcMemLimit   int
+		gcMin, gcMax, replWait time.Duration
+	)
+	fs := cli.New("kumo-server", usage)
+	addr := func(def int) func(string) error {
+		return func(s string) error { _, err := ring.ParseAddr(s, def); return err }
+	}
+	fs.Address(&listen, "-l", "--listen", "", "listen address (advertised to the other nodes)", addr(19800), cli.Required)
+	fs.Int(&streamPort, "-L", "--stream-listen", 19900, "listen port of the replace stream")
+	fs.String(&tmp, "-f", "--offer-tmp", "/tmp", "path to temporary directory for replacing")
+	fs.String(&path, "-s", "--store", "", "path to the database", cli.Required)
+	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr(19700), cli.Required)
+	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr(19700))
+	fs.Int(&setRetry, "-S", "--replicate-set-retry", 20, "replicate set retry limit")
+	fs.Int(&delRetry, "-D", "--replicate-delete-retry", 20, "replicate delete retry limit")
+	fs.Int(&memLimit, "-M", "--replace-memory-limit", 0, "replace memory limit in MB (accepted; kumo bounds memory itself)")
+	fs.Seconds(&gcMin, "-gN", "--garbage-min-time", 60*time.Second, "minimum time to keep deleted keys")
+	fs.Seconds(&gcMax, "-gX", "--garbage-max-time", time.Hour, "maximum time to keep deleted keys")
+	fs.Int(&gcMemLimit, "-gS", "--garbage-mem-limit", 2048, "garbage memory limit in KB (accepted; tombstones live on disk)")
+	fs.String(&syncPolicy, "", "--sync", "interval", "store sync policy: none, interval (1 s) or always")
+	fs.Seconds(&replWait, "", "--replicate-timeout", 10*time.Second, "how long a write waits for an unreachable replica")
+	c.Register(fs, 8*time.Second, true)
+	fs.MustParse(os.Args[1:])
+
+	self, _ := ring.ParseAddr(listen, 19800)
+	var mgrs []string
+	for _, m := range []string{m1, m2} {
+		if m == "" {
+			continue
+		}
+		a, _ := ring.ParseAddr(m, 19700)
+		mgrs = append(mgrs, a.String())
+	}
+	if len(mgrs) == 2 && mgrs[0] == mgrs[1] {
+		fs.Fail("-m and -p must be different")
+	}
+	sp, err := store.ParseSyncPolicy(syncPolicy)
+	if err != nil {
+		fs.Fail("%v", err)
+	}
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path = path[:i] // kumofs's Tokyo Cabinet tuning suffix: not ours
+	}
+	log, err := c.Setup("server")
+	if err != nil {
+		daemon.Fatal(os.Stderr, "kumo-server", err)
+	}
+	clk, err := daemon.NewClock()
+	if err != nil {
+		daemon.Fatal(os.Stderr, "kumo-server", err)
+	}
+	srv, err := server.New(server.Config{
+		Self:        self,
+		StreamPort:  streamPort,
+		Managers:    mgrs,
+		StorePath:   path,
+		Store:       store.Options{Sync: sp},
+		TmpDir:      tmp,
+		ReplTimeout: replWait,
+		GarbageMax:  gcMax,
+		Log:         log,
+		Clock:       clk,
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			log.Errorf("%s is in use by another process", path)
+		}
+		log.Errorf("cannot start: %v", err)
+		daemon.Fatal(os.Stderr, "kumo-server", err)
+	}
+	log.Infof("kumo-server %s listening on %s, store %s", cli.Version, self, path)
+	daemon.Wait(log, srv.Close)
+}

@@ -1,0 +1,143 @@
+// Package daemon holds what kumo's three daemons share around their role:
+// the common kumofs options (-v, -o, -d, -Ci, -Ys, -Yn, -TW, -TR, -g), the
+// logger they ask for, daemonizing with a pid file, and the signal loop
+// (SIGTERM/SIGINT stop cleanly, SIGHUP reopens the log file).
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/logging"
+	"kumofs/kumo/clock"
+)
+
+// Common holds the options every daemon takes.
+type Common struct {
+	Verbose   bool
+	LogPath   string
+	BinLog    string
+	PidFile   string
+	Keepalive time.Duration
+	ClockStep time.Duration
+	ConnectTO time.Duration
+	Retries   int
+	WThreads  int
+	RThreads  int
+}
+
+// Register adds the common options to fs. keepalive says whether -k means
+// the keepalive interval (it is the key prefix on the gateway).
+func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bool) {
+	fs.Bool(&c.Verbose, "-v", "--verbose", "verbose mode (debug log lines)")
+	fs.String(&c.LogPath, "-o", "--log", "", "output logs to the file (append; reopened on SIGHUP)")
+	fs.String(&c.BinLog, "-g", "--binary-log", "", "binary log (accepted for compatibility; not written)")
+	fs.String(&c.PidFile, "-d", "--daemon", "", "run as a daemon and write the pid file")
+	if keepalive {
+		fs.Seconds(&c.Keepalive, "-k", "--keepalive-interval", 2*time.Second, "keepalive interval in seconds")
+	} else {
+		fs.Seconds(&c.Keepalive, "", "--keepalive-interval", 2*time.Second, "keepalive interval in seconds")
+	}
+	fs.Seconds(&c.ClockStep, "-Ci", "--clock-interval", clockStep, "clock interval in seconds")
+	fs.Seconds(&c.ConnectTO, "-Ys", "--connect-timeout", 2*time.Second, "connect timeout in seconds")
+	fs.Int(&c.Retries, "-Yn", "--connect-retry-limit", 4, "connect retry limit")
+	fs.Int(&c.WThreads, "-TW", "--write-threads", 2, "number of write threads (accepted for compatibility)")
+	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
+}
+
+// envDaemonized marks the re-executed child of Daemonize.
+const envDaemonized = "KUMO_DAEMONIZED"
+
+// Setup daemonizes when -d was given (the parent writes the child's pid to
+// the pid file and exits), then opens the logger -o and -v ask for.
+func (c *Common) Setup(component string) (*logging.Logger, error) {
+	if c.PidFile != "" && os.Getenv(envDaemonized) == "" {
+		if err := c.daemonize(); err != nil {
+			return nil, err
+		}
+		os.Exit(0)
+	}
+	l, err := logging.Setup(c.LogPath, c.Verbose)
+	if err != nil {
+		return nil, err
+	}
+	return l.With(component), nil
+}
+
+// daemonize re-executes this program in a new session, detached from the
+// terminal, and writes its pid file. Go cannot fork; a re-exec with setsid
+// is the equivalent of kumofs's double fork.
+func (c *Common) daemonize() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), envDaemonized+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if c.LogPath != "" {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
+	} else {
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		cmd.Process.Kill()
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// NewClock returns the process clock, offset by KUMO_CLOCK_OFFSET when set
+// (clock-skew tests).
+func NewClock() (*clock.Clock, error) {
+	off, err := clock.OffsetFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return clock.New(clock.Options{Offset: off}), nil
+}
+
+// Wait blocks until SIGTERM or SIGINT, reopening the log on SIGHUP, then
+// runs stop.
+func Wait(log *logging.Logger, stop func() error) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGPIPE)
+	for sig := range ch {
+		if sig == syscall.SIGHUP {
+			if err := log.Reopen(); err != nil {
+				log.Errorf("reopening the log: %v", err)
+			}
+			continue
+		}
+		log.Infof("%v: shutting down", sig)
+		break
+	}
+	signal.Stop(ch)
+	if err := stop(); err != nil {
+		log.Errorf("shutdown: %v", err)
+	}
+	log.Infof("stopped")
+}
+
+// Fatal prints one clear line for an error that stops the program and exits 1.
+func Fatal(w io.Writer, prog string, err error) {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		fmt.Fprintf(w, "%s: %s: %v\n", prog, pe.Path, pe.Err)
+	} else {
+		fmt.Fprintf(w, "%s: %v\n", prog, err)
+	}
+	os.Exit(1)
+}

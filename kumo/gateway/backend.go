@@ -1,0 +1,413 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// Errors the gateway answers with when no owner could serve a request.
+var (
+	ErrNoServer    = errors.New("gateway: no server available")
+	ErrUnavailable = errors.New("gateway: cluster unavailable")
+	ErrBadReply    = errors.New("gateway: malformed reply from server")
+)
+
+// maxKey bounds a DBKey: hash, prefix and a 250-byte memcached key.
+const maxKey = 8 + 256 + 250
+
+// dbKey builds BE64(hash) ‖ prefix ‖ key into buf and returns it with the hash.
+func (g *Gateway) dbKey(buf []byte, key []byte) ([]byte, uint64) {
+	buf = append(buf[:8], g.cfg.KeyPrefix...)
+	buf = append(buf, key...)
+	h := ring.Hash(buf[8:])
+	buf[0], buf[1], buf[2], buf[3] = byte(h>>56), byte(h>>48), byte(h>>40), byte(h>>32)
+	buf[4], buf[5], buf[6], buf[7] = byte(h>>24), byte(h>>16), byte(h>>8), byte(h)
+	return buf, h
+}
+
+// retryable reports whether an error means "try again, perhaps elsewhere or
+// with a newer hash space".
+func retryable(err error) bool {
+	var re *rpc.Error
+	if errors.As(err, &re) {
+		return re.Code != rpc.CodeProtocol
+	}
+	return true // transport errors, timeouts, peer down
+}
+
+// backoff sleeps before the n-th retry, or returns false when the deadline
+// or the context does not allow another attempt.
+func (g *Gateway) backoff(ctx context.Context, n int, deadline time.Time) bool {
+	d := time.Duration(10<<min(n, 5)) * time.Millisecond
+	if time.Now().Add(d).After(deadline) {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-g.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// read sends a read to an active owner of h in the read hash space, trying
+// the next owners on failure and retrying with fresh hash spaces until the
+// retry timeout. handle gets the result bytes, valid only during the call.
+func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) error {
+	deadline := time.Now().Add(g.cfg.RetryTimeout)
+	var last error = ErrNoServer
+	for attempt := 0; ; attempt++ {
+		o := g.rhs.Load().Owners(h)
+		for i := 0; i < o.Len(); i++ {
+			n := o.At(i)
+			if !n.Active {
+				continue
+			}
+			c := g.server(n.Addr)
+			if c == nil {
+				return ErrUnavailable
+			}
+			res, err := c.Call(ctx, method, args)
+			if err == nil {
+				err = handle(res.Bytes())
+				res.Release()
+				return err
+			}
+			last = err
+			if !retryable(err) {
+				return err
+			}
+		}
+		g.requestRefresh()
+		if !g.backoff(ctx, attempt, deadline) {
+			g.log.Debugf("read failed: %v", last)
+			return last
+		}
+	}
+}
+
+// write sends a write to the coordinator of h in the write hash space,
+// retrying with fresh hash spaces until the retry timeout.
+func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) error {
+	deadline := time.Now().Add(g.cfg.RetryTimeout)
+	var last error = ErrNoServer
+	for attempt := 0; ; attempt++ {
+		if n, ok := g.whs.Load().Owners(h).Coordinator(); ok {
+			c := g.server(n.Addr)
+			if c == nil {
+				return ErrUnavailable
+			}
+			res, err := c.Call(ctx, method, args)
+			if err == nil {
+				err = handle(res.Bytes())
+				res.Release()
+				return err
+			}
+			last = err
+			if !retryable(err) {
+				return err
+			}
+		}
+		g.requestRefresh()
+		if !g.backoff(ctx, attempt, deadline) {
+			g.log.Debugf("write failed: %v", last)
+			return last
+		}
+	}
+}
+
+func exptime32(e int64) uint32 {
+	switch {
+	case e <= 0:
+		return 0
+	case e > 0xffffffff:
+		return 0xffffffff
+	}
+	return uint32(e)
+}
+
+func expiredAt(exptime uint32, now int64) bool {
+	return exptime != 0 && int64(exptime) <= now
+}
+
+// fillItem decodes a DBValue into it, appending the data to dst.
+func fillItem(raw []byte, dst []byte, it *memcache.Item) error {
+	v, err := wire.ParseDBValue(raw)
+	if err != nil {
+		return ErrBadReply
+	}
+	if v.Tombstone || expiredAt(v.Exptime, time.Now().Unix()) {
+		return memcache.ErrNotFound
+	}
+	it.Value = append(dst[:0], v.Data...)
+	it.Flags = v.Flags
+	it.Exptime = int64(v.Exptime)
+	it.CAS = v.Clock
+	return nil
+}
+
+// Get implements memcache.Backend.
+func (g *Gateway) Get(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	return g.read(ctx, h, wire.SrvGet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendRaw(b, dbkey)
+	}, func(res []byte) error {
+		if msgpack.IsNil(res) {
+			return memcache.ErrNotFound
+		}
+		raw, _, err := msgpack.ReadRaw(res)
+		if err != nil {
+			return ErrBadReply
+		}
+		return fillItem(raw, dst, it)
+	})
+}
+
+// statusResult reads [status, ...] and returns the status and the rest.
+func statusResult(res []byte) (int, []byte, error) {
+	n, p, err := msgpack.ReadArrayHeader(res)
+	if err != nil || n < 1 {
+		return 0, nil, ErrBadReply
+	}
+	st, p, err := msgpack.ReadUint(p)
+	if err != nil {
+		return 0, nil, ErrBadReply
+	}
+	return int(st), p, nil
+}
+
+func statusError(st int) error {
+	switch st {
+	case wire.StatusOK:
+		return nil
+	case wire.StatusNotStored:
+		return memcache.ErrNotStored
+	case wire.StatusExists:
+		return memcache.ErrExists
+	case wire.StatusNotFound:
+		return memcache.ErrNotFound
+	case wire.StatusNonNumeric:
+		return memcache.ErrNonNumeric
+	}
+	return errors.New("gateway: unknown status " + strconv.Itoa(st))
+}
+
+var modes = [...]uint64{
+	memcache.ModeSet:     wire.OpSet,
+	memcache.ModeAdd:     wire.OpAdd,
+	memcache.ModeReplace: wire.OpReplace,
+	memcache.ModeAppend:  wire.OpAppend,
+	memcache.ModePrepend: wire.OpPrepend,
+	memcache.ModeCAS:     wire.OpCAS,
+}
+
+// Store implements memcache.Backend.
+func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
+	if int(mode) >= len(modes) {
+		return 0, errors.New("gateway: unknown store mode")
+	}
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], it.Key)
+	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+	op := modes[mode]
+	var cas uint64
+	err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendUint(b, op)
+		b = msgpack.AppendRaw(b, dbkey)
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		return msgpack.AppendUint(b, it.CAS)
+	}, func(res []byte) error {
+		st, p, err := statusResult(res)
+		if err != nil {
+			return err
+		}
+		if st == wire.StatusOK {
+			cas, _, _ = msgpack.ReadUint(p)
+		}
+		return statusError(st)
+	})
+	return cas, err
+}
+
+// Delete implements memcache.Backend.
+func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	return g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendRaw(b, dbkey)
+		return msgpack.AppendUint(b, cas)
+	}, func(res []byte) error {
+		st, _, err := statusResult(res)
+		if err != nil {
+			return err
+		}
+		return statusError(st)
+	})
+}
+
+// Incr implements memcache.Backend.
+func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	var initial uint64
+	var exp uint32
+	if create != nil {
+		if v, err := strconv.ParseUint(string(create.Value), 10, 64); err == nil {
+			initial = v
+		}
+		exp = exptime32(create.Exptime)
+	}
+	var val, cas uint64
+	err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
+		b = msgpack.AppendRaw(b, dbkey)
+		b = msgpack.AppendUint(b, delta)
+		b = msgpack.AppendBool(b, decr)
+		b = msgpack.AppendBool(b, create != nil)
+		b = msgpack.AppendUint(b, initial)
+		return msgpack.AppendUint(b, uint64(exp))
+	}, func(res []byte) error {
+		st, p, err := statusResult(res)
+		if err != nil {
+			return err
+		}
+		if st == wire.StatusOK {
+			val, p, _ = msgpack.ReadUint(p)
+			cas, _, _ = msgpack.ReadUint(p)
+		}
+		return statusError(st)
+	})
+	return val, cas, err
+}
+
+// Touch implements memcache.Backend.
+func (g *Gateway) Touch(ctx context.Context, key []byte, exptime int64) error {
+	return g.touch(ctx, key, exptime, nil, nil)
+}
+
+// GetAndTouch implements memcache.Backend.
+func (g *Gateway) GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
+	return g.touch(ctx, key, exptime, dst, it)
+}
+
+func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	want := it != nil
+	return g.write(ctx, h, wire.SrvTouch, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendRaw(b, dbkey)
+		b = msgpack.AppendUint(b, uint64(exptime32(exptime)))
+		return msgpack.AppendBool(b, want)
+	}, func(res []byte) error {
+		st, p, err := statusResult(res)
+		if err != nil {
+			return err
+		}
+		if st != wire.StatusOK || !want {
+			return statusError(st)
+		}
+		raw, _, err := msgpack.ReadRaw(p)
+		if err != nil {
+			return ErrBadReply
+		}
+		return fillItem(raw, dst, it)
+	})
+}
+
+// activeServers lists the active servers of both hash spaces.
+func (g *Gateway) activeServers() []ring.Addr {
+	seen := map[ring.Addr]bool{}
+	var out []ring.Addr
+	for _, hs := range []*ring.HashSpace{g.whs.Load(), g.rhs.Load()} {
+		for _, n := range hs.Nodes() {
+			if n.Active && !seen[n.Addr] {
+				seen[n.Addr] = true
+				out = append(out, n.Addr)
+			}
+		}
+	}
+	return out
+}
+
+// FlushAll implements memcache.Backend: every active server tombstones what
+// it holds at the flush point.
+func (g *Gateway) FlushAll(ctx context.Context, delay int64) error {
+	var at uint64
+	if delay > 0 {
+		at = uint64(time.Now().Unix() + delay)
+	}
+	srv := g.activeServers()
+	if len(srv) == 0 {
+		return ErrNoServer
+	}
+	for _, a := range srv {
+		c := g.server(a)
+		if c == nil {
+			return ErrUnavailable
+		}
+		res, err := c.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 1)
+			return msgpack.AppendUint(b, at)
+		})
+		if err != nil {
+			return err
+		}
+		res.Release()
+	}
+	return nil
+}
+
+// Stats implements memcache.Backend with cluster-wide data figures.
+func (g *Gateway) Stats(ctx context.Context, add func(name, value string)) error {
+	var items, bytes uint64
+	srv := g.activeServers()
+	for _, a := range srv {
+		c := g.server(a)
+		if c == nil {
+			continue
+		}
+		for _, code := range []uint64{wire.StatDBItems, wire.StatDBBytes} {
+			res, err := c.Call(ctx, wire.SrvGetStatus, func(b []byte) []byte {
+				b = msgpack.AppendArrayHeader(b, 1)
+				return msgpack.AppendUint(b, code)
+			})
+			if err != nil {
+				continue
+			}
+			v, _, _ := msgpack.ReadUint(res.Bytes())
+			res.Release()
+			if code == wire.StatDBItems {
+				items += v
+			} else {
+				bytes += v
+			}
+		}
+	}
+	copies := uint64(min(len(srv), ring.Replicas))
+	if copies > 0 {
+		items /= copies
+		bytes /= copies
+	}
+	add("curr_items", strconv.FormatUint(items, 10))
+	add("bytes", strconv.FormatUint(bytes, 10))
+	add("kumo_servers", strconv.Itoa(len(srv)))
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package gateway implements kumo-gateway: it follows the managers' hash
+// spaces and serves the memcached protocols, routing every write to the
+// key's coordinator (first active owner in the write hash space) and every
+// read to an owner in the read hash space, failing over to the next owner
+// and retrying with the current hash space before it answers SERVER_ERROR.
+//
+// Many client connections share one RPC connection per server; concurrent
+// requests to one server are coalesced into shared writes by proto/rpc.
+//
+// Shutdown order: close the memcached listeners, then the manager links,
+// then the server connections.
+package gateway
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// Config is what a kumo-gateway is started with.
+type Config struct {
+	Managers     []string // -m, -p
+	Text         string   // -t listen address, or ""
+	Binary       string   // -b listen address, or ""
+	KeyPrefix    []byte   // -k
+	RetryTimeout time.Duration
+	CallTimeout  time.Duration
+	MaxItemSize  int
+	MaxConns     int
+	Log          *logging.Logger
+}
+
+// Gateway is a running kumo-gateway.
+type Gateway struct {
+	cfg Config
+	log *logging.Logger
+
+	whs atomic.Pointer[ring.HashSpace]
+	rhs atomic.Pointer[ring.HashSpace]
+
+	mgrs    []*rpc.Client
+	refresh chan struct{} // asks the hash-space loop to fetch now
+
+	srvMu   sync.Mutex                                // serializes changes of servers
+	servers atomic.Pointer[map[ring.Addr]*rpc.Client] // copy-on-write
+
+	mc  *memcache.Server
+	lns []net.Listener
+
+	ready     chan struct{} // closed when the first non-empty hash space arrived
+	readyOnce sync.Once
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New starts a gateway: it connects to the managers and opens the memcached
+// listeners at once.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Log == nil {
+		cfg.Log = logging.New(os.Stderr, logging.Info).With("gateway")
+	}
+	if cfg.RetryTimeout <= 0 {
+		cfg.RetryTimeout = 10 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 3 * time.Second
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	empty := ring.New(nil, 0)
+	g.whs.Store(empty)
+	g.rhs.Store(empty)
+	m := map[ring.Addr]*rpc.Client{}
+	g.servers.Store(&m)
+	g.mc = &memcache.Server{
+		Backend:     g,
+		MaxItemSize: cfg.MaxItemSize,
+		MaxConns:    cfg.MaxConns,
+		Logf:        g.log.Func(logging.Warn),
+	}
+	for _, addr := range []string{cfg.Text, cfg.Binary} {
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range g.lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		g.lns = append(g.lns, ln)
+	}
+	for _, a := range cfg.Managers {
+		g.mgrs = append(g.mgrs, g.dialManager(a))
+	}
+	g.loops.Add(1)
+	go g.hashSpaceLoop()
+	for _, ln := range g.lns {
+		ln := ln
+		g.loops.Add(1)
+		go func() {
+			defer g.loops.Done()
+			if err := g.mc.Serve(ln); err != nil && !g.closed.Load() {
+				g.log.Errorf("memcached listener %s stopped: %v", ln.Addr(), err)
+			}
+		}()
+	}
+	return g, nil
+}
+
+// Addrs returns the listening addresses (text first, when given).
+func (g *Gateway) Addrs() []net.Addr {
+	var a []net.Addr
+	for _, l := range g.lns {
+		a = append(a, l.Addr())
+	}
+	return a
+}
+
+// Ready is closed once the gateway has a hash space to route with.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Close stops the gateway.
+func (g *Gateway) Close() error {
+	if g.closed.Swap(true) {
+		return nil
+	}
+	g.cancel()
+	g.mc.Close()
+	for _, l := range g.lns {
+		l.Close()
+	}
+	for _, m := range g.mgrs {
+		m.Close()
+	}
+	g.loops.Wait()
+	g.srvMu.Lock()
+	for _, c := range *g.servers.Load() {
+		c.Close()
+	}
+	g.srvMu.Unlock()
+	return nil
+}
+
+func (g *Gateway) dialManager(addr string) *rpc.Client {
+	return rpc.Dial(addr, rpc.Options{
+		CallTimeout: g.cfg.CallTimeout,
+		Handler:     rpc.HandlerFunc(g.serveRPC),
+		OnUp:        func(*rpc.Conn) { g.requestRefresh() },
+	})
+}
+
+// serveRPC handles the manager's HashSpacePush.
+func (g *Gateway) serveRPC(req *rpc.Request) {
+	if req.Method != wire.GwHashSpacePush {
+		req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown method"})
+		return
+	}
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err == nil {
+		g.adoptSeeds(p)
+	}
+	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+}
+
+func (g *Gateway) requestRefresh() {
+	select {
+	case g.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// hashSpaceLoop fetches the hash spaces from the managers every 2 seconds,
+// and at once when asked (after routing errors).
+func (g *Gateway) hashSpaceLoop() {
+	defer g.loops.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		for _, m := range g.mgrs {
+			g.fetch(m)
+		}
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		case <-g.refresh:
+		}
+	}
+}
+
+func (g *Gateway) fetch(m *rpc.Client) {
+	ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
+	defer cancel()
+	res, err := m.Call(ctx, wire.MgrHashSpaceRequest, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
+	if err != nil {
+		return
+	}
+	defer res.Release()
+	_, p, err := msgpack.ReadArrayHeader(res.Bytes())
+	if err == nil {
+		g.adoptSeeds(p)
+	}
+}
+
+// adoptSeeds reads [wseed, rseed] (without the array header) and installs
+// them when not older than ours.
+func (g *Gateway) adoptSeeds(p []byte) {
+	w, p, err := ring.ReadSeed(p)
+	if err != nil {
+		return
+	}
+	r, _, err := ring.ReadSeed(p)
+	if err != nil {
+		return
+	}
+	changed := false
+	if !w.Empty() && w.Clock() >= g.whs.Load().Clock() && !(w.Clock() == g.whs.Load().Clock() && w.Equal(g.whs.Load())) {
+		g.whs.Store(w)
+		changed = true
+	}
+	if !r.Empty() && r.Clock() >= g.rhs.Load().Clock() && !(r.Clock() == g.rhs.Load().Clock() && r.Equal(g.rhs.Load())) {
+		g.rhs.Store(r)
+		changed = true
+	}
+	if changed {
+		g.log.Debugf("hash space: whs %d nodes, rhs %d nodes", len(g.whs.Load().Nodes()), len(g.rhs.Load().Nodes()))
+	}
+	if !g.whs.Load().Empty() && !g.rhs.Load().Empty() {
+		g.readyOnce.Do(func() {
+			g.log.Infof("connect success: hash space received")
+			close(g.ready)
+		})
+	}
+}
+
+// server returns the RPC client for a server, dialing on first use.
+func (g *Gateway) server(a ring.Addr) *rpc.Client {
+	if c := (*g.servers.Load())[a]; c != nil {
+		return c
+	}
+	g.srvMu.Lock()
+	defer g.srvMu.Unlock()
+	old := *g.servers.Load()
+	if c := old[a]; c != nil {
+		return c
+	}
+	if g.closed.Load() {
+		return nil
+	}
+	c := rpc.Dial(a.String(), rpc.Options{CallTimeout: g.cfg.CallTimeout})
+	m := make(map[ring.Addr]*rpc.Client, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[a] = c
+	g.servers.Store(&m)
+	return c
+}

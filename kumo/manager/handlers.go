@@ -1,0 +1,268 @@
+package manager
+
+import (
+	"strconv"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+var errParams = &rpc.Error{Code: rpc.CodeProtocol, Msg: "bad parameters"}
+
+func (m *Manager) serveRPC(req *rpc.Request) {
+	switch req.Method {
+	case wire.MgrKeepAlive:
+		m.handleKeepAlive(req)
+	case wire.MgrHashSpaceRequest:
+		m.mu.Lock()
+		m.gateways[req.Conn] = struct{}{}
+		w, r := m.whs, m.rhs
+		m.mu.Unlock()
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = w.AppendSeed(b)
+			return r.AppendSeed(b)
+		})
+	case wire.MgrWHashSpaceRequest:
+		w, _ := m.seeds()
+		req.Reply(w.AppendSeed)
+	case wire.MgrRHashSpaceRequest:
+		_, r := m.seeds()
+		req.Reply(r.AppendSeed)
+	case wire.MgrHashSpaceSync:
+		m.handleHashSpaceSync(req)
+	case wire.MgrReplaceCopyEnd, wire.MgrReplaceDeleteEnd:
+		m.handleReplaceEnd(req)
+	case wire.MgrReplaceElection:
+		// kumo elects by address; a partner's election request means it
+		// wants us to run the replace.
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		go func() { m.attach(); m.detach(); m.startReplace(false) }()
+	case wire.MgrGetNodesInfo:
+		m.mu.Lock()
+		w := m.whs
+		nc := append([]ring.Addr(nil), m.newcomers...)
+		m.mu.Unlock()
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = w.AppendSeed(b)
+			b = msgpack.AppendArrayHeader(b, uint32(len(nc)))
+			for _, a := range nc {
+				b = msgpack.AppendRaw(b, a.Dump())
+			}
+			return b
+		})
+	case wire.MgrAttachNewServers:
+		replace := boolParam(req.Params, true)
+		req.Reply(msgpack.AppendNil)
+		go func() {
+			m.attach()
+			if replace {
+				m.startReplace(false)
+			} else {
+				m.syncPartner()
+			}
+		}()
+	case wire.MgrDetachFaultServers:
+		replace := boolParam(req.Params, true)
+		req.Reply(msgpack.AppendNil)
+		go func() {
+			m.detach()
+			if replace {
+				m.startReplace(false)
+			} else {
+				m.syncPartner()
+			}
+		}()
+	case wire.MgrStartReplace:
+		full := boolParam(req.Params, false)
+		req.Reply(msgpack.AppendNil)
+		go m.startReplace(full)
+	case wire.MgrCreateBackup:
+		m.handleBackup(req)
+	case wire.MgrSetAutoReplace:
+		enable := boolParam(req.Params, false)
+		m.mu.Lock()
+		changed := m.autoReplace != enable
+		m.autoReplace = enable
+		m.mu.Unlock()
+		if !changed {
+			req.Reply(msgpack.AppendNil)
+			return
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, enable) })
+		if enable {
+			go func() { m.attach(); m.detach() }()
+		}
+	default:
+		req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown method " + strconv.Itoa(int(req.Method))})
+	}
+}
+
+// boolParam reads the first parameter as a bool, or def when absent.
+func boolParam(p []byte, def bool) bool {
+	n, p, err := msgpack.ReadArrayHeader(p)
+	if err != nil || n < 1 {
+		return def
+	}
+	v, _, err := msgpack.ReadBool(p)
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+func (m *Manager) handleKeepAlive(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err == nil && n >= 1 {
+		var c uint64
+		if c, p, err = msgpack.ReadUint(p); err == nil {
+			m.clk.Observe(c)
+		}
+	}
+	var inc uint64
+	if err == nil && n >= 2 {
+		inc, _, _ = msgpack.ReadUint(p)
+	}
+	restarted := false
+	var addr ring.Addr
+	m.mu.Lock()
+	if a, ok := req.Conn.Value().(ring.Addr); ok {
+		addr = a
+		if s := m.servers[a]; s != nil && s.conn == req.Conn {
+			s.lastSeen = time.Now()
+			if inc != 0 {
+				if s.inc != 0 && s.inc != inc {
+					restarted = true
+				}
+				s.inc = inc
+			}
+		}
+	}
+	w, r := m.whs, m.rhs
+	m.mu.Unlock()
+	if restarted && w.IsActive(addr) {
+		// A server that restarted missed writes while it was down: it
+		// must not serve until it is attached and brought up to date.
+		m.log.Warnf("server %s restarted", addr)
+		m.restarted(addr)
+		w, r = m.seeds()
+	}
+	ct := m.clk.Now()
+	req.Reply(func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendUint(b, w.Clock())
+		b = msgpack.AppendUint(b, r.Clock())
+		return msgpack.AppendUint(b, ct)
+	})
+}
+
+// restarted marks a server that came back with a new incarnation fault and
+// lists it as a newcomer awaiting attach.
+func (m *Manager) restarted(addr ring.Addr) {
+	m.mu.Lock()
+	ct := m.clk.Now()
+	if w, ok := m.whs.WithFault(addr, ct); ok {
+		m.whs = w
+	}
+	if r, ok := m.rhs.WithFault(addr, ct); ok {
+		m.rhs = r
+	}
+	if !m.isNewcomer(addr) {
+		m.newcomers = append(m.newcomers, addr)
+	}
+	if r := m.replace; r != nil && (r.copying[addr] || r.deleting[addr]) {
+		m.replace = nil
+	}
+	m.mu.Unlock()
+	m.log.Warnf("lost node %s (restarted)", addr)
+	m.log.Infof("new node %s", addr)
+	m.broadcast()
+	m.scheduleAutoReplace()
+}
+
+// handleHashSpaceSync adopts the partner's hash spaces when they are not
+// older than ours.
+func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 2 {
+		req.ReplyError(errParams)
+		return
+	}
+	w, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	r, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	if n >= 3 {
+		if c, _, err := msgpack.ReadUint(p); err == nil {
+			m.clk.Observe(c)
+		}
+	}
+	adopted := false
+	m.mu.Lock()
+	if !w.Empty() && (m.whs.Empty() || w.Clock() > m.whs.Clock()) {
+		m.whs, adopted = w, true
+	}
+	if !r.Empty() && (m.rhs.Empty() || r.Clock() > m.rhs.Clock()) {
+		m.rhs, adopted = r, true
+	}
+	if adopted {
+		kept := m.newcomers[:0]
+		for _, a := range m.newcomers {
+			if !m.whs.IsActive(a) {
+				kept = append(kept, a)
+			}
+		}
+		m.newcomers = kept
+	}
+	m.mu.Unlock()
+	if adopted {
+		m.log.Infof("hash space adopted from partner")
+		m.broadcastLocal()
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		return
+	}
+	req.Reply(msgpack.AppendNil)
+}
+
+// broadcastLocal is broadcast without echoing back to the partner.
+func (m *Manager) broadcastLocal() { m.broadcastTo(false) }
+
+func (m *Manager) handleBackup(req *rpc.Request) {
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	suffix, _, err := msgpack.ReadRaw(p)
+	if err != nil || len(suffix) == 0 {
+		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: "empty suffix"})
+		return
+	}
+	sfx := append([]byte(nil), suffix...)
+	m.mu.Lock()
+	var conns []*rpc.Conn
+	for _, s := range m.servers {
+		if s.conn != nil {
+			conns = append(conns, s.conn)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		c.Go(wire.SrvCreateBackup, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 1)
+			return msgpack.AppendRaw(b, sfx)
+		}, 10*time.Second, func([]byte, error) {})
+	}
+	m.log.Infof("backup %q requested from %d servers", sfx, len(conns))
+	req.Reply(msgpack.AppendNil)
+}

@@ -1,0 +1,416 @@
+// Package manager implements kumo-manager: it tracks which servers are
+// alive, owns the authoritative write and read hash spaces, detects failed
+// servers within seconds, drives rebalancing ("replace") and answers kumoctl.
+//
+// Locking: mu protects the whole membership state; it is never held while
+// waiting for the network (RPCs are sent with Go, or after unlocking).
+// Shutdown order: stop the RPC server, stop the loops, close partner links.
+package manager
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/clock"
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// Config is what a kumo-manager is started with.
+type Config struct {
+	Self         ring.Addr     // advertised address (-l)
+	Listen       string        // listen address; defaults to Self
+	Partner      string        // -p: the other manager of the pair, or ""
+	AutoReplace  bool          // -a
+	ReplaceDelay time.Duration // -Rs
+	// LostTimeout is how long a server may stay disconnected before it is
+	// marked fault; KeepAliveTimeout how long it may stay silent on an open
+	// connection (a hung process or a cut network).
+	LostTimeout      time.Duration
+	KeepAliveTimeout time.Duration
+	Log              *logging.Logger
+	Clock            *clock.Clock
+}
+
+// srvState is what the manager knows of one connected server.
+type srvState struct {
+	conn     *rpc.Conn
+	inc      uint64 // incarnation the server reported
+	lastSeen time.Time
+	lost     *time.Timer
+}
+
+// replaceState tracks a replace in progress.
+type replaceState struct {
+	time     uint64 // whs clock the replace was started with
+	full     bool
+	copying  map[ring.Addr]bool
+	deleting map[ring.Addr]bool
+	failed   bool
+	started  time.Time
+}
+
+// Manager is a running kumo-manager.
+type Manager struct {
+	cfg Config
+	log *logging.Logger
+	clk *clock.Clock
+	ln  net.Listener
+	srv *rpc.Server
+
+	partner *rpc.Client
+
+	mu          sync.Mutex // protects the fields below
+	whs, rhs    *ring.HashSpace
+	servers     map[ring.Addr]*srvState
+	newcomers   []ring.Addr
+	gateways    map[*rpc.Conn]struct{}
+	autoReplace bool
+	replace     *replaceState
+	electionSeq int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New starts a manager listening on cfg.Listen.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Log == nil {
+		cfg.Log = logging.New(os.Stderr, logging.Info).With("manager")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{})
+	}
+	if cfg.ReplaceDelay <= 0 {
+		cfg.ReplaceDelay = 4 * time.Second
+	}
+	if cfg.LostTimeout <= 0 {
+		cfg.LostTimeout = 1500 * time.Millisecond
+	}
+	if cfg.KeepAliveTimeout <= 0 {
+		cfg.KeepAliveTimeout = 3 * time.Second
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = cfg.Self.String()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:         cfg,
+		log:         cfg.Log,
+		clk:         cfg.Clock,
+		ln:          ln,
+		whs:         ring.New(nil, 0),
+		rhs:         ring.New(nil, 0),
+		servers:     make(map[ring.Addr]*srvState),
+		gateways:    make(map[*rpc.Conn]struct{}),
+		autoReplace: cfg.AutoReplace,
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.srv = &rpc.Server{
+		Handler: rpc.HandlerFunc(m.serveRPC),
+		OnHello: m.onHello,
+		OnClose: m.onClose,
+		Logf:    m.log.Func(logging.Warn),
+	}
+	m.loops.Add(2)
+	go func() {
+		defer m.loops.Done()
+		if err := m.srv.Serve(ln); err != nil && !m.closed.Load() {
+			m.log.Errorf("rpc server stopped: %v", err)
+		}
+	}()
+	go m.watchdog()
+	if cfg.Partner != "" {
+		m.partner = rpc.Dial(cfg.Partner, rpc.Options{
+			Hello:       &rpc.Hello{Addr: cfg.Self.Dump(), Role: wire.RoleManager},
+			CallTimeout: 3 * time.Second,
+			Handler:     rpc.HandlerFunc(m.serveRPC),
+			OnUp: func(*rpc.Conn) {
+				m.log.Infof("partner connected: %s", cfg.Partner)
+				m.syncPartner()
+			},
+		})
+	}
+	return m, nil
+}
+
+// Addr returns the listening address.
+func (m *Manager) Addr() net.Addr { return m.ln.Addr() }
+
+// Close stops the manager.
+func (m *Manager) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.cancel()
+	m.srv.Close()
+	if m.partner != nil {
+		m.partner.Close()
+	}
+	m.mu.Lock()
+	for _, s := range m.servers {
+		if s.lost != nil {
+			s.lost.Stop()
+		}
+	}
+	m.mu.Unlock()
+	m.loops.Wait()
+	return nil
+}
+
+func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
+	addr, err := ring.AddrFromDump(h.Addr)
+	if err != nil {
+		m.log.Warnf("bad hello from %s: %v", c.RemoteAddr(), err)
+		return nil
+	}
+	reply := &rpc.Hello{Addr: m.cfg.Self.Dump(), Role: wire.RoleManager}
+	switch h.Role {
+	case wire.RoleServer:
+		c.SetValue(addr)
+		m.mu.Lock()
+		s := m.servers[addr]
+		if s == nil {
+			s = &srvState{}
+			m.servers[addr] = s
+		}
+		if s.lost != nil {
+			s.lost.Stop()
+			s.lost = nil
+		}
+		s.conn = c
+		s.lastSeen = time.Now()
+		isNew := false
+		if !m.whs.IsActive(addr) && !m.isNewcomer(addr) {
+			m.newcomers = append(m.newcomers, addr)
+			isNew = true
+		}
+		m.mu.Unlock()
+		if isNew {
+			m.log.Infof("new node %s", addr)
+			m.scheduleAutoReplace()
+		} else {
+			m.log.Infof("server connected %s", addr)
+		}
+	case wire.RoleManager:
+		m.log.Infof("partner connected: %s", addr)
+	default:
+		m.log.Warnf("unknown role %d from %s", h.Role, addr)
+	}
+	return reply
+}
+
+func (m *Manager) isNewcomer(a ring.Addr) bool {
+	for _, n := range m.newcomers {
+		if n == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) onClose(c *rpc.Conn) {
+	m.mu.Lock()
+	delete(m.gateways, c)
+	addr, ok := c.Value().(ring.Addr)
+	if !ok {
+		m.mu.Unlock()
+		return
+	}
+	s := m.servers[addr]
+	if s == nil || s.conn != c {
+		m.mu.Unlock()
+		return
+	}
+	s.conn = nil
+	if s.lost == nil {
+		s.lost = time.AfterFunc(m.cfg.LostTimeout, func() { m.lostIfGone(addr) })
+	}
+	m.mu.Unlock()
+}
+
+// lostIfGone marks addr lost unless it reconnected meanwhile.
+func (m *Manager) lostIfGone(addr ring.Addr) {
+	m.mu.Lock()
+	s := m.servers[addr]
+	if s == nil || s.conn != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.lostNode(addr)
+}
+
+// watchdog closes the connection of a server that stopped sending keepalives
+// and marks it lost.
+func (m *Manager) watchdog() {
+	defer m.loops.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var silent []ring.Addr
+		var conns []*rpc.Conn
+		m.mu.Lock()
+		now := time.Now()
+		for a, s := range m.servers {
+			if s.conn != nil && now.Sub(s.lastSeen) > m.cfg.KeepAliveTimeout {
+				silent = append(silent, a)
+				conns = append(conns, s.conn)
+				s.conn = nil
+			}
+		}
+		m.mu.Unlock()
+		for i, a := range silent {
+			m.log.Warnf("server %s silent for %v", a, m.cfg.KeepAliveTimeout)
+			conns[i].Close()
+			m.lostNode(a)
+		}
+	}
+}
+
+// lostNode marks a server fault in both hash spaces and tells everyone.
+func (m *Manager) lostNode(addr ring.Addr) {
+	m.mu.Lock()
+	s := m.servers[addr]
+	if s != nil {
+		if s.lost != nil {
+			s.lost.Stop()
+		}
+		if s.conn != nil {
+			m.mu.Unlock()
+			return // it came back
+		}
+		delete(m.servers, addr)
+	}
+	for i, n := range m.newcomers {
+		if n == addr {
+			m.newcomers = append(m.newcomers[:i], m.newcomers[i+1:]...)
+			break
+		}
+	}
+	ct := m.clk.Now()
+	changed := false
+	if w, ok := m.whs.WithFault(addr, ct); ok {
+		m.whs, changed = w, true
+	}
+	if r, ok := m.rhs.WithFault(addr, ct); ok {
+		m.rhs, changed = r, true
+	}
+	abort := false
+	if r := m.replace; r != nil && (r.copying[addr] || r.deleting[addr]) {
+		// The replace cannot finish with this server gone: the next
+		// replace starts over and completes the job.
+		m.replace = nil
+		abort = true
+	}
+	m.mu.Unlock()
+	m.log.Warnf("lost node %s", addr)
+	if abort {
+		m.log.Warnf("replace aborted: %s lost; the next replace finishes the job", addr)
+	}
+	if changed {
+		m.broadcast()
+	}
+	m.scheduleAutoReplace()
+}
+
+// seeds returns encoded copies of the current hash spaces.
+func (m *Manager) seeds() (w, r *ring.HashSpace) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.whs, m.rhs
+}
+
+// broadcast sends the current hash spaces to every server, every gateway and
+// the partner.
+func (m *Manager) broadcast() { m.broadcastTo(true) }
+
+func (m *Manager) broadcastTo(partner bool) {
+	m.mu.Lock()
+	w, r := m.whs, m.rhs
+	var conns []*rpc.Conn
+	for _, s := range m.servers {
+		if s.conn != nil {
+			conns = append(conns, s.conn)
+		}
+	}
+	var gws []*rpc.Conn
+	for c := range m.gateways {
+		gws = append(gws, c)
+	}
+	m.mu.Unlock()
+	ct := m.clk.Now()
+	for _, c := range conns {
+		c.Go(wire.SrvHashSpaceSync, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = w.AppendSeed(b)
+			b = r.AppendSeed(b)
+			return msgpack.AppendUint(b, ct)
+		}, 3*time.Second, func([]byte, error) {})
+	}
+	for _, c := range gws {
+		c.Go(wire.GwHashSpacePush, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = w.AppendSeed(b)
+			return r.AppendSeed(b)
+		}, 3*time.Second, func([]byte, error) {})
+	}
+	if partner {
+		m.syncPartner()
+	}
+}
+
+// syncPartner sends our hash spaces to the partner manager.
+func (m *Manager) syncPartner() {
+	if m.partner == nil {
+		return
+	}
+	w, r := m.seeds()
+	m.partner.Go(wire.MgrHashSpaceSync, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = w.AppendSeed(b)
+		b = r.AppendSeed(b)
+		return msgpack.AppendUint(b, m.clk.Now())
+	}, 3*time.Second, func([]byte, error) {})
+}
+
+// scheduleAutoReplace runs an election ReplaceDelay after the last
+// membership change, when auto-replace is on (a debounce).
+func (m *Manager) scheduleAutoReplace() {
+	m.mu.Lock()
+	if !m.autoReplace || m.closed.Load() {
+		m.mu.Unlock()
+		return
+	}
+	m.electionSeq++
+	seq := m.electionSeq
+	m.mu.Unlock()
+	time.AfterFunc(m.cfg.ReplaceDelay, func() {
+		m.mu.Lock()
+		run := seq == m.electionSeq && m.autoReplace && !m.closed.Load()
+		m.mu.Unlock()
+		if !run {
+			return
+		}
+		m.attach()
+		m.detach()
+		m.startReplace(false)
+	})
+}

@@ -1,0 +1,220 @@
+package manager
+
+import (
+	"time"
+
+	"kumofs/kumo/clock"
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// attach makes every newcomer an active member of the write hash space: a
+// server seen before is recovered, a new one appended.
+func (m *Manager) attach() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.newcomers) == 0 {
+		return
+	}
+	ct := m.clk.Now()
+	w := m.whs
+	for _, a := range m.newcomers {
+		if s := m.servers[a]; s == nil || s.conn == nil {
+			continue // gone again
+		}
+		if w.Contains(a) {
+			w, _ = w.WithRecovered(a, ct)
+		} else {
+			w = w.WithServerAdded(a, ct)
+		}
+	}
+	m.newcomers = m.newcomers[:0]
+	m.whs = w
+	if m.rhs.Empty() {
+		// No server holds data yet: nothing to copy, read from the new
+		// space at once.
+		m.rhs = w
+	}
+	m.log.Infof("attached: %d servers in the hash space", len(w.Nodes()))
+}
+
+// detach removes fault servers from the write hash space.
+func (m *Manager) detach() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w, ok := m.whs.WithoutFaults(m.clk.Now()); ok {
+		m.whs = w
+		m.log.Infof("detached fault servers: %d remain", len(w.Nodes()))
+	}
+}
+
+// startReplace begins the copy phase: every active server adopts the write
+// hash space and pushes moved keys to their new owners.
+func (m *Manager) startReplace(full bool) {
+	m.mu.Lock()
+	w := m.whs
+	if w.Empty() {
+		m.mu.Unlock()
+		return
+	}
+	r := &replaceState{time: w.Clock(), full: full, copying: map[ring.Addr]bool{}, started: time.Now()}
+	var conns []*rpc.Conn
+	for a, s := range m.servers {
+		if s.conn != nil && w.IsActive(a) {
+			r.copying[a] = true
+			conns = append(conns, s.conn)
+		}
+	}
+	if len(conns) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	m.replace = r
+	m.mu.Unlock()
+	m.log.Infof("start replace copy; full=%v servers=%d time=%s", full, len(conns), clockString(r.time))
+	m.broadcast()
+	ct := m.clk.Now()
+	for _, c := range conns {
+		c.Go(wire.SrvReplaceCopyStart, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = w.AppendSeed(b)
+			b = msgpack.AppendUint(b, ct)
+			return msgpack.AppendBool(b, full)
+		}, 5*time.Second, func(_ []byte, err error) {
+			if err != nil {
+				m.log.Warnf("replace copy start to %s failed: %v", c.RemoteAddr(), err)
+			}
+		})
+	}
+}
+
+func clockString(ct uint64) string {
+	return clock.Time(ct).UTC().Format("2006-01-02 15:04:05") + " clock " + itoa(uint64(clock.Counter(ct)))
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// handleReplaceEnd records a server's ReplaceCopyEnd / ReplaceDeleteEnd
+// [replace_time, clock, ok?] and moves the replace on when all reported.
+func (m *Manager) handleReplaceEnd(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 1 {
+		req.ReplyError(errParams)
+		return
+	}
+	rt, p, err := msgpack.ReadUint(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	if n >= 2 {
+		var c uint64
+		if c, p, err = msgpack.ReadUint(p); err == nil {
+			m.clk.Observe(c)
+		}
+	}
+	ok := true
+	if n >= 3 && err == nil {
+		if v, _, err := msgpack.ReadBool(p); err == nil {
+			ok = v
+		}
+	}
+	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+	addr, isSrv := req.Conn.Value().(ring.Addr)
+	if !isSrv {
+		return
+	}
+	m.mu.Lock()
+	r := m.replace
+	if r == nil || r.time != rt {
+		m.mu.Unlock()
+		return
+	}
+	if req.Method == wire.MgrReplaceCopyEnd {
+		if !r.copying[addr] {
+			m.mu.Unlock()
+			return
+		}
+		delete(r.copying, addr)
+		if !ok {
+			r.failed = true
+		}
+		if len(r.copying) > 0 {
+			m.mu.Unlock()
+			return
+		}
+		if r.failed {
+			m.replace = nil
+			m.mu.Unlock()
+			m.log.Errorf("replace copy failed on some server; run kumoctl replace again")
+			return
+		}
+		m.finishCopy(r) // unlocks
+		return
+	}
+	if !r.deleting[addr] {
+		m.mu.Unlock()
+		return
+	}
+	delete(r.deleting, addr)
+	if len(r.deleting) > 0 {
+		m.mu.Unlock()
+		return
+	}
+	m.replace = nil
+	m.mu.Unlock()
+	m.log.Infof("replace finished time(%s) in %v", clockString(r.time), time.Since(r.started).Round(time.Millisecond))
+}
+
+// finishCopy switches reads to the new hash space and starts the delete
+// phase. Called with m.mu held; it unlocks.
+func (m *Manager) finishCopy(r *replaceState) {
+	if m.whs.Clock() != r.time {
+		// Membership changed during the copy: the data moved for an
+		// older space. Copy again for the current one.
+		m.replace = nil
+		m.mu.Unlock()
+		m.log.Infof("hash space changed during replace; replacing again")
+		m.startReplace(r.full)
+		return
+	}
+	m.rhs = m.whs
+	w := m.whs
+	r.deleting = map[ring.Addr]bool{}
+	var conns []*rpc.Conn
+	for a, s := range m.servers {
+		if s.conn != nil && w.IsActive(a) {
+			r.deleting[a] = true
+			conns = append(conns, s.conn)
+		}
+	}
+	m.mu.Unlock()
+	m.log.Infof("replace copy finished; start replace delete")
+	m.broadcast()
+	ct := m.clk.Now()
+	for _, c := range conns {
+		c.Go(wire.SrvReplaceDeleteStart, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = w.AppendSeed(b)
+			return msgpack.AppendUint(b, ct)
+		}, 5*time.Second, func([]byte, error) {})
+	}
+	if len(conns) == 0 {
+		m.mu.Lock()
+		m.replace = nil
+		m.mu.Unlock()
+	}
+}

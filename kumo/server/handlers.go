@@ -1,0 +1,308 @@
+package server
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+var errParams = &rpc.Error{Code: rpc.CodeProtocol, Msg: "bad parameters"}
+
+// bufPool holds read buffers for store.Get.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) {
+	if cap(*b) > 1<<20 {
+		return // do not pin big buffers
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+func (s *Server) serveRPC(req *rpc.Request) {
+	switch req.Method {
+	case wire.SrvGet:
+		s.cmdGet.Add(1)
+		s.handleGet(req)
+	case wire.SrvGetIfModified:
+		s.cmdGet.Add(1)
+		s.handleGet(req)
+	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch:
+		s.cmdSet.Add(1)
+		s.async(req, s.handleWrite)
+	case wire.SrvRemove, wire.SrvDelete:
+		s.cmdDelete.Add(1)
+		s.async(req, s.handleWrite)
+	case wire.SrvReplicateSet, wire.SrvReplicateDelete, wire.SrvReplicateBatch:
+		s.async(req, s.handleReplicate)
+	case wire.SrvKeepAlive:
+		if c, err := clockParam(req.Params, 0); err == nil {
+			s.clk.Observe(c)
+		}
+		req.Reply(msgpack.AppendNil)
+	case wire.SrvHashSpaceSync:
+		s.handleHashSpaceSync(req)
+	case wire.SrvReplaceCopyStart:
+		s.handleReplaceCopyStart(req)
+	case wire.SrvReplaceDeleteStart:
+		s.handleReplaceDeleteStart(req)
+	case wire.SrvGetStatus:
+		s.handleGetStatus(req)
+	case wire.SrvCreateBackup:
+		s.handleBackup(req)
+	case wire.SrvFlush:
+		s.handleFlush(req)
+	case wire.SrvSetConfig:
+		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, 0) })
+	default:
+		req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown method " + strconv.Itoa(int(req.Method))})
+	}
+}
+
+// async runs f inline unless the store syncs every write, in which case
+// writers must not queue behind each other's fdatasync: group commit needs
+// them concurrent.
+func (s *Server) async(req *rpc.Request, f func(*rpc.Request)) {
+	if s.cfg.Store.Sync == store.SyncAlways {
+		go f(req)
+		return
+	}
+	f(req)
+}
+
+// clockParam reads the uint at index i of a params array.
+func clockParam(p []byte, i int) (uint64, error) {
+	n, p, err := msgpack.ReadArrayHeader(p)
+	if err != nil || int(n) <= i {
+		return 0, errParams
+	}
+	for ; i > 0; i-- {
+		if p, err = msgpack.Skip(p); err != nil {
+			return 0, errParams
+		}
+	}
+	v, _, err := msgpack.ReadUint(p)
+	return v, err
+}
+
+func expired(r *store.Record, now int64) bool {
+	return r.Exptime != 0 && int64(r.Exptime) <= now
+}
+
+// live reports whether a stored record is visible to memcached clients.
+func live(r *store.Record, now int64) bool { return !r.Tombstone && !expired(r, now) }
+
+// handleGet answers Get [DBKey] and GetIfModified [DBKey, if_time] with the
+// DBValue, or nil for a missing, deleted or expired key.
+func (s *Server) handleGet(req *rpc.Request) {
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	dbkey, p, err := msgpack.ReadRaw(p)
+	if err != nil || len(dbkey) < 8 {
+		req.ReplyError(errParams)
+		return
+	}
+	if s.rhs.Load().Empty() && s.whs.Load().Empty() {
+		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady})
+		return
+	}
+	bp := getBuf()
+	rec, buf, err := s.db.Get(dbkey, *bp)
+	*bp = buf
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		req.Reply(msgpack.AppendNil)
+	case err != nil:
+		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: err.Error()})
+	case !live(&rec, time.Now().Unix()):
+		req.Reply(msgpack.AppendNil)
+	default:
+		if req.Method == wire.SrvGetIfModified {
+			if since, _, err := msgpack.ReadUint(p); err == nil && rec.Clock <= since {
+				req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+				putBuf(bp)
+				return
+			}
+		}
+		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
+	}
+	putBuf(bp)
+}
+
+// appendRecordValue appends rec's DBValue as a msgpack raw.
+func appendRecordValue(b []byte, rec *store.Record) []byte {
+	v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+	n := wire.DBValueLen(&v)
+	b = msgpack.AppendRawHeader(b, uint32(n))
+	return wire.AppendDBValue(b, &v)
+}
+
+// handleReplicate applies records sent by a coordinator or a rebalance,
+// newest clock wins.
+func (s *Server) handleReplicate(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 2 {
+		req.ReplyError(errParams)
+		return
+	}
+	c, p, err := msgpack.ReadUint(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	s.clk.Observe(c)
+	switch req.Method {
+	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue]
+		if n < 4 {
+			req.ReplyError(errParams)
+			return
+		}
+		if p, err = msgpack.Skip(p); err != nil {
+			req.ReplyError(errParams)
+			return
+		}
+		dbkey, p, err := msgpack.ReadRaw(p)
+		if err != nil || len(dbkey) < 8 {
+			req.ReplyError(errParams)
+			return
+		}
+		dbval, _, err := msgpack.ReadRaw(p)
+		if err != nil {
+			req.ReplyError(errParams)
+			return
+		}
+		ok, err := s.applyNewest(dbkey, dbval)
+		if err != nil {
+			req.ReplyError(err)
+			return
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+	case wire.SrvReplicateDelete: // [clock, flags, delete_clocktime, DBKey]
+		if n < 4 {
+			req.ReplyError(errParams)
+			return
+		}
+		if p, err = msgpack.Skip(p); err != nil {
+			req.ReplyError(errParams)
+			return
+		}
+		ct, p, err := msgpack.ReadUint(p)
+		if err != nil {
+			req.ReplyError(errParams)
+			return
+		}
+		dbkey, _, err := msgpack.ReadRaw(p)
+		if err != nil || len(dbkey) < 8 {
+			req.ReplyError(errParams)
+			return
+		}
+		rec := store.Record{Key: dbkey, Clock: ct, Tombstone: true}
+		ok, err := s.db.Update(&rec, newer(ct))
+		if err != nil {
+			req.ReplyError(storeError(err))
+			return
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+	case wire.SrvReplicateBatch: // [clock, [[DBKey, DBValue]...]]
+		m, p, err := msgpack.ReadArrayHeader(p)
+		if err != nil {
+			req.ReplyError(errParams)
+			return
+		}
+		applied := 0
+		for i := uint32(0); i < m; i++ {
+			var k, v []byte
+			var pn uint32
+			if pn, p, err = msgpack.ReadArrayHeader(p); err != nil || pn < 2 {
+				req.ReplyError(errParams)
+				return
+			}
+			if k, p, err = msgpack.ReadRaw(p); err != nil || len(k) < 8 {
+				req.ReplyError(errParams)
+				return
+			}
+			if v, p, err = msgpack.ReadRaw(p); err != nil {
+				req.ReplyError(errParams)
+				return
+			}
+			for j := uint32(2); j < pn; j++ {
+				if p, err = msgpack.Skip(p); err != nil {
+					req.ReplyError(errParams)
+					return
+				}
+			}
+			ok, err := s.applyNewest(k, v)
+			if err != nil {
+				req.ReplyError(err)
+				return
+			}
+			if ok {
+				applied++
+			}
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, uint64(applied)) })
+	}
+}
+
+// newer is the newest-clock-wins predicate.
+func newer(ct uint64) func(old *store.Record) bool {
+	return func(old *store.Record) bool { return old == nil || old.Clock < ct }
+}
+
+// applyNewest stores an encoded DBValue under dbkey if it is newer than what
+// is there.
+func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
+	v, err := wire.ParseDBValue(dbval)
+	if err != nil {
+		return false, errParams
+	}
+	rec := store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
+	ok, err := s.db.Update(&rec, newer(v.Clock))
+	if err != nil {
+		return false, storeError(err)
+	}
+	return ok, nil
+}
+
+func storeError(err error) error {
+	return &rpc.Error{Code: rpc.CodeServer, Msg: err.Error()}
+}
+
+func (s *Server) handleHashSpaceSync(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 2 {
+		req.ReplyError(errParams)
+		return
+	}
+	w, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	r, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	if n >= 3 {
+		if c, _, err := msgpack.ReadUint(p); err == nil {
+			s.clk.Observe(c)
+		}
+	}
+	if s.adopt(w, r) {
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		return
+	}
+	req.Reply(msgpack.AppendNil)
+}

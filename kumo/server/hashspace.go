@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// adopt installs hash spaces received from a manager. A space replaces the
+// current one when it is not empty and not older (kumofs's rule for syncs and
+// pushes). It reports whether anything changed.
+func (s *Server) adopt(w, r *ring.HashSpace) bool {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	changed := false
+	if w != nil && (s.whs.Load().Empty() || w.Clock() >= s.whs.Load().Clock()) && !w.Empty() {
+		if w.Clock() != s.whs.Load().Clock() || !w.Equal(s.whs.Load()) {
+			s.whs.Store(w)
+			changed = true
+		}
+	}
+	if r != nil && (s.rhs.Load().Empty() || r.Clock() >= s.rhs.Load().Clock()) && !r.Empty() {
+		if r.Clock() != s.rhs.Load().Clock() || !r.Equal(s.rhs.Load()) {
+			s.rhs.Store(r)
+			changed = true
+		}
+	}
+	if changed {
+		s.log.Infof("hash space updated: whs %d nodes clock %x, rhs %d nodes clock %x",
+			len(s.whs.Load().Nodes()), s.whs.Load().Clock(), len(s.rhs.Load().Nodes()), s.rhs.Load().Clock())
+	}
+	return changed
+}
+
+func (s *Server) dialManager(addr string) *rpc.Client {
+	return rpc.Dial(addr, rpc.Options{
+		Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
+		CallTimeout: s.cfg.CallTimeout,
+		Handler:     rpc.HandlerFunc(s.serveRPC),
+		OnUp: func(*rpc.Conn) {
+			s.log.Infof("connect success: manager %s", addr)
+		},
+	})
+}
+
+// keepAliveLoop tells every manager we are alive twice a second and fetches
+// the hash spaces whenever the manager's differ from ours.
+func (s *Server) keepAliveLoop() {
+	defer s.loops.Done()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, m := range s.mgrs {
+			s.keepAlive(m)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) keepAlive(m *rpc.Client) {
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	defer cancel()
+	res, err := m.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendUint(b, s.clk.Now())
+		return msgpack.AppendUint(b, s.inc)
+	})
+	if err != nil {
+		return
+	}
+	defer res.Release()
+	// Result: [whs_clock, rhs_clock, mgr_clock].
+	b := res.Bytes()
+	n, b, err := msgpack.ReadArrayHeader(b)
+	if err != nil || n < 2 {
+		return
+	}
+	wc, b, err := msgpack.ReadUint(b)
+	if err != nil {
+		return
+	}
+	rc, b, err := msgpack.ReadUint(b)
+	if err != nil {
+		return
+	}
+	if n >= 3 {
+		if mc, _, err := msgpack.ReadUint(b); err == nil {
+			s.clk.Observe(mc)
+		}
+	}
+	if wc != s.whs.Load().Clock() || rc != s.rhs.Load().Clock() {
+		s.fetchHashSpaces(ctx, m)
+	}
+}
+
+func (s *Server) fetchHashSpaces(ctx context.Context, m *rpc.Client) {
+	var w, r *ring.HashSpace
+	if res, err := m.Call(ctx, wire.MgrWHashSpaceRequest, emptyParams); err == nil {
+		if hs, _, err := ring.ReadSeed(res.Bytes()); err == nil {
+			w = hs
+		}
+		res.Release()
+	}
+	if res, err := m.Call(ctx, wire.MgrRHashSpaceRequest, emptyParams); err == nil {
+		if hs, _, err := ring.ReadSeed(res.Bytes()); err == nil {
+			r = hs
+		}
+		res.Release()
+	}
+	s.adopt(w, r)
+}
+
+func emptyParams(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) }
+
+// coordinatorCheck returns nil when s coordinates hash h under its whs: the
+// first active owner. Otherwise it returns the error the gateway reacts to.
+func (s *Server) coordinatorCheck(h uint64) (*ring.HashSpace, *ring.HashSpace, error) {
+	w := s.whs.Load()
+	r := s.rhs.Load()
+	if w.Empty() {
+		return nil, nil, &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+	}
+	c, ok := w.Owners(h).Coordinator()
+	if !ok || c.Addr != s.cfg.Self {
+		return nil, nil, &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgObsolete}
+	}
+	return w, r, nil
+}
+
+// replicaTargets lists the owners a write for h must reach besides s: the
+// active owners in whs, plus (during a rebalance, when rhs differs) the
+// active owners in rhs, flagged as by-rhs.
+func (s *Server) replicaTargets(h uint64, w, r *ring.HashSpace, dst []target) []target {
+	wo := w.Owners(h)
+	for i := 0; i < wo.Len(); i++ {
+		n := wo.At(i)
+		if n.Active && n.Addr != s.cfg.Self {
+			dst = append(dst, target{addr: n.Addr})
+		}
+	}
+	if r != nil && r.Clock() != w.Clock() && !r.Empty() {
+		ro := r.Owners(h)
+	next:
+		for i := 0; i < ro.Len(); i++ {
+			n := ro.At(i)
+			if !n.Active || n.Addr == s.cfg.Self {
+				continue
+			}
+			for _, t := range dst {
+				if t.addr == n.Addr {
+					continue next
+				}
+			}
+			dst = append(dst, target{addr: n.Addr, byRHS: true})
+		}
+	}
+	return dst
+}
+
+// stillOwner reports whether a is still an active owner of h in the current
+// whs or rhs: replication to a node that stopped being one is not needed.
+func (s *Server) stillOwner(a ring.Addr, h uint64) bool {
+	for _, hs := range []*ring.HashSpace{s.whs.Load(), s.rhs.Load()} {
+		o := hs.Owners(h)
+		for i := 0; i < o.Len(); i++ {
+			if n := o.At(i); n.Addr == a && n.Active {
+				return true
+			}
+		}
+	}
+	return false
+}

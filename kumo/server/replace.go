@@ -1,0 +1,294 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+// Rebalancing ("replace") follows kumofs: in the copy phase every server
+// adopts the new write hash space and pushes the records whose owners
+// changed to their new owners (only the first surviving old owner sends, so
+// each moved key travels once); reads stay on the old read hash space. When
+// all servers reported the end of their copy, the managers switch the read
+// space and start the delete phase, in which servers drop what they no
+// longer own. Records travel in batches of newest-clock-wins ReplicateBatch
+// calls, one batch in flight per destination, so memory stays bounded.
+
+const (
+	batchRecords = 512
+	batchBytes   = 1 << 20
+)
+
+func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 2 {
+		req.ReplyError(errParams)
+		return
+	}
+	w, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	c, p, err := msgpack.ReadUint(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	s.clk.Observe(c)
+	full := false
+	if n >= 3 {
+		full, _, _ = msgpack.ReadBool(p)
+	}
+	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+	src := s.rhs.Load()
+	if !full {
+		s.adopt(w, nil)
+	}
+	s.repl.Add(1)
+	go func() {
+		defer s.repl.Done()
+		ok := s.replaceCopy(src, w, full)
+		s.notifyManagers(wire.MgrReplaceCopyEnd, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendUint(b, w.Clock())
+			b = msgpack.AppendUint(b, s.clk.Now())
+			return msgpack.AppendBool(b, ok)
+		})
+	}()
+}
+
+// batcher accumulates records for one destination.
+type batcher struct {
+	s     *Server
+	to    ring.Addr
+	buf   []byte // encoded [DBKey, DBValue] pairs
+	count int
+	sent  int
+	err   error
+}
+
+func (b *batcher) add(rec *store.Record) {
+	if b.err != nil {
+		return
+	}
+	b.buf = msgpack.AppendArrayHeader(b.buf, 2)
+	enc, _ := encodeRecord(rec)
+	b.buf = append(b.buf, enc...)
+	b.count++
+	if b.count >= batchRecords || len(b.buf) >= batchBytes {
+		b.flush()
+	}
+}
+
+func (b *batcher) flush() {
+	if b.count == 0 || b.err != nil {
+		return
+	}
+	s := b.s
+	c := s.peer(b.to)
+	if c == nil {
+		b.err = ErrClosed
+		return
+	}
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		var res rpc.Result
+		res, err = c.Call(ctx, wire.SrvReplicateBatch, func(p []byte) []byte {
+			p = msgpack.AppendArrayHeader(p, 2)
+			p = msgpack.AppendUint(p, s.clk.Now())
+			p = msgpack.AppendArrayHeader(p, uint32(b.count))
+			return append(p, b.buf...)
+		})
+		cancel()
+		if err == nil {
+			res.Release()
+			break
+		}
+		if s.closed.Load() {
+			break
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(time.Duration(100<<min(attempt, 4)) * time.Millisecond):
+		}
+	}
+	if err != nil {
+		s.log.Warnf("replace copy to %s failed: %v", b.to, err)
+		b.err = err
+		return
+	}
+	b.sent += b.count
+	b.count = 0
+	b.buf = b.buf[:0]
+}
+
+// replaceCopy pushes records to their new owners; it reports whether every
+// batch arrived.
+func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
+	s.replState.Or(wire.ReplCopying)
+	defer s.replState.And(^uint32(wire.ReplCopying))
+	s.log.Infof("start replace copy; full=%v", full)
+	// Nodes active before and not after: their data is gone, not a source.
+	activeIn := func(hs *ring.HashSpace) map[ring.Addr]bool {
+		m := make(map[ring.Addr]bool)
+		for _, n := range hs.Nodes() {
+			if n.Active {
+				m[n.Addr] = true
+			}
+		}
+		return m
+	}
+	srcActive, dstActive := activeIn(src), activeIn(dst)
+	if len(dstActive) == 0 || (!full && len(srcActive) == 0) {
+		return true
+	}
+	batches := make(map[ring.Addr]*batcher)
+	get := func(a ring.Addr) *batcher {
+		b := batches[a]
+		if b == nil {
+			b = &batcher{s: s, to: a}
+			batches[a] = b
+		}
+		return b
+	}
+	err := s.db.ForEach(func(rec *store.Record) error {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		h, _, ok := wire.SplitDBKey(rec.Key)
+		if !ok {
+			return nil
+		}
+		do := dst.Owners(h)
+		if full {
+			for i := 0; i < do.Len(); i++ {
+				if n := do.At(i); n.Active && n.Addr != s.cfg.Self {
+					get(n.Addr).add(rec)
+				}
+			}
+			return nil
+		}
+		so := src.Owners(h)
+		// The first source owner that is still active sends.
+		var sender ring.Addr
+		found := false
+		for i := 0; i < so.Len(); i++ {
+			n := so.At(i)
+			if n.Active && dstActive[n.Addr] {
+				sender, found = n.Addr, true
+				break
+			}
+		}
+		if !found || sender != s.cfg.Self {
+			return nil
+		}
+	next:
+		for i := 0; i < do.Len(); i++ {
+			n := do.At(i)
+			if !n.Active || n.Addr == s.cfg.Self {
+				continue
+			}
+			for j := 0; j < so.Len(); j++ {
+				if m := so.At(j); m.Active && m.Addr == n.Addr {
+					continue next // already held it
+				}
+			}
+			get(n.Addr).add(rec)
+		}
+		return nil
+	})
+	ok := err == nil
+	total := 0
+	for _, b := range batches {
+		b.flush()
+		if b.err != nil {
+			ok = false
+		}
+		total += b.sent
+	}
+	if err != nil {
+		s.log.Errorf("replace copy: %v", err)
+	}
+	s.log.Infof("replace copy done: %d records sent to %d servers, ok=%v", total, len(batches), ok)
+	return ok
+}
+
+func (s *Server) handleReplaceDeleteStart(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 1 {
+		req.ReplyError(errParams)
+		return
+	}
+	w, p, err := ring.ReadSeed(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	if n >= 2 {
+		if c, _, err := msgpack.ReadUint(p); err == nil {
+			s.clk.Observe(c)
+		}
+	}
+	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+	s.adopt(w, w)
+	s.repl.Add(1)
+	go func() {
+		defer s.repl.Done()
+		s.replaceDelete(w)
+		s.notifyManagers(wire.MgrReplaceDeleteEnd, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, w.Clock())
+			return msgpack.AppendUint(b, s.clk.Now())
+		})
+	}()
+}
+
+// replaceDelete drops every record whose key s no longer owns under w.
+func (s *Server) replaceDelete(w *ring.HashSpace) {
+	s.replState.Or(wire.ReplDeleting)
+	defer s.replState.And(^uint32(wire.ReplDeleting))
+	self := false
+	for _, n := range w.Nodes() {
+		if n.Addr == s.cfg.Self && n.Active {
+			self = true
+		}
+	}
+	if !self {
+		s.log.Warnf("replace delete skipped: this server is not active in the hash space")
+		return
+	}
+	var drop [][]byte
+	err := s.db.ForEach(func(rec *store.Record) error {
+		h, _, ok := wire.SplitDBKey(rec.Key)
+		if !ok {
+			return nil
+		}
+		o := w.Owners(h)
+		for i := 0; i < o.Len(); i++ {
+			if n := o.At(i); n.Active && n.Addr == s.cfg.Self {
+				return nil
+			}
+		}
+		drop = append(drop, append([]byte(nil), rec.Key...))
+		return nil
+	})
+	if err != nil {
+		s.log.Errorf("replace delete: %v", err)
+		return
+	}
+	for _, k := range drop {
+		if _, err := s.db.Delete(k, nil); err != nil {
+			s.log.Errorf("replace delete: %v", err)
+			return
+		}
+	}
+	s.log.Infof("replace delete done: %d records dropped", len(drop))
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// target is one replica a write must reach.
+type target struct {
+	addr  ring.Addr
+	byRHS bool // an owner only in the read hash space (during a rebalance)
+}
+
+// errReplication is answered when a replica stayed unreachable, while still
+// an active owner, for the whole replication timeout.
+var errReplication = &rpc.Error{Code: rpc.CodeServer, Msg: "replication failed"}
+
+// replication tracks one write's fan-out to its replicas.
+type replication struct {
+	s        *Server
+	h        uint64
+	payload  []byte // raw(DBKey) ‖ raw(DBValue); immutable
+	deadline time.Time
+	pending  atomic.Int32
+	failed   atomic.Bool
+	once     sync.Once
+	done     func(error)
+}
+
+// replicate sends the record in payload to every other active owner of h
+// and calls done once all stored it, or with an error when one could not be
+// reached in time. A replica that stops being an active owner meanwhile (the
+// managers marked it fault) no longer counts: the write is then safe on the
+// owners that remain. done runs on an RPC goroutine or the caller's.
+func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done func(error)) {
+	var buf [6]target
+	targets := s.replicaTargets(h, w, r, buf[:0])
+	if len(targets) == 0 {
+		done(nil)
+		return
+	}
+	rp := &replication{s: s, h: h, payload: payload, deadline: time.Now().Add(s.cfg.ReplTimeout), done: done}
+	rp.pending.Store(int32(len(targets)))
+	s.repl.Add(1)
+	for _, t := range targets {
+		rp.send(t, 0)
+	}
+}
+
+func (rp *replication) finish(ok bool) {
+	if !ok {
+		rp.failed.Store(true)
+	}
+	if rp.pending.Add(-1) == 0 {
+		rp.once.Do(func() {
+			if rp.failed.Load() {
+				rp.done(errReplication)
+			} else {
+				rp.done(nil)
+			}
+			rp.s.repl.Done()
+		})
+	}
+}
+
+func (rp *replication) send(t target, attempt int) {
+	s := rp.s
+	c := s.peer(t.addr)
+	if c == nil { // closing
+		rp.finish(false)
+		return
+	}
+	var flags uint64
+	if t.byRHS {
+		flags = 1
+	}
+	c.Go(wire.SrvReplicateSet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendUint(b, s.clk.Now())
+		b = msgpack.AppendUint(b, flags)
+		return append(b, rp.payload...)
+	}, s.cfg.CallTimeout, func(_ []byte, err error) {
+		if err == nil {
+			rp.finish(true)
+			return
+		}
+		var re *rpc.Error
+		if errors.As(err, &re) && re.Code == rpc.CodeProtocol {
+			s.log.Warnf("replica %s refused a record: %v", t.addr, err)
+			rp.finish(false)
+			return
+		}
+		if s.closed.Load() {
+			rp.finish(false)
+			return
+		}
+		if !s.stillOwner(t.addr, rp.h) {
+			rp.finish(true) // marked fault: the remaining owners hold the write
+			return
+		}
+		if time.Now().After(rp.deadline) {
+			s.log.Warnf("replication to %s failed: %v", t.addr, err)
+			rp.finish(false)
+			return
+		}
+		backoff := time.Duration(20<<min(attempt, 5)) * time.Millisecond
+		time.AfterFunc(backoff, func() { rp.send(t, attempt+1) })
+	})
+}

@@ -1,0 +1,226 @@
+// Package server implements kumo-server: it keeps its share of the data in a
+// store, coordinates the memcached commands for the keys it owns first in the
+// write hash space, replicates every resulting record to the key's other
+// owners before it answers, and copies data to new owners when the managers
+// rebalance the cluster.
+//
+// Shutdown order: stop accepting RPCs (rpc server), stop the manager links
+// and background loops, wait for in-flight replication, then close the store.
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/clock"
+	"kumofs/kumo/wire"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+// Config is what a kumo-server is started with (kumo-server's flags).
+type Config struct {
+	Self        ring.Addr // advertised address (-l)
+	Listen      string    // address to listen on; defaults to Self
+	StreamPort  int       // -L (reserved for the bulk replace stream)
+	Managers    []string  // -m, -p
+	StorePath   string    // -s
+	Store       store.Options
+	TmpDir      string        // -f
+	ReplTimeout time.Duration // how long a write waits for a replica before failing
+	CallTimeout time.Duration // per-RPC deadline between servers
+	GarbageMax  time.Duration // -gX: tombstone age after which compaction drops them
+	Log         *logging.Logger
+	Clock       *clock.Clock
+}
+
+// Server is a running kumo-server.
+type Server struct {
+	cfg   Config
+	log   *logging.Logger
+	clk   *clock.Clock
+	db    *store.DB
+	start time.Time
+	inc   uint64 // incarnation: the clock at start, told to managers
+
+	rpcSrv *rpc.Server
+	ln     net.Listener
+
+	whs atomic.Pointer[ring.HashSpace] // write hash space
+	rhs atomic.Pointer[ring.HashSpace] // read hash space
+
+	hsMu sync.Mutex // serializes hash-space adoption (readers use the atomics)
+
+	stripes [4096]sync.Mutex // per-key serialization of read-modify-write on the coordinator
+
+	peersMu sync.Mutex // protects peers
+	peers   map[ring.Addr]*rpc.Client
+
+	mgrs []*rpc.Client
+
+	cmdGet, cmdSet, cmdDelete atomic.Uint64
+	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
+
+	repl sync.WaitGroup // in-flight replications and background jobs
+
+	flushMu     sync.Mutex // protects flushTimers
+	flushTimers []*time.Timer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
+	closed atomic.Bool
+}
+
+// ErrClosed is returned by calls on a closed Server.
+var ErrClosed = errors.New("server: closed")
+
+// New opens the store and starts serving on cfg.Listen. It returns once the
+// listener is up; the manager links connect in the background.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = logging.New(os.Stderr, logging.Info).With("server")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{})
+	}
+	if cfg.ReplTimeout <= 0 {
+		cfg.ReplTimeout = 10 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 3 * time.Second
+	}
+	if cfg.GarbageMax <= 0 {
+		cfg.GarbageMax = time.Hour
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = cfg.Self.String()
+	}
+	db, err := store.Open(cfg.StorePath, &cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Log,
+		clk:   cfg.Clock,
+		db:    db,
+		start: time.Now(),
+		ln:    ln,
+		peers: make(map[ring.Addr]*rpc.Client),
+	}
+	s.inc = s.clk.Now()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	empty := ring.New(nil, 0)
+	s.whs.Store(empty)
+	s.rhs.Store(empty)
+	s.rpcSrv = &rpc.Server{
+		Handler: rpc.HandlerFunc(s.serveRPC),
+		OnHello: s.onHello,
+		Logf:    s.log.Func(logging.Warn),
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		if err := s.rpcSrv.Serve(ln); err != nil && !s.closed.Load() {
+			s.log.Errorf("rpc server stopped: %v", err)
+		}
+	}()
+	for _, m := range cfg.Managers {
+		s.mgrs = append(s.mgrs, s.dialManager(m))
+	}
+	s.loops.Add(2)
+	go s.keepAliveLoop()
+	go s.maintenanceLoop()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the server: no new requests, in-flight replication finishes or
+// fails, the store is synced and closed.
+func (s *Server) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.rpcSrv.Close()
+	for _, m := range s.mgrs {
+		m.Close()
+	}
+	s.flushMu.Lock()
+	for _, t := range s.flushTimers {
+		t.Stop()
+	}
+	s.flushMu.Unlock()
+	s.loops.Wait()
+	s.repl.Wait()
+	s.peersMu.Lock()
+	for _, p := range s.peers {
+		p.Close()
+	}
+	s.peers = nil
+	s.peersMu.Unlock()
+	return s.db.Close()
+}
+
+func (s *Server) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
+	if a, err := ring.AddrFromDump(h.Addr); err == nil {
+		s.clk.Now() // the hello carries no clock; nothing to merge
+		s.log.Debugf("peer connected: %s role %d", a, h.Role)
+	}
+	return &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer}
+}
+
+// peer returns the RPC client for another server, dialing it on first use.
+func (s *Server) peer(a ring.Addr) *rpc.Client {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	if s.peers == nil {
+		return nil
+	}
+	c := s.peers[a]
+	if c == nil {
+		c = rpc.Dial(a.String(), rpc.Options{
+			Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
+			CallTimeout: s.cfg.CallTimeout,
+			Handler:     rpc.HandlerFunc(s.serveRPC),
+		})
+		s.peers[a] = c
+	}
+	return c
+}
+
+// maintenanceLoop compacts the store when dead space dominates.
+func (s *Server) maintenanceLoop() {
+	defer s.loops.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := s.db.Stats()
+		if st.DeadBytes > 64<<20 && st.DeadBytes > st.LiveBytes {
+			s.log.Infof("compacting store: %d dead bytes, %d live", st.DeadBytes, st.LiveBytes)
+			if err := s.db.Compact(store.CompactOptions{Now: time.Now(), TombstoneAge: s.cfg.GarbageMax}); err != nil {
+				s.log.Errorf("compaction failed: %v", err)
+			}
+		}
+	}
+}

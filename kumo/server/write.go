@@ -1,0 +1,421 @@
+package server
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/store"
+)
+
+// maxValue bounds what append/prepend may grow a value to.
+const maxValue = 64 << 20
+
+// writeOp is one decoded memcached write, decided on the coordinator.
+type writeOp struct {
+	method  uint32
+	mode    uint64 // wire.Op* for Set/Store
+	dbkey   []byte
+	val     wire.Value // incoming value (Store/Set)
+	cas     uint64
+	delta   uint64 // Arith
+	decr    bool
+	create  bool
+	initial uint64
+	exptime uint32 // Arith create / Touch
+	want    bool   // Touch: return the value (gat)
+}
+
+func (op *writeOp) parse(req *rpc.Request) error {
+	op.method = req.Method
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil {
+		return errParams
+	}
+	rd := func() (uint64, error) {
+		var v uint64
+		v, p, err = msgpack.ReadUint(p)
+		return v, err
+	}
+	rdb := func() (bool, error) {
+		var v bool
+		v, p, err = msgpack.ReadBool(p)
+		return v, err
+	}
+	rraw := func() ([]byte, error) {
+		var v []byte
+		v, p, err = msgpack.ReadRaw(p)
+		return v, err
+	}
+	bad := func(e error) error {
+		if e != nil {
+			return errParams
+		}
+		return nil
+	}
+	switch req.Method {
+	case wire.SrvStore: // [mode, DBKey, DBValue, cas]
+		if n < 3 {
+			return errParams
+		}
+		var dbval []byte
+		if op.mode, err = rd(); err != nil {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		if dbval, err = rraw(); err != nil {
+			return errParams
+		}
+		if op.val, err = wire.ParseDBValue(dbval); err != nil || op.val.Tombstone {
+			return errParams
+		}
+		if n >= 4 {
+			op.cas, err = rd()
+		}
+		return bad(err)
+	case wire.SrvSet: // kumofs [op, DBKey, DBValue]: the CAS compare rides in the value's clock
+		if n < 3 {
+			return errParams
+		}
+		var dbval []byte
+		if op.mode, err = rd(); err != nil {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		if dbval, err = rraw(); err != nil {
+			return errParams
+		}
+		if op.val, err = wire.ParseDBValue(dbval); err != nil || op.val.Tombstone {
+			return errParams
+		}
+		switch op.mode {
+		case wire.OpSet, wire.OpSetAsync:
+			op.mode = wire.OpSet
+		case wire.OpCAS:
+			op.cas = op.val.Clock
+		default:
+			return &rpc.Error{Code: rpc.CodeProtocol, Msg: "unsupported set operation"}
+		}
+		return nil
+	case wire.SrvArith: // [DBKey, delta, decr, create, initial, exptime]
+		if n < 6 {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		if op.delta, err = rd(); err != nil {
+			return errParams
+		}
+		if op.decr, err = rdb(); err != nil {
+			return errParams
+		}
+		if op.create, err = rdb(); err != nil {
+			return errParams
+		}
+		if op.initial, err = rd(); err != nil {
+			return errParams
+		}
+		var e uint64
+		e, err = rd()
+		op.exptime = uint32(e)
+		return bad(err)
+	case wire.SrvTouch: // [DBKey, exptime, want_value]
+		if n < 3 {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		var e uint64
+		if e, err = rd(); err != nil {
+			return errParams
+		}
+		op.exptime = uint32(e)
+		op.want, err = rdb()
+		return bad(err)
+	case wire.SrvRemove: // [DBKey, cas]
+		if n < 1 {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		if n >= 2 {
+			op.cas, err = rd()
+		}
+		return bad(err)
+	case wire.SrvDelete: // kumofs [flags, DBKey]
+		if n < 2 {
+			return errParams
+		}
+		if _, err = rd(); err != nil {
+			return errParams
+		}
+		op.dbkey, err = rraw()
+		return bad(err)
+	}
+	return errParams
+}
+
+// handleWrite decides a write atomically under the key's stripe lock, stores
+// it, replicates it to every other active owner and answers when all have
+// stored it.
+func (s *Server) handleWrite(req *rpc.Request) {
+	var op writeOp
+	if err := op.parse(req); err != nil {
+		req.ReplyError(err)
+		return
+	}
+	if len(op.dbkey) < 8 {
+		req.ReplyError(errParams)
+		return
+	}
+	h, _, _ := wire.SplitDBKey(op.dbkey)
+	w, r, err := s.coordinatorCheck(h)
+	if err != nil {
+		req.ReplyError(err)
+		return
+	}
+	now := time.Now().Unix()
+	mu := &s.stripes[h%uint64(len(s.stripes))]
+	mu.Lock()
+	bp := getBuf()
+	old, buf, gerr := s.db.Get(op.dbkey, *bp)
+	*bp = buf
+	if gerr != nil && !errors.Is(gerr, store.ErrNotFound) {
+		mu.Unlock()
+		putBuf(bp)
+		req.ReplyError(storeError(gerr))
+		return
+	}
+	exists := gerr == nil && live(&old, now)
+	var oldp *store.Record
+	if gerr == nil {
+		oldp = &old
+	}
+	rec, status, num, err := s.decide(&op, oldp, exists)
+	if err != nil || status != wire.StatusOK {
+		mu.Unlock()
+		putBuf(bp)
+		if err != nil {
+			req.ReplyError(err)
+			return
+		}
+		replyStatus(req, &op, status, 0, nil)
+		return
+	}
+	rec.Clock = s.clk.Now()
+	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {
+		mu.Unlock()
+		putBuf(bp)
+		req.ReplyError(storeError(err))
+		return
+	}
+	payload, valOff := encodeRecord(&rec)
+	mu.Unlock()
+	putBuf(bp)
+	ct := rec.Clock
+	s.replicate(h, w, r, payload, func(err error) {
+		if err != nil {
+			req.ReplyError(err)
+			return
+		}
+		var extra func([]byte) []byte
+		switch {
+		case op.method == wire.SrvArith:
+			extra = func(b []byte) []byte { return msgpack.AppendUint(b, num) }
+		case op.method == wire.SrvTouch && op.want:
+			extra = func(b []byte) []byte { return append(b, payload[valOff:]...) }
+		}
+		replyStatus(req, &op, wire.StatusOK, ct, extra)
+	})
+}
+
+// decide computes the record a write produces from the current one (old may
+// be nil; exists says whether it is visible). A status other than StatusOK
+// means nothing is stored.
+func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.Record, status int, num uint64, err error) {
+	rec.Key = op.dbkey
+	switch op.method {
+	case wire.SrvStore, wire.SrvSet:
+		rec.Value, rec.Flags, rec.Exptime = op.val.Data, op.val.Flags, op.val.Exptime
+		switch op.mode {
+		case wire.OpSet:
+		case wire.OpAdd:
+			if exists {
+				return rec, wire.StatusNotStored, 0, nil
+			}
+		case wire.OpReplace:
+			if !exists {
+				return rec, wire.StatusNotStored, 0, nil
+			}
+		case wire.OpAppend, wire.OpPrepend:
+			if !exists {
+				return rec, wire.StatusNotStored, 0, nil
+			}
+			if len(old.Value)+len(op.val.Data) > maxValue {
+				return rec, 0, 0, &rpc.Error{Code: rpc.CodeServer, Msg: "out of memory storing object"}
+			}
+			v := make([]byte, 0, len(old.Value)+len(op.val.Data))
+			if op.mode == wire.OpAppend {
+				v = append(append(v, old.Value...), op.val.Data...)
+			} else {
+				v = append(append(v, op.val.Data...), old.Value...)
+			}
+			rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
+		case wire.OpCAS:
+			if !exists {
+				return rec, wire.StatusNotFound, 0, nil
+			}
+			if old.Clock != op.cas {
+				return rec, wire.StatusExists, 0, nil
+			}
+		default:
+			return rec, 0, 0, &rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown store mode " + strconv.FormatUint(op.mode, 10)}
+		}
+		if op.cas != 0 && op.mode != wire.OpCAS {
+			// A CAS compare on another mode (binary protocol, meta C flag).
+			if !exists {
+				return rec, wire.StatusNotFound, 0, nil
+			}
+			if old.Clock != op.cas {
+				return rec, wire.StatusExists, 0, nil
+			}
+		}
+		return rec, wire.StatusOK, 0, nil
+	case wire.SrvArith:
+		if !exists {
+			if !op.create {
+				return rec, wire.StatusNotFound, 0, nil
+			}
+			rec.Value = strconv.AppendUint(nil, op.initial, 10)
+			rec.Exptime = op.exptime
+			return rec, wire.StatusOK, op.initial, nil
+		}
+		cur, ok := parseCounter(old.Value)
+		if !ok {
+			return rec, wire.StatusNonNumeric, 0, nil
+		}
+		if op.decr {
+			if op.delta > cur {
+				cur = 0
+			} else {
+				cur -= op.delta
+			}
+		} else {
+			cur += op.delta // wraps at 2^64 as memcached does
+		}
+		// Stored as plain decimal: memcached pads a shrinking decr with
+		// spaces (an artefact of its in-place rewrite); clients parse
+		// either, and the memcache.Backend contract says plain.
+		v := strconv.AppendUint(make([]byte, 0, 20), cur, 10)
+		rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
+		return rec, wire.StatusOK, cur, nil
+	case wire.SrvTouch:
+		if !exists {
+			return rec, wire.StatusNotFound, 0, nil
+		}
+		rec.Value = append([]byte(nil), old.Value...)
+		rec.Flags, rec.Exptime = old.Flags, op.exptime
+		return rec, wire.StatusOK, 0, nil
+	case wire.SrvRemove, wire.SrvDelete:
+		if !exists {
+			return rec, wire.StatusNotFound, 0, nil
+		}
+		if op.cas != 0 && old.Clock != op.cas {
+			return rec, wire.StatusExists, 0, nil
+		}
+		rec.Tombstone = true
+		return rec, wire.StatusOK, 0, nil
+	}
+	return rec, 0, 0, errParams
+}
+
+// parseCounter reads a memcached counter: optional leading spaces, decimal
+// digits, optional trailing spaces (left by an in-place decr).
+func parseCounter(b []byte) (uint64, bool) {
+	i := 0
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	j := i
+	var v uint64
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		d := uint64(b[j] - '0')
+		if v > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+		j++
+	}
+	if j == i {
+		return 0, false
+	}
+	for k := j; k < len(b); k++ {
+		if b[k] != ' ' && b[k] != '\r' && b[k] != '\n' {
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// replyStatus sends the result of a write in the form its method expects.
+func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra func([]byte) []byte) {
+	switch op.method {
+	case wire.SrvSet: // kumofs: clocktime, or false when the compare failed
+		if status == wire.StatusOK {
+			req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, ct) })
+		} else {
+			req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, false) })
+		}
+	case wire.SrvDelete: // kumofs: true deleted / false not found
+		ok := status == wire.StatusOK
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+	case wire.SrvArith: // [status, value, clocktime]
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendUint(b, uint64(status))
+			if extra != nil {
+				b = extra(b)
+			} else {
+				b = msgpack.AppendUint(b, 0)
+			}
+			return msgpack.AppendUint(b, ct)
+		})
+	case wire.SrvTouch: // [status, DBValue | nil]
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, uint64(status))
+			if extra != nil {
+				return extra(b)
+			}
+			return msgpack.AppendNil(b)
+		})
+	default: // Store, Remove: [status, clocktime]
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, uint64(status))
+			return msgpack.AppendUint(b, ct)
+		})
+	}
+}
+
+// encodeRecord returns msgpack raw(DBKey) ‖ raw(DBValue) for replication,
+// and the offset at which raw(DBValue) starts.
+func encodeRecord(rec *store.Record) ([]byte, int) {
+	v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+	n := wire.DBValueLen(&v)
+	b := make([]byte, 0, len(rec.Key)+n+10)
+	b = msgpack.AppendRaw(b, rec.Key)
+	off := len(b)
+	b = msgpack.AppendRawHeader(b, uint32(n))
+	return wire.AppendDBValue(b, &v), off
+}
