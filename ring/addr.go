@@ -85,6 +85,15 @@ func zoneID(zone string) (uint32, error) {
 // resolved once, here, preferring an IPv4 address as kumofs does. A port of 0
 // is rejected: such an address is not connectable.
 func ParseAddr(s string, defaultPort int) (Addr, error) {
+	return parseAddr(s, defaultPort, lookupHost)
+}
+
+// lookupHost resolves a host name to its addresses.
+func lookupHost(host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+}
+
+func parseAddr(s string, defaultPort int, lookup func(string) ([]netip.Addr, error)) (Addr, error) {
 	host, portStr, err := splitHostPort(s)
 	if err != nil {
 		return Addr{}, err
@@ -106,7 +115,7 @@ func ParseAddr(s string, defaultPort int) (Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return AddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port)))
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+	ips, err := lookup(host)
 	if err != nil || len(ips) == 0 {
 		return Addr{}, fmt.Errorf("%w: can't resolve host name: %s", ErrBadAddr, host)
 	}

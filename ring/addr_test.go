@@ -119,3 +119,48 @@ func TestAddrMisc(t *testing.T) {
 		t.Errorf("invalid AddrPort: %v", err)
 	}
 }
+
+func FuzzParseAddr(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "127.0.0.1:19801", "[::1]:80", "::1", "[fe80::1%3]:9", "host:1", "[::1", ":80"} {
+		f.Add(s)
+	}
+	noDNS := func(string) ([]netip.Addr, error) { return nil, errors.New("no DNS in fuzzing") }
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := parseAddr(s, 19800, noDNS)
+		if err != nil {
+			if !errors.Is(err, ErrBadAddr) {
+				t.Fatalf("%q: error %v does not wrap ErrBadAddr", s, err)
+			}
+			return
+		}
+		if !a.IsValid() || a.Port() == 0 {
+			t.Fatalf("%q: parsed to %v", s, a)
+		}
+		b, err := AddrFromDump(a.Dump())
+		if err != nil || b != a {
+			t.Fatalf("%q: dump round trip %v %v", s, b, err)
+		}
+		// The text form parses back to the same address.
+		c, err := parseAddr(a.String(), 1, noDNS)
+		if err != nil || c != a {
+			t.Fatalf("%q: String %q parses to %v, %v", s, a.String(), c, err)
+		}
+	})
+}
+
+func FuzzAddrFromDump(f *testing.F) {
+	f.Add([]byte{0x4d, 0x59, 127, 0, 0, 1})
+	f.Add(make([]byte, DumpSize6))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := AddrFromDump(b)
+		if err != nil {
+			return
+		}
+		if a.Compare(a) != 0 {
+			t.Fatal("Compare(a, a) != 0")
+		}
+		if d := a.Dump(); len(d) != len(b) && !(len(b) == DumpSize6 && len(d) == DumpSize4) {
+			t.Fatalf("dump %x of %x", d, b)
+		}
+	})
+}
