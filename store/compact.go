@@ -122,8 +122,13 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 		if rf == recRemove || !old.isLive(rec.Key, off-recSize(klen, vlen, old.apow)) {
 			continue
 		}
-		if xf != nil && !xf(&rec) {
-			continue
+		if xf != nil {
+			if !xf(&rec) {
+				continue
+			}
+			if rec.Tombstone {
+				rf = recTombstone
+			}
 		}
 		if err := ng.apply(&rec, rf, &wbuf, &nscratch); err != nil {
 			return err
