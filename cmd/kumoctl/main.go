@@ -16,8 +16,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
+	"kumofs/internal/cli"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -28,10 +30,7 @@ import (
 const ManagerDefaultPort = 19700
 
 // callTimeout bounds every call to the manager, connecting included.
-const callTimeout = 5 * time.Second
-
-// version is printed by --version.
-var version = "kumoctl (kumo) " + wire.Version
+var callTimeout = 5 * time.Second
 
 // now is the clock for the default backup suffix; tests replace it.
 var now = time.Now
@@ -40,8 +39,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, `Usage: kumoctl address[:port=%d] command [options]
+// synopsis is kumofs's usage text (the option table follows it).
+func synopsis() string {
+	return fmt.Sprintf(`Usage: kumoctl address[:port=%d] command [options]
 command:
    status                     get status
    attach                     attach all new servers and start replace
@@ -52,16 +52,7 @@ command:
    full-replace               start full replace without attach/detach
    backup  [suffix=%s]  create backup with specified suffix
    enable-auto-replace        enable auto replace
-   disable-auto-replace       disable auto replace
-`, ManagerDefaultPort, now().Format("20060102"))
-}
-
-// badUsage prints the usage on stdout and the error on stderr, and returns
-// the exit status 1.
-func badUsage(stdout, stderr io.Writer, msg string) int {
-	usage(stdout)
-	fmt.Fprintln(stderr, "error:", msg)
-	return 1
+   disable-auto-replace       disable auto replace`, ManagerDefaultPort, now().Format("20060102"))
 }
 
 // command is one kumoctl command: the RPC and its parameters.
@@ -92,18 +83,22 @@ var simple = map[string]command{
 
 // run is the whole command; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 {
-		switch args[0] {
-		case "-h", "--help":
-			usage(stdout)
-			return 0
-		case "--version":
-			fmt.Fprintln(stdout, version)
-			return 0
-		}
+	fs := cli.New("kumoctl", synopsis())
+	fs.AllowArgs()
+	fs.Stdout, fs.Stderr = stdout, stderr
+	code := -1
+	fs.ExitFunc = func(c int) { code = c }
+	// usageError prints the usage and "error: msg", as for a bad option.
+	usageError := func(msg string) int {
+		fs.Exit(errors.New(msg))
+		return code
 	}
+	if fs.Exit(fs.Parse(args)); code >= 0 {
+		return code
+	}
+	args = fs.Args()
 	if len(args) < 2 {
-		return badUsage(stdout, stderr, "too few arguments")
+		return usageError("too few arguments")
 	}
 	addr, cmd, rest := args[0], args[1], args[2:]
 	mgr, err := ring.ParseAddr(addr, ManagerDefaultPort)
@@ -114,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "stat", "status":
 		if len(rest) != 0 {
-			return badUsage(stdout, stderr, "unexpected argument: "+rest[0])
+			return usageError("unexpected argument: " + rest[0])
 		}
 		res, err := call(mgr, wire.MgrGetNodesInfo, noParams)
 		if err != nil {
@@ -130,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "backup":
 		if len(rest) > 1 {
-			return badUsage(stdout, stderr, "unexpected argument: "+rest[1])
+			return usageError("unexpected argument: " + rest[1])
 		}
 		suffix := now().Format("20060102")
 		if len(rest) == 1 {
@@ -144,10 +139,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c, ok := simple[cmd]
 	if !ok {
 		fmt.Fprintf(stdout, "unknown command %s\n\n", cmd)
-		return badUsage(stdout, stderr, "unknown command "+cmd)
+		return usageError("unknown command " + cmd)
 	}
 	if len(rest) != 0 {
-		return badUsage(stdout, stderr, "unexpected argument: "+rest[0])
+		return usageError("unexpected argument: " + rest[0])
 	}
 	return printCall(mgr, c, stdout, stderr)
 }
@@ -173,10 +168,12 @@ func printCall(mgr ring.Addr, c command, stdout, stderr io.Writer) int {
 func call(addr ring.Addr, method uint32, params func([]byte) []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
+	var down dialError
 	c := rpc.Dial(addr.AddrPort().String(), rpc.Options{
 		CallTimeout: callTimeout,
 		DialTimeout: callTimeout,
 		Logf:        func(string, ...any) {}, // the one error line is ours
+		OnDown:      down.set,
 	})
 	defer c.Close()
 	res, err := c.Call(ctx, method, params)
@@ -185,8 +182,30 @@ func call(addr ring.Addr, method uint32, params func([]byte) []byte) ([]byte, er
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("manager %s: %w", addr, err)
 		}
+		if cause := down.get(); cause != nil {
+			err = cause
+		}
 		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, err)
 	}
 	defer res.Release()
 	return append([]byte(nil), res.Bytes()...), nil
+}
+
+// dialError keeps the last connection error the client reported, which
+// says more than the call's "peer down".
+type dialError struct {
+	mu  sync.Mutex // protects err
+	err error
+}
+
+func (d *dialError) set(_ int, err error) {
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+}
+
+func (d *dialError) get() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
 }

@@ -19,8 +19,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"kumofs/internal/cli"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -34,10 +36,7 @@ const (
 )
 
 // callTimeout bounds every call, connecting included.
-const callTimeout = 5 * time.Second
-
-// version is printed by --version.
-var version = "kumostat (kumo) " + wire.Version
+var callTimeout = 5 * time.Second
 
 // errBadReply means an answer does not have the expected shape.
 var errBadReply = errors.New("bad reply")
@@ -46,8 +45,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, `Usage: kumostat server-address[:port=%d] command
+// synopsis is kumofs's usage text (the option table follows it).
+var synopsis = fmt.Sprintf(`Usage: kumostat server-address[:port=%d] command
        kumostat -m manager-address[:port=%d] command
 command:
    pid                        get pid of server process
@@ -62,15 +61,7 @@ command:
    rhs                        get rhs (routing table for Get)
    whs                        get whs (routing table for Set/Delete)
    hscheck                    check if rhs == whs
-   replstat                   get replace status
-`, ServerDefaultPort, ManagerDefaultPort)
-}
-
-func badUsage(stdout, stderr io.Writer, msg string) int {
-	usage(stdout)
-	fmt.Fprintln(stderr, "error:", msg)
-	return 1
-}
+   replstat                   get replace status`, ServerDefaultPort, ManagerDefaultPort)
 
 // A command asks one server and returns the text to print, without the
 // final newline.
@@ -103,31 +94,32 @@ var commands = map[string]command{
 	"replstat":   replstat,
 }
 
+// run is the whole command; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 {
-		switch args[0] {
-		case "-h", "--help":
-			usage(stdout)
-			return 0
-		case "--version":
-			fmt.Fprintln(stdout, version)
-			return 0
-		}
+	fs := cli.New("kumostat", synopsis)
+	fs.AllowArgs()
+	fs.Stdout, fs.Stderr = stdout, stderr
+	code := -1
+	fs.ExitFunc = func(c int) { code = c }
+	usageError := func(msg string) int {
+		fs.Exit(errors.New(msg))
+		return code
 	}
-	manager := false
-	if len(args) > 0 && (args[0] == "-m" || args[0] == "--manager") {
-		manager = true
-		args = args[1:]
+	var manager bool
+	fs.Bool(&manager, "-m", "--manager", "ask every attached active server of this manager")
+	if fs.Exit(fs.Parse(args)); code >= 0 {
+		return code
 	}
-	if len(args) != 2 {
-		if len(args) < 2 {
-			return badUsage(stdout, stderr, "too few arguments")
-		}
-		return badUsage(stdout, stderr, "unexpected argument: "+args[2])
+	args = fs.Args()
+	if len(args) < 2 {
+		return usageError("too few arguments")
+	}
+	if len(args) > 2 {
+		return usageError("unexpected argument: " + args[2])
 	}
 	cmd, ok := commands[args[1]]
 	if !ok {
-		return badUsage(stdout, stderr, "unknown command "+args[1])
+		return usageError("unknown command " + args[1])
 	}
 	defPort := ServerDefaultPort
 	if manager {
@@ -152,15 +144,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	code := 0
+	status := 0
 	for _, a := range servers {
 		out, err := runOn(a, cmd)
 		if err != nil {
-			out, code = "error: "+err.Error(), 1
+			out, status = "error: "+err.Error(), 1
 		}
 		fmt.Fprintf(stdout, "%s:  %s\n", a, out)
 	}
-	return code
+	return status
 }
 
 // runOn runs cmd against the server at addr.
@@ -200,15 +192,24 @@ func activeServers(mgr ring.Addr) ([]ring.Addr, error) {
 type session struct {
 	addr ring.Addr
 	c    *rpc.Client
+
+	mu      sync.Mutex // protects downErr
+	downErr error      // the last connection error the client reported
 }
 
 func dial(addr ring.Addr) *session {
-	c := rpc.Dial(addr.AddrPort().String(), rpc.Options{
+	s := &session{addr: addr}
+	s.c = rpc.Dial(addr.AddrPort().String(), rpc.Options{
 		CallTimeout: callTimeout,
 		DialTimeout: callTimeout,
 		Logf:        func(string, ...any) {}, // the one error line is ours
+		OnDown: func(_ int, err error) {
+			s.mu.Lock()
+			s.downErr = err
+			s.mu.Unlock()
+		},
 	})
-	return &session{addr: addr, c: c}
+	return s
 }
 
 func (s *session) close() { s.c.Close() }
@@ -223,6 +224,11 @@ func (s *session) call(method uint32, params func([]byte) []byte) ([]byte, error
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("%s: %w", s.addr, err)
 		}
+		s.mu.Lock()
+		if s.downErr != nil {
+			err = s.downErr
+		}
+		s.mu.Unlock()
 		return nil, fmt.Errorf("cannot reach %s: %w", s.addr, err)
 	}
 	defer res.Release()
