@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -415,4 +417,48 @@ func BenchmarkNew3(b *testing.B) {
 	for b.Loop() {
 		New(nodes, 0)
 	}
+}
+
+// TestConcurrentSwap is the gateway's pattern: readers look keys up through
+// an atomic pointer while the writer replaces the hash space as a whole.
+func TestConcurrentSwap(t *testing.T) {
+	base := goldenSpace(t)
+	var cur atomic.Pointer[HashSpace]
+	cur.Store(base)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := []byte("k0")
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key[1] = byte(i)
+				o := cur.Load().Lookup(key)
+				if o.Len() != 3 {
+					t.Errorf("%d owners", o.Len())
+					return
+				}
+				o.Coordinator()
+			}
+		}()
+	}
+	addrs := base.Nodes()
+	for i := range 300 {
+		hs := cur.Load()
+		a := addrs[i%3].Addr
+		if hs.IsActive(a) {
+			hs, _ = hs.WithFault(a, uint64(i))
+		} else {
+			hs, _ = hs.WithRecovered(a, uint64(i))
+		}
+		cur.Store(hs)
+	}
+	close(stop)
+	wg.Wait()
 }
