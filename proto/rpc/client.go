@@ -1,0 +1,270 @@
+package rpc
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Client keeps one connection to addr, reconnecting in the background.
+//
+// After a connection is lost the client reconnects at once (as kumofs does);
+// failed attempts, and connections that drop within maxBackoff of being
+// made, back off exponentially from 50 ms to 2 s. While a connection attempt
+// is in progress, calls wait for its outcome (within their deadline); while
+// the client is backing off, calls fail at once with ErrPeerDown.
+type Client struct {
+	addr string
+	opt  Options
+	cfg  connConfig
+
+	mu      sync.Mutex    // protects conn, attempt, closed
+	conn    *Conn         // the live connection, nil while down
+	attempt chan struct{} // non-nil while dialing; closed when the attempt ends
+	closed  bool
+
+	stop chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+// Dial returns a Client for addr ("host:port") and starts connecting in the
+// background; it never blocks.
+func Dial(addr string, opt Options) *Client {
+	opt.setDefaults()
+	cl := &Client{addr: addr, opt: opt, stop: make(chan struct{})}
+	cl.cfg = connConfig{
+		handler:      opt.Handler,
+		maxFrame:     opt.MaxFrame,
+		callTimeout:  opt.CallTimeout,
+		writeTimeout: opt.WriteTimeout,
+		logf:         opt.Logf,
+	}
+	if opt.OnHello != nil {
+		cl.cfg.onHello = func(c *Conn, h Hello) *Hello { opt.OnHello(c, h); return nil }
+	}
+	cl.attempt = make(chan struct{})
+	cl.wg.Add(1)
+	go cl.run(cl.attempt)
+	return cl
+}
+
+// Addr returns the address the client connects to.
+func (cl *Client) Addr() string { return cl.addr }
+
+// Conn returns the live connection, or nil while disconnected.
+func (cl *Client) Conn() *Conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.conn
+}
+
+// Close stops reconnecting, closes the connection (pending calls fail with
+// ErrClosed) and waits for the client's goroutines.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	if cl.closed {
+		cl.mu.Unlock()
+		return nil
+	}
+	cl.closed = true
+	close(cl.stop)
+	cl.mu.Unlock()
+	cl.wg.Wait()
+	return nil
+}
+
+// run is the connection manager goroutine, owned by the Client and stopped
+// by Close. attempt is the channel of the first connection attempt.
+func (cl *Client) run(attempt chan struct{}) {
+	defer cl.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-cl.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	dial := cl.opt.Dial
+	if dial == nil {
+		d := net.Dialer{Timeout: cl.opt.DialTimeout}
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	failures := 0
+	backoff := minBackoff
+	for {
+		wait := true // back off before the next attempt
+		nc, err := dial(ctx, cl.addr)
+		if err != nil {
+			failures++
+			cl.mu.Lock()
+			cl.attempt = nil
+			close(attempt)
+			closed := cl.closed
+			cl.mu.Unlock()
+			if closed {
+				return
+			}
+			if cl.opt.OnDown != nil {
+				cl.opt.OnDown(failures, err)
+			}
+		} else {
+			failures = 0
+			c := newConn(nc, cl.cfg)
+			if cl.opt.Hello != nil {
+				c.writeHello(cl.opt.Hello)
+			}
+			c.start()
+			cl.mu.Lock()
+			closed := cl.closed
+			if !closed {
+				cl.conn = c
+			}
+			cl.attempt = nil
+			close(attempt)
+			cl.mu.Unlock()
+			if closed {
+				c.Close()
+				<-c.finished
+				return
+			}
+			upAt := time.Now()
+			if cl.opt.OnUp != nil {
+				cl.opt.OnUp(c)
+			}
+			select {
+			case <-c.done:
+			case <-cl.stop:
+				c.Close()
+			}
+			<-c.finished
+			cl.mu.Lock()
+			cl.conn = nil
+			closed = cl.closed
+			cl.mu.Unlock()
+			if closed {
+				return
+			}
+			if cl.opt.OnDown != nil {
+				cl.opt.OnDown(0, c.Err())
+			}
+			if time.Since(upAt) >= maxBackoff {
+				backoff = minBackoff
+				wait = false // a long-lived connection dropped: reconnect at once
+			}
+		}
+		if wait { // calls fail fast with ErrPeerDown meanwhile
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-cl.stop:
+				t.Stop()
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+		cl.mu.Lock()
+		if cl.closed {
+			cl.mu.Unlock()
+			return
+		}
+		attempt = make(chan struct{})
+		cl.attempt = attempt
+		cl.mu.Unlock()
+	}
+}
+
+// current returns the live connection, waiting for an attempt in progress
+// until ctx is done. It fails with ErrPeerDown while backing off.
+func (cl *Client) current(ctx context.Context) (*Conn, error) {
+	for {
+		cl.mu.Lock()
+		c, ch, closed := cl.conn, cl.attempt, cl.closed
+		cl.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case c != nil:
+			return c, nil
+		case ch == nil:
+			return nil, ErrPeerDown
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ErrTimeout
+		}
+	}
+}
+
+// Call sends a request on the live connection and waits for the response;
+// see Conn.Call. Without a ctx deadline, the wait for a connection attempt
+// in progress and the call itself are each bounded by Options.CallTimeout.
+func (cl *Client) Call(ctx context.Context, method uint32, args func([]byte) []byte) (Result, error) {
+	c, err := cl.fastConn()
+	if c == nil && err == nil {
+		wctx := ctx
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, cl.opt.CallTimeout)
+			defer cancel()
+		}
+		c, err = cl.current(wctx)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return c.Call(ctx, method, args)
+}
+
+// fastConn returns the live connection, or an error if the client is closed
+// or backing off, or (nil, nil) if an attempt is in progress.
+func (cl *Client) fastConn() (*Conn, error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch {
+	case cl.closed:
+		return nil, ErrClosed
+	case cl.conn != nil:
+		return cl.conn, nil
+	case cl.attempt == nil:
+		return nil, ErrPeerDown
+	}
+	return nil, nil
+}
+
+// Go sends a request asynchronously on the live connection; see Conn.Go.
+// While a connection attempt is in progress it waits for it on a new
+// goroutine; while backing off, done gets ErrPeerDown at once.
+func (cl *Client) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
+	c, err := cl.fastConn()
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	if c != nil {
+		c.Go(method, args, timeout, done)
+		return
+	}
+	if timeout <= 0 {
+		timeout = cl.opt.CallTimeout
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		start := time.Now()
+		c, err := cl.current(ctx)
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		left := timeout - time.Since(start)
+		if left <= 0 {
+			done(nil, ErrTimeout)
+			return
+		}
+		c.Go(method, args, left, done)
+	}()
+}

@@ -1,0 +1,694 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kumofs/proto/msgpack"
+)
+
+func defaultLogf(format string, args ...any) { log.Printf(format, args...) }
+
+// connConfig is what a Conn needs from its Client or Server.
+type connConfig struct {
+	handler      Handler
+	onHello      func(c *Conn, h Hello) *Hello // returns the hello to send back, or nil
+	onClose      func(c *Conn, err error)      // on the read goroutine, after both goroutines are done
+	maxFrame     int
+	callTimeout  time.Duration
+	writeTimeout time.Duration
+	logf         func(format string, args ...any)
+}
+
+// Conn is one msgpack-RPC connection. It is symmetric: it serves the peer's
+// requests with its Handler and sends our calls with Call and Go. All
+// methods are safe for concurrent use.
+type Conn struct {
+	nc  net.Conn
+	cfg connConfig
+
+	hello atomic.Pointer[Hello] // what the peer said, if anything
+
+	vmu   sync.Mutex // protects value
+	value any
+
+	// Lock order: cmu, then wmu. Neither is held while calling user code,
+	// except that Reply's appendResult runs under wmu.
+
+	cmu    sync.Mutex // protects calls, nextID, err
+	calls  map[uint32]*call
+	nextID uint32
+	err    error // why the conn closed; nil while open
+
+	wmu     sync.Mutex // protects wbuf, wclosed, wdrain
+	wcond   sync.Cond  // on wmu: wbuf became non-empty, or wclosed or wdrain was set
+	wbuf    []byte
+	wclosed bool
+	wdrain  bool // the writer exits once wbuf is empty (closing after a bad frame)
+
+	closeOnce  sync.Once
+	done       chan struct{} // closed by close
+	writerDone chan struct{} // closed when the writer goroutine returns
+	finished   chan struct{} // closed when both goroutines are done
+}
+
+func newConn(nc net.Conn, cfg connConfig) *Conn {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := &Conn{
+		nc:         nc,
+		cfg:        cfg,
+		calls:      make(map[uint32]*call),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		finished:   make(chan struct{}),
+	}
+	c.wcond.L = &c.wmu
+	return c
+}
+
+// start launches the read and write goroutines. Their owner is the Conn:
+// they stop when it closes, and c.finished reports that they have.
+func (c *Conn) start() {
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr returns our end's network address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// Hello returns the hello the peer sent, or nil if it sent none (yet).
+func (c *Conn) Hello() *Hello { return c.hello.Load() }
+
+// SetValue attaches user data (for example the cluster node) to c.
+func (c *Conn) SetValue(v any) {
+	c.vmu.Lock()
+	c.value = v
+	c.vmu.Unlock()
+}
+
+// Value returns what SetValue stored, or nil.
+func (c *Conn) Value() any {
+	c.vmu.Lock()
+	defer c.vmu.Unlock()
+	return c.value
+}
+
+// Done returns a channel closed when the connection closes.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection closed, or nil while it is open.
+func (c *Conn) Err() error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.err
+}
+
+// Close closes the connection. Pending calls fail with ErrClosed; replies
+// not yet written are dropped. It does not wait for the goroutines.
+func (c *Conn) Close() error {
+	c.close(ErrClosed)
+	return nil
+}
+
+// close shuts c down once, recording err as the cause.
+func (c *Conn) close(err error) {
+	c.closeOnce.Do(func() {
+		c.cmu.Lock()
+		c.err = err
+		calls := c.calls
+		c.calls = nil
+		c.cmu.Unlock()
+
+		c.wmu.Lock()
+		c.wclosed = true
+		c.wcond.Signal()
+		c.wmu.Unlock()
+
+		c.nc.Close()
+		close(c.done)
+
+		callErr := pendingErr(err)
+		for _, rec := range calls {
+			rec.stopTimer()
+			c.complete(rec, nil, callErr)
+		}
+	})
+}
+
+// pendingErr is the error pending and new calls get on a conn closed by err.
+func pendingErr(err error) error {
+	if err == ErrClosed {
+		return ErrClosed
+	}
+	return ErrConnLost
+}
+
+// logf logs with the peer's address as prefix.
+func (c *Conn) logf(format string, args ...any) {
+	c.cfg.logf("rpc: "+c.nc.RemoteAddr().String()+": "+format, args...)
+}
+
+// ---- writing ----
+
+// writeLoop flushes everything appended to wbuf with one Write at a time.
+func (c *Conn) writeLoop() {
+	defer close(c.writerDone)
+	var spare []byte
+	for {
+		c.wmu.Lock()
+		for len(c.wbuf) == 0 && !c.wclosed && !c.wdrain {
+			c.wcond.Wait()
+		}
+		if c.wclosed || len(c.wbuf) == 0 {
+			c.wmu.Unlock()
+			return
+		}
+		buf := c.wbuf
+		c.wbuf = spare[:0]
+		c.wmu.Unlock()
+
+		c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		if _, err := c.nc.Write(buf); err != nil {
+			c.close(err)
+			return
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a buffer grown by one large frame
+		}
+		spare = buf
+	}
+}
+
+// beginFrame locks wmu and returns the write buffer's length before the new
+// frame, or ok == false (and wmu unlocked) if the conn is closed.
+func (c *Conn) beginFrame() (start int, ok bool) {
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		return 0, false
+	}
+	return len(c.wbuf), true
+}
+
+// endFrame wakes the writer if the frame starting at start is the first
+// pending data, and unlocks wmu.
+func (c *Conn) endFrame(start int) {
+	if start == 0 && len(c.wbuf) > 0 {
+		c.wcond.Signal()
+	}
+	c.wmu.Unlock()
+}
+
+// oneValue reports whether b holds exactly one msgpack value.
+func oneValue(b []byte) bool {
+	rest, err := msgpack.Skip(b)
+	return err == nil && len(rest) == 0
+}
+
+// writeHello queues [2, addr, role].
+func (c *Conn) writeHello(h *Hello) {
+	start, ok := c.beginFrame()
+	if !ok {
+		return
+	}
+	b := msgpack.AppendArrayHeader(c.wbuf, 3)
+	b = msgpack.AppendUint(b, typeHello)
+	b = msgpack.AppendRaw(b, h.Addr)
+	c.wbuf = msgpack.AppendUint(b, uint64(h.Role))
+	c.endFrame(start)
+}
+
+// writeResponse queues [1, msgid, error, result]. appendErr == nil means a
+// nil error; appendResult == nil a nil result. Each must append exactly one
+// value; if appendResult does not, the reply becomes a CodeServer error.
+func (c *Conn) writeResponse(msgid uint32, appendErr, appendResult func([]byte) []byte) {
+	start, ok := c.beginFrame()
+	if !ok {
+		return
+	}
+	b := msgpack.AppendArrayHeader(c.wbuf, 4)
+	b = msgpack.AppendUint(b, typeResponse)
+	b = msgpack.AppendUint(b, uint64(msgid))
+	mark := len(b)
+	if appendErr == nil {
+		b = msgpack.AppendNil(b)
+	} else {
+		b = appendErr(b)
+	}
+	mid := len(b)
+	if appendResult == nil {
+		b = msgpack.AppendNil(b)
+	} else {
+		b = appendResult(b)
+	}
+	if len(b) < mid || !oneValue(b[mark:mid]) || !oneValue(b[mid:]) {
+		b = msgpack.AppendUint(b[:mark], CodeServer)
+		b = msgpack.AppendNil(b)
+		c.wbuf = b
+		c.endFrame(start)
+		c.logf("reply to msgid %d: %v", msgid, ErrBadMessage)
+		return
+	}
+	c.wbuf = b
+	c.endFrame(start)
+}
+
+// ---- calls ----
+
+// call is a pending request, pooled. Exactly one party completes it: the one
+// that removes it from Conn.calls (response, timer, close or cancel).
+type call struct {
+	conn  *Conn
+	id    uint32
+	timer *time.Timer
+
+	// async calls
+	done func(result []byte, err error)
+
+	// sync calls
+	ch  chan struct{} // cap 1; signalled on completion
+	res *[]byte
+	err error
+
+	// noRecycle is set when the timer could not be stopped: its function
+	// may still look at this record, so it must not be reused.
+	noRecycle bool
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan struct{}, 1)} }}
+
+func getCall() *call { return callPool.Get().(*call) }
+
+func putCall(rec *call) {
+	if rec.noRecycle {
+		return
+	}
+	rec.conn, rec.id, rec.done, rec.res, rec.err = nil, 0, nil, nil, nil
+	callPool.Put(rec)
+}
+
+// stopTimer stops rec's timer; if its function may already run, rec is
+// marked not reusable.
+func (rec *call) stopTimer() {
+	if rec.timer != nil && !rec.timer.Stop() {
+		rec.noRecycle = true
+	}
+}
+
+// fire is the timer function.
+func (rec *call) fire() {
+	c := rec.conn
+	c.cmu.Lock()
+	if c.calls == nil || c.calls[rec.id] != rec {
+		c.cmu.Unlock()
+		return // completed by someone else
+	}
+	delete(c.calls, rec.id)
+	c.cmu.Unlock()
+	c.complete(rec, nil, ErrTimeout)
+}
+
+// complete delivers the outcome of rec. For async calls result aliases the
+// read buffer and is valid only during done.
+func (c *Conn) complete(rec *call, result []byte, err error) {
+	if rec.done != nil {
+		rec.done(result, err)
+		putCall(rec)
+		return
+	}
+	if err == nil {
+		p := getBuf(len(result))
+		*p = append(*p, result...)
+		rec.res = p
+	}
+	rec.err = err
+	rec.ch <- struct{}{} // the Call goroutine owns rec from here on
+}
+
+// register assigns rec a msgid and arms its timer. From then on rec may be
+// completed and recycled at any moment, so the caller must use the returned
+// id, not rec.id.
+func (c *Conn) register(rec *call, timeout time.Duration) (uint32, error) {
+	c.cmu.Lock()
+	if c.err != nil {
+		err := pendingErr(c.err)
+		c.cmu.Unlock()
+		return 0, err
+	}
+	c.nextID++
+	if c.nextID == 0 {
+		c.nextID = 1
+	}
+	for c.calls[c.nextID] != nil { // only after 2^32 calls with one stuck
+		c.nextID++
+	}
+	rec.conn, rec.id = c, c.nextID
+	c.calls[rec.id] = rec
+	if rec.timer == nil {
+		rec.timer = time.AfterFunc(timeout, rec.fire)
+	} else {
+		rec.timer.Reset(timeout)
+	}
+	id := rec.id
+	c.cmu.Unlock()
+	return id, nil
+}
+
+// cancel completes the call rec registered as id with err, if it is still
+// pending, and reports whether it did.
+func (c *Conn) cancel(id uint32, rec *call, err error) bool {
+	c.cmu.Lock()
+	if c.calls == nil || c.calls[id] != rec {
+		c.cmu.Unlock()
+		return false
+	}
+	delete(c.calls, id)
+	c.cmu.Unlock()
+	rec.stopTimer()
+	c.complete(rec, nil, err)
+	return true
+}
+
+// send registers rec and queues [0, msgid, method, params]. On error rec was
+// not sent and is not completed.
+func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = c.cfg.callTimeout
+	}
+	id, err := c.register(rec, timeout)
+	if err != nil {
+		return err
+	}
+	start, ok := c.beginFrame()
+	if !ok {
+		return nil // closing: close completes rec with ErrConnLost/ErrClosed
+	}
+	b := msgpack.AppendArrayHeader(c.wbuf, 4)
+	b = msgpack.AppendUint(b, typeRequest)
+	b = msgpack.AppendUint(b, uint64(id))
+	b = msgpack.AppendUint(b, uint64(method))
+	mark := len(b)
+	if args == nil {
+		b = msgpack.AppendArrayHeader(b, 0)
+	} else {
+		b = args(b)
+	}
+	if len(b) < mark || !oneValue(b[mark:]) {
+		c.wbuf = b[:start]
+		c.endFrame(start)
+		c.cancel(id, rec, ErrBadMessage)
+		return nil
+	}
+	c.wbuf = b
+	c.endFrame(start)
+	return nil
+}
+
+// Go sends a request and returns at once. done is called exactly once, with
+// the raw msgpack result or an error: ErrTimeout after timeout (<= 0 means
+// the default call timeout), ErrConnLost or ErrClosed, or an *Error from the
+// peer. done runs on the connection's read goroutine (or a timer goroutine,
+// or the caller's on immediate failure), so it must not block; result is
+// valid only until done returns. args appends the params array (nil sends
+// an empty array).
+func (c *Conn) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
+	rec := getCall()
+	rec.done = done
+	if err := c.send(rec, method, args, timeout); err != nil {
+		rec.done = nil
+		putCall(rec)
+		done(nil, err)
+	}
+}
+
+// Call sends a request and waits for its response. The deadline is ctx's if
+// it has one, else the default call timeout; cancelling ctx abandons the
+// call (a later response is dropped). On success the caller owns the Result
+// and must Release it. A call that reaches its deadline returns ErrTimeout.
+func (c *Conn) Call(ctx context.Context, method uint32, args func([]byte) []byte) (Result, error) {
+	timeout := c.cfg.callTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			return Result{}, ErrTimeout
+		}
+	}
+	rec := getCall()
+	if err := c.send(rec, method, args, timeout); err != nil {
+		putCall(rec)
+		return Result{}, err
+	}
+	select {
+	case <-rec.ch:
+	case <-ctx.Done():
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = ErrTimeout
+		}
+		c.cancel(rec.id, rec, err) // rec is ours until we recycle it
+		<-rec.ch
+	}
+	res, err := Result{p: rec.res}, rec.err
+	putCall(rec)
+	return res, err
+}
+
+// ---- reading ----
+
+const initialReadBuf = 16 << 10
+
+// readLoop reads and dispatches frames until the conn fails or closes, then
+// waits for the writer and runs onClose.
+func (c *Conn) readLoop() {
+	err := c.readFrames()
+	var pe protoError
+	if err == errMalformed || err == errFrameTooLarge || errors.As(err, &pe) {
+		// Flush the replies to the frames before the bad one, then close.
+		c.wmu.Lock()
+		c.wdrain = true
+		c.wcond.Signal()
+		c.wmu.Unlock()
+		<-c.writerDone
+	}
+	c.close(err)
+	<-c.writerDone
+	if c.cfg.onClose != nil {
+		c.cfg.onClose(c, c.Err())
+	}
+	close(c.finished)
+}
+
+func (c *Conn) readFrames() error {
+	buf := make([]byte, initialReadBuf)
+	r, w := 0, 0 // buf[r:w] is unparsed input
+	for {
+		for r < w {
+			rest, err := msgpack.Skip(buf[r:w])
+			if err == msgpack.ErrShort {
+				if w-r > c.cfg.maxFrame {
+					c.logf("closing connection: frame larger than %d bytes", c.cfg.maxFrame)
+					return errFrameTooLarge
+				}
+				break
+			}
+			if err != nil {
+				c.logf("closing connection: malformed frame: %v", err)
+				return errMalformed
+			}
+			n := w - r - len(rest)
+			if n > c.cfg.maxFrame {
+				c.logf("closing connection: frame of %d bytes is larger than %d", n, c.cfg.maxFrame)
+				return errFrameTooLarge
+			}
+			if err := c.dispatch(buf[r : r+n]); err != nil {
+				c.logf("closing connection: %v", err)
+				return err
+			}
+			r += n
+		}
+		if r == w {
+			r, w = 0, 0
+			if len(buf) > 1<<20 {
+				buf = make([]byte, initialReadBuf) // drop a buffer grown for one large frame
+			}
+		}
+		if w == len(buf) {
+			if r > 0 {
+				w = copy(buf, buf[r:w])
+				r = 0
+			} else {
+				size := 2 * len(buf)
+				if limit := c.cfg.maxFrame + 1; size > limit {
+					size = limit
+				}
+				nb := make([]byte, size)
+				copy(nb, buf[:w])
+				buf = nb
+			}
+		}
+		n, err := c.nc.Read(buf[w:])
+		w += n
+		if err != nil {
+			if n > 0 {
+				continue // parse what arrived before reporting the error
+			}
+			if err == io.EOF {
+				return ErrConnLost
+			}
+			return err
+		}
+	}
+}
+
+// Errors that close a connection, reported by Conn.Err.
+var (
+	errFrameTooLarge = errors.New("rpc: frame too large")
+	errMalformed     = errors.New("rpc: malformed frame")
+)
+
+// protoError describes a well-formed msgpack value that is not a valid frame.
+type protoError string
+
+func (e protoError) Error() string { return "rpc: bad frame: " + string(e) }
+
+// dispatch handles one complete frame (one msgpack value). A returned error
+// closes the connection.
+func (c *Conn) dispatch(frame []byte) error {
+	n, b, err := msgpack.ReadArrayHeader(frame)
+	if err != nil {
+		return protoError("not an array")
+	}
+	typ, b, err := msgpack.ReadUint(b)
+	if err != nil {
+		return protoError("bad message type")
+	}
+	switch {
+	case typ == typeRequest && n == 4:
+		return c.handleRequest(b)
+	case typ == typeResponse && n == 4:
+		return c.handleResponse(b)
+	case typ == typeHello && n == 3:
+		return c.handleHello(b)
+	}
+	return protoError("type " + strconv.FormatUint(typ, 10) + " with " + strconv.Itoa(int(n)) + " elements")
+}
+
+func (c *Conn) handleRequest(b []byte) error {
+	msgid, b, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad request msgid")
+	}
+	method, params, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad request method")
+	}
+	if msgpack.NextType(params) != msgpack.ArrayType {
+		c.writeResponse(msgid, appendCode(CodeProtocol), nil)
+		return nil
+	}
+	p := getBuf(len(params))
+	*p = append(*p, params...)
+	req := &Request{Method: method, Params: *p, Conn: c, msgid: msgid, buf: p}
+	c.serve(req)
+	return nil
+}
+
+// serve runs the handler; a panic in it is logged and answered with
+// CodeServer (if the handler had not replied), and the connection stays open.
+func (c *Conn) serve(req *Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logf("handler for method %d panicked: %v", req.Method, v)
+			if req.state.CompareAndSwap(0, 1) {
+				c.writeResponse(req.msgid, appendCode(CodeServer), nil)
+				req.release()
+			}
+		}
+	}()
+	if c.cfg.handler == nil {
+		req.ReplyError(&Error{Code: CodeProtocol})
+		return
+	}
+	c.cfg.handler.ServeRPC(req)
+}
+
+func (c *Conn) handleResponse(b []byte) error {
+	msgid, b, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad response msgid")
+	}
+	result, err := msgpack.Skip(b) // the frame was validated: this cannot fail
+	if err != nil {
+		return protoError("bad response error slot")
+	}
+	errSlot := b[:len(b)-len(result)]
+
+	c.cmu.Lock()
+	rec := c.calls[msgid]
+	if rec != nil {
+		delete(c.calls, msgid)
+	}
+	c.cmu.Unlock()
+	if rec == nil {
+		return nil // unknown or timed-out msgid: dropped
+	}
+	rec.stopTimer()
+	c.complete(rec, result, decodeError(errSlot))
+	return nil
+}
+
+// decodeError turns a response's error slot into an error (nil for nil).
+func decodeError(slot []byte) error {
+	if msgpack.IsNil(slot) {
+		return nil
+	}
+	if code, _, err := msgpack.ReadInt(slot); err == nil {
+		return &Error{Code: int(code)}
+	}
+	if s, _, err := msgpack.ReadRaw(slot); err == nil {
+		return &Error{Msg: string(s)}
+	}
+	return &Error{Code: CodeUnknown, Raw: append([]byte(nil), slot...)}
+}
+
+func (c *Conn) handleHello(b []byte) error {
+	addr, b, err := msgpack.ReadRaw(b)
+	if err != nil {
+		return protoError("bad hello address")
+	}
+	role, _, err := msgpack.ReadUint(b)
+	if err != nil || role > 255 {
+		return protoError("bad hello role")
+	}
+	h := &Hello{Addr: append([]byte(nil), addr...), Role: uint8(role)}
+	c.hello.Store(h)
+	if c.cfg.onHello != nil {
+		if reply := c.cfg.onHello(c, *h); reply != nil {
+			c.writeHello(reply)
+		}
+	}
+	return nil
+}
+
+// appendCode returns an appender for an integer error code.
+func appendCode(code int) func([]byte) []byte {
+	return codeAppenders[code]
+}
+
+var codeAppenders = func() (a [CodeServer + 1]func([]byte) []byte) {
+	for i := range a {
+		a[i] = func(b []byte) []byte { return msgpack.AppendUint(b, uint64(i)) }
+	}
+	return
+}()

@@ -1,0 +1,204 @@
+// Package rpc is kumofs's msgpack-RPC: back-to-back msgpack objects on TCP,
+// with no length prefix.
+//
+//	request   [0, msgid, method, params]
+//	response  [1, msgid, error, result]   (error before result; either may be nil)
+//	hello     [2, addr, role]             (cluster peers, first message)
+//
+// A connection (*Conn) is symmetric: either side may send requests and
+// responses, so the manager can push HashSpacePush down a gateway's
+// connection. Dial returns a *Client that owns one reconnecting connection;
+// a Server accepts connections and serves them with a Handler.
+//
+// # Writes
+//
+// Every frame (request, reply, hello) is appended to the connection's write
+// buffer under a mutex, and one writer goroutine per connection flushes
+// everything pending with a single Write. Many concurrent calls therefore
+// share write syscalls.
+//
+// # Reads
+//
+// One read goroutine per connection reads into a growable buffer and finds
+// frame ends with msgpack.Skip, decoding in place. A frame larger than
+// MaxFrame, a msgpack error or a frame that is not one of the three shapes
+// above closes that connection (with a log line); other connections are not
+// affected and nothing panics on input.
+//
+// # Errors on the wire
+//
+// ReplyError sends an *Error with a non-zero Code as that integer code (the
+// kumofs form) and an *Error with Code 0 as its Msg as a raw string (the
+// kumofs application form, e.g. "empty suffix"). Any other error goes out as
+// CodeServer, and its text is only logged locally. On the calling side an
+// integer error becomes *Error{Code: n}, a raw string becomes *Error{Msg: s}
+// and any other value (kumofs sends true) becomes *Error{Code: CodeUnknown}
+// with the value's msgpack bytes in Raw.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Error codes carried in the response's error slot, as in kumofs
+// src/rpc/protocol.h.
+const (
+	CodeTransportLost = 1
+	CodeNodeLost      = 2
+	CodeTimeout       = 3
+	CodeUnknown       = 4
+	CodeProtocol      = 5 // unknown method or wrong argument types
+	CodeServer        = 6 // any handler failure
+)
+
+// Errors returned by calls. Remote errors are *Error.
+var (
+	// ErrTimeout means no response arrived before the call's deadline.
+	ErrTimeout = errors.New("rpc: call timed out")
+
+	// ErrPeerDown means the client is not connected (it is waiting to
+	// reconnect, or the last dial failed); the call was not sent.
+	ErrPeerDown = errors.New("rpc: peer down")
+
+	// ErrConnLost means the connection closed while the call was pending;
+	// the request may or may not have been processed by the peer.
+	ErrConnLost = errors.New("rpc: connection lost")
+
+	// ErrClosed means the Client, Conn or Server was closed by its owner.
+	ErrClosed = errors.New("rpc: closed")
+
+	// ErrBadMessage means an args or result function did not append exactly
+	// one msgpack value. It is a programmer error; nothing is sent.
+	ErrBadMessage = errors.New("rpc: args or result is not exactly one msgpack value")
+)
+
+// Message types, the first element of every frame.
+const (
+	typeRequest  = 0
+	typeResponse = 1
+	typeHello    = 2
+)
+
+// Defaults for zero Options and Server fields.
+const (
+	DefaultCallTimeout  = 5 * time.Second
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultMaxFrame     = 64 << 20
+	DefaultWriteTimeout = 10 * time.Second
+	minBackoff          = 50 * time.Millisecond
+	maxBackoff          = 2 * time.Second
+)
+
+// Error is an error carried in a response's error slot.
+type Error struct {
+	Code int    // kumofs error code, or 0 when the peer sent a string
+	Msg  string // the string the peer sent, if any
+	Raw  []byte // the error slot's msgpack bytes when it was neither int nor raw
+}
+
+var codeNames = [...]string{
+	CodeTransportLost: "TRANSPORT_LOST",
+	CodeNodeLost:      "NODE_LOST",
+	CodeTimeout:       "TIMEOUT",
+	CodeUnknown:       "UNKNOWN_ERROR",
+	CodeProtocol:      "PROTOCOL_ERROR",
+	CodeServer:        "SERVER_ERROR",
+}
+
+func (e *Error) Error() string {
+	if e.Code == 0 {
+		return "rpc: remote error: " + e.Msg
+	}
+	s := "rpc: remote error " + strconv.Itoa(e.Code)
+	if e.Code > 0 && e.Code < len(codeNames) {
+		s += " " + codeNames[e.Code]
+	}
+	if e.Msg != "" {
+		s += ": " + e.Msg
+	}
+	return s
+}
+
+// Hello is the cluster-init message [2, addr, role]. kumofs sends addr as a
+// 6-byte raw (IPv4 + port) and role 0 for a manager, 1 for a server.
+type Hello struct {
+	Addr []byte
+	Role uint8
+}
+
+// Handler serves requests arriving on a connection.
+//
+// ServeRPC is called on the connection's read goroutine, in arrival order,
+// so it must not block: a fast handler replies inline; a slow one keeps req
+// and replies later from any goroutine. A handler may also never reply
+// (kumofs ReplaceOffer); the caller then times out.
+type Handler interface {
+	ServeRPC(req *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(req *Request)
+
+// ServeRPC calls f(req).
+func (f HandlerFunc) ServeRPC(req *Request) { f(req) }
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	CallTimeout  time.Duration // default deadline of Call/Go; default 5 s
+	DialTimeout  time.Duration // per connection attempt; default 2 s
+	WriteTimeout time.Duration // a Write blocked this long closes the conn; default 10 s
+	MaxFrame     int           // largest accepted incoming frame; default 64 MiB
+
+	// Hello, if set, is sent as [2, addr, role] before anything else on
+	// every (re)connection, making this a cluster peer connection.
+	Hello *Hello
+
+	// OnHello is called with the hello the peer sends back (on the read
+	// goroutine; it must not block).
+	OnHello func(c *Conn, h Hello)
+
+	// Handler serves requests the peer sends us; nil answers every request
+	// with CodeProtocol.
+	Handler Handler
+
+	// OnUp is called after each successful (re)connection, once the hello
+	// (if any) is queued and before calls can use the connection.
+	OnUp func(c *Conn)
+
+	// OnDown is the failure-detection hook. It is called with failures == 0
+	// and the cause when an established connection is lost, and after every
+	// failed connection attempt with failures = the number of consecutive
+	// failed attempts since the last successful connection (1, 2, 3, ...).
+	// kumofs declares a node lost after its retry limit (-Yn 4): do that
+	// with failures > 4. It is not called after Close.
+	OnDown func(failures int, err error)
+
+	// Logf logs connection problems; default log.Printf.
+	Logf func(format string, args ...any)
+
+	// Dial opens the connection; default a net.Dialer with DialTimeout.
+	// Tests and benchmarks use it to wrap the net.Conn.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+func (o *Options) setDefaults() {
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.Logf == nil {
+		o.Logf = defaultLogf
+	}
+}

@@ -1,0 +1,687 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kumofs/proto/msgpack"
+)
+
+// logBuf collects log lines for assertions.
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logBuf) logf(format string, args ...any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *logBuf) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls cond until it holds or 5 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Test methods.
+const (
+	mEcho    = 1 // result = params
+	mAdd     = 2 // [a, b] -> a+b
+	mSlow    = 3 // replies later from another goroutine, in reverse order of delay
+	mNever   = 4 // never answered
+	mFail    = 5 // error chosen by params[0]
+	mTwice   = 6 // replies twice
+	mPanic   = 7
+	mPush    = 8 // calls the peer's mEcho on the same conn, returns its result
+	mBadRes  = 9 // appends two values
+	mUnknown = 99
+)
+
+func testHandler(t testing.TB) Handler {
+	return HandlerFunc(func(req *Request) {
+		switch req.Method {
+		case mEcho:
+			req.Reply(func(b []byte) []byte { return append(b, req.Params...) })
+		case mAdd:
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			a, p, _ := msgpack.ReadInt(p)
+			x, _, _ := msgpack.ReadInt(p)
+			req.Reply(func(b []byte) []byte { return msgpack.AppendInt(b, a+x) })
+		case mSlow:
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			d, _, _ := msgpack.ReadInt(p)
+			go func() {
+				time.Sleep(time.Duration(d) * time.Millisecond)
+				req.Reply(func(b []byte) []byte { return msgpack.AppendInt(b, d) })
+			}()
+		case mNever:
+		case mFail:
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			k, _, _ := msgpack.ReadInt(p)
+			switch k {
+			case 0:
+				req.ReplyError(&Error{Code: CodeServer})
+			case 1:
+				req.ReplyError(&Error{Msg: "empty suffix"})
+			case 2:
+				req.ReplyError(errors.New("disk on fire"))
+			case 3:
+				req.ReplyErrorRaw([]byte{0xc3})
+			}
+		case mTwice:
+			req.Reply(func(b []byte) []byte { return msgpack.AppendInt(b, 1) })
+			req.Reply(func(b []byte) []byte { return msgpack.AppendInt(b, 2) })
+		case mPanic:
+			panic("boom")
+		case mPush:
+			c := req.Conn
+			c.Go(mEcho, func(b []byte) []byte { return append(b, req.Params...) }, 0, func(res []byte, err error) {
+				if err != nil {
+					req.ReplyError(err)
+					return
+				}
+				req.ReplyRaw(res)
+			})
+		case mBadRes:
+			req.Reply(func(b []byte) []byte { return append(b, 1, 2) })
+		default:
+			req.ReplyError(&Error{Code: CodeProtocol})
+		}
+	})
+}
+
+type testServer struct {
+	srv  *Server
+	addr string
+	log  *logBuf
+}
+
+func startServer(t *testing.T, srv *Server) *testServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &logBuf{}
+	if srv.Logf == nil {
+		srv.Logf = lb.logf
+	}
+	if srv.Handler == nil {
+		srv.Handler = testHandler(t)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; err != ErrClosed {
+			t.Errorf("Serve returned %v, want ErrClosed", err)
+		}
+	})
+	return &testServer{srv: srv, addr: l.Addr().String(), log: lb}
+}
+
+func dialTest(t *testing.T, addr string, opt Options) *Client {
+	t.Helper()
+	if opt.Logf == nil {
+		opt.Logf = t.Logf
+	}
+	cl := Dial(addr, opt)
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func ints(v ...int64) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, uint32(len(v)))
+		for _, x := range v {
+			b = msgpack.AppendInt(b, x)
+		}
+		return b
+	}
+}
+
+func callInt(cl *Client, method uint32, args ...int64) (int64, error) {
+	res, err := cl.Call(context.Background(), method, ints(args...))
+	if err != nil {
+		return 0, err
+	}
+	defer res.Release()
+	v, rest, err := msgpack.ReadInt(res.Bytes())
+	if err == nil && len(rest) != 0 {
+		err = errors.New("trailing bytes in result")
+	}
+	return v, err
+}
+
+func TestCallBasic(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	if v, err := callInt(cl, mAdd, 40, 2); v != 42 || err != nil {
+		t.Fatalf("Add = %d, %v", v, err)
+	}
+	res, err := cl.Call(context.Background(), mEcho, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendRaw(b, []byte("key"))
+		return msgpack.AppendNil(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(res.Bytes()); got != "92a36b6579c0" {
+		t.Fatalf("echo = %s", got)
+	}
+	res.Release()
+}
+
+// TestConcurrentOutOfOrder runs many concurrent calls whose responses come
+// back in a different order than the requests.
+func TestConcurrentOutOfOrder(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				d := int64((g*7 + i*3) % 10)
+				v, err := callInt(cl, mSlow, d)
+				if err != nil || v != d {
+					errs <- fmt.Errorf("slow(%d) = %d, %v", d, v, err)
+					return
+				}
+				if v, err := callInt(cl, mAdd, int64(g), int64(i)); err != nil || v != int64(g+i) {
+					errs <- fmt.Errorf("add = %d, %v", v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestGoAsync(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	const n = 100
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	// Wait for the connection so Go takes the direct path.
+	if _, err := callInt(cl, mAdd, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		wg.Add(1)
+		cl.Go(mAdd, ints(int64(i), 1), time.Second, func(res []byte, err error) {
+			defer wg.Done()
+			v, _, rerr := msgpack.ReadInt(res)
+			if err != nil || rerr != nil || v != int64(i+1) {
+				t.Errorf("Go add %d = %d, %v, %v", i, v, err, rerr)
+			}
+			got.Add(1)
+		})
+	}
+	wg.Wait()
+	if got.Load() != n {
+		t.Fatalf("%d callbacks", got.Load())
+	}
+}
+
+func TestRemoteErrors(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	tests := []struct {
+		method uint32
+		arg    int64
+		want   Error
+	}{
+		{mFail, 0, Error{Code: CodeServer}},
+		{mFail, 1, Error{Msg: "empty suffix"}},
+		{mFail, 2, Error{Code: CodeServer}},
+		{mFail, 3, Error{Code: CodeUnknown, Raw: []byte{0xc3}}},
+		{mUnknown, 0, Error{Code: CodeProtocol}},
+		{mPanic, 0, Error{Code: CodeServer}},
+		{mBadRes, 0, Error{Code: CodeServer}},
+	}
+	for _, tt := range tests {
+		_, err := callInt(cl, tt.method, tt.arg)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != tt.want.Code || e.Msg != tt.want.Msg || !bytes.Equal(e.Raw, tt.want.Raw) {
+			t.Errorf("method %d(%d): err %#v, want %#v", tt.method, tt.arg, err, tt.want)
+		}
+		// The connection stays open after every handler error.
+		if v, err := callInt(cl, mAdd, 1, 2); v != 3 || err != nil {
+			t.Fatalf("after method %d: add = %d, %v", tt.method, v, err)
+		}
+	}
+	if !ts.log.contains("disk on fire") || !ts.log.contains("panicked: boom") {
+		t.Errorf("missing log lines: %q", ts.log.lines)
+	}
+	if s := (&Error{Code: CodeProtocol}).Error(); s != "rpc: remote error 5 PROTOCOL_ERROR" {
+		t.Errorf("Error() = %q", s)
+	}
+}
+
+func TestNoHandler(t *testing.T) {
+	srv := &Server{Logf: t.Logf}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	cl := dialTest(t, l.Addr().String(), Options{})
+	_, err = callInt(cl, mAdd, 1, 2)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeProtocol {
+		t.Fatalf("err = %v, want CodeProtocol", err)
+	}
+}
+
+func TestDoubleReply(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	if v, err := callInt(cl, mTwice); v != 1 || err != nil {
+		t.Fatalf("twice = %d, %v", v, err)
+	}
+	if v, err := callInt(cl, mAdd, 2, 2); v != 4 || err != nil {
+		t.Fatalf("after twice: %d, %v", v, err)
+	}
+	waitFor(t, "double-reply log", func() bool { return ts.log.contains("second reply to msgid 1") })
+}
+
+func TestTimeoutAndLateResponse(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{CallTimeout: 50 * time.Millisecond})
+	if _, err := callInt(cl, mNever); err != ErrTimeout {
+		t.Fatalf("never = %v, want ErrTimeout", err)
+	}
+	// The response to a timed-out call arrives later and is dropped.
+	if _, err := callInt(cl, mSlow, 100); err != ErrTimeout {
+		t.Fatalf("slow = %v, want ErrTimeout", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, mSlow, ints(150)) // ctx deadline overrides CallTimeout
+	if err != nil {
+		t.Fatalf("slow with ctx deadline: %v", err)
+	}
+	res.Release()
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("after timeouts: %d, %v", v, err)
+	}
+	// Cancelling the context abandons the call.
+	ctx, cancel = context.WithCancel(context.Background())
+	go cancel()
+	if _, err := cl.Call(ctx, mNever, nil); err != context.Canceled {
+		t.Fatalf("cancelled call = %v", err)
+	}
+	// Go with its own timeout.
+	errc := make(chan error, 1)
+	cl.Go(mNever, nil, 20*time.Millisecond, func(_ []byte, err error) { errc <- err })
+	if err := <-errc; err != ErrTimeout {
+		t.Fatalf("Go never = %v", err)
+	}
+}
+
+// TestServerPush checks connections are symmetric: the server calls the
+// client on the client's own connection.
+func TestServerPush(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{Handler: testHandler(t)})
+	res, err := cl.Call(context.Background(), mPush, ints(7, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Release()
+	if got := hex.EncodeToString(res.Bytes()); got != "920708" {
+		t.Fatalf("push result %s", got)
+	}
+}
+
+func TestHello(t *testing.T) {
+	var srvSaw atomic.Pointer[Hello]
+	srvHello := &Hello{Addr: []byte{127, 0, 0, 1, 0x4e, 0x21}, Role: 0}
+	ts := startServer(t, &Server{OnHello: func(c *Conn, h Hello) *Hello {
+		srvSaw.Store(&h)
+		c.SetValue("node:" + hex.EncodeToString(h.Addr))
+		return srvHello
+	}})
+	got := make(chan Hello, 1)
+	cl := dialTest(t, ts.addr, Options{
+		Hello:   &Hello{Addr: []byte{127, 0, 0, 1, 0x4e, 0x22}, Role: 1},
+		OnHello: func(c *Conn, h Hello) { got <- h },
+	})
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatal(v, err)
+	}
+	h := <-got
+	if !bytes.Equal(h.Addr, srvHello.Addr) || h.Role != 0 {
+		t.Fatalf("client got hello %+v", h)
+	}
+	if p := cl.Conn().Hello(); p == nil || p.Role != 0 {
+		t.Fatalf("Conn.Hello() = %+v", p)
+	}
+	s := srvSaw.Load()
+	if s == nil || !bytes.Equal(s.Addr, []byte{127, 0, 0, 1, 0x4e, 0x22}) || s.Role != 1 {
+		t.Fatalf("server saw hello %+v", s)
+	}
+}
+
+// TestPeerDown checks that calls fail fast while the peer is unreachable,
+// that OnDown counts failed attempts, and that the client reconnects once
+// the peer is back.
+func TestPeerDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: connection refused
+
+	var mu sync.Mutex
+	var downs []int
+	var ups atomic.Int32
+	cl := dialTest(t, addr, Options{
+		OnDown: func(failures int, err error) {
+			mu.Lock()
+			downs = append(downs, failures)
+			mu.Unlock()
+		},
+		OnUp: func(c *Conn) { ups.Add(1) },
+	})
+	// The first call waits for the first attempt, which fails.
+	if _, err := callInt(cl, mAdd, 1, 1); err != ErrPeerDown {
+		t.Fatalf("call while down = %v, want ErrPeerDown", err)
+	}
+	waitFor(t, "three failed attempts", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(downs) >= 3
+	})
+	mu.Lock()
+	if downs[0] != 1 || downs[1] != 2 || downs[2] != 3 {
+		t.Errorf("OnDown failures = %v, want 1, 2, 3, ...", downs)
+	}
+	mu.Unlock()
+	// Fail fast: while backing off, a call returns at once.
+	start := time.Now()
+	for time.Since(start) < 50*time.Millisecond {
+		if _, err := callInt(cl, mAdd, 1, 1); err != ErrPeerDown {
+			t.Fatalf("call while down = %v", err)
+		}
+	}
+	// Bring the peer up on the same port; the client reconnects.
+	l2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port reuse: %v", err)
+	}
+	srv := &Server{Handler: testHandler(t), Logf: t.Logf}
+	go srv.Serve(l2)
+	defer srv.Close()
+	waitFor(t, "reconnect", func() bool { return ups.Load() == 1 })
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("after reconnect: %d, %v", v, err)
+	}
+	// Dropping the connection reports failures == 0.
+	mu.Lock()
+	n := len(downs)
+	mu.Unlock()
+	srv.Close()
+	waitFor(t, "OnDown(0)", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(downs) > n && downs[n] == 0
+	})
+}
+
+func TestPendingCallsFailOnConnLoss(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	errc := make(chan error, 1)
+	if _, err := callInt(cl, mAdd, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := callInt(cl, mNever); errc <- err }()
+	waitFor(t, "pending call", func() bool {
+		c := cl.Conn()
+		c.cmu.Lock()
+		defer c.cmu.Unlock()
+		return len(c.calls) == 1
+	})
+	ts.srv.Close()
+	if err := <-errc; err != ErrConnLost {
+		t.Fatalf("pending call = %v, want ErrConnLost", err)
+	}
+}
+
+func TestClientClose(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := Dial(ts.addr, Options{Logf: t.Logf})
+	errc := make(chan error, 1)
+	if _, err := callInt(cl, mAdd, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := callInt(cl, mNever); errc <- err }()
+	waitFor(t, "pending call", func() bool {
+		c := cl.Conn()
+		c.cmu.Lock()
+		defer c.cmu.Unlock()
+		return len(c.calls) == 1
+	})
+	cl.Close()
+	if err := <-errc; err != ErrClosed {
+		t.Fatalf("pending call = %v, want ErrClosed", err)
+	}
+	if _, err := callInt(cl, mAdd, 1, 1); err != ErrClosed {
+		t.Fatalf("call after Close = %v", err)
+	}
+	done := make(chan error, 1)
+	cl.Go(mAdd, nil, 0, func(_ []byte, err error) { done <- err })
+	if err := <-done; err != ErrClosed {
+		t.Fatalf("Go after Close = %v", err)
+	}
+	waitFor(t, "server conn closed", func() bool { return ts.srv.Conns() == 0 })
+}
+
+func TestBadArgs(t *testing.T) {
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{})
+	_, err := cl.Call(context.Background(), mEcho, func(b []byte) []byte { return append(b, 0x92, 1) })
+	if err != ErrBadMessage {
+		t.Fatalf("bad args = %v", err)
+	}
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("after bad args: %d, %v", v, err)
+	}
+}
+
+// rawConn dials addr for hand-written frames.
+func rawConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// readValue reads one msgpack value from r.
+func readValue(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	var buf []byte
+	one := make([]byte, 1)
+	for {
+		if len(buf) > 0 {
+			if rest, err := msgpack.Skip(buf); err == nil && len(rest) == 0 {
+				return buf
+			} else if err != msgpack.ErrShort {
+				t.Fatalf("bad value %x: %v", buf, err)
+			}
+		}
+		if _, err := io.ReadFull(r, one); err != nil {
+			t.Fatalf("read after %x: %v", buf, err)
+		}
+		buf = append(buf, one[0])
+	}
+}
+
+// TestBadFramesCloseOnlyThatConn sends each kind of bad frame on its own
+// connection and checks that connection closes with a log line while
+// another client keeps working.
+func TestBadFramesCloseOnlyThatConn(t *testing.T) {
+	ts := startServer(t, &Server{MaxFrame: 1024})
+	good := dialTest(t, ts.addr, Options{})
+	if _, err := callInt(good, mAdd, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, frame, log string
+	}{
+		{"garbage", "c1c1c1", "malformed frame"},
+		{"garbage after good", "9400010190c1", "malformed frame"},
+		{"not array", "07", "not an array"},
+		{"unknown type", "9405010203", "type 5 with 4 elements"},
+		{"short request", "93000101", "type 0 with 3 elements"},
+		{"string msgid", "9400a1610190", "bad request msgid"},
+		{"negative method", "940001ff90", "bad request method"},
+		{"hello role", "9302a0cd0100", "bad hello role"},
+		{"oversize raw", "db00100000" + strings.Repeat("00", 1100), "frame larger than 1024"},
+		{"oversize complete", "dc0401" + strings.Repeat("00", 1025), "larger than 1024"},
+		{"length bomb", "ddffffffff" + strings.Repeat("00", 1100), "frame larger than 1024"},
+	}
+	for _, tt := range tests {
+		nc := rawConn(t, ts.addr)
+		b, _ := hex.DecodeString(tt.frame)
+		nc.Write(b)
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		rest, err := io.ReadAll(nc)
+		if err != nil {
+			t.Errorf("%s: read: %v", tt.name, err)
+		}
+		if tt.name == "garbage after good" {
+			// The good request before the garbage was answered.
+			if !bytes.HasPrefix(rest, []byte{0x94, 0x01, 0x01, 0xc0}) {
+				t.Errorf("%s: got %x", tt.name, rest)
+			}
+		} else if len(rest) != 0 {
+			t.Errorf("%s: got reply %x", tt.name, rest)
+		}
+		if !ts.log.contains(tt.log) {
+			t.Errorf("%s: no log line %q in %q", tt.name, tt.log, ts.log.lines)
+		}
+		if v, err := callInt(good, mAdd, 2, 3); v != 5 || err != nil {
+			t.Fatalf("%s: other connection broken: %d, %v", tt.name, v, err)
+		}
+	}
+	waitFor(t, "bad conns closed", func() bool { return ts.srv.Conns() == 1 })
+}
+
+// TestParamsNotArray gets a CodeProtocol reply and keeps the connection.
+func TestParamsNotArray(t *testing.T) {
+	ts := startServer(t, &Server{})
+	nc := rawConn(t, ts.addr)
+	nc.Write([]byte{0x94, 0x00, 0x05, 0x01, 0x07}) // params = 7
+	if got := hex.EncodeToString(readValue(t, nc)); got != "940105"+"05"+"c0" {
+		t.Fatalf("reply %s", got)
+	}
+	nc.Write([]byte{0x94, 0x00, 0x06, 0x02, 0x92, 0x01, 0x02})
+	if got := hex.EncodeToString(readValue(t, nc)); got != "940106c003" {
+		t.Fatalf("reply %s", got)
+	}
+}
+
+// TestUnknownMsgIDDropped sends responses nobody asked for.
+func TestUnknownMsgIDDropped(t *testing.T) {
+	ts := startServer(t, &Server{})
+	nc := rawConn(t, ts.addr)
+	nc.Write([]byte{0x94, 0x01, 0x33, 0xc0, 0x01}) // response to msgid 0x33
+	nc.Write([]byte{0x94, 0x00, 0x01, 0x02, 0x92, 0x01, 0x02})
+	if got := hex.EncodeToString(readValue(t, nc)); got != "940101c003" {
+		t.Fatalf("reply %s", got)
+	}
+}
+
+// TestMsgIDsStartAtOne checks the client's request bytes: msgids 1, 2, ...
+func TestMsgIDsStartAtOne(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cl := dialTest(t, l.Addr().String(), Options{Hello: &Hello{Addr: []byte{1, 2, 3, 4, 5, 6}, Role: 1}})
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	waitFor(t, "client up", func() bool { return cl.Conn() != nil })
+	for i := range 3 {
+		cl.Go(uint32(100+i), func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) }, 0, func([]byte, error) {})
+	}
+	want := []string{"9302a6010203040506" + "01", "9400016490", "9400026590", "9400036690"}
+	for _, w := range want {
+		if got := hex.EncodeToString(readValue(t, nc)); got != w {
+			t.Fatalf("frame %s, want %s", got, w)
+		}
+	}
+	// Responses in reverse order are matched by msgid.
+	res := make(chan int64, 3)
+	for i := range 3 {
+		cl.Go(uint32(100+i), nil, 0, func(b []byte, err error) {
+			v, _, _ := msgpack.ReadInt(b)
+			res <- v*10 + int64(i)
+		})
+	}
+	for range 3 {
+		readValue(t, nc)
+	}
+	nc.Write(mustHex("9401 06 c0 16   9401 05 c0 15   9401 04 c0 14"))
+	got := map[int64]bool{<-res: true, <-res: true, <-res: true}
+	if !got[0x14*10+0] || !got[0x15*10+1] || !got[0x16*10+2] {
+		t.Fatalf("results %v", got)
+	}
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

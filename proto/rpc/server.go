@@ -1,0 +1,143 @@
+package rpc
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Server accepts connections and serves requests on them. Set the fields
+// before calling Serve and do not change them afterwards.
+type Server struct {
+	// Handler serves requests; nil answers every request with CodeProtocol.
+	Handler Handler
+
+	// OnHello is called (on the read goroutine) when a peer sends a hello;
+	// the hello it returns, if any, is sent back (kumofs cluster handshake).
+	OnHello func(c *Conn, h Hello) *Hello
+
+	// OnClose is called once for every accepted connection when it has
+	// closed, after its goroutines are done.
+	OnClose func(c *Conn)
+
+	MaxFrame     int           // largest accepted incoming frame; default 64 MiB
+	CallTimeout  time.Duration // default deadline of calls on accepted conns; default 5 s
+	WriteTimeout time.Duration // default 10 s
+	Logf         func(format string, args ...any)
+
+	mu        sync.Mutex // protects listeners, conns, closed
+	listeners map[net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup // Serve loops and accepted connections
+}
+
+// Serve accepts connections on l until Close, and then returns ErrClosed.
+// Other accept errors are returned (temporary ones are retried).
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrClosed
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*Conn]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	o := Options{MaxFrame: s.MaxFrame, CallTimeout: s.CallTimeout, WriteTimeout: s.WriteTimeout, Logf: s.Logf}
+	o.setDefaults()
+	cfg := connConfig{
+		handler:      s.Handler,
+		onHello:      s.OnHello,
+		onClose:      s.connClosed,
+		maxFrame:     o.MaxFrame,
+		callTimeout:  o.CallTimeout,
+		writeTimeout: o.WriteTimeout,
+		logf:         o.Logf,
+	}
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() { // EMFILE and the like
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				o.Logf("rpc: accept: %v; retrying in %v", err, delay)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			delete(s.listeners, l)
+			s.mu.Unlock()
+			return err
+		}
+		delay = 0
+		c := newConn(nc, cfg)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		c.start()
+	}
+}
+
+// connClosed is the onClose hook of accepted connections.
+func (s *Server) connClosed(c *Conn, err error) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if s.OnClose != nil {
+		s.OnClose(c)
+	}
+	s.wg.Done()
+}
+
+// Close closes the listeners and all accepted connections and waits for
+// every goroutine the server started (Serve returns ErrClosed).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Conns returns the number of open accepted connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
