@@ -103,6 +103,11 @@ func decodeHeader(p []byte) (header, error) {
 	if le.Uint16(p[8:]) != formatVer || p[11] != 3 || p[12] != hashAlgFNV1a || p[13] != 0 {
 		return h, ErrBadHeader
 	}
+	for _, c := range p[96:252] {
+		if c != 0 {
+			return h, ErrBadHeader
+		}
+	}
 	h.apow = p[10]
 	h.flags = le.Uint16(p[14:])
 	h.seq = le.Uint64(p[16:])
