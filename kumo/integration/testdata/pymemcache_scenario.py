@@ -1,0 +1,62 @@
+"""A scripted scenario with a real client library (Debian python3-pymemcache)
+against a kumo gateway. Usage: python3 pymemcache_scenario.py HOST:PORT
+Prints 'N passed, N failed' and exits non-zero on any failure."""
+import sys, time
+from pymemcache.client.base import Client
+
+host, port = sys.argv[1].rsplit(":", 1)
+c = Client((host, int(port)), connect_timeout=5, timeout=15)
+passed = failed = 0
+
+def check(name, got, want):
+    global passed, failed
+    if got == want:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+
+c.set("py-a", b"1")
+c.set("py-b", b"2")
+c.set("py-c", b"3")
+check("get_many", c.get_many(["py-a", "py-b", "py-c", "py-missing"]),
+      {"py-a": b"1", "py-b": b"2", "py-c": b"3"})
+
+val, cas = c.gets("py-a")
+check("gets value", val, b"1")
+check("cas ok", c.cas("py-a", b"10", cas), True)
+check("cas stale", c.cas("py-a", b"11", cas), False)
+check("after cas", c.get("py-a"), b"10")
+check("cas missing", c.cas("py-nokey", b"x", 1), None)
+
+c.set("py-n", b"41")
+check("incr", c.incr("py-n", 1), 42)
+check("decr", c.decr("py-n", 50), 0)
+check("incr missing", c.incr("py-nokey", 1), None)
+
+check("add new", c.add("py-add", b"x", noreply=False), True)
+check("add existing", c.add("py-add", b"y", noreply=False), False)
+check("replace existing", c.replace("py-add", b"z", noreply=False), True)
+check("replace missing", c.replace("py-norep", b"z", noreply=False), False)
+check("after replace", c.get("py-add"), b"z")
+
+c.set("py-flags", b"v", flags=0xdeadbeef, noreply=False)
+raw = Client((host, int(port)), connect_timeout=5, timeout=15,
+             deserializer=lambda key, value, flags: (value, flags))
+check("flags round trip", raw.get("py-flags"), (b"v", 0xdeadbeef))
+
+c.set("py-exp", b"soon", expire=1)
+check("before expiry", c.get("py-exp"), b"soon")
+deadline = time.time() + 5
+while c.get("py-exp") is not None and time.time() < deadline:
+    time.sleep(0.1)
+check("after expiry", c.get("py-exp"), None)
+
+check("delete", c.delete("py-b", noreply=False), True)
+check("delete missing", c.delete("py-b", noreply=False), False)
+check("deleted gone", c.get("py-b"), None)
+check("touch", c.touch("py-c", 100, noreply=False), True)
+check("version", c.version().startswith(b"1.6"), True)
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
