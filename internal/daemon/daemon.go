@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,6 +35,7 @@ type Common struct {
 	Retries   int
 	WThreads  int
 	RThreads  int
+	Pprof     string
 }
 
 // Register adds the common options to fs. keepalive says whether -k means
@@ -51,6 +55,7 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 	fs.Int(&c.Retries, "-Yn", "--connect-retry-limit", 4, "connect retry limit")
 	fs.Int(&c.WThreads, "-TW", "--write-threads", 2, "number of write threads (accepted for compatibility)")
 	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
+	fs.String(&c.Pprof, "", "--pprof", "", "serve net/http/pprof on this address (off by default)")
 }
 
 // envDaemonized marks the re-executed child of Daemonize.
@@ -69,7 +74,9 @@ func (c *Common) Setup(component string) (*logging.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.With(component), nil
+	l = l.With(component)
+	StartPprof(c.Pprof, l)
+	return l, nil
 }
 
 // daemonize re-executes this program in a new session, detached from the
@@ -140,4 +147,26 @@ func Fatal(w io.Writer, prog string, err error) {
 		fmt.Fprintf(w, "%s: %v\n", prog, err)
 	}
 	os.Exit(1)
+}
+
+// StartPprof serves net/http/pprof on addr (the daemons' --pprof flag) so
+// CPU and allocation profiles can be taken from a running daemon. Off when
+// addr is empty.
+func StartPprof(addr string, log *logging.Logger) {
+	if addr == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Errorf("pprof: %v", err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Infof("pprof on http://%s/debug/pprof/", ln.Addr())
+	go http.Serve(ln, mux)
 }
