@@ -37,6 +37,7 @@ type conn struct {
 	rhdr   [24]byte // binary response header
 	scr    [64]byte // scratch for numbers and extras
 	b64key [maxKeyLen]byte
+	ret    []byte // ms return flags; grows to the longest seen
 
 	noreply bool
 }

@@ -38,12 +38,21 @@ func flagMask(s string) uint64 {
 
 var (
 	mgFlags = flagMask("bcfhklOqstvTNE")
-	msFlags = flagMask("bcCFIkOqsSTM")
+	msFlags = flagMask("bcCFIkOqsTM")
 	mdFlags = flagMask("bCIkOqT")
 	maFlags = flagMask("bNJDMqOkcv")
 )
 
 const maxOpaque = 32
+
+func hasFlag(flags [][]byte, ch byte) bool {
+	for _, f := range flags {
+		if f[0] == ch {
+			return true
+		}
+	}
+	return false
+}
 
 // metaArgs holds the parsed flags of one meta command.
 type metaArgs struct {
@@ -60,14 +69,34 @@ type metaArgs struct {
 
 func (a *metaArgs) has(ch byte) bool { return a.mask&flagBit(ch) != 0 }
 
-// parseMeta parses flag tokens against the allowed mask.
-func parseMeta(flags [][]byte, allowed uint64, a *metaArgs) bool {
+// Error lines of flag parsing, per command as memcached 1.6.18 words them.
+const (
+	errInvalidFlag = "CLIENT_ERROR invalid flag\r\n"
+	errDupFlag     = "CLIENT_ERROR duplicate flag\r\n"
+	errBadToken    = "CLIENT_ERROR bad token in command line format\r\n"
+	errBadFormat   = "CLIENT_ERROR bad command line format\r\n"
+	errInvalidDup  = "CLIENT_ERROR invalid or duplicate flag\r\n"
+	errDecodeKey   = "CLIENT_ERROR error decoding key\r\n"
+)
+
+// parseMeta parses flag tokens of command cmd ('g', 's', 'd', 'a')
+// against the allowed mask.
+func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 	*a = metaArgs{delta: 1}
+	fail := func(s string) bool {
+		if cmd == 'd' || cmd == 'a' {
+			s = errInvalidDup
+		}
+		a.errstr = s
+		return false
+	}
 	for _, f := range flags {
 		bit := flagBit(f[0])
 		if bit == 0 || allowed&bit == 0 {
-			a.errstr = "CLIENT_ERROR invalid flag\r\n"
-			return false
+			return fail(errInvalidFlag)
+		}
+		if a.mask&bit != 0 {
+			return fail(errDupFlag)
 		}
 		a.mask |= bit
 		arg := f[1:]
@@ -81,7 +110,9 @@ func parseMeta(flags [][]byte, allowed uint64, a *metaArgs) bool {
 			a.cas, ok = parseUint(arg)
 		case 'F':
 			var v uint64
-			v, ok = parseUint(arg)
+			if v, ok = parseUint(arg); !ok {
+				return fail(errBadFormat)
+			}
 			a.flags = uint32(v)
 		case 'D':
 			a.delta, ok = parseUint(arg)
@@ -94,33 +125,42 @@ func parseMeta(flags [][]byte, allowed uint64, a *metaArgs) bool {
 			}
 		case 'O':
 			if len(arg) > maxOpaque {
-				a.errstr = "CLIENT_ERROR opaque token too long\r\n"
-				return false
+				return fail("CLIENT_ERROR opaque token too long\r\n")
 			}
 		}
 		if !ok {
-			a.errstr = "CLIENT_ERROR bad token in command line format\r\n"
-			return false
+			return fail(errBadToken)
 		}
 	}
 	return true
 }
 
-// metaKey returns the key of a meta command, decoded if the b flag is set.
-func (c *conn) metaKey(tok []byte, a *metaArgs) ([]byte, bool) {
+// metaKey returns the key of a meta command, decoded if the b flag is set,
+// or the error line to send.
+func (c *conn) metaKey(tok []byte, a *metaArgs, cmd byte) ([]byte, string) {
 	if a.has('b') {
-		if base64.StdEncoding.DecodedLen(len(tok)) > len(c.b64key)+2 {
-			return nil, false
+		bad := errDecodeKey
+		if cmd == 'd' || cmd == 'a' {
+			bad = errInvalidDup
+		}
+		if base64.StdEncoding.DecodedLen(len(tok)) > len(c.b64key)+3 {
+			return nil, errBadFormat
 		}
 		var tmp [maxKeyLen + 3]byte
 		n, err := base64.StdEncoding.Decode(tmp[:], tok)
-		if err != nil || n == 0 || n > maxKeyLen {
-			return nil, false
+		if err != nil || n == 0 {
+			return nil, bad
+		}
+		if n > maxKeyLen {
+			return nil, errBadFormat
 		}
 		copy(c.b64key[:], tmp[:n])
-		return c.b64key[:n], true
+		return c.b64key[:n], ""
 	}
-	return tok, len(tok) > 0 && len(tok) <= maxKeyLen
+	if len(tok) == 0 || len(tok) > maxKeyLen {
+		return nil, errBadFormat
+	}
+	return tok, ""
 }
 
 // appendRet appends the return flags that do not depend on the item.
@@ -128,7 +168,7 @@ func appendRet(b []byte, flags [][]byte, keyTok []byte, cas uint64, a *metaArgs)
 	for _, f := range flags {
 		b = appendRetFlag(b, f, keyTok, cas, a)
 	}
-	return b
+	return appendB(b, a)
 }
 
 func appendRetFlag(b []byte, f []byte, keyTok []byte, cas uint64, a *metaArgs) []byte {
@@ -142,10 +182,15 @@ func appendRetFlag(b []byte, f []byte, keyTok []byte, cas uint64, a *metaArgs) [
 	case 'c':
 		b = append(b, " c"...)
 		b = appendUint(b, cas)
-	case 'b':
-		if a.has('k') {
-			b = append(b, " b"...)
-		}
+	}
+	return b
+}
+
+// appendB appends the b return flag, which memcached puts last when the
+// key comes back base64-encoded.
+func appendB(b []byte, a *metaArgs) []byte {
+	if a.has('b') && a.has('k') {
+		b = append(b, " b"...)
 	}
 	return b
 }
@@ -158,13 +203,13 @@ func (c *conn) metaGet(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, mgFlags, &a) {
+	if !parseMeta(flags, mgFlags, 'g', &a) {
 		c.bw.WriteString(a.errstr)
 		return
 	}
-	key, ok := c.metaKey(tok[1], &a)
-	if !ok {
-		c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
+	key, errstr := c.metaKey(tok[1], &a, 'g')
+	if errstr != "" {
+		c.bw.WriteString(errstr)
 		return
 	}
 	st := &c.s.st
@@ -230,6 +275,7 @@ func (c *conn) metaGet(tok [][]byte) {
 		}
 		b = appendRetFlag(b, f, tok[1], c.it.CAS, &a)
 	}
+	b = appendB(b, &a)
 	if won {
 		b = append(b, " W"...)
 	}
@@ -247,19 +293,21 @@ func (c *conn) metaSet(tok [][]byte) error {
 		c.bw.WriteString("ERROR\r\n")
 		return nil
 	}
-	if len(tok) < 3 {
-		c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
+	if len(tok) < 3 || len(tok[1]) > maxKeyLen*4/3+4 || (len(tok[1]) > maxKeyLen && !hasFlag(tok[3:], 'b')) {
+		// memcached rejects these before it knows the data length, so the
+		// data line is then read as a command.
+		c.bw.WriteString(errBadFormat)
 		return nil
 	}
 	vlen, ok := parseInt32(tok[2])
 	if !ok || vlen < 0 {
-		c.bw.WriteString("CLIENT_ERROR bad data chunk\r\n")
+		c.bw.WriteString(errBadFormat)
 		return nil
 	}
 	var a metaArgs
 	flags := tok[3:]
 	mode := ModeSet
-	if parseMeta(flags, msFlags, &a) {
+	if parseMeta(flags, msFlags, 's', &a) {
 		switch a.mode {
 		case 0, 'S', 's':
 		case 'E', 'e':
@@ -271,12 +319,12 @@ func (c *conn) metaSet(tok [][]byte) error {
 		case 'R', 'r':
 			mode = ModeReplace
 		default:
-			a.errstr = "CLIENT_ERROR invalid mode for ms\r\n"
+			a.errstr = "CLIENT_ERROR invalid mode for ms M token\r\n"
 		}
 	}
-	key, ok := c.metaKey(tok[1], &a)
-	if !ok && a.errstr == "" {
-		a.errstr = "CLIENT_ERROR bad command line format\r\n"
+	key, errstr := c.metaKey(tok[1], &a, 's')
+	if a.errstr == "" {
+		a.errstr = errstr
 	}
 	if a.errstr != "" {
 		c.bw.WriteString(a.errstr)
@@ -289,26 +337,22 @@ func (c *conn) metaSet(tok [][]byte) error {
 		return c.discard(vlen + 2)
 	}
 	k := append(c.keybuf[:0], key...)
-	// The key token (for k) lives in the read buffer; keep a copy too.
-	ktok := tok[1]
-	if !a.has('b') {
-		ktok = k
-	} else {
-		ktok = append(c.scr[:0], ktok...)
-		if len(ktok) > len(c.scr) {
-			ktok = nil
-		}
-	}
-	// Copy the flags we echo (O) before reading data: they live in the read
-	// buffer. Opaque tokens are short; keep them in c.scr2 via one pass.
-	var opaque [maxOpaque + 1]byte
-	no := 0
-	retK, retC, retB := a.has('k'), a.has('c'), a.has('b') && a.has('k')
+	// The return flags echo tokens that live in the read buffer, which
+	// reading the data overwrites: render them now, in request order, with
+	// the CAS unique (known only later) inserted at casAt.
+	ret := c.ret[:0]
+	casAt := -1
 	for _, f := range flags {
-		if f[0] == 'O' {
-			no = copy(opaque[:], f)
+		if f[0] == 'c' {
+			if casAt < 0 {
+				casAt = len(ret)
+			}
+			continue
 		}
+		ret = appendRetFlag(ret, f, tok[1], 0, &a)
 	}
+	ret = appendB(ret, &a)
+	c.ret = ret
 	data := c.inBuf(int(vlen) + 2)
 	if _, err := io.ReadFull(c.br, data); err != nil {
 		return err
@@ -345,22 +389,15 @@ func (c *conn) metaSet(tok [][]byte) error {
 		c.serverError(err)
 		return nil
 	}
-	b := c.reserve(len(ktok) + 80)
+	b := c.reserve(len(ret) + 32)
 	b = append(b, status...)
-	if no > 0 {
-		b = append(b, ' ')
-		b = append(b, opaque[:no]...)
-	}
-	if retK {
-		b = append(b, " k"...)
-		b = append(b, ktok...)
-	}
-	if retC && err == nil {
+	if casAt < 0 {
+		b = append(b, ret...)
+	} else {
+		b = append(b, ret[:casAt]...)
 		b = append(b, " c"...)
 		b = appendUint(b, cas)
-	}
-	if retB {
-		b = append(b, " b"...)
+		b = append(b, ret[casAt:]...)
 	}
 	b = append(b, "\r\n"...)
 	c.bw.Write(b)
@@ -375,13 +412,13 @@ func (c *conn) metaDelete(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, mdFlags, &a) {
+	if !parseMeta(flags, mdFlags, 'd', &a) {
 		c.bw.WriteString(a.errstr)
 		return
 	}
-	key, ok := c.metaKey(tok[1], &a)
-	if !ok {
-		c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
+	key, errstr := c.metaKey(tok[1], &a, 'd')
+	if errstr != "" {
+		c.bw.WriteString(errstr)
 		return
 	}
 	err := c.s.Backend.Delete(c.ctx, key, a.cas)
@@ -417,7 +454,7 @@ func (c *conn) metaArith(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, maFlags, &a) {
+	if !parseMeta(flags, maFlags, 'a', &a) {
 		c.bw.WriteString(a.errstr)
 		return
 	}
@@ -427,12 +464,12 @@ func (c *conn) metaArith(tok [][]byte) {
 	case 'D', 'd', '-':
 		decr = true
 	default:
-		c.bw.WriteString("CLIENT_ERROR invalid mode for ma\r\n")
+		c.bw.WriteString("CLIENT_ERROR invalid mode for ma M token\r\n")
 		return
 	}
-	key, ok := c.metaKey(tok[1], &a)
-	if !ok {
-		c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
+	key, errstr := c.metaKey(tok[1], &a, 'a')
+	if errstr != "" {
+		c.bw.WriteString(errstr)
 		return
 	}
 	var create *Item
@@ -491,7 +528,7 @@ func (c *conn) metaArith(tok [][]byte) {
 func (c *conn) metaDebug(tok [][]byte) {
 	c.s.st.cmdMeta.Add(1)
 	if len(tok) < 2 {
-		c.bw.WriteString("ERROR\r\n")
+		c.bw.WriteString(errBadFormat)
 		return
 	}
 	key := tok[1]

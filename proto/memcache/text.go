@@ -102,7 +102,7 @@ func (c *conn) dispatchText(line []byte) error {
 		}
 		c.noreply = n == 3 && string(tok[2]) == "noreply"
 		if _, ok := parseUint(tok[1]); !ok {
-			c.writeString("CLIENT_ERROR bad command line format\r\n")
+			c.bw.WriteString("ERROR\r\n")
 			return nil
 		}
 		c.writeString("OK\r\n")
