@@ -270,15 +270,13 @@ func (db *DB) write(key []byte, rec *Record, rf byte, pred func(old *Record) boo
 	if pred != nil {
 		var old *Record
 		if present {
-			old = &r.old
+			db.old = r.old // a DB field, so r does not escape to the heap
+			old = &db.old
 		}
 		if !pred(old) {
 			db.writeMu.Unlock()
 			return false, nil
 		}
-	}
-	if rf == recRemove {
-		rec.Clock = r.old.Clock
 	}
 	if err := g.store(&r, rec, rf, h, &db.wbuf); err != nil {
 		db.writeMu.Unlock()

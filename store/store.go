@@ -87,6 +87,7 @@ type DB struct {
 	written uint64 // count of acknowledged writes
 	wbuf    []byte // record encoding buffer
 	rbuf    []byte // scratch for reading records outside the mapping
+	old     Record // the record shown to an Update or Delete predicate
 
 	syncMu   sync.Mutex // protects durable and syncing
 	syncCond *sync.Cond

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Ensure that records beyond the mapping are read and written with
+// pread/pwrite, including across a crash and a compaction.
+func TestBeyondMapping(t *testing.T) {
+	defer func(old int64) { mapReserve = old }(mapReserve)
+	mapReserve = 64 << 10 // just the header and slots of a small table
+	db, path := tempDB(t, &Options{Sync: SyncNone, Buckets: 256})
+	for i := 0; i < 100; i++ {
+		db.Put(&Record{Key: key(i), Value: val(i), Clock: uint64(i)})
+	}
+	db.Delete(key(5), nil)
+	db.crash()
+	db, err := Open(path, &Options{Sync: SyncNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Compact(CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 4) // too small: Get must grow it
+	for i := 0; i < 100; i++ {
+		rec, b, err := db.Get(key(i), buf)
+		if i == 5 {
+			if err != ErrNotFound {
+				t.Fatalf("removed key: %v", err)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(rec.Value, val(i)) || !bytes.Equal(rec.Key, key(i)) {
+			t.Fatalf("key %d: %v %q", i, err, rec.Value)
+		}
+		buf = b
+	}
+}
+
+// Ensure that a compaction interrupted by a crash leaves a valid store
+// and that its leftover file is removed at the next Open.
+func TestCompactLeftover(t *testing.T) {
+	db, path := tempDB(t, nil)
+	db.Put(&Record{Key: []byte("k"), Value: []byte("v")})
+	db.Close()
+	if err := os.WriteFile(path+compactSuffix, []byte("half a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := os.Stat(path + compactSuffix); !os.IsNotExist(err) {
+		t.Fatalf("leftover: %v", err)
+	}
+	if got := mustGet(t, db, "k"); string(got.Value) != "v" {
+		t.Fatalf("got %q", got.Value)
+	}
+}
+
+// Ensure that Compact reclaims dead space, shrinks the file, keeps the
+// bucket number, and that Optimize changes it.
+func TestCompactReclaims(t *testing.T) {
+	db, path := tempDB(t, &Options{Sync: SyncInterval, SyncInterval: time.Millisecond, Buckets: 512})
+	defer db.Close()
+	for round := 0; round < 5; round++ {
+		for i := 0; i < 100; i++ {
+			db.Put(&Record{Key: key(i), Value: bytes.Repeat([]byte{'x'}, 500)})
+		}
+	}
+	for i := 0; i < 50; i++ {
+		db.Delete(key(i), nil)
+	}
+	before := db.Stats()
+	if before.DeadBytes == 0 || before.DeletedSlots != 50 || before.Records != 50 {
+		t.Fatalf("before: %+v", before)
+	}
+	if err := db.Compact(CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	after := db.Stats()
+	if after.DeadBytes != 0 || after.DeletedSlots != 0 || after.Records != 50 || after.Buckets != 512 ||
+		after.LogEnd-after.LogStart != after.LiveBytes {
+		t.Fatalf("after: %+v", after)
+	}
+	if err := db.Optimize(0); err != nil {
+		t.Fatal(err)
+	}
+	if st := db.Stats(); st.Buckets != 1024 || st.Records != 50 {
+		t.Fatalf("after optimize: %+v", st)
+	}
+	if st := db.Stats(); st.LogEnd-st.LogStart != before.LiveBytes {
+		t.Fatalf("log not shrunk to the live bytes: %+v", st)
+	}
+	if _, err := Open(path, nil); err != ErrLocked {
+		t.Fatalf("swapped file not locked: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(path), "t.kch.compact")); !os.IsNotExist(err) {
+		t.Fatal("compact file left behind")
+	}
+}
+
+// Ensure that ParseSyncPolicy accepts exactly the three names.
+func TestParseSyncPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want SyncPolicy
+		ok   bool
+	}{{"none", SyncNone, true}, {"interval", SyncInterval, true}, {"always", SyncAlways, true}, {"", SyncInterval, true}, {"sometimes", 0, false}} {
+		got, err := ParseSyncPolicy(tc.in)
+		if (err == nil) != tc.ok || got != tc.want || (tc.ok && got.String() != map[string]string{"": "interval"}[tc.in]+tc.in) {
+			t.Errorf("ParseSyncPolicy(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+// Ensure that writes are refused with ErrFull when no slot is left, and
+// with ErrInvalid for bad sizes.
+func TestFullAndInvalid(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncNone, Buckets: 8})
+	defer db.Close()
+	for i := 0; i < 8; i++ {
+		if err := db.Put(&Record{Key: key(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Put(&Record{Key: key(8)}); err != ErrFull {
+		t.Fatalf("9th key: %v", err)
+	}
+	if err := db.Put(&Record{Key: nil}); err != ErrInvalid {
+		t.Fatalf("empty key: %v", err)
+	}
+	if err := db.Put(&Record{Key: make([]byte, 65536)}); err != ErrInvalid {
+		t.Fatalf("long key: %v", err)
+	}
+}
