@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -174,6 +175,18 @@ func (c *Conn) writeLoop() {
 		if c.wclosed || len(c.wbuf) == 0 {
 			c.wmu.Unlock()
 			return
+		}
+		if len(c.wbuf) < 32<<10 {
+			// Let callers that are about to append do so first: under load
+			// this lets one Write carry many frames, for a scheduler
+			// round trip of latency.
+			c.wmu.Unlock()
+			runtime.Gosched()
+			c.wmu.Lock()
+			if c.wclosed {
+				c.wmu.Unlock()
+				return
+			}
 		}
 		buf := c.wbuf
 		c.wbuf = spare[:0]
