@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kumofs/store"
+)
+
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(args, &out); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return out.String()
+}
+
+// Ensure that the acceptance sequence works: create with a bucket
+// number, then inform shows it.
+func TestCreateInform(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.kch")
+	runOK(t, "create", path, "200000")
+	out := runOK(t, "inform", path)
+	for _, want := range []string{"path: " + path + "\n", "bucket number: 200000\n", "record number: 0\n",
+		"additional flags:\n", "alignment: 16\n", "load: 0.0%\n", "dead bytes: 0 (0.0%)\n", "file size: 1638400\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inform lacks %q:\n%s", want, out)
+		}
+	}
+	if err := run([]string{"create", path}, &bytes.Buffer{}); err != store.ErrExist {
+		t.Fatalf("create over existing: %v", err)
+	}
+}
+
+// Ensure that put, get, list, out, optimize and verify work together.
+func TestCommands(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.kch")
+	runOK(t, "create", path, "64")
+	runOK(t, "put", "-flags", "5", "-clock", "99", path, "k1", "v1")
+	runOK(t, "put", path, "k2", "v2")
+	runOK(t, "put", path, "k1", "v1b")
+	if out := runOK(t, "get", path, "k1"); !strings.HasPrefix(out, "v1b\nclock: ") || !strings.Contains(out, "flags: 0\n") {
+		t.Fatalf("get: %q", out)
+	}
+	if out := runOK(t, "list", "-pv", path); out != "k2\tv2\nk1\tv1b\n" {
+		t.Fatalf("list: %q", out)
+	}
+	runOK(t, "out", path, "k2")
+	if err := run([]string{"out", path, "k2"}, &bytes.Buffer{}); err != store.ErrNotFound {
+		t.Fatalf("out missing: %v", err)
+	}
+	runOK(t, "optimize", path)
+	out := runOK(t, "inform", path)
+	if !strings.Contains(out, "bucket number: 1024\n") || !strings.Contains(out, "record number: 1\n") ||
+		!strings.Contains(out, "dead bytes: 0 (0.0%)\n") {
+		t.Fatalf("after optimize:\n%s", out)
+	}
+	runOK(t, "optimize", path, "80")
+	if out := runOK(t, "inform", path); !strings.Contains(out, "bucket number: 80\n") {
+		t.Fatalf("optimize 80:\n%s", out)
+	}
+	if out := runOK(t, "verify", path); !strings.HasSuffix(out, "ok\n") {
+		t.Fatalf("verify: %q", out)
+	}
+	if out := runOK(t, "repair", path); !strings.Contains(out, "recovered keys: 1\n") {
+		t.Fatalf("repair: %q", out)
+	}
+	// While held, commands that change the file refuse.
+	db, err := store.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, args := range [][]string{{"optimize", path}, {"verify", path}, {"repair", path}, {"put", path, "a", "b"}} {
+		if err := run(args, &bytes.Buffer{}); err != store.ErrLocked {
+			t.Errorf("%v while held: %v", args, err)
+		}
+	}
+	if out := runOK(t, "inform", path); !strings.Contains(out, "additional flags: open") {
+		t.Errorf("inform while held:\n%s", out)
+	}
+}
+
+// Ensure that bench write/read run with tchtest's record pattern.
+func TestBench(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.kch")
+	out := runOK(t, "bench", "write", path, "1000", "2000")
+	if !strings.HasPrefix(out, "record number: 1000\n") {
+		t.Fatalf("bench write: %q", out)
+	}
+	if out := runOK(t, "bench", "read", path); !strings.HasPrefix(out, "record number: 1000\nmisses: 0\n") {
+		t.Fatalf("bench read: %q", out)
+	}
+	if out := runOK(t, "get", path, "00000042"); !strings.HasPrefix(out, "00000042\n") {
+		t.Fatalf("get: %q", out)
+	}
+	runOK(t, "bench", "write", "-rnd", path, "1000")
+	runOK(t, "bench", "read", "-rnd", path)
+}
+
+// Ensure that bad usage is one error, -h is help.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frob"}, {"create"}, {"create", "a", "b", "c"}, {"create", "p", "x"},
+		{"bench", "write", "p"}, {"inform", filepath.Join(t.TempDir(), "missing")}, {"get", "-zz", "p", "k"}} {
+		err := run(args, &bytes.Buffer{})
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if err := run([]string{"-h"}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+	if err := run([]string{"get", "-h"}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("get -h: %v", err)
+	}
+}
+
+// Ensure that the binary prints one line and exits 1 on error, and
+// prints usage with status 0 on -h.
+func TestExitStatus(t *testing.T) {
+	if os.Getenv("KUMO_STORETOOL_MAIN") != "" {
+		os.Args = append([]string{"kumo-storetool"}, strings.Fields(os.Getenv("KUMO_STORETOOL_MAIN"))...)
+		main()
+		os.Exit(0)
+	}
+	for _, tc := range []struct {
+		args   string
+		status int
+		stderr string
+		stdout string
+	}{
+		{"inform /nonexistent/x.kch", 1, "kumo-storetool: open /nonexistent/x.kch: no such file or directory\n", ""},
+		{"-h", 0, "", "usage:"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestExitStatus$")
+		cmd.Env = append(os.Environ(), "KUMO_STORETOOL_MAIN="+tc.args)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		status := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			status = ee.ExitCode()
+		}
+		if status != tc.status || stderr.String() != tc.stderr || !strings.HasPrefix(stdout.String(), tc.stdout) {
+			t.Errorf("%s: status %d stderr %q stdout %q", tc.args, status, stderr.String(), stdout.String())
+		}
+	}
+}
