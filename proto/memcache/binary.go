@@ -85,6 +85,10 @@ func statusMsg(st uint16) string {
 	return ""
 }
 
+// maxSwallow is the largest too-large storage body that is read and
+// dropped to keep the connection; beyond it the connection is closed.
+const maxSwallow = 64 << 20
+
 // binReq is the decoded request header plus its body parts (which alias
 // c.in and stay valid until the next request).
 type binReq struct {
@@ -124,7 +128,7 @@ func (c *conn) serveBinary() error {
 			c.s.st.protoErrs.Add(1)
 			switch r.op {
 			case opSet, opAdd, opReplace, opAppend, opPrepend, opSetQ, opAddQ, opReplaceQ, opAppendQ, opPrependQ:
-				if keylen <= maxKeyLen {
+				if keylen <= maxKeyLen && r.bodylen <= maxSwallow {
 					c.s.st.storeTooLarge.Add(1)
 					c.binError(&r, stTooBig)
 					if err := c.discard(int64(r.bodylen)); err != nil {
@@ -189,7 +193,7 @@ func (c *conn) binOK(r *binReq, quiet bool, cas uint64) {
 
 func (c *conn) binDispatch(r *binReq) error {
 	switch r.op {
-	case opGet, opGetQ, opGetK, opGetKQ, opGAT, opGATQ, opGATK, opGATKQ:
+	case opGet, opGetQ, opGetK, opGetKQ, opGAT, opGATQ, opGATK, opGATKQ, opTouch:
 		return c.binGet(r)
 	case opSet, opSetQ, opAdd, opAddQ, opReplace, opReplaceQ:
 		return c.binStore(r)
@@ -229,23 +233,6 @@ func (c *conn) binDispatch(r *binReq) error {
 			return c.binInvalid(r)
 		}
 		c.binOK(r, false, 0)
-	case opTouch:
-		if len(r.extras) != 4 || len(r.key) == 0 || len(r.value) != 0 {
-			return c.binInvalid(r)
-		}
-		e := int64(binary.BigEndian.Uint32(r.extras))
-		c.s.st.cmdTouch.Add(1)
-		err := c.s.Backend.Touch(c.ctx, r.key, c.s.normExptime(e))
-		switch {
-		case err == nil:
-			c.s.st.touchHits.Add(1)
-			c.binOK(r, false, 0)
-		case errors.Is(err, ErrNotFound):
-			c.s.st.touchMisses.Add(1)
-			c.binError(r, stNotFound)
-		default:
-			c.binServerError(r, err)
-		}
 	case opStat:
 		c.binStat(r)
 	default:
@@ -266,7 +253,10 @@ func (c *conn) binInvalid(r *binReq) error {
 func (c *conn) binGet(r *binReq) error {
 	quiet := r.op == opGetQ || r.op == opGetKQ || r.op == opGATQ || r.op == opGATKQ
 	withKey := r.op == opGetK || r.op == opGetKQ || r.op == opGATK || r.op == opGATKQ
-	touch := r.op == opGAT || r.op == opGATQ || r.op == opGATK || r.op == opGATKQ
+	touch := r.op == opGAT || r.op == opGATQ || r.op == opGATK || r.op == opGATKQ || r.op == opTouch
+	// TOUCH is GAT without the value: memcached answers it with the flags
+	// and the CAS unique.
+	withValue := r.op != opTouch
 	wantExt := 0
 	if touch {
 		wantExt = 4
@@ -292,13 +282,17 @@ func (c *conn) binGet(r *binReq) error {
 		if withKey {
 			klen = len(r.key)
 		}
-		c.binHeader(r, stOK, 4, klen, 4+klen+len(c.it.Value), c.it.CAS)
+		vlen := len(c.it.Value)
+		if !withValue {
+			vlen = 0
+		}
+		c.binHeader(r, stOK, 4, klen, 4+klen+vlen, c.it.CAS)
 		binary.BigEndian.PutUint32(c.scr[:4], c.it.Flags)
 		c.bw.Write(c.scr[:4])
 		if withKey {
 			c.bw.Write(r.key)
 		}
-		c.bw.Write(c.it.Value)
+		c.bw.Write(c.it.Value[:vlen])
 	case errors.Is(err, ErrNotFound):
 		st.getMisses.Add(1)
 		if touch {

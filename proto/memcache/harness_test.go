@@ -25,11 +25,13 @@ type fakeConn struct {
 	w bytes.Buffer
 }
 
-func (f *fakeConn) Read(p []byte) (int, error)         { return f.r.Read(p) }
-func (f *fakeConn) Write(p []byte) (int, error)        { return f.w.Write(p) }
-func (f *fakeConn) Close() error                       { return nil }
-func (f *fakeConn) LocalAddr() net.Addr                { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 11211} }
-func (f *fakeConn) RemoteAddr() net.Addr               { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (f *fakeConn) Read(p []byte) (int, error)  { return f.r.Read(p) }
+func (f *fakeConn) Write(p []byte) (int, error) { return f.w.Write(p) }
+func (f *fakeConn) Close() error                { return nil }
+func (f *fakeConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 11211} }
+func (f *fakeConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+}
 func (f *fakeConn) SetDeadline(t time.Time) error      { return nil }
 func (f *fakeConn) SetReadDeadline(t time.Time) error  { return nil }
 func (f *fakeConn) SetWriteDeadline(t time.Time) error { return nil }
