@@ -11,9 +11,10 @@ import (
 	"kumofs/ring"
 )
 
-// serverGet asks one server directly for a key, bypassing the gateway, so
-// tests can check where copies live. It returns the value and whether the
-// server holds a live copy.
+// serverGet asks one server directly for its stored record of a key
+// (GetRaw: no ownership check), bypassing the gateway, so tests can check
+// where copies live. It returns the value and whether the server holds a
+// live (not deleted) copy.
 func serverGet(t testing.TB, addr, key string) (string, bool) {
 	t.Helper()
 	c := rpc.Dial(addr, rpc.Options{CallTimeout: 5 * time.Second})
@@ -25,7 +26,7 @@ func serverGet(t testing.TB, addr, key string) (string, bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err = c.Call(ctx, wire.SrvGet, func(b []byte) []byte {
+		res, err = c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 1)
 			return msgpack.AppendRaw(b, dbkey)
 		})
@@ -49,6 +50,9 @@ func serverGet(t testing.TB, addr, key string) (string, bool) {
 	v, err := wire.ParseDBValue(raw)
 	if err != nil {
 		t.Fatalf("Get %q from %s: %v", key, addr, err)
+	}
+	if v.Tombstone {
+		return "", false
 	}
 	return string(v.Data), true
 }

@@ -391,6 +391,30 @@ func (m *Manager) syncPartner() {
 	}, 3*time.Second, func([]byte, error) {})
 }
 
+// partnerLeads reports whether the partner manager runs automatic
+// replaces: of two connected managers the one with the smaller address
+// leads (kumofs's election, without its lost-reply timeouts). A partner that
+// is down leads nothing.
+func (m *Manager) partnerLeads() bool {
+	if m.partner == nil {
+		return false
+	}
+	p, err := ring.ParseAddr(m.cfg.Partner, 19700)
+	if err != nil || p.Compare(m.cfg.Self) > 0 {
+		return false
+	}
+	c := m.partner.Conn()
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.Done():
+		return false
+	default:
+		return true
+	}
+}
+
 // scheduleAutoReplace runs an election ReplaceDelay after the last
 // membership change, when auto-replace is on (a debounce).
 func (m *Manager) scheduleAutoReplace() {
@@ -406,7 +430,7 @@ func (m *Manager) scheduleAutoReplace() {
 		m.mu.Lock()
 		run := seq == m.electionSeq && m.autoReplace && !m.closed.Load()
 		m.mu.Unlock()
-		if !run {
+		if !run || m.partnerLeads() {
 			return
 		}
 		m.attach()

@@ -77,17 +77,38 @@ func (m *Manager) startReplace(full bool) {
 	m.broadcast()
 	ct := m.clk.Now()
 	for _, c := range conns {
-		c.Go(wire.SrvReplaceCopyStart, func(b []byte) []byte {
+		m.sendReplaceMsg(c, r, wire.SrvReplaceCopyStart, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 3)
 			b = w.AppendSeed(b)
 			b = msgpack.AppendUint(b, ct)
 			return msgpack.AppendBool(b, full)
-		}, 5*time.Second, func(_ []byte, err error) {
-			if err != nil {
-				m.log.Warnf("replace copy start to %s failed: %v", c.RemoteAddr(), err)
-			}
-		})
+		}, 0)
 	}
+}
+
+// sendReplaceMsg sends a replace start message and retries it (kumofs did
+// not) while the replace is still the current one and the connection open.
+func (m *Manager) sendReplaceMsg(c *rpc.Conn, r *replaceState, method uint32, args func([]byte) []byte, attempt int) {
+	c.Go(method, args, 5*time.Second, func(_ []byte, err error) {
+		if err == nil {
+			return
+		}
+		m.mu.Lock()
+		current := m.replace == r
+		m.mu.Unlock()
+		select {
+		case <-c.Done():
+			current = false
+		default:
+		}
+		if !current || attempt >= 10 || m.closed.Load() {
+			m.log.Warnf("replace message %d to %s failed: %v", method, c.RemoteAddr(), err)
+			return
+		}
+		time.AfterFunc(time.Duration(100<<min(attempt, 4))*time.Millisecond, func() {
+			m.sendReplaceMsg(c, r, method, args, attempt+1)
+		})
+	})
 }
 
 func clockString(ct uint64) string {
@@ -206,11 +227,11 @@ func (m *Manager) finishCopy(r *replaceState) {
 	m.broadcast()
 	ct := m.clk.Now()
 	for _, c := range conns {
-		c.Go(wire.SrvReplaceDeleteStart, func(b []byte) []byte {
+		m.sendReplaceMsg(c, r, wire.SrvReplaceDeleteStart, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 2)
 			b = w.AppendSeed(b)
 			return msgpack.AppendUint(b, ct)
-		}, 5*time.Second, func([]byte, error) {})
+		}, 0)
 	}
 	if len(conns) == 0 {
 		m.mu.Lock()

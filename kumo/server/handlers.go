@@ -35,6 +35,8 @@ func (s *Server) serveRPC(req *rpc.Request) {
 	case wire.SrvGetIfModified:
 		s.cmdGet.Add(1)
 		s.handleGet(req)
+	case wire.SrvGetRaw:
+		s.handleGetRaw(req)
 	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch:
 		s.cmdSet.Add(1)
 		s.async(req, s.handleWrite)
@@ -113,8 +115,8 @@ func (s *Server) handleGet(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	if s.rhs.Load().Empty() && s.whs.Load().Empty() {
-		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady})
+	if err := s.readerCheck(dbkey); err != nil {
+		req.ReplyError(err)
 		return
 	}
 	bp := getBuf()
@@ -135,6 +137,48 @@ func (s *Server) handleGet(req *rpc.Request) {
 				return
 			}
 		}
+		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
+	}
+	putBuf(bp)
+}
+
+// readerCheck refuses a read unless s is an active owner of the key in its
+// read hash space: a server that restarted, or that was just attached and
+// is still being filled, must not answer with what it has.
+func (s *Server) readerCheck(dbkey []byte) error {
+	r := s.rhs.Load()
+	if r.Empty() {
+		return &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+	}
+	h, _, _ := wire.SplitDBKey(dbkey)
+	if !r.Owners(h).ContainsActive(s.cfg.Self) {
+		return &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgObsolete}
+	}
+	return nil
+}
+
+// handleGetRaw answers GetRaw [DBKey] with the stored DBValue, tombstones
+// included, or nil.
+func (s *Server) handleGetRaw(req *rpc.Request) {
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	dbkey, _, err := msgpack.ReadRaw(p)
+	if err != nil || len(dbkey) < 8 {
+		req.ReplyError(errParams)
+		return
+	}
+	bp := getBuf()
+	rec, buf, err := s.db.Get(dbkey, *bp)
+	*bp = buf
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		req.Reply(msgpack.AppendNil)
+	case err != nil:
+		req.ReplyError(storeError(err))
+	default:
 		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
 	}
 	putBuf(bp)

@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.String()
 	}
-	db, err := store.Open(cfg.StorePath, &cfg.Store)
+	db, err := openStore(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +145,38 @@ func New(cfg Config) (*Server, error) {
 	go s.keepAliveLoop()
 	go s.maintenanceLoop()
 	return s, nil
+}
+
+// openStore opens the server's store. A store last written longer ago than
+// the garbage time is emptied first: while this server was away, the other
+// servers may have purged tombstones of keys deleted meanwhile, and its old
+// copies of those keys would bring them back.
+func openStore(cfg *Config) (*store.DB, error) {
+	fi, statErr := os.Stat(cfg.StorePath)
+	db, err := store.Open(cfg.StorePath, &cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	if statErr != nil || db.Len() == 0 {
+		return db, nil
+	}
+	age := time.Since(fi.ModTime())
+	if age <= cfg.GarbageMax {
+		return db, nil
+	}
+	cfg.Log.Warnf("store %s was last written %v ago, longer than the garbage time %v: discarding its %d records so that deleted keys cannot come back",
+		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
+	buckets := db.Stats().Buckets
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(cfg.StorePath); err != nil {
+		return nil, err
+	}
+	if err := store.Create(cfg.StorePath, buckets); err != nil {
+		return nil, err
+	}
+	return store.Open(cfg.StorePath, &cfg.Store)
 }
 
 // Addr returns the address the server listens on.
@@ -204,11 +236,14 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 	return c
 }
 
-// maintenanceLoop compacts the store when dead space dominates.
+// maintenanceLoop compacts the store when dead space dominates, and at
+// least every garbage time so that old tombstones and expired items are
+// purged.
 func (s *Server) maintenanceLoop() {
 	defer s.loops.Done()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -216,7 +251,8 @@ func (s *Server) maintenanceLoop() {
 		case <-t.C:
 		}
 		st := s.db.Stats()
-		if st.DeadBytes > 64<<20 && st.DeadBytes > st.LiveBytes {
+		if (st.DeadBytes > 64<<20 && st.DeadBytes > st.LiveBytes) || time.Since(last) > s.cfg.GarbageMax {
+			last = time.Now()
 			s.log.Infof("compacting store: %d dead bytes, %d live", st.DeadBytes, st.LiveBytes)
 			if err := s.db.Compact(store.CompactOptions{Now: time.Now(), TombstoneAge: s.cfg.GarbageMax}); err != nil {
 				s.log.Errorf("compaction failed: %v", err)

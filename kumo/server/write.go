@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -184,6 +186,23 @@ func (s *Server) handleWrite(req *rpc.Request) {
 		req.ReplyError(err)
 		return
 	}
+	if s.catchUpNeeded(h, w, r) {
+		// Deciding needs the key's current record, which the old owners
+		// hold: fetch it off the RPC read goroutine.
+		go func() {
+			if err := s.catchUp(op.dbkey, h, r); err != nil {
+				req.ReplyError(err)
+				return
+			}
+			s.decideAndReplicate(req, &op, h, w, r)
+		}()
+		return
+	}
+	s.decideAndReplicate(req, &op, h, w, r)
+}
+
+// decideAndReplicate is the second half of handleWrite.
+func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, r *ring.HashSpace) {
 	now := time.Now().Unix()
 	mu := &s.stripes[h%uint64(len(s.stripes))]
 	mu.Lock()
@@ -201,7 +220,7 @@ func (s *Server) handleWrite(req *rpc.Request) {
 	if gerr == nil {
 		oldp = &old
 	}
-	rec, status, num, err := s.decide(&op, oldp, exists)
+	rec, status, num, err := s.decide(op, oldp, exists)
 	if err != nil || status != wire.StatusOK {
 		mu.Unlock()
 		putBuf(bp)
@@ -209,7 +228,7 @@ func (s *Server) handleWrite(req *rpc.Request) {
 			req.ReplyError(err)
 			return
 		}
-		replyStatus(req, &op, status, 0, nil)
+		replyStatus(req, op, status, 0, nil)
 		return
 	}
 	rec.Clock = s.clk.Now()
@@ -235,7 +254,7 @@ func (s *Server) handleWrite(req *rpc.Request) {
 		case op.method == wire.SrvTouch && op.want:
 			extra = func(b []byte) []byte { return append(b, payload[valOff:]...) }
 		}
-		replyStatus(req, &op, wire.StatusOK, ct, extra)
+		replyStatus(req, op, wire.StatusOK, ct, extra)
 	})
 }
 
@@ -418,4 +437,50 @@ func encodeRecord(rec *store.Record) ([]byte, int) {
 	off := len(b)
 	b = msgpack.AppendRawHeader(b, uint32(n))
 	return wire.AppendDBValue(b, &v), off
+}
+
+// catchUpNeeded reports whether s coordinates h under w without having been
+// an active owner of h under r: during a rebalance, a new or recovered
+// server does not hold the key's latest record yet, and a read-modify-write
+// decided on its local copy would be wrong.
+func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
+	return r != nil && !r.Empty() && r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
+}
+
+// catchUp fetches the key's record from the active owners in the read hash
+// space and applies it locally, newest clock wins.
+func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
+	o := r.Owners(h)
+	var last error = &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+	for i := 0; i < o.Len(); i++ {
+		n := o.At(i)
+		if !n.Active || n.Addr == s.cfg.Self {
+			continue
+		}
+		c := s.peer(n.Addr)
+		if c == nil {
+			return ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
+		res, err := c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 1)
+			return msgpack.AppendRaw(b, dbkey)
+		})
+		cancel()
+		if err != nil {
+			last = err
+			continue
+		}
+		defer res.Release()
+		if msgpack.IsNil(res.Bytes()) {
+			return nil
+		}
+		raw, _, err := msgpack.ReadRaw(res.Bytes())
+		if err != nil {
+			return errParams
+		}
+		_, err = s.applyNewest(dbkey, raw)
+		return err
+	}
+	return last
 }

@@ -70,6 +70,11 @@ const (
 	// SrvReplicateBatch applies records with newest-clock-wins, for
 	// rebalancing. [clock, [[DBKey, DBValue]...]] -> number applied.
 	SrvReplicateBatch = 69
+	// SrvGetRaw returns the stored record whatever it is: a value, a
+	// tombstone (8-byte DBValue) or nil, without checking ownership. For
+	// coordinators catching up during a rebalance, and for checks.
+	// [DBKey] -> DBValue | nil.
+	SrvGetRaw = 70
 )
 
 // Methods served by kumo-gateway (the manager pushes to gateways).
