@@ -59,6 +59,8 @@ func newTestServer(t testing.TB) (*memcache.Server, *memtest.Backend) {
 
 // converse feeds req to a fresh server connection through wrap and returns
 // everything it wrote before the connection ended.
+type ioReader = io.Reader
+
 func converse(t testing.TB, req []byte, wrap func(io.Reader) io.Reader) []byte {
 	s, _ := newTestServer(t)
 	fc := &fakeConn{r: wrap(bytes.NewReader(req))}
