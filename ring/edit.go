@@ -69,9 +69,25 @@ func (hs *HashSpace) WithoutFaults(ct uint64) (*HashSpace, bool) {
 // WithClock returns hs with the timestamp ct and nothing else changed.
 func (hs *HashSpace) WithClock(ct uint64) *HashSpace {
 	if hs == nil {
+		// A nil space is an empty kumofs-compatible one.
 		return New(nil, ct)
 	}
 	c := *hs
 	c.clock = ct
 	return &c
+}
+
+// WithVirtualNodes returns hs with vnodes virtual nodes per server and the
+// ring rebuilt: the operator's switch between kumofs placement
+// (DefaultVirtualNodes) and a finer one. Like adding or removing a server it
+// moves keys, so it is followed by a rebalance. If hs already has that count
+// it returns hs and false. It panics if vnodes fails CheckVirtualNodes.
+func (hs *HashSpace) WithVirtualNodes(vnodes int, ct uint64) (*HashSpace, bool) {
+	if vnodes == hs.VirtualNodesPerServer() {
+		if err := CheckVirtualNodes(vnodes); err != nil {
+			panic(err)
+		}
+		return hs, false
+	}
+	return newHashSpace(hs.Nodes(), ct, vnodes), true
 }

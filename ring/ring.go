@@ -4,7 +4,11 @@
 //
 // A key's hash is the first 8 bytes of its SHA-1 read little-endian (Hash).
 // Each server contributes 128 chained virtual nodes: x0 = hash(address dump),
-// x_i = hash(LE64 bytes of x_{i-1}). The ring is every virtual node, stable
+// x_i = hash(LE64 bytes of x_{i-1}). The count is a property of the hash
+// space: NewWithVirtualNodes and WithVirtualNodes choose a finer placement
+// (more virtual nodes per server, see Shares), the seed carries the count to
+// every node, and a space with the kumofs count of 128 is byte-identical to
+// kumofs's. The ring is every virtual node, stable
 // sorted by hash, so ties keep node-list order. A key's owners are found by
 // a lower-bound search with wrap-around and a clockwise walk that collects
 // the first 3 distinct servers; fault servers are not skipped (callers ignore
@@ -20,6 +24,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -29,14 +34,34 @@ var (
 	ErrBadAddr = errors.New("ring: bad address")
 	// ErrBadSeed reports a malformed hash-space seed.
 	ErrBadSeed = errors.New("ring: bad hash space seed")
+	// ErrBadVirtualNodes reports a virtual-node count outside
+	// MinVirtualNodes..MaxVirtualNodes.
+	ErrBadVirtualNodes = errors.New("ring: virtual nodes per server out of range")
 )
 
 // Replicas is the number of distinct servers that own each key (kumofs:
 // coordinator plus NUM_REPLICATION = 2).
 const Replicas = 3
 
-// DefaultVirtualNodes is the number of virtual nodes per server in kumofs.
-const DefaultVirtualNodes = 128
+// Virtual nodes per server.
+const (
+	// DefaultVirtualNodes is the number of virtual nodes per server in
+	// kumofs; hash spaces with this count are kumofs-compatible.
+	DefaultVirtualNodes = 128
+	// MinVirtualNodes and MaxVirtualNodes bound the count a hash space (and
+	// so a seed from the network) may have.
+	MinVirtualNodes = 1
+	MaxVirtualNodes = 4096
+)
+
+// CheckVirtualNodes returns nil if n is a valid virtual-node count, and an
+// error wrapping ErrBadVirtualNodes otherwise (for validating a flag).
+func CheckVirtualNodes(n int) error {
+	if n < MinVirtualNodes || n > MaxVirtualNodes {
+		return fmt.Errorf("%w: %d (want %d..%d)", ErrBadVirtualNodes, n, MinVirtualNodes, MaxVirtualNodes)
+	}
+	return nil
+}
 
 // Hash returns the kumofs hash of key: LE64(SHA1(key)[0:8]). It does not
 // allocate.
@@ -73,16 +98,25 @@ type HashSpace struct {
 	ring   []vnode // sorted by hash, stable in node-list order
 }
 
-// New builds a hash space from nodes (in node-list order; the slice is
-// copied) and the timestamp clock.
+// New builds a kumofs-compatible hash space (DefaultVirtualNodes per server)
+// from nodes (in node-list order; the slice is copied) and the timestamp
+// clock.
 func New(nodes []Node, clock uint64) *HashSpace {
 	return newHashSpace(slices.Clone(nodes), clock, DefaultVirtualNodes)
 }
 
+// NewWithVirtualNodes is New with vnodes virtual nodes per server. With
+// DefaultVirtualNodes it is New; any other count gives a finer (or coarser)
+// placement that kumofs nodes do not understand. It panics if vnodes fails
+// CheckVirtualNodes (validate operator input first).
+func NewWithVirtualNodes(nodes []Node, clock uint64, vnodes int) *HashSpace {
+	return newHashSpace(slices.Clone(nodes), clock, vnodes)
+}
+
 // newHashSpace takes ownership of nodes.
 func newHashSpace(nodes []Node, clock uint64, perServer int) *HashSpace {
-	if perServer <= 0 {
-		panic("ring: virtual node count must be positive")
+	if err := CheckVirtualNodes(perServer); err != nil {
+		panic(err)
 	}
 	hs := &HashSpace{nodes: nodes, clock: clock, vnodes: perServer}
 	hs.ring = buildRing(nodes, perServer)
@@ -186,9 +220,10 @@ func (hs *HashSpace) IsActive(addr Addr) bool {
 
 // Equal reports whether hs and o have the same node list (addresses and
 // flags, in order) and the same virtual-node count; the timestamp is ignored,
-// as in kumofs's HashSpace::operator==.
+// as in kumofs's HashSpace::operator==. Two spaces without nodes are equal
+// whatever their counts: both place nothing.
 func (hs *HashSpace) Equal(o *HashSpace) bool {
-	if hs == nil || o == nil {
+	if hs.NumNodes() == 0 || o.NumNodes() == 0 {
 		return hs.NumNodes() == 0 && o.NumNodes() == 0
 	}
 	return hs.vnodes == o.vnodes && slices.Equal(hs.nodes, o.nodes)
@@ -227,6 +262,13 @@ func (hs *HashSpace) Owners(h uint64) Owners {
 	if lo == len(r) {
 		lo = 0
 	}
+	return hs.ownersFrom(lo)
+}
+
+// ownersFrom walks the ring clockwise from index lo (hs has a ring).
+func (hs *HashSpace) ownersFrom(lo int) Owners {
+	o := Owners{hs: hs}
+	r := hs.ring
 	want := min(Replicas, len(hs.nodes))
 	for i, j := lo, 0; j < len(r); j++ {
 		n := r[i].node

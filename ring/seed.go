@@ -15,9 +15,17 @@ const (
 // AppendSeed appends hs in kumofs's seed form, the msgpack array
 // [[node_raw, ...], clocktime], where node_raw is a raw of 1 flag byte
 // (1 active, 0 fault) followed by the address dump (7 bytes in all for IPv4,
-// 23 for IPv6). A nil hs is encoded as an empty hash space at clock 0.
+// 23 for IPv6). A hash space whose virtual-node count is not
+// DefaultVirtualNodes appends the count as a third element,
+// [[node_raw, ...], clocktime, vnodes]; with the default count the seed is
+// exactly kumofs's. A nil hs is encoded as an empty hash space at clock 0.
 func (hs *HashSpace) AppendSeed(b []byte) []byte {
-	b = msgpack.AppendArrayHeader(b, 2)
+	vn := hs.VirtualNodesPerServer()
+	if vn == DefaultVirtualNodes {
+		b = msgpack.AppendArrayHeader(b, 2)
+	} else {
+		b = msgpack.AppendArrayHeader(b, 3)
+	}
 	b = msgpack.AppendArrayHeader(b, uint32(hs.NumNodes()))
 	var raw [1 + DumpSize6]byte
 	for _, n := range hs.nodes0() {
@@ -28,7 +36,11 @@ func (hs *HashSpace) AppendSeed(b []byte) []byte {
 		r := n.Addr.AppendDump(raw[:1])
 		b = msgpack.AppendRaw(b, r)
 	}
-	return msgpack.AppendUint(b, hs.Clock())
+	b = msgpack.AppendUint(b, hs.Clock())
+	if vn != DefaultVirtualNodes {
+		b = msgpack.AppendUint(b, uint64(vn))
+	}
+	return b
 }
 
 func (hs *HashSpace) nodes0() []Node {
@@ -42,21 +54,25 @@ func (hs *HashSpace) nodes0() []Node {
 // header cannot make ReadSeed allocate much before the data runs out.
 const maxSeedNodes = 1 << 16
 
+// maxSeedPoints bounds the ring a seed may ask for (nodes times virtual nodes
+// per server): no more than the largest kumofs-form seed could already ask
+// for, so a hostile count cannot multiply the work of building the ring.
+const maxSeedPoints = maxSeedNodes * DefaultVirtualNodes
+
 // ReadSeed decodes a seed (see AppendSeed) from the front of b and builds
 // its ring. It returns the bytes after the seed. A node_raw of 7 bytes is an
 // IPv4 node and one of 23 bytes an IPv6 node; any flag byte other than 0
-// means active, as in kumofs. Errors wrap ErrBadSeed.
+// means active, as in kumofs. A seed of 2 elements (kumofs's form) has
+// DefaultVirtualNodes per server; a third element gives the count, which
+// must pass CheckVirtualNodes, and nodes times count must not exceed 2^23.
+// Errors wrap ErrBadSeed.
 func ReadSeed(b []byte) (*HashSpace, []byte, error) {
-	return readSeed(b, DefaultVirtualNodes)
-}
-
-func readSeed(b []byte, perServer int) (*HashSpace, []byte, error) {
 	n, b, err := msgpack.ReadArrayHeader(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadSeed, err)
 	}
-	if n != 2 {
-		return nil, nil, fmt.Errorf("%w: array of %d elements, want 2", ErrBadSeed, n)
+	if n != 2 && n != 3 {
+		return nil, nil, fmt.Errorf("%w: array of %d elements, want 2 or 3", ErrBadSeed, n)
 	}
 	cnt, b, err := msgpack.ReadArrayHeader(b)
 	if err != nil {
@@ -84,6 +100,21 @@ func readSeed(b []byte, perServer int) (*HashSpace, []byte, error) {
 	ct, b, err := msgpack.ReadUint(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: clock: %w", ErrBadSeed, err)
+	}
+	perServer := DefaultVirtualNodes
+	if n == 3 {
+		var v uint64
+		v, b, err = msgpack.ReadUint(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: virtual nodes: %w", ErrBadSeed, err)
+		}
+		if v < MinVirtualNodes || v > MaxVirtualNodes {
+			return nil, nil, fmt.Errorf("%w: %w: %d", ErrBadSeed, ErrBadVirtualNodes, v)
+		}
+		perServer = int(v)
+	}
+	if len(nodes)*perServer > maxSeedPoints {
+		return nil, nil, fmt.Errorf("%w: %d nodes of %d virtual nodes", ErrBadSeed, len(nodes), perServer)
 	}
 	return newHashSpace(nodes, ct, perServer), b, nil
 }

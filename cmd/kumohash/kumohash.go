@@ -22,10 +22,14 @@ const (
 
 const usage = `usage: kumohash SERVER[:port=19800] ... -- command [KEY...]
        kumohash -m MANAGER[:port=19700] command [KEY...]
+       kumohash -servers N command [KEY...]
 command:
    hash    KEY...             calculate the hash of keys
    assign  KEY...             calculate the servers that own keys
-   dump                       dump the hash space`
+   dump                       dump the hash space
+   balance [options]          each server's share of the key space; with
+                              lists (-servers 3,6,12 -vnodes 128,1024) a
+                              table of busiest/mean and least/mean ratios`
 
 // fetchFunc returns the manager's write hash space.
 type fetchFunc func(ctx context.Context, mgr string) (*ring.HashSpace, error)
@@ -38,16 +42,42 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 	fs.ExitFunc = func(c int) { code = c }
 	fs.AllowArgs()
 	fs.KeepDash = true
-	var mgr string
-	fs.String(&mgr, "-m", "--manager", "", "ask this manager for its hash space")
+	var o options
+	o.register(fs)
 
 	if err := fs.Parse(args); err != nil {
 		fs.Exit(err)
 		return code
 	}
 	rest := fs.Args()
+	// balance takes options after the command too:
+	// "kumohash balance -servers 24 -vnodes 1024".
+	tailOptions := func(tail []string) bool {
+		ts := cli.New("kumohash", usage)
+		o.register(ts)
+		if err := ts.Parse(tail); err != nil {
+			fs.Exit(err)
+			return false
+		}
+		return true
+	}
+	if len(rest) > 0 && rest[0] == "balance" {
+		if !tailOptions(rest[1:]) {
+			return code
+		}
+		rest = rest[:1]
+		if !o.set("-m") && !o.set("-servers") {
+			fs.Fail("balance: list the servers (SERVER ... -- balance), or give -servers N or -m MANAGER")
+			return code
+		}
+	}
+	if o.set("-m") && o.set("-servers") {
+		fs.Fail("-m and -servers exclude each other")
+		return code
+	}
 	var servers []string
-	if !fs.IsSet("-m") {
+	serverList := !o.set("-m") && !o.set("-servers")
+	if serverList {
 		i := 0
 		for i < len(rest) && rest[i] != "--" {
 			i++
@@ -57,6 +87,16 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 			return code
 		}
 		servers, rest = rest[:i], rest[i+1:]
+		if len(rest) > 1 && rest[0] == "balance" {
+			if !tailOptions(rest[1:]) {
+				return code
+			}
+			rest = rest[:1]
+			if o.set("-m") || o.set("-servers") {
+				fs.Fail("-m and -servers do not go with a server list")
+				return code
+			}
+		}
 	}
 	if len(rest) == 0 {
 		fs.Fail("missing command")
@@ -69,14 +109,28 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 			fs.Fail("%s: missing KEY", cmd)
 			return code
 		}
-	case "dump":
+	case "dump", "balance":
 		if len(keys) != 0 {
-			fs.Fail("dump takes no KEY: %s", keys[0])
+			fs.Fail("%s takes no KEY: %s", cmd, keys[0])
 			return code
 		}
 	default:
 		fs.Fail("unknown command %s", cmd)
 		return code
+	}
+	if cmd != "balance" && (len(o.servers) > 1 || len(o.vnodes) > 1) {
+		fs.Fail("%s: -servers and -vnodes take one number (lists are for balance)", cmd)
+		return code
+	}
+	if len(o.servers) > 1 || len(o.vnodes) > 1 {
+		if !o.set("-servers") {
+			fs.Fail("balance: a list of -vnodes needs -servers")
+			return code
+		}
+		w := bufio.NewWriter(stdout)
+		defer w.Flush()
+		writeBalanceTable(w, o.servers, o.vnodesOr(ring.DefaultVirtualNodes))
+		return 0
 	}
 
 	w := bufio.NewWriter(stdout)
@@ -89,15 +143,22 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 	}
 
 	var hs *ring.HashSpace
-	if fs.IsSet("-m") {
+	switch {
+	case o.set("-m"):
 		ctx, cancel := context.WithTimeout(context.Background(), managerTimeout)
 		defer cancel()
 		var err error
-		if hs, err = fetch(ctx, mgr); err != nil {
+		if hs, err = fetch(ctx, o.mgr); err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
 			return 1
 		}
-	} else {
+		if o.set("-vnodes") {
+			// What if the manager used this count?
+			hs, _ = hs.WithVirtualNodes(o.vnodes[0], hs.Clock())
+		}
+	case o.set("-servers"):
+		hs = ring.NewWithVirtualNodes(generatedNodes(o.servers[0]), 0, o.vnodesOr(ring.DefaultVirtualNodes)[0])
+	default:
 		nodes := make([]ring.Node, 0, len(servers))
 		for _, s := range servers {
 			a, err := ring.ParseAddr(s, serverDefaultPort)
@@ -107,7 +168,7 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 			}
 			nodes = append(nodes, ring.Node{Addr: a, Active: true})
 		}
-		hs = ring.New(nodes, 0)
+		hs = ring.NewWithVirtualNodes(nodes, 0, o.vnodesOr(ring.DefaultVirtualNodes)[0])
 	}
 
 	var line []byte
@@ -133,6 +194,8 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 				w.Write(line)
 			}
 		}
+	case "balance":
+		writeBalance(w, hs)
 	}
 	return 0
 }
