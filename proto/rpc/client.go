@@ -163,7 +163,7 @@ func (cl *Client) run(attempt chan struct{}) {
 				t.Stop()
 				return
 			}
-			backoff = min(2*backoff, maxBackoff)
+			backoff = nextBackoff(backoff)
 		}
 		cl.mu.Lock()
 		if cl.closed {
@@ -237,7 +237,8 @@ func (cl *Client) fastConn() (*Conn, error) {
 
 // Go sends a request asynchronously on the live connection; see Conn.Go.
 // While a connection attempt is in progress it waits for it on a new
-// goroutine; while backing off, done gets ErrPeerDown at once.
+// goroutine (so calls issued then are not ordered with later ones); while
+// backing off, done gets ErrPeerDown at once.
 func (cl *Client) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
 	c, err := cl.fastConn()
 	if err != nil {
@@ -268,3 +269,6 @@ func (cl *Client) Go(method uint32, args func([]byte) []byte, timeout time.Durat
 		c.Go(method, args, left, done)
 	}()
 }
+
+// nextBackoff doubles d, capped at maxBackoff.
+func nextBackoff(d time.Duration) time.Duration { return min(2*d, maxBackoff) }

@@ -224,6 +224,19 @@ func (c *Conn) endFrame(start int) {
 	c.wmu.Unlock()
 }
 
+// appendUser runs a user append function while wmu is held. If it panics,
+// wmu is released (nothing of the frame was committed to wbuf yet) and the
+// panic continues.
+func (c *Conn) appendUser(b []byte, f func([]byte) []byte) []byte {
+	defer func() {
+		if v := recover(); v != nil {
+			c.wmu.Unlock()
+			panic(v)
+		}
+	}()
+	return f(b)
+}
+
 // oneValue reports whether b holds exactly one msgpack value.
 func oneValue(b []byte) bool {
 	rest, err := msgpack.Skip(b)
@@ -258,13 +271,13 @@ func (c *Conn) writeResponse(msgid uint32, appendErr, appendResult func([]byte) 
 	if appendErr == nil {
 		b = msgpack.AppendNil(b)
 	} else {
-		b = appendErr(b)
+		b = c.appendUser(b, appendErr)
 	}
 	mid := len(b)
 	if appendResult == nil {
 		b = msgpack.AppendNil(b)
 	} else {
-		b = appendResult(b)
+		b = c.appendUser(b, appendResult)
 	}
 	if len(b) < mid || !oneValue(b[mark:mid]) || !oneValue(b[mid:]) {
 		b = msgpack.AppendUint(b[:mark], CodeServer)
@@ -416,7 +429,7 @@ func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout 
 	if args == nil {
 		b = msgpack.AppendArrayHeader(b, 0)
 	} else {
-		b = args(b)
+		b = c.appendUser(b, args)
 	}
 	if len(b) < mark || !oneValue(b[mark:]) {
 		c.wbuf = b[:start]
@@ -433,8 +446,8 @@ func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout 
 // the raw msgpack result or an error: ErrTimeout after timeout (<= 0 means
 // the default call timeout), ErrConnLost or ErrClosed, or an *Error from the
 // peer. done runs on the connection's read goroutine (or a timer goroutine,
-// or the caller's on immediate failure), so it must not block; result is
-// valid only until done returns. args appends the params array (nil sends
+// the goroutine closing the connection, or the caller's on immediate
+// failure), so it must not block; result is valid only until done returns. args appends the params array (nil sends
 // an empty array).
 func (c *Conn) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
 	rec := getCall()

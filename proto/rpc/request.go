@@ -57,7 +57,14 @@ func (r *Request) Reply(appendResult func([]byte) []byte) {
 	if appendResult == nil {
 		appendResult = msgpack.AppendNil
 	}
+	sent := false
+	defer func() {
+		if !sent {
+			r.state.Store(0) // appendResult panicked: let the handler's recovery answer
+		}
+	}()
 	r.Conn.writeResponse(r.msgid, nil, appendResult)
+	sent = true
 	r.release()
 }
 

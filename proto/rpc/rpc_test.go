@@ -61,8 +61,9 @@ const (
 	mFail    = 5 // error chosen by params[0]
 	mTwice   = 6 // replies twice
 	mPanic   = 7
-	mPush    = 8 // calls the peer's mEcho on the same conn, returns its result
-	mBadRes  = 9 // appends two values
+	mPush    = 8  // calls the peer's mEcho on the same conn, returns its result
+	mBadRes  = 9  // appends two values
+	mPanicAp = 10 // panics inside the result append function
 	mUnknown = 99
 )
 
@@ -111,6 +112,8 @@ func testHandler(t testing.TB) Handler {
 				}
 				req.ReplyRaw(res)
 			})
+		case mPanicAp:
+			req.Reply(func(b []byte) []byte { panic("in append") })
 		case mBadRes:
 			req.Reply(func(b []byte) []byte { return append(b, 1, 2) })
 		default:
@@ -276,6 +279,7 @@ func TestRemoteErrors(t *testing.T) {
 		{mUnknown, 0, Error{Code: CodeProtocol}},
 		{mPanic, 0, Error{Code: CodeServer}},
 		{mBadRes, 0, Error{Code: CodeServer}},
+		{mPanicAp, 0, Error{Code: CodeServer}},
 	}
 	for _, tt := range tests {
 		_, err := callInt(cl, tt.method, tt.arg)
@@ -467,6 +471,19 @@ func TestPeerDown(t *testing.T) {
 		defer mu.Unlock()
 		return len(downs) > n && downs[n] == 0
 	})
+}
+
+func TestNextBackoff(t *testing.T) {
+	var got []time.Duration
+	for d := minBackoff; len(got) < 8; d = nextBackoff(d) {
+		got = append(got, d)
+	}
+	want := []time.Duration{50, 100, 200, 400, 800, 1600, 2000, 2000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("backoff sequence %v", got)
+		}
+	}
 }
 
 func TestPendingCallsFailOnConnLoss(t *testing.T) {
