@@ -1,0 +1,249 @@
+package memcache_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
+)
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
+}
+
+func readN(t *testing.T, r io.Reader, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		t.Fatalf("read %d bytes: %v (got %q)", n, err, b)
+	}
+	return string(b)
+}
+
+// TestPipelinedTCP sends many mixed commands in one write and checks that
+// every reply comes back, in order.
+func TestPipelinedTCP(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+	c := dial(t, addr)
+	var req, want strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&req, "set k%d 0 0 %d noreply\r\n%d\r\nincr k%d 1\r\nget k%d\r\nmg k%d v q\r\nmn\r\n", i, len(fmt.Sprint(i)), i, i, i, i)
+		v := fmt.Sprint(i + 1)
+		fmt.Fprintf(&want, "%s\r\nVALUE k%d 0 %d\r\n%s\r\nEND\r\nVA %d\r\n%s\r\nMN\r\n", v, i, len(v), v, len(v), v)
+	}
+	go c.Write([]byte(req.String()))
+	if got := readN(t, c, want.Len()); got != want.String() {
+		t.Fatalf("pipelined replies differ")
+	}
+}
+
+// TestBinaryPipelinedTCP mixes quiet and loud binary requests.
+func TestBinaryPipelinedTCP(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+	c := dial(t, addr)
+	var req, want strings.Builder
+	for i := range 300 {
+		k := fmt.Sprintf("k%d", i)
+		req.WriteString(binReq(0x11, k, setExtras(uint32(i), 0), k, uint32(i), 0)) // SETQ: silent
+		req.WriteString(binReq(0x09, "missing", "", "", uint32(i), 0))             // GETQ miss: silent
+		req.WriteString(binReq(0x0d, k, "", "", uint32(i), 0))                     // GETKQ hit
+		want.WriteString(binRes(0x0d, 0, k, be32(uint32(i)), k, uint32(i), uint64(i+1)))
+	}
+	req.WriteString(binReq(0x0a, "", "", "", 9999, 0))
+	want.WriteString(binRes(0x0a, 0, "", "", "", 9999, 0))
+	go c.Write([]byte(req.String()))
+	if got := readN(t, c, want.Len()); got != want.String() {
+		t.Fatalf("binary pipelined replies differ")
+	}
+}
+
+// TestLargeValuesTCP stores and reads values up to the 1 MiB limit.
+func TestLargeValuesTCP(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+	c := dial(t, addr)
+	r := bufio.NewReader(c)
+	for _, n := range []int{0, 1, 4095, 4096, 70000, 1<<20 - 1024} {
+		v := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+		fmt.Fprintf(c, "set big 1 0 %d\r\n%s\r\nget big\r\n", n, v)
+		want := fmt.Sprintf("STORED\r\nVALUE big 1 %d\r\n%s\r\nEND\r\n", n, v)
+		if got := readN(t, r, len(want)); got != want {
+			t.Fatalf("value of %d bytes: reply differs", n)
+		}
+	}
+	fmt.Fprintf(c, "set big 1 0 %d\r\n%s\r\nversion\r\n", 1<<20, bytes.Repeat([]byte("x"), 1<<20))
+	want := "SERVER_ERROR object too large for cache\r\nVERSION " + memcache.DefaultVersion + "\r\n"
+	if got := readN(t, r, len(want)); got != want {
+		t.Fatalf("too large: got %q", got)
+	}
+}
+
+// TestLongLineClosed: a command line without a newline beyond the read
+// buffer gets an error and the connection is closed; memory stays bounded.
+func TestLongLineClosed(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+	c := dial(t, addr)
+	go c.Write(bytes.Repeat([]byte("x"), 2<<20))
+	got, err := io.ReadAll(c)
+	if string(got) != "CLIENT_ERROR line too long\r\n" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	s := &memcache.Server{Backend: memtest.New(nil), MaxConns: 1}
+	addr := memtest.StartServer(t, s)
+	c1 := dial(t, addr)
+	c1.Write([]byte("version\r\n"))
+	readN(t, c1, len("VERSION "+memcache.DefaultVersion+"\r\n"))
+	c2 := dial(t, addr)
+	got, _ := io.ReadAll(c2)
+	if string(got) != "ERROR Too many open connections\r\n" {
+		t.Fatalf("second connection got %q", got)
+	}
+}
+
+// TestStats checks the server block and the backend's fields.
+func TestStats(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil), Version: "9.9.9"})
+	c := dial(t, addr)
+	c.Write([]byte("set a 0 0 1\r\nx\r\nget a b\r\nstats\r\n"))
+	r := bufio.NewReader(c)
+	readN(t, r, len("STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"))
+	stats := map[string]string{}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "END\r\n" {
+			break
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "STAT" {
+			t.Fatalf("bad stats line %q", line)
+		}
+		stats[f[1]] = f[2]
+	}
+	for k, v := range map[string]string{"version": "9.9.9", "curr_connections": "1", "total_connections": "1",
+		"cmd_get": "2", "cmd_set": "1", "get_hits": "1", "get_misses": "1", "curr_items": "1", "total_items": "1"} {
+		if stats[k] != v {
+			t.Errorf("stat %s = %q, want %q", k, stats[k], v)
+		}
+	}
+}
+
+// TestClose: Close ends Serve and open connections.
+func TestClose(t *testing.T) {
+	s := &memcache.Server{Backend: memtest.New(nil)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	c := dial(t, l.Addr().String())
+	c.Write([]byte("mn\r\n"))
+	readN(t, c, 4)
+	s.Close()
+	if err := <-done; err != memcache.ErrServerClosed {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after Close")
+	}
+}
+
+// failing is a Backend whose every call fails.
+type failing struct{}
+
+var errBoom = errors.New("boom\r\nERROR")
+
+func (failing) Get(context.Context, []byte, []byte, *memcache.Item) error { return errBoom }
+func (failing) GetAndTouch(context.Context, []byte, int64, []byte, *memcache.Item) error {
+	return errBoom
+}
+func (failing) Store(context.Context, memcache.StoreMode, *memcache.Item) (uint64, error) {
+	return 0, errBoom
+}
+func (failing) Delete(context.Context, []byte, uint64) error { return errBoom }
+func (failing) Incr(context.Context, []byte, uint64, bool, *memcache.Item) (uint64, uint64, error) {
+	return 0, 0, errBoom
+}
+func (failing) Touch(context.Context, []byte, int64) error            { return errBoom }
+func (failing) FlushAll(context.Context, int64) error                 { return errBoom }
+func (failing) Stats(context.Context, func(name, value string)) error { return errBoom }
+
+// TestBackendErrors: unexpected backend errors become SERVER_ERROR (text)
+// or status 0x84 (binary) and the connection stays usable.
+func TestBackendErrors(t *testing.T) {
+	s := &memcache.Server{Backend: failing{}}
+	fc := &fakeConn{r: strings.NewReader("get a\r\nset a 0 0 1\r\nx\r\nincr a 1\r\ndelete a\r\ntouch a 1\r\nflush_all\r\nmg a v\r\nms a 1\r\nx\r\nmd a\r\nma a\r\nset a 0 0 1 noreply\r\nx\r\nmn\r\n")}
+	s.ServeConn(fc)
+	want := strings.Repeat("SERVER_ERROR boom  ERROR\r\n", 10) + "MN\r\n"
+	if fc.w.String() != want {
+		t.Fatalf("got %q\nwant %q", fc.w.String(), want)
+	}
+	fc = &fakeConn{r: strings.NewReader(binReq(0x00, "a", "", "", 1, 0) + binReq(0x11, "a", setExtras(0, 0), "x", 2, 0) + binReq(0x0a, "", "", "", 3, 0))}
+	s.ServeConn(fc)
+	want = binRes(0x00, 0x84, "", "", errBoom.Error(), 1, 0) + binRes(0x11, 0x84, "", "", errBoom.Error(), 2, 0) + binRes(0x0a, 0, "", "", "", 3, 0)
+	if fc.w.String() != want {
+		t.Fatalf("binary: got %q\nwant %q", fc.w.String(), want)
+	}
+}
+
+// TestConcurrentClients runs text and binary clients at once (for -race).
+func TestConcurrentClients(t *testing.T) {
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			r := bufio.NewReader(c)
+			for j := range 200 {
+				if i%2 == 0 {
+					fmt.Fprintf(c, "incr ctr 1\r\nset k%d 0 0 1\r\nx\r\nget k%d\r\n", i, i)
+					for _, want := range []string{"", "STORED\r\n", "VALUE k", "x\r\n", "END\r\n"} {
+						line, err := r.ReadString('\n')
+						if err != nil || !strings.HasPrefix(line, want) {
+							t.Errorf("client %d op %d: got %q, %v want %q", i, j, line, err, want)
+							return
+						}
+					}
+				} else {
+					io.WriteString(c, binReq(0x05, "ctr", incrExtras(1, 0, 0), "", uint32(j), 0))
+					h := readN(t, r, 24+8)
+					if h[0] != 0x81 || h[7] != 0 {
+						t.Errorf("binary incr: %x", h)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
