@@ -702,3 +702,78 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+// TestClientMaxFrame: an oversized response closes the client's connection
+// (pending call fails with ErrConnLost, a log line is written) and the
+// client reconnects.
+func TestClientMaxFrame(t *testing.T) {
+	big := make([]byte, 4096)
+	ts := startServer(t, &Server{Handler: HandlerFunc(func(req *Request) {
+		if req.Method == mEcho {
+			req.Reply(func(b []byte) []byte { return msgpack.AppendRaw(b, big) })
+			return
+		}
+		testHandler(t).ServeRPC(req)
+	})})
+	lb := &logBuf{}
+	var ups atomic.Int32
+	cl := dialTest(t, ts.addr, Options{MaxFrame: 1024, Logf: lb.logf, OnUp: func(*Conn) { ups.Add(1) }})
+	if _, err := callInt(cl, mEcho); err != ErrConnLost {
+		t.Fatalf("oversized response: %v, want ErrConnLost", err)
+	}
+	if !lb.contains("frame larger than 1024") {
+		t.Errorf("log: %q", lb.lines)
+	}
+	waitFor(t, "reconnect", func() bool { return ups.Load() == 2 && cl.Conn() != nil })
+	if v, err := callInt(cl, mAdd, 2, 2); v != 4 || err != nil {
+		t.Fatalf("after reconnect: %d, %v", v, err)
+	}
+}
+
+// TestServerConnAPI covers the per-connection API roles use: user value,
+// addresses, a synchronous push from the server and OnClose.
+func TestServerConnAPI(t *testing.T) {
+	conns := make(chan *Conn, 1)
+	closed := make(chan *Conn, 1)
+	ts := startServer(t, &Server{
+		Handler: HandlerFunc(func(req *Request) {
+			req.Conn.SetValue("node-7")
+			select {
+			case conns <- req.Conn:
+			default:
+			}
+			req.Reply(nil)
+		}),
+		OnClose: func(c *Conn) { closed <- c },
+	})
+	cl := dialTest(t, ts.addr, Options{Handler: testHandler(t)})
+	res, err := cl.Call(context.Background(), mAdd, ints(1, 2))
+	if err != nil || string(res.Bytes()) != "\xc0" {
+		t.Fatalf("call: %x, %v", res.Bytes(), err)
+	}
+	res.Release()
+	sc := <-conns
+	if sc.Value() != "node-7" || sc.RemoteAddr().String() != cl.Conn().LocalAddr().String() {
+		t.Fatalf("value %v, remote %v", sc.Value(), sc.RemoteAddr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	res, err = sc.Call(ctx, mAdd, ints(20, 22))
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if v, _, _ := msgpack.ReadInt(res.Bytes()); v != 42 {
+		t.Fatalf("push result %x", res.Bytes())
+	}
+	res.Release()
+	cl.Close()
+	if c := <-closed; c != sc {
+		t.Fatal("OnClose got another conn")
+	}
+	if err := sc.Err(); err != ErrConnLost {
+		t.Fatalf("server conn Err = %v", err)
+	}
+	if _, err := sc.Call(ctx, mAdd, nil); err != ErrConnLost {
+		t.Fatalf("call on closed conn = %v", err)
+	}
+}

@@ -1,0 +1,236 @@
+package rpc
+
+import (
+	"errors"
+	"io"
+	"strconv"
+
+	"kumofs/proto/msgpack"
+)
+
+const initialReadBuf = 16 << 10
+
+// readLoop reads and dispatches frames until the conn fails or closes, then
+// waits for the writer and runs onClose.
+func (c *Conn) readLoop() {
+	err := c.readFrames()
+	var pe protoError
+	if err == errMalformed || err == errFrameTooLarge || errors.As(err, &pe) {
+		// Flush the replies to the frames before the bad one, then close.
+		c.wmu.Lock()
+		c.wdrain = true
+		c.wcond.Signal()
+		c.wmu.Unlock()
+		<-c.writerDone
+	}
+	c.close(err)
+	<-c.writerDone
+	if c.cfg.onClose != nil {
+		c.cfg.onClose(c, c.Err())
+	}
+	close(c.finished)
+}
+
+func (c *Conn) readFrames() error {
+	buf := make([]byte, initialReadBuf)
+	r, w := 0, 0 // buf[r:w] is unparsed input
+	for {
+		for r < w {
+			rest, err := msgpack.Skip(buf[r:w])
+			if err == msgpack.ErrShort {
+				if w-r > c.cfg.maxFrame {
+					c.logf("closing connection: frame larger than %d bytes", c.cfg.maxFrame)
+					return errFrameTooLarge
+				}
+				break
+			}
+			if err != nil {
+				c.logf("closing connection: malformed frame: %v", err)
+				return errMalformed
+			}
+			n := w - r - len(rest)
+			if n > c.cfg.maxFrame {
+				c.logf("closing connection: frame larger than %d bytes (%d)", c.cfg.maxFrame, n)
+				return errFrameTooLarge
+			}
+			if err := c.dispatch(buf[r : r+n]); err != nil {
+				c.logf("closing connection: %v", err)
+				return err
+			}
+			r += n
+		}
+		if r == w {
+			r, w = 0, 0
+			if len(buf) > 1<<20 {
+				buf = make([]byte, initialReadBuf) // drop a buffer grown for one large frame
+			}
+		}
+		if w == len(buf) {
+			if r > 0 {
+				w = copy(buf, buf[r:w])
+				r = 0
+			} else {
+				size := 2 * len(buf)
+				if limit := c.cfg.maxFrame + 1; size > limit {
+					size = limit
+				}
+				nb := make([]byte, size)
+				copy(nb, buf[:w])
+				buf = nb
+			}
+		}
+		n, err := c.nc.Read(buf[w:])
+		w += n
+		if err != nil {
+			if n > 0 {
+				continue // parse what arrived before reporting the error
+			}
+			if err == io.EOF {
+				return ErrConnLost
+			}
+			return err
+		}
+	}
+}
+
+// Errors that close a connection, reported by Conn.Err.
+var (
+	errFrameTooLarge = errors.New("rpc: frame too large")
+	errMalformed     = errors.New("rpc: malformed frame")
+)
+
+// protoError describes a well-formed msgpack value that is not a valid frame.
+type protoError string
+
+func (e protoError) Error() string { return "rpc: bad frame: " + string(e) }
+
+// dispatch handles one complete frame (one msgpack value). A returned error
+// closes the connection.
+func (c *Conn) dispatch(frame []byte) error {
+	n, b, err := msgpack.ReadArrayHeader(frame)
+	if err != nil {
+		return protoError("not an array")
+	}
+	typ, b, err := msgpack.ReadUint(b)
+	if err != nil {
+		return protoError("bad message type")
+	}
+	switch {
+	case typ == typeRequest && n == 4:
+		return c.handleRequest(b)
+	case typ == typeResponse && n == 4:
+		return c.handleResponse(b)
+	case typ == typeHello && n == 3:
+		return c.handleHello(b)
+	}
+	return protoError("type " + strconv.FormatUint(typ, 10) + " with " + strconv.Itoa(int(n)) + " elements")
+}
+
+func (c *Conn) handleRequest(b []byte) error {
+	msgid, b, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad request msgid")
+	}
+	method, params, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad request method")
+	}
+	if msgpack.NextType(params) != msgpack.ArrayType {
+		c.writeResponse(msgid, appendCode(CodeProtocol), nil)
+		return nil
+	}
+	p := getBuf(len(params))
+	*p = append(*p, params...)
+	req := &Request{Method: method, Params: *p, Conn: c, msgid: msgid, buf: p}
+	c.serve(req)
+	return nil
+}
+
+// serve runs the handler; a panic in it is logged and answered with
+// CodeServer (if the handler had not replied), and the connection stays open.
+func (c *Conn) serve(req *Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logf("handler for method %d panicked: %v", req.Method, v)
+			if req.state.CompareAndSwap(0, 1) {
+				c.writeResponse(req.msgid, appendCode(CodeServer), nil)
+				req.release()
+			}
+		}
+	}()
+	if c.cfg.handler == nil {
+		req.ReplyError(&Error{Code: CodeProtocol})
+		return
+	}
+	c.cfg.handler.ServeRPC(req)
+}
+
+func (c *Conn) handleResponse(b []byte) error {
+	msgid, b, err := msgpack.ReadUint32(b)
+	if err != nil {
+		return protoError("bad response msgid")
+	}
+	result, err := msgpack.Skip(b) // the frame was validated: this cannot fail
+	if err != nil {
+		return protoError("bad response error slot")
+	}
+	errSlot := b[:len(b)-len(result)]
+
+	c.cmu.Lock()
+	rec := c.calls[msgid]
+	if rec != nil {
+		delete(c.calls, msgid)
+	}
+	c.cmu.Unlock()
+	if rec == nil {
+		return nil // unknown or timed-out msgid: dropped
+	}
+	rec.stopTimer()
+	c.complete(rec, result, decodeError(errSlot))
+	return nil
+}
+
+// decodeError turns a response's error slot into an error (nil for nil).
+func decodeError(slot []byte) error {
+	if msgpack.IsNil(slot) {
+		return nil
+	}
+	if code, _, err := msgpack.ReadInt(slot); err == nil {
+		return &Error{Code: int(code)}
+	}
+	if s, _, err := msgpack.ReadRaw(slot); err == nil {
+		return &Error{Msg: string(s)}
+	}
+	return &Error{Code: CodeUnknown, Raw: append([]byte(nil), slot...)}
+}
+
+func (c *Conn) handleHello(b []byte) error {
+	addr, b, err := msgpack.ReadRaw(b)
+	if err != nil {
+		return protoError("bad hello address")
+	}
+	role, _, err := msgpack.ReadUint(b)
+	if err != nil || role > 255 {
+		return protoError("bad hello role")
+	}
+	h := &Hello{Addr: append([]byte(nil), addr...), Role: uint8(role)}
+	c.hello.Store(h)
+	if c.cfg.onHello != nil {
+		if reply := c.cfg.onHello(c, *h); reply != nil {
+			c.writeHello(reply)
+		}
+	}
+	return nil
+}
+
+// appendCode returns an appender for an integer error code.
+func appendCode(code int) func([]byte) []byte {
+	return codeAppenders[code]
+}
+
+var codeAppenders = func() (a [CodeServer + 1]func([]byte) []byte) {
+	for i := range a {
+		a[i] = func(b []byte) []byte { return msgpack.AppendUint(b, uint64(i)) }
+	}
+	return
+}()
