@@ -135,7 +135,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Verify && c.ValueSize < minVerifyValue(len(c.KeyPrefix)+keyDigits) {
-		return fmt.Errorf("%w: -verify needs values of at least %d bytes", ErrConfig,
+		return fmt.Errorf("%w: verify needs values of at least %d bytes", ErrConfig,
 			minVerifyValue(len(c.KeyPrefix)+keyDigits))
 	}
 	return nil
