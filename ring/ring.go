@@ -136,14 +136,16 @@ func buildRing(nodes []Node, perServer int) []vnode {
 			r = append(r, vnode{x, int32(i)})
 		}
 	}
-	slices.SortStableFunc(r, func(a, b vnode) int {
+	// Stable by hash is the same as sorted by (hash, node): r is in node
+	// order, and points equal in both are interchangeable.
+	slices.SortFunc(r, func(a, b vnode) int {
 		switch {
 		case a.hash < b.hash:
 			return -1
 		case a.hash > b.hash:
 			return 1
 		}
-		return 0
+		return int(a.node) - int(b.node)
 	})
 	return r
 }

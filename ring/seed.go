@@ -55,16 +55,19 @@ func (hs *HashSpace) nodes0() []Node {
 const maxSeedNodes = 1 << 16
 
 // maxSeedPoints bounds the ring a seed may ask for (nodes times virtual nodes
-// per server): no more than the largest kumofs-form seed could already ask
-// for, so a hostile count cannot multiply the work of building the ring.
-const maxSeedPoints = maxSeedNodes * DefaultVirtualNodes
+// per server), so that a small hostile seed cannot make ReadSeed hash and
+// sort for seconds: 2^20 points is 8192 servers at kumofs's 128, 1024 at
+// 1024 and 256 at MaxVirtualNodes, and takes about a second to build.
+const maxSeedPoints = 1 << 20
+
+func tooManyPoints(nodes, perServer int) bool { return nodes*perServer > maxSeedPoints }
 
 // ReadSeed decodes a seed (see AppendSeed) from the front of b and builds
 // its ring. It returns the bytes after the seed. A node_raw of 7 bytes is an
 // IPv4 node and one of 23 bytes an IPv6 node; any flag byte other than 0
 // means active, as in kumofs. A seed of 2 elements (kumofs's form) has
 // DefaultVirtualNodes per server; a third element gives the count, which
-// must pass CheckVirtualNodes, and nodes times count must not exceed 2^23.
+// must pass CheckVirtualNodes, and nodes times count must not exceed 2^20.
 // Errors wrap ErrBadSeed.
 func ReadSeed(b []byte) (*HashSpace, []byte, error) {
 	n, b, err := msgpack.ReadArrayHeader(b)
@@ -113,7 +116,7 @@ func ReadSeed(b []byte) (*HashSpace, []byte, error) {
 		}
 		perServer = int(v)
 	}
-	if len(nodes)*perServer > maxSeedPoints {
+	if tooManyPoints(len(nodes), perServer) {
 		return nil, nil, fmt.Errorf("%w: %d nodes of %d virtual nodes", ErrBadSeed, len(nodes), perServer)
 	}
 	return newHashSpace(nodes, ct, perServer), b, nil

@@ -117,6 +117,8 @@ func FuzzReadSeed(f *testing.F) {
 	full, _ := hex.DecodeString(goldenSeedHex)
 	f.Add(full)
 	f.Add(New(nil, 0).AppendSeed(nil))
+	finer, _ := hex.DecodeString(finerSeedHex)
+	f.Add(finer)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hs, rest, err := ReadSeed(b)
 		if err != nil {
@@ -127,7 +129,8 @@ func FuzzReadSeed(f *testing.F) {
 		}
 		// Whatever decodes re-encodes to a seed that decodes to the same space.
 		again, rest2, err := ReadSeed(hs.AppendSeed(nil))
-		if err != nil || len(rest2) != 0 || !again.Equal(hs) || again.Clock() != hs.Clock() {
+		if err != nil || len(rest2) != 0 || !again.Equal(hs) || again.Clock() != hs.Clock() ||
+			again.VirtualNodesPerServer() != hs.VirtualNodesPerServer() {
 			t.Fatalf("re-encode: %v", err)
 		}
 		if len(rest) > len(b) {
@@ -140,4 +143,122 @@ func FuzzReadSeed(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The golden cluster at 1024 virtual nodes: the kumofs seed plus a third
+// element, the count (uint16 0x0400).
+var finerSeedHex = "93" + goldenSeedHex[2:] + "cd0400"
+
+func TestSeedVirtualNodes(t *testing.T) {
+	hs := goldenSpace(t)
+	hs, _ = hs.WithFault(mustAddr(t, "127.0.0.1:19802"), 4)
+	finer, ok := hs.WithVirtualNodes(1024, 4)
+	if !ok {
+		t.Fatal("WithVirtualNodes(1024) changed nothing")
+	}
+	got := finer.AppendSeed(nil)
+	if want, _ := hex.DecodeString(finerSeedHex); !bytes.Equal(got, want) {
+		t.Fatalf("AppendSeed = %x, want %s", got, finerSeedHex)
+	}
+	back, rest, err := ReadSeed(got)
+	if err != nil || len(rest) != 0 || back.VirtualNodesPerServer() != 1024 || !back.Equal(finer) || back.Equal(hs) {
+		t.Fatalf("ReadSeed: %v, %d vnodes", err, back.VirtualNodesPerServer())
+	}
+	if len(back.ring) != 3*1024 {
+		t.Fatalf("ring of %d points", len(back.ring))
+	}
+
+	// Back to the default: the seed is kumofs's again, byte for byte.
+	def, ok := back.WithVirtualNodes(DefaultVirtualNodes, 4)
+	if want, _ := hex.DecodeString(goldenSeedHex); !ok || !bytes.Equal(def.AppendSeed(nil), want) {
+		t.Fatalf("default seed = %x", def.AppendSeed(nil))
+	}
+	// A kumofs seed decodes as 128, and so does an explicit 128.
+	for _, h := range []string{goldenSeedHex, "93" + goldenSeedHex[2:] + "cc80"} {
+		b, _ := hex.DecodeString(h)
+		hs, _, err := ReadSeed(b)
+		if err != nil || hs.VirtualNodesPerServer() != DefaultVirtualNodes || len(hs.ring) != 3*DefaultVirtualNodes {
+			t.Errorf("%s: %v, %d vnodes", h, err, hs.VirtualNodesPerServer())
+		}
+	}
+	// The bounds themselves.
+	for _, v := range []int{MinVirtualNodes, MaxVirtualNodes} {
+		hs := NewWithVirtualNodes(goldenSpace(t).Nodes(), 1, v)
+		back, _, err := ReadSeed(hs.AppendSeed(nil))
+		if err != nil || back.VirtualNodesPerServer() != v || !back.Equal(hs) {
+			t.Errorf("%d vnodes: %v", v, err)
+		}
+	}
+}
+
+func TestSeedVirtualNodesErrors(t *testing.T) {
+	body := goldenSeedHex[2:]
+	for _, tc := range []struct {
+		name string
+		hex  string
+	}{
+		{"zero", "93" + body + "00"},
+		{"4097", "93" + body + "cd1001"},
+		{"huge", "93" + body + "cf" + "ffffffffffffffff"},
+		{"negative", "93" + body + "ff"},
+		{"raw", "93" + body + "a0"},
+		{"nil", "93" + body + "c0"},
+		{"missing", "93" + body},
+		{"four elements", "94" + body + "cd0400" + "00"},
+	} {
+		b, err := hex.DecodeString(tc.hex)
+		if err != nil {
+			t.Fatal(tc.name, err)
+		}
+		if hs, _, err := ReadSeed(b); !errors.Is(err, ErrBadSeed) {
+			t.Errorf("%s: ReadSeed = %v, %v; want ErrBadSeed", tc.name, hs, err)
+		}
+	}
+	// Out of range wraps ErrBadVirtualNodes too.
+	b, _ := hex.DecodeString("93" + body + "cd1001")
+	if _, _, err := ReadSeed(b); !errors.Is(err, ErrBadVirtualNodes) {
+		t.Errorf("4097: %v", err)
+	}
+
+	// Nodes times count is bounded by 2^20 points: 256 nodes of 4096 are
+	// fine, 257 are not, nor are 8193 kumofs-form nodes. (Only the refusals
+	// go through ReadSeed: building a ring of 2^20 points takes a second.)
+	for _, tc := range []struct {
+		nodes, vnodes int
+		ok            bool
+	}{
+		{256, MaxVirtualNodes, true}, {8192, DefaultVirtualNodes, true}, {1024, 1024, true},
+		{257, MaxVirtualNodes, false}, {8193, DefaultVirtualNodes, false}, {1025, 1024, false},
+	} {
+		if tooManyPoints(tc.nodes, tc.vnodes) == tc.ok {
+			t.Errorf("tooManyPoints(%d, %d) = %v", tc.nodes, tc.vnodes, !tc.ok)
+		}
+		if tc.ok {
+			continue
+		}
+		nodes := make([]Node, tc.nodes)
+		for i := range nodes {
+			nodes[i] = Node{Addr: AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}, 19800), Active: true}
+		}
+		// Encoded by hand: NewWithVirtualNodes would build the ring.
+		b := (&HashSpace{nodes: nodes, clock: 1, vnodes: tc.vnodes}).AppendSeed(nil)
+		if _, _, err := ReadSeed(b); !errors.Is(err, ErrBadSeed) {
+			t.Errorf("%d nodes x %d: %v", tc.nodes, tc.vnodes, err)
+		}
+	}
+}
+
+// TestSeedVirtualNodesOneByteAtATime: every proper prefix of a seed with a
+// count is short input, including the one that stops before the count.
+func TestSeedVirtualNodesOneByteAtATime(t *testing.T) {
+	full, _ := hex.DecodeString(finerSeedHex)
+	for n := 0; n < len(full); n++ {
+		_, _, err := ReadSeed(full[:n])
+		if !errors.Is(err, ErrBadSeed) || !errors.Is(err, msgpack.ErrShort) {
+			t.Fatalf("prefix of %d bytes: %v, want ErrBadSeed wrapping ErrShort", n, err)
+		}
+	}
+	if hs, _, err := ReadSeed(full); err != nil || hs.VirtualNodesPerServer() != 1024 {
+		t.Fatal(err)
+	}
 }
