@@ -144,7 +144,7 @@ func TestSharesSampled(t *testing.T) {
 // busiest server within 1.10 of the mean from 3 to 48 servers.
 func TestBalance(t *testing.T) {
 	for _, tc := range []struct {
-		servers, vnodes int
+		servers, vnodes    int
 		coordMax, ownerMax string // rounded to 3 decimals, as in the table
 	}{
 		{3, 128, "1.054", "1.000"},
