@@ -11,6 +11,33 @@
 // prepend, cas, incr, decr, touch, gat) in a single call, so a cluster can
 // decide it atomically on the key's coordinator. Package memtest holds an
 // in-memory Backend with the reference semantics.
+//
+// Behaviour follows memcached 1.6.18 (checked against its replies in
+// testdata/memcached-1.6.18-golden.md and by experiment), including its
+// error lines and when the connection stays open. Limits: keys of 1-250
+// bytes (the text parser, like memcached, accepts any byte but space, \r
+// and \n); items up to MaxItemSize counting value + key + 48 bytes, as
+// memcached's -I does, so a value of exactly 1 MiB is refused with
+// "SERVER_ERROR object too large for cache" and its data swallowed.
+// Per-connection memory is bounded: a 16 KiB read buffer (a command line
+// without newline beyond it gets "CLIENT_ERROR line too long" and the
+// connection is closed; get/gets/gat/gats lines may grow to 256 KiB), a
+// 16 KiB write buffer and one value buffer, all pooled by size class.
+// Data lengths beyond int32 are a command-line error; too large binary
+// bodies get status 0x03 and are swallowed up to 64 MiB, beyond that, or
+// for non-storage opcodes, status 0x04 and the connection is closed.
+//
+// Deliberate differences from memcached:
+//   - incr/decr store the plain decimal result; memcached overwrites a
+//     shrinking number in place and pads it with spaces ("99 ").
+//   - the version string is DefaultVersion, "1.6.18-kumo".
+//   - a command line longer than the read buffer gets an error line before
+//     the close (memcached closes silently beyond 2048 bytes).
+//   - meta: h and l always report 0; there are no stale items (md/ms I
+//     delete or store normally, no X/Z/W flags except W on an mg N
+//     autovivify); E (explicit CAS) and ma T are rejected as invalid flags.
+//   - stats lists our own counters, not memcached's slab/LRU internals;
+//     stats settings/items/slabs/sizes/conns are (nearly) empty.
 package memcache
 
 import (

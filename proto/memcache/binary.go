@@ -270,11 +270,15 @@ func (c *conn) binGet(r *binReq) error {
 		exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras)))
 		st.cmdTouch.Add(1)
 	}
-	st.cmdGet.Add(1)
+	if withValue {
+		st.cmdGet.Add(1)
+	}
 	err := c.get(r.key, touch, exptime)
 	switch {
 	case err == nil:
-		st.getHits.Add(1)
+		if withValue {
+			st.getHits.Add(1)
+		}
 		if touch {
 			st.touchHits.Add(1)
 		}
@@ -294,7 +298,9 @@ func (c *conn) binGet(r *binReq) error {
 		}
 		c.bw.Write(c.it.Value[:vlen])
 	case errors.Is(err, ErrNotFound):
-		st.getMisses.Add(1)
+		if withValue {
+			st.getMisses.Add(1)
+		}
 		if touch {
 			st.touchMisses.Add(1)
 		}

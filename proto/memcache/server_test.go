@@ -247,3 +247,26 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// writeCounter is a fakeConn that counts Write calls.
+type writeCounter struct {
+	fakeConn
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return w.fakeConn.Write(p) }
+
+// TestRepliesBatched: pipelined requests that arrive in one read are
+// answered with one write.
+func TestRepliesBatched(t *testing.T) {
+	s, _ := newTestServer(t)
+	req := strings.Repeat("set a 0 0 1\r\nx\r\nget a\r\nmn\r\n", 50)
+	wc := &writeCounter{fakeConn: fakeConn{r: strings.NewReader(req)}}
+	s.ServeConn(wc)
+	if want := strings.Repeat("STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nMN\r\n", 50); wc.w.String() != want {
+		t.Fatalf("got %q", wc.w.String())
+	}
+	if wc.writes != 1 {
+		t.Fatalf("%d writes for one batch, want 1", wc.writes)
+	}
+}
