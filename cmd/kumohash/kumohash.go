@@ -98,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 			}
 		}
 	}
+	if !serverList && len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:] // "kumohash -servers 3 -- balance"
+	}
 	if len(rest) == 0 {
 		fs.Fail("missing command")
 		return code

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"kumofs/ring"
+)
+
+// tableArgs is the command that makes the balance table of docs/capacity.md.
+var tableArgs = []string{"balance", "-servers", "3,6,12,24,48", "-vnodes", "128,1024"}
+
+func TestBalanceGolden(t *testing.T) {
+	offline := func(tail ...string) []string { return append(append(append([]string{}, servers...), "--"), tail...) }
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		golden string
+	}{
+		{"golden cluster", offline("balance"), "balance.golden"},
+		{"generated", []string{"-servers", "24", "balance"}, "balance_24.golden"},
+		{"options after", []string{"balance", "-servers", "24"}, "balance_24.golden"},
+		{"dash", []string{"-servers", "24", "--", "balance"}, "balance_24.golden"},
+		{"long names", []string{"balance", "--servers=24", "--virtual-nodes", "1024"}, "balance_24_1024.golden"},
+		{"finer", []string{"-vnodes", "1024", "-servers", "24", "balance"}, "balance_24_1024.golden"},
+		{"finer after", []string{"balance", "-servers", "24", "-vnodes", "1024"}, "balance_24_1024.golden"},
+		{"list finer", append([]string{"-vnodes", "1024"}, offline("balance")...), "balance_1024.golden"},
+		{"list finer after", offline("balance", "-vnodes", "1024"), "balance_1024.golden"},
+		{"manager", []string{"-m", "127.0.0.1", "balance"}, "balance_manager.golden"},
+		{"manager what if", []string{"-m", "127.0.0.1", "balance", "-vnodes", "1024"}, "balance_manager_1024.golden"},
+		{"table", tableArgs, "balance_table.golden"},
+		{"no servers", []string{"--", "balance"}, "balance_empty.golden"},
+		{"dump finer", append([]string{"-vnodes", "2"}, offline("dump")...), "dump_2.golden"},
+		{"assign generated", []string{"-servers", "48", "-vnodes", "1024", "assign", "a", "k1", "foo"}, "assign_48_1024.golden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			fetch := func(ctx context.Context, mgr string) (*ring.HashSpace, error) {
+				return managerSpace(t), nil
+			}
+			if code := run(tc.args, &stdout, &stderr, fetch); code != 0 || stderr.Len() != 0 {
+				t.Fatalf("%q: exit %d, stderr %q", tc.args, code, stderr.String())
+			}
+			golden(t, tc.golden, stdout.Bytes())
+		})
+	}
+}
+
+// TestBalanceFinerDump: with fewer virtual nodes the dump is the first points
+// of each kumofs chain.
+func TestBalanceFinerDump(t *testing.T) {
+	var full, two bytes.Buffer
+	run(append(append(servers[:3:3], "--"), "dump"), &full, &full, nil)
+	run(append([]string{"-vnodes", "2"}, append(servers[:3:3], "--", "dump")...), &two, &two, nil)
+	lines := strings.Split(strings.TrimSuffix(two.String(), "\n"), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	for _, l := range lines {
+		if !strings.Contains(full.String(), l+"\n") {
+			t.Errorf("%q is not a kumofs point", l)
+		}
+	}
+}
+
+// TestBalanceDocs: the table in docs/capacity.md is what the command in it
+// prints today.
+func TestBalanceDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/capacity.md")
+	if err != nil {
+		t.Skip(err)
+	}
+	var out bytes.Buffer
+	run(tableArgs, &out, &out, nil)
+	if !bytes.Contains(doc, out.Bytes()) {
+		t.Errorf("docs/capacity.md does not hold the output of kumohash %s:\n%s", strings.Join(tableArgs, " "), out.String())
+	}
+	if !bytes.Contains(doc, []byte("kumohash "+strings.Join(tableArgs, " "))) {
+		t.Errorf("docs/capacity.md does not show the command")
+	}
+}
+
+func TestBalanceUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"balance"}, "balance: list the servers (SERVER ... -- balance), or give -servers N or -m MANAGER"},
+		{[]string{"balance", "-vnodes", "1024"}, "balance: list the servers (SERVER ... -- balance), or give -servers N or -m MANAGER"},
+		{[]string{"balance", "-servers", "3", "x"}, "unexpected argument: x"},
+		{[]string{"-servers", "3", "balance", "x"}, "unexpected argument: x"},
+		{[]string{"127.0.0.1", "--", "balance", "x"}, "unexpected argument: x"},
+		{[]string{"127.0.0.1", "--", "balance", "-servers", "3"}, "-m and -servers do not go with a server list"},
+		{[]string{"-servers", "3", "-m", "x", "balance"}, "-m and -servers exclude each other"},
+		{[]string{"balance", "-servers", "3", "-m", "x"}, "-m and -servers exclude each other"},
+		{[]string{"-servers", "3,4", "assign", "a"}, "assign: -servers and -vnodes take one number (lists are for balance)"},
+		{[]string{"-vnodes", "1,2", "-servers", "3", "dump"}, "dump: -servers and -vnodes take one number (lists are for balance)"},
+		{[]string{"-vnodes", "128,1024", "127.0.0.1", "--", "balance"}, "balance: a list of -vnodes needs -servers"},
+		{[]string{"-vnodes", "128,1024", "-m", "x", "balance"}, "balance: a list of -vnodes needs -servers"},
+		{[]string{"balance", "-vnodes", "0", "-servers", "3"}, "argument error `-vnodes': 0 is out of range 1..4096"},
+		{[]string{"balance", "-vnodes", "4097", "-servers", "3"}, "argument error `-vnodes': 4097 is out of range 1..4096"},
+		{[]string{"balance", "-vnodes", "1,", "-servers", "3"}, "argument error `-vnodes': not a number: "},
+		{[]string{"balance", "-servers", "x"}, "argument error `-servers': not a number: x"},
+		{[]string{"balance", "-servers", "0"}, "argument error `-servers': 0 is out of range 1..1024"},
+		{[]string{"balance", "-servers", "1025"}, "argument error `-servers': 1025 is out of range 1..1024"},
+		{[]string{"-servers"}, "argument error `-servers': value is required"},
+		{[]string{"-servers", "2"}, "missing command"},
+		{[]string{"-servers", "2", "dump", "a"}, "dump takes no KEY: a"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr, nil)
+		if code != 1 || stderr.String() != "error: "+tc.stderr+"\n" || !strings.HasPrefix(stdout.String(), "usage: kumohash") {
+			t.Errorf("%q: exit %d stderr %q, want %q", tc.args, code, stderr.String(), tc.stderr)
+		}
+	}
+	// -h after balance is help, as before it.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"balance", "-h"}, &stdout, &stderr, nil); code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "usage: kumohash") {
+		t.Errorf("balance -h: exit %d stderr %q", code, stderr.String())
+	}
+}
+
+// TestManagerFormFiner: a manager whose hash space has 1024 virtual nodes
+// sends the count in its seed, and kumohash places keys with it.
+func TestManagerFormFiner(t *testing.T) {
+	hs, _ := managerSpace(t).WithVirtualNodes(1024, 5)
+	addr := startManager(t, nodesInfo(hs), nil)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-m", addr, "balance"}, &stdout, &stderr, fetchFromManager); code != 0 || stderr.Len() != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	golden(t, "balance_manager_1024.golden", stdout.Bytes())
+}
