@@ -125,7 +125,8 @@ func (c *conn) shrink() {
 	}
 }
 
-// get calls Backend.Get into c.out, keeping the grown buffer.
+// get calls Backend.Get (or GetAndTouch) into c.it with c.out as the
+// destination. c.it.Value is valid until the next backend call.
 func (c *conn) get(key []byte, touch bool, exptime int64) error {
 	var err error
 	dst := (*c.out)[:0]
@@ -134,11 +135,11 @@ func (c *conn) get(key []byte, touch bool, exptime int64) error {
 	} else {
 		err = c.s.Backend.Get(c.ctx, key, dst, &c.it)
 	}
-	if err == nil && cap(c.it.Value) > cap(*c.out) {
-		// The backend grew the buffer; keep the larger one if it is a class.
-		b := c.it.Value[:cap(c.it.Value)]
+	if err == nil && len(c.it.Value) > cap(*c.out) {
+		// The value did not fit: take a pooled buffer of its size class for
+		// the next read (never adopt the backend's array, which it may own).
 		putBuf(c.out)
-		c.out = &b
+		c.out = getBuf(len(c.it.Value))
 	}
 	return err
 }

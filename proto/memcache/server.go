@@ -185,7 +185,8 @@ func (s *Server) ServeConn(nc net.Conn) {
 }
 
 // Close stops all listeners and connections and waits for the connection
-// goroutines started by Serve to finish.
+// goroutines started by Serve to finish (callers of ServeConn return on
+// their own once their connection is closed).
 func (s *Server) Close() error {
 	s.init()
 	s.mu.Lock()
