@@ -39,7 +39,8 @@ var (
 // DefaultKeyPrefix starts every key unless Config.KeyPrefix is set.
 const DefaultKeyPrefix = "kb:"
 
-// MaxWrongSamples is how many wrong replies Result.WrongSamples describes.
+// MaxWrongSamples is how many wrong replies Result.WrongSamples describes,
+// besides the first of each kind, which is always kept.
 const MaxWrongSamples = 10
 
 // Config describes one load.
@@ -148,15 +149,20 @@ type shared struct {
 	stop  atomic.Bool
 	begin time.Time // start of the measurement
 
-	mu      sync.Mutex // protects samples
+	mu      sync.Mutex // protects samples and kinds
 	samples []string
+	kinds   map[string]bool
 }
 
 // wrong records one wrong reply.
 func (s *shared) wrong(kind string, key []byte, detail string) {
 	s.mu.Lock()
-	if len(s.samples) < MaxWrongSamples {
+	if len(s.samples) < MaxWrongSamples || !s.kinds[kind] {
 		s.samples = append(s.samples, kind+" "+string(key)+detail)
+		if s.kinds == nil {
+			s.kinds = make(map[string]bool)
+		}
+		s.kinds[kind] = true
 	}
 	s.mu.Unlock()
 }

@@ -23,6 +23,9 @@ const (
 	maxBody = 2 << 20
 )
 
+// zeroExtras are the flags and exptime of a binary set.
+var zeroExtras [8]byte
+
 var (
 	crlf        = []byte("\r\n")
 	textEnd     = []byte("END\r\n")
@@ -139,6 +142,9 @@ func (w *worker) readTextGet(rq *request) error {
 // parseValueLine parses "KEY FLAGS BYTES[ CAS]" (without "VALUE " and
 // "\r\n"). key aliases b.
 func parseValueLine(b []byte) (key []byte, size int, ok bool) {
+	if len(b) == 0 || b[len(b)-1] == ' ' {
+		return nil, 0, false
+	}
 	f := 0
 	var fields [4][]byte
 	for len(b) > 0 && f < 4 {
@@ -199,8 +205,7 @@ func (w *worker) writeBinGet(rq *request) {
 // writeBinSet writes a SET with flags 0 and exptime 0.
 func (w *worker) writeBinSet(key []byte) {
 	w.writeBinHeader(opSet, len(key), 8, 8+len(key)+len(w.val), 0)
-	var ext [8]byte
-	w.w.Write(ext[:])
+	w.w.Write(zeroExtras[:])
 	w.w.Write(key)
 	w.w.Write(w.val)
 }
