@@ -68,12 +68,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	code := -1
 	fs.ExitFunc = func(c int) { code = c }
 	var (
-		manager  bool
+		manager  string
 		frames   int
 		width    int
 		interval time.Duration
 	)
-	fs.Bool(&manager, "-m", "--manager", "watch every attached server of this manager")
+	fs.String(&manager, "-m", "--manager", "", "watch every attached server of this manager")
 	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)")
 	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)")
 	fs.Seconds(&interval, "-i", "--interval", 500*time.Millisecond, "refresh interval")
@@ -92,26 +92,27 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return usageError(errors.New("-w must not be negative"))
 	case interval <= 0:
 		return usageError(errors.New("-i must be positive"))
-	case len(args) == 0:
+	case manager == "" && len(args) == 0:
 		return usageError(errors.New("too few arguments"))
-	case manager && len(args) > 1:
-		return usageError(errors.New("unexpected argument: " + args[1]))
-	}
-	defPort := ServerDefaultPort
-	if manager {
-		defPort = ManagerDefaultPort
+	case manager != "" && len(args) > 0:
+		return usageError(errors.New("unexpected argument: " + args[0]))
 	}
 	addrs := make([]ring.Addr, len(args))
 	for i, a := range args {
 		var err error
-		if addrs[i], err = ring.ParseAddr(a, defPort); err != nil {
+		if addrs[i], err = ring.ParseAddr(a, ServerDefaultPort); err != nil {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
 	}
 	var w *watcher
-	if manager {
-		w = newWatcher(&addrs[0], nil, sampleTimeout)
+	if manager != "" {
+		mgr, err := ring.ParseAddr(manager, ManagerDefaultPort)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		w = newWatcher(&mgr, nil, sampleTimeout)
 	} else {
 		w = newWatcher(nil, addrs, sampleTimeout)
 	}
