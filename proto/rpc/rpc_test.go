@@ -335,12 +335,12 @@ func TestTimeoutAndLateResponse(t *testing.T) {
 		t.Fatalf("never = %v, want ErrTimeout", err)
 	}
 	// The response to a timed-out call arrives later and is dropped.
-	if _, err := callInt(cl, mSlow, 100); err != ErrTimeout {
+	if _, err := callInt(cl, mSlow, 300); err != ErrTimeout {
 		t.Fatalf("slow = %v, want ErrTimeout", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	res, err := cl.Call(ctx, mSlow, ints(150)) // ctx deadline overrides CallTimeout
+	res, err := cl.Call(ctx, mSlow, ints(400)) // ctx deadline overrides CallTimeout; the late reply above arrives meanwhile
 	if err != nil {
 		t.Fatalf("slow with ctx deadline: %v", err)
 	}

@@ -26,7 +26,7 @@ func (c slowReadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 func pipePair(t *testing.T, wrapA, wrapB func(io.Reader) io.Reader, handlerB Handler) (a, b *Conn) {
 	t.Helper()
 	pa, pb := net.Pipe()
-	cfg := connConfig{maxFrame: DefaultMaxFrame, callTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, logf: t.Logf}
+	cfg := connConfig{maxFrame: DefaultMaxFrame, callTimeout: 30 * time.Second, writeTimeout: 5 * time.Second, logf: t.Logf}
 	a = newConn(slowReadConn{pa, wrapA(pa)}, cfg)
 	cfg.handler = handlerB
 	b = newConn(slowReadConn{pb, wrapB(pb)}, cfg)
@@ -51,8 +51,11 @@ func TestOneByteReads(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			a, _ := pipePair(t, wrap, wrap, testHandler(t))
-			big := bytes.Repeat([]byte{0xab}, 70000) // raw32 on the wire
-			for _, p := range [][]byte{nil, []byte("k"), bytes.Repeat([]byte{1}, 40), big} {
+			sizes := [][]byte{nil, []byte("k"), bytes.Repeat([]byte{1}, 40), bytes.Repeat([]byte{2}, 300)}
+			if name == "Half" {
+				sizes = append(sizes, bytes.Repeat([]byte{0xab}, 70000)) // raw32 on the wire
+			}
+			for _, p := range sizes {
 				res, err := a.Call(context.Background(), mEcho, func(b []byte) []byte {
 					b = msgpack.AppendArrayHeader(b, 2)
 					b = msgpack.AppendRaw(b, p)
