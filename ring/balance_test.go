@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -343,5 +344,57 @@ func benchOwners(b *testing.B, servers, vnodes int) {
 			b.Fatal("owners")
 		}
 		h += 0x9e3779b97f4a7c15
+	}
+}
+
+// TestSwitchCost measures what switching a cluster from 128 to 1024 virtual
+// nodes moves (docs/capacity.md): over the merged points of both rings, the
+// fraction of the key space whose coordinator changes, and the fraction of
+// the stored copies that must go to a new server. The 1024 ring keeps the 128
+// points of each server, but the new points between them take over most
+// arcs, so the switch is close to a full reshuffle.
+func TestSwitchCost(t *testing.T) {
+	for _, tc := range []struct {
+		servers       int
+		coord, copies string
+	}{
+		{3, "0.584", "0.000"},
+		{6, "0.734", "0.454"},
+		{12, "0.801", "0.668"},
+		{24, "0.837", "0.768"},
+		{48, "0.854", "0.820"},
+	} {
+		a := New(deployment(tc.servers), 0)
+		b, _ := a.WithVirtualNodes(1024, 0)
+		var pts []uint64
+		for _, hs := range []*HashSpace{a, b} {
+			for _, v := range hs.ring {
+				pts = append(pts, v.hash)
+			}
+		}
+		slices.Sort(pts)
+		pts = slices.Compact(pts)
+		var coord, copies float64
+		for i, p := range pts {
+			arc := float64(p-pts[(i+len(pts)-1)%len(pts)]) / (1 << 64)
+			oa, ob := a.Owners(p), b.Owners(p)
+			if oa.Index(0) != ob.Index(0) {
+				coord += arc
+			}
+			kept := 0
+			for j := range oa.Len() {
+				for k := range ob.Len() {
+					if oa.Index(j) == ob.Index(k) {
+						kept++
+					}
+				}
+			}
+			copies += arc * float64(oa.Len()-kept) / float64(oa.Len())
+		}
+		c, m := strconv.FormatFloat(coord, 'f', 3, 64), strconv.FormatFloat(copies, 'f', 3, 64)
+		t.Logf("%d servers: coordinator changes for %s of the keys, %s of the copies move", tc.servers, c, m)
+		if c != tc.coord || m != tc.copies {
+			t.Errorf("%d servers: %s %s, want %s %s", tc.servers, c, m, tc.coord, tc.copies)
+		}
 	}
 }
