@@ -32,6 +32,7 @@ const (
 	flagOpen     = 1 << 0 // a writer is attached, or crashed while attached
 	flagFatal    = 1 << 1 // an I/O error was seen
 	flagRepaired = 1 << 2 // the file was rebuilt by repair
+	flagRebuild  = 1 << 3 // the slot table is being rebuilt: rebuild it again
 )
 
 // Record flags (byte 5 of a record).

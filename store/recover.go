@@ -18,8 +18,11 @@ func (g *gen) recover(size int64) error {
 	}
 	var scratch []byte
 	e := g.scanValid(c, size, &scratch)
-	full := false
+	full := g.hdr.flags&flagRebuild != 0
 	for i := range g.slots {
+		if full {
+			break
+		}
 		s := g.slots[i]
 		if s == 0 {
 			continue
@@ -47,6 +50,13 @@ func (g *gen) recover(size int64) error {
 		// open leaves the file as it was.
 		if bad := g.scanValid(g.logStart, c, &scratch); bad < c {
 			return fmt.Errorf("%w (record at offset %d, before the checkpoint at %d)", ErrCorrupt, bad, c)
+		}
+		// A crash during the rebuild must not leave a half-built table
+		// that looks trusted: mark the rebuild first.
+		h := g.hdr
+		h.flags |= flagRebuild
+		if err := g.writeHeader(h); err != nil {
+			return err
 		}
 		clear(g.slots)
 		from = g.logStart
@@ -76,7 +86,7 @@ func (g *gen) recover(size int64) error {
 		return err
 	}
 	h := g.hdr
-	return g.checkpointPrivate(h.flags &^ flagOpen)
+	return g.checkpointPrivate(h.flags &^ (flagOpen | flagRebuild))
 }
 
 // scanValid returns the end of the run of valid records starting at from.

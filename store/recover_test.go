@@ -279,3 +279,39 @@ func TestHeaderCopies(t *testing.T) {
 	}
 	_ = io.EOF
 }
+
+// Ensure that a crash in the middle of a full table rebuild (REBUILD set,
+// table partly cleared) makes the next open rebuild again.
+func TestCrashDuringRebuild(t *testing.T) {
+	defer func(old bool) { heapSlots = old }(heapSlots)
+	heapSlots = false
+	path := filepath.Join(t.TempDir(), "r.kch")
+	db, err := Open(path, &Options{Sync: SyncNone, Buckets: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		db.Put(&Record{Key: key(i), Value: val(i)})
+	}
+	db.Close()
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	h, _ := readHeader(f)
+	h.flags |= flagOpen | flagRebuild
+	h.seq++
+	f.WriteAt(appendHeader(nil, &h), int64(h.seq%2)*headerCopyB)
+	f.WriteAt(make([]byte, 8*32), slotsOffset) // half the table "cleared"
+	f.Close()
+	db, err = Open(path, &Options{Sync: SyncNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < 20; i++ {
+		if got := mustGet(t, db, string(key(i))); !bytes.Equal(got.Value, val(i)) {
+			t.Fatalf("key %d: %q", i, got.Value)
+		}
+	}
+	if st := db.Stats(); st.Records != 20 || len(st.Flags) != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

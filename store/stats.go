@@ -68,6 +68,9 @@ func flagNames(f uint16) []string {
 	if f&flagRepaired != 0 {
 		s = append(s, "repaired")
 	}
+	if f&flagRebuild != 0 {
+		s = append(s, "rebuilding")
+	}
 	return s
 }
 
