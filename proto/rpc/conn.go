@@ -53,6 +53,8 @@ type Conn struct {
 	wclosed bool
 	wdrain  bool // the writer exits once wbuf is empty (closing after a bad frame)
 
+	maxBacklog int // largest unwritten wbuf before the conn is closed
+
 	closeOnce  sync.Once
 	done       chan struct{} // closed by close
 	writerDone chan struct{} // closed when the writer goroutine returns
@@ -70,6 +72,7 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		finished:   make(chan struct{}),
+		maxBacklog: max(2*cfg.maxFrame, 1<<20),
 	}
 	c.wcond.L = &c.wmu
 	return c
@@ -215,12 +218,19 @@ func (c *Conn) beginFrame() (start int, ok bool) {
 }
 
 // endFrame wakes the writer if the frame starting at start is the first
-// pending data, and unlocks wmu.
+// pending data, and unlocks wmu. If the unwritten backlog before this frame
+// exceeds maxBacklog (the peer does not read), it closes the connection; a
+// single large frame never does.
 func (c *Conn) endFrame(start int) {
 	if start == 0 && len(c.wbuf) > 0 {
 		c.wcond.Signal()
 	}
+	over := start > c.maxBacklog
 	c.wmu.Unlock()
+	if over {
+		c.logf("closing connection: more than %d bytes wait to be written", c.maxBacklog)
+		c.close(errBacklog)
+	}
 }
 
 // appendUser runs a user append function while wmu is held. If it panics,

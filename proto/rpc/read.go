@@ -97,6 +97,7 @@ func (c *Conn) readFrames() error {
 var (
 	errFrameTooLarge = errors.New("rpc: frame too large")
 	errMalformed     = errors.New("rpc: malformed frame")
+	errBacklog       = errors.New("rpc: peer does not read")
 )
 
 // protoError describes a well-formed msgpack value that is not a valid frame.

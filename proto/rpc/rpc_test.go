@@ -777,3 +777,55 @@ func TestServerConnAPI(t *testing.T) {
 		t.Fatalf("call on closed conn = %v", err)
 	}
 }
+
+func TestMux(t *testing.T) {
+	var mux Mux
+	mux.HandleFunc(mAdd, testHandler(t).ServeRPC)
+	ts := startServer(t, &Server{Handler: &mux})
+	cl := dialTest(t, ts.addr, Options{})
+	if v, err := callInt(cl, mAdd, 3, 4); v != 7 || err != nil {
+		t.Fatalf("add = %d, %v", v, err)
+	}
+	_, err := callInt(cl, mEcho)
+	if e, ok := err.(*Error); !ok || e.Code != CodeProtocol {
+		t.Fatalf("unregistered method: %v", err)
+	}
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("after unknown method: %d, %v", v, err)
+	}
+}
+
+// TestWriteBacklog: a peer that never reads makes our unwritten backlog
+// grow; past the limit the connection closes instead of buffering forever.
+func TestWriteBacklog(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lb := &logBuf{}
+	cl := dialTest(t, l.Addr().String(), Options{MaxFrame: 1024, Logf: lb.logf, CallTimeout: time.Minute})
+	peer, err := l.Accept() // never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	waitFor(t, "client up", func() bool { return cl.Conn() != nil })
+	c := cl.Conn()
+	payload := make([]byte, 64<<10)
+	args := func(b []byte) []byte { return msgpack.AppendRaw(msgpack.AppendArrayHeader(b, 1), payload) }
+	var failed atomic.Int32
+	for i := 0; i < 2000 && c.Err() == nil; i++ { // at most 128 MiB
+		c.Go(mEcho, args, 0, func(_ []byte, err error) {
+			if err == ErrConnLost {
+				failed.Add(1)
+			}
+		})
+	}
+	if c.Err() != errBacklog {
+		t.Fatalf("conn err = %v, want errBacklog", c.Err())
+	}
+	if failed.Load() == 0 || !lb.contains("wait to be written") {
+		t.Fatalf("%d calls failed; log %q", failed.Load(), lb.lines)
+	}
+}
