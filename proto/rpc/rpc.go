@@ -8,14 +8,16 @@
 // A connection (*Conn) is symmetric: either side may send requests and
 // responses, so the manager can push HashSpacePush down a gateway's
 // connection. Dial returns a *Client that owns one reconnecting connection;
-// a Server accepts connections and serves them with a Handler.
+// a Server accepts connections and serves them with a Handler
+// (often a Mux, which dispatches by method number).
 //
 // # Writes
 //
 // Every frame (request, reply, hello) is appended to the connection's write
 // buffer under a mutex, and one writer goroutine per connection flushes
-// everything pending with a single Write. Many concurrent calls therefore
-// share write syscalls.
+// everything pending with a single Write (it yields once to the scheduler
+// before taking the buffer, so callers about to append join the batch).
+// Many concurrent calls therefore share write syscalls.
 //
 // # Reads
 //
@@ -24,6 +26,12 @@
 // MaxFrame, a msgpack error or a frame that is not one of the three shapes
 // above closes that connection (with a log line); other connections are not
 // affected and nothing panics on input.
+//
+// # Limits
+//
+// A frame larger than MaxFrame closes the connection. So does an unwritten
+// backlog of more than max(2*MaxFrame, 1 MiB) bytes (a peer that stopped
+// reading), or a Write blocked for WriteTimeout.
 //
 // # Errors on the wire
 //
@@ -165,8 +173,9 @@ type Options struct {
 	// with CodeProtocol.
 	Handler Handler
 
-	// OnUp is called after each successful (re)connection, once the hello
-	// (if any) is queued and before calls can use the connection.
+	// OnUp is called on the client's goroutine after each successful
+	// (re)connection; the hello (if any) is already queued ahead of every
+	// call, and calls may already be using the connection. It must not block.
 	OnUp func(c *Conn)
 
 	// OnDown is the failure-detection hook. It is called with failures == 0
@@ -174,7 +183,8 @@ type Options struct {
 	// failed connection attempt with failures = the number of consecutive
 	// failed attempts since the last successful connection (1, 2, 3, ...).
 	// kumofs declares a node lost after its retry limit (-Yn 4): do that
-	// with failures > 4. It is not called after Close.
+	// with failures > 4. It runs on the client's goroutine, must not block,
+	// and is not called after Close.
 	OnDown func(failures int, err error)
 
 	// Logf logs connection problems; default log.Printf.
