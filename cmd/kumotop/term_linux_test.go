@@ -132,8 +132,9 @@ func TestPTY(t *testing.T) {
 			if !strings.HasPrefix(out, escEnter+escHome+"kumotop  ") {
 				t.Errorf("screen starts with %q", out[:min(len(out), 40)])
 			}
-			for _, line := range strings.Split(out, "\r\n") {
-				line = strings.NewReplacer(escEnter, "", escLeave, "", escHome, "", escEOL, "", escEOS, "").Replace(line)
+			// Frames start at the home position and lines end with \r\n.
+			for _, line := range strings.Split(strings.ReplaceAll(out, escHome, "\r\n"), "\r\n") {
+				line = strings.NewReplacer(escEnter, "", escLeave, "", escEOL, "", escEOS, "").Replace(line)
 				if len(line) > 100 {
 					t.Errorf("line wider than the terminal: %q", line)
 				}
