@@ -23,7 +23,7 @@ func runBench(args []string, w io.Writer) error {
 	case "read":
 		return benchRead(args[1:], w)
 	}
-	return fmt.Errorf("bench: unknown mode %q (want write or read)", args[0])
+	return fmt.Errorf("bench: unknown mode %q (want write or read): %w", args[0], errUsage)
 }
 
 func fill8(b []byte, n uint64) {

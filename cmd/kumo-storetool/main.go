@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"kumofs/internal/cli"
 	"kumofs/store"
 )
 
@@ -33,17 +34,28 @@ A store held by a running server cannot be changed (store: locked).
 `
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stdout, usage)
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "kumo-storetool: "+strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
+	err := run(os.Args[1:], os.Stdout)
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(os.Stdout, usage)
+		return
+	case errors.Is(err, errVersion):
+		fmt.Fprintf(os.Stdout, "kumo-storetool kumo %s\n", cli.Version)
+		return
+	case errors.Is(err, errUsage):
+		fmt.Fprint(os.Stdout, usage)
 	}
+	// One line, as every kumo binary reports errors (SPEC §2).
+	fmt.Fprintln(os.Stderr, "error: "+strings.ReplaceAll(err.Error(), "\n", " "))
+	os.Exit(1)
 }
 
-var errUsage = errors.New("bad arguments (see kumo-storetool -h)")
+var (
+	errUsage   = errors.New("bad arguments")
+	errVersion = errors.New("version requested")
+)
 
 func run(args []string, w io.Writer) error {
 	if len(args) == 0 {
@@ -53,6 +65,8 @@ func run(args []string, w io.Writer) error {
 	switch cmd {
 	case "-h", "-help", "--help", "help":
 		return flag.ErrHelp
+	case "--version", "-version", "version":
+		return errVersion
 	case "create":
 		return runCreate(args, w)
 	case "inform":
@@ -74,7 +88,7 @@ func run(args []string, w io.Writer) error {
 	case "bench":
 		return runBench(args, w)
 	}
-	return fmt.Errorf("unknown command %q (see kumo-storetool -h)", cmd)
+	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
 }
 
 // parse parses flags of a subcommand and checks the positional count.
@@ -84,7 +98,7 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, err
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%s: %v", fs.Name(), err)
+		return nil, fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
 	}
 	rest := fs.Args()
 	if len(rest) < minArgs || len(rest) > maxArgs {

@@ -136,8 +136,11 @@ func TestExitStatus(t *testing.T) {
 		stderr string
 		stdout string
 	}{
-		{"inform /nonexistent/x.kch", 1, "kumo-storetool: open /nonexistent/x.kch: no such file or directory\n", ""},
+		{"inform /nonexistent/x.kch", 1, "error: open /nonexistent/x.kch: no such file or directory\n", ""},
 		{"-h", 0, "", "usage:"},
+		{"--version", 0, "", "kumo-storetool kumo "},
+		{"create", 1, "error: create: bad arguments\n", "usage:"},
+		{"frob", 1, "error: unknown command \"frob\": bad arguments\n", "usage:"},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestExitStatus$")
 		cmd.Env = append(os.Environ(), "KUMO_STORETOOL_MAIN="+tc.args)
