@@ -141,3 +141,65 @@ func TestFullAndInvalid(t *testing.T) {
 		t.Fatalf("long key: %v", err)
 	}
 }
+
+// Ensure that concurrent SyncAlways writers share one fdatasync: the
+// first leader is held until every writer has written, then one more
+// sync at most covers them all.
+func TestGroupCommit(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncAlways, SyncInterval: time.Hour, Buckets: 256})
+	defer db.Close()
+	const writers = 8
+	release := make(chan struct{})
+	first := true
+	testHookGroupSync = func() {
+		if first {
+			first = false
+			<-release
+		}
+	}
+	defer func() { testHookGroupSync = nil }()
+	done := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func(w int) { done <- db.Put(&Record{Key: key(w), Value: val(w)}) }(w)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.writeMu.Lock()
+		n := db.written
+		db.writeMu.Unlock()
+		if n == writers {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes done", n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition, not synchronizing
+	}
+	close(release)
+	for w := 0; w < writers; w++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := db.Stats().GroupSyncs; got < 1 || got > 2 {
+		t.Fatalf("%d fdatasyncs for %d concurrent writes, want 1 or 2", got, writers)
+	}
+}
+
+// Ensure that SyncInterval checkpoints by itself after writes.
+func TestIntervalCheckpoint(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncInterval, SyncInterval: 5 * time.Millisecond, Buckets: 256})
+	defer db.Close()
+	db.Put(&Record{Key: []byte("k"), Value: []byte("v")})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := db.Stats()
+		if st.Checkpoint == st.LogEnd {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -25,6 +25,7 @@ type Stats struct {
 	Flags        []string // "open", "fatal", "repaired"
 	Modified     time.Time
 	Created      time.Time
+	GroupSyncs   uint64 // fdatasyncs run for SyncAlways writers (each covers a group)
 }
 
 // Load returns the fraction of slots in use (live or removed).
@@ -51,6 +52,7 @@ func (db *DB) Stats() Stats {
 		Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified), Created: time.Unix(0, h.created)}
 	st.UsedSlots = st.Records
 	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
+	st.GroupSyncs = db.groupSyncs.Load()
 	if fi, err := g.f.Stat(); err == nil {
 		st.FileSize = fi.Size()
 	}

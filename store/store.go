@@ -94,6 +94,8 @@ type DB struct {
 	durable  uint64 // writes up to this count are on stable storage
 	syncing  bool   // a group-commit leader is in fdatasync
 
+	groupSyncs atomic.Uint64 // fdatasyncs run by group-commit leaders
+
 	closing  atomic.Bool
 	stop     chan struct{} // closed by Close to stop the syncer
 	syncDone chan struct{} // closed when the syncer has exited

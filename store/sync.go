@@ -46,6 +46,9 @@ func (p SyncPolicy) String() string {
 
 func nowNano() int64 { return time.Now().UnixNano() }
 
+// testHookGroupSync, if set, runs before each group-commit fdatasync.
+var testHookGroupSync func()
+
 // Sync checkpoints the store: every acknowledged write is on stable
 // storage and the index on disk reflects it.
 func (db *DB) Sync() error {
@@ -170,6 +173,10 @@ func (db *DB) flushData() (uint64, error) {
 		return 0, err
 	}
 	defer g.release()
+	if testHookGroupSync != nil {
+		testHookGroupSync()
+	}
+	db.groupSyncs.Add(1)
 	if err := fdatasync(g.f); err != nil {
 		return 0, fmt.Errorf("store: fdatasync: %w", err)
 	}
