@@ -150,7 +150,7 @@ func (c *Conn) close(err error) {
 	})
 }
 
-// pendingErr is the error pending and new calls get on a conn closed by err.
+// pendingErr is the error pending calls get when the conn closes with err.
 func pendingErr(err error) error {
 	if err == ErrClosed {
 		return ErrClosed
@@ -378,7 +378,10 @@ func (c *Conn) complete(rec *call, result []byte, err error) {
 func (c *Conn) register(rec *call, timeout time.Duration) (uint32, error) {
 	c.cmu.Lock()
 	if c.err != nil {
-		err := pendingErr(c.err)
+		err := ErrPeerDown // not sent, safe to retry
+		if c.err == ErrClosed {
+			err = ErrClosed
+		}
 		c.cmu.Unlock()
 		return 0, err
 	}

@@ -68,8 +68,9 @@ var (
 	// ErrTimeout means no response arrived before the call's deadline.
 	ErrTimeout = errors.New("rpc: call timed out")
 
-	// ErrPeerDown means the client is not connected (it is waiting to
-	// reconnect, or the last dial failed); the call was not sent.
+	// ErrPeerDown means there is no live connection (the client is waiting
+	// to reconnect, the last dial failed, or the Conn has failed); the call
+	// was not sent, so retrying it elsewhere is safe.
 	ErrPeerDown = errors.New("rpc: peer down")
 
 	// ErrConnLost means the connection closed while the call was pending;

@@ -773,7 +773,7 @@ func TestServerConnAPI(t *testing.T) {
 	if err := sc.Err(); err != ErrConnLost {
 		t.Fatalf("server conn Err = %v", err)
 	}
-	if _, err := sc.Call(ctx, mAdd, nil); err != ErrConnLost {
+	if _, err := sc.Call(ctx, mAdd, nil); err != ErrPeerDown {
 		t.Fatalf("call on closed conn = %v", err)
 	}
 }
