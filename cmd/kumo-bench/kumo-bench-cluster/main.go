@@ -1,0 +1,394 @@
+// Command kumo-bench-cluster is the side-by-side cluster benchmark behind
+// `make bench-cluster` (scripts/bench-cluster.sh). It starts, on this
+// machine, memcached (-t 2), a kumo cluster with one server and one with
+// three (each with its gateway, through internal/localcluster), runs the same
+// kumo-bench loads against each in alternation for several rounds, and
+// prints the medians and their ratios to memcached as a Markdown table for
+// BENCHMARKS.md.
+//
+//	kumo-bench-cluster [-B BINDIR] [-t 10s] [-rounds 3] [-pprof DIR]
+//
+// The loads are 16 connections, 1 KiB values, 10,000 keys: 90% gets; 100%
+// sets; 90% gets pipelined 16 deep. With -pprof it afterwards takes 10 s CPU
+// profiles of the gateway and a server of each cluster during a 90%-get run
+// and writes `go tool pprof -top` of each into DIR.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/localcluster"
+)
+
+// config is the parsed command line.
+type config struct {
+	binDir    string
+	dur       time.Duration
+	rounds    int
+	conns     int
+	size      int
+	keys      int
+	memcached string
+	pprofDir  string
+}
+
+// load is one kumo-bench workload.
+type load struct {
+	name string
+	args []string
+}
+
+// target is one system under test.
+type target struct {
+	name string
+	addr string
+	// pprof addresses of its gateway and one server ("" = none).
+	gwPprof, srvPprof string
+}
+
+// report is the part of kumo-bench -json the driver reads.
+type report struct {
+	OpsPerSec float64 `json:"ops_per_sec"`
+	HitRate   float64 `json:"hit_rate"`
+	Errors    uint64  `json:"errors"`
+	Wrong     uint64  `json:"wrong"`
+	P50       float64 `json:"p50_us"`
+	P99       float64 `json:"p99_us"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c config
+	fs := cli.New("kumo-bench-cluster", "usage: kumo-bench-cluster [-B BINDIR] [-t 10s] [-rounds 3] [-pprof DIR]\n"+
+		"kumo-bench against memcached, a 1-server and a 3-server kumo cluster, side by side.")
+	fs.Stdout, fs.Stderr = stdout, stderr
+	code := -1
+	fs.ExitFunc = func(c int) { code = c }
+	fs.String(&c.binDir, "-B", "--bin-dir", "bin", "folder of the kumo binaries (make build)")
+	fs.Seconds(&c.dur, "-t", "--time", 10*time.Second, "seconds per measurement")
+	fs.Int(&c.rounds, "-rounds", "--rounds", 3, "rounds of every load against every target")
+	fs.Int(&c.conns, "-c", "--connections", 16, "kumo-bench connections")
+	fs.Int(&c.size, "-d", "--data-size", 1024, "value size")
+	fs.Int(&c.keys, "-keys", "--keys", 10000, "key space")
+	fs.String(&c.memcached, "-memcached", "--memcached", "memcached", "the memcached program")
+	fs.String(&c.pprofDir, "-pprof", "--pprof", "", "write CPU profile tops of the daemons into this folder")
+	fs.Exit(fs.Parse(args))
+	if code >= 0 {
+		return code
+	}
+	if c.rounds < 1 || c.dur <= 0 {
+		fs.Fail("need -rounds >= 1 and -t > 0")
+		return 1
+	}
+	if err := bench(ctx, &c, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "kumo-bench-cluster:", err)
+		return 1
+	}
+	return 0
+}
+
+// bench starts the three targets, runs the rounds and prints the tables.
+func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
+	abs, err := filepath.Abs(c.binDir)
+	if err != nil {
+		return err
+	}
+	c.binDir = abs
+	kb := filepath.Join(c.binDir, "kumo-bench")
+	if _, err := os.Stat(kb); err != nil {
+		return fmt.Errorf("%w (run make build)", err)
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	logf("loadavg at start: %s", loadavg())
+
+	mc, mcAddr, err := startMemcached(ctx, c.memcached)
+	if err != nil {
+		return err
+	}
+	defer func() { mc.Process.Kill(); mc.Wait() }()
+
+	targets := []*target{{name: "memcached", addr: mcAddr}}
+	for _, n := range []int{1, 3} {
+		t := &target{name: fmt.Sprintf("kumo %d server", n)}
+		if n > 1 {
+			t.name += "s"
+		}
+		opts := localcluster.Options{BinDir: c.binDir, Servers: n, Context: ctx}
+		if c.pprofDir != "" {
+			t.gwPprof, t.srvPprof = freeAddr(), freeAddr()
+			opts.ExtraGatewayArgs = []string{"--pprof", t.gwPprof}
+			// Every server gets the same address: the first binds it, the
+			// others log that it is taken and run on.
+			opts.ExtraServerArgs = []string{"--pprof", t.srvPprof}
+		}
+		logf("starting %s ...", t.name)
+		cl, err := localcluster.Start(opts)
+		if err != nil {
+			return err
+		}
+		defer cl.Stop()
+		t.addr = cl.Gateway()
+		targets = append(targets, t)
+	}
+
+	common := []string{"-c", strconv.Itoa(c.conns), "-d", strconv.Itoa(c.size), "-keys", strconv.Itoa(c.keys), "-q", "-json"}
+	for _, t := range targets {
+		logf("preloading %s (%s)", t.name, t.addr)
+		if _, err := kumoBench(ctx, kb, append([]string{"-s", t.addr, "-preload", "-n", "1"}, common...)); err != nil {
+			return fmt.Errorf("preload %s: %w", t.name, err)
+		}
+	}
+	secs := strconv.FormatFloat(c.dur.Seconds(), 'f', -1, 64)
+	loads := []load{
+		{"90% gets", []string{"-ratio", "1:9", "-t", secs}},
+		{"100% sets", []string{"-ratio", "1:0", "-t", secs}},
+		{"90% gets, pipeline 16", []string{"-ratio", "1:9", "-P", "16", "-t", secs}},
+	}
+	// results[load][target] holds one report per round.
+	results := make([][][]report, len(loads))
+	for i := range results {
+		results[i] = make([][]report, len(targets))
+	}
+	for r := 0; r < c.rounds; r++ {
+		for li, l := range loads {
+			for k := range targets {
+				ti := (k + r) % len(targets) // rotate who goes first
+				t := targets[ti]
+				rep, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...), l.args...))
+				if err != nil {
+					return fmt.Errorf("%s on %s: %w", l.name, t.name, err)
+				}
+				results[li][ti] = append(results[li][ti], rep)
+				logf("round %d  %-22s %-16s %8.0f ops/s  p50 %6.0fus  p99 %7.0fus  hit %.3f  errors %d",
+					r+1, l.name, t.name, rep.OpsPerSec, rep.P50, rep.P99, rep.HitRate, rep.Errors)
+			}
+		}
+	}
+	logf("loadavg at end: %s", loadavg())
+	printTables(stdout, c, loads, targets, results)
+
+	if c.pprofDir != "" {
+		if err := profile(ctx, c, kb, common, targets[1:], logf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kumoBench runs kumo-bench with args (which include -json) and decodes its
+// report. Exit status 1 with a report (errors during the run) is not an
+// error here; the errors are in the report.
+func kumoBench(ctx context.Context, kb string, args []string) (report, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, kb, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	runErr := cmd.Run()
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		if runErr != nil {
+			return rep, fmt.Errorf("%w: %s", runErr, strings.TrimSpace(errb.String()))
+		}
+		return rep, fmt.Errorf("bad kumo-bench output %q: %w", out.String(), err)
+	}
+	return rep, nil
+}
+
+// startMemcached starts memcached -t 2 on a free 127.0.0.1 port and waits
+// until it accepts connections.
+func startMemcached(ctx context.Context, prog string) (*exec.Cmd, string, error) {
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w (scripts/install-test-tools.sh installs it)", err)
+	}
+	port, err := localcluster.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	args := []string{"-p", strconv.Itoa(port), "-l", "127.0.0.1", "-t", "2", "-m", "1024", "-U", "0"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "nobody")
+	}
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			nc.Close()
+			return cmd, addr, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, "", fmt.Errorf("memcached on %s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll until it listens
+	}
+}
+
+// freeAddr returns 127.0.0.1:PORT on a port that was just free.
+func freeAddr() string {
+	p, err := localcluster.FreePort()
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+}
+
+// loadavg returns /proc/loadavg without its newline.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// targetRatio is the ratio each (load, kumo target) must reach, from the
+// issue; 0 = none.
+func targetRatio(load int, target string) float64 {
+	switch {
+	case load == 0 && target == "kumo 1 server":
+		return 0.7
+	case load == 0 && target == "kumo 3 servers":
+		return 0.5
+	case load == 1 && target == "kumo 3 servers":
+		return 0.3
+	}
+	return 0
+}
+
+// printTables prints the medians and ratios as Markdown, then every run.
+func printTables(w io.Writer, c *config, loads []load, targets []*target, results [][][]report) {
+	fmt.Fprintf(w, "Medians of %d rounds of %s each, kumo-bench -c %d -d %d -keys %d (ops/s; ratio to memcached; target in brackets):\n\n",
+		c.rounds, c.dur, c.conns, c.size, c.keys)
+	fmt.Fprint(w, "| load |")
+	for _, t := range targets {
+		fmt.Fprintf(w, " %s |", t.name)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range targets {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
+	for li, l := range loads {
+		fmt.Fprintf(w, "| %s |", l.name)
+		var base float64
+		for ti, t := range targets {
+			var ops []float64
+			var errs uint64
+			for _, r := range results[li][ti] {
+				ops = append(ops, r.OpsPerSec)
+				errs += r.Errors + r.Wrong
+			}
+			m := median(ops)
+			cell := fmt.Sprintf(" %.0f", m)
+			if ti == 0 {
+				base = m
+			} else if base > 0 {
+				cell += fmt.Sprintf(" (%.2f×", m/base)
+				if tr := targetRatio(li, t.name); tr > 0 {
+					mark := "below"
+					if m/base >= tr {
+						mark = "met"
+					}
+					cell += fmt.Sprintf(" [≥ %.1f× %s]", tr, mark)
+				}
+				cell += ")"
+			}
+			if errs > 0 {
+				cell += fmt.Sprintf(" %d errors", errs)
+			}
+			fmt.Fprintf(w, "%s |", cell)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nEvery run (ops/s, p50/p99 µs):")
+	fmt.Fprintln(w)
+	for li, l := range loads {
+		for ti, t := range targets {
+			var parts []string
+			for _, r := range results[li][ti] {
+				parts = append(parts, fmt.Sprintf("%.0f (%.0f/%.0f)", r.OpsPerSec, r.P50, r.P99))
+			}
+			fmt.Fprintf(w, "- %s, %s: %s\n", l.name, t.name, strings.Join(parts, ", "))
+		}
+	}
+}
+
+// profile takes CPU profiles of the gateway and the first server of each
+// kumo target during a 90%-get run and writes their tops into c.pprofDir.
+func profile(ctx context.Context, c *config, kb string, common []string, targets []*target, logf func(string, ...any)) error {
+	if err := os.MkdirAll(c.pprofDir, 0o755); err != nil {
+		return err
+	}
+	const secs = 10
+	for _, t := range targets {
+		logf("profiling %s for %d s during 90%% gets", t.name, secs)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, addr := range []string{t.gwPprof, t.srvPprof} {
+			role := []string{"gateway", "server"}[i]
+			file := filepath.Join(c.pprofDir, strings.ReplaceAll(t.name, " ", "-")+"-"+role+".top")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cmd := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-seconds", strconv.Itoa(secs),
+					"http://"+addr+"/debug/pprof/profile")
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					errs[i] = fmt.Errorf("pprof %s %s: %w: %s", t.name, role, err, out)
+					return
+				}
+				errs[i] = os.WriteFile(file, out, 0o644)
+			}()
+		}
+		_, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...),
+			"-ratio", "1:9", "-t", strconv.Itoa(secs+3)))
+		wg.Wait()
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return err
+		}
+	}
+	logf("profiles in %s", c.pprofDir)
+	return nil
+}
