@@ -70,9 +70,10 @@ func (c *Conn) readFrames() error {
 				w = copy(buf, buf[r:w])
 				r = 0
 			} else {
-				size := 2 * len(buf)
-				if limit := c.cfg.maxFrame + 1; size > limit {
-					size = limit
+				size := min(2*len(buf), c.cfg.maxFrame+1)
+				if size <= w {
+					// Unreachable: a full buffer beyond maxFrame failed above.
+					return errFrameTooLarge
 				}
 				nb := make([]byte, size)
 				copy(nb, buf[:w])

@@ -829,3 +829,38 @@ func TestWriteBacklog(t *testing.T) {
 		t.Fatalf("%d calls failed; log %q", failed.Load(), lb.lines)
 	}
 }
+
+// TestCallsWaitForConnectAttempt: calls made while the first connection
+// attempt is in progress wait for it instead of failing.
+func TestCallsWaitForConnectAttempt(t *testing.T) {
+	ts := startServer(t, &Server{})
+	release := make(chan struct{})
+	var d net.Dialer
+	cl := dialTest(t, ts.addr, Options{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		<-release
+		return d.DialContext(ctx, "tcp", addr)
+	}})
+	goDone := make(chan error, 1)
+	cl.Go(mAdd, ints(1, 2), time.Minute, func(res []byte, err error) {
+		if v, _, _ := msgpack.ReadInt(res); err == nil && v != 3 {
+			err = fmt.Errorf("result %x", res)
+		}
+		goDone <- err
+	})
+	callDone := make(chan error, 1)
+	go func() { _, err := callInt(cl, mAdd, 2, 2); callDone <- err }()
+	select {
+	case err := <-goDone:
+		t.Fatalf("Go finished before the connection: %v", err)
+	case err := <-callDone:
+		t.Fatalf("Call finished before the connection: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-goDone; err != nil {
+		t.Fatalf("Go: %v", err)
+	}
+	if err := <-callDone; err != nil {
+		t.Fatalf("Call: %v", err)
+	}
+}
