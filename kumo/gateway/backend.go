@@ -98,32 +98,50 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 	}
 }
 
+// maybeApplied reports whether a failed write attempt may nevertheless have
+// taken effect: the request was sent and the answer lost (timeout, closed
+// connection), or the coordinator stored it but could not reach a replica.
+func maybeApplied(err error) bool {
+	var re *rpc.Error
+	if errors.As(err, &re) {
+		return re.Msg == wire.MsgReplication
+	}
+	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost)
+}
+
 // write sends a write to the coordinator of h in the write hash space,
-// retrying with fresh hash spaces until the retry timeout.
-func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) error {
+// retrying with fresh hash spaces until the retry timeout. It reports
+// whether an earlier, failed attempt may have taken effect, so that callers
+// can read a retry's "not found"/"exists" answer in that light.
+func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
 		if n, ok := g.whs.Load().Owners(h).Coordinator(); ok {
 			c := g.server(n.Addr)
 			if c == nil {
-				return ErrUnavailable
+				return ambiguous, ErrUnavailable
 			}
-			res, err := c.Call(ctx, method, args)
+			cctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
+			res, err := c.Call(cctx, method, args)
+			cancel()
 			if err == nil {
 				err = handle(res.Bytes())
 				res.Release()
-				return err
+				return ambiguous, err
 			}
 			last = err
+			if maybeApplied(err) {
+				ambiguous = true
+			}
 			if !retryable(err) {
-				return err
+				return ambiguous, err
 			}
 		}
 		g.requestRefresh()
 		if !g.backoff(ctx, attempt, deadline) {
 			g.log.Debugf("write failed: %v", last)
-			return last
+			return ambiguous, last
 		}
 	}
 }
@@ -225,7 +243,7 @@ func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
 	op := modes[mode]
 	var cas uint64
-	err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
+	ambiguous, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 4)
 		b = msgpack.AppendUint(b, op)
 		b = msgpack.AppendRaw(b, dbkey)
@@ -242,6 +260,15 @@ func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		}
 		return statusError(st)
 	})
+	if ambiguous && (errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrExists)) &&
+		(mode == memcache.ModeAdd || mode == memcache.ModeReplace || mode == memcache.ModeCAS) {
+		// An earlier attempt may have stored it and the retry then saw
+		// our own write: if the item is exactly ours, it was stored.
+		var cur memcache.Item
+		if gerr := g.Get(ctx, it.Key, nil, &cur); gerr == nil && cur.Flags == it.Flags && string(cur.Value) == string(it.Value) {
+			return cur.CAS, nil
+		}
+	}
 	return cas, err
 }
 
@@ -249,7 +276,7 @@ func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
-	return g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
+	ambiguous, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 2)
 		b = msgpack.AppendRaw(b, dbkey)
 		return msgpack.AppendUint(b, cas)
@@ -260,6 +287,10 @@ func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
 		}
 		return statusError(st)
 	})
+	if ambiguous && errors.Is(err, memcache.ErrNotFound) {
+		return nil // the earlier attempt deleted it
+	}
+	return err
 }
 
 // Incr implements memcache.Backend.
@@ -275,7 +306,9 @@ func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool,
 		exp = exptime32(create.Exptime)
 	}
 	var val, cas uint64
-	err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
+	// A retried incr after an ambiguous failure may apply twice: there is
+	// no request deduplication yet (noted in the issue).
+	_, err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 6)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, delta)
@@ -311,7 +344,7 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	want := it != nil
-	return g.write(ctx, h, wire.SrvTouch, func(b []byte) []byte {
+	_, err := g.write(ctx, h, wire.SrvTouch, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 3)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, uint64(exptime32(exptime)))
@@ -330,6 +363,7 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 		}
 		return fillItem(raw, dst, it)
 	})
+	return err
 }
 
 // activeServers lists the active servers of both hash spaces.

@@ -34,7 +34,11 @@ type Config struct {
 	Binary       string   // -b listen address, or ""
 	KeyPrefix    []byte   // -k
 	RetryTimeout time.Duration
-	CallTimeout  time.Duration
+	CallTimeout  time.Duration // per read RPC; default 3 s
+	// WriteTimeout is the per-call deadline of a write. It must exceed
+	// the servers' replication timeout, or a slow but successful write is
+	// retried (and a retried delete or incr is not idempotent). Default 8 s.
+	WriteTimeout time.Duration
 	MaxItemSize  int
 	MaxConns     int
 	Log          *logging.Logger
@@ -77,6 +81,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 3 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 8 * time.Second
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancel(context.Background())

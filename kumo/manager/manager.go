@@ -206,6 +206,10 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 		}
 	case wire.RoleManager:
 		m.log.Infof("partner connected: %s", addr)
+		// Send our hash spaces down the partner's own connection at once:
+		// a restarted partner has none, and our client to it may still be
+		// backing off.
+		go m.syncTo(c)
 	default:
 		m.log.Warnf("unknown role %d from %s", h.Role, addr)
 	}
@@ -375,6 +379,20 @@ func (m *Manager) broadcastTo(partner bool) {
 	if partner {
 		m.syncPartner()
 	}
+}
+
+// syncTo sends our hash spaces over c (a connection from the partner).
+func (m *Manager) syncTo(c *rpc.Conn) {
+	w, r := m.seeds()
+	if w.Empty() && r.Empty() {
+		return
+	}
+	c.Go(wire.MgrHashSpaceSync, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = w.AppendSeed(b)
+		b = r.AppendSeed(b)
+		return msgpack.AppendUint(b, m.clk.Now())
+	}, 3*time.Second, func([]byte, error) {})
 }
 
 // syncPartner sends our hash spaces to the partner manager.

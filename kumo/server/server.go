@@ -92,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Clock = clock.New(clock.Options{})
 	}
 	if cfg.ReplTimeout <= 0 {
-		cfg.ReplTimeout = 10 * time.Second
+		cfg.ReplTimeout = 5 * time.Second
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 3 * time.Second

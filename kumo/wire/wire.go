@@ -133,6 +133,9 @@ const (
 const (
 	MsgObsolete = "obsolete hash space"
 	MsgNotReady = "server not ready"
+	// MsgReplication: the coordinator stored the write but a replica
+	// stayed unreachable; the write may be visible.
+	MsgReplication = "replication failed"
 )
 
 // Version is the kumo release these daemons report.
