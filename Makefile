@@ -47,3 +47,10 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# The rebalancing and recovery scenarios (kumofs's rt/01-09) in their long
+# form: 20 loops each, under load, with the end-of-scenario checks.
+CHAOS_LOOPS ?= 20
+.PHONY: chaos
+chaos:
+	KUMO_CHAOS_LOOPS=$(CHAOS_LOOPS) $(GO) test -count=1 -timeout 90m -v -run 'TestScenarios' ./kumo/integration/ 2>&1 | tee chaos.log | grep -E '^\s*(---|ok|FAIL|PASS)|scenario_test'
