@@ -74,7 +74,7 @@ type Config struct {
 // the preload), except Preloaded and PreloadErrors.
 type Result struct {
 	Elapsed       time.Duration
-	Ops           uint64 // requests answered (or failed)
+	Ops           uint64 // requests done, failed ones included (Latency holds the answered ones)
 	Gets, Sets    uint64 // requests by kind (a multi-get is one get)
 	Hits, Misses  uint64 // keys asked by gets
 	Errors        uint64 // failed requests: error replies, broken connections

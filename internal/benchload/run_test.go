@@ -259,3 +259,46 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("err %v, want ErrDial", err)
 	}
 }
+
+// TestServerGone: the server closes the connection and stops listening; a
+// run with an op count still ends, every request failed.
+func TestServerGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			nc.Close()
+		}
+	}()
+	res, err := Run(context.Background(), Config{
+		Addr: ln.Addr().String(), Conns: 1, Pipeline: 50, GetRatio: 0.5, ValueSize: 40,
+		Keys: 10, MultiGet: 1, Ops: 100, Verify: true,
+	})
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 100 || res.Errors != 100 || res.Latency.Count() != 0 || res.Wrong != 0 {
+		t.Fatalf("ops %d errors %d answered %d wrong %d", res.Ops, res.Errors, res.Latency.Count(), res.Wrong)
+	}
+}
+
+func TestZipfOneKey(t *testing.T) {
+	addr := startMemtest(t, memtest.New(nil))
+	res, err := Run(context.Background(), Config{
+		Addr: addr, Conns: 2, Pipeline: 2, GetRatio: 0.5, ValueSize: 40, Keys: 1, Zipf: 1.5,
+		MultiGet: 2, Ops: 200, Verify: true, Preload: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 200 || res.Errors != 0 || res.Wrong != 0 || res.Misses != 0 {
+		t.Fatalf("ops %d errors %d wrong %d misses %d", res.Ops, res.Errors, res.Wrong, res.Misses)
+	}
+}

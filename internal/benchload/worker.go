@@ -126,6 +126,8 @@ func (w *worker) close() {
 func (w *worker) abort() { w.close() }
 
 // redial opens a new connection; it reports whether the worker has one.
+// A failed dial waits a moment, so that a dead server costs a few dials a
+// second, not a busy loop.
 func (w *worker) redial() bool {
 	w.mu.Lock()
 	closed := w.closed
@@ -138,7 +140,6 @@ func (w *worker) redial() bool {
 	nc, err := w.cfg.Dial(ctx, w.cfg.Addr)
 	cancel()
 	if err != nil {
-		w.errs.Add(1)
 		time.Sleep(100 * time.Millisecond) // back off before the next dial
 		return false
 	}
@@ -205,14 +206,19 @@ func (w *worker) measure() {
 			}
 			n = int(min(int64(n), w.quota))
 		}
+		w.quota -= int64(n)
 		if !w.connected() && !w.redial() {
+			if !w.sh.stop.Load() {
+				// No connection: the batch fails without being sent.
+				w.errs.Add(uint64(n))
+				w.ops.Add(uint64(n))
+			}
 			continue
 		}
 		for i := 0; i < n; i++ {
 			w.writeRequest(&w.reqs[i], i)
 		}
 		w.runBatch(w.reqs[:n], true)
-		w.quota -= int64(n)
 	}
 }
 
@@ -221,6 +227,11 @@ func (w *worker) preload() {
 	k := w.id
 	for k < w.cfg.Keys && !w.sh.stop.Load() {
 		if !w.connected() && !w.redial() {
+			// No connection: these keys stay unset.
+			for n := 0; n < preloadDepth && k < w.cfg.Keys; n++ {
+				w.errs.Add(1)
+				k += w.cfg.Conns
+			}
 			continue
 		}
 		n := 0
