@@ -60,7 +60,9 @@ func (cl *Client) Conn() *Conn {
 }
 
 // Close stops reconnecting, closes the connection (pending calls fail with
-// ErrClosed) and waits for the client's goroutines.
+// ErrClosed) and waits for the client's goroutines. Calling it from a
+// handler or callback running on the client's connection deadlocks; use
+// Conn.Close there, or call Close from another goroutine.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	if cl.closed {

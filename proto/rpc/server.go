@@ -13,8 +13,9 @@ type Server struct {
 	// Handler serves requests; nil answers every request with CodeProtocol.
 	Handler Handler
 
-	// OnHello is called (on the read goroutine) when a peer sends a hello;
-	// the hello it returns, if any, is sent back (kumofs cluster handshake).
+	// OnHello is called (on the read goroutine; it must not block) when a
+	// peer sends a hello; the hello it returns, if any, is sent back (kumofs
+	// cluster handshake).
 	OnHello func(c *Conn, h Hello) *Hello
 
 	// OnClose is called once for every accepted connection when it has
@@ -111,7 +112,8 @@ func (s *Server) connClosed(c *Conn, err error) {
 }
 
 // Close closes the listeners and all accepted connections and waits for
-// every goroutine the server started (Serve returns ErrClosed).
+// every goroutine the server started (Serve returns ErrClosed). It must not
+// be called from a handler or callback running on one of its connections.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
