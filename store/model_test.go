@@ -22,11 +22,11 @@ func TestModel(t *testing.T) {
 		}
 		t.Logf("seed %d (rerun with -model.seed)", seed)
 		rng := rand.New(rand.NewPCG(seed, 1))
-		ops := 1500
+		ops := 1000
 		if testing.Short() {
 			ops = 300
 		}
-		dir := t.TempDir()
+		dir := fastTempDir(t)
 		path := filepath.Join(dir, "m.kch")
 		const nkeys = 40
 		const now = int64(1_000_000)

@@ -17,9 +17,24 @@ func init() {
 	heapSlots = true
 }
 
+// fastTempDir returns a temporary directory on tmpfs (/dev/shm) when
+// there is one, for tests that reopen files hundreds of times and do not
+// test the disk itself: fdatasync there is free. Crashes are simulated
+// at the process level, so the page cache is all that matters.
+func fastTempDir(t testing.TB) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "kumo-store-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
 func tempDB(t testing.TB, opt *Options) (*DB, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "t.kch")
+	path := filepath.Join(fastTempDir(t), "t.kch")
 	if opt == nil {
 		opt = &Options{Sync: SyncNone, Buckets: 1024}
 	}
