@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -283,4 +284,35 @@ func TestHelp(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, synopsis+"\n") || errOut != "" {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+}
+
+// BenchmarkMerge merges a source of 100,000 records of 100-byte values into
+// a new destination; records/s is the figure.
+func BenchmarkMerge(b *testing.B) {
+	const n = 100000
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	db, err := store.Open(src, &store.Options{Sync: store.SyncNone, Buckets: 2 * n})
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := bytes.Repeat([]byte("v"), 100)
+	for i := range n {
+		err := db.Put(&store.Record{Key: fmt.Appendf(nil, "key%08d", i), Value: value, Clock: clk(uint64(i), 0)})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		dst := filepath.Join(dir, fmt.Sprint("dst", i))
+		if err := merge(dst, []string{src}, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		os.Remove(dst)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

@@ -77,7 +77,7 @@ func render(f *frame, width int) []string {
 	var lines []string
 	title := "kumotop  " + f.now.In(time.Local).Format(timeLayout) + "  " + plural(len(f.rows), "server")
 	if f.source != "" {
-		title += "  (" + f.source + ")"
+		title += "  (" + oneLine(f.source) + ")"
 	}
 	lines = append(lines, title+"  q: quit")
 	if f.err != nil {
@@ -96,8 +96,9 @@ func render(f *frame, width int) []string {
 	}
 	for i := range f.rows {
 		r := &f.rows[i]
+		addr := oneLine(r.addr)
 		if r.err != nil {
-			b = append(pad(append(b[:0], r.addr...), aw-len(r.addr)), ' ')
+			b = append(pad(append(b[:0], addr...), aw-len(addr)), ' ')
 			lines = append(lines, string(append(b, oneLine(r.err.Error())...)))
 			continue
 		}
@@ -113,12 +114,12 @@ func render(f *frame, width int) []string {
 			ctr = fit(s.clock&0xffffffff, 6)
 		}
 		if wide {
-			b = cols(b[:0], aw, r.addr, get, set, del)
-			b = cols2(b, gr, sr, dr, items, tm, ctr, s.repl)
+			b = cols(b[:0], aw, addr, get, set, del)
+			b = cols2(b, gr, sr, dr, items, tm, ctr, oneLine(s.repl))
 			lines = append(lines, string(b))
 		} else {
-			lines = append(lines, string(cols(b[:0], aw, r.addr, get, set, del, items)))
-			lines = append(lines, string(cols2(pad(b[:0], 1), gr, sr, dr, "", tm, ctr, s.repl)))
+			lines = append(lines, string(cols(b[:0], aw, addr, get, set, del, items)))
+			lines = append(lines, string(cols2(pad(b[:0], 1), gr, sr, dr, "", tm, ctr, oneLine(s.repl))))
 		}
 	}
 	for i, l := range lines {

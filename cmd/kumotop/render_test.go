@@ -190,3 +190,45 @@ func TestFit(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRender: whatever the addresses, error texts, counters and width, no
+// line is wider than the width and no control character reaches the
+// screen.
+func FuzzRender(f *testing.F) {
+	f.Add("127.0.0.1:19801", "cannot reach: connection refused", uint64(1), uint64(2), uint64(3), uint64(4), clock0, "ready", 80)
+	f.Add("[2001:db8:1234:5678:9abc:def0:1234:5678]:19800", "", uint64(1<<64-1), uint64(0), uint64(1e12), uint64(5), uint64(1<<64-1), "?", 130)
+	f.Add("x", "line\nbreak\x1b[2J\ttab", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), "Deleting", 1)
+	f.Add("äöü:1", "日本語のエラー", uint64(9), uint64(99), uint64(999), uint64(9999), clock0, "WAIT", 12)
+	f.Fuzz(func(t *testing.T, addr, errText string, get, set, del, items, clock uint64, repl string, width int) {
+		if width <= 0 || width > 1000 {
+			return
+		}
+		prev := sample{at: t0, get: get / 2, set: set / 3, del: del / 4}
+		r := mkrow(addr, &prev, sample{at: t0.Add(time.Second), get: get, set: set, del: del, items: items, clock: clock, repl: "ready"}, nil)
+		var bad row
+		if errText != "" {
+			bad = mkrow(addr, nil, sample{}, errors.New(errText))
+		} else {
+			bad = mkrow(addr, nil, sample{at: t0, repl: repl}, nil)
+		}
+		f := &frame{now: t0, source: "manager " + addr, err: errors.New(errText), rows: []row{r, bad}}
+		for _, l := range render(f, width) {
+			if n := len([]rune(l)); n > width {
+				t.Fatalf("line of %d runes at width %d: %q", n, width, l)
+			}
+			for _, c := range l {
+				if c < ' ' || c == 0x7f {
+					t.Fatalf("control character %q on screen: %q", c, l)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkRender lays out the six-server test frame at 160 columns.
+func BenchmarkRender(b *testing.B) {
+	f := testFrames()["servers"]
+	for b.Loop() {
+		render(f, 160)
+	}
+}
