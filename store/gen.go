@@ -31,6 +31,7 @@ type gen struct {
 	logStart int64
 
 	hdr  header       // last header written; guarded by DB.ckptMu (or private)
+	snap atomic.Pointer[header] // copy of hdr for lock-free Stats
 	ckpt atomic.Int64 // checkpoint offset C of hdr
 
 	// Writer state, guarded by DB.writeMu once the generation is shared.
@@ -52,6 +53,7 @@ func mapGen(f *os.File, h header, size int64) (*gen, error) {
 	g := &gen{f: f, hdr: h, apow: h.apow, logStart: int64(h.logStart), nbuckets: h.bnum / slotsPerBkt,
 		allocEnd: size, done: make(chan struct{})}
 	g.refs.Store(1)
+	g.snap.Store(&h)
 	g.ckpt.Store(int64(h.checkpoint))
 	n := max(mapReserve, g.logStart)
 	var err error
@@ -175,6 +177,7 @@ func (g *gen) writeHeader(h header) error {
 		return err
 	}
 	g.hdr = h
+	g.snap.Store(&h)
 	g.ckpt.Store(int64(h.checkpoint))
 	return nil
 }

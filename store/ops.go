@@ -297,8 +297,9 @@ func (db *DB) write(key []byte, rec *Record, rf byte, pred func(old *Record) boo
 // order. It takes no lock and may run while writers do: records written
 // after it started may or may not be seen, and a key rewritten during the
 // scan may be missed if its new version is appended after the scan ends.
-// rec and its slices are valid only during fn. An error from fn stops
-// the scan and is returned.
+// rec and its slices are valid only during fn, which must not call
+// Close (Close waits for running scans). An error from fn stops the scan
+// and is returned.
 func (db *DB) ForEach(fn func(rec *Record) error) error {
 	g, err := db.acquire()
 	if err != nil {

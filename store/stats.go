@@ -43,9 +43,7 @@ func (db *DB) Stats() Stats {
 		return Stats{Path: db.path}
 	}
 	defer g.release()
-	db.ckptMu.Lock()
-	h := g.hdr
-	db.ckptMu.Unlock()
+	h := g.snap.Load()
 	st := Stats{Path: db.path, Buckets: g.nbuckets * slotsPerBkt, Records: uint64(g.rnum.Load()),
 		DeletedSlots: uint64(g.del.Load()), LiveBytes: uint64(g.live.Load()), LogStart: uint64(g.logStart),
 		LogEnd: uint64(g.logEnd.Load()), Checkpoint: uint64(g.ckpt.Load()), Alignment: 1 << g.apow,
@@ -137,7 +135,6 @@ func Verify(path string) (VerifyReport, error) {
 	var scratch []byte
 	var rec Record
 	off := g.logStart
-	valid := map[int64]bool{}
 	for off < size {
 		p, klen, vlen, _, err := g.record(off, size, &scratch)
 		if err == nil {
@@ -160,24 +157,30 @@ func Verify(path string) (VerifyReport, error) {
 			continue
 		}
 		rep.Records++
-		if len(valid) < 1<<24 {
-			valid[off] = true
-		}
 		off += recSize(klen, vlen, g.apow)
 	}
-	// Slot check against the table on disk.
-	slots := make([]byte, 8*h.bnum)
-	if _, err := f.ReadAt(slots, slotsOffset); err != nil {
-		return rep, err
-	}
-	for i := uint64(0); i < h.bnum; i++ {
-		s := leUint64(slots[8*i:])
-		if s == 0 || slotHint(s) == 0 {
-			continue
+	// Every live slot must point at a valid record of its key's tag. The
+	// table is read in chunks, so memory stays bounded.
+	const chunk = 8192
+	buf := make([]byte, 8*chunk)
+	for i := uint64(0); i < h.bnum; i += chunk {
+		n := min(chunk, h.bnum-i)
+		if _, err := f.ReadAt(buf[:8*n], slotsOffset+8*int64(i)); err != nil {
+			return rep, err
 		}
-		rep.Live++
-		if o := slotOff(s, g.apow); len(valid) < 1<<24 && !valid[o] {
-			rep.BadSlots++
+		for j := uint64(0); j < n; j++ {
+			s := leUint64(buf[8*j:])
+			if s == 0 || slotHint(s) == 0 {
+				continue
+			}
+			rep.Live++
+			p, _, _, _, err := g.record(slotOff(s, g.apow), size, &scratch)
+			if err == nil {
+				_, _, err = decodeRecord(p, &rec)
+			}
+			if err != nil || hashKey(rec.Key)&0xffff != slotTag(s) {
+				rep.BadSlots++
+			}
 		}
 	}
 	if len(rep.Bad) > 0 || rep.BadSlots > 0 {
