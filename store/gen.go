@@ -30,9 +30,9 @@ type gen struct {
 	apow     uint8
 	logStart int64
 
-	hdr  header       // last header written; guarded by DB.ckptMu (or private)
+	hdr  header                 // last header written; guarded by DB.ckptMu (or private)
 	snap atomic.Pointer[header] // copy of hdr for lock-free Stats
-	ckpt atomic.Int64 // checkpoint offset C of hdr
+	ckpt atomic.Int64           // checkpoint offset C of hdr
 
 	// Writer state, guarded by DB.writeMu once the generation is shared.
 	allocEnd int64 // file bytes known to be allocated (file size)
