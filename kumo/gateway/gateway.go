@@ -165,6 +165,7 @@ func (g *Gateway) Close() error {
 
 func (g *Gateway) dialManager(addr string) *rpc.Client {
 	return rpc.Dial(addr, rpc.Options{
+		Logf:        g.log.Func(logging.Debug),
 		CallTimeout: g.cfg.CallTimeout,
 		Handler:     rpc.HandlerFunc(g.serveRPC),
 		OnUp:        func(*rpc.Conn) { g.requestRefresh() },
@@ -269,7 +270,8 @@ func (g *Gateway) server(a ring.Addr) *rpc.Client {
 	if g.closed.Load() {
 		return nil
 	}
-	c := rpc.Dial(a.String(), rpc.Options{CallTimeout: g.cfg.CallTimeout})
+	c := rpc.Dial(a.String(), rpc.Options{
+		Logf: g.log.Func(logging.Debug), CallTimeout: g.cfg.CallTimeout})
 	m := make(map[ring.Addr]*rpc.Client, len(old)+1)
 	for k, v := range old {
 		m[k] = v

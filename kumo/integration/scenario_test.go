@@ -534,3 +534,47 @@ func TestScenarios(t *testing.T) {
 		})
 	}
 }
+
+// Ensure that a key deleted while a server was down does not come back
+// when that server returns after the tombstones' garbage time (-gX): the
+// server discards its old data on start, with a log line.
+func TestDeletedKeyStaysDeletedAfterGarbageTime(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gX", "2"}})
+	m := dial(t, c.Gateway())
+	for i := 0; i < 50; i++ {
+		if r := m.set(fmt.Sprintf("g%d", i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	kill(t, c, 0, 0)
+	for i := 0; i < 50; i += 2 {
+		if r := m.cmd(fmt.Sprintf("delete g%d\r\n", i)); r != "DELETED\r\n" {
+			t.Fatalf("delete: %q", r)
+		}
+	}
+	// Let the dead server's data age past -gX; the others purge their
+	// tombstones meanwhile.
+	p := c.Server(0)
+	fi0 := time.Now()
+	eventually(t, 10*time.Second, "the garbage time to pass", func() bool { return time.Since(fi0) > 3*time.Second })
+	off := p.LogSize()
+	restartAndAttach(t, c, 0, 0)
+	if err := p.WaitLogAfter(off, "discarding", 5*time.Second); err != nil {
+		t.Fatalf("no discard log line: %v", err)
+	}
+	for i := 0; i < 50; i++ {
+		v, ok := m.get(fmt.Sprintf("g%d", i))
+		if i%2 == 0 && ok {
+			t.Fatalf("deleted g%d came back: %q", i, v)
+		}
+		if i%2 == 1 && (!ok || v != "v") {
+			t.Fatalf("g%d lost: %q %v", i, v, ok)
+		}
+	}
+	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
+	for i := 1; i < 50; i += 2 {
+		l.acked[fmt.Sprintf("g%d", i)] = 0
+	}
+	l.checkPlacement(t, c, 1)
+}

@@ -134,6 +134,7 @@ func New(cfg Config) (*Manager, error) {
 	go m.watchdog()
 	if cfg.Partner != "" {
 		m.partner = rpc.Dial(cfg.Partner, rpc.Options{
+			Logf:        m.log.Func(logging.Debug),
 			Hello:       &rpc.Hello{Addr: cfg.Self.Dump(), Role: wire.RoleManager},
 			CallTimeout: 3 * time.Second,
 			Handler:     rpc.HandlerFunc(m.serveRPC),

@@ -179,8 +179,14 @@ func (m *Manager) handleReplaceEnd(req *rpc.Request) {
 		}
 		if r.failed {
 			m.replace = nil
+			auto := m.autoReplace
 			m.mu.Unlock()
-			m.log.Errorf("replace copy failed on some server; run kumoctl replace again")
+			if auto {
+				m.log.Errorf("replace copy failed on some server; retrying")
+				m.scheduleAutoReplace()
+			} else {
+				m.log.Errorf("replace copy failed on some server; run kumoctl replace again")
+			}
 			return
 		}
 		m.finishCopy(r) // unlocks

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"kumofs/internal/logging"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -38,6 +39,7 @@ func (s *Server) adopt(w, r *ring.HashSpace) bool {
 
 func (s *Server) dialManager(addr string) *rpc.Client {
 	return rpc.Dial(addr, rpc.Options{
+		Logf:        s.log.Func(logging.Debug),
 		Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
 		CallTimeout: s.cfg.CallTimeout,
 		Handler:     rpc.HandlerFunc(s.serveRPC),

@@ -92,13 +92,13 @@ func (b *batcher) flush() {
 		return
 	}
 	s := b.s
-	c := s.peer(b.to)
-	if c == nil {
-		b.err = ErrClosed
-		return
-	}
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
+		c := s.stream(b.to)
+		if c == nil {
+			b.err = ErrClosed
+			return
+		}
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		var res rpc.Result
 		res, err = c.Call(ctx, wire.SrvReplicateBatch, func(p []byte) []byte {

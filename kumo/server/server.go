@@ -29,7 +29,7 @@ import (
 type Config struct {
 	Self        ring.Addr // advertised address (-l)
 	Listen      string    // address to listen on; defaults to Self
-	StreamPort  int       // -L (reserved for the bulk replace stream)
+	StreamPort  int       // -L: rebalancing batches arrive here, off the request connection
 	Managers    []string  // -m, -p
 	StorePath   string    // -s
 	Store       store.Options
@@ -52,6 +52,12 @@ type Server struct {
 
 	rpcSrv *rpc.Server
 	ln     net.Listener
+
+	streamSrv *rpc.Server // serves ReplicateBatch on -L; nil without a stream port
+	streamLn  net.Listener
+
+	streamMu sync.Mutex                // protects streams
+	streams  map[ring.Addr]*rpc.Client // peers' stream connections
 
 	whs atomic.Pointer[ring.HashSpace] // write hash space
 	rhs atomic.Pointer[ring.HashSpace] // read hash space
@@ -113,13 +119,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Log,
-		clk:   cfg.Clock,
-		db:    db,
-		start: time.Now(),
-		ln:    ln,
-		peers: make(map[ring.Addr]*rpc.Client),
+		cfg:     cfg,
+		log:     cfg.Log,
+		clk:     cfg.Clock,
+		db:      db,
+		start:   time.Now(),
+		ln:      ln,
+		peers:   make(map[ring.Addr]*rpc.Client),
+		streams: make(map[ring.Addr]*rpc.Client),
 	}
 	s.inc = s.clk.Now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -138,6 +145,13 @@ func New(cfg Config) (*Server, error) {
 			s.log.Errorf("rpc server stopped: %v", err)
 		}
 	}()
+	if cfg.StreamPort > 0 {
+		if err := s.listenStream(); err != nil {
+			s.rpcSrv.Close()
+			db.Close()
+			return nil, err
+		}
+	}
 	for _, m := range cfg.Managers {
 		s.mgrs = append(s.mgrs, s.dialManager(m))
 	}
@@ -190,6 +204,9 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	s.rpcSrv.Close()
+	if s.streamSrv != nil {
+		s.streamSrv.Close()
+	}
 	for _, m := range s.mgrs {
 		m.Close()
 	}
@@ -206,6 +223,12 @@ func (s *Server) Close() error {
 	}
 	s.peers = nil
 	s.peersMu.Unlock()
+	s.streamMu.Lock()
+	for _, p := range s.streams {
+		p.Close()
+	}
+	s.streams = nil
+	s.streamMu.Unlock()
 	return s.db.Close()
 }
 
@@ -227,6 +250,7 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 	c := s.peers[a]
 	if c == nil {
 		c = rpc.Dial(a.String(), rpc.Options{
+			Logf:        s.log.Func(logging.Debug),
 			Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
 			CallTimeout: s.cfg.CallTimeout,
 			Handler:     rpc.HandlerFunc(s.serveRPC),
@@ -241,7 +265,7 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 // purged.
 func (s *Server) maintenanceLoop() {
 	defer s.loops.Done()
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(min(time.Minute, max(s.cfg.GarbageMax/2, time.Second)))
 	defer t.Stop()
 	last := time.Now()
 	for {

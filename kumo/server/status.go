@@ -68,6 +68,8 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 		u(uint64(s.db.Stats().LiveBytes))
 	case wire.StatDBDeadSize:
 		u(uint64(s.db.Stats().DeadBytes))
+	case wire.StatStreamPort:
+		u(s.streamPort())
 	default:
 		req.Reply(msgpack.AppendNil)
 	}

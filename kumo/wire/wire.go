@@ -118,6 +118,7 @@ const (
 	StatReplace    = 11
 	StatDBBytes    = 64 // kumo: live bytes in the store
 	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
+	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
 )
 
 // Replace state bits of StatReplace (kumostat replstat).
