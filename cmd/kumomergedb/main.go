@@ -121,8 +121,8 @@ func merge(dst string, srcs []string, out io.Writer) (err error) {
 	return nil
 }
 
-// checkSource refuses a missing source (store.Open would create it), the
-// destination itself, and a file given twice.
+// checkSource refuses a missing or empty source (store.Open would create
+// it), the destination itself, and a file given twice.
 func checkSource(src, dst string, earlier []string) error {
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -130,6 +130,10 @@ func checkSource(src, dst string, earlier []string) error {
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("source %s is not a regular file", src)
+	}
+	if fi.Size() == 0 {
+		// store.Open would make a new store of it.
+		return fmt.Errorf("source %s is empty, not a kumo store", src)
 	}
 	if di, err := os.Stat(dst); err == nil && os.SameFile(fi, di) {
 		return fmt.Errorf("source %s is the destination", src)

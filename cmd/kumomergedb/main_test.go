@@ -229,6 +229,10 @@ func TestErrors(t *testing.T) {
 	if err := os.WriteFile(notStore, bytes.Repeat([]byte("x"), 8192), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dst := filepath.Join(dir, "dst")
 
 	locked := filepath.Join(dir, "live")
@@ -252,6 +256,7 @@ func TestErrors(t *testing.T) {
 		{"source is destination", []string{src, src}, "error: source " + src + " is the destination\n"},
 		{"twice", []string{dst, src, src}, "error: source " + src + " is given twice\n"},
 		{"not a store", []string{dst, notStore}, "error: opening " + notStore + ": " + store.ErrBadHeader.Error() + "\n"},
+		{"empty file", []string{dst, empty}, "error: source " + empty + " is empty, not a kumo store\n"},
 		{"locked source", []string{dst, src, locked}, "error: " + locked +
 			" is locked: a kumo-server (or another tool) has it open; merge a backup (kumoctl backup) or stop the server first\n"},
 		{"locked destination", []string{locked, src}, "error: " + locked +

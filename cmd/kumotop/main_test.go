@@ -24,6 +24,7 @@ type fake struct {
 	addr      ring.Addr
 	nodesInfo []byte     // GetNodesInfo answer (a manager)
 	fail      *rpc.Error // answer every call with this error
+	hang      bool       // never answer
 
 	mu     sync.Mutex // protects status
 	status map[uint64][]byte
@@ -32,6 +33,9 @@ type fake struct {
 }
 
 func (f *fake) serve(req *rpc.Request) {
+	if f.hang {
+		return
+	}
 	if f.fail != nil {
 		req.ReplyError(f.fail)
 		return
@@ -183,6 +187,22 @@ func TestSampleManager(t *testing.T) {
 	if code, _, errOut := runTop("-m", mgr2.addr.String(), "-n", "1", "-w", "80"); code != 0 || errOut != "" {
 		t.Errorf("healthy cluster: exit %d, stderr %q", code, errOut)
 	}
+}
+
+// TestHungServer: a server that never answers shows a timeout in its row
+// after the sample deadline, and does not hold up the other rows.
+func TestHungServer(t *testing.T) {
+	steppedClock(t)
+	sampleTimeout = 100 * time.Millisecond
+	t.Cleanup(func() { sampleTimeout = time.Second })
+	hung := (&fake{hang: true}).start(t)
+	good := (&fake{status: serverStatus(1, clock0, u(0))}).start(t)
+	names := map[ring.Addr]string{hung.addr: "127.0.0.1:HUNG0", good.addr: "127.0.0.1:GOOD0"}
+	code, out, errOut := runTop("-n", "1", "-w", "130", hung.addr.String(), good.addr.String())
+	if code != 1 || errOut != "" {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	golden(t, "run_hung", []byte(normalize(out, names)))
 }
 
 func TestManagerErrors(t *testing.T) {

@@ -131,7 +131,7 @@ func (s *session) call(ctx context.Context, method uint32, params func([]byte) [
 	res, err := s.c.Call(ctx, method, params)
 	if err != nil {
 		var re *rpc.Error
-		if errors.As(err, &re) {
+		if errors.As(err, &re) || errors.Is(err, rpc.ErrTimeout) {
 			return nil, err
 		}
 		s.mu.Lock()
