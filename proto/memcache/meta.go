@@ -37,7 +37,7 @@ func flagMask(s string) uint64 {
 }
 
 var (
-	mgFlags = flagMask("bcfhklOqstvTNE")
+	mgFlags = flagMask("bcfhklOqstvTN")
 	msFlags = flagMask("bcCFIkOqsTM")
 	mdFlags = flagMask("bCIkOqT")
 	maFlags = flagMask("bNJDMqOkcv")

@@ -215,7 +215,9 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 		c.bw.WriteString("ERROR\r\n")
 		return nil
 	}
-	c.noreply = n == want+1 && string(tok[n-1]) == "noreply"
+	// As memcached's set_noreply_maybe: a last token "noreply" silences
+	// the reply even where it is in the place of another argument.
+	c.noreply = string(tok[n-1]) == "noreply"
 	key := tok[1]
 	flags, ok1 := parseUint(tok[2])
 	exp, ok2 := parseInt32(tok[3])

@@ -51,6 +51,7 @@ var textCases = []transcript{
 	{"append prepend keep flags", "set ap 7 0 1\r\nb\r\nappend ap 9 0 1\r\nc\r\nprepend ap 9 0 1\r\na\r\ngets ap\r\n", "STORED\r\nSTORED\r\nSTORED\r\nVALUE ap 7 3 3\r\nabc\r\nEND\r\n"},
 	{"cas", "set c 0 0 1\r\nx\r\ngets c\r\ncas c 0 0 1 1\r\ny\r\ncas c 0 0 1 1\r\nz\r\ncas nokey 0 0 1 1\r\nz\r\ncas c 0 0 1\r\nz\r\ngets c\r\n",
 		"STORED\r\nVALUE c 0 1 1\r\nx\r\nEND\r\nSTORED\r\nEXISTS\r\nNOT_FOUND\r\nERROR\r\nERROR\r\nVALUE c 0 1 2\r\ny\r\nEND\r\n"},
+	{"noreply in place of cas unique", "cas x 0 0 1 noreply\r\nx\r\nset x 0 0 1 noreply\r\nxyz\r\nmn\r\n", "ERROR\r\nERROR\r\nMN\r\n"},
 	{"cas bad unique", "cas c 0 0 1 x\r\ny\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n"},
 	{"multi get", "set m1 0 0 1\r\n1\r\nset m2 0 0 1\r\n2\r\nget m1 nokey m2 m1\r\n", "STORED\r\nSTORED\r\nVALUE m1 0 1\r\n1\r\nVALUE m2 0 1\r\n2\r\nVALUE m1 0 1\r\n1\r\nEND\r\n"},
 	{"get no key", "get\r\ngets \r\n", "ERROR\r\nERROR\r\n"},
