@@ -25,6 +25,18 @@ func crashChild() {
 		os.Exit(2)
 	}
 	start, _ := strconv.Atoi(os.Getenv("KUMO_STORE_CRASH_START"))
+	if os.Getenv("KUMO_STORE_CRASH_COMPACT") != "" {
+		// Compact continuously, so kills also land inside compactions
+		// and file swaps.
+		go func() {
+			for {
+				if err := db.Compact(CompactOptions{}); err != nil {
+					fmt.Println("error", err)
+					os.Exit(2)
+				}
+			}
+		}()
+	}
 	w := bufio.NewWriter(os.Stdout)
 	for i := start; ; i++ {
 		k := key(i)
@@ -55,6 +67,9 @@ func TestCrashMatrix(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, "KUMO_STORE_CRASH_START="+strconv.Itoa(next))
+		if round%2 == 1 {
+			cmd.Env = append(cmd.Env, "KUMO_STORE_CRASH_COMPACT=1")
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +105,9 @@ func TestCrashMatrix(t *testing.T) {
 			if err != nil || rec.Clock != uint64(i) {
 				t.Fatalf("round %d: acked key %d: %v %+v", round, i, err, rec)
 			}
+		}
+		if _, err := os.Stat(path + compactSuffix); !os.IsNotExist(err) {
+			t.Fatalf("round %d: compaction leftover not removed: %v", round, err)
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)

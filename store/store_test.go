@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -246,6 +247,62 @@ func TestConcurrent(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Ensure that ForEach sees every key not touched during the scan exactly
+// once, in log order, while writers run.
+func TestForEachWhileWriting(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncNone, Buckets: 4096})
+	defer db.Close()
+	const n = 500
+	for i := 0; i < n; i++ {
+		db.Put(&Record{Key: key(i), Value: val(i)})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := n; i < 2*n; i++ {
+			db.Put(&Record{Key: key(i), Value: val(i)})
+		}
+	}()
+	seen := map[string]int{}
+	prev := ""
+	err := db.ForEach(func(r *Record) error {
+		k := string(r.Key)
+		seen[k]++
+		if k < string(key(n)) && k <= prev {
+			return fmt.Errorf("out of log order: %s after %s", k, prev)
+		}
+		if k < string(key(n)) {
+			prev = k
+		}
+		if !bytes.Equal(r.Value, val(mustAtoi(t, k))) {
+			return fmt.Errorf("%s = %q", k, r.Value)
+		}
+		return nil
+	})
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if seen[string(key(i))] != 1 {
+			t.Fatalf("key %d seen %d times", i, seen[string(key(i))])
+		}
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s seen %d times", k, c)
+		}
+	}
+}
+
+func mustAtoi(t testing.TB, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestMain(m *testing.M) {
