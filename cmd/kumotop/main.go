@@ -73,7 +73,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		width    int
 		interval time.Duration
 	)
-	fs.String(&manager, "-m", "--manager", "", "watch every attached server of this manager")
+	fs.Address(&manager, "-m", "--manager", "", "watch every attached server of this manager",
+		func(s string) error { _, err := ring.ParseAddr(s, ManagerDefaultPort); return err })
 	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)")
 	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)")
 	fs.Seconds(&interval, "-i", "--interval", 500*time.Millisecond, "refresh interval")
@@ -141,6 +142,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		}
 		last = w.round(now())
+		if scr.tty != nil {
+			last.hint = "q: quit"
+		}
 		if err := scr.show(last); err != nil {
 			scr.leave()
 			stop()

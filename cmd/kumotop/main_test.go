@@ -234,7 +234,9 @@ func TestUsage(t *testing.T) {
 	}{
 		{nil, "error: too few arguments\n"},
 		{[]string{"-n", "1"}, "error: too few arguments\n"},
-		{[]string{"-m", "a", "b"}, "error: unexpected argument: b\n"},
+		{[]string{"-m", "127.0.0.1", "b"}, "error: unexpected argument: b\n"},
+		{[]string{"-m", "127.0.0.1:x"}, "error: argument error `-m': ring: bad address: invalid port number: 127.0.0.1:x\n"},
+		{[]string{"-m"}, "error: argument error `-m': value is required\n"},
 		{[]string{"-n", "-1", "a"}, "error: -n must not be negative\n"},
 		{[]string{"-w", "-1", "a"}, "error: -w must not be negative\n"},
 		{[]string{"-i", "0", "a"}, "error: -i must be positive\n"},

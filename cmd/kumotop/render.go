@@ -29,6 +29,7 @@ type row struct {
 type frame struct {
 	now    time.Time
 	source string // "manager ADDR" or "" for a server list
+	hint   string // key help for the title ("q: quit"), "" when keys are not read
 	err    error  // the manager could not be asked (the rows are the last known list)
 	rows   []row
 }
@@ -79,7 +80,10 @@ func render(f *frame, width int) []string {
 	if f.source != "" {
 		title += "  (" + oneLine(f.source) + ")"
 	}
-	lines = append(lines, title+"  q: quit")
+	if f.hint != "" {
+		title += "  " + f.hint
+	}
+	lines = append(lines, title)
 	if f.err != nil {
 		lines = append(lines, "error: "+oneLine(f.err.Error()))
 	} else {

@@ -57,7 +57,7 @@ func testFrames() map[string]*frame {
 	at := t0.Add(time.Second)
 	prev := sample{at: t0.Add(500 * time.Millisecond), get: 1000, set: 500, del: 3, items: 12345, clock: clock0, repl: "ready"}
 	return map[string]*frame{
-		"servers": {now: at, rows: []row{
+		"servers": {now: at, hint: "q: quit", rows: []row{
 			mkrow("127.0.0.1:19801", &prev, sample{at: at, get: 1100, set: 510, del: 3, items: 12350, clock: clock0 + 1<<32 + 17, repl: "ready"}, nil),
 			mkrow("127.0.0.1:19802", nil, sample{at: at, get: 7, set: 123456789012, del: 0, items: 0, clock: clock0, repl: "Copying"}, nil),
 			mkrow("127.0.0.1:19803", nil, sample{}, errDial),
