@@ -95,9 +95,14 @@ func Build(ctx context.Context) (binDir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("localcluster: %w", err)
 	}
+	// One retry: a build cache shared with concurrent builds sometimes
+	// fails an import ("could not import ..."); a real compile error fails
+	// again, quickly.
 	if err := BuildInto(ctx, root, dir); err != nil {
-		os.RemoveAll(dir)
-		return "", err
+		if err = BuildInto(ctx, root, dir); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
 	}
 	return dir, nil
 }
