@@ -123,7 +123,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if f, ok := stdout.(*os.File); ok && isTerminal(f) {
 		scr.tty = f
 	}
-	quit, stop := watchQuit(stdin, scr.tty != nil)
+	quit, keys, stop := watchQuit(stdin, scr.tty != nil)
 	defer stop()
 	if scr.tty != nil {
 		scr.enter()
@@ -142,7 +142,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		}
 		last = w.round(now())
-		if scr.tty != nil {
+		if keys {
 			last.hint = "q: quit"
 		}
 		if err := scr.show(last); err != nil {
@@ -169,13 +169,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // watchQuit returns a channel closed when the user asks to quit: q or Q
-// (or Ctrl-C read as a byte) on a terminal stdin when keys is set, SIGINT
-// or SIGTERM always. stop ends the watching goroutines, waits for them
+// (or Ctrl-C read as a byte) on a terminal stdin when keys is set (reading
+// then says so), SIGINT or SIGTERM always. stop ends the watching goroutines, waits for them
 // and restores the terminal mode; it may be called more than once.
 //
 // Without raw mode (not Linux) q must be followed by Enter, and the key
 // reader, blocked in a read, is abandoned at stop (the process exits next).
-func watchQuit(stdin io.Reader, keys bool) (quit <-chan struct{}, stop func()) {
+func watchQuit(stdin io.Reader, keys bool) (quit <-chan struct{}, reading bool, stop func()) {
 	q := make(chan struct{})
 	var once sync.Once
 	fire := func() { once.Do(func() { close(q) }) }
@@ -198,6 +198,7 @@ func watchQuit(stdin io.Reader, keys bool) (quit <-chan struct{}, stop func()) {
 		if r, err := makeRaw(f); err == nil {
 			restore, polls = r, rawPolls
 		}
+		reading = true
 		reader := func() { readKeys(f, polls, fire, done) }
 		if polls {
 			wg.Go(reader)
@@ -206,7 +207,7 @@ func watchQuit(stdin io.Reader, keys bool) (quit <-chan struct{}, stop func()) {
 		}
 	}
 	var stopOnce sync.Once
-	return q, func() {
+	return q, reading, func() {
 		stopOnce.Do(func() {
 			signal.Stop(sigc)
 			close(done)

@@ -132,6 +132,9 @@ func TestPTY(t *testing.T) {
 			if !strings.HasPrefix(out, escEnter+escHome+"kumotop  ") {
 				t.Errorf("screen starts with %q", out[:min(len(out), 40)])
 			}
+			if !strings.Contains(out, "  1 server  q: quit"+escEOL) {
+				t.Errorf("title without the key hint: %q", out[:min(len(out), 100)])
+			}
 			// Frames start at the home position and lines end with \r\n.
 			for _, line := range strings.Split(strings.ReplaceAll(out, escHome, "\r\n"), "\r\n") {
 				line = strings.NewReplacer(escEnter, "", escLeave, "", escEOL, "", escEOS, "").Replace(line)
