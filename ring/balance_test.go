@@ -347,25 +347,27 @@ func benchOwners(b *testing.B, servers, vnodes int) {
 	}
 }
 
-// TestSwitchCost measures what switching a cluster from 128 to 1024 virtual
-// nodes moves (docs/capacity.md): over the merged points of both rings, the
+// TestSwitchCost measures what switching a cluster from 128 to 1024 or 2048
+// virtual nodes moves (docs/capacity.md): over the merged points of both rings, the
 // fraction of the key space whose coordinator changes, and the fraction of
 // the stored copies that must go to a new server. The 1024 ring keeps the 128
 // points of each server, but the new points between them take over most
 // arcs, so the switch is close to a full reshuffle.
 func TestSwitchCost(t *testing.T) {
 	for _, tc := range []struct {
-		servers       int
-		coord, copies string
+		servers, vnodes int
+		coord, copies   string
 	}{
-		{3, "0.584", "0.000"},
-		{6, "0.734", "0.454"},
-		{12, "0.801", "0.668"},
-		{24, "0.837", "0.768"},
-		{48, "0.854", "0.820"},
+		{3, 1024, "0.584", "0.000"},
+		{6, 1024, "0.734", "0.454"},
+		{12, 1024, "0.801", "0.668"},
+		{24, 1024, "0.837", "0.768"},
+		{48, 1024, "0.854", "0.820"},
+		{24, 2048, "0.898", "0.822"},
+		{48, 2048, "0.917", "0.878"},
 	} {
 		a := New(deployment(tc.servers), 0)
-		b, _ := a.WithVirtualNodes(1024, 0)
+		b, _ := a.WithVirtualNodes(tc.vnodes, 0)
 		var pts []uint64
 		for _, hs := range []*HashSpace{a, b} {
 			for _, v := range hs.ring {
@@ -392,9 +394,27 @@ func TestSwitchCost(t *testing.T) {
 			copies += arc * float64(oa.Len()-kept) / float64(oa.Len())
 		}
 		c, m := strconv.FormatFloat(coord, 'f', 3, 64), strconv.FormatFloat(copies, 'f', 3, 64)
-		t.Logf("%d servers: coordinator changes for %s of the keys, %s of the copies move", tc.servers, c, m)
+		t.Logf("%d servers, 128 -> %d: coordinator changes for %s of the keys, %s of the copies move", tc.servers, tc.vnodes, c, m)
 		if c != tc.coord || m != tc.copies {
-			t.Errorf("%d servers: %s %s, want %s %s", tc.servers, c, m, tc.coord, tc.copies)
+			t.Errorf("%d servers, 128 -> %d: %s %s, want %s %s", tc.servers, tc.vnodes, c, m, tc.coord, tc.copies)
 		}
+	}
+}
+
+func BenchmarkOwners48x2048(b *testing.B) { benchOwners(b, 48, 2048) }
+
+func BenchmarkNew48x128(b *testing.B) {
+	nodes := deployment(48)
+	b.ReportAllocs()
+	for b.Loop() {
+		New(nodes, 0)
+	}
+}
+
+func BenchmarkNew48x2048(b *testing.B) {
+	nodes := deployment(48)
+	b.ReportAllocs()
+	for b.Loop() {
+		NewWithVirtualNodes(nodes, 0, 2048)
 	}
 }

@@ -2,6 +2,7 @@ package ring
 
 import (
 	"fmt"
+	"sync"
 
 	"kumofs/proto/msgpack"
 )
@@ -119,5 +120,70 @@ func ReadSeed(b []byte) (*HashSpace, []byte, error) {
 	if tooManyPoints(len(nodes), perServer) {
 		return nil, nil, fmt.Errorf("%w: %d nodes of %d virtual nodes", ErrBadSeed, len(nodes), perServer)
 	}
-	return newHashSpace(nodes, ct, perServer), b, nil
+	if r := cachedRing(nodes, perServer); r != nil {
+		return &HashSpace{nodes: nodes, clock: ct, vnodes: perServer, ring: r}, b, nil
+	}
+	hs := newHashSpace(nodes, ct, perServer)
+	cacheRing(hs)
+	return hs, b, nil
+}
+
+// ringCache remembers the last rings ReadSeed built. A ring depends only on
+// the addresses, their order and the virtual-node count, and never changes
+// once built, so a seed with the same node list (a gateway asks the managers
+// for both hash spaces every 2 seconds; flags and clocks change more often
+// than membership) shares it instead of hashing and sorting again.
+var ringCache struct {
+	mu      sync.Mutex   // protects entries
+	entries [4]ringEntry // most recently used first
+}
+
+type ringEntry struct {
+	addrs  []Addr // a private copy
+	vnodes int
+	ring   []vnode
+}
+
+// maxCachedPoints keeps large rings out of the cache, so that it holds at
+// most 4 x 2 MiB (2^17 points is 64 servers at 2048).
+const maxCachedPoints = 1 << 17
+
+func cachedRing(nodes []Node, perServer int) []vnode {
+	ringCache.mu.Lock()
+	defer ringCache.mu.Unlock()
+	es := &ringCache.entries
+	for i := range es {
+		e := es[i]
+		if e.ring == nil || e.vnodes != perServer || len(e.addrs) != len(nodes) {
+			continue
+		}
+		same := true
+		for j := range nodes {
+			if e.addrs[j] != nodes[j].Addr {
+				same = false
+				break
+			}
+		}
+		if same {
+			copy(es[1:i+1], es[:i])
+			es[0] = e
+			return e.ring
+		}
+	}
+	return nil
+}
+
+func cacheRing(hs *HashSpace) {
+	if len(hs.ring) > maxCachedPoints || len(hs.nodes) == 0 {
+		return
+	}
+	addrs := make([]Addr, len(hs.nodes))
+	for i, n := range hs.nodes {
+		addrs[i] = n.Addr
+	}
+	ringCache.mu.Lock()
+	defer ringCache.mu.Unlock()
+	es := &ringCache.entries
+	copy(es[1:], es[:len(es)-1])
+	es[0] = ringEntry{addrs: addrs, vnodes: hs.vnodes, ring: hs.ring}
 }

@@ -262,3 +262,99 @@ func TestSeedVirtualNodesOneByteAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSeedRingCache: decoding the same node list again shares the ring
+// (flags and clock may differ); another order, another count or another
+// address builds a new one, equal to a fresh build.
+func TestSeedRingCache(t *testing.T) {
+	nodes := []Node{
+		{Addr: mustAddr(t, "10.9.0.1:19800"), Active: true},
+		{Addr: mustAddr(t, "10.9.0.2:19800"), Active: true},
+		{Addr: mustAddr(t, "10.9.0.3:19800"), Active: true},
+	}
+	decode := func(hs *HashSpace) *HashSpace {
+		t.Helper()
+		back, _, err := ReadSeed(hs.AppendSeed(nil))
+		if err != nil || !back.Equal(hs) || back.Clock() != hs.Clock() || !sameRing(back, hs) {
+			t.Fatalf("ReadSeed: %v", err)
+		}
+		return back
+	}
+	base := NewWithVirtualNodes(nodes, 1, 300)
+	first := decode(base)
+	fault, _ := base.WithFault(nodes[1].Addr, 2)
+	again := decode(fault)
+	if &again.ring[0] != &first.ring[0] {
+		t.Error("same node list, other flag and clock: ring not shared")
+	}
+	if again.Node(1).Active || !first.Node(1).Active {
+		t.Error("flags leaked through the cache")
+	}
+	others := []*HashSpace{
+		NewWithVirtualNodes(nodes, 1, 301),
+		NewWithVirtualNodes([]Node{nodes[1], nodes[0], nodes[2]}, 1, 300),
+		NewWithVirtualNodes(nodes[:2], 1, 300),
+		NewWithVirtualNodes(append(nodes[:2:2], Node{Addr: mustAddr(t, "10.9.0.4:19800")}), 1, 300),
+	}
+	for i, o := range others {
+		if d := decode(o); &d.ring[0] == &first.ring[0] {
+			t.Errorf("other %d shares the ring", i)
+		}
+	}
+	// The four others pushed the first out of the cache.
+	if d := decode(base); &d.ring[0] == &first.ring[0] {
+		t.Error("cache holds more than 4 rings")
+	}
+	// Rings above maxCachedPoints are not kept.
+	many := make([]Node, maxCachedPoints/MaxVirtualNodes+1)
+	for i := range many {
+		many[i] = Node{Addr: AddrFrom4([4]byte{10, 8, 0, byte(i + 1)}, 19800), Active: true}
+	}
+	huge := (&HashSpace{nodes: many, clock: 1, vnodes: MaxVirtualNodes}).AppendSeed(nil)
+	h1, _, err1 := ReadSeed(huge)
+	h2, _, err2 := ReadSeed(huge)
+	if err1 != nil || err2 != nil || &h1.ring[0] == &h2.ring[0] {
+		t.Errorf("large ring cached: %v %v", err1, err2)
+	}
+}
+
+// TestSeedRingCacheConcurrent decodes seeds from several goroutines (run
+// with -race).
+func TestSeedRingCacheConcurrent(t *testing.T) {
+	var seeds [][]byte
+	for i := range 6 {
+		seeds = append(seeds, NewWithVirtualNodes(goldenSpace(t).Nodes()[:1+i%3], uint64(i), 16+i).AppendSeed(nil))
+	}
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			var err error
+			for i := range 200 {
+				b := seeds[(g+i)%len(seeds)]
+				hs, _, e := ReadSeed(b)
+				if e != nil {
+					err = e
+				} else if want := NewWithVirtualNodes(hs.nodes, 0, hs.vnodes); !sameRing(hs, want) {
+					err = errors.New("ring differs from a fresh build")
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func BenchmarkReadSeed48x1024(b *testing.B) {
+	hs := NewWithVirtualNodes(deployment(48), 1, 1024)
+	seed := hs.AppendSeed(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := ReadSeed(seed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

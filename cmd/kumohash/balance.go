@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -10,8 +11,11 @@ import (
 	"kumofs/ring"
 )
 
-// maxGenerated bounds -servers: 10.0.0.1 onwards, 254 addresses per /24.
+// maxGenerated bounds -servers: 10.k.0.1 onwards, 254 addresses per /24.
 const maxGenerated = 1024
+
+// maxSets bounds -sets: the second byte of 10.k.x.y.
+const maxSets = 256
 
 // options are kumohash's options. They may be given before the command and,
 // for balance, after it; set remembers which were given in either place.
@@ -19,6 +23,7 @@ type options struct {
 	mgr     string
 	servers []int // -servers: generate this many servers (a list: balance table)
 	vnodes  []int // -vnodes: virtual nodes per server (a list: balance table)
+	sets    int   // -sets: address sets of the balance table
 	seen    map[string]bool
 }
 
@@ -44,7 +49,23 @@ func (o *options) register(fs *cli.FlagSet) {
 			o.vnodes = l
 			return err
 		})
+	fs.Func("-sets", "--address-sets", "<K>", "1",
+		"balance table over K address sets 10.k.0.1.. (k < K): median and worst",
+		func(s string) error {
+			l, err := intList(s, 1, maxSets)
+			o.mark("-sets")
+			if err == nil && len(l) != 1 {
+				err = errors.New("one number, not a list")
+			}
+			if err == nil {
+				o.sets = l[0]
+			}
+			return err
+		})
 }
+
+// table reports whether balance prints the summary table.
+func (o *options) table() bool { return len(o.servers) > 1 || len(o.vnodes) > 1 || o.sets > 1 }
 
 func (o *options) mark(name string) {
 	if o.seen == nil {
@@ -83,12 +104,13 @@ func intList(s string, lo, hi int) ([]int, error) {
 }
 
 // generatedNodes returns n active servers as a deployment would have them:
-// distinct IPv4 addresses 10.0.0.1, 10.0.0.2, ... (254 per /24, then
-// 10.0.1.1, ...), all on port 19800, attached in that order.
-func generatedNodes(n int) []ring.Node {
+// distinct IPv4 addresses 10.k.0.1, 10.k.0.2, ... (254 per /24, then
+// 10.k.1.1, ...), all on port 19800, attached in that order. -servers uses
+// address set k = 0.
+func generatedNodes(k, n int) []ring.Node {
 	nodes := make([]ring.Node, n)
 	for i := range nodes {
-		ip := [4]byte{10, 0, byte(i / 254), byte(i%254 + 1)}
+		ip := [4]byte{10, byte(k), byte(i / 254), byte(i%254 + 1)}
 		nodes[i] = ring.Node{Addr: ring.AddrFrom4(ip, serverDefaultPort), Active: true}
 	}
 	return nodes
@@ -147,21 +169,47 @@ func writeBalance(w *bufio.Writer, hs *ring.HashSpace) {
 }
 
 // writeBalanceTable prints, as a Markdown table, the spread of every
-// combination of generated servers and virtual-node counts.
-func writeBalanceTable(w *bufio.Writer, servers, vnodes []int) {
-	w.WriteString("| servers | virtual nodes | coordinator busiest/mean | coordinator least/mean | owner busiest/mean | owner least/mean |\n")
-	w.WriteString("|--------:|--------------:|-------------------------:|-----------------------:|-------------------:|-----------------:|\n")
+// combination of generated servers and virtual-node counts. With more than
+// one address set it shows, for each combination, the median and the worst
+// busiest/mean over the sets.
+func writeBalanceTable(w *bufio.Writer, servers, vnodes []int, sets int) {
+	if sets > 1 {
+		w.WriteString("| servers | virtual nodes | address sets | coordinator busiest/mean median | worst | owner busiest/mean median | worst |\n")
+		w.WriteString("|--------:|--------------:|-------------:|-------------------------------:|------:|-------------------------:|------:|\n")
+	} else {
+		w.WriteString("| servers | virtual nodes | coordinator busiest/mean | coordinator least/mean | owner busiest/mean | owner least/mean |\n")
+		w.WriteString("|--------:|--------------:|-------------------------:|-----------------------:|-------------------:|-----------------:|\n")
+	}
 	var line []byte
 	for _, v := range vnodes {
 		for _, n := range servers {
-			sp := ring.SpreadOf(ring.NewWithVirtualNodes(generatedNodes(n), 0, v).Shares())
 			line = append(line[:0], '|')
 			line = appendCol(line, 8, float64(n), 0, 0)
 			line = append(line, " |"...)
 			line = appendCol(line, 14, float64(v), 0, 0)
-			for i, x := range []float64{sp.CoordinatorMax, sp.CoordinatorMin, sp.OwnerMax, sp.OwnerMin} {
+			var cols []float64
+			var widths []int
+			if sets > 1 {
 				line = append(line, " |"...)
-				line = appendCol(line, []int{25, 23, 19, 17}[i], x, 3, 0)
+				line = appendCol(line, 13, float64(sets), 0, 0)
+				coord := make([]float64, sets)
+				owner := make([]float64, sets)
+				for k := range sets {
+					sp := ring.SpreadOf(ring.NewWithVirtualNodes(generatedNodes(k, n), 0, v).Shares())
+					coord[k], owner[k] = sp.CoordinatorMax, sp.OwnerMax
+				}
+				slices.Sort(coord)
+				slices.Sort(owner)
+				cols = []float64{coord[sets/2], coord[sets-1], owner[sets/2], owner[sets-1]}
+				widths = []int{32, 6, 26, 6}
+			} else {
+				sp := ring.SpreadOf(ring.NewWithVirtualNodes(generatedNodes(0, n), 0, v).Shares())
+				cols = []float64{sp.CoordinatorMax, sp.CoordinatorMin, sp.OwnerMax, sp.OwnerMin}
+				widths = []int{25, 23, 19, 17}
+			}
+			for i, x := range cols {
+				line = append(line, " |"...)
+				line = appendCol(line, widths[i], x, 3, 0)
 			}
 			w.Write(append(line, " |\n"...))
 		}

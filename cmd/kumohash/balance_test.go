@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"kumofs/ring"
 )
 
-// tableArgs is the command that makes the balance table of docs/capacity.md.
-var tableArgs = []string{"balance", "-servers", "3,6,12,24,48", "-vnodes", "128,1024"}
+// The commands that make the balance tables of docs/capacity.md.
+var (
+	tableArgs = []string{"balance", "-servers", "3,6,12,24,48", "-vnodes", "128,1024,2048"}
+	setsArgs  = []string{"balance", "-servers", "24,48", "-vnodes", "128,1024,2048", "-sets", "20"}
+)
 
 func TestBalanceGolden(t *testing.T) {
 	offline := func(tail ...string) []string { return append(append(append([]string{}, servers...), "--"), tail...) }
@@ -32,6 +37,8 @@ func TestBalanceGolden(t *testing.T) {
 		{"manager", []string{"-m", "127.0.0.1", "balance"}, "balance_manager.golden"},
 		{"manager what if", []string{"-m", "127.0.0.1", "balance", "-vnodes", "1024"}, "balance_manager_1024.golden"},
 		{"table", tableArgs, "balance_table.golden"},
+		{"sets", []string{"-servers", "6,12", "-vnodes", "16", "-sets", "3", "balance"}, "balance_sets.golden"},
+		{"sets single", []string{"balance", "-servers", "6", "--address-sets=3", "-vnodes", "16"}, "balance_sets_6.golden"},
 		{"no servers", []string{"--", "balance"}, "balance_empty.golden"},
 		{"dump finer", append([]string{"-vnodes", "2"}, offline("dump")...), "dump_2.golden"},
 		{"assign generated", []string{"-servers", "48", "-vnodes", "1024", "assign", "a", "k1", "foo"}, "assign_48_1024.golden"},
@@ -66,20 +73,48 @@ func TestBalanceFinerDump(t *testing.T) {
 	}
 }
 
-// TestBalanceDocs: the table in docs/capacity.md is what the command in it
-// prints today.
+// TestBalanceDocs: the tables in docs/capacity.md are what the commands in
+// it print today.
 func TestBalanceDocs(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/capacity.md")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
+	for _, args := range [][]string{tableArgs, setsArgs} {
+		if testing.Short() && len(args) > 6 {
+			continue // 120 rings of up to 98304 points
+		}
+		var out bytes.Buffer
+		run(args, &out, &out, nil)
+		if !bytes.Contains(doc, out.Bytes()) {
+			t.Errorf("docs/capacity.md does not hold the output of kumohash %s:\n%s", strings.Join(args, " "), out.String())
+		}
+		if !bytes.Contains(doc, []byte("kumohash "+strings.Join(args, " "))) {
+			t.Errorf("docs/capacity.md does not show the command kumohash %s", strings.Join(args, " "))
+		}
+	}
+}
+
+// TestBalanceSets: the -sets table's median and worst are those of the
+// address sets 10.k.0.1.. one by one.
+func TestBalanceSets(t *testing.T) {
+	var coord, owner []string
+	for k := range 3 {
+		sp := ring.SpreadOf(ring.NewWithVirtualNodes(generatedNodes(k, 6), 0, 16).Shares())
+		coord = append(coord, strconv.FormatFloat(sp.CoordinatorMax, 'f', 3, 64))
+		owner = append(owner, strconv.FormatFloat(sp.OwnerMax, 'f', 3, 64))
+		if a := generatedNodes(k, 6)[5].Addr.String(); a != "10."+strconv.Itoa(k)+".0.6:19800" {
+			t.Errorf("set %d: %s", k, a)
+		}
+	}
+	slices.Sort(coord) // same width: string order is numeric order
+	slices.Sort(owner)
 	var out bytes.Buffer
-	run(tableArgs, &out, &out, nil)
-	if !bytes.Contains(doc, out.Bytes()) {
-		t.Errorf("docs/capacity.md does not hold the output of kumohash %s:\n%s", strings.Join(tableArgs, " "), out.String())
-	}
-	if !bytes.Contains(doc, []byte("kumohash "+strings.Join(tableArgs, " "))) {
-		t.Errorf("docs/capacity.md does not show the command")
+	run([]string{"-servers", "6", "-vnodes", "16", "-sets", "3", "balance"}, &out, &out, nil)
+	row := strings.Split(out.String(), "\n")[2]
+	f := strings.Fields(strings.ReplaceAll(row, "|", " "))
+	if want := []string{"6", "16", "3", coord[1], coord[2], owner[1], owner[2]}; !slices.Equal(f, want) {
+		t.Errorf("row %q, want %q", f, want)
 	}
 }
 
@@ -96,10 +131,15 @@ func TestBalanceUsageErrors(t *testing.T) {
 		{[]string{"127.0.0.1", "--", "balance", "-servers", "3"}, "-m and -servers do not go with a server list"},
 		{[]string{"-servers", "3", "-m", "x", "balance"}, "-m and -servers exclude each other"},
 		{[]string{"balance", "-servers", "3", "-m", "x"}, "-m and -servers exclude each other"},
-		{[]string{"-servers", "3,4", "assign", "a"}, "assign: -servers and -vnodes take one number (lists are for balance)"},
-		{[]string{"-vnodes", "1,2", "-servers", "3", "dump"}, "dump: -servers and -vnodes take one number (lists are for balance)"},
-		{[]string{"-vnodes", "128,1024", "127.0.0.1", "--", "balance"}, "balance: a list of -vnodes needs -servers"},
-		{[]string{"-vnodes", "128,1024", "-m", "x", "balance"}, "balance: a list of -vnodes needs -servers"},
+		{[]string{"-servers", "3,4", "assign", "a"}, "assign: -servers and -vnodes take one number, and -sets is for balance"},
+		{[]string{"-vnodes", "1,2", "-servers", "3", "dump"}, "dump: -servers and -vnodes take one number, and -sets is for balance"},
+		{[]string{"-sets", "2", "-servers", "3", "dump"}, "dump: -servers and -vnodes take one number, and -sets is for balance"},
+		{[]string{"-vnodes", "128,1024", "127.0.0.1", "--", "balance"}, "balance: a table (lists, -sets) needs -servers"},
+		{[]string{"-vnodes", "128,1024", "-m", "x", "balance"}, "balance: a table (lists, -sets) needs -servers"},
+		{[]string{"-sets", "2", "-m", "x", "balance"}, "balance: a table (lists, -sets) needs -servers"},
+		{[]string{"balance", "-servers", "3", "-sets", "0"}, "argument error `-sets': 0 is out of range 1..256"},
+		{[]string{"balance", "-servers", "3", "-sets", "257"}, "argument error `-sets': 257 is out of range 1..256"},
+		{[]string{"balance", "-servers", "3", "-sets", "2,3"}, "argument error `-sets': one number, not a list"},
 		{[]string{"balance", "-vnodes", "0", "-servers", "3"}, "argument error `-vnodes': 0 is out of range 1..4096"},
 		{[]string{"balance", "-vnodes", "4097", "-servers", "3"}, "argument error `-vnodes': 4097 is out of range 1..4096"},
 		{[]string{"balance", "-vnodes", "1,", "-servers", "3"}, "argument error `-vnodes': not a number: "},

@@ -28,8 +28,8 @@ command:
    assign  KEY...             calculate the servers that own keys
    dump                       dump the hash space
    balance [options]          each server's share of the key space; with
-                              lists (-servers 3,6,12 -vnodes 128,1024) a
-                              table of busiest/mean and least/mean ratios`
+                              lists (-servers 3,6,12 -vnodes 128,1024) or
+                              -sets, a table of busiest/mean ratios`
 
 // fetchFunc returns the manager's write hash space.
 type fetchFunc func(ctx context.Context, mgr string) (*ring.HashSpace, error)
@@ -121,18 +121,18 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 		fs.Fail("unknown command %s", cmd)
 		return code
 	}
-	if cmd != "balance" && (len(o.servers) > 1 || len(o.vnodes) > 1) {
-		fs.Fail("%s: -servers and -vnodes take one number (lists are for balance)", cmd)
+	if cmd != "balance" && o.table() {
+		fs.Fail("%s: -servers and -vnodes take one number, and -sets is for balance", cmd)
 		return code
 	}
-	if len(o.servers) > 1 || len(o.vnodes) > 1 {
+	if o.table() {
 		if !o.set("-servers") {
-			fs.Fail("balance: a list of -vnodes needs -servers")
+			fs.Fail("balance: a table (lists, -sets) needs -servers")
 			return code
 		}
 		w := bufio.NewWriter(stdout)
 		defer w.Flush()
-		writeBalanceTable(w, o.servers, o.vnodesOr(ring.DefaultVirtualNodes))
+		writeBalanceTable(w, o.servers, o.vnodesOr(ring.DefaultVirtualNodes), max(o.sets, 1))
 		return 0
 	}
 
@@ -160,7 +160,7 @@ func run(args []string, stdout, stderr io.Writer, fetch fetchFunc) int {
 			hs, _ = hs.WithVirtualNodes(o.vnodes[0], hs.Clock())
 		}
 	case o.set("-servers"):
-		hs = ring.NewWithVirtualNodes(generatedNodes(o.servers[0]), 0, o.vnodesOr(ring.DefaultVirtualNodes)[0])
+		hs = ring.NewWithVirtualNodes(generatedNodes(0, o.servers[0]), 0, o.vnodesOr(ring.DefaultVirtualNodes)[0])
 	default:
 		nodes := make([]ring.Node, 0, len(servers))
 		for _, s := range servers {
