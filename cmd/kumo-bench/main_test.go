@@ -212,3 +212,43 @@ func TestKillServerVerify(t *testing.T) {
 		t.Fatalf("preloaded %d (errors %d), ops %d", r.Preloaded, r.PreloadErrors, r.Ops)
 	}
 }
+
+// TestClusterModes runs short verifying loads in every protocol mode against
+// a real gateway: text and binary, plain and multi-get, pipelined.
+func TestClusterModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := localcluster.StartT(t, localcluster.Options{Servers: 2, GatewayBinaryPort: -1})
+	tests := []struct {
+		name   string
+		binary bool
+		mget   int
+		depth  int
+	}{
+		{"text", false, 1, 1},
+		{"text mget pipelined", false, 4, 4},
+		{"binary", true, 1, 1},
+		{"binary mget pipelined", true, 4, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := c.Gateway()
+			if tt.binary {
+				addr = c.GatewayBinary()
+			}
+			r, err := benchload.Run(context.Background(), benchload.Config{
+				Addr: addr, Binary: tt.binary, Conns: 4, Pipeline: tt.depth, GetRatio: 0.6, ValueSize: 100,
+				Keys: 300, MultiGet: tt.mget, Ops: 3000, Preload: true, Verify: true,
+				KeyPrefix: strings.ReplaceAll(tt.name, " ", "-") + ":",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Ops != 3000 || r.Errors != 0 || r.Wrong != 0 || r.Misses != 0 || r.Preloaded != 300 {
+				t.Fatalf("ops %d errors %d wrong %d %q misses %d preloaded %d",
+					r.Ops, r.Errors, r.Wrong, r.WrongSamples, r.Misses, r.Preloaded)
+			}
+		})
+	}
+}
