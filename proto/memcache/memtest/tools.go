@@ -101,26 +101,3 @@ func RunMemccapable(t testing.TB, addr string) {
 			pass, fail, MemccapableCases, err, bytes.TrimSpace(out))
 	}
 }
-
-// ProbeTimeout bounds one probe.py run.
-var ProbeTimeout = 2 * time.Minute
-
-// RunProbe runs `/usr/bin/python3 probe.py addr` and returns its output
-// (the Markdown table).
-func RunProbe(t testing.TB, probePath, addr string) []byte {
-	t.Helper()
-	py := "/usr/bin/python3"
-	if _, err := os.Stat(py); err != nil {
-		if os.Getenv("KUMO_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s missing", py)
-		}
-		t.Skipf("%s missing", py)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ProbeTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, py, probePath, addr).CombinedOutput()
-	if err != nil {
-		t.Fatalf("probe.py: %v\n%s", err, out)
-	}
-	return out
-}
