@@ -29,7 +29,7 @@ type request struct {
 
 // worker is one connection and its closed loop. Only its own goroutine
 // touches its fields, except ops and errs (read by Run's progress goroutine)
-// and nc (closed by abort).
+// and nc (closed by abort). worker.mu and shared.mu are never held together.
 type worker struct {
 	sh   *shared
 	cfg  *Config

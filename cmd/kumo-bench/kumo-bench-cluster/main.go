@@ -47,6 +47,9 @@ type config struct {
 	keys      int
 	memcached string
 	pprofDir  string
+
+	// loadavg at the start and the end of the rounds, for the record.
+	loadStart, loadEnd string
 }
 
 // load is one kumo-bench workload.
@@ -122,7 +125,8 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (run make build)", err)
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	logf("loadavg at start: %s", loadavg())
+	c.loadStart = loadavg()
+	logf("loadavg at start: %s", c.loadStart)
 
 	mc, mcAddr, err := startMemcached(ctx, c.memcached)
 	if err != nil {
@@ -187,7 +191,8 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	logf("loadavg at end: %s", loadavg())
+	c.loadEnd = loadavg()
+	logf("loadavg at end: %s", c.loadEnd)
 	printTables(stdout, c, loads, targets, results)
 
 	if c.pprofDir != "" {
@@ -342,13 +347,18 @@ func printTables(w io.Writer, c *config, loads []load, targets []*target, result
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "\nloadavg: %s at the start, %s at the end.\n", c.loadStart, c.loadEnd)
 	fmt.Fprintln(w, "\nEvery run (ops/s, p50/p99 µs):")
 	fmt.Fprintln(w)
 	for li, l := range loads {
 		for ti, t := range targets {
 			var parts []string
 			for _, r := range results[li][ti] {
-				parts = append(parts, fmt.Sprintf("%.0f (%.0f/%.0f)", r.OpsPerSec, r.P50, r.P99))
+				p := fmt.Sprintf("%.0f (%.0f/%.0f)", r.OpsPerSec, r.P50, r.P99)
+				if r.Errors+r.Wrong > 0 {
+					p += fmt.Sprintf(" [%d errors, %d wrong]", r.Errors, r.Wrong)
+				}
+				parts = append(parts, p)
 			}
 			fmt.Fprintf(w, "- %s, %s: %s\n", l.name, t.name, strings.Join(parts, ", "))
 		}

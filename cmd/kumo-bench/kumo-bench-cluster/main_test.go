@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("output differs from %s:\n%s", path, got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTables(t *testing.T) {
+	c := &config{dur: 10 * time.Second, rounds: 2, conns: 16, size: 1024, keys: 10000,
+		loadStart: "1.00 0.50 0.25 1/100 42", loadEnd: "2.00 1.00 0.50 1/100 43"}
+	loads := []load{{name: "90% gets"}, {name: "100% sets"}}
+	targets := []*target{{name: "memcached"}, {name: "kumo 1 server"}, {name: "kumo 3 servers"}}
+	rep := func(ops float64) report { return report{OpsPerSec: ops, P50: 100, P99: 900, HitRate: 1} }
+	results := [][][]report{
+		{{rep(100000), rep(80000)}, {rep(70000), rep(60000)}, {rep(20000), rep(30000)}},
+		{{rep(90000), rep(90000)}, {rep(9000), rep(11000)}, {rep(30000), {OpsPerSec: 28000, Errors: 2}}},
+	}
+	var b bytes.Buffer
+	printTables(&b, c, loads, targets, results)
+	golden(t, "tables.golden", b.Bytes())
+}
+
+func TestParse(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-rounds", "0"}, &stdout, &stderr); code != 1 ||
+		stderr.String() != "error: need -rounds >= 1 and -t > 0\n" {
+		t.Fatalf("code %d stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"-B", t.TempDir()}, &stdout, &stderr); code != 1 ||
+		!bytes.Contains(stderr.Bytes(), []byte("(run make build)")) {
+		t.Fatalf("code %d stderr %q", code, stderr.String())
+	}
+}
