@@ -46,11 +46,17 @@ func crashChild() {
 			w.Flush()
 			os.Exit(2)
 		}
-		if i%5 == 0 {
-			db.Delete(key(i-3), nil)
-		}
-		fmt.Fprintln(w, i)
+		fmt.Fprintln(w, "p", i)
 		w.Flush()
+		if i%5 == 0 {
+			if _, err := db.Delete(key(i-3), nil); err != nil {
+				fmt.Fprintln(w, "error", err)
+				w.Flush()
+				os.Exit(2)
+			}
+			fmt.Fprintln(w, "d", i-3)
+			w.Flush()
+		}
 	}
 }
 
@@ -77,21 +83,32 @@ func TestCrashMatrix(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(out)
+		// Each line reports one acknowledged operation; a line cut by
+		// the kill (no newline) reports nothing.
+		r := bufio.NewReader(out)
 		killAt := 50 + rand.IntN(400)
-		n := 0
-		for sc.Scan() {
-			line := sc.Text()
-			i, err := strconv.Atoi(line)
+		maybeGone := -1 // a delete that may have run but was not reported
+		for n := 1; ; n++ {
+			line, err := r.ReadString('\n')
 			if err != nil {
+				break
+			}
+			op, arg, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+			i, err := strconv.Atoi(arg)
+			if err != nil || (op != "p" && op != "d") {
 				t.Fatalf("child: %s", line)
 			}
-			acked[i] = true
-			if i%5 == 0 {
-				delete(acked, i-3)
+			maybeGone = -1
+			if op == "p" {
+				acked[i] = true
+				next = i + 1
+				if i%5 == 0 {
+					maybeGone = i - 3
+				}
+			} else {
+				delete(acked, i)
 			}
-			next = i + 1
-			if n++; n == killAt {
+			if n == killAt {
 				cmd.Process.Signal(syscall.SIGKILL)
 			}
 		}
@@ -102,6 +119,10 @@ func TestCrashMatrix(t *testing.T) {
 		}
 		for i := range acked {
 			rec, _, err := db.Get(key(i), nil)
+			if i == maybeGone && err == ErrNotFound {
+				delete(acked, i)
+				continue
+			}
 			if err != nil || rec.Clock != uint64(i) {
 				t.Fatalf("round %d: acked key %d: %v %+v", round, i, err, rec)
 			}
