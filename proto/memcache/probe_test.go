@@ -19,6 +19,9 @@ func TestMemccapable(t *testing.T) {
 // memtest.ProbeAllow (incr/decr does not space-pad). The stats listings at
 // the end of the table (slab, LRU, libevent internals of memcached) are
 // not compared; only the field names clients read are required.
+// probe.py waits only 0.25 s for more reply bytes, so on a machine under
+// very heavy load a slow reply can show up as a truncated row (seen once at
+// load average ~28; passes otherwise).
 func TestProbeGolden(t *testing.T) {
 	if testing.Short() {
 		t.Skip("probe.py takes ~20 s")

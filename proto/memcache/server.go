@@ -36,10 +36,10 @@ const (
 // Server serves the memcached protocols over a Backend. Set the fields
 // before calling Serve; do not change them afterwards.
 type Server struct {
-	Backend     Backend
-	MaxItemSize int    // value+key+48 limit; 0 = DefaultMaxItemSize
-	Version     string // "" = DefaultVersion
-	MaxConns    int    // 0 = unlimited; above it new connections get an error and are closed
+	Backend     Backend // required
+	MaxItemSize int     // value+key+48 limit; 0 = DefaultMaxItemSize
+	Version     string  // "" = DefaultVersion
+	MaxConns    int     // 0 = unlimited; above it new connections get an error and are closed
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
 	// Now, if set, replaces time.Now (exptime normalisation, stats time).
@@ -160,6 +160,9 @@ func (s *Server) Serve(l net.Listener) error {
 // closes it, sends quit, breaks the protocol beyond repair, or the server is
 // closed. It closes nc.
 func (s *Server) ServeConn(nc net.Conn) {
+	if s.Backend == nil {
+		panic("memcache: Server.Backend is nil")
+	}
 	s.init()
 	s.mu.Lock()
 	if s.closed {

@@ -18,7 +18,9 @@ type Backend struct {
 	// Clock, if set, replaces time.Now (for expiry tests). Set it before use.
 	Clock func() time.Time
 
-	mu         sync.Mutex // protects all fields below
+	// mu protects all fields below. No other lock is taken while it is
+	// held, and Clock is called under it.
+	mu         sync.Mutex
 	items      map[string]*entry
 	lastCAS    uint64
 	flushAt    int64 // unix nanos of a pending delayed flush_all; 0 = none
