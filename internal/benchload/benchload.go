@@ -8,10 +8,29 @@
 // allocation: keys and values are built in per-connection buffers and replies
 // are parsed in place from a bufio.Reader.
 //
-// Under Config.Verify every value is derived from its key and a per-key
-// version, and every get is checked against the versions that a correct
-// store may return (see keyState), so a run doubles as a correctness load:
-// Result.Wrong counts replies no correct store could have given.
+// Under Config.Verify a run doubles as a correctness load; Result.Wrong
+// counts replies no correct store could have given:
+//
+//   - every value is derived from its key, a per-key version and a random run
+//     id ("RUNID:VERSION:KEY:" then letters from key and version), so a
+//     corrupt byte anywhere is seen;
+//   - key i is written only by connection i%Conns (sets are redirected to a
+//     key the connection owns), so a key's versions are sent and
+//     acknowledged in one order;
+//   - a get loads the key's last acknowledged version a before it is sent
+//     and the key's last sent version s after its reply arrived; the reply
+//     must hold a version within [a, s]: older is stale, newer was never
+//     sent, a miss after an ack is lost;
+//   - a set whose outcome is unknown (error reply, or the connection broke
+//     before the reply) may still land later, so its version stays
+//     acceptable for the rest of the run (kept as one range per key, from
+//     the lowest to the highest such version, which errs on the lenient
+//     side);
+//   - before this run's first ack of a key, any value (say, from an earlier
+//     run) and a miss are accepted.
+//
+// This assumes, as memcached guarantees, that a server applies one
+// connection's requests in order.
 package benchload
 
 import (
