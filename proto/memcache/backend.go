@@ -35,7 +35,8 @@
 //     the close (memcached closes silently beyond 2048 bytes).
 //   - meta: h and l always report 0; there are no stale items (md/ms I
 //     delete or store normally, no X/Z/W flags except W on an mg N
-//     autovivify); E (explicit CAS) and ma T are rejected as invalid flags.
+//     autovivify); E (explicit new CAS) is supported on ms and mg N only;
+//     ma T and ma E are rejected as invalid flags.
 //   - stats lists our own counters, not memcached's slab/LRU internals;
 //     stats settings/items/slabs/sizes/conns are (nearly) empty.
 package memcache
@@ -79,6 +80,10 @@ type Item struct {
 	// conditional: it only happens if the existing item has this unique
 	// (ErrNotFound if there is none, ErrExists if it differs).
 	CAS uint64
+	// NewCAS, on Store, is the CAS unique to give the stored item (the
+	// meta E flag, for clients that keep uniques in step across pools);
+	// 0 = the backend picks the next one.
+	NewCAS uint64
 }
 
 // StoreMode selects what Store does.

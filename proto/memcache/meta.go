@@ -9,8 +9,8 @@ import (
 // Meta commands (memcached 1.6 protocol.txt "Meta Commands"). Supported
 // flags:
 //
-//	mg <key> b c f h k l O q s t v T N   (h and l always report 0)
-//	ms <key> <datalen> b c C F I k O q s S T M(E|A|P|R|S)   (I is accepted and ignored)
+//	mg <key> b c E f h k l O q s t v T N   (h and l always report 0; E with N)
+//	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S)   (I is accepted and ignored)
 //	md <key> b C I k O q T               (I deletes, no stale items)
 //	ma <key> b N J D M(I|+|D|-) q O k c v
 //	mn, me <key>
@@ -37,8 +37,8 @@ func flagMask(s string) uint64 {
 }
 
 var (
-	mgFlags = flagMask("bcfhklOqstvTN")
-	msFlags = flagMask("bcCFIkOqsTM")
+	mgFlags = flagMask("bcEfhklOqstvTN")
+	msFlags = flagMask("bcCEFIkOqsTM")
 	mdFlags = flagMask("bCIkOqT")
 	maFlags = flagMask("bNJDMqOkcv")
 )
@@ -57,8 +57,9 @@ func hasFlag(flags [][]byte, ch byte) bool {
 // metaArgs holds the parsed flags of one meta command.
 type metaArgs struct {
 	mask    uint64
-	ttl     int64 // T
-	vivify  int64 // N
+	ttl     int64  // T
+	newCAS  uint64 // E
+	vivify  int64  // N
 	cas     uint64
 	flags   uint32
 	delta   uint64
@@ -108,6 +109,8 @@ func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 			a.vivify, ok = parseInt32(arg)
 		case 'C':
 			a.cas, ok = parseUint(arg)
+		case 'E':
+			a.newCAS, ok = parseUint(arg)
 		case 'F':
 			var v uint64
 			if v, ok = parseUint(arg); !ok {
@@ -221,7 +224,7 @@ func (c *conn) metaGet(tok [][]byte) {
 	err := c.get(key, touch, c.s.normExptime(a.ttl))
 	won := false
 	if errors.Is(err, ErrNotFound) && a.has('N') {
-		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(a.vivify)}
+		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(a.vivify), NewCAS: a.newCAS}
 		var cas uint64
 		cas, err = c.s.Backend.Store(c.ctx, ModeAdd, &c.it)
 		if err == nil {
@@ -361,7 +364,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 		c.bw.WriteString("CLIENT_ERROR bad data chunk\r\n")
 		return nil
 	}
-	c.it = Item{Key: k, Value: data[:vlen], Flags: a.flags, Exptime: c.s.normExptime(a.ttl)}
+	c.it = Item{Key: k, Value: data[:vlen], Flags: a.flags, Exptime: c.s.normExptime(a.ttl), NewCAS: a.newCAS}
 	if a.has('C') {
 		c.it.CAS = a.cas
 		if mode == ModeSet {

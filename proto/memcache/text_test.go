@@ -99,6 +99,7 @@ var metaCases = []transcript{
 	{"ms return flags", "ms mk 1 k O123 c q\r\nx\r\nms mk 1 k O123 c\r\nx\r\n", "HD kmk O123 c2\r\n"},
 	{"ms errors", "ms\r\nms mk\r\nms mk x\r\nms mk 1 MX\r\nx\r\nms mk 1 !\r\nx\r\nms mk 1 Fz\r\nx\r\nms mk 1\r\nxy\r\nmn\r\n",
 		"ERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR invalid mode for ms M token\r\nCLIENT_ERROR invalid flag\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nMN\r\n"},
+	{"ms E", "ms k 1 E777 c\r\nx\r\nmg k c\r\nms k 1 C777 c\r\ny\r\nmg v N0 E55 c\r\n", "HD c777\r\nHD c777\r\nHD c1\r\nHD c55 W\r\n"},
 	{"ms too large", "ms big 2000\r\n" + strings.Repeat("y", 2000) + "\r\nmg big\r\n", "SERVER_ERROR object too large for cache\r\nEN\r\n"},
 	{"ms key too long", "ms " + k251 + " 1\r\nx\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\nMN\r\n"},
 	{"md", "ms mk 1\r\nx\r\nmd mk\r\nmd mk\r\nmd mk q\r\nms mk 1\r\nx\r\nmd mk q\r\nmn\r\n", "HD\r\nHD\r\nNF\r\nNF\r\nHD\r\nMN\r\n"},

@@ -169,7 +169,11 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	}
 	b.totalItems++
 	e.mtime = now.UnixNano()
-	e.cas = b.nextCAS()
+	if it.NewCAS != 0 {
+		e.cas = it.NewCAS
+	} else {
+		e.cas = b.nextCAS()
+	}
 	return e.cas, nil
 }
 
