@@ -56,7 +56,7 @@ type Server struct {
 	GetRate float64 // gets per second; negative if unknown
 	SetRate float64 // sets per second; negative if unknown
 	DelRate float64 // deletes per second; negative if unknown
-	Replace string  // its replace state as kumostat replstat says it ("ready", "copying", ...), "" if unknown
+	Replace string  // replace state as kumostat replstat prints it ("ready", "Copying", "Deleting", "WAIT", "inactive"); "" if unknown
 }
 
 // Replace describes a replace in progress.

@@ -28,10 +28,10 @@ func sampleStatus() Status {
 		HashSpaceClock: 11,
 		AutoReplace:    false,
 		Servers: []Server{
-			{Addr: "10.0.1.1:19800", State: StateActive, Items: 1234567, GetRate: 1520.4, SetRate: 310, DelRate: 2.25, Replace: "copying"},
+			{Addr: "10.0.1.1:19800", State: StateActive, Items: 1234567, GetRate: 1520.4, SetRate: 310, DelRate: 2.25, Replace: "Copying"},
 			{Addr: "10.0.1.2:19800", State: StateActive, Items: 1233001, GetRate: 1499, SetRate: 305.5, DelRate: 0, Replace: "ready"},
 			{Addr: "10.0.1.3:19800", State: StateFault, Items: -1, GetRate: -1, SetRate: -1, DelRate: -1},
-			{Addr: "10.0.1.4:19800", State: StateActive, Items: 402, GetRate: 0, SetRate: 88, DelRate: 0, Replace: "copying"},
+			{Addr: "10.0.1.4:19800", State: StateActive, Items: 402, GetRate: 0, SetRate: 88, DelRate: 0, Replace: "Copying"},
 		},
 		Replace: &Replace{
 			Phase:   "copy",
