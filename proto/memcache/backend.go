@@ -35,8 +35,9 @@
 //     the close (memcached closes silently beyond 2048 bytes).
 //   - meta: h and l always report 0; there are no stale items (md/ms I
 //     delete or store normally, no X/Z/W flags except W on an mg N
-//     autovivify); E (explicit new CAS) is supported on ms and mg N only;
-//     ma T and ma E are rejected as invalid flags.
+//     autovivify); E (explicit new CAS, as in later 1.6 releases; 1.6.18
+//     rejects it) is supported on ms and mg N only; ma T and ma E are
+//     rejected as invalid flags.
 //   - stats lists our own counters, not memcached's slab/LRU internals;
 //     stats settings/items/slabs/sizes/conns are (nearly) empty.
 package memcache
