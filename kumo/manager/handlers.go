@@ -245,7 +245,7 @@ func (m *Manager) handleBackup(req *rpc.Request) {
 	}
 	suffix, _, err := msgpack.ReadRaw(p)
 	if err != nil || len(suffix) == 0 {
-		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: "empty suffix"})
+		req.ReplyError(&rpc.Error{Msg: "empty suffix"})
 		return
 	}
 	sfx := append([]byte(nil), suffix...)

@@ -126,7 +126,7 @@ func (s *Server) handleGet(req *rpc.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		req.Reply(msgpack.AppendNil)
 	case err != nil:
-		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: err.Error()})
+		req.ReplyError(&rpc.Error{Msg: err.Error()})
 	case !live(&rec, time.Now().Unix()):
 		req.Reply(msgpack.AppendNil)
 	default:
@@ -148,11 +148,11 @@ func (s *Server) handleGet(req *rpc.Request) {
 func (s *Server) readerCheck(dbkey []byte) error {
 	r := s.rhs.Load()
 	if r.Empty() {
-		return &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+		return &rpc.Error{Msg: wire.MsgNotReady}
 	}
 	h, _, _ := wire.SplitDBKey(dbkey)
 	if !r.Owners(h).ContainsActive(s.cfg.Self) {
-		return &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgObsolete}
+		return &rpc.Error{Msg: wire.MsgObsolete}
 	}
 	return nil
 }
@@ -320,7 +320,7 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 }
 
 func storeError(err error) error {
-	return &rpc.Error{Code: rpc.CodeServer, Msg: err.Error()}
+	return &rpc.Error{Msg: err.Error()}
 }
 
 func (s *Server) handleHashSpaceSync(req *rpc.Request) {

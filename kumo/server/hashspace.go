@@ -128,11 +128,11 @@ func (s *Server) coordinatorCheck(h uint64) (*ring.HashSpace, *ring.HashSpace, e
 	w := s.whs.Load()
 	r := s.rhs.Load()
 	if w.Empty() {
-		return nil, nil, &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+		return nil, nil, &rpc.Error{Msg: wire.MsgNotReady}
 	}
 	c, ok := w.Owners(h).Coordinator()
 	if !ok || c.Addr != s.cfg.Self {
-		return nil, nil, &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgObsolete}
+		return nil, nil, &rpc.Error{Msg: wire.MsgObsolete}
 	}
 	return w, r, nil
 }

@@ -20,7 +20,7 @@ type target struct {
 
 // errReplication is answered when a replica stayed unreachable, while still
 // an active owner, for the whole replication timeout.
-var errReplication = &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgReplication}
+var errReplication = &rpc.Error{Msg: wire.MsgReplication}
 
 // replication tracks one write's fan-out to its replicas.
 type replication struct {

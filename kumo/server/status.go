@@ -85,7 +85,7 @@ func (s *Server) handleBackup(req *rpc.Request) {
 	}
 	suffix, _, err := msgpack.ReadRaw(p)
 	if err != nil || len(suffix) == 0 {
-		req.ReplyError(&rpc.Error{Code: rpc.CodeServer, Msg: "empty suffix"})
+		req.ReplyError(&rpc.Error{Msg: "empty suffix"})
 		return
 	}
 	dst := s.cfg.StorePath + "-" + string(suffix)

@@ -281,7 +281,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 				return rec, wire.StatusNotStored, 0, nil
 			}
 			if len(old.Value)+len(op.val.Data) > maxValue {
-				return rec, 0, 0, &rpc.Error{Code: rpc.CodeServer, Msg: "out of memory storing object"}
+				return rec, 0, 0, &rpc.Error{Msg: "out of memory storing object"}
 			}
 			v := make([]byte, 0, len(old.Value)+len(op.val.Data))
 			if op.mode == wire.OpAppend {
@@ -451,7 +451,7 @@ func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
 // space and applies it locally, newest clock wins.
 func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 	o := r.Owners(h)
-	var last error = &rpc.Error{Code: rpc.CodeServer, Msg: wire.MsgNotReady}
+	var last error = &rpc.Error{Msg: wire.MsgNotReady}
 	for i := 0; i < o.Len(); i++ {
 		n := o.At(i)
 		if !n.Active || n.Addr == s.cfg.Self {
