@@ -46,7 +46,7 @@ func main() {
 	fs.Seconds(&gcMax, "-gX", "--garbage-max-time", time.Hour, "maximum time to keep deleted keys")
 	fs.Int(&gcMemLimit, "-gS", "--garbage-mem-limit", 2048, "garbage memory limit in KB (accepted; tombstones live on disk)")
 	fs.String(&syncPolicy, "", "--sync", "interval", "store sync policy: none, interval (1 s) or always")
-	fs.Seconds(&replWait, "", "--replicate-timeout", 10*time.Second, "how long a write waits for an unreachable replica")
+	fs.Seconds(&replWait, "", "--replicate-timeout", 5*time.Second, "how long a write waits for an unreachable replica")
 	c.Register(fs, 8*time.Second, true)
 	fs.MustParse(os.Args[1:])
 
