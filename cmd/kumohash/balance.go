@@ -85,8 +85,6 @@ func (o *options) vnodesOr(def int) []int {
 	return o.vnodes
 }
 
-var errRange = errors.New("out of range")
-
 // intList parses "N[,N...]", each N in lo..hi.
 func intList(s string, lo, hi int) ([]int, error) {
 	var l []int

@@ -174,3 +174,27 @@ func TestManagerFormFiner(t *testing.T) {
 	}
 	golden(t, "balance_manager_1024.golden", stdout.Bytes())
 }
+
+func FuzzIntList(f *testing.F) {
+	for _, s := range []string{"3,6,12,24,48", "1024", "", ",", "1,,2", "-1", "0x10", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := intList(s, 1, 4096)
+		if err != nil {
+			if l != nil {
+				t.Fatalf("%q: list %v with error %v", s, l, err)
+			}
+			return
+		}
+		parts := strings.Split(s, ",")
+		if len(l) != len(parts) {
+			t.Fatalf("%q: %d numbers", s, len(l))
+		}
+		for i, n := range l {
+			if n < 1 || n > 4096 || strconv.Itoa(n) != strings.TrimLeft(strings.TrimPrefix(parts[i], "+"), "0") {
+				t.Fatalf("%q: %v", s, l)
+			}
+		}
+	})
+}

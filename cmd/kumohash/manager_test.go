@@ -106,6 +106,18 @@ func TestParseNodesInfo(t *testing.T) {
 			t.Fatalf("prefix %d: %v", n, err)
 		}
 	}
+	// A finer hash space carries its count; its prefixes are short input too.
+	finer, _ := managerSpace(t).WithVirtualNodes(1024, 4)
+	full = nodesInfo(finer)
+	hs, err = parseNodesInfo(full)
+	if err != nil || !hs.Equal(finer) || hs.VirtualNodesPerServer() != 1024 {
+		t.Fatalf("parseNodesInfo of a 1024 space: %v", err)
+	}
+	for n := 0; n < len(full)-1; n++ {
+		if _, err := parseNodesInfo(full[:n]); !errors.Is(err, msgpack.ErrShort) || !errors.Is(err, errBadReply) {
+			t.Fatalf("1024 prefix %d: %v", n, err)
+		}
+	}
 	for _, b := range [][]byte{{0x90}, {0x00}, {0x92, 0xc0}} {
 		if _, err := parseNodesInfo(b); !errors.Is(err, errBadReply) {
 			t.Errorf("%x: %v", b, err)
