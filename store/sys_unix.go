@@ -24,7 +24,7 @@ func mmap(fd uintptr, n int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = syscall.Madvise(b, syscall.MADV_RANDOM)
+	madviseRandom(b)
 	return b, nil
 }
 
