@@ -64,6 +64,25 @@ type target struct {
 	addr string
 	// pprof addresses of its gateway and one server ("" = none).
 	gwPprof, srvPprof string
+
+	cluster *localcluster.Cluster // nil for memcached
+	dir     string                // the cluster's data and logs
+}
+
+// check fails when a process of t's cluster has exited, with the tails of
+// its logs.
+func (t *target) check() error {
+	if t.cluster == nil {
+		return nil
+	}
+	for _, p := range t.cluster.Procs() {
+		if !p.Alive() {
+			var b strings.Builder
+			t.cluster.Dump(&b)
+			return fmt.Errorf("%s: %s exited (logs in %s)\n%s", t.name, p.Name, t.dir, b.String())
+		}
+	}
+	return nil
 }
 
 // report is the part of kumo-bench -json the driver reads.
@@ -114,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // bench starts the three targets, runs the rounds and prints the tables.
-func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
+func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr error) {
 	abs, err := filepath.Abs(c.binDir)
 	if err != nil {
 		return err
@@ -140,7 +159,13 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		if n > 1 {
 			t.name += "s"
 		}
-		opts := localcluster.Options{BinDir: c.binDir, Servers: n, Context: ctx}
+		// Start leaves a folder it did not create in place, so the logs
+		// survive a failed run; bench removes it when all went well.
+		dir, err := os.MkdirTemp("", fmt.Sprintf("kumo-bench-cluster-%d-*", n))
+		if err != nil {
+			return err
+		}
+		opts := localcluster.Options{BinDir: c.binDir, Servers: n, Context: ctx, Dir: dir}
 		if c.pprofDir != "" {
 			t.gwPprof, t.srvPprof = freeAddr(), freeAddr()
 			opts.ExtraGatewayArgs = []string{"--pprof", t.gwPprof}
@@ -151,10 +176,15 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		logf("starting %s ...", t.name)
 		cl, err := localcluster.Start(opts)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (logs in %s)", err, dir)
 		}
-		defer cl.Stop()
-		t.addr = cl.Gateway()
+		defer func() {
+			cl.Stop()
+			if retErr == nil {
+				os.RemoveAll(dir)
+			}
+		}()
+		t.addr, t.cluster, t.dir = cl.Gateway(), cl, dir
 		targets = append(targets, t)
 	}
 
@@ -182,6 +212,9 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 				ti := (k + r) % len(targets) // rotate who goes first
 				t := targets[ti]
 				rep, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...), l.args...))
+				if cerr := t.check(); cerr != nil {
+					return cerr
+				}
 				if err != nil {
 					return fmt.Errorf("%s on %s: %w", l.name, t.name, err)
 				}
