@@ -5,8 +5,10 @@
 // page refreshes itself every 2 seconds with a meta refresh.
 //
 // The manager fills a Status and serves it with Handler at "/" of its
-// --http address. Rates are per-second differences of the servers'
-// cumulative counters; Rates computes them from successive polls.
+// --http address. It knows the servers' addresses and states, the hash
+// space, the replace and the gateways; a Poller fills in each active
+// server's items, request rates and replace state by asking the server
+// (kumostat's GetStatus queries) and differencing its counters (Rates).
 package statuspage
 
 import (
