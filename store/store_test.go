@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -228,9 +227,16 @@ func TestConcurrent(t *testing.T) {
 			}
 		}()
 	}
+	var cg sync.WaitGroup
+	cg.Add(1)
+	backup := filepath.Join(t.TempDir(), "backup.kch")
 	go func() {
+		defer cg.Done()
 		for i := 0; i < 3; i++ {
-			if err := db.Compact(CompactOptions{}); err != nil && !errors.Is(err, ErrClosed) {
+			if err := db.Compact(CompactOptions{}); err != nil {
+				t.Error(err)
+			}
+			if err := db.Backup(backup); err != nil {
 				t.Error(err)
 			}
 		}
@@ -238,8 +244,18 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	rg.Wait()
-	db.compactMu.Lock()
-	db.compactMu.Unlock()
+	cg.Wait()
+	b, err := Open(backup, &Options{Sync: SyncNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(backup); err != ErrLocked {
+		t.Fatalf("Verify of an open backup: %v", err)
+	}
+	b.Close()
+	if _, err := Verify(backup); err != nil {
+		t.Fatalf("Verify backup: %v", err)
+	}
 	for w := 0; w < writers; w++ {
 		for i := n / 2; i < n; i++ {
 			if got := mustGet(t, db, string(key(w*n+i))); !bytes.Equal(got.Value, key(w*n+i)) {
