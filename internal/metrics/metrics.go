@@ -74,15 +74,15 @@ var LatencyBuckets = []float64{
 	0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 }
 
-// Histogram counts observations into fixed buckets. Observe is a few atomic
-// adds and does not allocate. The sum is kept in nanoseconds, so it is exact
-// for durations; it is written out in seconds.
+// Histogram counts observations into fixed buckets. Observe is two atomic
+// adds (its bucket and the sum) and does not allocate; the count is the sum
+// of the buckets, computed when read. The sum is kept in nanoseconds, so it
+// is exact for durations; it is written out in seconds.
 type Histogram struct {
 	bounds []float64       // upper bounds in seconds, ascending
 	nanos  []int64         // bounds in nanoseconds, for Observe
 	counts []atomic.Uint64 // one per bound plus +Inf; not cumulative
 	sumNs  atomic.Int64
-	count  atomic.Uint64
 }
 
 func newHistogram(bounds []float64) *Histogram {
@@ -117,11 +117,16 @@ func (h *Histogram) Observe(d time.Duration) {
 	}
 	h.counts[i].Add(1)
 	h.sumNs.Add(ns)
-	h.count.Add(1)
 }
 
 // Count returns the number of observations.
-func (h *Histogram) Count() uint64 { return h.count.Load() }
+func (h *Histogram) Count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}
 
 // Sum returns the sum of the observations.
 func (h *Histogram) Sum() time.Duration { return time.Duration(h.sumNs.Load()) }
