@@ -177,15 +177,14 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	if err := os.Rename(tmp, db.path); err != nil {
 		return err
 	}
-	if err := syncDir(db.path); err != nil {
-		return err
-	}
+	// From here the path names the new file: switch to it whatever
+	// happens next.
 	committed = true
 	db.cur.Store(ng)
 	db.ckptSeq.Store(db.written)
 	db.markDurable(db.written)
 	old.release() // the DB's reference; ours is dropped by the defer
-	return nil
+	return syncDir(db.path)
 }
 
 // catchUp applies every record of old in [off, end) to g and returns end.
