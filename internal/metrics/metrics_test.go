@@ -367,3 +367,32 @@ func BenchmarkWriteText(b *testing.B) {
 		r.WriteText(&buf)
 	}
 }
+
+func TestRegisterStore(t *testing.T) {
+	r := NewRegistry()
+	calls := 0
+	RegisterStore(r, func() StoreFigures {
+		calls++
+		return StoreFigures{Records: 10, Buckets: 1 << 20, Load: 0.25, LiveBytes: 800, DeadBytes: 200, FileBytes: 9502720}
+	})
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseText(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{Items: 10, StoreBuckets: 1 << 20, StoreLoad: 0.25, StoreLiveBytes: 800, StoreDeadBytes: 200, StoreFileBytes: 9502720}
+	if len(m) != len(want) {
+		t.Errorf("got %v", m)
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("stats called %d times in one scrape, want 1", calls)
+	}
+}

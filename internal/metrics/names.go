@@ -159,3 +159,47 @@ func NewRequests(r *Registry, cmds, results []string) *Requests {
 		Latency: r.NewHistogramVec(RequestDuration, Help(RequestDuration), []string{"cmd"}, one, LatencyBuckets),
 	}
 }
+
+// StoreFigures are the store statistics RegisterStore exposes; a server
+// fills them from store.DB.Stats.
+type StoreFigures struct {
+	Records   uint64  // Stats.Records (live keys, tombstones included)
+	Buckets   uint64  // Stats.Buckets
+	Load      float64 // Stats.Load()
+	LiveBytes uint64  // Stats.LiveBytes
+	DeadBytes uint64  // Stats.DeadBytes
+	FileBytes int64   // Stats.FileSize
+}
+
+// RegisterStore registers kumo_items and the kumo_store_* gauges, read
+// from stats at scrape time. stats is called at most once a second (the
+// figures are cached), so a scrape costs one call, not six. It must be
+// safe for concurrent use.
+func RegisterStore(r *Registry, stats func() StoreFigures) {
+	c := &storeCache{stats: stats}
+	r.NewGaugeFunc(Items, Help(Items), func() float64 { return float64(c.read().Records) })
+	r.NewGaugeFunc(StoreBuckets, Help(StoreBuckets), func() float64 { return float64(c.read().Buckets) })
+	r.NewGaugeFunc(StoreLoad, Help(StoreLoad), func() float64 { return c.read().Load })
+	r.NewGaugeFunc(StoreLiveBytes, Help(StoreLiveBytes), func() float64 { return float64(c.read().LiveBytes) })
+	r.NewGaugeFunc(StoreDeadBytes, Help(StoreDeadBytes), func() float64 { return float64(c.read().DeadBytes) })
+	r.NewGaugeFunc(StoreFileBytes, Help(StoreFileBytes), func() float64 { return float64(c.read().FileBytes) })
+}
+
+// storeCache caches a StoreFigures for a second.
+type storeCache struct {
+	stats func() StoreFigures
+
+	mu sync.Mutex // protects at, f
+	at time.Time
+	f  StoreFigures
+}
+
+func (c *storeCache) read() StoreFigures {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.at) > time.Second {
+		c.f = c.stats()
+		c.at = now
+	}
+	return c.f
+}

@@ -18,11 +18,14 @@ var ErrBadReply = errors.New("statuspage: bad reply")
 // Poller asks kumo-servers for the figures the page shows (items, the
 // get/set/delete counters and the replace state, kumostat's GetStatus
 // queries) and turns the counters into rates. It keeps one reconnecting
-// RPC client per server; Close closes them. It is safe for concurrent use,
-// though one caller at a time is the intended use (the status handler).
+// RPC client per server; Close closes them. It is safe for concurrent use:
+// concurrent Fills (two browsers) run one after the other, so the rates
+// stay meaningful. Lock order: fillMu, then mu.
 type Poller struct {
 	timeout time.Duration
 	rates   Rates
+
+	fillMu sync.Mutex // serializes Fill
 
 	mu      sync.Mutex // protects clients
 	clients map[string]*rpc.Client
@@ -40,6 +43,8 @@ func NewPoller(timeout time.Duration) *Poller {
 // servers no longer listed are closed. at is the time the rates are
 // computed with (time.Now() in the manager).
 func (p *Poller) Fill(ctx context.Context, servers []Server, at time.Time) {
+	p.fillMu.Lock()
+	defer p.fillMu.Unlock()
 	var wg sync.WaitGroup
 	keep := make([]string, 0, len(servers))
 	for i := range servers {
