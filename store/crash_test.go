@@ -19,6 +19,9 @@ const crashChildEnv = "KUMO_STORE_CRASH_CHILD"
 // acknowledged key on stdout until it is killed.
 func crashChild() {
 	path := os.Getenv(crashChildEnv)
+	if os.Getenv("KUMO_STORE_CRASH_MMAP") != "" {
+		heapSlots = false // the production layout: slots live in the page cache
+	}
 	db, err := Open(path, &Options{Sync: SyncAlways, SyncInterval: 5 * time.Millisecond, Buckets: 1 << 14})
 	if err != nil {
 		fmt.Println("error", err)
@@ -75,6 +78,9 @@ func TestCrashMatrix(t *testing.T) {
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, "KUMO_STORE_CRASH_START="+strconv.Itoa(next))
 		if round%2 == 1 {
 			cmd.Env = append(cmd.Env, "KUMO_STORE_CRASH_COMPACT=1")
+		}
+		if round%4 >= 2 {
+			cmd.Env = append(cmd.Env, "KUMO_STORE_CRASH_MMAP=1")
 		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
