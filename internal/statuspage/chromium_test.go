@@ -5,7 +5,6 @@ import (
 	"context"
 	"image"
 	"image/png"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,9 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"kumofs/internal/httpd"
+	"kumofs/internal/metrics"
 )
 
-// TestStatusPageChromium serves the page with sample data on 127.0.0.1 and
+// TestStatusPageChromium serves the page with sample data on 127.0.0.1
+// (through httpd, as the manager does) and
 // renders it in headless Chromium: the screenshot must be a 1280×800 PNG
 // that is not blank, and the DOM Chromium built must hold the server rows.
 // It runs only with KUMO_UI_TEST=1 (scripts/test-ui.sh installs Chromium
@@ -26,16 +29,13 @@ func TestStatusPageChromium(t *testing.T) {
 	}
 	bin := findChromium(t)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Served the way the manager serves it: httpd with the page at "/".
+	srv, err := httpd.Start("127.0.0.1:0", metrics.NewRegistry(), map[string]http.Handler{"/{$}": Handler(sampleStatus)}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/{$}", Handler(sampleStatus))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/"
+	url := srv.URL() + "/"
 
 	dir := t.TempDir()
 	shot := filepath.Join(dir, "status.png")
