@@ -2,11 +2,13 @@ package integration
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"kumofs/internal/localcluster"
+	"kumofs/store"
 )
 
 // Ensure that every memcached command works end to end through a gateway
@@ -96,5 +98,33 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if v, ok := m.get("after"); !ok || v != "1" {
 		t.Fatalf("get after flush: %q %v", v, ok)
+	}
+}
+
+// Ensure that a server whose store was created small grows it online
+// instead of refusing writes when the slot table fills.
+func TestStoreGrowsOnline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i := 1; i <= 3; i++ {
+		if err := store.Create(filepath.Join(dir, fmt.Sprintf("server-%d.kch", i)), 1024); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := localcluster.StartT(t, localcluster.Options{Dir: dir})
+	m := dial(t, c.Gateway())
+	const n = 5000
+	for i := 0; i < n; i++ {
+		if r := m.set(fmt.Sprintf("grow%d", i), "v"); r != "STORED\r\n" {
+			t.Fatalf("set grow%d: %q", i, r)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if v, ok := m.get(fmt.Sprintf("grow%d", i)); !ok || v != "v" {
+			t.Fatalf("grow%d: %q %v", i, v, ok)
+		}
+	}
+	if err := c.Server(0).WaitLog("growing it online", time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

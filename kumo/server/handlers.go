@@ -316,6 +316,7 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	if err != nil {
 		return false, storeError(err)
 	}
+	s.maybeGrow()
 	return ok, nil
 }
 

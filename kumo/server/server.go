@@ -71,6 +71,9 @@ type Server struct {
 
 	mgrs []*rpc.Client
 
+	buckets atomic.Uint64 // the store's slot capacity, for growth checks
+	growing atomic.Bool   // an online Optimize is running
+
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 
@@ -129,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 		streams: make(map[ring.Addr]*rpc.Client),
 	}
 	s.inc = s.clk.Now()
+	s.buckets.Store(db.Stats().Buckets)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	empty := ring.New(nil, 0)
 	s.whs.Store(empty)
@@ -191,6 +195,30 @@ func openStore(cfg *Config) (*store.DB, error) {
 		return nil, err
 	}
 	return store.Open(cfg.StorePath, &cfg.Store)
+}
+
+// maybeGrow rebuilds the store online with twice the slots once it is 3/4
+// full: the bucket number is fixed per file, and a full table refuses
+// writes. kumo-storetool create/optimize can still size it up front.
+func (s *Server) maybeGrow() {
+	if n := uint64(s.db.Len()); n*4 < s.buckets.Load()*3 || s.closed.Load() {
+		return
+	}
+	if !s.growing.CompareAndSwap(false, true) {
+		return
+	}
+	s.repl.Add(1)
+	go func() {
+		defer s.repl.Done()
+		defer s.growing.Store(false)
+		n := uint64(s.db.Len()) * 2
+		s.log.Infof("store is %d%% full: growing it online to %d slots", uint64(s.db.Len())*100/max(s.buckets.Load(), 1), n)
+		if err := s.db.Optimize(n); err != nil {
+			s.log.Errorf("growing the store: %v", err)
+			return
+		}
+		s.buckets.Store(s.db.Stats().Buckets)
+	}()
 }
 
 // Addr returns the address the server listens on.

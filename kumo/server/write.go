@@ -238,6 +238,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		req.ReplyError(storeError(err))
 		return
 	}
+	s.maybeGrow()
 	payload, valOff := encodeRecord(&rec)
 	mu.Unlock()
 	putBuf(bp)
