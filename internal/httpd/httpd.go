@@ -10,10 +10,12 @@ package httpd
 import (
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +69,9 @@ func StartOptions(addr string, reg *metrics.Registry, extra map[string]http.Hand
 		// No WriteTimeout: /debug/pprof/profile and /trace stream for as
 		// many seconds as asked.
 		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    nil,
+		// net/http's own complaints (bad requests, panics in handlers) go
+		// to logf too, as one line each.
+		ErrorLog: log.New(logWriter(logf), "", 0),
 	}
 	go func() {
 		defer close(s.done)
@@ -76,6 +80,14 @@ func StartOptions(addr string, reg *metrics.Registry, extra map[string]http.Hand
 		}
 	}()
 	return s, nil
+}
+
+// logWriter turns each Write of a log.Logger into one logf line.
+type logWriter func(string, ...any)
+
+func (f logWriter) Write(p []byte) (int, error) {
+	f("httpd: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // Addr returns the address the server listens on.

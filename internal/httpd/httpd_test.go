@@ -2,11 +2,13 @@ package httpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"kumofs/internal/metrics"
 )
@@ -124,5 +126,34 @@ func TestListenError(t *testing.T) {
 	_, err = Start(s.Addr().String(), nil, nil, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "httpd: ") {
 		t.Errorf("second listen on %s: %v", s.Addr(), err)
+	}
+}
+
+// TestServerErrorLog checks that net/http's own error lines reach logf.
+func TestServerErrorLog(t *testing.T) {
+	lines := make(chan string, 4)
+	extra := map[string]http.Handler{
+		"/panic": http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }),
+	}
+	s, err := Start("127.0.0.1:0", nil, extra, func(f string, a ...any) {
+		select {
+		case lines <- fmt.Sprintf(f, a...):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := http.Get(s.URL() + "/panic"); err == nil {
+		t.Error("a panicking handler answered")
+	}
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "httpd: http: panic serving") || strings.HasSuffix(l, "\n") {
+			t.Errorf("logged %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("nothing logged")
 	}
 }
