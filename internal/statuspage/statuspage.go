@@ -216,10 +216,17 @@ type sample struct {
 	get, set, del uint64
 }
 
+// MaxRateAge is the longest interval Rates averages over: an observation
+// more than this after the previous one of the same server gives unknown
+// rates rather than an average over a long unwatched time (the page
+// refreshes every 2 s, so the second view of it shows rates).
+const MaxRateAge = 10 * time.Second
+
 // Observe records the counters of addr at time at and returns the rates
 // since the previous observation of addr. The first observation, one at
-// the same or an earlier time, and one whose counters went down (the
-// server restarted) return -1 for each rate (unknown).
+// the same or an earlier time or more than MaxRateAge later, and one whose
+// counters went down (the server restarted) return -1 for each rate
+// (unknown).
 func (r *Rates) Observe(addr string, at time.Time, get, set, del uint64) (getRate, setRate, delRate float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -229,7 +236,7 @@ func (r *Rates) Observe(addr string, at time.Time, get, set, del uint64) (getRat
 	prev, ok := r.last[addr]
 	r.last[addr] = sample{at, get, set, del}
 	dt := at.Sub(prev.at).Seconds()
-	if !ok || dt <= 0 || get < prev.get || set < prev.set || del < prev.del {
+	if !ok || dt <= 0 || dt > MaxRateAge.Seconds() || get < prev.get || set < prev.set || del < prev.del {
 		return -1, -1, -1
 	}
 	return float64(get-prev.get) / dt, float64(set-prev.set) / dt, float64(del-prev.del) / dt

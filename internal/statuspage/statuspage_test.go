@@ -183,6 +183,8 @@ func TestRates(t *testing.T) {
 		{t0.Add(2 * time.Second), 400, 30, 1, [3]float64{-1, -1, -1}}, // no time passed
 		{t0.Add(3 * time.Second), 5, 0, 0, [3]float64{-1, -1, -1}},    // restarted
 		{t0.Add(3500 * time.Millisecond), 10, 1, 0, [3]float64{10, 2, 0}},
+		{t0.Add(3500*time.Millisecond + MaxRateAge + 1), 20, 1, 0, [3]float64{-1, -1, -1}}, // too long ago
+		{t0.Add(3500*time.Millisecond + MaxRateAge + 1 + time.Second), 25, 1, 0, [3]float64{5, 0, 0}},
 	} {
 		g, s, d := r.Observe("s1", o.at, o.get, o.set, o.del)
 		if [3]float64{g, s, d} != o.want {
@@ -191,7 +193,7 @@ func TestRates(t *testing.T) {
 	}
 	r.Observe("s2", t0, 1, 1, 1)
 	r.Forget([]string{"s2"})
-	if g, _, _ := r.Observe("s1", t0.Add(10*time.Second), 20, 1, 0); g != -1 {
+	if g, _, _ := r.Observe("s1", t0.Add(15*time.Second), 30, 1, 0); g != -1 {
 		t.Errorf("forgotten server has rate %v", g)
 	}
 	if g, _, _ := r.Observe("s2", t0.Add(time.Second), 11, 1, 1); g != 10 {
