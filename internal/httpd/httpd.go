@@ -8,6 +8,7 @@
 package httpd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -159,4 +160,23 @@ func NewMux(reg *metrics.Registry, extra map[string]http.Handler, o Options) *ht
 		mux.Handle(p, extra[p])
 	}
 	return mux
+}
+
+// Scrape fetches url (a daemon's http://ADDR/metrics) and parses it with
+// metrics.ParseText, for integration tests and tools. A status other than
+// 200 is an error.
+func Scrape(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("httpd: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("httpd: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("httpd: %s: %s", url, resp.Status)
+	}
+	return metrics.ParseText(resp.Body)
 }

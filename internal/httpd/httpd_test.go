@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -155,5 +156,26 @@ func TestServerErrorLog(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("nothing logged")
+	}
+}
+
+func TestScrape(t *testing.T) {
+	reg := metrics.NewRegistry()
+	reg.NewCounter("kumo_x_total", "x").Add(3)
+	s, err := Start("127.0.0.1:0", reg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	m, err := Scrape(ctx, s.URL()+"/metrics")
+	if err != nil || len(m) != 1 || m["kumo_x_total"] != 3 {
+		t.Errorf("Scrape = %v, %v", m, err)
+	}
+	if _, err := Scrape(ctx, s.URL()+"/nope"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("Scrape of a 404: %v", err)
+	}
+	if _, err := Scrape(ctx, s.URL()+"/healthz"); err == nil {
+		t.Error("Scrape of a non-metrics page parsed")
 	}
 }

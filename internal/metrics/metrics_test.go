@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -394,5 +395,31 @@ func TestRegisterStore(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("stats called %d times in one scrape, want 1", calls)
+	}
+}
+
+func TestForRoleMissing(t *testing.T) {
+	srv := ForRole("server")
+	for _, want := range []string{BuildInfo, Items, RequestsTotal, RequestDuration, StoreLoad, ReplacePhase, RPCErrorsTotal} {
+		if !slices.Contains(srv, want) {
+			t.Errorf("ForRole(server) lacks %s", want)
+		}
+	}
+	if slices.Contains(srv, Servers) || slices.Contains(ForRole("gateway"), Items) {
+		t.Error("ForRole includes another role's metric")
+	}
+	if !slices.Contains(ForRole("manager"), Goroutines) {
+		t.Error(`"all" metrics missing for the manager`)
+	}
+
+	var buf bytes.Buffer
+	sample().WriteText(&buf)
+	m, err := ParseText(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Missing(m, []string{RequestsTotal, RequestDuration, "kumo_test_gauge", "kumo_test_seconds", Items, "kumo_test"})
+	if !slices.Equal(got, []string{Items, "kumo_test"}) {
+		t.Errorf("Missing = %v", got)
 	}
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 )
@@ -202,4 +203,40 @@ func (c *storeCache) read() StoreFigures {
 		c.at = now
 	}
 	return c.f
+}
+
+// ForRole returns the names of the Catalog metrics that the daemon role
+// ("server", "manager" or "gateway") exposes, for tests that scrape a
+// daemon and check that nothing is missing.
+func ForRole(role string) []string {
+	var out []string
+	for _, d := range Catalog {
+		for _, r := range strings.Split(d.Roles, ",") {
+			if r = strings.TrimSpace(r); r == "all" || r == role {
+				out = append(out, d.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Missing returns the names (of families) that have no series in m, a
+// ParseText result: a name is present when m holds the name itself, a
+// labelled series of it, or its histogram _count.
+func Missing(m map[string]float64, names []string) []string {
+	have := make(map[string]bool, len(m))
+	for k := range m {
+		if i := strings.IndexByte(k, '{'); i >= 0 {
+			k = k[:i]
+		}
+		have[k] = true
+	}
+	var out []string
+	for _, n := range names {
+		if !have[n] && !have[n+"_count"] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
