@@ -98,7 +98,7 @@ func newHistogram(bounds []float64) *Histogram {
 		if math.IsNaN(b) || math.IsInf(b, 0) || (i > 0 && b <= h.bounds[i-1]) {
 			panic("metrics: histogram bounds must be finite and strictly ascending")
 		}
-		h.nanos[i] = int64(b * 1e9)
+		h.nanos[i] = int64(math.Round(b * 1e9))
 	}
 	return h
 }

@@ -423,3 +423,18 @@ func TestForRoleMissing(t *testing.T) {
 		t.Errorf("Missing = %v", got)
 	}
 }
+
+func TestHistogramBoundInclusive(t *testing.T) {
+	// 0.3 s is 299999999.99999994 ns in float64: the bound must still
+	// include exactly 300 ms.
+	h := NewRegistry().NewHistogram("h", "", []float64{0.3, 0.7})
+	h.Observe(300 * time.Millisecond)
+	h.Observe(700 * time.Millisecond)
+	h.Observe(700*time.Millisecond + 1)
+	if a, b, c := h.counts[0].Load(), h.counts[1].Load(), h.counts[2].Load(); a != 1 || b != 1 || c != 1 {
+		t.Errorf("buckets %d %d %d, want 1 1 1", a, b, c)
+	}
+	if h.Count() != 3 || h.Sum() != 1700*time.Millisecond+1 {
+		t.Errorf("count %d sum %v", h.Count(), h.Sum())
+	}
+}
