@@ -425,8 +425,8 @@ func TestForRoleMissing(t *testing.T) {
 }
 
 func TestHistogramBoundInclusive(t *testing.T) {
-	// 0.3 s is 299999999.99999994 ns in float64: the bound must still
-	// include exactly 300 ms.
+	// A bound is inclusive: an observation of exactly the bound counts in
+	// its bucket, whatever rounding bound*1e9 does in float64.
 	h := NewRegistry().NewHistogram("h", "", []float64{0.3, 0.7})
 	h.Observe(300 * time.Millisecond)
 	h.Observe(700 * time.Millisecond)
