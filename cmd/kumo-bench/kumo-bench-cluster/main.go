@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,6 +95,12 @@ type report struct {
 	P50       float64 `json:"p50_us"`
 	P99       float64 `json:"p99_us"`
 }
+
+// init keeps main on the process's main thread. The daemons (started by
+// localcluster from this goroutine) and memcached get SIGKILL when the
+// thread that started them exits (Pdeathsig is per thread, golang/go#27505);
+// the main thread lives as long as the process.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
