@@ -63,7 +63,8 @@ type Options struct {
 }
 
 // Cluster is a running local cluster. Its methods are safe for concurrent
-// use.
+// use. Lock order: Cluster.mu is never held while a Proc's lock is taken
+// (or the other way round); each is released before the next is acquired.
 type Cluster struct {
 	opts    Options
 	dir     string

@@ -26,8 +26,11 @@ const DefaultStopTimeout = 10 * time.Second
 // Start and not changed afterwards.
 //
 // The child runs in its own process group; Kill and Stop signal the whole
-// group. On Linux the child also gets SIGKILL when the parent dies, so no
-// daemon outlives a crashed test or kumo-local.
+// group. On Linux the child also gets SIGKILL when the parent dies
+// (PR_SET_PDEATHSIG), so no daemon outlives a crashed test or kumo-local.
+// The kernel ties that signal to the OS thread that started the child; Go
+// only ends threads of goroutines that exit while locked with
+// runtime.LockOSThread, so do not start a Proc from such a goroutine.
 type Proc struct {
 	Name    string   // short name for messages: "manager-1", "server-2", "gateway"
 	Path    string   // the executable
