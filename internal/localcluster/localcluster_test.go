@@ -411,3 +411,33 @@ func TestStartCanceled(t *testing.T) {
 		t.Fatalf("Start took %v after cancel", d)
 	}
 }
+
+func TestLogScannerAcrossWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	s := logScanner{path: path, want: []byte("new node 1.2.3.4:5")}
+	if found, err := s.scan(); found || err != nil {
+		t.Fatalf("scan of a missing file = %v, %v", found, err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The wanted text arrives split over several writes, one byte at a time
+	// at the seam.
+	for i, part := range []string{"noise\nnew no", "d", "e", " 1.2.3.", "4:5\n"} {
+		f.WriteString(part)
+		found, err := s.scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i == 4; found != want {
+			t.Fatalf("after write %d (%q): found %v, want %v", i, part, found, want)
+		}
+	}
+	// A scanner that starts after the text does not see it.
+	s2 := logScanner{path: path, off: s.off, want: s.want}
+	if found, _ := s2.scan(); found {
+		t.Fatal("found text before the start offset")
+	}
+}

@@ -231,12 +231,13 @@ func (p *Proc) WaitLog(substr string, timeout time.Duration) error {
 // soon as the process has exited without writing substr.
 func (p *Proc) WaitLogAfter(off int64, substr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	sc := logScanner{path: p.LogPath, off: off, want: []byte(substr)}
 	for {
 		// Look at done before reading: a process that exited had written
 		// everything it ever will by then.
 		_, done := p.current()
 		exited := done != nil && isClosed(done)
-		found, err := logContains(p.LogPath, off, substr)
+		found, err := sc.scan()
 		if err != nil {
 			return err
 		}
@@ -253,9 +254,19 @@ func (p *Proc) WaitLogAfter(off int64, substr string, timeout time.Duration) err
 	}
 }
 
-// logContains reports whether the file at path holds substr at or after off.
-func logContains(path string, off int64, substr string) (bool, error) {
-	f, err := os.Open(path)
+// logScanner searches a growing file for a byte string, reading each byte
+// only once (plus an overlap of len(want)-1 bytes between reads).
+type logScanner struct {
+	path string
+	off  int64  // file offset of the next byte to read
+	tail []byte // the last len(want)-1 bytes before off
+	want []byte
+}
+
+// scan reads what was appended since the last call and reports whether want
+// has appeared at or after the starting offset.
+func (s *logScanner) scan() (bool, error) {
+	f, err := os.Open(s.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return false, nil
@@ -263,14 +274,24 @@ func logContains(path string, off int64, substr string) (bool, error) {
 		return false, fmt.Errorf("localcluster: %w", err)
 	}
 	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
+	if _, err := f.Seek(s.off, io.SeekStart); err != nil {
 		return false, fmt.Errorf("localcluster: %w", err)
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		return false, fmt.Errorf("localcluster: %w", err)
 	}
-	return bytes.Contains(b, []byte(substr)), nil
+	s.off += int64(len(b))
+	buf := append(s.tail, b...)
+	if bytes.Contains(buf, s.want) {
+		return true, nil
+	}
+	keep := len(s.want) - 1
+	if keep > len(buf) {
+		keep = len(buf)
+	}
+	s.tail = append([]byte(nil), buf[len(buf)-keep:]...)
+	return false, nil
 }
 
 // Tail returns the last n lines of the log file.
