@@ -196,7 +196,7 @@ func (c *Cluster) start() error {
 		added = append(added, p)
 	}
 	for _, p := range added {
-		if err := c.waitNewNode(p, 0); err != nil {
+		if err := c.serverUp(p, 0); err != nil {
 			return err
 		}
 	}
@@ -209,7 +209,57 @@ func (c *Cluster) start() error {
 	if _, err := c.Ctl("attach"); err != nil {
 		return err
 	}
-	return c.Probe(ReadyTimeout)
+	err := c.Probe(ReadyTimeout)
+	if errors.Is(err, ErrExited) && bindFailed(c.gateway) && c.opts.GatewayTextPort <= 0 && c.opts.GatewayBinaryPort <= 0 {
+		// A kernel-chosen port was taken before the gateway bound it.
+		if err := c.startGateway(); err != nil {
+			return err
+		}
+		err = c.Probe(ReadyTimeout)
+	}
+	return err
+}
+
+// bindFailed reports whether p's current run logged that its address was
+// in use.
+func bindFailed(p *Proc) bool {
+	return p.WaitLog("address already in use", 0) == nil
+}
+
+// serverUp waits until the first manager logs p (started after manager log
+// offset off) as a new node. A server that exited because its kernel-chosen
+// port was taken in the meantime is started once more on new ports.
+func (c *Cluster) serverUp(p *Proc, off int64) error {
+	err := c.waitNewNode(p, off)
+	if err == nil || !errors.Is(err, ErrExited) || !bindFailed(p) {
+		return err
+	}
+	sp, err := c.port(0)
+	if err != nil {
+		return err
+	}
+	lp, err := c.port(0)
+	if err != nil {
+		return err
+	}
+	p.Addr = hostPort(sp)
+	setArg(p.Args, "-l", p.Addr)
+	setArg(p.Args, "-L", strconv.Itoa(lp))
+	off = c.managers[0].LogSize()
+	if err := p.Start(); err != nil {
+		return err
+	}
+	return c.waitNewNode(p, off)
+}
+
+// setArg replaces the value after the option name in args.
+func setArg(args []string, name, value string) {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			args[i+1] = value
+			return
+		}
+	}
 }
 
 // waitNewNode waits until the first manager logs "new node ADDR" for p after
@@ -388,7 +438,7 @@ func (c *Cluster) AddServer() (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, c.waitNewNode(p, off)
+	return p, c.serverUp(p, off)
 }
 
 // Ctl runs `kumoctl MGR args...` against the first manager and returns its

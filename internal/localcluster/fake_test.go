@@ -167,6 +167,15 @@ func fakeManager(args []string) int {
 // manager -m and waits for SIGTERM.
 func fakeServer(args []string) int {
 	log := fakeLog(args)
+	// $LOCALCLUSTER_BIND_FAIL names a marker file: the first server to
+	// create it fails as if its port were taken.
+	if m := os.Getenv("LOCALCLUSTER_BIND_FAIL"); m != "" {
+		if f, err := os.OpenFile(m, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+			f.Close()
+			fmt.Fprintf(log, "listen tcp %s: bind: address already in use\n", flagValue(args, "-l"))
+			return 1
+		}
+	}
 	ln, err := net.Listen("tcp", flagValue(args, "-l"))
 	if err != nil {
 		fmt.Fprintln(log, "listen:", err)

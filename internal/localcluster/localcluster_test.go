@@ -441,3 +441,24 @@ func TestLogScannerAcrossWrites(t *testing.T) {
 		t.Fatal("found text before the start offset")
 	}
 }
+
+func TestServerPortTakenIsRetried(t *testing.T) {
+	t.Setenv("LOCALCLUSTER_BIND_FAIL", filepath.Join(t.TempDir(), "failed-once"))
+	c := StartT(t, Options{BinDir: fakeBinDir(t), Servers: 2})
+	var failed *Proc
+	for i := range c.NumServers() {
+		s := c.Server(i)
+		if strings.Contains(s.Tail(10), "address already in use") {
+			failed = s
+		}
+		if !s.Alive() || flagValue(s.Args, "-l") != s.Addr {
+			t.Fatalf("%s: alive %v, args %q, addr %s", s.Name, s.Alive(), s.Args, s.Addr)
+		}
+	}
+	if failed == nil {
+		t.Fatal("no server failed its first bind")
+	}
+	if err := c.ManagerProc(0).WaitLog("new node "+failed.Addr, time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

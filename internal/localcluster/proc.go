@@ -23,7 +23,9 @@ const DefaultStopTimeout = 10 * time.Second
 // Proc is one child process (a daemon). Its stdout and stderr are appended
 // to LogPath, the same file the daemon is told to log to with -o, so crashes
 // and panics land next to the log lines. The exported fields are set before
-// Start and not changed afterwards.
+// Start and not changed while the process runs (localcluster itself changes
+// Addr and Args only of a server that failed to bind, before starting it
+// again and before anyone else can see it).
 //
 // The child runs in its own process group; Kill and Stop signal the whole
 // group. On Linux the child also gets SIGKILL when the parent dies
