@@ -131,7 +131,9 @@ func Wait(log *logging.Logger, stop func() error) {
 		log.Infof("%v: shutting down", sig)
 		break
 	}
-	signal.Stop(ch)
+	// Further SIGTERM/SIGINT keep arriving in ch (and are dropped once it
+	// is full) rather than killing the process in the middle of a clean
+	// shutdown: supervisors often signal the process and its group.
 	if err := stop(); err != nil {
 		log.Errorf("shutdown: %v", err)
 	}

@@ -207,7 +207,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 	}
 	s.clk.Observe(c)
 	switch req.Method {
-	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue]
+	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?]
 		if n < 4 {
 			req.ReplyError(errParams)
 			return
@@ -221,10 +221,20 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			req.ReplyError(errParams)
 			return
 		}
-		dbval, _, err := msgpack.ReadRaw(p)
+		dbval, p, err := msgpack.ReadRaw(p)
 		if err != nil {
 			req.ReplyError(errParams)
 			return
+		}
+		if n >= 5 {
+			// Fencing: a coordinator deciding under an older write hash
+			// space than ours may no longer be the coordinator (it may be
+			// cut off from the managers); refuse, so that it cannot
+			// acknowledge a write the current coordinator does not see.
+			if wc, _, err := msgpack.ReadUint(p); err == nil && wc < s.whs.Load().Clock() {
+				req.ReplyError(&rpc.Error{Msg: wire.MsgObsolete})
+				return
+			}
 		}
 		ok, err := s.applyNewest(dbkey, dbval)
 		if err != nil {

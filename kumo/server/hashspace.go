@@ -120,6 +120,20 @@ func (s *Server) fetchHashSpaces(ctx context.Context, m *rpc.Client) {
 	s.adopt(w, r)
 }
 
+// refreshHashSpace fetches the hash spaces from the managers now, at most
+// once at a time (a fenced write calls it).
+func (s *Server) refreshHashSpace() {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.refreshing.Store(false)
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	defer cancel()
+	for _, m := range s.mgrs {
+		s.fetchHashSpaces(ctx, m)
+	}
+}
+
 func emptyParams(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) }
 
 // coordinatorCheck returns nil when s coordinates hash h under its whs: the

@@ -26,7 +26,8 @@ var errReplication = &rpc.Error{Msg: wire.MsgReplication}
 type replication struct {
 	s        *Server
 	h        uint64
-	payload  []byte // raw(DBKey) ‖ raw(DBValue); immutable
+	wclock   atomic.Uint64 // clock of the whs the write is sent under (fencing)
+	payload  []byte        // raw(DBKey) ‖ raw(DBValue); immutable
 	deadline time.Time
 	pending  atomic.Int32
 	failed   atomic.Bool
@@ -47,6 +48,7 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done 
 		return
 	}
 	rp := &replication{s: s, h: h, payload: payload, deadline: time.Now().Add(s.cfg.ReplTimeout), done: done}
+	rp.wclock.Store(w.Clock())
 	rp.pending.Store(int32(len(targets)))
 	s.repl.Add(1)
 	for _, t := range targets {
@@ -70,6 +72,11 @@ func (rp *replication) finish(ok bool) {
 	}
 }
 
+func isObsolete(err error) bool {
+	var re *rpc.Error
+	return errors.As(err, &re) && re.Msg == wire.MsgObsolete
+}
+
 func (rp *replication) send(t target, attempt int) {
 	s := rp.s
 	c := s.peer(t.addr)
@@ -82,10 +89,11 @@ func (rp *replication) send(t target, attempt int) {
 		flags = 1
 	}
 	c.Go(wire.SrvReplicateSet, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendArrayHeader(b, 5)
 		b = msgpack.AppendUint(b, s.clk.Now())
 		b = msgpack.AppendUint(b, flags)
-		return append(b, rp.payload...)
+		b = append(b, rp.payload...)
+		return msgpack.AppendUint(b, rp.wclock.Load())
 	}, s.cfg.CallTimeout, func(_ []byte, err error) {
 		if err == nil {
 			rp.finish(true)
@@ -101,7 +109,19 @@ func (rp *replication) send(t target, attempt int) {
 			rp.finish(false)
 			return
 		}
-		if !s.stillOwner(t.addr, rp.h) {
+		if isObsolete(err) {
+			// Fenced: the replica knows a newer write hash space. Fetch
+			// it; if this server is no longer the coordinator the write
+			// fails and the gateway retries on the right one.
+			go s.refreshHashSpace()
+			if w := s.whs.Load(); w.Clock() > rp.wclock.Load() {
+				if !w.Owners(rp.h).IsCoordinator(s.cfg.Self) {
+					rp.finish(false)
+					return
+				}
+				rp.wclock.Store(w.Clock()) // still the coordinator under it
+			}
+		} else if !s.stillOwner(t.addr, rp.h) {
 			rp.finish(true) // marked fault: the remaining owners hold the write
 			return
 		}

@@ -10,6 +10,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -48,7 +50,7 @@ type Server struct {
 	clk   *clock.Clock
 	db    *store.DB
 	start time.Time
-	inc   uint64 // incarnation: the clock at start, told to managers
+	inc   uint64 // incarnation: random per process start, told to managers
 
 	rpcSrv *rpc.Server
 	ln     net.Listener
@@ -62,7 +64,8 @@ type Server struct {
 	whs atomic.Pointer[ring.HashSpace] // write hash space
 	rhs atomic.Pointer[ring.HashSpace] // read hash space
 
-	hsMu sync.Mutex // serializes hash-space adoption (readers use the atomics)
+	hsMu       sync.Mutex  // serializes hash-space adoption (readers use the atomics)
+	refreshing atomic.Bool // a fenced write is fetching the hash spaces
 
 	stripes [4096]sync.Mutex // per-key serialization of read-modify-write on the coordinator
 
@@ -131,7 +134,9 @@ func New(cfg Config) (*Server, error) {
 		peers:   make(map[ring.Addr]*rpc.Client),
 		streams: make(map[ring.Addr]*rpc.Client),
 	}
-	s.inc = s.clk.Now()
+	// The incarnation tells the managers this is a new process: a restart
+	// within the same second must differ too, so it is random, not a clock.
+	s.inc = randUint64()
 	s.buckets.Store(db.Stats().Buckets)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	empty := ring.New(nil, 0)
@@ -163,6 +168,18 @@ func New(cfg Config) (*Server, error) {
 	go s.keepAliveLoop()
 	go s.maintenanceLoop()
 	return s, nil
+}
+
+// randUint64 returns a random non-zero uint64.
+func randUint64() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err == nil {
+			if v := binary.LittleEndian.Uint64(b[:]); v != 0 {
+				return v
+			}
+		}
+	}
 }
 
 // openStore opens the server's store. A store last written longer ago than
