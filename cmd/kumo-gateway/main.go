@@ -12,6 +12,7 @@ import (
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/gateway"
 	"kumofs/ring"
 )
@@ -96,6 +97,8 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
+	reg := metrics.NewRegistry()
+	metrics.RegisterProcess(reg, "gateway", cli.Version, time.Now())
 	g, err := gateway.New(gateway.Config{
 		Managers:     mgrs,
 		Text:         textAddr,
@@ -105,11 +108,17 @@ func main() {
 		MaxItemSize:  maxItem,
 		MaxConns:     maxConns,
 		Log:          log,
+		Metrics:      reg,
 	})
 	if err != nil {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
+	stopHTTP, err := c.StartHTTP(reg, nil, log)
+	if err != nil {
+		g.Close()
+		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+	}
 	log.Infof("kumo-gateway %s serving memcached on %v", cli.Version, g.Addrs())
-	daemon.Wait(log, g.Close)
+	daemon.Wait(log, func() error { stopHTTP(); return g.Close() })
 }

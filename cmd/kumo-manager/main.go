@@ -5,11 +5,15 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"time"
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/metrics"
+	"kumofs/internal/statuspage"
 	"kumofs/kumo/manager"
 	"kumofs/ring"
 )
@@ -50,6 +54,8 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
+	reg := metrics.NewRegistry()
+	metrics.RegisterProcess(reg, "manager", cli.Version, time.Now())
 	m, err := manager.New(manager.Config{
 		Self:             self,
 		Partner:          partner,
@@ -59,11 +65,28 @@ func main() {
 		KeepAliveTimeout: silent,
 		Log:              log,
 		Clock:            clk,
+		Metrics:          reg,
 	})
 	if err != nil {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
+	// The status page: the manager's view plus each server's counters,
+	// asked for on every page load.
+	poller := statuspage.NewPoller(time.Second)
+	page := statuspage.Handler(func() statuspage.Status {
+		st := m.Status()
+		statuspage.Sort(st.Servers)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		poller.Fill(ctx, st.Servers, st.Generated)
+		return st
+	})
+	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, log)
+	if err != nil {
+		m.Close()
+		daemon.Fatal(os.Stderr, "kumo-manager", err)
+	}
 	log.Infof("kumo-manager %s listening on %s", cli.Version, self)
-	daemon.Wait(log, m.Close)
+	daemon.Wait(log, func() error { stopHTTP(); poller.Close(); return m.Close() })
 }

@@ -12,6 +12,7 @@ import (
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/server"
 	"kumofs/ring"
 	"kumofs/store"
@@ -77,6 +78,8 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
+	reg := metrics.NewRegistry()
+	metrics.RegisterProcess(reg, "server", cli.Version, time.Now())
 	srv, err := server.New(server.Config{
 		Self:        self,
 		StreamPort:  streamPort,
@@ -88,6 +91,7 @@ func main() {
 		GarbageMax:  gcMax,
 		Log:         log,
 		Clock:       clk,
+		Metrics:     reg,
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
@@ -96,6 +100,11 @@ func main() {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
+	stopHTTP, err := c.StartHTTP(reg, nil, log)
+	if err != nil {
+		srv.Close()
+		daemon.Fatal(os.Stderr, "kumo-server", err)
+	}
 	log.Infof("kumo-server %s listening on %s, store %s", cli.Version, self, path)
-	daemon.Wait(log, srv.Close)
+	daemon.Wait(log, func() error { stopHTTP(); return srv.Close() })
 }

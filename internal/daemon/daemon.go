@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"kumofs/internal/cli"
+	"kumofs/internal/httpd"
 	"kumofs/internal/logging"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/clock"
 )
 
@@ -36,6 +38,7 @@ type Common struct {
 	WThreads  int
 	RThreads  int
 	Pprof     string
+	HTTP      string
 }
 
 // Register adds the common options to fs. keepalive says whether -k means
@@ -56,6 +59,7 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 	fs.Int(&c.WThreads, "-TW", "--write-threads", 2, "number of write threads (accepted for compatibility)")
 	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
 	fs.String(&c.Pprof, "", "--pprof", "", "serve net/http/pprof on this address (off by default)")
+	fs.String(&c.HTTP, "", "--http", "", "serve /metrics, /healthz and /debug/pprof/ on this address (off by default)")
 }
 
 // envDaemonized marks the re-executed child of Daemonize.
@@ -103,6 +107,20 @@ func (c *Common) daemonize() error {
 		return err
 	}
 	return cmd.Process.Release()
+}
+
+// StartHTTP serves /metrics, /healthz, /debug/pprof/ and the extra
+// handlers on --http, when given. The returned func stops it.
+func (c *Common) StartHTTP(reg *metrics.Registry, extra map[string]http.Handler, log *logging.Logger) (func(), error) {
+	if c.HTTP == "" {
+		return func() {}, nil
+	}
+	s, err := httpd.Start(c.HTTP, reg, extra, log.Warnf)
+	if err != nil {
+		return nil, err
+	}
+	log.Infof("http on %s", s.URL())
+	return func() { s.Close() }, nil
 }
 
 // NewClock returns the process clock, offset by KUMO_CLOCK_OFFSET when set

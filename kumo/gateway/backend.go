@@ -91,6 +91,7 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 			}
 		}
 		g.requestRefresh()
+		g.m.retries.Inc()
 		if !g.backoff(ctx, attempt, deadline) {
 			g.log.Debugf("read failed: %v", last)
 			return last
@@ -139,6 +140,7 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			}
 		}
 		g.requestRefresh()
+		g.m.retries.Inc()
 		if !g.backoff(ctx, attempt, deadline) {
 			g.log.Debugf("write failed: %v", last)
 			return ambiguous, last
@@ -176,8 +178,8 @@ func fillItem(raw []byte, dst []byte, it *memcache.Item) error {
 	return nil
 }
 
-// Get implements memcache.Backend.
-func (g *Gateway) Get(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
+// doGet is the body of Get.
+func (g *Gateway) doGet(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	return g.read(ctx, h, wire.SrvGet, func(b []byte) []byte {
@@ -233,8 +235,8 @@ var modes = [...]uint64{
 	memcache.ModeCAS:     wire.OpCAS,
 }
 
-// Store implements memcache.Backend.
-func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
+// doStore is the body of Store.
+func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
 	if int(mode) >= len(modes) {
 		return 0, errors.New("gateway: unknown store mode")
 	}
@@ -265,15 +267,15 @@ func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		// An earlier attempt may have stored it and the retry then saw
 		// our own write: if the item is exactly ours, it was stored.
 		var cur memcache.Item
-		if gerr := g.Get(ctx, it.Key, nil, &cur); gerr == nil && cur.Flags == it.Flags && string(cur.Value) == string(it.Value) {
+		if gerr := g.doGet(ctx, it.Key, nil, &cur); gerr == nil && cur.Flags == it.Flags && string(cur.Value) == string(it.Value) {
 			return cur.CAS, nil
 		}
 	}
 	return cas, err
 }
 
-// Delete implements memcache.Backend.
-func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
+// doDelete is the body of Delete.
+func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	ambiguous, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
@@ -293,8 +295,8 @@ func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
 	return err
 }
 
-// Incr implements memcache.Backend.
-func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+// doIncr is the body of Incr.
+func (g *Gateway) doIncr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	var initial uint64
@@ -330,13 +332,13 @@ func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool,
 	return val, cas, err
 }
 
-// Touch implements memcache.Backend.
-func (g *Gateway) Touch(ctx context.Context, key []byte, exptime int64) error {
+// doTouch is the body of Touch.
+func (g *Gateway) doTouch(ctx context.Context, key []byte, exptime int64) error {
 	return g.touch(ctx, key, exptime, nil, nil)
 }
 
-// GetAndTouch implements memcache.Backend.
-func (g *Gateway) GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
+// doGetAndTouch is the body of GetAndTouch.
+func (g *Gateway) doGetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
 	return g.touch(ctx, key, exptime, dst, it)
 }
 
@@ -381,9 +383,9 @@ func (g *Gateway) activeServers() []ring.Addr {
 	return out
 }
 
-// FlushAll implements memcache.Backend: every active server tombstones what
+// doFlushAll is the body of FlushAll: every active server tombstones what
 // it holds at the flush point.
-func (g *Gateway) FlushAll(ctx context.Context, delay int64) error {
+func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
 	var at uint64
 	if delay > 0 {
 		at = uint64(time.Now().Unix() + delay)
@@ -444,4 +446,60 @@ func (g *Gateway) Stats(ctx context.Context, add func(name, value string)) error
 	add("bytes", strconv.FormatUint(bytes, 10))
 	add("kumo_servers", strconv.Itoa(len(srv)))
 	return nil
+}
+
+// Get implements memcache.Backend.
+func (g *Gateway) Get(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
+	start := time.Now()
+	err := g.doGet(ctx, key, dst, it)
+	g.observe(cmdGet, start, err)
+	return err
+}
+
+// GetAndTouch implements memcache.Backend.
+func (g *Gateway) GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *memcache.Item) error {
+	start := time.Now()
+	err := g.doGetAndTouch(ctx, key, exptime, dst, it)
+	g.observe(cmdTouch, start, err)
+	return err
+}
+
+// Store implements memcache.Backend.
+func (g *Gateway) Store(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
+	start := time.Now()
+	cas, err := g.doStore(ctx, mode, it)
+	g.observe(cmdStore, start, err)
+	return cas, err
+}
+
+// Delete implements memcache.Backend.
+func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
+	start := time.Now()
+	err := g.doDelete(ctx, key, cas)
+	g.observe(cmdDelete, start, err)
+	return err
+}
+
+// Incr implements memcache.Backend.
+func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+	start := time.Now()
+	v, cas, err := g.doIncr(ctx, key, delta, decr, create)
+	g.observe(cmdIncr, start, err)
+	return v, cas, err
+}
+
+// Touch implements memcache.Backend.
+func (g *Gateway) Touch(ctx context.Context, key []byte, exptime int64) error {
+	start := time.Now()
+	err := g.doTouch(ctx, key, exptime)
+	g.observe(cmdTouch, start, err)
+	return err
+}
+
+// FlushAll implements memcache.Backend.
+func (g *Gateway) FlushAll(ctx context.Context, delay int64) error {
+	start := time.Now()
+	err := g.doFlushAll(ctx, delay)
+	g.observe(cmdFlush, start, err)
+	return err
 }

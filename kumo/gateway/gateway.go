@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"kumofs/internal/logging"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/wire"
 	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
@@ -42,6 +43,7 @@ type Config struct {
 	MaxItemSize  int
 	MaxConns     int
 	Log          *logging.Logger
+	Metrics      *metrics.Registry // nil: a private registry
 }
 
 // Gateway is a running kumo-gateway.
@@ -57,6 +59,8 @@ type Gateway struct {
 
 	srvMu   sync.Mutex                                // serializes changes of servers
 	servers atomic.Pointer[map[ring.Addr]*rpc.Client] // copy-on-write
+
+	m gwMetrics
 
 	mc  *memcache.Server
 	lns []net.Listener
@@ -86,6 +90,10 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.WriteTimeout = 8 * time.Second
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{})}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	g.registerMetrics(cfg.Metrics)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	empty := ring.New(nil, 0)
 	g.whs.Store(empty)

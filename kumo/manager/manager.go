@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kumofs/internal/logging"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
@@ -37,6 +38,7 @@ type Config struct {
 	KeepAliveTimeout time.Duration
 	Log              *logging.Logger
 	Clock            *clock.Clock
+	Metrics          *metrics.Registry // nil: a private registry
 }
 
 // srvState is what the manager knows of one connected server.
@@ -66,6 +68,7 @@ type Manager struct {
 	srv *rpc.Server
 
 	partner *rpc.Client
+	m       managerMetrics
 
 	mu          sync.Mutex // protects the fields below
 	whs, rhs    *ring.HashSpace
@@ -118,6 +121,10 @@ func New(cfg Config) (*Manager, error) {
 		autoReplace: cfg.AutoReplace,
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	m.registerMetrics(cfg.Metrics)
 	m.srv = &rpc.Server{
 		Handler: rpc.HandlerFunc(m.serveRPC),
 		OnHello: m.onHello,
@@ -328,6 +335,7 @@ func (m *Manager) lostNode(addr ring.Addr) {
 	m.mu.Unlock()
 	m.log.Warnf("lost node %s", addr)
 	if abort {
+		m.m.aborted.Inc()
 		m.log.Warnf("replace aborted: %s lost; the next replace finishes the job", addr)
 	}
 	if changed {
@@ -422,16 +430,7 @@ func (m *Manager) partnerLeads() bool {
 	if err != nil || p.Compare(m.cfg.Self) > 0 {
 		return false
 	}
-	c := m.partner.Conn()
-	if c == nil {
-		return false
-	}
-	select {
-	case <-c.Done():
-		return false
-	default:
-		return true
-	}
+	return m.partnerUp()
 }
 
 // scheduleAutoReplace runs an election ReplaceDelay after the last

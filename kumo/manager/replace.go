@@ -73,6 +73,7 @@ func (m *Manager) startReplace(full bool) {
 	}
 	m.replace = r
 	m.mu.Unlock()
+	m.m.started.Inc()
 	m.log.Infof("start replace copy; full=%v servers=%d time=%s", full, len(conns), clockString(r.time))
 	m.broadcast()
 	ct := m.clk.Now()
@@ -203,6 +204,7 @@ func (m *Manager) handleReplaceEnd(req *rpc.Request) {
 	}
 	m.replace = nil
 	m.mu.Unlock()
+	m.m.finished.Inc()
 	m.log.Infof("replace finished time(%s) in %v", clockString(r.time), time.Since(r.started).Round(time.Millisecond))
 }
 

@@ -119,17 +119,22 @@ func (s *Server) handleGet(req *rpc.Request) {
 		req.ReplyError(err)
 		return
 	}
+	start := time.Now()
+	defer func() { s.m.getLat.Observe(since(start)) }()
 	bp := getBuf()
 	rec, buf, err := s.db.Get(dbkey, *bp)
 	*bp = buf
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		s.m.miss.Inc()
 		req.Reply(msgpack.AppendNil)
 	case err != nil:
 		req.ReplyError(&rpc.Error{Msg: err.Error()})
-	case !live(&rec, time.Now().Unix()):
+	case !live(&rec, start.Unix()):
+		s.m.miss.Inc()
 		req.Reply(msgpack.AppendNil)
 	default:
+		s.m.get.Inc()
 		if req.Method == wire.SrvGetIfModified {
 			if since, _, err := msgpack.ReadUint(p); err == nil && rec.Clock <= since {
 				req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
@@ -195,6 +200,7 @@ func appendRecordValue(b []byte, rec *store.Record) []byte {
 // handleReplicate applies records sent by a coordinator or a rebalance,
 // newest clock wins.
 func (s *Server) handleReplicate(req *rpc.Request) {
+	s.m.replicate.Inc()
 	n, p, err := msgpack.ReadArrayHeader(req.Params)
 	if err != nil || n < 2 {
 		req.ReplyError(errParams)

@@ -122,10 +122,12 @@ func (b *batcher) flush() {
 	}
 	if err != nil {
 		s.log.Warnf("replace copy to %s failed: %v", b.to, err)
+		s.m.copyErr.Add(uint64(b.count))
 		b.err = err
 		return
 	}
 	b.sent += b.count
+	s.m.copyOK.Add(uint64(b.count))
 	b.count = 0
 	b.buf = b.buf[:0]
 }

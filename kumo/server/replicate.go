@@ -47,7 +47,11 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done 
 		done(nil)
 		return
 	}
-	rp := &replication{s: s, h: h, payload: payload, deadline: time.Now().Add(s.cfg.ReplTimeout), done: done}
+	start := time.Now()
+	rp := &replication{s: s, h: h, payload: payload, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error) {
+		s.m.replLat.Observe(since(start))
+		done(err)
+	}}
 	rp.wclock.Store(w.Clock())
 	rp.pending.Store(int32(len(targets)))
 	s.repl.Add(1)
@@ -96,6 +100,7 @@ func (rp *replication) send(t target, attempt int) {
 		return msgpack.AppendUint(b, rp.wclock.Load())
 	}, s.cfg.CallTimeout, func(_ []byte, err error) {
 		if err == nil {
+			s.m.replOK.Inc()
 			rp.finish(true)
 			return
 		}
@@ -127,9 +132,11 @@ func (rp *replication) send(t target, attempt int) {
 		}
 		if time.Now().After(rp.deadline) {
 			s.log.Warnf("replication to %s failed: %v", t.addr, err)
+			s.m.replErr.Inc()
 			rp.finish(false)
 			return
 		}
+		s.m.replRetry.Inc()
 		backoff := time.Duration(20<<min(attempt, 5)) * time.Millisecond
 		time.AfterFunc(backoff, func() { rp.send(t, attempt+1) })
 	})

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"kumofs/internal/logging"
+	"kumofs/internal/metrics"
 	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/rpc"
@@ -41,6 +42,7 @@ type Config struct {
 	GarbageMax  time.Duration // -gX: tombstone age after which compaction drops them
 	Log         *logging.Logger
 	Clock       *clock.Clock
+	Metrics     *metrics.Registry // nil: a private registry
 }
 
 // Server is a running kumo-server.
@@ -76,6 +78,8 @@ type Server struct {
 
 	buckets atomic.Uint64 // the store's slot capacity, for growth checks
 	growing atomic.Bool   // an online Optimize is running
+
+	m serverMetrics
 
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
@@ -138,6 +142,10 @@ func New(cfg Config) (*Server, error) {
 	// within the same second must differ too, so it is random, not a clock.
 	s.inc = randUint64()
 	s.buckets.Store(db.Stats().Buckets)
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	s.registerMetrics(cfg.Metrics)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	empty := ring.New(nil, 0)
 	s.whs.Store(empty)

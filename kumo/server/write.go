@@ -243,11 +243,15 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	mu.Unlock()
 	putBuf(bp)
 	ct := rec.Clock
+	start := time.Now()
 	s.replicate(h, w, r, payload, func(err error) {
+		s.m.writeLat.Observe(since(start))
 		if err != nil {
+			s.m.writeErr.Inc()
 			req.ReplyError(err)
 			return
 		}
+		s.m.write.Inc()
 		var extra func([]byte) []byte
 		switch {
 		case op.method == wire.SrvArith:
