@@ -54,3 +54,9 @@ CHAOS_LOOPS ?= 20
 .PHONY: chaos
 chaos:
 	KUMO_CHAOS_LOOPS=$(CHAOS_LOOPS) $(GO) test -count=1 -timeout 90m -v -run 'TestScenarios' ./kumo/integration/ 2>&1 | tee chaos.log | grep -E '^\s*(---|ok|FAIL|PASS)|scenario_test'
+
+# The manager's status page rendered in headless Chromium (installs Debian's
+# chromium when missing); run by CI after make test.
+.PHONY: test-ui
+test-ui:
+	./scripts/test-ui.sh
