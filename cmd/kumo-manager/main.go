@@ -26,6 +26,7 @@ func main() {
 		listen, partner     string
 		auto                bool
 		delay, lost, silent time.Duration
+		vnodes              int
 	)
 	fs := cli.New("kumo-manager", usage)
 	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
@@ -35,9 +36,13 @@ func main() {
 	fs.Seconds(&delay, "-Rs", "--replace-delay", 4*time.Second, "delay time of auto replacing in seconds")
 	fs.Seconds(&lost, "", "--lost-timeout", 1500*time.Millisecond, "how long a disconnected server may stay away before it is marked fault")
 	fs.Seconds(&silent, "", "--keepalive-timeout", 3*time.Second, "how long a connected server may stay silent before it is marked fault")
+	fs.Int(&vnodes, "", "--virtual-nodes", ring.DefaultVirtualNodes, "virtual nodes per server (128 = kumofs placement; 2048 balances within 10% at 24 servers; changing it rebalances at the next attach or replace)")
 	c.Register(fs, 2*time.Second, true)
 	fs.MustParse(os.Args[1:])
 
+	if err := ring.CheckVirtualNodes(vnodes); err != nil {
+		fs.Fail("--virtual-nodes: %v", err)
+	}
 	self, _ := ring.ParseAddr(listen, 19700)
 	if partner != "" {
 		p, _ := ring.ParseAddr(partner, 19700)
@@ -63,6 +68,7 @@ func main() {
 		ReplaceDelay:     delay,
 		LostTimeout:      lost,
 		KeepAliveTimeout: silent,
+		VirtualNodes:     vnodes,
 		Log:              log,
 		Clock:            clk,
 		Metrics:          reg,

@@ -578,3 +578,29 @@ func TestDeletedKeyStaysDeletedAfterGarbageTime(t *testing.T) {
 	}
 	l.checkPlacement(t, c, 1)
 }
+
+// Ensure that the opt-in finer placement (--virtual-nodes on the manager)
+// reaches every node through the hash space: keys land exactly on the
+// owners of the 1024-virtual-node ring, also after a 4th server joins.
+func TestFinerPlacement(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{ExtraManagerArgs: []string{"--virtual-nodes", "1024"}})
+	if n := whs(t, c.Manager(0)).VirtualNodesPerServer(); n != 1024 {
+		t.Fatalf("hash space has %d virtual nodes per server, want 1024", n)
+	}
+	m := dial(t, c.Gateway())
+	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
+	for i := 0; i < 500; i++ {
+		k := fmt.Sprintf("f%d", i)
+		if r := m.set(k, strconv.Itoa(i)); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+		l.acked[k] = i
+	}
+	if _, err := c.AddServer(); err != nil {
+		t.Fatal(err)
+	}
+	attach(t, c, 0)
+	l.check(t, c.Gateway())
+	l.checkPlacement(t, c, 1)
+}

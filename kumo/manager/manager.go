@@ -36,9 +36,14 @@ type Config struct {
 	// connection (a hung process or a cut network).
 	LostTimeout      time.Duration
 	KeepAliveTimeout time.Duration
-	Log              *logging.Logger
-	Clock            *clock.Clock
-	Metrics          *metrics.Registry // nil: a private registry
+	// VirtualNodes per server in the hash spaces this manager builds:
+	// 0 or 128 is kumofs's placement; more spreads keys more evenly (an
+	// opt-in that kumofs nodes cannot read). Both managers of a pair must
+	// be given the same value.
+	VirtualNodes int
+	Log          *logging.Logger
+	Clock        *clock.Clock
+	Metrics      *metrics.Registry // nil: a private registry
 }
 
 // srvState is what the manager knows of one connected server.
@@ -105,6 +110,12 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.String()
 	}
+	if cfg.VirtualNodes == 0 {
+		cfg.VirtualNodes = ring.DefaultVirtualNodes
+	}
+	if err := ring.CheckVirtualNodes(cfg.VirtualNodes); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, err
@@ -114,8 +125,8 @@ func New(cfg Config) (*Manager, error) {
 		log:         cfg.Log,
 		clk:         cfg.Clock,
 		ln:          ln,
-		whs:         ring.New(nil, 0),
-		rhs:         ring.New(nil, 0),
+		whs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
+		rhs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
 		servers:     make(map[ring.Addr]*srvState),
 		gateways:    make(map[*rpc.Conn]struct{}),
 		autoReplace: cfg.AutoReplace,

@@ -31,6 +31,12 @@ func (m *Manager) attach() {
 		}
 	}
 	m.newcomers = m.newcomers[:0]
+	if n := m.cfg.VirtualNodes; w.VirtualNodesPerServer() != n {
+		// The operator changed --virtual-nodes: placement changes, and
+		// the replace that follows moves the data.
+		w, _ = w.WithVirtualNodes(n, ct)
+		m.log.Infof("placement: %d virtual nodes per server", n)
+	}
 	m.whs = w
 	if m.rhs.Empty() {
 		// No server holds data yet: nothing to copy, read from the new
@@ -54,6 +60,10 @@ func (m *Manager) detach() {
 // hash space and pushes moved keys to their new owners.
 func (m *Manager) startReplace(full bool) {
 	m.mu.Lock()
+	if n := m.cfg.VirtualNodes; !m.whs.Empty() && m.whs.VirtualNodesPerServer() != n {
+		m.whs, _ = m.whs.WithVirtualNodes(n, m.clk.Now())
+		m.log.Infof("placement: %d virtual nodes per server", n)
+	}
 	w := m.whs
 	if w.Empty() {
 		m.mu.Unlock()
