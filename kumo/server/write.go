@@ -231,6 +231,11 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		replyStatus(req, op, status, 0, nil)
 		return
 	}
+	if oldp != nil {
+		// The new version must be newer than the one it replaces, even
+		// if that one came from a peer whose clock we have not seen.
+		s.clk.Observe(oldp.Clock)
+	}
 	rec.Clock = s.clk.Now()
 	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {
 		mu.Unlock()
