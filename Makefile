@@ -60,3 +60,9 @@ chaos:
 .PHONY: test-ui
 test-ui:
 	./scripts/test-ui.sh
+
+# memcached, a 1-server and a 3-server kumo cluster under the same kumo-bench
+# loads, alternating; prints medians and ratios (see BENCHMARKS.md).
+.PHONY: bench-cluster
+bench-cluster:
+	./scripts/bench-cluster.sh
