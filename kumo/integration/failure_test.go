@@ -26,7 +26,19 @@ type load struct {
 	wrong    atomic.Int64
 	writes   atomic.Int64
 	reads    atomic.Int64
+	maxWrite atomic.Int64 // longest acknowledged write, ns
+	maxRead  atomic.Int64 // longest successful read, ns
 	errs     []string
+}
+
+// note records d in m if it is the longest so far.
+func noteMax(m *atomic.Int64, d time.Duration) {
+	for {
+		old := m.Load()
+		if int64(d) <= old || m.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
 }
 
 func (l *load) note(s string) {
@@ -54,11 +66,13 @@ func (l *load) run(t *testing.T, addr string, writers, readers int, stop <-chan 
 				v := fmt.Sprintf("v%d-%d", w, i)
 				l.mu.Lock()
 				l.mu.Unlock()
+				t0 := time.Now()
 				if r := c.set(k, v); r != "STORED\r\n" {
 					l.writeErr.Add(1)
 					l.note("set " + k + ": " + r)
 					continue
 				}
+				noteMax(&l.maxWrite, time.Since(t0))
 				l.writes.Add(1)
 				l.mu.Lock()
 				l.acked[k] = v
@@ -85,6 +99,7 @@ func (l *load) run(t *testing.T, addr string, writers, readers int, stop <-chan 
 				if !ok {
 					continue
 				}
+				t0 := time.Now()
 				c.send("get " + k + "\r\n")
 				line := c.line()
 				if strings.HasPrefix(line, "SERVER_ERROR") {
@@ -92,6 +107,7 @@ func (l *load) run(t *testing.T, addr string, writers, readers int, stop <-chan 
 					l.note("get " + k + ": " + line)
 					continue
 				}
+				noteMax(&l.maxRead, time.Since(t0))
 				l.reads.Add(1)
 				if line == "END\r\n" {
 					l.wrong.Add(1)
@@ -166,7 +182,8 @@ func TestKillServerUnderLoad(t *testing.T) {
 		out, err := c.Ctl("status")
 		return err == nil && !strings.Contains(out, victim.Addr)
 	})
-	t.Logf("%d writes, %d reads", l.writes.Load(), l.reads.Load())
+	t.Logf("%d writes, %d reads; longest write %v, longest read %v (the client-visible stall of the kill)",
+		l.writes.Load(), l.reads.Load(), time.Duration(l.maxWrite.Load()), time.Duration(l.maxRead.Load()))
 }
 
 // Ensure that CAS is safe under a race: 8 connections each do 100

@@ -604,3 +604,53 @@ func TestFinerPlacement(t *testing.T) {
 	l.check(t, c.Gateway())
 	l.checkPlacement(t, c, 1)
 }
+
+// Ensure that with both managers of a pair down, servers and gateways keep
+// serving with the hash space they have, and that restarted managers
+// recover the cluster with kumoctl attach (kumofs's documented procedure).
+func TestBothManagersDown(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{Managers: 2})
+	m := dial(t, c.Gateway())
+	for i := 0; i < 100; i++ {
+		if r := m.set(fmt.Sprintf("bm%d", i), "1"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := c.ManagerProc(i).Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("bm%d", i)
+		if r := m.set(k, "2"); r != "STORED\r\n" {
+			t.Fatalf("set %s without managers: %q", k, r)
+		}
+		if v, ok := m.get(k); !ok || v != "2" {
+			t.Fatalf("get %s without managers: %q %v", k, v, ok)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := c.ManagerProc(i).Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every server reconnects and shows up as a newcomer.
+	for i := 0; i < c.NumServers(); i++ {
+		if err := c.ManagerProc(0).WaitLog("new node "+c.Server(i).Addr, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attach(t, c, 0)
+	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("bm%d", i)
+		if r := m.set(k, "3"); r != "STORED\r\n" {
+			t.Fatalf("set %s after recovery: %q", k, r)
+		}
+		l.acked[k] = 3
+	}
+	l.check(t, c.Gateway())
+	l.checkPlacement(t, c, 2)
+}
