@@ -38,7 +38,7 @@ import (
 
 // Version is the kumo version --version prints; set it with
 // -ldflags "-X kumofs/internal/cli.Version=..." or per FlagSet.
-var Version = "dev"
+var Version = "0.1.0"
 
 // Errors returned by Parse for the built-in options. Exit turns them into
 // exit status 0.

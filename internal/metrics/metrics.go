@@ -272,6 +272,14 @@ func (r *Registry) NewGaugeVecFunc(name, help string, labels []string, fn func(e
 	r.add(&family{name: name, help: help, kind: kindGauge, gfn: fn, glabels: append([]string(nil), labels...)})
 }
 
+// NewCounterVecFunc is NewGaugeVecFunc for counters: a labelled counter
+// family whose samples fn produces at scrape time from counts kept
+// elsewhere.
+func (r *Registry) NewCounterVecFunc(name, help string, labels []string, fn func(emit func(labelValues []string, v float64))) {
+	checkLabels(labels)
+	r.add(&family{name: name, help: help, kind: kindCounter, gfn: fn, glabels: append([]string(nil), labels...)})
+}
+
 // NewHistogram registers and returns a histogram with the given upper
 // bounds in seconds (LatencyBuckets when nil).
 func (r *Registry) NewHistogram(name, help string, bounds []float64) *Histogram {

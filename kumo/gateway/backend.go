@@ -85,6 +85,7 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 				res.Release()
 				return err
 			}
+			g.m.rpcErrs.Count(rpc.ErrorKind(err))
 			last = err
 			if !retryable(err) {
 				return err
@@ -131,6 +132,7 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 				res.Release()
 				return ambiguous, err
 			}
+			g.m.rpcErrs.Count(rpc.ErrorKind(err))
 			last = err
 			if maybeApplied(err) {
 				ambiguous = true

@@ -38,6 +38,7 @@ type gwMetrics struct {
 	total   [6][7]*metrics.Counter
 	latency [6]*metrics.Histogram
 	retries *metrics.Counter
+	rpcErrs *metrics.RPCErrors
 }
 
 func (g *Gateway) registerMetrics(reg *metrics.Registry) {
@@ -49,6 +50,17 @@ func (g *Gateway) registerMetrics(reg *metrics.Registry) {
 		g.m.latency[i] = req.Latency.With(c)
 	}
 	g.m.retries = reg.NewCounter(metrics.GatewayRetryTotal, metrics.Help(metrics.GatewayRetryTotal))
+	g.m.rpcErrs = metrics.NewRPCErrors(reg)
+	reg.NewGaugeVecFunc(metrics.Connections, metrics.Help(metrics.Connections), []string{"kind"},
+		func(emit func([]string, float64)) {
+			cur, _ := g.mc.Conns()
+			emit([]string{"memcache"}, float64(cur))
+		})
+	reg.NewCounterVecFunc(metrics.ConnectionsTotal, metrics.Help(metrics.ConnectionsTotal), []string{"kind"},
+		func(emit func([]string, float64)) {
+			_, total := g.mc.Conns()
+			emit([]string{"memcache"}, float64(total))
+		})
 }
 
 // observe counts one request of cmd that started at start and ended with err.

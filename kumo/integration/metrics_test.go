@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kumofs/internal/httpd"
+	"kumofs/internal/metrics"
 	"kumofs/internal/localcluster"
 )
 
@@ -60,7 +61,15 @@ func TestMetricsAndStatusPage(t *testing.T) {
 			t.Fatalf("%s: %s = %v (present %v), want >= %v", p, series, v, ok, min)
 		}
 	}
+	complete := func(p *localcluster.Proc, role string, got map[string]float64) {
+		t.Helper()
+		if miss := metrics.Missing(got, metrics.ForRole(role)); len(miss) > 0 {
+			t.Fatalf("%s: /metrics lacks %v", p, miss)
+		}
+	}
 	g := scrape(c.GatewayProc())
+	complete(c.GatewayProc(), "gateway", g)
+	want(c.GatewayProc(), g, `kumo_connections{kind="memcache"}`, 1)
 	want(c.GatewayProc(), g, `kumo_requests_total{cmd="store",result="ok"}`, 3)
 	want(c.GatewayProc(), g, `kumo_requests_total{cmd="get",result="hit"}`, 3)
 	want(c.GatewayProc(), g, `kumo_requests_total{cmd="get",result="miss"}`, 1)
@@ -69,6 +78,7 @@ func TestMetricsAndStatusPage(t *testing.T) {
 	for i := 0; i < c.NumServers(); i++ {
 		p := c.Server(i)
 		s := scrape(p)
+		complete(p, "server", s)
 		want(p, s, `kumo_items`, 3)
 		want(p, s, `kumo_store_buckets`, 1)
 		want(p, s, `kumo_replace_phase`, 0)
@@ -78,6 +88,7 @@ func TestMetricsAndStatusPage(t *testing.T) {
 		}
 	}
 	mg := scrape(c.ManagerProc(0))
+	complete(c.ManagerProc(0), "manager", mg)
 	want(c.ManagerProc(0), mg, `kumo_servers{state="active"}`, 3)
 	want(c.ManagerProc(0), mg, `kumo_replaces_total{result="finished"}`, 1)
 	want(c.ManagerProc(0), mg, `kumo_gateways`, 1)

@@ -387,7 +387,7 @@ func (m *Manager) broadcastTo(partner bool) {
 			b = w.AppendSeed(b)
 			b = r.AppendSeed(b)
 			return msgpack.AppendUint(b, ct)
-		}, 3*time.Second, func([]byte, error) {})
+		}, 3*time.Second, m.countErr)
 	}
 	for _, c := range gws {
 		c.Go(wire.GwHashSpacePush, func(b []byte) []byte {
@@ -398,6 +398,13 @@ func (m *Manager) broadcastTo(partner bool) {
 	}
 	if partner {
 		m.syncPartner()
+	}
+}
+
+// countErr is an RPC completion that only counts failures.
+func (m *Manager) countErr(_ []byte, err error) {
+	if err != nil {
+		m.m.rpcErrs.Count(rpc.ErrorKind(err))
 	}
 }
 

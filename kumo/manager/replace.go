@@ -104,6 +104,7 @@ func (m *Manager) sendReplaceMsg(c *rpc.Conn, r *replaceState, method uint32, ar
 		if err == nil {
 			return
 		}
+		m.m.rpcErrs.Count(rpc.ErrorKind(err))
 		m.mu.Lock()
 		current := m.replace == r
 		m.mu.Unlock()
@@ -192,6 +193,7 @@ func (m *Manager) handleReplaceEnd(req *rpc.Request) {
 			m.replace = nil
 			auto := m.autoReplace
 			m.mu.Unlock()
+			m.m.aborted.Inc()
 			if auto {
 				m.log.Errorf("replace copy failed on some server; retrying")
 				m.scheduleAutoReplace()

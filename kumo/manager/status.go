@@ -14,9 +14,11 @@ import (
 // managerMetrics are the counters the manager updates.
 type managerMetrics struct {
 	started, finished, aborted *metrics.Counter
+	rpcErrs                    *metrics.RPCErrors
 }
 
 func (m *Manager) registerMetrics(reg *metrics.Registry) {
+	m.m.rpcErrs = metrics.NewRPCErrors(reg)
 	reg.NewGaugeVecFunc(metrics.Servers, metrics.Help(metrics.Servers), []string{"state"},
 		func(emit func([]string, float64)) {
 			st := m.Status()

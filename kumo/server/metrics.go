@@ -15,10 +15,16 @@ type serverMetrics struct {
 	copyOK, copyErr                       *metrics.Counter
 	getLat, writeLat                      *metrics.Histogram
 	replLat                               *metrics.Histogram
+	rpcErrs                               *metrics.RPCErrors
 }
 
 // registerMetrics registers the server's metrics in reg.
 func (s *Server) registerMetrics(reg *metrics.Registry) {
+	s.m.rpcErrs = metrics.NewRPCErrors(reg)
+	reg.NewGaugeVecFunc(metrics.Connections, metrics.Help(metrics.Connections), []string{"kind"},
+		func(emit func([]string, float64)) { emit([]string{"rpc"}, float64(s.rpcSrv.Conns())) })
+	reg.NewCounterVecFunc(metrics.ConnectionsTotal, metrics.Help(metrics.ConnectionsTotal), []string{"kind"},
+		func(emit func([]string, float64)) { emit([]string{"rpc"}, float64(s.rpcSrv.Accepted())) })
 	metrics.RegisterStore(reg, func() metrics.StoreFigures {
 		st := s.db.Stats()
 		return metrics.StoreFigures{Records: st.Records, Buckets: st.Buckets, Load: st.Load(),

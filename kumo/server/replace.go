@@ -112,6 +112,7 @@ func (b *batcher) flush() {
 			res.Release()
 			break
 		}
+		s.m.rpcErrs.Count(rpc.ErrorKind(err))
 		if s.closed.Load() {
 			break
 		}

@@ -104,6 +104,7 @@ func (rp *replication) send(t target, attempt int) {
 			rp.finish(true)
 			return
 		}
+		s.m.rpcErrs.Count(rpc.ErrorKind(err))
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.CodeProtocol {
 			s.log.Warnf("replica %s refused a record: %v", t.addr, err)

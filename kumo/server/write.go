@@ -478,6 +478,7 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 		})
 		cancel()
 		if err != nil {
+			s.m.rpcErrs.Count(rpc.ErrorKind(err))
 			last = err
 			continue
 		}

@@ -69,6 +69,11 @@ type counters struct {
 	touchHits, touchMisses, storeTooLarge, protoErrs atomic.Uint64
 }
 
+// Conns returns the client connections open now and accepted since start.
+func (s *Server) Conns() (current, total int64) {
+	return s.st.currConns.Load(), s.st.totalConns.Load()
+}
+
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.started = s.now()

@@ -213,3 +213,23 @@ func (o *Options) setDefaults() {
 		o.Logf = defaultLogf
 	}
 }
+
+// ErrorKind names the kind of a call error, for metrics and logs:
+// "timeout", "conn_lost", "peer_down", "closed", "remote" (an *Error from
+// the peer) or "other".
+func ErrorKind(err error) string {
+	var re *Error
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrConnLost):
+		return "conn_lost"
+	case errors.Is(err, ErrPeerDown):
+		return "peer_down"
+	case errors.Is(err, ErrClosed):
+		return "closed"
+	case errors.As(err, &re):
+		return "remote"
+	}
+	return "other"
+}

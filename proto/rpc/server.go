@@ -27,9 +27,10 @@ type Server struct {
 	WriteTimeout time.Duration // default 10 s
 	Logf         func(format string, args ...any)
 
-	mu        sync.Mutex // protects listeners, conns, closed
+	mu        sync.Mutex // protects listeners, conns, accepted, closed
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
+	accepted  uint64
 	closed    bool
 	wg        sync.WaitGroup // Serve loops and accepted connections
 }
@@ -94,6 +95,7 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		s.conns[c] = struct{}{}
+		s.accepted++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		c.start()
@@ -142,4 +144,11 @@ func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// Accepted returns the number of connections accepted since Serve began.
+func (s *Server) Accepted() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
 }
