@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"kumofs/internal/httpd"
-	"kumofs/internal/metrics"
 	"kumofs/internal/localcluster"
+	"kumofs/internal/metrics"
 )
 
 var httpLine = regexp.MustCompile(`http on (http://[0-9.:]+)`)
