@@ -66,3 +66,8 @@ test-ui:
 .PHONY: bench-cluster
 bench-cluster:
 	./scripts/bench-cluster.sh
+
+# CPU cost per request of gateway and servers (docs/capacity.md).
+.PHONY: capacity
+capacity:
+	./scripts/capacity.sh
