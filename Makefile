@@ -71,3 +71,10 @@ bench-cluster:
 .PHONY: capacity
 capacity:
 	./scripts/capacity.sh
+
+# The hostile-conditions tests (partitions in network namespaces, clock
+# skew, connection floods, RPC parameter fuzzing, bad input at every port).
+# They also run in make test; this target runs just them, verbosely.
+.PHONY: test-hostile
+test-hostile:
+	$(GO) test -count=1 -v -run 'TestPartition|TestClockSkew|TestConnectionFloods|TestRPCParameterFuzz|TestBadInputEverywhere|TestMultiHost' ./kumo/integration/

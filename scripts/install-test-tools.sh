@@ -7,6 +7,8 @@ command -v memcached   >/dev/null 2>&1 || need+=(memcached)
 command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tchtest     >/dev/null 2>&1 || need+=(tokyocabinet-bin)
 /usr/bin/python3 -c 'import pymemcache' >/dev/null 2>&1 || need+=(python3-pymemcache)
+command -v iptables    >/dev/null 2>&1 || need+=(iptables)
+command -v ip          >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-tools: need root to install: ${need[*]}" >&2

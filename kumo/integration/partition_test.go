@@ -1,0 +1,209 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kumofs/internal/localcluster"
+)
+
+// partitionLab is a cluster spread over network namespaces, for cutting
+// links with iptables inside them.
+type partitionLab struct {
+	*netLab
+	bin      string
+	mgrs     []string // manager addresses
+	mgrNS    []string
+	servers  []string // server addresses (host:19800)
+	serverNS []string
+	gw       string
+	client   string // client namespace
+}
+
+func requireIptables(t *testing.T) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("iptables is not installed")
+	}
+}
+
+func newPartitionLab(t *testing.T, managers, servers int) *partitionLab {
+	requireIptables(t)
+	l := &partitionLab{netLab: newNetLab(t)}
+	var err error
+	if l.bin, err = localcluster.BinDir(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < managers; i++ {
+		l.mgrs = append(l.mgrs, l.net+strconv.Itoa(1+i))
+		l.mgrNS = append(l.mgrNS, l.node(fmt.Sprintf("mgr%d", i+1), 1+i))
+	}
+	for i := 0; i < managers; i++ {
+		args := []string{"-l", l.mgrs[i], "-o", "-"}
+		if managers == 2 {
+			args = append(args, "-p", l.mgrs[1-i])
+		}
+		l.start(l.mgrNS[i], fmt.Sprintf("manager-%d", i+1), l.b("kumo-manager"), args...)
+	}
+	mflags := []string{"-m", l.mgrs[0]}
+	if managers == 2 {
+		mflags = append(mflags, "-p", l.mgrs[1])
+	}
+	for i := 1; i <= servers; i++ {
+		host := 10 + i
+		addr := l.net + strconv.Itoa(host)
+		ns := l.node(fmt.Sprintf("s%d", i), host)
+		args := append([]string{"-l", addr, "-s", filepath.Join(l.dir, fmt.Sprintf("s%d.kch", i)), "-o", "-"}, mflags...)
+		l.start(ns, fmt.Sprintf("server-%d", i), l.b("kumo-server"), args...)
+		l.servers = append(l.servers, addr+":19800")
+		l.serverNS = append(l.serverNS, ns)
+	}
+	l.gw = l.net + "5:11211"
+	gns := l.node("gw", 5)
+	l.start(gns, "gateway", l.b("kumo-gateway"), append([]string{"-t", l.gw, "-o", "-"}, mflags...)...)
+	l.client = l.node("client", 6)
+	for _, s := range l.servers {
+		s := s
+		eventually(t, 30*time.Second, "server "+s+" at the manager", func() bool { return l.logHas("manager-1", "new node "+s) })
+	}
+	l.attach(0, servers)
+	return l
+}
+
+func (l *partitionLab) b(name string) string { return filepath.Join(l.bin, name) }
+
+// attach runs kumoctl attach on manager m and waits until n servers report
+// a finished replace.
+func (l *partitionLab) attach(m, n int) {
+	l.t.Helper()
+	if out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[m], "attach"); err != nil {
+		l.t.Fatalf("attach: %v %s", err, out)
+	}
+	eventually(l.t, 60*time.Second, "the replace", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumostat"), "-m", l.mgrs[m], "replstat")
+		return err == nil && strings.Count(out, "ready") == n
+	})
+}
+
+// cut drops all traffic between namespace ns and address addr (both ways,
+// at ns); heal removes the rules.
+func (l *partitionLab) cut(ns, addr string) {
+	l.ip("netns", "exec", ns, "iptables", "-A", "INPUT", "-s", addr, "-j", "DROP")
+	l.ip("netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", addr, "-j", "DROP")
+}
+
+func (l *partitionLab) heal(ns string) {
+	l.ip("netns", "exec", ns, "iptables", "-F", "INPUT")
+	l.ip("netns", "exec", ns, "iptables", "-F", "OUTPUT")
+}
+
+// load starts a verifying kumo-bench run in the client namespace.
+func (l *partitionLab) load(d time.Duration) (wait func() string) {
+	cmd := exec.Command("ip", "netns", "exec", l.client, l.b("kumo-bench"), "-s", l.gw, "-allow-remote",
+		"-c", "8", "-keys", "2000", "-preload", "-verify", "-t", fmt.Sprintf("%.0fs", d.Seconds()), "-q")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	return func() string {
+		cmd.Wait()
+		return out.String()
+	}
+}
+
+var wrongLine = regexp.MustCompile(`(?m)^wrong\s+(\d+)`)
+
+// checkLoad asserts that a kumo-bench -verify run saw no wrong value.
+func checkLoad(t *testing.T, out string) {
+	t.Helper()
+	m := wrongLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("kumo-bench output without a wrong line:\n%s", out)
+	}
+	if m[1] != "0" {
+		t.Fatalf("kumo-bench saw %s wrong values:\n%s", m[1], out)
+	}
+	t.Logf("load:\n%s", out)
+}
+
+// Ensure that a server cut off from the manager while the gateway still
+// reaches it loses no acknowledged write and serves no stale value: the
+// manager marks it fault, the others fence it off, and after the partition
+// heals it rejoins through attach and is brought up to date.
+func TestPartitionServerFromManager(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	l := newPartitionLab(t, 1, 3)
+	wait := l.load(14 * time.Second)
+	victim := l.servers[2]
+	l.cut(l.serverNS[2], l.mgrs[0])
+	eventually(t, 20*time.Second, "the manager to mark the server fault", func() bool {
+		return l.logHas("manager-1", "lost node "+victim)
+	})
+	l.heal(l.serverNS[2])
+	eventually(t, 30*time.Second, "the server to come back as a newcomer", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		return err == nil && strings.Contains(out, "not attached node:\n  "+victim)
+	})
+	l.attach(0, 3)
+	checkLoad(t, wait())
+	items := l.items(0)
+	for s, n := range items {
+		if n != items[l.servers[0]] {
+			t.Fatalf("item counts differ after the rejoin: %v (%s)", items, s)
+		}
+	}
+}
+
+// items reads every server's item count through manager m.
+func (l *partitionLab) items(m int) map[string]string {
+	out, err := l.run(l.client, 15*time.Second, l.b("kumostat"), "-m", l.mgrs[m], "items")
+	if err != nil {
+		l.t.Fatalf("kumostat: %v %s", err, out)
+	}
+	r := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			r[strings.TrimSuffix(f[0], ":")] = f[1]
+		}
+	}
+	if len(r) != len(l.servers) {
+		l.t.Fatalf("kumostat items: %q", out)
+	}
+	return r
+}
+
+// Ensure that the two managers of a pair cut off from each other (both
+// alive) keep the cluster serving correctly, and agree again once the
+// partition heals.
+func TestPartitionBetweenManagers(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	l := newPartitionLab(t, 2, 3)
+	wait := l.load(10 * time.Second)
+	l.cut(l.mgrNS[0], l.mgrs[1])
+	eventually(t, 10*time.Second, "some time under the partition", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumostat"), "-m", l.mgrs[1], "hscheck")
+		return err == nil && strings.Count(out, "true") == 3
+	})
+	checkLoad(t, wait())
+	l.heal(l.mgrNS[0])
+	eventually(t, 30*time.Second, "the managers to agree", func() bool {
+		a, err1 := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		b, err2 := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[1], "status")
+		return err1 == nil && err2 == nil && a == b
+	})
+}
