@@ -187,26 +187,13 @@ func (m *Manager) restarted(addr ring.Addr) {
 // handleHashSpaceSync adopts the partner's hash spaces when they are not
 // older than ours.
 func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
-	n, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil || n < 2 {
-		req.ReplyError(errParams)
-		return
-	}
-	w, p, err := ring.ReadSeed(p)
+	sp, err := wire.ReadSpaces(req.Params, 2)
 	if err != nil {
 		req.ReplyError(errParams)
 		return
 	}
-	r, p, err := ring.ReadSeed(p)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	if n >= 3 {
-		if c, _, err := msgpack.ReadUint(p); err == nil {
-			m.clk.Observe(c)
-		}
-	}
+	m.clk.Observe(sp.Clock)
+	w, r := sp.W, sp.R
 	adopted := false
 	m.mu.Lock()
 	if !w.Empty() && (m.whs.Empty() || w.Clock() > m.whs.Clock()) {

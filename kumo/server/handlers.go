@@ -9,7 +9,6 @@ import (
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
-	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -341,26 +340,13 @@ func storeError(err error) error {
 }
 
 func (s *Server) handleHashSpaceSync(req *rpc.Request) {
-	n, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil || n < 2 {
-		req.ReplyError(errParams)
-		return
-	}
-	w, p, err := ring.ReadSeed(p)
+	sp, err := wire.ReadSpaces(req.Params, 2)
 	if err != nil {
 		req.ReplyError(errParams)
 		return
 	}
-	r, p, err := ring.ReadSeed(p)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	if n >= 3 {
-		if c, _, err := msgpack.ReadUint(p); err == nil {
-			s.clk.Observe(c)
-		}
-	}
+	s.clk.Observe(sp.Clock)
+	w, r := sp.W, sp.R
 	if s.adopt(w, r) {
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 		return

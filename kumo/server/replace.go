@@ -26,25 +26,16 @@ const (
 )
 
 func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
-	n, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil || n < 2 {
-		req.ReplyError(errParams)
-		return
-	}
-	w, p, err := ring.ReadSeed(p)
+	sp, err := wire.ReadSpaces(req.Params, 1)
 	if err != nil {
 		req.ReplyError(errParams)
 		return
 	}
-	c, p, err := msgpack.ReadUint(p)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	s.clk.Observe(c)
+	s.clk.Observe(sp.Clock)
+	w := sp.W
 	full := false
-	if n >= 3 {
-		full, _, _ = msgpack.ReadBool(p)
+	if sp.More > 0 {
+		full, _, _ = msgpack.ReadBool(sp.Rest)
 	}
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
@@ -225,21 +216,13 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 }
 
 func (s *Server) handleReplaceDeleteStart(req *rpc.Request) {
-	n, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil || n < 1 {
-		req.ReplyError(errParams)
-		return
-	}
-	w, p, err := ring.ReadSeed(p)
+	sp, err := wire.ReadSpaces(req.Params, 1)
 	if err != nil {
 		req.ReplyError(errParams)
 		return
 	}
-	if n >= 2 {
-		if c, _, err := msgpack.ReadUint(p); err == nil {
-			s.clk.Observe(c)
-		}
-	}
+	s.clk.Observe(sp.Clock)
+	w := sp.W
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	s.adopt(w, w)
 	s.repl.Add(1)
