@@ -654,3 +654,39 @@ func TestBothManagersDown(t *testing.T) {
 	l.check(t, c.Gateway())
 	l.checkPlacement(t, c, 2)
 }
+
+// Ensure that with -a the manager detaches a dead server and attaches a
+// returning one by itself, -Rs seconds after the last change, rebalancing
+// each time, while every acknowledged write stays readable.
+func TestAutoReplace(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{ExtraManagerArgs: []string{"-a", "-Rs", "1"}})
+	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
+	stop := l.start(t, c.Gateway(), 2)
+	eventually(t, 20*time.Second, "initial load", func() bool { return l.writes.Load() > 200 })
+	victim := c.Server(2).Addr
+	mp := c.ManagerProc(0)
+	off := mp.LogSize()
+	kill(t, c, 0, 2)
+	if err := mp.WaitLogAfter(off, "replace finished", 30*time.Second); err != nil {
+		t.Fatalf("no automatic replace after the loss: %v", err)
+	}
+	eventually(t, 10*time.Second, "the dead server detached", func() bool {
+		return !whs(t, c.Manager(0)).Contains(p2a(t, victim))
+	})
+	off = mp.LogSize()
+	if err := c.RestartServer(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := mp.WaitLogAfter(off, "replace finished", 30*time.Second); err != nil {
+		t.Fatalf("no automatic replace after the return: %v", err)
+	}
+	eventually(t, 10*time.Second, "the server attached again", func() bool {
+		return whs(t, c.Manager(0)).IsActive(p2a(t, victim))
+	})
+	before := l.writes.Load()
+	eventually(t, 20*time.Second, "load after the return", func() bool { return l.writes.Load() > before+100 })
+	stop()
+	l.check(t, c.Gateway())
+	l.checkPlacement(t, c, 1)
+}
