@@ -35,7 +35,7 @@ type Config struct {
 	Binary       string   // -b listen address, or ""
 	KeyPrefix    []byte   // -k
 	RetryTimeout time.Duration
-	CallTimeout  time.Duration // per read RPC; default 3 s
+	CallTimeout  time.Duration // per read RPC; default 1 s
 	// WriteTimeout is the per-call deadline of a write. It must exceed
 	// the servers' replication timeout, or a slow but successful write is
 	// retried (and a retried delete or incr is not idempotent). Default 8 s.
@@ -62,6 +62,8 @@ type Gateway struct {
 
 	m gwMetrics
 
+	sus suspects // servers this gateway cannot reach right now
+
 	mc  *memcache.Server
 	lns []net.Listener
 
@@ -84,7 +86,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.RetryTimeout = 10 * time.Second
 	}
 	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 3 * time.Second
+		cfg.CallTimeout = time.Second
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 8 * time.Second

@@ -207,3 +207,24 @@ func TestPartitionBetweenManagers(t *testing.T) {
 		return err1 == nil && err2 == nil && a == b
 	})
 }
+
+// Ensure that a gateway cut off from one server (which everyone else still
+// reaches) keeps serving every key: reads go to the other owners, and
+// writes that server coordinates are relayed through another owner.
+func TestPartitionGatewayFromServer(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	l := newPartitionLab(t, 1, 3)
+	wait := l.load(12 * time.Second)
+	gns := l.prefix + "-gw"
+	victim := strings.TrimSuffix(l.servers[2], ":19800")
+	l.cut(gns, victim)
+	out := wait()
+	checkLoad(t, out)
+	if !regexp.MustCompile(`(?m)^errors\s+0\b`).MatchString(out) {
+		t.Fatalf("errors while the gateway could not reach %s:\n%s", victim, out)
+	}
+	l.heal(gns)
+}
