@@ -2,9 +2,12 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 )
 
@@ -55,6 +58,13 @@ func mapGen(f *os.File, h header, size int64) (*gen, error) {
 	g.refs.Store(1)
 	g.snap.Store(&h)
 	g.ckpt.Store(int64(h.checkpoint))
+	// Give the slot table real blocks before it is mapped: on a full disk
+	// (or a full tmpfs, where even a read of a hole allocates) touching an
+	// unbacked page of a mapping raises SIGBUS, which would kill the
+	// process instead of failing a write.
+	if err := fallocate(f, 0, g.logStart); errors.Is(err, syscall.ENOSPC) {
+		return nil, fmt.Errorf("store: no space for the slot table: %w", err)
+	}
 	n := max(mapReserve, g.logStart)
 	var err error
 	for {
