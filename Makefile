@@ -77,4 +77,4 @@ capacity:
 # They also run in make test; this target runs just them, verbosely.
 .PHONY: test-hostile
 test-hostile:
-	$(GO) test -count=1 -v -run 'TestPartition|TestClockSkew|TestConnectionFloods|TestRPCParameterFuzz|TestBadInputEverywhere|TestMultiHost' ./kumo/integration/
+	$(GO) test -count=1 -v -run 'TestPartition|TestClockSkew|TestConnectionFloods|TestRPCParameterFuzz|TestBadInputEverywhere|TestMultiHost|TestDiskFull' ./kumo/integration/ ./store/

@@ -123,11 +123,14 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 			m.clk.Observe(c)
 		}
 	}
-	var inc uint64
+	var inc, health uint64
 	if err == nil && n >= 2 {
-		inc, _, _ = msgpack.ReadUint(p)
+		inc, p, _ = msgpack.ReadUint(p)
 	}
-	restarted := false
+	if err == nil && n >= 3 {
+		health, _, _ = msgpack.ReadUint(p)
+	}
+	restarted, full, roomAgain := false, false, false
 	var addr ring.Addr
 	m.mu.Lock()
 	if a, ok := req.Conn.Value().(ring.Addr); ok {
@@ -140,10 +143,24 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 				}
 				s.inc = inc
 			}
+			isFull := health == wire.HealthDiskFull
+			full = isFull && !s.full
+			roomAgain = !isFull && s.full
+			s.full = isFull
 		}
 	}
 	w, r := m.whs, m.rhs
 	m.mu.Unlock()
+	if full {
+		m.log.Warnf("server %s reports a full disk", addr)
+		m.faultConnected(addr, false)
+		w, r = m.seeds()
+	}
+	if roomAgain {
+		m.log.Infof("server %s has disk room again", addr)
+		m.faultConnected(addr, true)
+		w, r = m.seeds()
+	}
 	if restarted && w.IsActive(addr) {
 		// A server that restarted missed writes while it was down: it
 		// must not serve until it is attached and brought up to date.
@@ -163,24 +180,38 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 // restarted marks a server that came back with a new incarnation fault and
 // lists it as a newcomer awaiting attach.
 func (m *Manager) restarted(addr ring.Addr) {
+	m.log.Warnf("lost node %s (restarted)", addr)
+	m.faultConnected(addr, true)
+}
+
+// faultConnected marks a server that is still connected fault in both hash
+// spaces (it missed writes, or cannot store them) and, with newcomer, lists
+// it as a newcomer awaiting attach.
+func (m *Manager) faultConnected(addr ring.Addr, newcomer bool) {
 	m.mu.Lock()
 	ct := m.clk.Now()
+	changed := false
 	if w, ok := m.whs.WithFault(addr, ct); ok {
-		m.whs = w
+		m.whs, changed = w, true
 	}
 	if r, ok := m.rhs.WithFault(addr, ct); ok {
-		m.rhs = r
+		m.rhs, changed = r, true
 	}
-	if !m.isNewcomer(addr) {
+	added := false
+	if newcomer && !m.whs.IsActive(addr) && !m.isNewcomer(addr) {
 		m.newcomers = append(m.newcomers, addr)
+		added = true
 	}
-	if r := m.replace; r != nil && (r.copying[addr] || r.deleting[addr]) {
+	if r := m.replace; r != nil && changed && (r.copying[addr] || r.deleting[addr]) {
 		m.replace = nil
 	}
 	m.mu.Unlock()
-	m.log.Warnf("lost node %s (restarted)", addr)
-	m.log.Infof("new node %s", addr)
-	m.broadcast()
+	if added {
+		m.log.Infof("new node %s", addr)
+	}
+	if changed {
+		m.broadcast()
+	}
 	m.scheduleAutoReplace()
 }
 

@@ -52,6 +52,7 @@ type srvState struct {
 	inc      uint64 // incarnation the server reported
 	lastSeen time.Time
 	lost     *time.Timer
+	full     bool // it reports that its disk is full
 }
 
 // replaceState tracks a replace in progress.

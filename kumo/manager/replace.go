@@ -21,8 +21,8 @@ func (m *Manager) attach() {
 	ct := m.clk.Now()
 	w := m.whs
 	for _, a := range m.newcomers {
-		if s := m.servers[a]; s == nil || s.conn == nil {
-			continue // gone again
+		if s := m.servers[a]; s == nil || s.conn == nil || s.full {
+			continue // gone again, or cannot store
 		}
 		if w.Contains(a) {
 			w, _ = w.WithRecovered(a, ct)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"syscall"
 	"strconv"
 	"sync"
 	"time"
@@ -183,7 +184,7 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		req.Reply(msgpack.AppendNil)
 	case err != nil:
-		req.ReplyError(storeError(err))
+		req.ReplyError(s.storeError(err))
 	default:
 		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
 	}
@@ -271,7 +272,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 		rec := store.Record{Key: dbkey, Clock: ct, Tombstone: true}
 		ok, err := s.db.Update(&rec, newer(ct))
 		if err != nil {
-			req.ReplyError(storeError(err))
+			req.ReplyError(s.storeError(err))
 			return
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
@@ -331,13 +332,18 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	rec := store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
 	ok, err := s.db.Update(&rec, newer(v.Clock))
 	if err != nil {
-		return false, storeError(err)
+		return false, s.storeError(err)
 	}
 	s.maybeGrow()
 	return ok, nil
 }
 
-func storeError(err error) error {
+// storeError turns a store failure into the error a caller gets; a full
+// disk is also noted, to be reported to the managers.
+func (s *Server) storeError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		s.noteDiskFull()
+	}
 	return &rpc.Error{Msg: err.Error()}
 }
 

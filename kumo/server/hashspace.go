@@ -56,6 +56,7 @@ func (s *Server) keepAliveLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
+		s.checkDiskRoom()
 		for _, m := range s.mgrs {
 			s.keepAlive(m)
 		}
@@ -70,10 +71,15 @@ func (s *Server) keepAliveLoop() {
 func (s *Server) keepAlive(m *rpc.Client) {
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 	defer cancel()
+	var status uint64
+	if s.diskFull.Load() {
+		status = wire.HealthDiskFull
+	}
 	res, err := m.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendArrayHeader(b, 3)
 		b = msgpack.AppendUint(b, s.clk.Now())
-		return msgpack.AppendUint(b, s.inc)
+		b = msgpack.AppendUint(b, s.inc)
+		return msgpack.AppendUint(b, status)
 	})
 	if err != nil {
 		return

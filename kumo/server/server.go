@@ -76,8 +76,9 @@ type Server struct {
 
 	mgrs []*rpc.Client
 
-	buckets atomic.Uint64 // the store's slot capacity, for growth checks
-	growing atomic.Bool   // an online Optimize is running
+	buckets  atomic.Uint64 // the store's slot capacity, for growth checks
+	growing  atomic.Bool   // an online Optimize is running
+	diskFull atomic.Bool   // a store write failed with ENOSPC
 
 	m serverMetrics
 

@@ -212,7 +212,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	if gerr != nil && !errors.Is(gerr, store.ErrNotFound) {
 		mu.Unlock()
 		putBuf(bp)
-		req.ReplyError(storeError(gerr))
+		req.ReplyError(s.storeError(gerr))
 		return
 	}
 	exists := gerr == nil && live(&old, now)
@@ -240,7 +240,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {
 		mu.Unlock()
 		putBuf(bp)
-		req.ReplyError(storeError(err))
+		req.ReplyError(s.storeError(err))
 		return
 	}
 	s.maybeGrow()

@@ -16,7 +16,7 @@ const (
 
 // Methods served by kumo-manager.
 const (
-	MgrKeepAlive          = 0   // [clock, incarnation?] -> [whs_clock, rhs_clock] (kumofs: nil)
+	MgrKeepAlive          = 0   // [clock, incarnation?, health?] -> [whs_clock, rhs_clock, clock] (kumofs: nil)
 	MgrHashSpaceRequest   = 1   // [] -> [wseed, rseed]
 	MgrHashSpaceSync      = 2   // [wseed, rseed, clock] -> true | nil (partner only)
 	MgrWHashSpaceRequest  = 4   // [] -> wseed
@@ -124,6 +124,12 @@ const (
 	StatDBBytes    = 64 // kumo: live bytes in the store
 	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
 	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
+)
+
+// Health a server reports in its keepalives.
+const (
+	HealthOK       = 0
+	HealthDiskFull = 1 // its store cannot take writes: treat it as fault
 )
 
 // Replace state bits of StatReplace (kumostat replstat).

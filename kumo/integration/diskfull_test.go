@@ -1,0 +1,84 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kumofs/internal/localcluster"
+	"kumofs/store"
+)
+
+// Ensure that a server whose disk fills up stops taking part without
+// failing any client write: it reports the full disk, the manager marks it
+// fault and the other owners carry on; when space returns it reports that
+// too, rejoins (auto-replace here) and is brought up to date. Needs root
+// to mount a small tmpfs under the server's store.
+func TestDiskFullServer(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full")
+	if err := os.Mkdir(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=3m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(full, syscall.MNT_DETACH) })
+	real := filepath.Join(full, "server-1.kch")
+	if err := store.Create(real, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "server-1.kch")); err != nil {
+		t.Fatal(err)
+	}
+	c := localcluster.StartT(t, localcluster.Options{Dir: dir, ExtraManagerArgs: []string{"-a", "-Rs", "1"}})
+	m := dial(t, c.Gateway())
+	val := strings.Repeat("v", 1000)
+	const n = 5000 // about 5 MB: more than the 3 MB tmpfs holds
+	for i := 0; i < n; i++ {
+		if r := m.set(fmt.Sprintf("df%d", i), val); r != "STORED\r\n" {
+			t.Fatalf("set df%d while a disk filled: %q", i, r)
+		}
+	}
+	mp := c.ManagerProc(0)
+	if err := mp.WaitLog("reports a full disk", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	off := mp.LogSize()
+	if err := syscall.Mount("tmpfs", full, "tmpfs", syscall.MS_REMOUNT, "size=64m"); err != nil {
+		t.Fatalf("growing the tmpfs: %v", err)
+	}
+	if err := mp.WaitLogAfter(off, "has disk room again", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Auto-replace first detaches the full server, then attaches it again
+	// once it has room: wait for the replace that follows that attach.
+	eventually(t, 30*time.Second, "the server attached again and its replace done", func() bool {
+		b, err := os.ReadFile(mp.LogPath)
+		if err != nil || int64(len(b)) < off {
+			return false
+		}
+		tail := string(b[off:])
+		i := strings.Index(tail, "attached: 3 servers")
+		return i >= 0 && strings.Contains(tail[i:], "replace finished")
+	})
+	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("df%d", i)
+		if v, ok := m.get(k); !ok || v != val {
+			t.Fatalf("%s after the disk filled and recovered: hit %v", k, ok)
+		}
+		l.acked[k] = 0
+	}
+	l.checkPlacement(t, c, 1)
+}

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"path/filepath"
+	"syscall"
+)
+
+// A server whose disk is full cannot store writes. It tells the managers
+// in its keepalives, and they mark it fault like a lost server, so that the
+// other owners carry on without it; once there is room again it says so and
+// shows up as a newcomer, to be attached (automatically with -a) and
+// brought up to date.
+
+// freeToRecover is the free space at which a full server takes writes again.
+const freeToRecover = 4 << 20
+
+// noteDiskFull records that a store write failed for lack of space.
+func (s *Server) noteDiskFull() {
+	if !s.diskFull.Swap(true) {
+		s.log.Errorf("store: no space left on device; reporting to the managers until there is room again")
+	}
+}
+
+// checkDiskRoom clears the full state once the store's file system has
+// room again.
+func (s *Server) checkDiskRoom() {
+	if !s.diskFull.Load() {
+		return
+	}
+	path, err := filepath.EvalSymlinks(s.cfg.StorePath)
+	if err != nil {
+		path = s.cfg.StorePath
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return
+	}
+	if free := st.Bavail * uint64(st.Bsize); free >= freeToRecover {
+		s.diskFull.Store(false)
+		s.log.Infof("store: %d bytes free again; reporting the server healthy", free)
+	}
+}
