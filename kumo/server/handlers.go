@@ -2,9 +2,9 @@ package server
 
 import (
 	"errors"
-	"syscall"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"kumofs/kumo/wire"
