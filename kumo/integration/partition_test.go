@@ -228,3 +228,51 @@ func TestPartitionGatewayFromServer(t *testing.T) {
 	}
 	l.heal(gns)
 }
+
+// Ensure that a server cut off from the manager while a replace runs, then
+// healed, leaves no acknowledged write lost: the replace is abandoned, and
+// the next attach finishes the job with every server up to date.
+func TestPartitionDuringReplace(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	l := newPartitionLab(t, 1, 3)
+	// Data for the replace to move, then a verifying load.
+	if out, err := l.run(l.client, 60*time.Second, l.b("kumo-bench"), "-s", l.gw, "-allow-remote",
+		"-keys", "20000", "-preload", "-n", "1", "-q"); err != nil {
+		t.Fatalf("preload: %v %s", err, out)
+	}
+	wait := l.load(15 * time.Second)
+	host := 14
+	addr := l.net + strconv.Itoa(host)
+	ns := l.node("s4", host)
+	l.start(ns, "server-4", l.b("kumo-server"), "-l", addr, "-s", filepath.Join(l.dir, "s4.kch"), "-o", "-", "-m", l.mgrs[0])
+	l.servers = append(l.servers, addr+":19800")
+	l.serverNS = append(l.serverNS, ns)
+	eventually(t, 30*time.Second, "server 4 at the manager", func() bool { return l.logHas("manager-1", "new node "+addr) })
+	if out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "attach"); err != nil {
+		t.Fatalf("attach: %v %s", err, out)
+	}
+	victim := l.servers[1]
+	l.cut(l.serverNS[1], l.mgrs[0])
+	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
+		return l.logHas("manager-1", "lost node "+victim)
+	})
+	l.heal(l.serverNS[1])
+	eventually(t, 30*time.Second, "the server back as a newcomer", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		return err == nil && strings.Contains(out, "not attached node:\n  "+victim)
+	})
+	l.attach(0, 4)
+	checkLoad(t, wait())
+	// Every key has 3 copies over 4 servers: the item counts add up.
+	total := 0
+	for _, v := range l.items(0) {
+		n, _ := strconv.Atoi(v)
+		total += n
+	}
+	if total < 3*20000 {
+		t.Fatalf("%d records over the servers, want at least 3 × 20000", total)
+	}
+}
