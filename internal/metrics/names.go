@@ -29,6 +29,7 @@ const (
 	StoreLiveBytes      = "kumo_store_live_bytes"
 	StoreDeadBytes      = "kumo_store_dead_bytes"
 	StoreFileBytes      = "kumo_store_file_bytes"
+	StoreFull           = "kumo_store_full"
 	ReplicateTotal      = "kumo_replicate_total"
 	ReplicateDuration   = "kumo_replicate_duration_seconds"
 	ReplacePhase        = "kumo_replace_phase"
@@ -81,6 +82,7 @@ var Catalog = []Desc{
 	{StoreBuckets, "gauge", nil, "server", "Slots of the store's bucket array (the bucket number; changed by kumo-storetool optimize)."},
 	{StoreDeadBytes, "gauge", nil, "server", "Log bytes no longer live (overwritten, deleted, expired), reclaimed by compaction."},
 	{StoreFileBytes, "gauge", nil, "server", "Size of the store file in bytes."},
+	{StoreFull, "gauge", nil, "server", "1 while the store's disk is full (the server reports itself fault until it has room), else 0."},
 	{StoreLiveBytes, "gauge", nil, "server", "Log bytes of live records (tombstones included)."},
 	{StoreLoad, "gauge", nil, "server", "Fraction of the bucket array's slots in use (records plus removed slots)."},
 }

@@ -45,6 +45,12 @@ func (s *Server) registerMetrics(reg *metrics.Registry) {
 	cv := reg.NewCounterVec(metrics.ReplaceRecordsTotal, metrics.Help(metrics.ReplaceRecordsTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"error"}})
 	s.m.copyOK, s.m.copyErr = cv.With("ok"), cv.With("error")
+	reg.NewGaugeFunc(metrics.StoreFull, metrics.Help(metrics.StoreFull), func() float64 {
+		if s.diskFull.Load() {
+			return 1
+		}
+		return 0
+	})
 	reg.NewGaugeFunc(metrics.ReplacePhase, metrics.Help(metrics.ReplacePhase), func() float64 {
 		st := s.replState.Load()
 		switch {
