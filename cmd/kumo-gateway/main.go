@@ -73,7 +73,7 @@ func main() {
 	fs.Int(&renew, "-rn", "--renew-threshold", 4, "hash space renew threshold")
 	fs.String(&prefix, "-k", "--key-prefix", "", "add prefix to every key")
 	fs.Int(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes")
-	fs.Int(&maxConns, "", "--max-conns", 0, "maximum client connections (0 = unlimited)")
+	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)")
 	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
 	c.Register(fs, 2*time.Second, false)
 	fs.MustParse(os.Args[1:])

@@ -272,19 +272,66 @@ func TestBadInputEverywhere(t *testing.T) {
 		rnd.Read(b)
 		payloads = append(payloads, b)
 	}
+	// Mutated memcached commands for the gateway: byte flips, cuts and
+	// splices of valid requests.
+	valid := [][]byte{
+		[]byte("set k 0 0 5\r\nhello\r\n"), []byte("get k k2\r\n"), []byte("cas k 1 2 3 4\r\nabc\r\n"),
+		[]byte("incr k 5\r\n"), []byte("mg k v f t\r\n"), []byte("ms k 2 T0\r\nhi\r\n"),
+		{0x80, 0x01, 0x00, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'k', 'v'},
+	}
+	var mutated [][]byte
+	for i := 0; i < 300; i++ {
+		b := append([]byte(nil), valid[rnd.Intn(len(valid))]...)
+		switch rnd.Intn(3) {
+		case 0:
+			b[rnd.Intn(len(b))] = byte(rnd.Intn(256))
+		case 1:
+			b = b[:rnd.Intn(len(b))]
+		default:
+			b = append(b, valid[rnd.Intn(len(valid))][rnd.Intn(8):]...)
+		}
+		mutated = append(mutated, b)
+	}
+	var mwg sync.WaitGroup
+	for w := 0; w < 30; w++ {
+		mwg.Add(1)
+		go func(w int) {
+			defer mwg.Done()
+			for i := w; i < len(mutated); i += 30 {
+				conn, err := net.DialTimeout("tcp", c.Gateway(), 2*time.Second)
+				if err != nil {
+					t.Errorf("dial gateway: %v", err)
+					return
+				}
+				conn.SetDeadline(time.Now().Add(100 * time.Millisecond))
+				conn.Write(mutated[i])
+				buf := make([]byte, 512)
+				conn.Read(buf)
+				conn.Close()
+			}
+		}(w)
+	}
+	mwg.Wait()
+	var pwg sync.WaitGroup
 	for _, addr := range targets {
 		for _, p := range payloads {
-			conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-			if err != nil {
-				t.Fatalf("dial %s: %v", addr, err)
-			}
-			conn.SetDeadline(time.Now().Add(2 * time.Second))
-			conn.Write(p)
-			buf := make([]byte, 512)
-			conn.Read(buf) // whatever comes back, or a close
-			conn.Close()
+			pwg.Add(1)
+			go func(addr string, p []byte) {
+				defer pwg.Done()
+				conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil {
+					t.Errorf("dial %s: %v", addr, err)
+					return
+				}
+				conn.SetDeadline(time.Now().Add(2 * time.Second))
+				conn.Write(p)
+				buf := make([]byte, 512)
+				conn.Read(buf) // whatever comes back, or a close
+				conn.Close()
+			}(addr, p)
 		}
 	}
+	pwg.Wait()
 	for _, p := range c.Procs() {
 		if !p.Alive() {
 			t.Fatalf("%s died after bad input", p)
