@@ -155,7 +155,9 @@ func maybeApplied(err error) bool {
 	if errors.As(err, &re) {
 		return re.Msg == wire.MsgReplication
 	}
-	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost)
+	// ErrClosed: the gateway dropped a connection it found unresponsive
+	// while the call was pending.
+	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost) || errors.Is(err, rpc.ErrClosed)
 }
 
 // write sends a write to the coordinator of h in the write hash space,

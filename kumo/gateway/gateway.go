@@ -124,8 +124,9 @@ func New(cfg Config) (*Gateway, error) {
 	for _, a := range cfg.Managers {
 		g.mgrs = append(g.mgrs, g.dialManager(a))
 	}
-	g.loops.Add(1)
+	g.loops.Add(2)
 	go g.hashSpaceLoop()
+	go g.healthLoop()
 	for _, ln := range g.lns {
 		ln := ln
 		g.loops.Add(1)

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
 	"kumofs/ring"
@@ -42,7 +43,8 @@ func (s *suspects) get(a ring.Addr) *health {
 // transportFailure reports whether err says nothing about the request but
 // that the server could not be reached in time.
 func transportFailure(err error) bool {
-	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrPeerDown) || errors.Is(err, rpc.ErrConnLost)
+	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrPeerDown) ||
+		errors.Is(err, rpc.ErrConnLost) || errors.Is(err, rpc.ErrClosed)
 }
 
 // note records the outcome of a call to a.
@@ -81,4 +83,63 @@ func relayArgs(target ring.Addr, method uint32, args func([]byte) []byte) func([
 		b = msgpack.AppendUint(b, uint64(method))
 		return args(b)
 	}
+}
+
+// healthLoop pings every active server twice a second with a cheap status
+// call, so that a link that stopped carrying packets (no error, just
+// silence) is found within about two seconds even without traffic, and
+// the calls waiting on it are failed at once (the connection is dropped)
+// instead of running into their deadlines.
+func (g *Gateway) healthLoop() {
+	defer g.loops.Done()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, a := range g.activeServers() {
+			a := a
+			c := g.server(a)
+			if c == nil {
+				return
+			}
+			c.Go(wire.SrvGetStatus, pingArgs, g.cfg.CallTimeout, func(_ []byte, err error) {
+				was := g.sus.suspect(a)
+				g.sus.note(a, err)
+				if !was && g.sus.suspect(a) {
+					g.log.Warnf("server %s does not answer this gateway; routing around it", a)
+					go g.dropServer(a)
+				}
+			})
+		}
+	}
+}
+
+func pingArgs(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 1)
+	return msgpack.AppendUint(b, wire.StatTime)
+}
+
+// dropServer closes the connection to a, failing the calls that wait on
+// it; the next call dials afresh.
+func (g *Gateway) dropServer(a ring.Addr) {
+	g.srvMu.Lock()
+	old := *g.servers.Load()
+	c := old[a]
+	if c == nil {
+		g.srvMu.Unlock()
+		return
+	}
+	m := make(map[ring.Addr]*rpc.Client, len(old))
+	for k, v := range old {
+		if k != a {
+			m[k] = v
+		}
+	}
+	g.servers.Store(&m)
+	g.srvMu.Unlock()
+	c.Close()
 }

@@ -104,6 +104,49 @@ func (l *partitionLab) heal(ns string) {
 	l.ip("netns", "exec", ns, "iptables", "-F", "OUTPUT")
 }
 
+// py runs a Python snippet with pymemcache's client c connected to the
+// gateway, inside the client namespace, and fails the test on an error.
+func (l *partitionLab) py(code string) string {
+	l.t.Helper()
+	host, port, _ := strings.Cut(l.gw, ":")
+	prog := "import sys\nfrom pymemcache.client.base import Client\n" +
+		"c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=20)\n" + code
+	out, err := l.run(l.client, 60*time.Second, "/usr/bin/python3", "-c", prog)
+	if err != nil {
+		l.t.Fatalf("python in the client namespace: %v\n%s", err, out)
+	}
+	return out
+}
+
+// deletes sets n keys and deletes every other one, through the gateway.
+func (l *partitionLab) setKeys(prefix string, n int) {
+	l.py(fmt.Sprintf("for i in range(%d):\n    assert c.set('%s%%d' %% i, b'v', noreply=False)\n", n, prefix))
+}
+
+func (l *partitionLab) deleteHalf(prefix string, n int) {
+	l.py(fmt.Sprintf("for i in range(0, %d, 2):\n    assert c.delete('%s%%d' %% i, noreply=False)\n", n, prefix))
+}
+
+// checkDeleted asserts every deleted key is gone and every other one there.
+func (l *partitionLab) checkDeleted(prefix string, n int) {
+	l.py(fmt.Sprintf("for i in range(%d):\n    v = c.get('%s%%d' %% i)\n"+
+		"    if i %% 2 == 0 and v is not None: sys.exit('deleted key %%d came back' %% i)\n"+
+		"    if i %% 2 == 1 and v != b'v': sys.exit('key %%d lost: %%r' %% (i, v))\n", n, prefix))
+}
+
+// checkMemory asserts every daemon of the lab is alive with bounded memory.
+func (l *partitionLab) checkMemory() {
+	l.t.Helper()
+	for _, c := range l.procs {
+		if c.ProcessState != nil {
+			l.t.Fatalf("%v exited: %v", c.Args, c.ProcessState)
+		}
+		if kb := rss(l.t, c.Process.Pid); kb > 256<<10 {
+			l.t.Fatalf("%v uses %d KiB", c.Args, kb)
+		}
+	}
+}
+
 // load starts a verifying kumo-bench run in the client namespace.
 func (l *partitionLab) load(d time.Duration) (wait func() string) {
 	cmd := exec.Command("ip", "netns", "exec", l.client, l.b("kumo-bench"), "-s", l.gw, "-allow-remote",
@@ -144,13 +187,17 @@ func TestPartitionServerFromManager(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
+	requirePymemcache(t)
 	l := newPartitionLab(t, 1, 3)
+	l.setKeys("del", 200)
 	wait := l.load(14 * time.Second)
 	victim := l.servers[2]
 	l.cut(l.serverNS[2], l.mgrs[0])
 	eventually(t, 20*time.Second, "the manager to mark the server fault", func() bool {
 		return l.logHas("manager-1", "lost node "+victim)
 	})
+	// Deletes the cut-off server misses: they must not come back.
+	l.deleteHalf("del", 200)
 	l.heal(l.serverNS[2])
 	eventually(t, 30*time.Second, "the server to come back as a newcomer", func() bool {
 		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
@@ -158,6 +205,8 @@ func TestPartitionServerFromManager(t *testing.T) {
 	})
 	l.attach(0, 3)
 	checkLoad(t, wait())
+	l.checkDeleted("del", 200)
+	l.checkMemory()
 	items := l.items(0)
 	for s, n := range items {
 		if n != items[l.servers[0]] {
@@ -192,9 +241,12 @@ func TestPartitionBetweenManagers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
+	requirePymemcache(t)
 	l := newPartitionLab(t, 2, 3)
+	l.setKeys("del", 200)
 	wait := l.load(10 * time.Second)
 	l.cut(l.mgrNS[0], l.mgrs[1])
+	l.deleteHalf("del", 200)
 	eventually(t, 10*time.Second, "some time under the partition", func() bool {
 		out, err := l.run(l.client, 15*time.Second, l.b("kumostat"), "-m", l.mgrs[1], "hscheck")
 		return err == nil && strings.Count(out, "true") == 3
@@ -206,6 +258,8 @@ func TestPartitionBetweenManagers(t *testing.T) {
 		b, err2 := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[1], "status")
 		return err1 == nil && err2 == nil && a == b
 	})
+	l.checkDeleted("del", 200)
+	l.checkMemory()
 }
 
 // Ensure that a gateway cut off from one server (which everyone else still
@@ -216,17 +270,23 @@ func TestPartitionGatewayFromServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
+	requirePymemcache(t)
 	l := newPartitionLab(t, 1, 3)
+	l.setKeys("del", 200)
 	wait := l.load(12 * time.Second)
 	gns := l.prefix + "-gw"
 	victim := strings.TrimSuffix(l.servers[2], ":19800")
 	l.cut(gns, victim)
+	l.deleteHalf("del", 200)
 	out := wait()
 	checkLoad(t, out)
 	if !regexp.MustCompile(`(?m)^errors\s+0\b`).MatchString(out) {
 		t.Fatalf("errors while the gateway could not reach %s:\n%s", victim, out)
 	}
+	l.checkDeleted("del", 200)
 	l.heal(gns)
+	l.checkDeleted("del", 200)
+	l.checkMemory()
 }
 
 // Ensure that a server cut off from the manager while a replace runs, then
@@ -237,7 +297,9 @@ func TestPartitionDuringReplace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
+	requirePymemcache(t)
 	l := newPartitionLab(t, 1, 3)
+	l.setKeys("del", 200)
 	// Data for the replace to move, then a verifying load.
 	if out, err := l.run(l.client, 60*time.Second, l.b("kumo-bench"), "-s", l.gw, "-allow-remote",
 		"-keys", "20000", "-preload", "-n", "1", "-q"); err != nil {
@@ -259,6 +321,7 @@ func TestPartitionDuringReplace(t *testing.T) {
 	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
 		return l.logHas("manager-1", "lost node "+victim)
 	})
+	l.deleteHalf("del", 200)
 	l.heal(l.serverNS[1])
 	eventually(t, 30*time.Second, "the server back as a newcomer", func() bool {
 		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
@@ -275,4 +338,6 @@ func TestPartitionDuringReplace(t *testing.T) {
 	if total < 3*20000 {
 		t.Fatalf("%d records over the servers, want at least 3 × 20000", total)
 	}
+	l.checkDeleted("del", 200)
+	l.checkMemory()
 }
