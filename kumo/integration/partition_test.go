@@ -313,13 +313,19 @@ func TestPartitionDuringReplace(t *testing.T) {
 	l.servers = append(l.servers, addr+":19800")
 	l.serverNS = append(l.serverNS, ns)
 	eventually(t, 30*time.Second, "server 4 at the manager", func() bool { return l.logHas("manager-1", "new node "+addr) })
+	// Cut server 2 off and start the replace before the manager notices:
+	// the replace cannot finish with it, the loss aborts it, and the next
+	// attach must finish the job.
+	victim := l.servers[1]
+	l.cut(l.serverNS[1], l.mgrs[0])
 	if out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "attach"); err != nil {
 		t.Fatalf("attach: %v %s", err, out)
 	}
-	victim := l.servers[1]
-	l.cut(l.serverNS[1], l.mgrs[0])
 	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
 		return l.logHas("manager-1", "lost node "+victim)
+	})
+	eventually(t, 5*time.Second, "the running replace to be aborted", func() bool {
+		return l.logHas("manager-1", "replace aborted")
 	})
 	l.deleteHalf("del", 200)
 	l.heal(l.serverNS[1])

@@ -24,7 +24,7 @@ func (s *Server) replFlags() uint64 {
 	if !active {
 		f |= wire.ReplInactive
 	}
-	if w.Clock() != s.rhs.Load().Clock() {
+	if r := s.rhs.Load(); w.Clock() != r.Clock() || !w.Equal(r) {
 		f |= wire.ReplWait
 	}
 	return f | uint64(s.replState.Load())
