@@ -54,6 +54,12 @@ func TestDiskFullServer(t *testing.T) {
 	if err := mp.WaitLog("reports a full disk", 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Deletes while the full server is out must not come back with it.
+	for i := 0; i < n; i += 10 {
+		if r := m.cmd(fmt.Sprintf("delete df%d\r\n", i)); r != "DELETED\r\n" {
+			t.Fatalf("delete df%d: %q", i, r)
+		}
+	}
 	off := mp.LogSize()
 	if err := syscall.Mount("tmpfs", full, "tmpfs", syscall.MS_REMOUNT, "size=64m"); err != nil {
 		t.Fatalf("growing the tmpfs: %v", err)
@@ -75,10 +81,19 @@ func TestDiskFullServer(t *testing.T) {
 	l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("df%d", i)
-		if v, ok := m.get(k); !ok || v != val {
+		v, ok := m.get(k)
+		if i%10 == 0 {
+			if ok {
+				t.Fatalf("deleted %s came back", k)
+			}
+			l.deleted[k] = true
+			continue
+		}
+		if !ok || v != val {
 			t.Fatalf("%s after the disk filled and recovered: hit %v", k, ok)
 		}
 		l.acked[k] = 0
 	}
 	l.checkPlacement(t, c, 1)
+	checkProcs(t, c)
 }

@@ -247,6 +247,19 @@ func rss(t *testing.T, pid int) int {
 	return 0
 }
 
+// checkProcs asserts that every daemon of c is alive with bounded memory.
+func checkProcs(t *testing.T, c *localcluster.Cluster) {
+	t.Helper()
+	for _, p := range c.Procs() {
+		if !p.Alive() {
+			t.Fatalf("%s died", p)
+		}
+		if kb := rss(t, p.Pid()); kb > 256<<10 {
+			t.Fatalf("%s uses %d KiB", p, kb)
+		}
+	}
+}
+
 // Ensure that garbage and huge declared lengths at every port leave every
 // daemon up, with bounded memory, and the cluster serving.
 func TestBadInputEverywhere(t *testing.T) {

@@ -58,7 +58,16 @@ func TestConnectionFloods(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		open().Write([]byte("g"))
 	}
-	// Everyone else is served as usual.
+	// Everyone else is served as usual: writes, deletes, reads.
+	if r := m.set("gone", "1"); r != "STORED\r\n" {
+		t.Fatal(r)
+	}
+	if r := m.cmd("delete gone\r\n"); r != "DELETED\r\n" {
+		t.Fatalf("delete during the flood: %q", r)
+	}
+	if _, ok := m.get("gone"); ok {
+		t.Fatal("a deleted key came back during the flood")
+	}
 	for i := 0; i < 200; i++ {
 		if r := m.set("ok", "1"); r != "STORED\r\n" {
 			t.Fatalf("set during the flood: %q", r)
@@ -76,4 +85,5 @@ func TestConnectionFloods(t *testing.T) {
 	if !g.Alive() {
 		t.Fatal("gateway died")
 	}
+	checkProcs(t, c)
 }

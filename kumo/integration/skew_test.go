@@ -40,7 +40,18 @@ func TestClockSkewKeepsWriteOrder(t *testing.T) {
 			t.Fatal(r)
 		}
 	}
+	// Keys deleted through the lagging server must stay deleted too.
+	for _, k := range keys {
+		if r := m.set("del-"+k, "x"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
 	kill(t, c, 0, 0)
+	for _, k := range keys {
+		if r := m.cmd("delete del-" + k + "\r\n"); r != "DELETED\r\n" {
+			t.Fatalf("delete: %q", r)
+		}
+	}
 	for _, k := range keys {
 		if r := m.set(k, "from-behind"); r != "STORED\r\n" {
 			t.Fatal(r)
@@ -61,6 +72,9 @@ func TestClockSkewKeepsWriteOrder(t *testing.T) {
 			}
 		}
 		l.acked[k] = 0
+		l.deleted["del-"+k] = true
 	}
+	l.check(t, c.Gateway())
 	l.checkPlacement(t, c, 1)
+	checkProcs(t, c)
 }
