@@ -77,4 +77,4 @@ capacity:
 # They also run in make test; this target runs just them, verbosely.
 .PHONY: test-hostile
 test-hostile:
-	$(GO) test -count=1 -v -run 'TestPartition|TestClockSkew|TestConnectionFloods|TestRPCParameterFuzz|TestBadInputEverywhere|TestMultiHost|TestDiskFull' ./kumo/integration/ ./store/
+	$(GO) test -count=1 -v -run 'TestPartition|TestFencing|TestClockSkew|TestConnectionFloods|TestRPCParameterFuzz|TestBadInputEverywhere|TestMultiHost|TestDiskFull' ./kumo/integration/ ./store/

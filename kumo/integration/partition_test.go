@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kumofs/internal/localcluster"
+	"kumofs/ring"
 )
 
 // partitionLab is a cluster spread over network namespaces, for cutting
@@ -345,5 +346,63 @@ func TestPartitionDuringReplace(t *testing.T) {
 		t.Fatalf("%d records over the servers, want at least 3 × 20000", total)
 	}
 	l.checkDeleted("del", 200)
+	l.checkMemory()
+}
+
+// Ensure the fencing rule: a server cut off from the manager keeps its old
+// write hash space and still thinks it coordinates its keys; a second
+// gateway cut off from the manager too still routes writes to it. Those
+// writes must not be acknowledged (the other owners, which know the newer
+// hash space, refuse its replication), while the current coordinator,
+// reached through the up-to-date gateway, takes writes to the same keys.
+func TestFencingStaleCoordinator(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	requirePymemcache(t)
+	l := newPartitionLab(t, 1, 3)
+	gw2 := l.net + "7:11211"
+	g2ns := l.node("gw2", 7)
+	l.start(g2ns, "gateway-2", l.b("kumo-gateway"), "-m", l.mgrs[0], "-t", gw2, "-o", "-", "--retry-timeout", "2")
+	eventually(t, 20*time.Second, "the second gateway ready", func() bool { return l.logHas("gateway-2", "connect success") })
+	// Keys the third server coordinates.
+	var nodes []ring.Node
+	for _, s := range l.servers {
+		a, _ := ring.ParseAddr(s, 19800)
+		nodes = append(nodes, ring.Node{Addr: a, Active: true})
+	}
+	hs := ring.New(nodes, 1)
+	victim := nodes[2].Addr
+	var keys []string
+	for i := 0; len(keys) < 8; i++ {
+		k := fmt.Sprintf("fence%d", i)
+		if co, _ := hs.Lookup([]byte(k)).Coordinator(); co.Addr == victim {
+			keys = append(keys, k)
+		}
+	}
+	l.cut(l.serverNS[2], l.mgrs[0])
+	l.cut(g2ns, l.mgrs[0])
+	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
+		return l.logHas("manager-1", "lost node "+victim.String())
+	})
+	// Give the manager's push time to reach the up-to-date nodes.
+	eventually(t, 10*time.Second, "the other servers to know", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		return err == nil && strings.Contains(out, victim.String()+"  (fault)")
+	})
+	host, port, _ := strings.Cut(gw2, ":")
+	klist := "['" + strings.Join(keys, "','") + "']"
+	prog := "import sys, threading\nfrom pymemcache.client.base import Client\n" +
+		"keys = " + klist + "\nacked = []\n" +
+		"def w(k):\n    c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=30)\n" +
+		"    try:\n        if c.set(k, b'stale', noreply=False): acked.append(k)\n    except Exception as e:\n        pass\n" +
+		"ts = [threading.Thread(target=w, args=(k,)) for k in keys]\n[t.start() for t in ts]\n[t.join() for t in ts]\n" +
+		"print('acked', acked)\nsys.exit(1 if acked else 0)\n"
+	if out, err := l.run(l.client, 90*time.Second, "/usr/bin/python3", "-c", prog); err != nil {
+		t.Fatalf("the stale coordinator acknowledged writes: %v\n%s", err, out)
+	}
+	l.py("keys = " + klist + "\nfor k in keys:\n    assert c.set(k, b'fresh', noreply=False)\n" +
+		"for k in keys:\n    v = c.get(k)\n    if v != b'fresh': sys.exit('%s: %r' % (k, v))\n")
 	l.checkMemory()
 }
