@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -71,29 +70,25 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
 		o := g.rhs.Load().Owners(h)
-		// Healthy owners first; suspects only when nothing else answered.
-		for pass := 0; pass < 2; pass++ {
-			for i := 0; i < o.Len(); i++ {
-				n := o.At(i)
-				if !n.Active || g.sus.suspect(n.Addr) != (pass == 1) {
-					continue
-				}
-				c := g.server(n.Addr)
-				if c == nil {
-					return ErrUnavailable
-				}
-				res, err := c.Call(ctx, method, args)
-				g.sus.note(n.Addr, err)
-				if err == nil {
-					err = handle(res.Bytes())
-					res.Release()
-					return err
-				}
-				g.m.rpcErrs.Count(rpc.ErrorKind(err))
-				last = err
-				if !retryable(err) {
-					return err
-				}
+		for i := 0; i < o.Len(); i++ {
+			n := o.At(i)
+			if !n.Active {
+				continue
+			}
+			c := g.server(n.Addr)
+			if c == nil {
+				return ErrUnavailable
+			}
+			res, err := c.Call(ctx, method, args)
+			if err == nil {
+				err = handle(res.Bytes())
+				res.Release()
+				return err
+			}
+			g.m.rpcErrs.Count(rpc.ErrorKind(err))
+			last = err
+			if !retryable(err) {
+				return err
 			}
 		}
 		g.requestRefresh()
@@ -105,48 +100,6 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 	}
 }
 
-// relayWrite sends a write for coordinator coord through the other active
-// owners in o. done reports that an answer (a result or a remote error)
-// came back; otherwise err is the last transport error.
-func (g *Gateway) relayWrite(ctx context.Context, o ring.Owners, coord ring.Addr, method uint32, args func([]byte) []byte, handle func([]byte) error) (done, ambiguous bool, err error) {
-	for i := 0; i < o.Len(); i++ {
-		n := o.At(i)
-		if !n.Active || n.Addr == coord || g.sus.suspect(n.Addr) {
-			continue
-		}
-		c := g.server(n.Addr)
-		if c == nil {
-			return true, ambiguous, ErrUnavailable
-		}
-		cctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout+g.cfg.CallTimeout)
-		res, rerr := c.Call(cctx, wire.SrvRelay, relayArgs(coord, method, args))
-		cancel()
-		g.sus.note(n.Addr, rerr)
-		if rerr == nil {
-			rerr = handle(res.Bytes())
-			res.Release()
-			return true, ambiguous, rerr
-		}
-		g.m.rpcErrs.Count(rpc.ErrorKind(rerr))
-		err = rerr
-		if maybeApplied(rerr) || isRelayTransport(rerr) {
-			ambiguous = true
-		}
-		if !retryable(rerr) {
-			return true, ambiguous, rerr
-		}
-	}
-	return false, ambiguous, err
-}
-
-// isRelayTransport reports a relayed call whose answer was lost between
-// the relaying server and the coordinator: the write may have been applied.
-func isRelayTransport(err error) bool {
-	var re *rpc.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Msg, "relay: ") &&
-		(strings.HasSuffix(re.Msg, rpc.ErrTimeout.Error()) || strings.HasSuffix(re.Msg, rpc.ErrConnLost.Error()))
-}
-
 // maybeApplied reports whether a failed write attempt may nevertheless have
 // taken effect: the request was sent and the answer lost (timeout, closed
 // connection), or the coordinator stored it but could not reach a replica.
@@ -155,9 +108,7 @@ func maybeApplied(err error) bool {
 	if errors.As(err, &re) {
 		return re.Msg == wire.MsgReplication
 	}
-	// ErrClosed: the gateway dropped a connection it found unresponsive
-	// while the call was pending.
-	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost) || errors.Is(err, rpc.ErrClosed)
+	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost)
 }
 
 // write sends a write to the coordinator of h in the write hash space,
@@ -168,42 +119,26 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
-		o := g.whs.Load().Owners(h)
-		if n, ok := o.Coordinator(); ok {
-			var err error
-			if !g.sus.suspect(n.Addr) {
-				var c *rpc.Client
-				if c = g.server(n.Addr); c == nil {
-					return ambiguous, ErrUnavailable
-				}
-				cctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
-				var res rpc.Result
-				res, err = c.Call(cctx, method, args)
-				cancel()
-				g.sus.note(n.Addr, err)
-				if err == nil {
-					err = handle(res.Bytes())
-					res.Release()
-					return ambiguous, err
-				}
-				g.m.rpcErrs.Count(rpc.ErrorKind(err))
-				last = err
-				if maybeApplied(err) {
-					ambiguous = true
-				}
-				if !retryable(err) {
-					return ambiguous, err
-				}
+		if n, ok := g.whs.Load().Owners(h).Coordinator(); ok {
+			c := g.server(n.Addr)
+			if c == nil {
+				return ambiguous, ErrUnavailable
 			}
-			if err == nil || transportFailure(err) {
-				// The coordinator is unreachable from here (or suspect):
-				// write through another owner, which relays.
-				if done, amb, rerr := g.relayWrite(ctx, o, n.Addr, method, args, handle); done {
-					return ambiguous || amb, rerr
-				} else if rerr != nil {
-					last = rerr
-					ambiguous = ambiguous || amb
-				}
+			cctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
+			res, err := c.Call(cctx, method, args)
+			cancel()
+			if err == nil {
+				err = handle(res.Bytes())
+				res.Release()
+				return ambiguous, err
+			}
+			g.m.rpcErrs.Count(rpc.ErrorKind(err))
+			last = err
+			if maybeApplied(err) {
+				ambiguous = true
+			}
+			if !retryable(err) {
+				return ambiguous, err
 			}
 		}
 		g.requestRefresh()

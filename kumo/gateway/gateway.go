@@ -35,7 +35,7 @@ type Config struct {
 	Binary       string   // -b listen address, or ""
 	KeyPrefix    []byte   // -k
 	RetryTimeout time.Duration
-	CallTimeout  time.Duration // per read RPC; default 1 s
+	CallTimeout  time.Duration // per read RPC; default 3 s
 	// WriteTimeout is the per-call deadline of a write. It must exceed
 	// the servers' replication timeout, or a slow but successful write is
 	// retried (and a retried delete or incr is not idempotent). Default 8 s.
@@ -62,8 +62,6 @@ type Gateway struct {
 
 	m gwMetrics
 
-	sus suspects // servers this gateway cannot reach right now
-
 	mc  *memcache.Server
 	lns []net.Listener
 
@@ -86,7 +84,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.RetryTimeout = 10 * time.Second
 	}
 	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = time.Second
+		cfg.CallTimeout = 3 * time.Second
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 8 * time.Second
@@ -124,9 +122,8 @@ func New(cfg Config) (*Gateway, error) {
 	for _, a := range cfg.Managers {
 		g.mgrs = append(g.mgrs, g.dialManager(a))
 	}
-	g.loops.Add(2)
+	g.loops.Add(1)
 	go g.hashSpaceLoop()
-	go g.healthLoop()
 	for _, ln := range g.lns {
 		ln := ln
 		g.loops.Add(1)

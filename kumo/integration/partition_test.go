@@ -263,33 +263,6 @@ func TestPartitionBetweenManagers(t *testing.T) {
 	l.checkMemory()
 }
 
-// Ensure that a gateway cut off from one server (which everyone else still
-// reaches) keeps serving every key: reads go to the other owners, and
-// writes that server coordinates are relayed through another owner.
-func TestPartitionGatewayFromServer(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("partition test in -short mode")
-	}
-	requirePymemcache(t)
-	l := newPartitionLab(t, 1, 3)
-	l.setKeys("del", 200)
-	wait := l.load(12 * time.Second)
-	gns := l.prefix + "-gw"
-	victim := strings.TrimSuffix(l.servers[2], ":19800")
-	l.cut(gns, victim)
-	l.deleteHalf("del", 200)
-	out := wait()
-	checkLoad(t, out)
-	if !regexp.MustCompile(`(?m)^errors\s+0\b`).MatchString(out) {
-		t.Fatalf("errors while the gateway could not reach %s:\n%s", victim, out)
-	}
-	l.checkDeleted("del", 200)
-	l.heal(gns)
-	l.checkDeleted("del", 200)
-	l.checkMemory()
-}
-
 // Ensure that a server cut off from the manager while a replace runs, then
 // healed, leaves no acknowledged write lost: the replace is abandoned, and
 // the next attach finishes the job with every server up to date.

@@ -37,8 +37,6 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.handleGet(req)
 	case wire.SrvGetRaw:
 		s.handleGetRaw(req)
-	case wire.SrvRelay:
-		s.handleRelay(req)
 	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch:
 		s.cmdSet.Add(1)
 		s.async(req, s.handleWrite)

@@ -75,11 +75,6 @@ const (
 	// coordinators catching up during a rebalance, and for checks.
 	// [DBKey] -> DBValue | nil.
 	SrvGetRaw = 70
-	// SrvRelay forwards a request to another server of the cluster and
-	// relays its answer: a gateway that cannot reach a key's coordinator
-	// (a cut link, not a dead server) writes through another owner.
-	// [target_addr_raw, method, params] -> the target's result.
-	SrvRelay = 71
 )
 
 // Methods served by kumo-gateway (the manager pushes to gateways).
