@@ -191,10 +191,11 @@ func (m *Manager) faultConnected(addr ring.Addr, newcomer bool) {
 	m.mu.Lock()
 	ct := m.clk.Now()
 	changed := false
+	rct := m.rhsClock(ct) // before whs changes
 	if w, ok := m.whs.WithFault(addr, ct); ok {
 		m.whs, changed = w, true
 	}
-	if r, ok := m.rhs.WithFault(addr, ct); ok {
+	if r, ok := m.rhs.WithFault(addr, rct); ok {
 		m.rhs, changed = r, true
 	}
 	added := false

@@ -265,6 +265,19 @@ func (m *Manager) onClose(c *rpc.Conn) {
 	m.mu.Unlock()
 }
 
+// rhsClock returns the timestamp for an edit of the read hash space made
+// together with an edit of the write hash space stamped ct: ct itself when
+// both spaces are the same (no replace in progress), else a newer clock, so
+// that the two stay different and servers keep treating the replace as
+// unfinished (by-rhs replication, catch-up reads) until it completes.
+// Called with m.mu held.
+func (m *Manager) rhsClock(ct uint64) uint64 {
+	if m.whs.Clock() == m.rhs.Clock() && m.whs.Equal(m.rhs) {
+		return ct
+	}
+	return m.clk.Now()
+}
+
 // lostIfGone marks addr lost unless it reconnected meanwhile.
 func (m *Manager) lostIfGone(addr ring.Addr) {
 	m.mu.Lock()
@@ -331,10 +344,11 @@ func (m *Manager) lostNode(addr ring.Addr) {
 	}
 	ct := m.clk.Now()
 	changed := false
+	rct := m.rhsClock(ct) // before whs changes
 	if w, ok := m.whs.WithFault(addr, ct); ok {
 		m.whs, changed = w, true
 	}
-	if r, ok := m.rhs.WithFault(addr, ct); ok {
+	if r, ok := m.rhs.WithFault(addr, rct); ok {
 		m.rhs, changed = r, true
 	}
 	abort := false

@@ -159,9 +159,9 @@ func (s *Server) coordinatorCheck(h uint64) (*ring.HashSpace, *ring.HashSpace, e
 
 // replicaTargets lists the owners a write for h must reach besides s: the
 // active owners in whs, plus (during a rebalance, when rhs differs) the
-// active owners in rhs, flagged as by-rhs. "Differs" compares the node
-// lists too: a server lost during a replace stamps both spaces with the
-// same new clock, yet the replace is still unfinished.
+// active owners in rhs, flagged as by-rhs. A replace is in progress
+// while the two spaces' clocks differ; the manager keeps them different
+// until the replace finishes (see manager.rhsClock).
 func (s *Server) replicaTargets(h uint64, w, r *ring.HashSpace, dst []target) []target {
 	wo := w.Owners(h)
 	for i := 0; i < wo.Len(); i++ {
@@ -170,7 +170,7 @@ func (s *Server) replicaTargets(h uint64, w, r *ring.HashSpace, dst []target) []
 			dst = append(dst, target{addr: n.Addr})
 		}
 	}
-	if r != nil && !r.Empty() && (r.Clock() != w.Clock() || !r.Equal(w)) {
+	if r != nil && r.Clock() != w.Clock() && !r.Empty() {
 		ro := r.Owners(h)
 	next:
 		for i := 0; i < ro.Len(); i++ {

@@ -454,7 +454,7 @@ func encodeRecord(rec *store.Record) ([]byte, int) {
 // server does not hold the key's latest record yet, and a read-modify-write
 // decided on its local copy would be wrong.
 func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
-	return r != nil && !r.Empty() && (r.Clock() != w.Clock() || !r.Equal(w)) && !r.Owners(h).ContainsActive(s.cfg.Self)
+	return r != nil && !r.Empty() && r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
 }
 
 // catchUp fetches the key's record from the active owners in the read hash
