@@ -102,17 +102,26 @@ func expired(r *store.Record, now int64) bool {
 // live reports whether a stored record is visible to memcached clients.
 func live(r *store.Record, now int64) bool { return !r.Tombstone && !expired(r, now) }
 
+// readDBKeyParam reads the leading DBKey of a params array [DBKey, ...] and
+// returns it with the rest of the parameters; both alias params.
+func readDBKeyParam(params []byte) (dbkey, rest []byte, err error) {
+	_, p, err := msgpack.ReadArrayHeader(params)
+	if err != nil {
+		return nil, nil, errParams
+	}
+	dbkey, p, err = msgpack.ReadRaw(p)
+	if err != nil || len(dbkey) < 8 {
+		return nil, nil, errParams
+	}
+	return dbkey, p, nil
+}
+
 // handleGet answers Get [DBKey] and GetIfModified [DBKey, if_time] with the
 // DBValue, or nil for a missing, deleted or expired key.
 func (s *Server) handleGet(req *rpc.Request) {
-	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	dbkey, p, err := readDBKeyParam(req.Params)
 	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	dbkey, p, err := msgpack.ReadRaw(p)
-	if err != nil || len(dbkey) < 8 {
-		req.ReplyError(errParams)
+		req.ReplyError(err)
 		return
 	}
 	if err := s.readerCheck(dbkey); err != nil {
@@ -165,14 +174,9 @@ func (s *Server) readerCheck(dbkey []byte) error {
 // handleGetRaw answers GetRaw [DBKey] with the stored DBValue, tombstones
 // included, or nil.
 func (s *Server) handleGetRaw(req *rpc.Request) {
-	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	dbkey, _, err := readDBKeyParam(req.Params)
 	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	dbkey, _, err := msgpack.ReadRaw(p)
-	if err != nil || len(dbkey) < 8 {
-		req.ReplyError(errParams)
+		req.ReplyError(err)
 		return
 	}
 	bp := getBuf()
