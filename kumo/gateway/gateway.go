@@ -255,12 +255,28 @@ func (g *Gateway) adoptSeeds(p []byte) {
 	}
 	if changed {
 		g.log.Debugf("hash space: whs %d nodes, rhs %d nodes", len(g.whs.Load().Nodes()), len(g.rhs.Load().Nodes()))
+		g.redialActive()
 	}
 	if !g.whs.Load().Empty() && !g.rhs.Load().Empty() {
 		g.readyOnce.Do(func() {
 			g.log.Infof("connect success: hash space received")
 			close(g.ready)
 		})
+	}
+}
+
+// redialActive ends the reconnect backoff of every server the hash spaces
+// call active: a server restarted and re-attached between two of our
+// attempts would otherwise refuse us with "peer down" for up to the rest
+// of a 2 s backoff, while writes for the keys it coordinates wait.
+func (g *Gateway) redialActive() {
+	servers := *g.servers.Load()
+	for _, hs := range []*ring.HashSpace{g.whs.Load(), g.rhs.Load()} {
+		for _, n := range hs.Nodes() {
+			if c := servers[n.Addr]; c != nil && n.Active {
+				c.Redial()
+			}
+		}
 	}
 }
 

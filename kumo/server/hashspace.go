@@ -33,8 +33,23 @@ func (s *Server) adopt(w, r *ring.HashSpace) bool {
 	if changed {
 		s.log.Infof("hash space updated: whs %d nodes clock %x, rhs %d nodes clock %x",
 			len(s.whs.Load().Nodes()), s.whs.Load().Clock(), len(s.rhs.Load().Nodes()), s.rhs.Load().Clock())
+		s.redialActive(s.whs.Load())
 	}
 	return changed
+}
+
+// redialActive ends the reconnect backoff of every peer hs calls active, so
+// that replication to a server restarted and re-attached meanwhile does not
+// fail with "peer down" for the rest of a 2 s backoff. Called under hsMu;
+// takes peersMu (lock order: hsMu, then peersMu).
+func (s *Server) redialActive(hs *ring.HashSpace) {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	for _, n := range hs.Nodes() {
+		if c := s.peers[n.Addr]; c != nil && n.Active {
+			c.Redial()
+		}
+	}
 }
 
 func (s *Server) dialManager(addr string) *rpc.Client {

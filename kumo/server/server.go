@@ -71,7 +71,7 @@ type Server struct {
 
 	stripes [4096]sync.Mutex // per-key serialization of read-modify-write on the coordinator
 
-	peersMu sync.Mutex // protects peers
+	peersMu sync.Mutex // protects peers; taken after hsMu, never before
 	peers   map[ring.Addr]*rpc.Client
 
 	mgrs []*rpc.Client

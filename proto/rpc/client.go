@@ -24,6 +24,7 @@ type Client struct {
 	attempt chan struct{} // non-nil while dialing; closed when the attempt ends
 	closed  bool
 
+	kick chan struct{} // Redial's wake-up for a backoff wait; capacity 1
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
 }
@@ -32,7 +33,7 @@ type Client struct {
 // background; it never blocks.
 func Dial(addr string, opt Options) *Client {
 	opt.setDefaults()
-	cl := &Client{addr: addr, opt: opt, stop: make(chan struct{})}
+	cl := &Client{addr: addr, opt: opt, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	cl.cfg = connConfig{
 		handler:      opt.Handler,
 		maxFrame:     opt.MaxFrame,
@@ -161,11 +162,14 @@ func (cl *Client) run(attempt chan struct{}) {
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
+				backoff = nextBackoff(backoff)
+			case <-cl.kick:
+				t.Stop()
+				backoff = minBackoff
 			case <-cl.stop:
 				t.Stop()
 				return
 			}
-			backoff = nextBackoff(backoff)
 		}
 		cl.mu.Lock()
 		if cl.closed {
@@ -175,6 +179,25 @@ func (cl *Client) run(attempt chan struct{}) {
 		attempt = make(chan struct{})
 		cl.attempt = attempt
 		cl.mu.Unlock()
+	}
+}
+
+// Redial cuts a backoff wait short: if the client is backing off, it dials
+// again at once and its backoff restarts from the minimum. Callers use it
+// when something else (a manager's hash space) says the peer is back, so
+// that calls stop failing with ErrPeerDown for the rest of a long backoff.
+// It never blocks, and does nothing while connected or dialing except to
+// make the next backoff wait end at once.
+func (cl *Client) Redial() {
+	cl.mu.Lock()
+	down := cl.conn == nil && cl.attempt == nil && !cl.closed
+	cl.mu.Unlock()
+	if !down {
+		return
+	}
+	select {
+	case cl.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -473,6 +473,48 @@ func TestPeerDown(t *testing.T) {
 	})
 }
 
+// TestRedial checks that Redial ends a long backoff wait at once.
+func TestRedial(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int32
+	failed := make(chan int, 16)
+	cl := dialTest(t, "127.0.0.1:1", Options{
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return nil, errors.New("refused")
+		},
+		OnDown: func(failures int, err error) { failed <- failures },
+	})
+	// Seven failures put the client into its longest wait (maxBackoff).
+	for n := 0; n < 7; {
+		select {
+		case n = <-failed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d failed attempts", n)
+		}
+	}
+	before := dials.Load()
+	start := time.Now()
+	cl.Redial()
+	select {
+	case n := <-failed:
+		if n != 8 || dials.Load() != before+1 {
+			t.Fatalf("after Redial: failures %d, dials %d (was %d)", n, dials.Load(), before)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dial after Redial")
+	}
+	if d := time.Since(start); d >= maxBackoff {
+		t.Fatalf("Redial's dial came after %v, not before the backoff of %v ended", d, maxBackoff)
+	}
+	// The backoff restarted from the minimum: the next attempt follows soon.
+	start = time.Now()
+	<-failed
+	if d := time.Since(start); d >= maxBackoff {
+		t.Fatalf("backoff after Redial = %v, want it restarted from %v", d, minBackoff)
+	}
+}
+
 func TestNextBackoff(t *testing.T) {
 	var got []time.Duration
 	for d := minBackoff; len(got) < 8; d = nextBackoff(d) {
