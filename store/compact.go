@@ -105,7 +105,11 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	var rec Record
 
 	// Phase 1: the live records below the current end, without locks.
-	end := old.logEnd.Load()
+	// The end is the published one: a record past it may still wait for
+	// its slot, and judged by the slots it would look dead here while the
+	// catch-ups below start after it (its Put acknowledged, yet missing
+	// from the new file).
+	end := old.pubEnd.Load()
 	off := old.logStart
 	for off < end {
 		if db.closing.Load() {
@@ -147,6 +151,9 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	if err := ng.checkpointPrivate(0); err != nil {
 		return err
 	}
+	if testHookSwap != nil {
+		testHookSwap()
+	}
 	// Phase 3: the last records under the write lock, then the switch.
 	db.ckptMu.Lock()
 	defer db.ckptMu.Unlock()
@@ -186,6 +193,10 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	old.release() // the DB's reference; ours is dropped by the defer
 	return syncDir(db.path)
 }
+
+// testHookSwap, if set, runs in rewrite after the unlocked copy and
+// catch-up, before it takes the locks for the last catch-up and the swap.
+var testHookSwap func()
 
 // catchUp applies every record of old in [off, end) to g and returns end.
 func (g *gen) catchUp(old *gen, off, end int64, wbuf, scratch, nscratch *[]byte) (int64, error) {

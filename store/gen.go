@@ -41,6 +41,12 @@ type gen struct {
 	allocEnd int64 // file bytes known to be allocated (file size)
 
 	logEnd atomic.Int64 // end of the log; written under writeMu
+	// pubEnd is the end of the published log: every record below it has
+	// its slot stored. A writer advances logEnd before it publishes the
+	// slot (R1), so a scan that judges liveness by the slots must stop at
+	// pubEnd, not logEnd: the record between them looks dead until its
+	// writer's next atomic store. Written under writeMu, after the slot.
+	pubEnd atomic.Int64
 	rnum   atomic.Int64 // live keys (including tombstones)
 	live   atomic.Int64 // aligned bytes of live records
 	del    atomic.Int64 // removed slots

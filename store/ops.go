@@ -163,6 +163,10 @@ func (g *gen) find(key []byte, h uint64, scratch *[]byte) (slotRef, error) {
 	return r, nil
 }
 
+// testHookPublish, if set, runs in store between appending a record
+// (the log end already covers it) and publishing its slot.
+var testHookPublish func(key []byte)
+
 // store appends rec (record flags rf) and publishes it in the slot r
 // found for it. Counters are kept in step. The caller serializes writes.
 func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) error {
@@ -188,8 +192,12 @@ func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) er
 	} else {
 		s = makeSlot(off, g.apow, size, h)
 	}
+	if testHookPublish != nil {
+		testHookPublish(rec.Key)
+	}
 	prev := atomic.LoadUint64(&g.slots[idx])
 	atomic.StoreUint64(&g.slots[idx], s)
+	g.pubEnd.Store(off + size)
 	wasLive := prev != 0 && slotHint(prev) != 0 && r.own >= 0
 	wasRemoved := prev != 0 && slotHint(prev) == 0
 	if wasLive {
@@ -310,7 +318,7 @@ func (db *DB) ForEach(fn func(rec *Record) error) error {
 	var rec Record
 	off := g.logStart
 	for {
-		end := g.logEnd.Load()
+		end := g.pubEnd.Load() // every record below it has its slot
 		if off >= end {
 			return nil
 		}

@@ -229,6 +229,7 @@ func openGen(path string, buckets uint64, create bool) (*gen, error) {
 		<-g.done
 		return nil, err
 	}
+	g.pubEnd.Store(g.logEnd.Load())
 	return g, nil
 }
 
