@@ -188,10 +188,16 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	// happens next.
 	committed = true
 	db.cur.Store(ng)
+	old.release() // the DB's reference; ours is dropped by the defer
+	// Writes made into the old file may never have been fdatasynced
+	// there: they are durable only once the directory entry names the
+	// new file, so the directory is synced before they are acknowledged.
+	if err := syncDir(db.path); err != nil {
+		return err
+	}
 	db.ckptSeq.Store(db.written)
 	db.markDurable(db.written)
-	old.release() // the DB's reference; ours is dropped by the defer
-	return syncDir(db.path)
+	return nil
 }
 
 // testHookSwap, if set, runs in rewrite after the unlocked copy and
