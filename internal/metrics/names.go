@@ -43,6 +43,7 @@ const (
 	ReplacePending    = "kumo_replace_pending_servers"
 	ReplacesTotal     = "kumo_replaces_total"
 	GatewayRetryTotal = "kumo_gateway_retries_total"
+	GatewayRelayTotal = "kumo_gateway_relays_total"
 )
 
 // Desc describes one of kumo's metrics for documentation and registration.
@@ -60,6 +61,7 @@ var Catalog = []Desc{
 	{BuildInfo, "gauge", []string{"role", "version", "goversion"}, "all", "Always 1; the labels name the daemon, its version and the Go version."},
 	{Connections, "gauge", []string{"kind"}, "server, gateway", "Connections open now (kind: memcache, rpc)."},
 	{ConnectionsTotal, "counter", []string{"kind"}, "server, gateway", "Connections accepted since start (kind: memcache, rpc)."},
+	{GatewayRelayTotal, "counter", nil, "gateway", "Writes the gateway sent through another owner because it could not reach the key's coordinator."},
 	{GatewayRetryTotal, "counter", nil, "gateway", "Requests the gateway sent again to another owner or after refreshing the hash space."},
 	{Gateways, "gauge", nil, "manager", "Gateways connected to this manager."},
 	{GCPauseTotal, "counter", nil, "all", "Total time the Go garbage collector stopped the world, in seconds."},

@@ -106,7 +106,7 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 func maybeApplied(err error) bool {
 	var re *rpc.Error
 	if errors.As(err, &re) {
-		return re.Msg == wire.MsgReplication
+		return re.Msg == wire.MsgReplication || re.Msg == wire.MsgRelayLost
 	}
 	return errors.Is(err, rpc.ErrTimeout) || errors.Is(err, rpc.ErrConnLost)
 }
@@ -126,6 +126,19 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			}
 			cctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
 			res, err := c.Call(cctx, method, args)
+			if errors.Is(err, rpc.ErrPeerDown) {
+				// We cannot reach the coordinator; perhaps another owner
+				// can (a partition between us and it alone).
+				if rc := g.relayVia(h, n.Addr); rc != nil {
+					g.m.relays.Inc()
+					res, err = rc.Call(cctx, wire.SrvRelay, func(b []byte) []byte {
+						b = msgpack.AppendArrayHeader(b, 3)
+						b = msgpack.AppendUint(b, uint64(method))
+						b = msgpack.AppendUint(b, h)
+						return args(b)
+					})
+				}
+			}
 			cancel()
 			if err == nil {
 				err = handle(res.Bytes())
@@ -148,6 +161,22 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			return ambiguous, last
 		}
 	}
+}
+
+// relayVia returns a connected client of another active owner of h in the
+// write hash space than the coordinator co, or nil if there is none.
+func (g *Gateway) relayVia(h uint64, co ring.Addr) *rpc.Client {
+	o := g.whs.Load().Owners(h)
+	for i := 0; i < o.Len(); i++ {
+		n := o.At(i)
+		if !n.Active || n.Addr == co {
+			continue
+		}
+		if c := g.server(n.Addr); c != nil && c.Conn() != nil {
+			return c
+		}
+	}
+	return nil
 }
 
 func exptime32(e int64) uint32 {

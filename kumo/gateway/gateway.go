@@ -175,6 +175,7 @@ func (g *Gateway) dialManager(addr string) *rpc.Client {
 	return rpc.Dial(addr, rpc.Options{
 		Logf:        g.log.Func(logging.Debug),
 		CallTimeout: g.cfg.CallTimeout,
+		CloseSilent: true,
 		Handler:     rpc.HandlerFunc(g.serveRPC),
 		OnUp:        func(*rpc.Conn) { g.requestRefresh() },
 	})
@@ -207,8 +208,14 @@ func (g *Gateway) hashSpaceLoop() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
+		heard := false
 		for _, m := range g.mgrs {
-			g.fetch(m)
+			if g.fetch(m) {
+				heard = true
+			}
+		}
+		if !heard {
+			g.fetchFromServers()
 		}
 		select {
 		case <-g.ctx.Done():
@@ -219,30 +226,57 @@ func (g *Gateway) hashSpaceLoop() {
 	}
 }
 
-func (g *Gateway) fetch(m *rpc.Client) {
+// fetch asks manager m for the hash spaces; it reports whether m answered.
+func (g *Gateway) fetch(m *rpc.Client) bool {
 	ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
 	defer cancel()
-	res, err := m.Call(ctx, wire.MgrHashSpaceRequest, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
+	res, err := m.Call(ctx, wire.MgrHashSpaceRequest, emptyParams)
 	if err != nil {
-		return
+		return false
 	}
 	defer res.Release()
 	_, p, err := msgpack.ReadArrayHeader(res.Bytes())
 	if err == nil {
 		g.adoptSeeds(p)
 	}
+	return true
 }
 
+// fetchFromServers asks the servers we know for their hash spaces, when
+// no manager answers: a gateway cut off from the managers still learns of
+// a server they marked fault from the servers that know, instead of
+// reading from it (stale data) until the partition heals.
+func (g *Gateway) fetchFromServers() {
+	for _, n := range g.whs.Load().Nodes() {
+		c := g.server(n.Addr)
+		if c == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(g.ctx, time.Second)
+		res, err := c.Call(ctx, wire.SrvHashSpaceRequest, emptyParams)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if _, p, err := msgpack.ReadArrayHeader(res.Bytes()); err == nil && g.adoptSeeds(p) {
+			g.log.Infof("hash space learned from server %s: no manager answers", n.Addr)
+		}
+		res.Release()
+	}
+}
+
+func emptyParams(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) }
+
 // adoptSeeds reads [wseed, rseed] (without the array header) and installs
-// them when not older than ours.
-func (g *Gateway) adoptSeeds(p []byte) {
+// them when not older than ours. It reports whether anything changed.
+func (g *Gateway) adoptSeeds(p []byte) bool {
 	w, p, err := ring.ReadSeed(p)
 	if err != nil {
-		return
+		return false
 	}
 	r, _, err := ring.ReadSeed(p)
 	if err != nil {
-		return
+		return false
 	}
 	changed := false
 	if !w.Empty() && w.Clock() >= g.whs.Load().Clock() && !(w.Clock() == g.whs.Load().Clock() && w.Equal(g.whs.Load())) {
@@ -263,6 +297,7 @@ func (g *Gateway) adoptSeeds(p []byte) {
 			close(g.ready)
 		})
 	}
+	return changed
 }
 
 // redialActive ends the reconnect backoff of every server the hash spaces
@@ -280,6 +315,11 @@ func (g *Gateway) redialActive() {
 	}
 }
 
+// serverProbe finds a server cut off from us within about two seconds,
+// instead of each call waiting out its timeout: servers answer SrvKeepAlive
+// at once, whatever else they are doing.
+var serverProbe = &rpc.Probe{Method: wire.SrvKeepAlive, Args: emptyParams, After: time.Second}
+
 // server returns the RPC client for a server, dialing on first use.
 func (g *Gateway) server(a ring.Addr) *rpc.Client {
 	if c := (*g.servers.Load())[a]; c != nil {
@@ -295,7 +335,8 @@ func (g *Gateway) server(a ring.Addr) *rpc.Client {
 		return nil
 	}
 	c := rpc.Dial(a.String(), rpc.Options{
-		Logf: g.log.Func(logging.Debug), CallTimeout: g.cfg.CallTimeout})
+		Logf: g.log.Func(logging.Debug), CallTimeout: g.cfg.CallTimeout,
+		CloseSilent: true, Probe: serverProbe})
 	m := make(map[ring.Addr]*rpc.Client, len(old)+1)
 	for k, v := range old {
 		m[k] = v

@@ -38,6 +38,7 @@ type gwMetrics struct {
 	total   [6][7]*metrics.Counter
 	latency [6]*metrics.Histogram
 	retries *metrics.Counter
+	relays  *metrics.Counter
 	rpcErrs *metrics.RPCErrors
 }
 
@@ -50,6 +51,7 @@ func (g *Gateway) registerMetrics(reg *metrics.Registry) {
 		g.m.latency[i] = req.Latency.With(c)
 	}
 	g.m.retries = reg.NewCounter(metrics.GatewayRetryTotal, metrics.Help(metrics.GatewayRetryTotal))
+	g.m.relays = reg.NewCounter(metrics.GatewayRelayTotal, metrics.Help(metrics.GatewayRelayTotal))
 	g.m.rpcErrs = metrics.NewRPCErrors(reg)
 	reg.NewGaugeVecFunc(metrics.Connections, metrics.Help(metrics.Connections), []string{"kind"},
 		func(emit func([]string, float64)) {

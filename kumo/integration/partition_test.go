@@ -26,6 +26,7 @@ type partitionLab struct {
 	servers  []string // server addresses (host:19800)
 	serverNS []string
 	gw       string
+	gwNS     string
 	client   string // client namespace
 }
 
@@ -68,6 +69,7 @@ func newPartitionLab(t *testing.T, managers, servers int) *partitionLab {
 	}
 	l.gw = l.net + "5:11211"
 	gns := l.node("gw", 5)
+	l.gwNS = gns
 	l.start(gns, "gateway", l.b("kumo-gateway"), append([]string{"-t", l.gw, "-o", "-"}, mflags...)...)
 	l.client = l.node("client", 6)
 	for _, s := range l.servers {
@@ -323,10 +325,11 @@ func TestPartitionDuringReplace(t *testing.T) {
 }
 
 // Ensure the fencing rule: a server cut off from the manager keeps its old
-// write hash space and still thinks it coordinates its keys; a second
-// gateway cut off from the manager too still routes writes to it. Those
-// writes must not be acknowledged (the other owners, which know the newer
-// hash space, refuse its replication), while the current coordinator,
+// write hash space until it learns the newer one from its peers, and a
+// second gateway that reaches only it still routes writes to it. Those
+// writes must not be acknowledged (the cut-off server refuses them once it
+// learned it is fault, and before that the other owners, which know the
+// newer hash space, refuse its replication), while the current coordinator,
 // reached through the up-to-date gateway, takes writes to the same keys.
 func TestFencingStaleCoordinator(t *testing.T) {
 	t.Parallel()
@@ -355,7 +358,11 @@ func TestFencingStaleCoordinator(t *testing.T) {
 		}
 	}
 	l.cut(l.serverNS[2], l.mgrs[0])
+	// The second gateway reaches only the cut-off server: it cannot learn
+	// the newer hash space from the others (nor relay through them).
 	l.cut(g2ns, l.mgrs[0])
+	l.cut(g2ns, ipOf(l.servers[0]))
+	l.cut(g2ns, ipOf(l.servers[1]))
 	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
 		return l.logHas("manager-1", "lost node "+victim.String())
 	})
@@ -377,5 +384,113 @@ func TestFencingStaleCoordinator(t *testing.T) {
 	}
 	l.py("keys = " + klist + "\nfor k in keys:\n    assert c.set(k, b'fresh', noreply=False)\n" +
 		"for k in keys:\n    v = c.get(k)\n    if v != b'fresh': sys.exit('%s: %r' % (k, v))\n")
+	l.checkMemory()
+}
+
+// ipOf returns the host part of host:port.
+func ipOf(addr string) string {
+	host, _, _ := strings.Cut(addr, ":")
+	return host
+}
+
+// victimKeys returns n keys whose coordinator (and first read owner) is
+// server i of the lab's 3-server hash space.
+func (l *partitionLab) victimKeys(prefix string, i, n int) []string {
+	var nodes []ring.Node
+	for _, s := range l.servers {
+		a, _ := ring.ParseAddr(s, 19800)
+		nodes = append(nodes, ring.Node{Addr: a, Active: true})
+	}
+	hs := ring.New(nodes, 1)
+	var keys []string
+	for k := 0; len(keys) < n; k++ {
+		key := fmt.Sprintf("%s%d", prefix, k)
+		if co, _ := hs.Lookup([]byte(key)).Coordinator(); co.Addr == nodes[i].Addr {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// Ensure that a gateway cut off from one server, which the manager and the
+// other servers still reach, keeps serving every key: reads fail over to
+// the other owners, writes that server coordinates are relayed through
+// another owner, and no acknowledged write is lost or deleted key revived.
+func TestPartitionGatewayFromServer(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	requirePymemcache(t)
+	l := newPartitionLab(t, 1, 3)
+	l.setKeys("del", 200)
+	keys := l.victimKeys("cut", 2, 40)
+	klist := "['" + strings.Join(keys, "','") + "']"
+	l.py("for k in " + klist + ":\n    assert c.set(k, b'before', noreply=False)\n")
+	wait := l.load(15 * time.Second)
+	l.cut(l.gwNS, ipOf(l.servers[2]))
+	// Keys the cut-off server coordinates: written through the gateway
+	// (relayed), read back (from the other owners), deleted.
+	l.py("keys = " + klist + "\nfor k in keys:\n    assert c.set(k, b'during', noreply=False)\n" +
+		"for k in keys:\n    v = c.get(k)\n    if v != b'during': sys.exit('%s: %r' % (k, v))\n" +
+		"for k in keys[:10]:\n    assert c.delete(k, noreply=False)\n")
+	l.deleteHalf("del", 200)
+	l.checkDeleted("del", 200)
+	if !l.logHas("manager-1", "new node") || l.logHas("manager-1", "lost node") {
+		t.Fatal("the manager lost a server: the partition was not between the gateway and the server alone")
+	}
+	l.heal(l.gwNS)
+	checkLoad(t, wait())
+	l.py("keys = " + klist + "\nfor k in keys[:10]:\n    v = c.get(k)\n    if v is not None: sys.exit('deleted %s came back: %r' % (k, v))\n" +
+		"for k in keys[10:]:\n    v = c.get(k)\n    if v != b'during': sys.exit('%s: %r' % (k, v))\n")
+	l.checkDeleted("del", 200)
+	l.checkMemory()
+}
+
+// Ensure that a gateway cut off from the managers does not serve stale
+// values from a server the managers marked fault: it learns the newer hash
+// space from the servers it still reaches (and the fault server, cut off
+// from the managers too, learns it from its peers and stops serving).
+func TestPartitionStaleGateway(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("partition test in -short mode")
+	}
+	requirePymemcache(t)
+	l := newPartitionLab(t, 1, 3)
+	gw2 := l.net + "7:11211"
+	g2ns := l.node("gw2", 7)
+	l.start(g2ns, "gateway-2", l.b("kumo-gateway"), "-m", l.mgrs[0], "-t", gw2, "-o", "-")
+	eventually(t, 20*time.Second, "the second gateway ready", func() bool { return l.logHas("gateway-2", "connect success") })
+	keys := l.victimKeys("stale", 2, 20)
+	klist := "['" + strings.Join(keys, "','") + "']"
+	l.py("for k in " + klist + ":\n    assert c.set(k, b'old', noreply=False)\n")
+	victim := l.servers[2]
+	l.cut(l.serverNS[2], l.mgrs[0])
+	l.cut(g2ns, l.mgrs[0])
+	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
+		return l.logHas("manager-1", "lost node "+victim)
+	})
+	eventually(t, 10*time.Second, "the manager to mark it fault", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		return err == nil && strings.Contains(out, victim+"  (fault)")
+	})
+	// New values through the up-to-date gateway; the fault server misses them.
+	l.py("for k in " + klist + ":\n    assert c.set(k, b'new', noreply=False)\n")
+	eventually(t, 20*time.Second, "the cut-off gateway to learn the hash space from a server", func() bool {
+		return l.logHas("gateway-2", "hash space learned from server")
+	})
+	eventually(t, 20*time.Second, "the fault server to learn it from its peers", func() bool {
+		return l.logHas("server-3", "hash space learned from server")
+	})
+	host, port, _ := strings.Cut(gw2, ":")
+	prog := "import sys\nfrom pymemcache.client.base import Client\n" +
+		"c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=30)\n" +
+		"for k in " + klist + ":\n    v = c.get(k)\n    if v != b'new': sys.exit('stale read %s: %r' % (k, v))\n"
+	if out, err := l.run(l.client, 90*time.Second, "/usr/bin/python3", "-c", prog); err != nil {
+		t.Fatalf("through the gateway cut off from the manager: %v\n%s", err, out)
+	}
+	l.heal(l.serverNS[2])
+	l.heal(g2ns)
 	l.checkMemory()
 }

@@ -49,7 +49,7 @@ type rload struct {
 func (l *rload) fail(format string, args ...any) {
 	l.mu.Lock()
 	if len(l.bad) < 20 {
-		l.bad = append(l.bad, fmt.Sprintf(format, args...))
+		l.bad = append(l.bad, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
 	}
 	l.mu.Unlock()
 }

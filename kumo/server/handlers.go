@@ -52,6 +52,15 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		req.Reply(msgpack.AppendNil)
 	case wire.SrvHashSpaceSync:
 		s.handleHashSpaceSync(req)
+	case wire.SrvRelay:
+		s.handleRelay(req)
+	case wire.SrvHashSpaceRequest:
+		w, r := s.whs.Load(), s.rhs.Load()
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = w.AppendSeed(b)
+			return r.AppendSeed(b)
+		})
 	case wire.SrvReplaceCopyStart:
 		s.handleReplaceCopyStart(req)
 	case wire.SrvReplaceDeleteStart:

@@ -57,6 +57,7 @@ func (s *Server) dialManager(addr string) *rpc.Client {
 		Logf:        s.log.Func(logging.Debug),
 		Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
 		CallTimeout: s.cfg.CallTimeout,
+		CloseSilent: true,
 		Handler:     rpc.HandlerFunc(s.serveRPC),
 		OnUp: func(*rpc.Conn) {
 			s.log.Infof("connect success: manager %s", addr)
@@ -70,10 +71,20 @@ func (s *Server) keepAliveLoop() {
 	defer s.loops.Done()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	var heard time.Time // the last keepalive a manager answered
 	for {
 		s.checkDiskRoom()
 		for _, m := range s.mgrs {
-			s.keepAlive(m)
+			if s.keepAlive(m) {
+				heard = time.Now()
+			}
+		}
+		if time.Since(heard) > time.Second && !s.whs.Load().Empty() {
+			// No manager answers: they are down or we are cut off from
+			// them. If it is us, the managers have marked us fault by now
+			// and the other servers know; learn it from them, so that
+			// we stop serving reads of data that is no longer ours.
+			s.fetchFromPeers()
 		}
 		select {
 		case <-s.ctx.Done():
@@ -83,7 +94,8 @@ func (s *Server) keepAliveLoop() {
 	}
 }
 
-func (s *Server) keepAlive(m *rpc.Client) {
+// keepAlive tells manager m we are alive; it reports whether m answered.
+func (s *Server) keepAlive(m *rpc.Client) bool {
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 	defer cancel()
 	var status uint64
@@ -97,22 +109,22 @@ func (s *Server) keepAlive(m *rpc.Client) {
 		return msgpack.AppendUint(b, status)
 	})
 	if err != nil {
-		return
+		return false
 	}
 	defer res.Release()
 	// Result: [whs_clock, rhs_clock, mgr_clock].
 	b := res.Bytes()
 	n, b, err := msgpack.ReadArrayHeader(b)
 	if err != nil || n < 2 {
-		return
+		return true
 	}
 	wc, b, err := msgpack.ReadUint(b)
 	if err != nil {
-		return
+		return true
 	}
 	rc, b, err := msgpack.ReadUint(b)
 	if err != nil {
-		return
+		return true
 	}
 	if n >= 3 {
 		if mc, _, err := msgpack.ReadUint(b); err == nil {
@@ -121,6 +133,33 @@ func (s *Server) keepAlive(m *rpc.Client) {
 	}
 	if wc != s.whs.Load().Clock() || rc != s.rhs.Load().Clock() {
 		s.fetchHashSpaces(ctx, m)
+	}
+	return true
+}
+
+// fetchFromPeers asks the other servers of our write hash space for their
+// hash spaces and adopts any newer one. The managers made them; a peer
+// only relays what it adopted.
+func (s *Server) fetchFromPeers() {
+	for _, n := range s.whs.Load().Nodes() {
+		if n.Addr == s.cfg.Self {
+			continue
+		}
+		c := s.peer(n.Addr)
+		if c == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+		res, err := c.Call(ctx, wire.SrvHashSpaceRequest, emptyParams)
+		cancel()
+		if err != nil {
+			continue
+		}
+		sp, err := wire.ReadSpaces(res.Bytes(), 2)
+		res.Release()
+		if err == nil && s.adopt(sp.W, sp.R) {
+			s.log.Infof("hash space learned from server %s: no manager answers", n.Addr)
+		}
 	}
 }
 

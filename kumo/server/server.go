@@ -294,6 +294,11 @@ func (s *Server) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 	return &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer}
 }
 
+// peerProbe finds a peer cut off from us within about two seconds instead
+// of each replication waiting out its timeout: servers answer SrvKeepAlive
+// at once.
+var peerProbe = &rpc.Probe{Method: wire.SrvKeepAlive, Args: emptyParams, After: time.Second}
+
 // peer returns the RPC client for another server, dialing it on first use.
 func (s *Server) peer(a ring.Addr) *rpc.Client {
 	s.peersMu.Lock()
@@ -307,6 +312,8 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 			Logf:        s.log.Func(logging.Debug),
 			Hello:       &rpc.Hello{Addr: s.cfg.Self.Dump(), Role: wire.RoleServer},
 			CallTimeout: s.cfg.CallTimeout,
+			CloseSilent: true,
+			Probe:       peerProbe,
 			Handler:     rpc.HandlerFunc(s.serveRPC),
 		})
 		s.peers[a] = c

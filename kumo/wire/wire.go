@@ -75,6 +75,19 @@ const (
 	// coordinators catching up during a rebalance, and for checks.
 	// [DBKey] -> DBValue | nil.
 	SrvGetRaw = 70
+	// SrvHashSpaceRequest returns the server's hash spaces, as
+	// MgrHashSpaceRequest does. Gateways and servers that cannot reach
+	// any manager ask servers, so that they still learn a newer space
+	// (and stop reading from a server the managers marked fault).
+	// [] -> [wseed, rseed].
+	SrvHashSpaceRequest = 71
+	// SrvRelay forwards a write to the key's coordinator, for a gateway
+	// that cannot reach the coordinator itself (a partition between the
+	// two) but reaches another owner of the key. The relaying server picks
+	// the coordinator by its own write hash space; the coordinator checks
+	// and fences as always. The reply is the coordinator's, verbatim.
+	// [write_method, hash, [params...]] -> the method's result.
+	SrvRelay = 72
 )
 
 // Methods served by kumo-gateway (the manager pushes to gateways).
@@ -143,6 +156,12 @@ const (
 	// MsgReplication: the coordinator stored the write but a replica
 	// stayed unreachable; the write may be visible.
 	MsgReplication = "replication failed"
+	// MsgRelayDown: a relaying server could not reach the coordinator
+	// either; the write was not sent.
+	MsgRelayDown = "relay: coordinator unreachable"
+	// MsgRelayLost: a relaying server sent the write but got no answer;
+	// it may have taken effect.
+	MsgRelayLost = "relay: no answer from the coordinator"
 )
 
 // Version is the kumo release these daemons report.

@@ -11,17 +11,21 @@ import (
 //
 // After a connection is lost the client reconnects at once (as kumofs does);
 // failed attempts, and connections that drop within maxBackoff of being
-// made, back off exponentially from 50 ms to 2 s. While a connection attempt
-// is in progress, calls wait for its outcome (within their deadline); while
-// the client is backing off, calls fail at once with ErrPeerDown.
+// made, back off exponentially from 50 ms to 2 s. While the first attempt
+// after a working connection (or after Dial) is in progress, calls wait for
+// its outcome (within their deadline); while the client is backing off, and
+// during the attempts that follow a failed one, calls fail at once with
+// ErrPeerDown, so that a peer behind a partition (whose dials hang until
+// the dial timeout) costs callers nothing.
 type Client struct {
 	addr string
 	opt  Options
 	cfg  connConfig
 
-	mu      sync.Mutex    // protects conn, attempt, closed
+	mu      sync.Mutex    // protects conn, attempt, failing, closed
 	conn    *Conn         // the live connection, nil while down
 	attempt chan struct{} // non-nil while dialing; closed when the attempt ends
+	failing bool          // the last dial failed: calls do not wait for the next
 	closed  bool
 
 	kick chan struct{} // Redial's wake-up for a backoff wait; capacity 1
@@ -39,6 +43,8 @@ func Dial(addr string, opt Options) *Client {
 		maxFrame:     opt.MaxFrame,
 		callTimeout:  opt.CallTimeout,
 		writeTimeout: opt.WriteTimeout,
+		closeSilent:  opt.CloseSilent,
+		probe:        opt.Probe,
 		logf:         opt.Logf,
 	}
 	if opt.OnHello != nil {
@@ -104,6 +110,7 @@ func (cl *Client) run(attempt chan struct{}) {
 			failures++
 			cl.mu.Lock()
 			cl.attempt = nil
+			cl.failing = true
 			close(attempt)
 			closed := cl.closed
 			cl.mu.Unlock()
@@ -126,6 +133,7 @@ func (cl *Client) run(attempt chan struct{}) {
 				cl.conn = c
 			}
 			cl.attempt = nil
+			cl.failing = false
 			close(attempt)
 			cl.mu.Unlock()
 			if closed {
@@ -206,14 +214,14 @@ func (cl *Client) Redial() {
 func (cl *Client) current(ctx context.Context) (*Conn, error) {
 	for {
 		cl.mu.Lock()
-		c, ch, closed := cl.conn, cl.attempt, cl.closed
+		c, ch, closed, failing := cl.conn, cl.attempt, cl.closed, cl.failing
 		cl.mu.Unlock()
 		switch {
 		case closed:
 			return nil, ErrClosed
 		case c != nil:
 			return c, nil
-		case ch == nil:
+		case ch == nil || failing:
 			return nil, ErrPeerDown
 		}
 		select {
@@ -254,7 +262,7 @@ func (cl *Client) fastConn() (*Conn, error) {
 		return nil, ErrClosed
 	case cl.conn != nil:
 		return cl.conn, nil
-	case cl.attempt == nil:
+	case cl.attempt == nil || cl.failing:
 		return nil, ErrPeerDown
 	}
 	return nil, nil

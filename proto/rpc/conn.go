@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ type connConfig struct {
 	maxFrame     int
 	callTimeout  time.Duration
 	writeTimeout time.Duration
+	closeSilent  bool
+	probe        *Probe
 	logf         func(format string, args ...any)
 }
 
@@ -55,6 +58,8 @@ type Conn struct {
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
 
+	lastRead atomic.Int64 // monotime of the last bytes read from the peer
+
 	closeOnce  sync.Once
 	done       chan struct{} // closed by close
 	writerDone chan struct{} // closed when the writer goroutine returns
@@ -75,14 +80,57 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		maxBacklog: max(2*cfg.maxFrame, 1<<20),
 	}
 	c.wcond.L = &c.wmu
+	c.lastRead.Store(monotime())
 	return c
 }
+
+// epoch anchors monotime.
+var epoch = time.Now()
+
+// monotime returns monotonic nanoseconds, immune to wall-clock steps.
+func monotime() int64 { return int64(time.Since(epoch)) }
 
 // start launches the read and write goroutines. Their owner is the Conn:
 // they stop when it closes, and c.finished reports that they have.
 func (c *Conn) start() {
 	go c.writeLoop()
 	go c.readLoop()
+	if p := c.cfg.probe; p != nil && c.cfg.closeSilent && p.After > 0 {
+		go c.watchLoop(p)
+	}
+}
+
+// watchLoop sends p's probe when a call has waited p.After with nothing
+// arriving; the probe's own timeout then closes a silent conn (see fire).
+// It is owned by the Conn and returns when it closes.
+func (c *Conn) watchLoop(p *Probe) {
+	t := time.NewTicker(p.After / 2)
+	defer t.Stop()
+	var probing atomic.Bool
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		now, last := monotime(), c.lastRead.Load()
+		if now-last < int64(p.After) || probing.Load() {
+			continue
+		}
+		waiting := false
+		c.cmu.Lock()
+		for _, rec := range c.calls {
+			if rec.sent > last && now-rec.sent >= int64(p.After) {
+				waiting = true
+				break
+			}
+		}
+		c.cmu.Unlock()
+		if waiting {
+			probing.Store(true)
+			c.Go(p.Method, p.Args, p.After, func([]byte, error) { probing.Store(false) })
+		}
+	}
 }
 
 // RemoteAddr returns the peer's network address.
@@ -139,6 +187,16 @@ func (c *Conn) close(err error) {
 		c.wcond.Signal()
 		c.wmu.Unlock()
 
+		if err == errSilent || errors.Is(err, os.ErrDeadlineExceeded) {
+			// The peer is unreachable, not gone: without a reset, the
+			// kernel would go on retransmitting what we sent, and a
+			// request we gave up on (and the caller retried elsewhere)
+			// would reach the peer when the partition heals and be
+			// applied after the caller's later writes.
+			if tc, ok := c.nc.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+		}
 		c.nc.Close()
 		close(c.done)
 
@@ -308,6 +366,7 @@ type call struct {
 	conn  *Conn
 	id    uint32
 	timer *time.Timer
+	sent  int64 // monotime when registered
 
 	// async calls
 	done func(result []byte, err error)
@@ -352,7 +411,16 @@ func (rec *call) fire() {
 	}
 	delete(c.calls, rec.id)
 	c.cmu.Unlock()
+	// Nothing at all arrived while this call waited: the peer is gone
+	// (a partition, a dead host) rather than slow. Close the conn, so
+	// that other calls fail now instead of each waiting its timeout, and
+	// the client reconnects (or learns it cannot).
+	silent := c.cfg.closeSilent && c.lastRead.Load() < rec.sent
 	c.complete(rec, nil, ErrTimeout)
+	if silent {
+		c.logf("closing connection: %v", errSilent)
+		c.close(errSilent)
+	}
 }
 
 // complete delivers the outcome of rec. For async calls result aliases the
@@ -392,7 +460,7 @@ func (c *Conn) register(rec *call, timeout time.Duration) (uint32, error) {
 	for c.calls[c.nextID] != nil { // only after 2^32 calls with one stuck
 		c.nextID++
 	}
-	rec.conn, rec.id = c, c.nextID
+	rec.conn, rec.id, rec.sent = c, c.nextID, monotime()
 	c.calls[rec.id] = rec
 	if rec.timer == nil {
 		rec.timer = time.AfterFunc(timeout, rec.fire)

@@ -81,6 +81,9 @@ func (c *Conn) readFrames() error {
 			}
 		}
 		n, err := c.nc.Read(buf[w:])
+		if n > 0 {
+			c.lastRead.Store(monotime())
+		}
 		w += n
 		if err != nil {
 			if n > 0 {
@@ -96,6 +99,7 @@ func (c *Conn) readFrames() error {
 
 // Errors that close a connection, reported by Conn.Err.
 var (
+	errSilent        = errors.New("rpc: peer silent for a whole call timeout")
 	errFrameTooLarge = errors.New("rpc: frame too large")
 	errMalformed     = errors.New("rpc: malformed frame")
 	errBacklog       = errors.New("rpc: peer does not read")

@@ -162,6 +162,19 @@ type Options struct {
 	WriteTimeout time.Duration // a Write blocked this long closes the conn; default 10 s
 	MaxFrame     int           // largest accepted incoming frame; default 64 MiB
 
+	// CloseSilent closes the connection when a call times out and nothing
+	// at all arrived from the peer while it waited: the peer is cut off or
+	// its host is dead, not slow. Other pending calls then fail at once
+	// with ErrConnLost instead of each waiting out its timeout, and the
+	// client reconnects (or learns it cannot). Leave it off for peers that
+	// may legitimately hold a call without replying for longer than the
+	// call timeout.
+	CloseSilent bool
+
+	// Probe, with CloseSilent, finds a silent peer before a long call's
+	// own timeout; see Probe.
+	Probe *Probe
+
 	// Hello, if set, is sent as [2, addr, role] before anything else on
 	// every (re)connection, making this a cluster peer connection.
 	Hello *Hello
@@ -194,6 +207,18 @@ type Options struct {
 	// Dial opens the connection; default a net.Dialer with DialTimeout.
 	// Tests and benchmarks use it to wrap the net.Conn.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Probe describes a liveness probe. When a call has waited After with
+// nothing at all arriving from the peer, the connection sends the probe
+// request (Method with Args, which the peer must answer at once, like a
+// keepalive) with timeout After; if that meets silence too, the connection
+// closes as CloseSilent describes. A slow handler on a live peer is not
+// mistaken for a dead peer: the peer answers the probe.
+type Probe struct {
+	Method uint32
+	Args   func([]byte) []byte
+	After  time.Duration
 }
 
 func (o *Options) setDefaults() {

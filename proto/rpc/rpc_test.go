@@ -515,6 +515,101 @@ func TestRedial(t *testing.T) {
 	}
 }
 
+// TestCloseSilent checks that with CloseSilent a call that times out with
+// nothing arriving closes the connection (and the client reconnects), while
+// a call that times out as other replies arrive leaves it open.
+func TestCloseSilent(t *testing.T) {
+	ts := startServer(t, &Server{})
+	downs := make(chan error, 4)
+	cl := dialTest(t, ts.addr, Options{CallTimeout: 100 * time.Millisecond, CloseSilent: true,
+		OnDown: func(failures int, err error) { downs <- err }})
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("add = %d, %v", v, err)
+	}
+	first := cl.Conn()
+	// Replies to other calls keep the connection open.
+	errc := make(chan error, 1)
+	cl.Go(mNever, nil, 200*time.Millisecond, func(_ []byte, err error) { errc <- err })
+	for done := false; !done; {
+		select {
+		case err := <-errc:
+			if err != ErrTimeout {
+				t.Fatalf("never = %v, want ErrTimeout", err)
+			}
+			done = true
+		default:
+			if v, err := callInt(cl, mAdd, 2, 2); v != 4 || err != nil {
+				t.Fatalf("add while waiting = %d, %v", v, err)
+			}
+		}
+	}
+	if c := cl.Conn(); c != first {
+		t.Fatalf("connection replaced although the peer answered other calls")
+	}
+	// A call timing out on a silent peer closes the connection.
+	if _, err := callInt(cl, mNever); err != ErrTimeout {
+		t.Fatalf("never = %v, want ErrTimeout", err)
+	}
+	select {
+	case err := <-downs:
+		if err != errSilent {
+			t.Fatalf("OnDown(0, %v), want errSilent", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection stayed open")
+	}
+	waitFor(t, "reconnect", func() bool { c := cl.Conn(); return c != nil && c != first })
+	if v, err := callInt(cl, mAdd, 3, 3); v != 6 || err != nil {
+		t.Fatalf("after reconnect = %d, %v", v, err)
+	}
+}
+
+// TestProbe checks that a probe tells a slow live peer (kept) from a
+// silent one (closed long before the call's own timeout).
+func TestProbe(t *testing.T) {
+	t.Parallel()
+	probe := &Probe{Method: mAdd, Args: ints(1, 1), After: 100 * time.Millisecond}
+	// A live peer answers the probe while the call waits: nothing closes.
+	ts := startServer(t, &Server{})
+	cl := dialTest(t, ts.addr, Options{CloseSilent: true, Probe: probe})
+	if v, err := callInt(cl, mAdd, 1, 1); v != 2 || err != nil {
+		t.Fatalf("add = %d, %v", v, err)
+	}
+	first := cl.Conn()
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	_, err := cl.Call(ctx, mNever, nil)
+	cancel()
+	if err != ErrTimeout || cl.Conn() != first {
+		t.Fatalf("slow peer: %v, conn kept %v", err, cl.Conn() == first)
+	}
+	// A peer that reads but never answers anything: the probe closes the
+	// conn, and the call fails with ErrConnLost well before its deadline.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, nc)
+		}
+	}()
+	cl2 := dialTest(t, l.Addr().String(), Options{CloseSilent: true, Probe: probe})
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := cl2.Call(ctx, mAdd, ints(2, 2)); err != ErrConnLost {
+		t.Fatalf("silent peer: %v, want ErrConnLost", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("silent peer detected after %v", d)
+	}
+}
+
 func TestNextBackoff(t *testing.T) {
 	var got []time.Duration
 	for d := minBackoff; len(got) < 8; d = nextBackoff(d) {
