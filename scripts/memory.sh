@@ -3,7 +3,8 @@
 # 1,000,000) of 32 B and of 1024 B values into a 1-server kumo cluster
 # (kumo-local) and into memcached, then prints the server process's RSS
 # (VmRSS, and for kumo-server RssAnon and RssFile: its store is an mmap'd
-# file, so page cache it touched counts in RssFile), the store file size,
+# file, so page cache it touched counts in RssFile; the Rss of that mapping
+# alone; the RSS before loading and the peak VmHWM), the store file size,
 # the item count and RSS / items, with the ratio kumo / memcached.
 # Linux only; needs memcached (scripts/install-test-tools.sh).
 #
@@ -39,6 +40,13 @@ trap 'exit 130' INT TERM
 
 # field PID NAME prints NAME (VmRSS, RssAnon, RssFile) of PID in KiB.
 field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+# maprss PID SUFFIX prints the Rss in KiB of PID's mappings of files whose
+# name ends in SUFFIX (the rest of RssFile is the executable's own pages).
+maprss() {
+  awk -v s="$2" '/^[0-9a-f]+-[0-9a-f]+ / { in_map = ($NF ~ s "$") }
+    in_map && $1 == "Rss:" { n += $2 } END { print n + 0 }' "/proc/$1/smaps"
+}
 
 # mcstat NAME prints memcached's stat NAME.
 mcstat() {
@@ -92,14 +100,20 @@ for size in $SIZES; do
   sleep 2
   items=$($B/kumostat "$srvaddr" items | awk '{print $NF}')
   rss=$(field "$srv" VmRSS) anon=$(field "$srv" RssAnon) file=$(field "$srv" RssFile)
+  hwm=$(field "$srv" VmHWM) # peak, e.g. while the online grow copied the store
   gwrss=$(field "$gw" VmRSS) mgrrss=$(field "$mgr" VmRSS)
   db=$(ls "$dir"/*.kch)
-  fsize=$(stat -c %s "$db") falloc=$(($(stat -c %b "$db") * $(stat -c %B "$db")))
+  kch=$(maprss "$srv" '\\.kch')
+  fsize=$(stat -c %s "$db")
+  # The file runs ahead of the log (fallocate reserves up to 64 MiB at a
+  # time; Close trims it); the checkpoint is the log end once writes stop.
+  used=$($B/kumo-storetool inform "$db" | awk '$1 == "checkpoint:" {print $2}')
+  bnum=$($B/kumo-storetool inform "$db" | awk '$1 == "bucket" {print $3}')
   kumo_bpi=$(awk -v r="$rss" -v n="$items" 'BEGIN { printf "%.1f", r * 1024 / n }')
-  out+=("$(awk -v s="$size" -v r="$rss" -v a="$anon" -v f="$file" -v r0="$rss0" -v n="$items" \
-    -v fs="$fsize" -v fa="$falloc" -v g="$gwrss" -v m="$mgrrss" 'BEGIN {
-      printf "kumo-server  %5d B  %9d items  RSS %7.1f MiB (anon %7.1f, file %7.1f; empty %5.1f)  %7.1f B/item (anon %6.1f)  store file %7.1f MiB (%7.1f MiB allocated)  gateway %5.1f MiB  manager %5.1f MiB",
-        s, n, r / 1024, a / 1024, f / 1024, r0 / 1024, r * 1024 / n, a * 1024 / n, fs / 1048576, fa / 1048576, g / 1024, m / 1024 }')")
+  out+=("$(awk -v s="$size" -v r="$rss" -v a="$anon" -v f="$file" -v k="$kch" -v h="$hwm" -v r0="$rss0" -v n="$items" \
+    -v fs="$fsize" -v u="$used" -v bn="$bnum" -v g="$gwrss" -v m="$mgrrss" 'BEGIN {
+      printf "kumo-server  %5d B  %9d items  RSS %7.1f MiB (anon %5.1f, file %7.1f of which store map %7.1f; empty %4.1f, peak %7.1f)  %7.1f B/item (anon %4.1f, store map %6.1f)  store file %7.1f MiB (log end %7.1f MiB, %d slots)  gateway %4.1f MiB  manager %4.1f MiB",
+        s, n, r / 1024, a / 1024, f / 1024, k / 1024, r0 / 1024, h / 1024, r * 1024 / n, a * 1024 / n, k * 1024 / n, fs / 1048576, u / 1048576, bn, g / 1024, m / 1024 }')")
   cleanup
 
   # --- memcached ---
