@@ -67,6 +67,11 @@ test-ui:
 bench-cluster:
 	./scripts/bench-cluster.sh
 
+# Memory per stored item of one server at 1M items, next to memcached.
+.PHONY: memory
+memory: build
+	./scripts/memory.sh
+
 # CPU cost per request of gateway and servers (docs/capacity.md).
 .PHONY: capacity
 capacity:
