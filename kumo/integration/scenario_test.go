@@ -518,7 +518,12 @@ func TestScenarios(t *testing.T) {
 			if testing.Short() && sc.servers > 3 {
 				t.Skip("6-server scenario in -short mode")
 			}
-			c := localcluster.StartT(t, localcluster.Options{Servers: sc.servers, Managers: sc.managers})
+			opts := localcluster.Options{Servers: sc.servers, Managers: sc.managers}
+			if d := os.Getenv("KUMO_CHAOS_DIR"); d != "" {
+				// Keep every daemon's debug log there for a post-mortem.
+				opts.Dir, opts.Verbose = filepath.Join(d, sc.name), true
+			}
+			c := localcluster.StartT(t, opts)
 			l := &rload{acked: map[string]int{}, deleted: map[string]bool{}}
 			stop := l.start(t, c.Gateway(), 2)
 			rnd := rand.New(rand.NewSource(time.Now().UnixNano()))

@@ -260,6 +260,23 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			req.ReplyError(err)
 			return
 		}
+		if !ok && n >= 5 {
+			// A kumo coordinator (it sent the whs clock): if we keep a
+			// newer version than its write (an unacknowledged write of an
+			// earlier coordinator, stamped by a clock that ran ahead),
+			// say which, so that it re-stamps its write above it instead
+			// of acknowledging a write this owner does not serve.
+			bp := getBuf()
+			cur, buf, gerr := s.db.Get(dbkey, *bp)
+			*bp = buf
+			putBuf(bp)
+			if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil && cur.Clock > v.Clock {
+				s.log.Debugf("replicate: %q at clock %x kept over %x", dbkey[8:], cur.Clock, v.Clock)
+				newer := cur.Clock
+				req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, newer) })
+				return
+			}
+		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
 	case wire.SrvReplicateDelete: // [clock, flags, delete_clocktime, DBKey]
 		if n < 4 {

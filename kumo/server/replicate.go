@@ -31,8 +31,12 @@ type replication struct {
 	deadline time.Time
 	pending  atomic.Int32
 	failed   atomic.Bool
-	once     sync.Once
-	done     func(error)
+	newer    atomic.Uint64 // the largest newer clock a replica kept, 0 if none
+
+	mu   sync.Mutex  // protects sent
+	sent []ring.Addr // every replica the write was sent to
+	once sync.Once
+	done func(error)
 }
 
 // replicate sends the record in payload to every other active owner of h
@@ -54,8 +58,36 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done 
 	}}
 	rp.wclock.Store(w.Clock())
 	rp.pending.Store(int32(len(targets)))
+	for _, t := range targets {
+		rp.sent = append(rp.sent, t.addr)
+	}
 	s.repl.Add(1)
 	for _, t := range targets {
+		rp.send(t, 0)
+	}
+}
+
+// widen sends the write to the owners of its key under w and r that it was
+// not sent to yet. The caller holds a pending count, so the write cannot
+// complete meanwhile.
+func (rp *replication) widen(w, r *ring.HashSpace) {
+	var buf [6]target
+	targets := rp.s.replicaTargets(rp.h, w, r, buf[:0])
+	var add []target
+	rp.mu.Lock()
+next:
+	for _, t := range targets {
+		for _, a := range rp.sent {
+			if a == t.addr {
+				continue next
+			}
+		}
+		rp.sent = append(rp.sent, t.addr)
+		add = append(add, t)
+	}
+	rp.pending.Add(int32(len(add)))
+	rp.mu.Unlock()
+	for _, t := range add {
 		rp.send(t, 0)
 	}
 }
@@ -65,9 +97,22 @@ func (rp *replication) finish(ok bool) {
 		rp.failed.Store(true)
 	}
 	if rp.pending.Add(-1) == 0 {
+		// The write hash space moved on while the write was out (a
+		// replace started): owners it added must hold the write before
+		// it is acknowledged, as the replace's copy scan may have passed
+		// the key before the write was stored where the scan runs.
+		if w := rp.s.whs.Load(); !rp.failed.Load() && w.Clock() > rp.wclock.Load() && w.Owners(rp.h).IsCoordinator(rp.s.cfg.Self) {
+			rp.pending.Add(1) // hold the write open while widening
+			rp.wclock.Store(w.Clock())
+			rp.widen(w, rp.s.rhs.Load())
+			rp.finish(true)
+			return
+		}
 		rp.once.Do(func() {
 			if rp.failed.Load() {
 				rp.done(errReplication)
+			} else if c := rp.newer.Load(); c != 0 {
+				rp.done(&newerError{clock: c})
 			} else {
 				rp.done(nil)
 			}
@@ -75,6 +120,15 @@ func (rp *replication) finish(ok bool) {
 		})
 	}
 }
+
+// newerError reports that a replica kept a version of the key with a newer
+// clock than the write's: a write an earlier coordinator stored but never
+// got acknowledged, stamped by a clock that ran ahead of ours. The
+// coordinator must re-stamp its write above that clock and replicate it
+// again, or the owners would disagree and some serve the older value.
+type newerError struct{ clock uint64 }
+
+func (e *newerError) Error() string { return "server: a replica keeps a newer version" }
 
 func isObsolete(err error) bool {
 	var re *rpc.Error
@@ -98,13 +152,20 @@ func (rp *replication) send(t target, attempt int) {
 		b = msgpack.AppendUint(b, flags)
 		b = append(b, rp.payload...)
 		return msgpack.AppendUint(b, rp.wclock.Load())
-	}, s.cfg.CallTimeout, func(_ []byte, err error) {
+	}, s.cfg.CallTimeout, func(res []byte, err error) {
 		if err == nil {
+			if c, _, perr := msgpack.ReadUint(res); perr == nil && c != 0 {
+				// The replica keeps a newer version: re-stamp (see newerError).
+				s.clk.Observe(c)
+				for old := rp.newer.Load(); c > old && !rp.newer.CompareAndSwap(old, c); old = rp.newer.Load() {
+				}
+			}
 			s.m.replOK.Inc()
 			rp.finish(true)
 			return
 		}
 		s.m.rpcErrs.Count(rpc.ErrorKind(err))
+		s.log.Debugf("replicate to %s, attempt %d: %v", t.addr, attempt, err)
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.CodeProtocol {
 			s.log.Warnf("replica %s refused a record: %v", t.addr, err)
@@ -126,6 +187,10 @@ func (rp *replication) send(t target, attempt int) {
 					return
 				}
 				rp.wclock.Store(w.Clock()) // still the coordinator under it
+				// Owners the newer space added (a replace started) must
+				// get the write too: their copy scan may have passed the
+				// key before this write reached the server that sends it.
+				rp.widen(w, s.rhs.Load())
 			}
 		} else if !s.stillOwner(t.addr, rp.h) {
 			rp.finish(true) // marked fault: the remaining owners hold the write
@@ -138,7 +203,7 @@ func (rp *replication) send(t target, attempt int) {
 			return
 		}
 		s.m.replRetry.Inc()
-		backoff := time.Duration(20<<min(attempt, 5)) * time.Millisecond
+		backoff := time.Duration(20<<min(attempt, 2)) * time.Millisecond // 20 ms to 80 ms, until ReplTimeout
 		time.AfterFunc(backoff, func() { rp.send(t, attempt+1) })
 	})
 }

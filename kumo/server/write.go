@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"time"
@@ -247,9 +249,8 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	payload, valOff := encodeRecord(&rec)
 	mu.Unlock()
 	putBuf(bp)
-	ct := rec.Clock
 	start := time.Now()
-	s.replicate(h, w, r, payload, func(err error) {
+	s.replicateStamped(h, w, r, payload, valOff, rec.Clock, 0, func(ct uint64, payload []byte, err error) {
 		s.m.writeLat.Observe(since(start))
 		if err != nil {
 			s.m.writeErr.Inc()
@@ -266,6 +267,72 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		}
 		replyStatus(req, op, wire.StatusOK, ct, extra)
 	})
+}
+
+// replicateStamped replicates payload (the record stamped ct, its DBValue
+// at valOff) and calls done with the final stamp and payload. When a
+// replica keeps a newer version of the key (newerError), it re-stamps the
+// write above it and replicates again, a few rounds at most.
+func (s *Server) replicateStamped(h uint64, w, r *ring.HashSpace, payload []byte, valOff int, ct uint64, round int,
+	done func(ct uint64, payload []byte, err error)) {
+	s.replicate(h, w, r, payload, func(err error) {
+		var ne *newerError
+		if !errors.As(err, &ne) {
+			done(ct, payload, err)
+			return
+		}
+		if round >= 3 {
+			done(ct, payload, errReplication)
+			return
+		}
+		nct, p2, err := s.restamp(h, payload, valOff, ct)
+		switch {
+		case err != nil:
+			done(ct, payload, err)
+		case p2 == nil: // a newer write replaced ours here; it carries on
+			done(ct, payload, nil)
+		default:
+			s.replicateStamped(h, s.whs.Load(), s.rhs.Load(), p2, valOff, nct, round+1, done)
+		}
+	})
+}
+
+// restamp gives the write stamped ct (in payload) a new, newer clock in the
+// local store and returns it with the re-stamped payload, or a nil payload
+// if a newer write has replaced it meanwhile.
+func (s *Server) restamp(h uint64, payload []byte, valOff int, ct uint64) (uint64, []byte, error) {
+	dbkey, _, err := msgpack.ReadRaw(payload)
+	if err != nil {
+		return 0, nil, errParams
+	}
+	raw, rest, err := msgpack.ReadRaw(payload[valOff:])
+	if err != nil || len(raw) < 8 {
+		return 0, nil, errParams
+	}
+	clockAt := len(payload) - len(rest) - len(raw)
+	mu := &s.stripes[h%uint64(len(s.stripes))]
+	mu.Lock()
+	defer mu.Unlock()
+	bp := getBuf()
+	cur, buf, gerr := s.db.Get(dbkey, *bp)
+	*bp = buf
+	superseded := gerr == nil && cur.Clock != ct
+	putBuf(bp)
+	if superseded {
+		return ct, nil, nil
+	}
+	nct := s.clk.Now()
+	p2 := bytes.Clone(payload)
+	binary.BigEndian.PutUint64(p2[clockAt:], nct)
+	v, err := wire.ParseDBValue(p2[clockAt : clockAt+len(raw)])
+	if err != nil {
+		return 0, nil, errParams
+	}
+	rec := store.Record{Key: dbkey, Value: v.Data, Clock: nct, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
+	if _, err := s.db.Update(&rec, newer(nct)); err != nil {
+		return 0, nil, s.storeError(err)
+	}
+	return nct, p2, nil
 }
 
 // decide computes the record a write produces from the current one (old may
@@ -479,6 +546,7 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 		cancel()
 		if err != nil {
 			s.m.rpcErrs.Count(rpc.ErrorKind(err))
+			s.log.Debugf("catch up from %s: %v", n.Addr, err)
 			last = err
 			continue
 		}
