@@ -61,6 +61,13 @@ func (s *Server) dialManager(addr string) *rpc.Client {
 		Handler:     rpc.HandlerFunc(s.serveRPC),
 		OnUp: func(*rpc.Conn) {
 			s.log.Infof("connect success: manager %s", addr)
+			// Tell the manager our incarnation at once: a server that
+			// stops before its first keepalive would otherwise come back
+			// unrecognized as restarted.
+			select {
+			case s.kaNow <- struct{}{}:
+			default:
+			}
 		},
 	})
 }
@@ -90,6 +97,7 @@ func (s *Server) keepAliveLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		case <-s.kaNow:
 		}
 	}
 }

@@ -66,6 +66,8 @@ type Server struct {
 	whs atomic.Pointer[ring.HashSpace] // write hash space
 	rhs atomic.Pointer[ring.HashSpace] // read hash space
 
+	kaNow chan struct{} // capacity 1: send the keepalives now (a manager connection came up)
+
 	hsMu       sync.Mutex  // serializes hash-space adoption (readers use the atomics)
 	refreshing atomic.Bool // a fenced write is fetching the hash spaces
 
@@ -142,6 +144,7 @@ func New(cfg Config) (*Server, error) {
 	// The incarnation tells the managers this is a new process: a restart
 	// within the same second must differ too, so it is random, not a clock.
 	s.inc = randUint64()
+	s.kaNow = make(chan struct{}, 1)
 	s.buckets.Store(db.Stats().Buckets)
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewRegistry()
