@@ -142,6 +142,40 @@ func TestFullAndInvalid(t *testing.T) {
 	}
 }
 
+// Ensure that deleted keys' slots serve new keys even before a checkpoint
+// made their removal durable: a full table with removed slots checkpoints
+// and retries instead of failing with ErrFull.
+func TestRemovedSlotsReusedWhenFull(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncNone, SyncInterval: time.Hour, Buckets: 8})
+	defer db.Close()
+	for i := 0; i < 8; i++ {
+		if err := db.Put(&Record{Key: key(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if ok, err := db.Delete(key(i), nil); !ok || err != nil {
+			t.Fatalf("delete %d: %v %v", i, ok, err)
+		}
+	}
+	for i := 8; i < 12; i++ {
+		if err := db.Put(&Record{Key: key(i), Value: []byte("new")}); err != nil {
+			t.Fatalf("put %d into a removed slot: %v", i, err)
+		}
+	}
+	if err := db.Put(&Record{Key: key(12)}); err != ErrFull {
+		t.Fatalf("13th key with every slot live: %v", err)
+	}
+	for i := 4; i < 12; i++ {
+		if _, _, err := db.Get(key(i), nil); err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+	}
+}
+
 // Ensure that concurrent SyncAlways writers share one fdatasync: the
 // first leader is held until every writer has written, then one more
 // sync at most covers them all.

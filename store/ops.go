@@ -258,6 +258,20 @@ func (db *DB) Delete(key []byte, pred func(old *Record) bool) (bool, error) {
 }
 
 func (db *DB) write(key []byte, rec *Record, rf byte, pred func(old *Record) bool) (bool, error) {
+	ok, err := db.write1(key, rec, rf, pred)
+	if err == ErrFull && db.cur.Load().del.Load() > 0 {
+		// Removed slots become reusable once a checkpoint covers their
+		// removal (rule R3): with no sync for a while, delete churn can
+		// hold every free slot. Checkpoint, then try once more.
+		if cerr := db.Sync(); cerr != nil {
+			return false, cerr
+		}
+		ok, err = db.write1(key, rec, rf, pred)
+	}
+	return ok, err
+}
+
+func (db *DB) write1(key []byte, rec *Record, rf byte, pred func(old *Record) bool) (bool, error) {
 	h := hashKey(key)
 	db.writeMu.Lock()
 	if db.closed {
