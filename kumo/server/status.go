@@ -120,8 +120,23 @@ func (s *Server) handleFlush(req *rpc.Request) {
 		if at != 0 {
 			fc = at << 32
 		}
-		go s.flush(fc)
-		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		// Answer when the flush is done, so that a get right after
+		// flush_all's OK misses (memcached's promise); a store so large
+		// that it takes longer is answered after 2 s and finishes behind.
+		done := make(chan struct{})
+		go func() {
+			s.flush(fc)
+			close(done)
+		}()
+		go func() {
+			t := time.NewTimer(2 * time.Second)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		}()
 		return
 	}
 	d := time.Until(time.Unix(int64(at), 0))
