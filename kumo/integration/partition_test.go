@@ -111,14 +111,43 @@ func (l *partitionLab) heal(ns string) {
 // gateway, inside the client namespace, and fails the test on an error.
 func (l *partitionLab) py(code string) string {
 	l.t.Helper()
-	host, port, _ := strings.Cut(l.gw, ":")
-	prog := "import sys\nfrom pymemcache.client.base import Client\n" +
-		"c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=20)\n" + code
-	out, err := l.run(l.client, 60*time.Second, "/usr/bin/python3", "-c", prog)
+	out, err := l.pyAt(l.gw, code)
 	if err != nil {
 		l.t.Fatalf("python in the client namespace: %v\n%s", err, out)
 	}
 	return out
+}
+
+// pyAt runs a Python snippet with pymemcache's client c connected to the
+// gateway at addr, inside the client namespace.
+func (l *partitionLab) pyAt(addr, code string) (string, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	prog := "import sys\nfrom pymemcache.client.base import Client\n" +
+		"c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=20)\n" + code
+	return l.run(l.client, 90*time.Second, "/usr/bin/python3", "-c", prog)
+}
+
+// secondGateway starts gateway-2 (address host 7) with extra flags and
+// waits until it has a hash space; it returns its address and namespace.
+func (l *partitionLab) secondGateway(extra ...string) (addr, ns string) {
+	addr = l.net + "7:11211"
+	ns = l.node("gw2", 7)
+	l.start(ns, "gateway-2", l.b("kumo-gateway"), append([]string{"-m", l.mgrs[0], "-t", addr, "-o", "-"}, extra...)...)
+	eventually(l.t, 20*time.Second, "the second gateway ready", func() bool { return l.logHas("gateway-2", "connect success") })
+	return addr, ns
+}
+
+// waitFault waits until the manager lost server i and reports it fault.
+func (l *partitionLab) waitFault(i int) {
+	l.t.Helper()
+	victim := l.servers[i]
+	eventually(l.t, 20*time.Second, "the manager to lose the server", func() bool {
+		return l.logHas("manager-1", "lost node "+victim)
+	})
+	eventually(l.t, 10*time.Second, "the manager to mark it fault", func() bool {
+		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
+		return err == nil && strings.Contains(out, victim+"  (fault)")
+	})
 }
 
 // deletes sets n keys and deletes every other one, through the gateway.
@@ -338,48 +367,21 @@ func TestFencingStaleCoordinator(t *testing.T) {
 	}
 	requirePymemcache(t)
 	l := newPartitionLab(t, 1, 3)
-	gw2 := l.net + "7:11211"
-	g2ns := l.node("gw2", 7)
-	l.start(g2ns, "gateway-2", l.b("kumo-gateway"), "-m", l.mgrs[0], "-t", gw2, "-o", "-", "--retry-timeout", "2")
-	eventually(t, 20*time.Second, "the second gateway ready", func() bool { return l.logHas("gateway-2", "connect success") })
-	// Keys the third server coordinates.
-	var nodes []ring.Node
-	for _, s := range l.servers {
-		a, _ := ring.ParseAddr(s, 19800)
-		nodes = append(nodes, ring.Node{Addr: a, Active: true})
-	}
-	hs := ring.New(nodes, 1)
-	victim := nodes[2].Addr
-	var keys []string
-	for i := 0; len(keys) < 8; i++ {
-		k := fmt.Sprintf("fence%d", i)
-		if co, _ := hs.Lookup([]byte(k)).Coordinator(); co.Addr == victim {
-			keys = append(keys, k)
-		}
-	}
+	gw2, g2ns := l.secondGateway("--retry-timeout", "2")
+	keys := l.victimKeys("fence", 2, 8)
 	l.cut(l.serverNS[2], l.mgrs[0])
 	// The second gateway reaches only the cut-off server: it cannot learn
 	// the newer hash space from the others (nor relay through them).
 	l.cut(g2ns, l.mgrs[0])
 	l.cut(g2ns, ipOf(l.servers[0]))
 	l.cut(g2ns, ipOf(l.servers[1]))
-	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
-		return l.logHas("manager-1", "lost node "+victim.String())
-	})
-	// Give the manager's push time to reach the up-to-date nodes.
-	eventually(t, 10*time.Second, "the other servers to know", func() bool {
-		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
-		return err == nil && strings.Contains(out, victim.String()+"  (fault)")
-	})
-	host, port, _ := strings.Cut(gw2, ":")
+	l.waitFault(2)
 	klist := "['" + strings.Join(keys, "','") + "']"
-	prog := "import sys, threading\nfrom pymemcache.client.base import Client\n" +
-		"keys = " + klist + "\nacked = []\n" +
-		"def w(k):\n    c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=30)\n" +
-		"    try:\n        if c.set(k, b'stale', noreply=False): acked.append(k)\n    except Exception as e:\n        pass\n" +
+	prog := "import threading\nkeys = " + klist + "\nacked = []\n" +
+		"def w(k):\n    try:\n        if c.set(k, b'stale', noreply=False): acked.append(k)\n    except Exception as e:\n        pass\n" +
 		"ts = [threading.Thread(target=w, args=(k,)) for k in keys]\n[t.start() for t in ts]\n[t.join() for t in ts]\n" +
 		"print('acked', acked)\nsys.exit(1 if acked else 0)\n"
-	if out, err := l.run(l.client, 90*time.Second, "/usr/bin/python3", "-c", prog); err != nil {
+	if out, err := l.pyAt(gw2, prog); err != nil {
 		t.Fatalf("the stale coordinator acknowledged writes: %v\n%s", err, out)
 	}
 	l.py("keys = " + klist + "\nfor k in keys:\n    assert c.set(k, b'fresh', noreply=False)\n" +
@@ -458,23 +460,13 @@ func TestPartitionStaleGateway(t *testing.T) {
 	}
 	requirePymemcache(t)
 	l := newPartitionLab(t, 1, 3)
-	gw2 := l.net + "7:11211"
-	g2ns := l.node("gw2", 7)
-	l.start(g2ns, "gateway-2", l.b("kumo-gateway"), "-m", l.mgrs[0], "-t", gw2, "-o", "-")
-	eventually(t, 20*time.Second, "the second gateway ready", func() bool { return l.logHas("gateway-2", "connect success") })
+	gw2, g2ns := l.secondGateway()
 	keys := l.victimKeys("stale", 2, 20)
 	klist := "['" + strings.Join(keys, "','") + "']"
 	l.py("for k in " + klist + ":\n    assert c.set(k, b'old', noreply=False)\n")
-	victim := l.servers[2]
 	l.cut(l.serverNS[2], l.mgrs[0])
 	l.cut(g2ns, l.mgrs[0])
-	eventually(t, 20*time.Second, "the manager to lose the server", func() bool {
-		return l.logHas("manager-1", "lost node "+victim)
-	})
-	eventually(t, 10*time.Second, "the manager to mark it fault", func() bool {
-		out, err := l.run(l.client, 15*time.Second, l.b("kumoctl"), l.mgrs[0], "status")
-		return err == nil && strings.Contains(out, victim+"  (fault)")
-	})
+	l.waitFault(2)
 	// New values through the up-to-date gateway; the fault server misses them.
 	l.py("for k in " + klist + ":\n    assert c.set(k, b'new', noreply=False)\n")
 	eventually(t, 20*time.Second, "the cut-off gateway to learn the hash space from a server", func() bool {
@@ -483,11 +475,8 @@ func TestPartitionStaleGateway(t *testing.T) {
 	eventually(t, 20*time.Second, "the fault server to learn it from its peers", func() bool {
 		return l.logHas("server-3", "hash space learned from server")
 	})
-	host, port, _ := strings.Cut(gw2, ":")
-	prog := "import sys\nfrom pymemcache.client.base import Client\n" +
-		"c = Client(('" + host + "', " + port + "), connect_timeout=5, timeout=30)\n" +
-		"for k in " + klist + ":\n    v = c.get(k)\n    if v != b'new': sys.exit('stale read %s: %r' % (k, v))\n"
-	if out, err := l.run(l.client, 90*time.Second, "/usr/bin/python3", "-c", prog); err != nil {
+	prog := "for k in " + klist + ":\n    v = c.get(k)\n    if v != b'new': sys.exit('stale read %s: %r' % (k, v))\n"
+	if out, err := l.pyAt(gw2, prog); err != nil {
 		t.Fatalf("through the gateway cut off from the manager: %v\n%s", err, out)
 	}
 	l.heal(l.serverNS[2])
