@@ -11,47 +11,48 @@ import (
 	"kumofs/ring"
 )
 
-// serverGet asks one server directly for its stored record of a key
-// (GetRaw: no ownership check), bypassing the gateway, so tests can check
-// where copies live. It returns the value and whether the server holds a
-// live (not deleted) copy.
-func serverGet(t testing.TB, addr, key string) (string, bool) {
+// getRaw asks a server for its stored record of key with GetRaw (no
+// ownership check, tombstones included), retrying while the client
+// (re)connects. ok is false when the server holds no record at all.
+func getRaw(t testing.TB, c *rpc.Client, key string) (v wire.Value, ok bool) {
 	t.Helper()
-	c := rpc.Dial(addr, rpc.Options{CallTimeout: 5 * time.Second})
-	defer c.Close()
 	k := []byte(key)
 	dbkey := wire.AppendDBKey(nil, ring.Hash(k), k)
 	var res rpc.Result
 	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, "GetRaw "+key+" from "+c.Addr(), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		res, err = c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 1)
 			return msgpack.AppendRaw(b, dbkey)
 		})
-		cancel()
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // reconnect backoff of a fresh client; polled with a deadline
-	}
-	if err != nil {
-		t.Fatalf("Get %q from %s: %v", key, addr, err)
-	}
+		return err == nil
+	})
 	defer res.Release()
 	if msgpack.IsNil(res.Bytes()) {
-		return "", false
+		return v, false
 	}
 	raw, _, err := msgpack.ReadRaw(res.Bytes())
-	if err != nil {
-		t.Fatalf("Get %q from %s: %v", key, addr, err)
+	if err == nil {
+		v, err = wire.ParseDBValue(raw)
 	}
-	v, err := wire.ParseDBValue(raw)
 	if err != nil {
-		t.Fatalf("Get %q from %s: %v", key, addr, err)
+		t.Fatalf("GetRaw %q from %s: %v (% x)", key, c.Addr(), err, res.Bytes())
 	}
-	if v.Tombstone {
+	v.Data = append([]byte(nil), v.Data...) // res is released on return
+	return v, true
+}
+
+// serverGet asks one server directly for its stored record of a key,
+// bypassing the gateway, so tests can check where copies live. It returns
+// the value and whether the server holds a live (not deleted) copy.
+func serverGet(t testing.TB, addr, key string) (string, bool) {
+	t.Helper()
+	c := rpc.Dial(addr, rpc.Options{CallTimeout: 5 * time.Second})
+	defer c.Close()
+	v, ok := getRaw(t, c, key)
+	if !ok || v.Tombstone {
 		return "", false
 	}
 	return string(v.Data), true

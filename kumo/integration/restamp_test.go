@@ -15,25 +15,9 @@ import (
 // rawValue returns the value bytes and clock a server stores for key.
 func rawValue(t *testing.T, c *rpc.Client, key string) (string, uint64) {
 	t.Helper()
-	k := []byte(key)
-	dbkey := wire.AppendDBKey(nil, ring.Hash(k), k)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 1)
-		return msgpack.AppendRaw(b, dbkey)
-	})
-	if err != nil {
-		t.Fatalf("GetRaw: %v", err)
-	}
-	defer res.Release()
-	raw, _, err := msgpack.ReadRaw(res.Bytes())
-	if err != nil {
-		t.Fatalf("GetRaw %s: %v (% x)", key, err, res.Bytes())
-	}
-	v, err := wire.ParseDBValue(raw)
-	if err != nil {
-		t.Fatal(err)
+	v, ok := getRaw(t, c, key)
+	if !ok {
+		t.Fatalf("%s holds no record of %s", c.Addr(), key)
 	}
 	return string(v.Data), v.Clock
 }

@@ -245,21 +245,8 @@ func (l *rload) checkPlacement(t *testing.T, c *localcluster.Cluster, managers i
 // rawPresent reports whether a server holds any record (value or
 // tombstone) of key.
 func rawPresent(t *testing.T, c *rpc.Client, key string) bool {
-	k := []byte(key)
-	dbkey := wire.AppendDBKey(nil, ring.Hash(k), k)
-	var res rpc.Result
-	var err error
-	eventually(t, 10*time.Second, "GetRaw", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		res, err = c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 1)
-			return msgpack.AppendRaw(b, dbkey)
-		})
-		return err == nil
-	})
-	defer res.Release()
-	return !msgpack.IsNil(res.Bytes())
+	_, ok := getRaw(t, c, key)
+	return ok
 }
 
 // restartAndAttach restarts killed server i, attaches it through manager m
