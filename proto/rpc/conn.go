@@ -50,11 +50,17 @@ type Conn struct {
 	nextID uint32
 	err    error // why the conn closed; nil while open
 
-	wmu     sync.Mutex // protects wbuf, wclosed, wdrain
-	wcond   sync.Cond  // on wmu: wbuf became non-empty, or wclosed or wdrain was set
+	wmu     sync.Mutex // protects wbuf, spare, writing, batching, wclosed, wdrain
+	wcond   sync.Cond  // on wmu: wbuf became non-empty, writing ended, or wclosed or wdrain was set
 	wbuf    []byte
-	wclosed bool
-	wdrain  bool // the writer exits once wbuf is empty (closing after a bad frame)
+	spare   []byte // the buffer of the last finished write, reused for wbuf
+	writing bool   // a goroutine is writing a batch taken from wbuf
+	// batching is set while the read goroutine dispatches the frames of one
+	// read: replies appended meanwhile are flushed by it at the end of the
+	// batch, not handed to the writer goroutine.
+	batching bool
+	wclosed  bool
+	wdrain   bool // the writer exits once wbuf is empty (closing after a bad frame)
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
 
@@ -223,13 +229,20 @@ func (c *Conn) logf(format string, args ...any) {
 
 // ---- writing ----
 
-// writeLoop flushes everything appended to wbuf with one Write at a time.
+// Writing. Frames are appended to wbuf under wmu; one goroutine at a time
+// (writing) takes the whole buffer and writes it with one Write. While the
+// read goroutine dispatches the frames of one read (batching), the replies
+// its handlers append are written by it at the end of the batch, with one
+// Write and no hand-off to another goroutine (a batch of Gets served
+// inline costs the server one read and one write). Everything else is
+// written by the writer goroutine.
+
+// writeLoop flushes what the others leave in wbuf, one Write at a time.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
-	var spare []byte
 	for {
 		c.wmu.Lock()
-		for len(c.wbuf) == 0 && !c.wclosed && !c.wdrain {
+		for !c.wclosed && (c.writing || c.batching || len(c.wbuf) == 0) && !(c.wdrain && !c.writing) {
 			c.wcond.Wait()
 		}
 		if c.wclosed || len(c.wbuf) == 0 {
@@ -247,22 +260,77 @@ func (c *Conn) writeLoop() {
 				c.wmu.Unlock()
 				return
 			}
+			if c.writing || c.batching || len(c.wbuf) == 0 {
+				c.wmu.Unlock()
+				continue // the read goroutine writes it
+			}
 		}
-		buf := c.wbuf
-		c.wbuf = spare[:0]
-		c.wmu.Unlock()
-
-		c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
-		if _, err := c.nc.Write(buf); err != nil {
-			c.close(err)
+		if !c.writeBatch() {
 			return
 		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a buffer grown by one large frame
-		}
-		spare = buf
 	}
 }
+
+// writeBatch writes what wbuf holds with the calling goroutine. It is called
+// with wmu held, !writing and a non-empty wbuf, and returns with wmu
+// unlocked. It reports false if the write failed (the conn is then closed).
+// Data appended while it writes is left for the writer goroutine, which it
+// wakes.
+func (c *Conn) writeBatch() bool {
+	c.writing = true
+	buf := c.wbuf
+	c.wbuf = c.spare[:0]
+	c.spare = nil
+	c.wmu.Unlock()
+
+	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+	_, err := c.nc.Write(buf)
+
+	c.wmu.Lock()
+	c.writing = false
+	if cap(buf) <= 1<<20 { // do not pin a buffer grown by one large frame
+		c.spare = buf[:0]
+	}
+	if len(c.wbuf) > 0 || c.wdrain {
+		c.wcond.Signal()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.close(err)
+		return false
+	}
+	return true
+}
+
+// beginBatch and endBatch bracket the dispatch of the frames of one read on
+// the read goroutine.
+func (c *Conn) beginBatch() {
+	c.wmu.Lock()
+	c.batching = true
+	c.wmu.Unlock()
+}
+
+// endBatch writes what the batch appended, unless a write is in progress
+// (its writer then takes it) or it is large: the read goroutine writes only
+// what fits in a socket buffer, so that it does not block and keeps reading
+// (two peers whose read goroutines both blocked writing to each other would
+// stall until the write timeout); the writer goroutine writes the rest.
+func (c *Conn) endBatch() {
+	c.wmu.Lock()
+	c.batching = false
+	switch {
+	case c.wclosed || c.writing || len(c.wbuf) == 0:
+		c.wmu.Unlock()
+	case len(c.wbuf) > maxReaderWrite:
+		c.wcond.Signal()
+		c.wmu.Unlock()
+	default:
+		c.writeBatch()
+	}
+}
+
+// maxReaderWrite is the largest batch the read goroutine writes itself.
+const maxReaderWrite = 64 << 10
 
 // beginFrame locks wmu and returns the write buffer's length before the new
 // frame, or ok == false (and wmu unlocked) if the conn is closed.
@@ -275,20 +343,22 @@ func (c *Conn) beginFrame() (start int, ok bool) {
 	return len(c.wbuf), true
 }
 
-// endFrame wakes the writer if the frame starting at start is the first
-// pending data, and unlocks wmu. If the unwritten backlog before this frame
-// exceeds maxBacklog (the peer does not read), it closes the connection; a
-// single large frame never does.
+// endFrame hands the frame starting at start to a writer and unlocks wmu:
+// while the read goroutine dispatches a batch, endBatch writes it; else the
+// writer goroutine is woken if the frame is the first pending data. If the
+// unwritten backlog before this frame exceeds maxBacklog (the peer does not
+// read), it closes the connection; a single large frame never does.
 func (c *Conn) endFrame(start int) {
-	if start == 0 && len(c.wbuf) > 0 {
-		c.wcond.Signal()
-	}
-	over := start > c.maxBacklog
-	c.wmu.Unlock()
-	if over {
+	if start > c.maxBacklog {
+		c.wmu.Unlock()
 		c.logf("closing connection: more than %d bytes wait to be written", c.maxBacklog)
 		c.close(errBacklog)
+		return
 	}
+	if start == 0 && len(c.wbuf) > 0 && !c.writing && !c.batching {
+		c.wcond.Signal()
+	}
+	c.wmu.Unlock()
 }
 
 // appendUser runs a user append function while wmu is held. If it panics,

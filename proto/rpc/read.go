@@ -18,6 +18,7 @@ func (c *Conn) readLoop() {
 	if err == errMalformed || err == errFrameTooLarge || errors.As(err, &pe) {
 		// Flush the replies to the frames before the bad one, then close.
 		c.wmu.Lock()
+		c.batching = false
 		c.wdrain = true
 		c.wcond.Signal()
 		c.wmu.Unlock()
@@ -35,6 +36,10 @@ func (c *Conn) readFrames() error {
 	buf := make([]byte, initialReadBuf)
 	r, w := 0, 0 // buf[r:w] is unparsed input
 	for {
+		batch := r < w
+		if batch {
+			c.beginBatch()
+		}
 		for r < w {
 			rest, err := msgpack.Skip(buf[r:w])
 			if err == msgpack.ErrShort {
@@ -58,6 +63,9 @@ func (c *Conn) readFrames() error {
 				return err
 			}
 			r += n
+		}
+		if batch {
+			c.endBatch()
 		}
 		if r == w {
 			r, w = 0, 0

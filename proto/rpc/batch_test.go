@@ -1,0 +1,120 @@
+package rpc
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"kumofs/proto/msgpack"
+)
+
+// recordConn reads fixed input and records every Write.
+type recordConn struct {
+	discardConn
+	mu     sync.Mutex
+	writes int
+	out    bytes.Buffer
+}
+
+func (c *recordConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	return c.out.Write(p)
+}
+
+var _ net.Conn = (*recordConn)(nil)
+
+// batchConn returns a Conn over n requests arriving in one read, whose
+// handler replies inline with a result of size bytes.
+func batchConn(t *testing.T, n, size int) (*Conn, *recordConn) {
+	var in []byte
+	for id := 1; id <= n; id++ {
+		in = msgpack.AppendArrayHeader(in, 4)
+		in = msgpack.AppendUint(in, typeRequest)
+		in = msgpack.AppendUint(in, uint64(id))
+		in = msgpack.AppendUint(in, 7)
+		in = msgpack.AppendArrayHeader(in, 0)
+	}
+	rc := &recordConn{discardConn: discardConn{r: bytes.NewReader(in)}}
+	result := bytes.Repeat([]byte{'v'}, size)
+	c := newConn(rc, connConfig{
+		handler: HandlerFunc(func(req *Request) {
+			req.Reply(func(b []byte) []byte { return msgpack.AppendRaw(b, result) })
+		}),
+		maxFrame: 1 << 20, callTimeout: time.Second, writeTimeout: time.Second,
+		logf: t.Logf,
+	})
+	return c, rc
+}
+
+// TestBatchRepliedInOneWrite: the replies to the requests of one read,
+// served inline, leave with one Write made by the read goroutine (the
+// writer goroutine is not even running here).
+func TestBatchRepliedInOneWrite(t *testing.T) {
+	c, rc := batchConn(t, 20, 30)
+	if err := c.readFrames(); err != ErrConnLost {
+		t.Fatalf("readFrames: %v, want ErrConnLost at EOF", err)
+	}
+	if rc.writes != 1 {
+		t.Fatalf("%d writes for one batch of 20 replies, want 1", rc.writes)
+	}
+	b := rc.out.Bytes()
+	for id := 1; id <= 20; id++ {
+		n, rest, err := msgpack.ReadArrayHeader(b)
+		if err != nil || n != 4 {
+			t.Fatalf("reply %d: header %d, %v", id, n, err)
+		}
+		typ, rest, _ := msgpack.ReadUint(rest)
+		msgid, rest, _ := msgpack.ReadUint(rest)
+		if typ != typeResponse || msgid != uint64(id) || !msgpack.IsNil(rest[:1]) {
+			t.Fatalf("reply %d: type %d msgid %d", id, typ, msgid)
+		}
+		res, rest, err := msgpack.ReadRaw(rest[1:])
+		if err != nil || len(res) != 30 {
+			t.Fatalf("reply %d: result %q, %v", id, res, err)
+		}
+		b = rest
+	}
+	if len(b) != 0 {
+		t.Fatalf("%d bytes after the replies", len(b))
+	}
+}
+
+// TestLargeBatchLeftToWriter: a batch of replies larger than
+// maxReaderWrite is not written by the read goroutine (a Write that does
+// not fit the socket buffer could block it); the writer goroutine takes it.
+func TestLargeBatchLeftToWriter(t *testing.T) {
+	c, rc := batchConn(t, 3, maxReaderWrite/2)
+	if err := c.readFrames(); err != ErrConnLost {
+		t.Fatalf("readFrames: %v", err)
+	}
+	if rc.writes != 0 {
+		t.Fatalf("the read goroutine made %d writes, want 0", rc.writes)
+	}
+	c.wmu.Lock()
+	pending := len(c.wbuf)
+	c.wmu.Unlock()
+	if pending <= maxReaderWrite {
+		t.Fatalf("%d bytes pending, want the whole batch (> %d)", pending, maxReaderWrite)
+	}
+	go c.writeLoop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rc.mu.Lock()
+		n := rc.out.Len()
+		rc.mu.Unlock()
+		if n == pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer wrote %d of %d bytes", n, pending)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.close(io.EOF)
+	<-c.writerDone
+}
