@@ -40,6 +40,8 @@ type conn struct {
 	ret    []byte // ms return flags; grows to the longest seen
 
 	noreply bool
+
+	as asyncState // see AsyncBackend
 }
 
 // flushReader flushes pending replies before every read from the network,
@@ -50,7 +52,7 @@ type flushReader struct {
 }
 
 func (f flushReader) Read(p []byte) (int, error) {
-	if f.c.bw.Buffered() > 0 {
+	if !f.c.as.pending && f.c.bw.Buffered() > 0 { // a pending completion owns bw
 		if err := f.c.bw.Flush(); err != nil {
 			return 0, err
 		}
@@ -67,10 +69,12 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.bw.Reset(nc)
 	c.in = getBuf(0)
 	c.out = getBuf(0)
+	c.initAsync()
 	return c
 }
 
 func (c *conn) release() {
+	c.releaseAsync()
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
 	c.bw.Reset(nil)
@@ -89,6 +93,9 @@ func (c *conn) serve() error {
 		err = c.serveBinary()
 	} else {
 		err = c.serveText()
+	}
+	if serr := c.settle(); serr != nil && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, errQuit)) {
+		err = serr
 	}
 	if errors.Is(err, errQuit) || errors.Is(err, io.EOF) {
 		c.bw.Flush()

@@ -51,6 +51,9 @@ var readers = []struct {
 func newTestServer(t testing.TB) (*memcache.Server, *memtest.Backend) {
 	be := memtest.New(fixedClock)
 	s := &memcache.Server{Backend: be, Now: fixedClock, MaxItemSize: 1024}
+	if testAsyncMode != asyncOff {
+		s.Backend = &asyncBackend{Backend: be, mode: testAsyncMode}
+	}
 	if t != nil {
 		s.Logf = t.Logf
 	}

@@ -9,6 +9,9 @@ import (
 func (c *conn) serveText() error {
 	for {
 		line, err := c.readLine()
+		if serr := c.settle(); serr != nil {
+			return serr
+		}
 		if err != nil {
 			if err == errLineTooLong {
 				c.s.st.protoErrs.Add(1)
@@ -149,6 +152,17 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 		return nil
 	}
 	st := &c.s.st
+	if nkeys == 1 && !touch {
+		key, _ := nextToken(rest)
+		st.cmdGet.Add(1)
+		if c.getAsync(key, withCAS) {
+			return nil
+		}
+		if c.getOne(key, withCAS, false, 0) {
+			c.bw.WriteString("END\r\n")
+		}
+		return nil
+	}
 	for r := rest; ; {
 		key, r2 := nextToken(r)
 		if len(key) == 0 {
@@ -159,26 +173,37 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 		if touch {
 			st.cmdTouch.Add(1)
 		}
-		err := c.get(key, touch, exptime)
-		switch {
-		case err == nil:
-			st.getHits.Add(1)
-			if touch {
-				st.touchHits.Add(1)
-			}
-			c.writeValue(key, withCAS)
-		case errors.Is(err, ErrNotFound):
-			st.getMisses.Add(1)
-			if touch {
-				st.touchMisses.Add(1)
-			}
-		default:
-			c.serverError(err)
+		if !c.getOne(key, withCAS, touch, exptime) {
 			return nil
 		}
 	}
 	c.bw.WriteString("END\r\n")
 	return nil
+}
+
+// getOne gets key (touching it if touch) and writes its VALUE lines, or
+// nothing for a miss; it counts hits and misses. On a backend error it
+// writes SERVER_ERROR and returns false: the reply ends there.
+func (c *conn) getOne(key []byte, withCAS, touch bool, exptime int64) bool {
+	st := &c.s.st
+	err := c.get(key, touch, exptime)
+	switch {
+	case err == nil:
+		st.getHits.Add(1)
+		if touch {
+			st.touchHits.Add(1)
+		}
+		c.writeValue(key, withCAS)
+	case errors.Is(err, ErrNotFound):
+		st.getMisses.Add(1)
+		if touch {
+			st.touchMisses.Add(1)
+		}
+	default:
+		c.serverError(err)
+		return false
+	}
+	return true
 }
 
 func (c *conn) writeValue(key []byte, withCAS bool) {
@@ -252,6 +277,9 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 		return nil
 	}
 	c.it = Item{Key: k, Value: data[:vlen], Flags: uint32(flags), Exptime: c.s.normExptime(exp), CAS: cas}
+	if mode == ModeSet && c.setAsync() {
+		return nil
+	}
 	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)
 	c.storeReply(err, mode == ModeCAS)
 	return nil

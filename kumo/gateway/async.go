@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"sync"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+)
+
+// The asynchronous fast path (memcache.AsyncBackend): a lone get or set is
+// sent to the first owner (get) or the coordinator (set) once, and the
+// server's answer is turned into the memcached reply on the goroutine that
+// reads it, so the client connection's goroutine need not be woken. Any
+// failure (no connection, an RPC error, a status other than success) hands
+// the request back to memcache, which serves it again through Get or Store
+// with the usual fail-over, relays and retries.
+
+// asyncCall is the state of one asynchronous request, pooled with its
+// callbacks bound once so that the fast path does not allocate.
+type asyncCall struct {
+	g       *Gateway
+	start   time.Time
+	kb      [maxKey]byte
+	dbkey   []byte
+	it      memcache.Item  // the get's result, valid during getDone
+	set     *memcache.Item // the set's item, valid only while it is sent
+	getDone func(it *memcache.Item, err error)
+	setDone func(err error)
+
+	getArgs, setArgs func([]byte) []byte         // bound methods
+	onGet, onSet     func(res []byte, err error) // bound methods
+}
+
+var asyncPool sync.Pool // of *asyncCall
+
+func (g *Gateway) newAsync() *asyncCall {
+	a, _ := asyncPool.Get().(*asyncCall)
+	if a == nil {
+		a = new(asyncCall)
+		a.getArgs, a.setArgs = a.appendGetArgs, a.appendSetArgs
+		a.onGet, a.onSet = a.finishGet, a.finishSet
+	}
+	a.g = g
+	return a
+}
+
+func (a *asyncCall) free() {
+	a.g, a.set, a.getDone, a.setDone = nil, nil, nil, nil
+	a.it = memcache.Item{}
+	asyncPool.Put(a)
+}
+
+// GetAsync implements memcache.AsyncBackend.
+func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) bool {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], key)
+	c := g.readConn(h)
+	if c == nil {
+		a.free()
+		return false
+	}
+	a.start, a.getDone = time.Now(), done
+	c.Go(wire.SrvGet, a.getArgs, 0, a.onGet)
+	return true
+}
+
+// readConn returns the live connection to the first active owner of h in
+// the read hash space, or nil if it has none (the blocking path then
+// decides what to do).
+func (g *Gateway) readConn(h uint64) *rpc.Conn {
+	o := g.rhs.Load().Owners(h)
+	for i := 0; i < o.Len(); i++ {
+		if n := o.At(i); n.Active {
+			if c := g.server(n.Addr); c != nil {
+				return c.Conn()
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func (a *asyncCall) appendGetArgs(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 1)
+	return msgpack.AppendRaw(b, a.dbkey)
+}
+
+// finishGet runs on the connection's read goroutine; res is valid only
+// during the call, and so is the item handed to getDone.
+func (a *asyncCall) finishGet(res []byte, err error) {
+	g, done := a.g, a.getDone
+	if err == nil {
+		err = a.decodeGet(res)
+	} else {
+		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+	}
+	if err == nil || err == memcache.ErrNotFound {
+		g.observe(cmdGet, a.start, err)
+	} // else the blocking retry observes it
+	done(&a.it, err)
+	a.free()
+}
+
+// decodeGet reads a Get result into a.it, its Value aliasing res.
+func (a *asyncCall) decodeGet(res []byte) error {
+	if msgpack.IsNil(res) {
+		return memcache.ErrNotFound
+	}
+	raw, _, err := msgpack.ReadRaw(res)
+	if err != nil {
+		return ErrBadReply
+	}
+	v, err := wire.ParseDBValue(raw)
+	if err != nil {
+		return ErrBadReply
+	}
+	if v.Tombstone || expiredAt(v.Exptime, time.Now().Unix()) {
+		return memcache.ErrNotFound
+	}
+	a.it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock}
+	return nil
+}
+
+// SetAsync implements memcache.AsyncBackend.
+func (g *Gateway) SetAsync(it *memcache.Item, done func(err error)) bool {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], it.Key)
+	n, ok := g.whs.Load().Owners(h).Coordinator()
+	if !ok {
+		a.free()
+		return false
+	}
+	cl := g.server(n.Addr)
+	if cl == nil {
+		a.free()
+		return false
+	}
+	c := cl.Conn()
+	if c == nil {
+		a.free()
+		return false
+	}
+	a.start, a.setDone, a.set = time.Now(), done, it
+	c.Go(wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
+	return true
+}
+
+// appendSetArgs runs inside Go, while a.set is valid.
+func (a *asyncCall) appendSetArgs(b []byte) []byte {
+	it := a.set
+	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+	b = msgpack.AppendArrayHeader(b, 4)
+	b = msgpack.AppendUint(b, wire.OpSet)
+	b = msgpack.AppendRaw(b, a.dbkey)
+	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+	b = wire.AppendDBValue(b, &v)
+	return msgpack.AppendUint(b, 0)
+}
+
+func (a *asyncCall) finishSet(res []byte, err error) {
+	g, done := a.g, a.setDone
+	a.set = nil
+	if err == nil {
+		var st int
+		if st, _, err = statusResult(res); err == nil && st != wire.StatusOK {
+			err = statusError(st)
+		}
+	} else {
+		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+	}
+	if err == nil {
+		g.observe(cmdStore, a.start, nil)
+	}
+	a.free()
+	done(err)
+}

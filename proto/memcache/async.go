@@ -1,0 +1,218 @@
+package memcache
+
+import "errors"
+
+// AsyncBackend is a Backend that can also start the two commonest requests,
+// a single-key get and a set, without the connection's goroutine waiting
+// for them. The completion then writes the reply to the client itself, on
+// the goroutine that learnt the outcome (for kumo-gateway, the goroutine
+// that reads the server's reply), which saves a goroutine hand-off per
+// request: the connection's goroutine is already back in Read, waiting for
+// the next request.
+//
+// The connection uses it only for text-protocol requests that arrive alone
+// (no pipelined input behind them, no earlier reply unwritten), and waits
+// for the completion before it serves the next request, so replies keep
+// their order. A completion with an error other than ErrNotFound is not
+// answered from the completion: the request is served again with the
+// blocking Backend method (its retries included) on a goroutine of its
+// own, so a backend may give up early on anything unusual.
+type AsyncBackend interface {
+	Backend
+	// GetAsync starts Get(key) and reports whether it did. If it did,
+	// done is called exactly once, on any goroutine and possibly before
+	// GetAsync returns, with the item (it and it.Value are valid only
+	// during the call) or an error. done does not block for long. key is
+	// valid only during GetAsync.
+	GetAsync(key []byte, done func(it *Item, err error)) bool
+	// SetAsync starts Store(ModeSet, it) and reports whether it did. If
+	// it did, done is called exactly once as for GetAsync. it and its
+	// slices are valid only during SetAsync.
+	SetAsync(it *Item, done func(err error)) bool
+}
+
+// errAsyncWrite wraps a failed write of an asynchronous reply.
+var errAsyncWrite = errors.New("memcache: writing reply")
+
+// asyncState is the part of a conn that an asynchronous request's
+// completion owns while it is pending (conn.pending): the completion
+// formats and writes the reply, then hands the outcome back through done.
+// While pending, the conn's goroutine touches none of it, nor c.bw, c.it,
+// c.out or c.in (the fallback may use them), only c.br.
+type asyncState struct {
+	be      AsyncBackend // nil if the Backend is not one
+	pending bool         // conn goroutine only: a completion owns the reply
+	done    chan error   // cap 1: the completion's outcome (nil or a write error)
+
+	key     []byte // copy of the pending request's key
+	withCAS bool   // gets: the reply carries the CAS unique
+	noreply bool   // sets: no reply
+	set     bool   // the pending request is a set (else a get)
+	reply   *[]byte
+	raw     rawWriter
+
+	getDone func(it *Item, err error) // c.finishGet, bound once
+	setDone func(err error)           // c.finishSet, bound once
+}
+
+func (c *conn) initAsync() {
+	be, ok := c.s.Backend.(AsyncBackend)
+	if !ok {
+		return
+	}
+	c.as.be = be
+	c.as.done = make(chan error, 1)
+	c.as.getDone = c.finishGet
+	c.as.setDone = c.finishSet
+	c.as.raw.init(c.nc)
+}
+
+// canAsync reports whether the request just parsed may be served
+// asynchronously: the backend allows it, and it is alone (nothing more
+// buffered to read, no earlier reply waiting to be written).
+func (c *conn) canAsync() bool {
+	return c.as.be != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0
+}
+
+// settle waits for the pending asynchronous request, if any, and returns
+// the error that writing its reply met.
+func (c *conn) settle() error {
+	if !c.as.pending {
+		return nil
+	}
+	err := <-c.as.done
+	c.as.pending = false
+	return err
+}
+
+// getAsync serves "get key" or "gets key" asynchronously if it can, and
+// reports whether it did.
+func (c *conn) getAsync(key []byte, withCAS bool) bool {
+	if !c.canAsync() {
+		return false
+	}
+	c.as.key = append(c.as.key[:0], key...)
+	c.as.withCAS, c.as.set = withCAS, false
+	c.as.pending = true
+	if !c.as.be.GetAsync(key, c.as.getDone) {
+		c.as.pending = false
+		return false
+	}
+	return true
+}
+
+// setAsync serves the set in c.it asynchronously if it can, and reports
+// whether it did.
+func (c *conn) setAsync() bool {
+	if !c.canAsync() {
+		return false
+	}
+	c.as.key = append(c.as.key[:0], c.it.Key...)
+	c.as.noreply, c.as.set = c.noreply, true
+	c.as.pending = true
+	if !c.as.be.SetAsync(&c.it, c.as.setDone) {
+		c.as.pending = false
+		return false
+	}
+	return true
+}
+
+// finishGet is the completion of getAsync.
+func (c *conn) finishGet(it *Item, err error) {
+	st := &c.s.st
+	var b []byte
+	switch {
+	case err == nil:
+		st.getHits.Add(1)
+		n := len(c.as.key) + len(it.Value) + 64
+		if c.as.reply == nil || cap(*c.as.reply) < n {
+			if c.as.reply != nil {
+				putBuf(c.as.reply)
+			}
+			c.as.reply = getBuf(n)
+		}
+		b = append((*c.as.reply)[:0], "VALUE "...)
+		b = append(b, c.as.key...)
+		b = append(b, ' ')
+		b = appendUint(b, uint64(it.Flags))
+		b = append(b, ' ')
+		b = appendUint(b, uint64(len(it.Value)))
+		if c.as.withCAS {
+			b = append(b, ' ')
+			b = appendUint(b, it.CAS)
+		}
+		b = append(b, "\r\n"...)
+		b = append(b, it.Value...)
+		b = append(b, "\r\nEND\r\n"...)
+	case errors.Is(err, ErrNotFound):
+		st.getMisses.Add(1)
+		b = endReply
+	default:
+		go c.fallback()
+		return
+	}
+	c.writeAsync(b)
+}
+
+var (
+	endReply    = []byte("END\r\n")
+	storedReply = []byte("STORED\r\n")
+)
+
+// finishSet is the completion of setAsync.
+func (c *conn) finishSet(err error) {
+	switch {
+	case err != nil:
+		go c.fallback()
+	case c.as.noreply:
+		c.as.done <- nil
+	default:
+		c.writeAsync(storedReply)
+	}
+}
+
+// fallback serves the pending request again with the blocking Backend
+// methods and the ordinary reply code, on its own goroutine. It owns c.bw,
+// c.it and c.out meanwhile (see asyncState).
+func (c *conn) fallback() {
+	if c.as.set {
+		_, err := c.s.Backend.Store(c.ctx, ModeSet, &c.it)
+		c.noreply = c.as.noreply
+		c.storeReply(err, false)
+	} else {
+		c.getOne(c.as.key, c.as.withCAS, false, 0)
+		c.bw.WriteString("END\r\n")
+	}
+	err := c.bw.Flush()
+	if err != nil {
+		err = errors.Join(errAsyncWrite, err)
+	}
+	c.as.done <- err
+}
+
+// writeAsync writes b, the whole reply, and reports the outcome. It makes
+// one attempt that does not block (see tryWrite); what the socket does not
+// take then is written by a goroutine of its own, so that a client that
+// does not read cannot stall the goroutine running the completion.
+func (c *conn) writeAsync(b []byte) {
+	n, ok := c.as.raw.tryWrite(b)
+	if ok && n == len(b) {
+		c.as.done <- nil
+		return
+	}
+	go func() {
+		_, err := c.nc.Write(b[n:])
+		if err != nil {
+			err = errors.Join(errAsyncWrite, err)
+		}
+		c.as.done <- err
+	}()
+}
+
+// releaseAsync gives back the reply buffer; the conn is done.
+func (c *conn) releaseAsync() {
+	if c.as.reply != nil {
+		putBuf(c.as.reply)
+		c.as.reply = nil
+	}
+}

@@ -1,0 +1,206 @@
+package memcache_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
+)
+
+// Modes of asyncBackend.
+const (
+	asyncOff    = iota // newTestServer uses memtest as is
+	asyncGo            // completions run on a goroutine of their own
+	asyncInline        // completions run before GetAsync/SetAsync return
+	asyncFail          // completions report an error: the request is served again, blocking
+	asyncRefuse        // GetAsync/SetAsync decline
+)
+
+// testAsyncMode is the mode newTestServer wraps its backend in.
+var testAsyncMode = asyncOff
+
+// asyncBackend adds memcache.AsyncBackend to memtest.
+type asyncBackend struct {
+	*memtest.Backend
+	mode    int
+	started atomic.Int64
+}
+
+var errAsyncTest = errors.New("async test failure")
+
+func (a *asyncBackend) run(f func()) bool {
+	if a.mode == asyncRefuse {
+		return false
+	}
+	a.started.Add(1)
+	if a.mode == asyncInline {
+		f()
+	} else {
+		go f()
+	}
+	return true
+}
+
+func (a *asyncBackend) GetAsync(key []byte, done func(*memcache.Item, error)) bool {
+	k := append([]byte(nil), key...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(nil, errAsyncTest)
+			return
+		}
+		var it memcache.Item
+		err := a.Backend.Get(context.Background(), k, nil, &it)
+		done(&it, err)
+	})
+}
+
+func (a *asyncBackend) SetAsync(it *memcache.Item, done func(error)) bool {
+	c := *it
+	c.Key = append([]byte(nil), it.Key...)
+	c.Value = append([]byte(nil), it.Value...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(errAsyncTest)
+			return
+		}
+		_, err := a.Backend.Store(context.Background(), memcache.ModeSet, &c)
+		done(err)
+	})
+}
+
+// TestAsyncTranscripts runs every text and meta transcript (whole, one
+// byte and half reads) with each asynchronous mode: the replies must be
+// byte for byte those of the blocking path.
+func TestAsyncTranscripts(t *testing.T) {
+	defer func() { testAsyncMode = asyncOff }()
+	for _, m := range []struct {
+		name string
+		mode int
+	}{{"go", asyncGo}, {"inline", asyncInline}, {"fail", asyncFail}, {"refuse", asyncRefuse}} {
+		testAsyncMode = m.mode
+		t.Run(m.name+"/text", func(t *testing.T) { runTranscripts(t, textCases) })
+		t.Run(m.name+"/meta", func(t *testing.T) { runTranscripts(t, metaCases) })
+	}
+}
+
+// TestAsyncUsed checks that a lone get or set takes the asynchronous path
+// and a pipelined one does not.
+func TestAsyncUsed(t *testing.T) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncGo}
+	s := &memcache.Server{Backend: ab, Now: fixedClock}
+	cases := []struct {
+		req     string
+		oneByte bool
+		want    string
+		async   int64
+	}{
+		{"set a 0 0 1\r\nx\r\nget a\r\n", false, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 0}, // one read: pipelined
+		{"set a 0 0 1\r\nx\r\nget a\r\n", true, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 2},
+		{"get a b\r\n", true, "VALUE a 0 1\r\nx\r\nEND\r\n", 0}, // multi-key: blocking
+		{"gets a\r\n", true, "VALUE a 0 1 2\r\nx\r\nEND\r\n", 1},
+		{"set b 0 0 1 noreply\r\ny\r\nget b\r\n", true, "VALUE b 0 1\r\ny\r\nEND\r\n", 2},
+		{"add c 0 0 1\r\nz\r\n", true, "STORED\r\n", 0}, // only set is asynchronous
+	}
+	for _, tc := range cases {
+		ab.started.Store(0)
+		var r = strings.NewReader(tc.req)
+		fc := &fakeConn{r: r}
+		if tc.oneByte {
+			fc.r = oneByte{r}
+		}
+		s.ServeConn(fc)
+		if got := fc.w.String(); got != tc.want {
+			t.Errorf("%q: got %q want %q", tc.req, got, tc.want)
+		}
+		if n := ab.started.Load(); n != tc.async {
+			t.Errorf("%q (one byte %v): %d asynchronous requests, want %d", tc.req, tc.oneByte, n, tc.async)
+		}
+	}
+}
+
+type oneByte struct{ r *strings.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return o.r.Read(p[:1])
+}
+
+// TestAsyncTCP runs closed-loop clients over TCP against each asynchronous
+// mode (so replies go through the non-blocking socket write), checking
+// every value, with pipelined bursts mixed in.
+func TestAsyncTCP(t *testing.T) {
+	for _, mode := range []int{asyncGo, asyncInline, asyncFail} {
+		ab := &asyncBackend{Backend: memtest.New(nil), mode: mode}
+		addr := memtest.StartServer(t, &memcache.Server{Backend: ab})
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(c)
+				val := strings.Repeat(fmt.Sprint(i), 3000) // larger than one small write
+				for j := range 150 {
+					v := fmt.Sprint(j) + val
+					fmt.Fprintf(c, "set k%d 0 0 %d\r\n%s\r\n", i, len(v), v)
+					expectLine(t, r, "STORED\r\n")
+					fmt.Fprintf(c, "get k%d\r\n", i)
+					expectLine(t, r, fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)))
+					expectLine(t, r, v+"\r\n")
+					expectLine(t, r, "END\r\n")
+					if j%10 == 0 { // a pipelined burst: asynchronous first, blocking after
+						fmt.Fprintf(c, "get k%d\r\nget nope\r\nset k%d 0 0 1 noreply\r\nx\r\nget k%d\r\n", i, i, i)
+						expectLine(t, r, fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)))
+						expectLine(t, r, v+"\r\n")
+						expectLine(t, r, "END\r\n")
+						expectLine(t, r, "END\r\n")
+						expectLine(t, r, fmt.Sprintf("VALUE k%d 0 1\r\n", i))
+						expectLine(t, r, "x\r\n")
+						expectLine(t, r, "END\r\n")
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if mode != asyncFail && ab.started.Load() == 0 {
+			t.Errorf("mode %d: no request went the asynchronous way", mode)
+		}
+	}
+}
+
+func expectLine(t *testing.T, r *bufio.Reader, want string) {
+	t.Helper()
+	got := make([]byte, len(want))
+	if _, err := readFull(r, got); err != nil || string(got) != want {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+}
+
+func readFull(r *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
