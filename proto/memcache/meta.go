@@ -12,11 +12,14 @@ import (
 //	mg <key> b c E f h k l O q s t v T N   (h and l always report 0; E with N)
 //	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S)   (I is accepted and ignored)
 //	md <key> b C I k O q T               (I deletes, no stale items)
-//	ma <key> b N J D M(I|+|D|-) q O k c v
+//	ma <key> b N J D M(I|+|D|-) q O k c v   (memcached 1.6.18 also has C, t, T)
 //	mn, me <key>
 //
-// Return flags come back in request order. q hides EN for mg and HD for
-// ms, md and ma; errors are always sent.
+// Return flags come back in request order; a base64 key comes back as
+// "k<key> b". A reply without an item (mg EN, ma NF and EX) carries only
+// the O and k flags. q hides EN for mg, HD for ms and md, and the whole
+// reply of a successful ma increment (HD or VA; an N autovivify is still
+// answered); errors are always sent.
 
 func flagBit(ch byte) uint64 {
 	switch {
@@ -171,9 +174,23 @@ func appendRet(b []byte, flags [][]byte, keyTok []byte, cas uint64, a *metaArgs)
 	for _, f := range flags {
 		b = appendRetFlag(b, f, keyTok, cas, a)
 	}
-	return appendB(b, a)
+	return b
 }
 
+// appendMissRet appends the return flags memcached 1.6.18 sends without an
+// item (mg EN, ma NF and EX): only O and k, in request order.
+func appendMissRet(b []byte, flags [][]byte, keyTok []byte, a *metaArgs) []byte {
+	for _, f := range flags {
+		if f[0] == 'O' || f[0] == 'k' {
+			b = appendRetFlag(b, f, keyTok, 0, a)
+		}
+	}
+	return b
+}
+
+// appendRetFlag appends the return flag of request flag f, if it has one
+// that does not depend on the item. A key that came base64-encoded (b) is
+// returned as "k<base64> b", the b right after the key as memcached does.
 func appendRetFlag(b []byte, f []byte, keyTok []byte, cas uint64, a *metaArgs) []byte {
 	switch f[0] {
 	case 'O':
@@ -182,18 +199,12 @@ func appendRetFlag(b []byte, f []byte, keyTok []byte, cas uint64, a *metaArgs) [
 	case 'k':
 		b = append(b, " k"...)
 		b = append(b, keyTok...)
+		if a.has('b') {
+			b = append(b, " b"...)
+		}
 	case 'c':
 		b = append(b, " c"...)
 		b = appendUint(b, cas)
-	}
-	return b
-}
-
-// appendB appends the b return flag, which memcached puts last when the
-// key comes back base64-encoded.
-func appendB(b []byte, a *metaArgs) []byte {
-	if a.has('b') && a.has('k') {
-		b = append(b, " b"...)
 	}
 	return b
 }
@@ -246,7 +257,7 @@ func (c *conn) metaGet(tok [][]byte) {
 			st.touchMisses.Add(1)
 		}
 		if !a.has('q') {
-			c.bw.WriteString("EN\r\n")
+			c.metaMiss("EN", flags, tok[1], &a)
 		}
 		return
 	default:
@@ -278,7 +289,6 @@ func (c *conn) metaGet(tok [][]byte) {
 		}
 		b = appendRetFlag(b, f, tok[1], c.it.CAS, &a)
 	}
-	b = appendB(b, &a)
 	if won {
 		b = append(b, " W"...)
 	}
@@ -354,7 +364,6 @@ func (c *conn) metaSet(tok [][]byte) error {
 		}
 		ret = appendRetFlag(ret, f, tok[1], 0, &a)
 	}
-	ret = appendB(ret, &a)
 	c.ret = ret
 	data := c.inBuf(int(vlen) + 2)
 	if _, err := io.ReadFull(c.br, data); err != nil {
@@ -495,19 +504,23 @@ func (c *conn) metaArith(tok [][]byte) {
 		} else {
 			st.incrMisses.Add(1)
 		}
-		c.bw.WriteString("NF\r\n")
+		c.metaMiss("NF", flags, tok[1], &a)
 		return
 	case errors.Is(err, ErrNonNumeric):
 		c.bw.WriteString("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
 		return
 	case errors.Is(err, ErrExists):
-		c.bw.WriteString("EX\r\n")
+		c.metaMiss("EX", flags, tok[1], &a)
 		return
 	default:
 		c.serverError(err)
 		return
 	}
-	if a.has('q') && !a.has('v') {
+	if a.has('q') && (create == nil || v != a.initial) {
+		// memcached's q skips the whole reply (HD or VA) of an increment,
+		// but not of an N autovivify. Backend.Incr does not say which one
+		// happened: a result equal to the J initial value is taken as a
+		// create, so the rare increment that lands exactly on J is shown.
 		return
 	}
 	num := appendUint(c.scr[:0], v)
@@ -524,6 +537,16 @@ func (c *conn) metaArith(tok [][]byte) {
 		b = append(b, num...)
 		b = append(b, "\r\n"...)
 	}
+	c.bw.Write(b)
+}
+
+// metaMiss writes status with the O and k return flags, for a reply that
+// has no item.
+func (c *conn) metaMiss(status string, flags [][]byte, keyTok []byte, a *metaArgs) {
+	b := c.reserve(2*len(keyTok) + 16 + len(flags)*(maxOpaque+4))
+	b = append(b, status...)
+	b = appendMissRet(b, flags, keyTok, a)
+	b = append(b, "\r\n"...)
 	c.bw.Write(b)
 }
 

@@ -112,6 +112,11 @@ var metaCases = []transcript{
 	{"mg touch", "ms k 1 T10\r\nx\r\nmg k T300 t v\r\nmg k t\r\n", "HD\r\nVA 1 t300\r\nx\r\nHD t300\r\n"},
 	{"mg vivify", "mg k N30 t v c\r\nmg k N30 t v c\r\n", "VA 0 t30 c1 W\r\n\r\nVA 0 t30 c1\r\n\r\n"},
 	{"base64 key", "ms Zm9v 1 b\r\nx\r\nget foo\r\nmg Zm9v b k v\r\nmd Zm9v b q\r\nget foo\r\nmg !!! b\r\n", "HD\r\nVALUE foo 0 1\r\nx\r\nEND\r\nVA 1 kZm9v b\r\nx\r\nEND\r\nCLIENT_ERROR error decoding key\r\n"},
+	// Replies without an item carry O and k, as memcached 1.6.18 sends them.
+	{"miss return flags", "mg nokey v k Oab s\r\nmg bm9rZXk= b Oz k\r\nmg nokey k q\r\nmd nokey k O1\r\nma nokey k O2 c v\r\nma nokey q Ox\r\nmn\r\n",
+		"EN knokey Oab\r\nEN Oz kbm9rZXk= b\r\nNF knokey O1\r\nNF knokey O2\r\nNF Ox\r\nMN\r\n"},
+	{"base64 key flag order", "ms Zm9v 1 b k Oz c\r\nx\r\nmg Zm9v b k Oz s\r\n", "HD kZm9v b Oz c1\r\nHD kZm9v b Oz s1\r\n"},
+	{"ma q", "ma n N0 J5 q v\r\nma n q v\r\nma n q\r\nma n v\r\nma m N0 J3 q\r\nmn\r\n", "VA 1\r\n5\r\nVA 1\r\n8\r\nHD\r\nMN\r\n"},
 	{"me", "set dbg 0 0 1\r\nx\r\nme dbg\r\nme nokey\r\nme\r\n", "STORED\r\nME dbg exp=-1 la=0 cas=1 fetch=no cls=1 size=63\r\nEN\r\nCLIENT_ERROR bad command line format\r\n"},
 }
 
