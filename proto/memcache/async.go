@@ -1,6 +1,10 @@
 package memcache
 
-import "errors"
+import (
+	"errors"
+
+	"kumofs/internal/rawio"
+)
 
 // AsyncBackend is a Backend that can also start the two commonest requests,
 // a single-key get and a set, without the connection's goroutine waiting
@@ -49,7 +53,7 @@ type asyncState struct {
 	noreply bool   // sets: no reply
 	set     bool   // the pending request is a set (else a get)
 	reply   *[]byte
-	raw     rawWriter
+	raw     rawio.Writer
 
 	getDone func(it *Item, err error) // c.finishGet, bound once
 	setDone func(err error)           // c.finishSet, bound once
@@ -64,7 +68,7 @@ func (c *conn) initAsync() {
 	c.as.done = make(chan error, 1)
 	c.as.getDone = c.finishGet
 	c.as.setDone = c.finishSet
-	c.as.raw.init(c.nc)
+	c.as.raw.Init(c.nc)
 }
 
 // canAsync reports whether the request just parsed may be served
@@ -195,7 +199,7 @@ func (c *conn) fallback() {
 // take then is written by a goroutine of its own, so that a client that
 // does not read cannot stall the goroutine running the completion.
 func (c *conn) writeAsync(b []byte) {
-	n, ok := c.as.raw.tryWrite(b)
+	n, ok := c.as.raw.TryWrite(b)
 	if ok && n == len(b) {
 		c.as.done <- nil
 		return

@@ -51,11 +51,20 @@ func batchConn(t *testing.T, n, size int) (*Conn, *recordConn) {
 	return c, rc
 }
 
+// takeAll is a tryWrite that writes everything to rc.
+func takeAll(rc *recordConn) func([]byte) (int, bool) {
+	return func(b []byte) (int, bool) {
+		rc.Write(b)
+		return len(b), true
+	}
+}
+
 // TestBatchRepliedInOneWrite: the replies to the requests of one read,
 // served inline, leave with one Write made by the read goroutine (the
 // writer goroutine is not even running here).
 func TestBatchRepliedInOneWrite(t *testing.T) {
 	c, rc := batchConn(t, 20, 30)
+	c.tryWrite = takeAll(rc)
 	if err := c.readFrames(); err != ErrConnLost {
 		t.Fatalf("readFrames: %v, want ErrConnLost at EOF", err)
 	}
@@ -89,6 +98,7 @@ func TestBatchRepliedInOneWrite(t *testing.T) {
 // not fit the socket buffer could block it); the writer goroutine takes it.
 func TestLargeBatchLeftToWriter(t *testing.T) {
 	c, rc := batchConn(t, 3, maxReaderWrite/2)
+	c.tryWrite = takeAll(rc)
 	if err := c.readFrames(); err != ErrConnLost {
 		t.Fatalf("readFrames: %v", err)
 	}
@@ -101,20 +111,60 @@ func TestLargeBatchLeftToWriter(t *testing.T) {
 	if pending <= maxReaderWrite {
 		t.Fatalf("%d bytes pending, want the whole batch (> %d)", pending, maxReaderWrite)
 	}
+	waitWritten(t, c, rc, pending)
+}
+
+// waitWritten runs c's writer goroutine until rc received n bytes.
+func waitWritten(t *testing.T, c *Conn, rc *recordConn, n int) {
+	t.Helper()
 	go c.writeLoop()
+	defer func() {
+		c.close(io.EOF)
+		<-c.writerDone
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		rc.mu.Lock()
-		n := rc.out.Len()
+		got := rc.out.Len()
 		rc.mu.Unlock()
-		if n == pending {
-			break
+		if got == n {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("writer wrote %d of %d bytes", n, pending)
+			t.Fatalf("writer wrote %d of %d bytes", got, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	c.close(io.EOF)
-	<-c.writerDone
+}
+
+// TestShortReaderWrite: what the socket does not take from the read
+// goroutine's non-blocking write is written by the writer goroutine, in
+// order; a conn without raw writes (net.Pipe) leaves it all to the writer.
+func TestShortReaderWrite(t *testing.T) {
+	ref, refrc := batchConn(t, 20, 30)
+	ref.tryWrite = takeAll(refrc)
+	ref.readFrames()
+	want := refrc.out.String()
+
+	for _, take := range []int{-1, 0, 10, 100} {
+		c, rc := batchConn(t, 20, 30)
+		if take >= 0 {
+			c.tryWrite = func(b []byte) (int, bool) {
+				n := min(take, len(b))
+				if n == 0 {
+					return 0, false // EAGAIN
+				}
+				rc.Write(b[:n])
+				return n, true
+			}
+		} // else: no raw writes at all
+		c.readFrames()
+		if take <= 0 && rc.writes != 0 {
+			t.Fatalf("take %d: %d writes by the read goroutine, want 0", take, rc.writes)
+		}
+		waitWritten(t, c, rc, len(want))
+		if got := rc.out.String(); got != want {
+			t.Fatalf("take %d: stream differs from a whole write", take)
+		}
+	}
 }

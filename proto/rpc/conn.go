@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kumofs/internal/rawio"
 	"kumofs/proto/msgpack"
 )
 
@@ -64,6 +65,10 @@ type Conn struct {
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
 
+	// tryWrite makes one non-blocking write (see rawio); nil if nc does not
+	// support them. Used only by the goroutine that set writing.
+	tryWrite func(b []byte) (n int, ok bool)
+
 	lastRead atomic.Int64 // monotime of the last bytes read from the peer
 
 	closeOnce  sync.Once
@@ -86,6 +91,9 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		maxBacklog: max(2*cfg.maxFrame, 1<<20),
 	}
 	c.wcond.L = &c.wmu
+	if w := new(rawio.Writer); w.Init(nc) {
+		c.tryWrite = w.TryWrite
+	}
 	c.lastRead.Store(monotime())
 	return c
 }
@@ -311,26 +319,55 @@ func (c *Conn) beginBatch() {
 }
 
 // endBatch writes what the batch appended, unless a write is in progress
-// (its writer then takes it) or it is large: the read goroutine writes only
-// what fits in a socket buffer, so that it does not block and keeps reading
-// (two peers whose read goroutines both blocked writing to each other would
-// stall until the write timeout); the writer goroutine writes the rest.
+// (its writer then takes it). The read goroutine must never block in Write
+// (two peers whose read goroutines both wait for the other to read would
+// stall), so it makes one non-blocking attempt and leaves what the socket
+// did not take, and any batch over maxReaderWrite or on a conn without raw
+// writes (net.Pipe), to the writer goroutine.
 func (c *Conn) endBatch() {
 	c.wmu.Lock()
 	c.batching = false
 	switch {
 	case c.wclosed || c.writing || len(c.wbuf) == 0:
 		c.wmu.Unlock()
-	case len(c.wbuf) > maxReaderWrite:
+	case len(c.wbuf) > maxReaderWrite || c.tryWrite == nil:
 		c.wcond.Signal()
 		c.wmu.Unlock()
 	default:
-		c.writeBatch()
+		c.tryWriteBatch()
 	}
 }
 
 // maxReaderWrite is the largest batch the read goroutine writes itself.
 const maxReaderWrite = 64 << 10
+
+// tryWriteBatch is writeBatch with a non-blocking write: called with wmu
+// held, !writing and a non-empty wbuf, it returns with wmu unlocked, and
+// leaves what the socket did not take at the front of wbuf for the writer
+// goroutine.
+func (c *Conn) tryWriteBatch() {
+	c.writing = true
+	buf := c.wbuf
+	c.wbuf = c.spare[:0]
+	c.spare = nil
+	c.wmu.Unlock()
+
+	n, _ := c.tryWrite(buf)
+
+	c.wmu.Lock()
+	c.writing = false
+	if n < len(buf) {
+		rest := buf[:copy(buf, buf[n:])]
+		c.spare = c.wbuf[:0]
+		c.wbuf = append(rest, c.wbuf...)
+	} else if cap(buf) <= 1<<20 {
+		c.spare = buf[:0]
+	}
+	if len(c.wbuf) > 0 {
+		c.wcond.Signal()
+	}
+	c.wmu.Unlock()
+}
 
 // beginFrame locks wmu and returns the write buffer's length before the new
 // frame, or ok == false (and wmu unlocked) if the conn is closed.

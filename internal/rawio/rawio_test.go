@@ -1,0 +1,81 @@
+package rawio
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func tcpPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	a, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-ch
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestTryWrite: a small write goes through whole; against a peer that does
+// not read, attempts never block and at some point take less than offered
+// (or nothing), and everything they took arrives in order.
+func TestTryWrite(t *testing.T) {
+	a, b := tcpPair(t)
+	var w Writer
+	if !w.Init(a) {
+		t.Fatal("Init: a TCP conn must support raw writes")
+	}
+	if n, ok := w.TryWrite([]byte("hello")); !ok || n != 5 {
+		t.Fatalf("TryWrite = %d, %v; want 5, true", n, ok)
+	}
+	got := make([]byte, 5)
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	var sent bytes.Buffer
+	short := false
+	for i := 0; i < 4096 && !short; i++ { // at most 256 MiB: the socket fills long before
+		n, ok := w.TryWrite(chunk)
+		sent.Write(chunk[:n])
+		short = !ok || n < len(chunk)
+	}
+	if !short {
+		t.Fatal("a peer that does not read never made a write come up short")
+	}
+	got = make([]byte, sent.Len())
+	if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, sent.Bytes()) {
+		t.Fatalf("peer read %d bytes, %v; want the %d bytes taken", len(got), err, sent.Len())
+	}
+}
+
+func TestPipeUnsupported(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	var w Writer
+	if w.Init(a) {
+		t.Fatal("Init(net.Pipe) = true")
+	}
+	if n, ok := w.TryWrite([]byte("x")); ok || n != 0 {
+		t.Fatalf("TryWrite on an uninitialized Writer = %d, %v", n, ok)
+	}
+}
