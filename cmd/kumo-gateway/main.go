@@ -5,9 +5,7 @@
 package main
 
 import (
-	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"kumofs/internal/cli"
@@ -18,28 +16,6 @@ import (
 )
 
 const usage = "usage: kumo-gateway -m <addr[:port=19700]> -p <addr[:port=19700]> -t <[addr:]port=11411> -b <[addr:]port=11511>"
-
-// listenAddr turns a kumofs "listenable" into host:port: "port" and ":port"
-// mean every address, "host" the default port.
-func listenAddr(s string, def int) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	if p, err := strconv.Atoi(s); err == nil {
-		return net.JoinHostPort("0.0.0.0", strconv.Itoa(p)), nil
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return net.JoinHostPort(s, strconv.Itoa(def)), nil
-	}
-	if host == "" {
-		host = "0.0.0.0"
-	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return "", err
-	}
-	return net.JoinHostPort(host, port), nil
-}
 
 func main() {
 	var (
@@ -54,14 +30,11 @@ func main() {
 	)
 	fs := cli.New("kumo-gateway", usage)
 	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
-	listenable := func(def int) func(string) error {
-		return func(s string) error { _, err := listenAddr(s, def); return err }
-	}
 	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr, cli.Required)
 	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr)
-	fs.Address(&text, "-t", "--memproto-text", "", "memcached text protocol listen address", listenable(11411))
-	fs.Address(&bin, "-b", "--memproto-binary", "", "memcached binary protocol listen address", listenable(11511))
-	fs.Address(&cloudy, "-c", "--cloudy", "", "asynchronous memcached binary protocol (not supported)", listenable(11611))
+	fs.Address(&text, "-t", "--memproto-text", "", "memcached text protocol listen address", cli.Listenable(11411))
+	fs.Address(&bin, "-b", "--memproto-binary", "", "memcached binary protocol listen address", cli.Listenable(11511))
+	fs.Address(&cloudy, "-c", "--cloudy", "", "asynchronous memcached binary protocol (not supported)", cli.Listenable(11611))
 	fs.String(&localCache, "-lc", "--local-cache", "", "local cache (accepted for compatibility; not used)")
 	fs.Bool(&saveFlag, "-F", "--memproto-save-flag", "save flags (always on in kumo)")
 	fs.Bool(&saveExp, "-E", "--memproto-save-expire", "save expiration time (always on in kumo)")
@@ -84,8 +57,8 @@ func main() {
 	if cloudy != "" {
 		fs.Fail("-c (cloudy) is not supported by kumo; use -b")
 	}
-	textAddr, _ := listenAddr(text, 11411)
-	binAddr, _ := listenAddr(bin, 11511)
+	textAddr, _ := cli.ListenAddr(text, 11411)
+	binAddr, _ := cli.ListenAddr(bin, 11511)
 	var mgrs []string
 	for _, m := range []string{m1, m2} {
 		if m != "" {

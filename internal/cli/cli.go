@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -436,4 +437,32 @@ func (fs *FlagSet) Fail(format string, args ...any) {
 // It returns only when parsing succeeded (or ExitFunc returned).
 func (fs *FlagSet) MustParse(args []string) {
 	fs.Exit(fs.Parse(args))
+}
+
+// ListenAddr turns a kumofs "listenable" option value into host:port:
+// "port" and ":port" mean every address, "host" alone the default port,
+// and "" stays "" (not set).
+func ListenAddr(s string, def int) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	if p, err := strconv.Atoi(s); err == nil {
+		return net.JoinHostPort("0.0.0.0", strconv.Itoa(p)), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return net.JoinHostPort(s, strconv.Itoa(def)), nil
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Listenable returns a validator for Address options parsed by ListenAddr.
+func Listenable(def int) func(string) error {
+	return func(s string) error { _, err := ListenAddr(s, def); return err }
 }
