@@ -1,11 +1,16 @@
 // Command kumo-server stores a share of the cluster's data and coordinates
 // the memcached commands for the keys it owns first.
 //
-//	kumo-server -l ADDR[:19800] -m MGR[:19700] [-p MGR2] -s PATH [-L 19900] [-f DIR] ...
+//	kumo-server -l ADDR[:19800] -m MGR[:19700] [-p MGR2] -s PATH [-L 19900] [-f DIR] [-t [ADDR:]PORT] ...
+//
+// With -t (or -b) it also serves the memcached protocol itself, as an
+// embedded kumo-gateway that reaches this server in-process and the others
+// over the network.
 package main
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +18,7 @@ import (
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
 	"kumofs/internal/metrics"
+	"kumofs/kumo/gateway"
 	"kumofs/kumo/server"
 	"kumofs/ring"
 	"kumofs/store"
@@ -25,6 +31,7 @@ func main() {
 		c                      daemon.Common
 		listen, m1, m2, path   string
 		tmp, syncPolicy        string
+		text, bin              string
 		streamPort             int
 		setRetry, delRetry     int
 		memLimit, gcMemLimit   int
@@ -48,6 +55,8 @@ func main() {
 	fs.Int(&gcMemLimit, "-gS", "--garbage-mem-limit", 2048, "garbage memory limit in KB (accepted; tombstones live on disk)")
 	fs.String(&syncPolicy, "", "--sync", "interval", "store sync policy: none, interval (1 s) or always")
 	fs.Seconds(&replWait, "", "--replicate-timeout", 5*time.Second, "how long a write waits for an unreachable replica")
+	fs.Address(&text, "-t", "--memproto-text", "", "also serve memcached text protocol here (embedded gateway)", cli.Listenable(11411))
+	fs.Address(&bin, "-b", "--memproto-binary", "", "also serve memcached binary protocol here (embedded gateway)", cli.Listenable(11511))
 	c.Register(fs, 8*time.Second, true)
 	fs.MustParse(os.Args[1:])
 
@@ -100,11 +109,47 @@ func main() {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
-	stopHTTP, err := c.StartHTTP(reg, nil, log)
+	var gw *gateway.Gateway
+	var extra map[string]http.Handler
+	if text != "" || bin != "" {
+		// The gateway's metrics share names with the server's (kumo_requests_total):
+		// they get a registry of their own, served on /metrics/gateway.
+		gwReg := metrics.NewRegistry()
+		extra = map[string]http.Handler{"/metrics/gateway": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			gwReg.WriteText(w)
+		})}
+		textAddr, _ := cli.ListenAddr(text, 11411)
+		binAddr, _ := cli.ListenAddr(bin, 11511)
+		gw, err = gateway.New(gateway.Config{
+			Managers:  mgrs,
+			Text:      textAddr,
+			Binary:    binAddr,
+			Log:       log.With("gateway"),
+			Metrics:   gwReg,
+			Local:     self,
+			DialLocal: srv.DialLocal,
+		})
+		if err != nil {
+			log.Errorf("cannot start the embedded gateway: %v", err)
+			srv.Close()
+			daemon.Fatal(os.Stderr, "kumo-server", err)
+		}
+	}
+	stop := func() error {
+		if gw != nil {
+			gw.Close() // no more client requests, then the store
+		}
+		return srv.Close()
+	}
+	stopHTTP, err := c.StartHTTP(reg, extra, log)
 	if err != nil {
-		srv.Close()
+		stop()
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
 	log.Infof("kumo-server %s listening on %s, store %s", cli.Version, self, path)
-	daemon.Wait(log, func() error { stopHTTP(); return srv.Close() })
+	if gw != nil {
+		log.Infof("embedded gateway serving memcached on %v", gw.Addrs())
+	}
+	daemon.Wait(log, func() error { stopHTTP(); return stop() })
 }

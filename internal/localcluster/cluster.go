@@ -60,6 +60,11 @@ type Options struct {
 	// NoAttach skips the kumoctl attach and the gateway probe: Start returns
 	// once every server has reached the manager.
 	NoAttach bool
+
+	// EmbeddedGateway runs no kumo-gateway process: the first server
+	// serves the memcached protocol itself (kumo-server -t), and Gateway
+	// returns its address. GatewayProc is nil then.
+	EmbeddedGateway bool
 }
 
 // Cluster is a running local cluster. Its methods are safe for concurrent
@@ -210,7 +215,7 @@ func (c *Cluster) start() error {
 		return err
 	}
 	err := c.Probe(ReadyTimeout)
-	if errors.Is(err, ErrExited) && bindFailed(c.gateway) && c.opts.GatewayTextPort <= 0 && c.opts.GatewayBinaryPort <= 0 {
+	if errors.Is(err, ErrExited) && c.gateway != nil && bindFailed(c.gateway) && c.opts.GatewayTextPort <= 0 && c.opts.GatewayBinaryPort <= 0 {
 		// A kernel-chosen port was taken before the gateway bound it.
 		if err := c.startGateway(); err != nil {
 			return err
@@ -310,6 +315,13 @@ func (c *Cluster) startServer() (*Proc, error) {
 	args = append(args, c.managerArgs()...)
 	args = append(args, "-s", filepath.Join(c.dir, name+".kch"))
 	args = append(append(args, c.common(log)...), c.opts.ExtraServerArgs...)
+	if c.opts.EmbeddedGateway && n == 1 {
+		gw, err := c.gatewayArgs()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, gw...)
+	}
 	p := &Proc{Name: name, Path: c.bin("kumo-server"), Args: args, Addr: hostPort(sp), LogPath: log}
 	c.mu.Lock()
 	c.servers = append(c.servers, p)
@@ -317,26 +329,40 @@ func (c *Cluster) startServer() (*Proc, error) {
 	return p, p.Start()
 }
 
-func (c *Cluster) startGateway() error {
+// gatewayArgs picks the gateway's listen ports and returns its -t and -b
+// options.
+func (c *Cluster) gatewayArgs() ([]string, error) {
 	tp, err := c.port(0)
 	if c.opts.GatewayTextPort > 0 {
 		tp, err = c.opts.GatewayTextPort, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.gwText = hostPort(tp)
-	log := filepath.Join(c.dir, "gateway.log")
-	args := append(c.managerArgs(), "-t", c.gwText)
+	args := []string{"-t", c.gwText}
 	if bp := c.opts.GatewayBinaryPort; bp != 0 {
 		if bp < 0 {
 			if bp, err = c.port(0); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		c.gwBinary = hostPort(bp)
 		args = append(args, "-b", c.gwBinary)
 	}
+	return args, nil
+}
+
+func (c *Cluster) startGateway() error {
+	if c.opts.EmbeddedGateway {
+		return nil // the first server serves it
+	}
+	gw, err := c.gatewayArgs()
+	if err != nil {
+		return err
+	}
+	log := filepath.Join(c.dir, "gateway.log")
+	args := append(c.managerArgs(), gw...)
 	args = append(append(args, c.common(log)...), c.opts.ExtraGatewayArgs...)
 	c.gateway = &Proc{Name: "gateway", Path: c.bin("kumo-gateway"), Args: args, Addr: c.gwText, LogPath: log}
 	return c.gateway.Start()

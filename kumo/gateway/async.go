@@ -68,18 +68,17 @@ func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) 
 	return true
 }
 
-// readConn returns the live connection to the first active owner of h in
-// the read hash space, or nil if it has none (the blocking path then
-// decides what to do).
+// readConn returns the live connection to the owner of h in the read hash
+// space that a read tries first (firstRead), or nil if there is none (the
+// blocking path then decides what to do).
 func (g *Gateway) readConn(h uint64) *rpc.Conn {
 	o := g.rhs.Load().Owners(h)
-	for i := 0; i < o.Len(); i++ {
-		if n := o.At(i); n.Active {
-			if c := g.server(n.Addr); c != nil {
-				return c.Conn()
-			}
-			return nil
-		}
+	i := g.firstRead(o)
+	if i < 0 {
+		return nil
+	}
+	if c := g.server(o.At(i).Addr); c != nil {
+		return c.Conn()
 	}
 	return nil
 }

@@ -70,7 +70,17 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
 		o := g.rhs.Load().Owners(h)
-		for i := 0; i < o.Len(); i++ {
+		first := g.firstRead(o)
+		for k := -1; k < o.Len(); k++ {
+			i := k
+			if k < 0 {
+				i = first
+			} else if k == first {
+				continue
+			}
+			if i < 0 {
+				continue
+			}
 			n := o.At(i)
 			if !n.Active {
 				continue
@@ -98,6 +108,28 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 			return last
 		}
 	}
+}
+
+// firstRead returns the index in o of the owner a read tries first: the
+// local server of an embedded gateway if it is an active owner (every
+// active owner in the read hash space holds every acknowledged write, so
+// any of them may answer, and the local one costs no network), else the
+// first active owner; -1 if none is active.
+func (g *Gateway) firstRead(o ring.Owners) int {
+	first := -1
+	for i := 0; i < o.Len(); i++ {
+		n := o.At(i)
+		if !n.Active {
+			continue
+		}
+		if g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
+			return i
+		}
+		if first < 0 {
+			first = i
+		}
+	}
+	return first
 }
 
 // maybeApplied reports whether a failed write attempt may nevertheless have

@@ -44,6 +44,12 @@ type Config struct {
 	MaxConns     int
 	Log          *logging.Logger
 	Metrics      *metrics.Registry // nil: a private registry
+
+	// Local and DialLocal embed the gateway in a server's process
+	// (kumo-server -t): the server whose address is Local is reached
+	// through DialLocal (an in-process pipe) instead of TCP.
+	Local     ring.Addr
+	DialLocal func() (net.Conn, error)
 }
 
 // Gateway is a running kumo-gateway.
@@ -334,9 +340,14 @@ func (g *Gateway) server(a ring.Addr) *rpc.Client {
 	if g.closed.Load() {
 		return nil
 	}
-	c := rpc.Dial(a.String(), rpc.Options{
+	opt := rpc.Options{
 		Logf: g.log.Func(logging.Debug), CallTimeout: g.cfg.CallTimeout,
-		CloseSilent: true, Probe: serverProbe})
+		CloseSilent: true, Probe: serverProbe}
+	if a == g.cfg.Local && g.cfg.DialLocal != nil {
+		dial := g.cfg.DialLocal
+		opt.Dial = func(context.Context, string) (net.Conn, error) { return dial() }
+	}
+	c := rpc.Dial(a.String(), opt)
 	m := make(map[ring.Addr]*rpc.Client, len(old)+1)
 	for k, v := range old {
 		m[k] = v

@@ -56,6 +56,7 @@ type Server struct {
 
 	rpcSrv *rpc.Server
 	ln     net.Listener
+	local  *pipeListener // in-process connections (DialLocal)
 
 	streamSrv *rpc.Server // serves ReplicateBatch on -L; nil without a stream port
 	streamLn  net.Listener
@@ -159,13 +160,16 @@ func New(cfg Config) (*Server, error) {
 		OnHello: s.onHello,
 		Logf:    s.log.Func(logging.Warn),
 	}
-	s.loops.Add(1)
-	go func() {
-		defer s.loops.Done()
-		if err := s.rpcSrv.Serve(ln); err != nil && !s.closed.Load() {
-			s.log.Errorf("rpc server stopped: %v", err)
-		}
-	}()
+	s.local = newPipeListener(ln.Addr())
+	s.loops.Add(2)
+	for _, l := range []net.Listener{ln, s.local} {
+		go func() {
+			defer s.loops.Done()
+			if err := s.rpcSrv.Serve(l); err != nil && !s.closed.Load() {
+				s.log.Errorf("rpc server stopped: %v", err)
+			}
+		}()
+	}
 	if cfg.StreamPort > 0 {
 		if err := s.listenStream(); err != nil {
 			s.rpcSrv.Close()

@@ -1,7 +1,9 @@
 // Command kumo-bench-cluster is the side-by-side cluster benchmark behind
 // `make bench-cluster` (scripts/bench-cluster.sh). It starts, on this
 // machine, memcached (-t 2), a kumo cluster with one server and one with
-// three (each with its gateway, through internal/localcluster), runs the same
+// three (each with a kumo-gateway process, through internal/localcluster),
+// and the same two with the gateway embedded in the first server
+// (kumo-server -t), runs the same
 // kumo-bench loads against each in alternation for several rounds, and
 // prints the medians and their ratios to memcached as a Markdown table for
 // BENCHMARKS.md.
@@ -161,10 +163,17 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 	defer func() { mc.Process.Kill(); mc.Wait() }()
 
 	targets := []*target{{name: "memcached", addr: mcAddr}}
-	for _, n := range []int{1, 3} {
+	for _, kind := range []struct {
+		n        int
+		embedded bool
+	}{{1, false}, {3, false}, {1, true}, {3, true}} {
+		n := kind.n
 		t := &target{name: fmt.Sprintf("kumo %d server", n)}
 		if n > 1 {
 			t.name += "s"
+		}
+		if kind.embedded {
+			t.name += embeddedSuffix
 		}
 		// Start leaves a folder it did not create in place, so the logs
 		// survive a failed run; bench removes it when all went well.
@@ -172,8 +181,8 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 		if err != nil {
 			return err
 		}
-		opts := localcluster.Options{BinDir: c.binDir, Servers: n, Context: ctx, Dir: dir}
-		if c.pprofDir != "" {
+		opts := localcluster.Options{BinDir: c.binDir, Servers: n, Context: ctx, Dir: dir, EmbeddedGateway: kind.embedded}
+		if c.pprofDir != "" && !kind.embedded {
 			t.gwPprof, t.srvPprof = freeAddr(), freeAddr()
 			opts.ExtraGatewayArgs = []string{"--pprof", t.gwPprof}
 			// Every server gets the same address: the first binds it, the
@@ -236,7 +245,7 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 	printTables(stdout, c, loads, targets, results)
 
 	if c.pprofDir != "" {
-		if err := profile(ctx, c, kb, common, targets[1:], logf); err != nil {
+		if err := profile(ctx, c, kb, common, targets[1:3], logf); err != nil {
 			return err
 		}
 	}
@@ -327,6 +336,11 @@ func median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// embeddedSuffix names the targets whose first server serves memcached
+// itself (kumo-server -t, no kumo-gateway process). The issue's targets are
+// for the standard topology, a kumo-gateway process in front of the servers.
+const embeddedSuffix = ", embedded gateway"
 
 // targetRatio is the ratio each (load, kumo target) must reach, from the
 // issue; 0 = none.

@@ -1,0 +1,93 @@
+package integration
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"kumofs/internal/localcluster"
+)
+
+// TestEmbeddedGateway: kumo-server -t serves memcached itself. It reads
+// from its own store when it owns the key (with three servers and three
+// copies: always), writes through the key's coordinator like any gateway,
+// and keeps serving when another server is killed.
+func TestEmbeddedGateway(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{EmbeddedGateway: true})
+	if c.GatewayProc() != nil {
+		t.Fatal("a kumo-gateway process was started")
+	}
+	if c.Gateway() == "" || !strings.Contains(strings.Join(c.Server(0).Args, " "), "-t "+c.Gateway()) {
+		t.Fatalf("server 1 does not serve the gateway address %q: %v", c.Gateway(), c.Server(0).Args)
+	}
+	m := dial(t, c.Gateway())
+	const n = 60
+	for i := range n {
+		k := "emb" + strconv.Itoa(i)
+		if r := m.set(k, "v"+k); r != "STORED\r\n" {
+			t.Fatalf("set %s: %q", k, r)
+		}
+	}
+	before := make([]int, 3)
+	for i := range 3 {
+		before[i] = cmdGet(t, c, i)
+	}
+	for i := range n {
+		k := "emb" + strconv.Itoa(i)
+		if v, ok := m.get(k); !ok || v != "v"+k {
+			t.Fatalf("get %s = %q, %v", k, v, ok)
+		}
+	}
+	// Every read was served by server 1, the embedded gateway's own.
+	if d := cmdGet(t, c, 0) - before[0]; d != n {
+		t.Errorf("server 1 served %d of %d gets", d, n)
+	}
+	for i := 1; i < 3; i++ {
+		if d := cmdGet(t, c, i) - before[i]; d != 0 {
+			t.Errorf("server %d served %d gets, want 0", i+1, d)
+		}
+	}
+	// Writes went through each key's coordinator: all three hold them.
+	for i := range 3 {
+		if v, ok := serverGet(t, c.Server(i).Addr, "emb7"); !ok || v != "vemb7" {
+			t.Fatalf("server %d holds emb7 = %q, %v", i+1, v, ok)
+		}
+	}
+
+	if err := c.KillServer(2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range n {
+		k := "emb" + strconv.Itoa(i)
+		if r := m.set(k, "w"+k); r != "STORED\r\n" {
+			t.Fatalf("set %s with server 3 killed: %q", k, r)
+		}
+		if v, ok := m.get(k); !ok || v != "w"+k {
+			t.Fatalf("get %s with server 3 killed = %q, %v", k, v, ok)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("too slow with a server killed")
+		}
+	}
+}
+
+// cmdGet returns server i's cmd_get counter.
+func cmdGet(t *testing.T, c *localcluster.Cluster, i int) int {
+	t.Helper()
+	out, err := c.StatServer(i, "cmd_get")
+	if err != nil {
+		t.Fatalf("kumostat: %v", err)
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		t.Fatalf("kumostat cmd_get: %q", out)
+	}
+	v, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		t.Fatalf("kumostat cmd_get: %q", out)
+	}
+	return v
+}
