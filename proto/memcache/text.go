@@ -97,6 +97,10 @@ func (c *conn) dispatchText(line []byte) error {
 			return nil
 		}
 		c.noreply = string(tok[n-1]) == "noreply"
+		if _, ok := parseUint(tok[1]); !ok {
+			c.writeString("CLIENT_ERROR bad command line format\r\n")
+			return nil
+		}
 		c.writeString("OK\r\n")
 	case "cache_memlimit":
 		if n < 2 || n > 3 {
@@ -314,7 +318,8 @@ func (c *conn) textIncr(decr bool, tok [][]byte) {
 		c.bw.WriteString("ERROR\r\n")
 		return
 	}
-	c.noreply = n == 4 && string(tok[3]) == "noreply"
+	// set_noreply_maybe: "incr k noreply" silences its delta error too.
+	c.noreply = string(tok[n-1]) == "noreply"
 	key := tok[1]
 	if len(key) > maxKeyLen {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")

@@ -82,6 +82,8 @@ var textCases = []transcript{
 	{"flush_all delayed", "set f 0 0 1\r\nx\r\nflush_all 2\r\nget f\r\nflush_all 10 noreply\r\nget f\r\n", "STORED\r\nOK\r\nVALUE f 0 1\r\nx\r\nEND\r\nVALUE f 0 1\r\nx\r\nEND\r\n"},
 	{"stats sub", "stats reset\r\nstats nosuch\r\nstats detail dump\r\nstats detail on\r\nstats items\r\nstats slabs\r\n", "RESET\r\nERROR\r\nEND\r\nOK\r\nEND\r\nEND\r\n"},
 	{"cache_memlimit", "cache_memlimit 1024\r\ncache_memlimit x\r\ncache_memlimit 1 noreply\r\ncache_memlimit\r\n", "OK\r\nERROR\r\nERROR\r\n"},
+	{"verbosity level", "verbosity abc\r\nverbosity abc noreply\r\nverbosity noreply\r\nverbosity 1 2\r\n", "CLIENT_ERROR bad command line format\r\nOK\r\n"},
+	{"incr noreply as delta", "set s 0 0 1\r\n5\r\nincr s noreply\r\ndecr s noreply\r\nincr s 1 x\r\n", "STORED\r\n6\r\n"},
 	{"quit", "set a 0 0 1\r\nx\r\nquit\r\nversion\r\n", "STORED\r\n"},
 	{"pipelined", "set p 0 0 1\r\n1\r\nget p\r\nincr p 1\r\nget p\r\ndelete p\r\n", "STORED\r\nVALUE p 0 1\r\n1\r\nEND\r\n2\r\nVALUE p 0 1\r\n2\r\nEND\r\nDELETED\r\n"},
 	{"eof mid line", "get a", ""},
