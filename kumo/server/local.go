@@ -3,15 +3,17 @@ package server
 import (
 	"net"
 	"sync"
+
+	"kumofs/internal/memconn"
 )
 
 // DialLocal returns a connection to this server's RPC service that stays
-// inside the process (net.Pipe): a gateway embedded in the server process
+// inside the process (internal/memconn): a gateway embedded in the server process
 // (kumo-server -t) reaches its own server through it without sockets or
 // system calls, with the very protocol, clocks and checks of a remote
 // gateway. It fails with ErrClosed once the server is closing.
 func (s *Server) DialLocal() (net.Conn, error) {
-	a, b := net.Pipe()
+	a, b := memconn.Pipe("local:" + s.cfg.Self.String())
 	if !s.local.offer(b) {
 		a.Close()
 		b.Close()

@@ -65,8 +65,9 @@ type Conn struct {
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
 
-	// tryWrite makes one non-blocking write (see rawio); nil if nc does not
-	// support them. Used only by the goroutine that set writing.
+	// tryWrite makes one non-blocking write (see rawio): nc's own TryWrite
+	// method if it has one, else a raw socket write; nil if nc supports
+	// neither. Used only by the goroutine that set writing.
 	tryWrite func(b []byte) (n int, ok bool)
 
 	lastRead atomic.Int64 // monotime of the last bytes read from the peer
@@ -91,7 +92,9 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		maxBacklog: max(2*cfg.maxFrame, 1<<20),
 	}
 	c.wcond.L = &c.wmu
-	if w := new(rawio.Writer); w.Init(nc) {
+	if tw, ok := nc.(interface{ TryWrite([]byte) (int, bool) }); ok {
+		c.tryWrite = tw.TryWrite // an in-process conn (internal/memconn)
+	} else if w := new(rawio.Writer); w.Init(nc) {
 		c.tryWrite = w.TryWrite
 	}
 	c.lastRead.Store(monotime())
