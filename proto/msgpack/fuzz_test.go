@@ -157,11 +157,19 @@ func FuzzSkip(f *testing.F) {
 			t.Fatalf("Skip consumed %d bytes on error %v", len(in)-len(rest), err)
 		}
 		if err == nil {
-			// Every proper prefix of a complete value is short.
+			// Every proper prefix of a complete value is short, and
+			// MinSize is exact on the value and a bound below its size
+			// (and above the prefix) on every prefix.
 			n := len(in) - len(rest)
+			if m := MinSize(in[:n]); m != uint64(n) {
+				t.Fatalf("MinSize of a complete %d-byte value = %d", n, m)
+			}
 			for _, i := range []int{0, n / 2, n - 1} {
 				if _, err := Skip(in[:i]); err != ErrShort {
 					t.Fatalf("prefix %d of %d: %v", i, n, err)
+				}
+				if m := MinSize(in[:i]); m > uint64(n) || m <= uint64(i) {
+					t.Fatalf("MinSize of prefix %d of a %d-byte value = %d", i, n, m)
 				}
 			}
 		}

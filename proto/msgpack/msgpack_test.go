@@ -446,3 +446,28 @@ func TestAppendAllocs(t *testing.T) {
 		t.Fatalf("%v allocs", n)
 	}
 }
+
+func TestMinSize(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want uint64
+	}{
+		{"empty", nil, 1},
+		{"fixint", []byte{0x05}, 1},
+		{"uint32 cut", []byte{0xce, 0x00}, 5},
+		{"str8 header only", []byte{0xd9, 0x10}, 2 + 16},
+		{"bin32 declares 2 GiB", []byte{0xc6, 0x7f, 0xff, 0xff, 0xf0}, 5 + 0x7ffffff0},
+		{"request with a 2 GiB raw", []byte{0x94, 0x00, 0x01, 0x22, 0x91, 0xc6, 0x7f, 0xff, 0xff, 0xf0}, 4 + 1 + 5 + 0x7ffffff0},
+		{"array of 3, one present", []byte{0x93, 0x01}, 4},
+		{"array32 header cut", []byte{0xdd, 0x00}, 3},
+		{"complete array", []byte{0x92, 0x01, 0xa1, 'x'}, 4},
+		{"map, value missing", []byte{0x81, 0xa1, 'k'}, 4},
+		{"invalid byte", []byte{0xc1}, 2},
+	}
+	for _, tt := range tests {
+		if got := MinSize(tt.in); got != tt.want {
+			t.Errorf("%s: MinSize(% x) = %d, want %d", tt.name, tt.in, got, tt.want)
+		}
+	}
+}

@@ -115,3 +115,94 @@ func skipExt(b []byte) (int, error) {
 	}
 	return hdr + int(n), nil
 }
+
+// MinSize returns a lower bound of the encoded size of the value that
+// starts at b, from the headers b holds: the exact size when b holds the
+// whole value, at least len(b)+1 when it is cut short, and never more than
+// the size of any complete value that b is a prefix of. A reader can refuse
+// a value as too large as soon as its headers arrive, instead of buffering
+// it up to its limit. Invalid input gives len(b)+1 (Skip reports it).
+func MinSize(b []byte) uint64 {
+	return minSize(b, 0)
+}
+
+func minSize(b []byte, depth int) uint64 {
+	short := uint64(len(b)) + 1
+	if len(b) == 0 {
+		return 1
+	}
+	c := b[0]
+	switch t := typeOf(c); t {
+	case NilType, BoolType:
+		return 1
+	case IntType:
+		_, _, n, err := readInteger(b)
+		if err != nil {
+			return max(short, intSize(c))
+		}
+		return uint64(n)
+	case FloatType:
+		if c == mFloat64 {
+			return 9
+		}
+		return 5
+	case RawType:
+		hdr, n, _, err := rawHeader(b)
+		if err != nil {
+			return short
+		}
+		return uint64(hdr) + n
+	case ExtType:
+		if n, err := skipExt(b); err == nil {
+			return uint64(n)
+		}
+		return short
+	case ArrayType, MapType:
+		var hdr int
+		var n uint32
+		var err error
+		if t == ArrayType {
+			hdr, n, _, err = containerHeader(b, fixarrPrefix, mArray16, mArray32)
+		} else {
+			hdr, n, _, err = containerHeader(b, fixmapPrefix, mMap16, mMap32)
+		}
+		if err != nil {
+			return short
+		}
+		objs := uint64(n)
+		if t == MapType {
+			objs *= 2
+		}
+		if depth+1 > MaxDepth {
+			return short
+		}
+		off := uint64(hdr)
+		for i := uint64(0); i < objs; i++ {
+			if off >= uint64(len(b)) {
+				return off + objs - i // every object takes at least one byte
+			}
+			m := minSize(b[off:], depth+1)
+			if m > uint64(len(b))-off { // this element is cut short
+				return off + m + objs - i - 1
+			}
+			off += m
+		}
+		return off
+	}
+	return short
+}
+
+// intSize is the encoded size of an integer with format byte c.
+func intSize(c byte) uint64 {
+	switch c {
+	case mUint8, mInt8:
+		return 2
+	case mUint16, mInt16:
+		return 3
+	case mUint32, mInt32:
+		return 5
+	case mUint64, mInt64:
+		return 9
+	}
+	return 1
+}

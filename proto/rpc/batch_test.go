@@ -168,3 +168,34 @@ func TestShortReaderWrite(t *testing.T) {
 		}
 	}
 }
+
+// endless reads a fixed prefix, then zeros forever, counting the bytes.
+type endless struct {
+	prefix []byte
+	n      int
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	k := copy(p, e.prefix)
+	e.prefix = e.prefix[k:]
+	clear(p[k:])
+	e.n += len(p)
+	return len(p), nil
+}
+
+// TestDeclaredOversizeRefusedEarly: a frame whose headers declare more than
+// MaxFrame is refused when the headers arrive, not after the reader
+// buffered MaxFrame bytes of it.
+func TestDeclaredOversizeRefusedEarly(t *testing.T) {
+	src := &endless{prefix: []byte{0x94, 0x00, 0x01, 0x22, 0x91, 0xc6, 0x7f, 0xff, 0xff, 0xf0}}
+	c := newConn(discardConn{r: src}, connConfig{
+		maxFrame: DefaultMaxFrame, callTimeout: time.Second, writeTimeout: time.Second,
+		logf: func(string, ...any) {},
+	})
+	if err := c.readFrames(); err != errFrameTooLarge {
+		t.Fatalf("readFrames: %v, want errFrameTooLarge", err)
+	}
+	if src.n > initialReadBuf {
+		t.Fatalf("read %d bytes before refusing, want one buffer (%d)", src.n, initialReadBuf)
+	}
+}

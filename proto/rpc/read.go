@@ -43,7 +43,9 @@ func (c *Conn) readFrames() error {
 		for r < w {
 			rest, err := msgpack.Skip(buf[r:w])
 			if err == msgpack.ErrShort {
-				if w-r > c.cfg.maxFrame {
+				// Refuse a frame as soon as its headers declare it too
+				// large, rather than buffering it up to the limit.
+				if w-r > c.cfg.maxFrame || msgpack.MinSize(buf[r:w]) > uint64(c.cfg.maxFrame) {
 					c.logf("closing connection: frame larger than %d bytes", c.cfg.maxFrame)
 					return errFrameTooLarge
 				}
