@@ -435,11 +435,16 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 	return rec, 0, 0, errParams
 }
 
-// parseCounter reads a memcached counter: optional leading spaces, decimal
-// digits, optional trailing spaces (left by an in-place decr).
+// parseCounter reads a stored value as incr/decr do, like memcached's
+// safe_strtoull: leading white space, an optional '+', decimal digits that
+// fit 64 bits, then white space or the end; whatever follows the first
+// white space is ignored ("42 abc" counts as 42).
 func parseCounter(b []byte) (uint64, bool) {
 	i := 0
-	for i < len(b) && b[i] == ' ' {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	if i < len(b) && b[i] == '+' {
 		i++
 	}
 	j := i
@@ -452,16 +457,14 @@ func parseCounter(b []byte) (uint64, bool) {
 		v = v*10 + d
 		j++
 	}
-	if j == i {
+	if j == i || (j < len(b) && !isSpace(b[j])) {
 		return 0, false
-	}
-	for k := j; k < len(b); k++ {
-		if b[k] != ' ' && b[k] != '\r' && b[k] != '\n' {
-			return 0, false
-		}
 	}
 	return v, true
 }
+
+// isSpace is C's isspace in the "C" locale.
+func isSpace(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 
 // replyStatus sends the result of a write in the form its method expects.
 func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra func([]byte) []byte) {

@@ -126,8 +126,9 @@ type Backend interface {
 	// ErrNotFound if missing.
 	Delete(ctx context.Context, key []byte, cas uint64) error
 	// Incr adds delta to (or, with decr, subtracts it from) the decimal
-	// value of key: 64-bit wrap on incr, floor 0 on decr. Leading spaces and
-	// trailing whitespace of the stored value are accepted; the new value is
+	// value of key: 64-bit wrap on incr, floor 0 on decr. The stored value is
+	// read as memcached does (leading white space, digits, then white space
+	// or the end, the rest ignored: "42 abc" is 42); the new value is
 	// stored as plain decimal (no space padding), flags and exptime kept.
 	// If the key is missing and create is nil: ErrNotFound; otherwise create
 	// (Value = the initial decimal number, Flags, Exptime) is stored as is

@@ -192,24 +192,24 @@ func (b *Backend) Delete(ctx context.Context, key []byte, cas uint64) error {
 	return nil
 }
 
-// parseNumber parses a stored counter as memcached's strtoull does: leading
-// spaces, digits, then only whitespace.
+// parseNumber parses a stored counter as memcached's safe_strtoull does:
+// leading white space, an optional '+', digits, then white space or the
+// end; what follows the first white space is ignored ("42 abc" is 42).
 func parseNumber(v []byte) (uint64, bool) {
+	space := func(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 	i := 0
-	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+	for i < len(v) && space(v[i]) {
+		i++
+	}
+	if i < len(v) && v[i] == '+' {
 		i++
 	}
 	j := i
 	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
 		j++
 	}
-	if j == i {
+	if j == i || (j < len(v) && !space(v[j])) {
 		return 0, false
-	}
-	for _, ch := range v[j:] {
-		if ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n' {
-			return 0, false
-		}
 	}
 	n, err := strconv.ParseUint(string(v[i:j]), 10, 64)
 	return n, err == nil

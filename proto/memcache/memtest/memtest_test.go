@@ -174,7 +174,11 @@ func TestIncr(t *testing.T) {
 	if v, err := incr("sp", 1, false, nil); v != 13 || err != nil {
 		t.Fatalf("spaces: %d %v", v, err)
 	}
-	for _, bad := range []string{"", "abc", "1a", "-1", "99999999999999999999999"} {
+	store(t, b, memcache.ModeSet, "tail", "42 abc", 0, 0, 0) // memcached: 42, the rest ignored
+	if v, err := incr("tail", 1, false, nil); v != 43 || err != nil {
+		t.Fatalf("trailing text: %d %v", v, err)
+	}
+	for _, bad := range []string{"", "abc", "1a", "-1", "99999999999999999999999", "42abc"} {
 		store(t, b, memcache.ModeSet, "s", bad, 0, 0, 0)
 		if _, err := incr("s", 1, false, nil); !errors.Is(err, memcache.ErrNonNumeric) {
 			t.Fatalf("%q: %v", bad, err)
