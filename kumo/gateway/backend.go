@@ -228,11 +228,17 @@ func expiredAt(exptime uint32, now int64) bool {
 
 // fillItem decodes a DBValue into it, appending the data to dst.
 func fillItem(raw []byte, dst []byte, it *memcache.Item) error {
+	return fillItemAt(raw, dst, it, time.Now().Unix())
+}
+
+// fillItemAt is fillItem with the expiry judged at unix time now (0: not
+// judged).
+func fillItemAt(raw []byte, dst []byte, it *memcache.Item, now int64) error {
 	v, err := wire.ParseDBValue(raw)
 	if err != nil {
 		return ErrBadReply
 	}
-	if v.Tombstone || expiredAt(v.Exptime, time.Now().Unix()) {
+	if v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
 		return memcache.ErrNotFound
 	}
 	it.Value = append(dst[:0], v.Data...)
@@ -427,7 +433,9 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 		if err != nil {
 			return ErrBadReply
 		}
-		return fillItem(raw, dst, it)
+		// The item existed when it was touched: gat returns it even when
+		// its new exptime is already past (gat -1), as memcached does.
+		return fillItemAt(raw, dst, it, 0)
 	})
 	return err
 }

@@ -39,6 +39,12 @@ func TestEndToEnd(t *testing.T) {
 		{"get b\r\n", "END\r\n"},
 		{"set e 0 -1 1\r\nx\r\n", "STORED\r\n"},
 		{"get e\r\n", "END\r\n"},
+		// gat with a past exptime returns the item once, as memcached does.
+		{"set g 0 0 1\r\ny\r\n", "STORED\r\n"},
+		{"gat -1 g\r\n", "VALUE g 0 1\r\ny\r\nEND\r\n"},
+		{"get g\r\n", "END\r\n"},
+		{"set ctr 0 0 6\r\n42 abc\r\n", "STORED\r\n"},
+		{"incr ctr 1\r\n", "43\r\n"}, // memcached reads the leading number
 		{"get a nokey n a\r\n", "VALUE a 5 6\r\n_abcde\r\nVALUE n 0 1\r\n0\r\nVALUE a 5 6\r\n_abcde\r\nEND\r\n"},
 	}
 	for _, s := range steps {
