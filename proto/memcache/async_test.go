@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -188,19 +189,7 @@ func TestAsyncTCP(t *testing.T) {
 func expectLine(t *testing.T, r *bufio.Reader, want string) {
 	t.Helper()
 	got := make([]byte, len(want))
-	if _, err := readFull(r, got); err != nil || string(got) != want {
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
 		t.Fatalf("got %q, %v; want %q", got, err, want)
 	}
-}
-
-func readFull(r *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }

@@ -50,20 +50,9 @@ func skip(b []byte, depth int) (int, error) {
 	case ExtType:
 		return skipExt(b)
 	case ArrayType, MapType:
-		var hdr int
-		var n uint32
-		var err error
-		if t == ArrayType {
-			hdr, n, _, err = containerHeader(b, fixarrPrefix, mArray16, mArray32)
-		} else {
-			hdr, n, _, err = containerHeader(b, fixmapPrefix, mMap16, mMap32)
-		}
+		hdr, objs, err := containerObjs(b, t)
 		if err != nil {
 			return 0, err
-		}
-		objs := uint64(n)
-		if t == MapType {
-			objs *= 2
 		}
 		if objs > uint64(len(b)-hdr) {
 			return 0, ErrShort // every object takes at least one byte
@@ -82,6 +71,22 @@ func skip(b []byte, depth int) (int, error) {
 		return off, nil
 	}
 	return 0, ErrInvalid // unreachable: typeOf covers every byte
+}
+
+// containerObjs decodes the header of the array or map (t) at b: its size
+// and the number of objects that follow (two per map entry).
+func containerObjs(b []byte, t Type) (hdr int, objs uint64, err error) {
+	var n uint32
+	if t == ArrayType {
+		hdr, n, _, err = containerHeader(b, fixarrPrefix, mArray16, mArray32)
+	} else {
+		hdr, n, _, err = containerHeader(b, fixmapPrefix, mMap16, mMap32)
+	}
+	objs = uint64(n)
+	if t == MapType {
+		objs *= 2
+	}
+	return hdr, objs, err
 }
 
 // skipExt returns the size of an ext or fixext value.
@@ -158,20 +163,9 @@ func minSize(b []byte, depth int) uint64 {
 		}
 		return short
 	case ArrayType, MapType:
-		var hdr int
-		var n uint32
-		var err error
-		if t == ArrayType {
-			hdr, n, _, err = containerHeader(b, fixarrPrefix, mArray16, mArray32)
-		} else {
-			hdr, n, _, err = containerHeader(b, fixmapPrefix, mMap16, mMap32)
-		}
+		hdr, objs, err := containerObjs(b, t)
 		if err != nil {
 			return short
-		}
-		objs := uint64(n)
-		if t == MapType {
-			objs *= 2
 		}
 		if depth+1 > MaxDepth {
 			return short
