@@ -2,6 +2,7 @@ package memcache
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"kumofs/internal/rawio"
 )
@@ -57,6 +58,8 @@ type asyncState struct {
 
 	getDone func(it *Item, err error) // c.finishGet, bound once
 	setDone func(err error)           // c.finishSet, bound once
+
+	many *getMany // multi-key gets; nil until the first
 }
 
 func (c *conn) initAsync() {
@@ -218,5 +221,113 @@ func (c *conn) releaseAsync() {
 	if c.as.reply != nil {
 		putBuf(c.as.reply)
 		c.as.reply = nil
+	}
+}
+
+// manyWindow is how many keys of a multi-key get are in flight at once:
+// enough to overlap the round trips, few enough to bound the values a
+// connection holds (at most manyWindow items).
+const manyWindow = 16
+
+// errNotStarted marks a key whose GetAsync declined.
+var errNotStarted = errors.New("memcache: not started")
+
+// getMany is the state of a multi-key get's window. The conn goroutine
+// fills it, starts the gets and waits on done; each completion owns its
+// slot until it decrements left.
+type getMany struct {
+	slots [manyWindow]struct {
+		it  Item
+		buf *[]byte // it.Value's storage
+		err error
+	}
+	keys  [manyWindow][]byte
+	left  atomic.Int32
+	done  chan struct{}                         // cap 1: the last completion of a window
+	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
+}
+
+func (c *conn) initMany() *getMany {
+	m := &getMany{done: make(chan struct{}, 1)}
+	for i := range m.dones {
+		m.dones[i] = func(it *Item, err error) {
+			sl := &m.slots[i]
+			sl.err = err
+			if err == nil {
+				if sl.buf == nil || cap(*sl.buf) < len(it.Value) {
+					if sl.buf != nil {
+						putBuf(sl.buf)
+					}
+					sl.buf = getBuf(len(it.Value))
+				}
+				sl.it = *it
+				sl.it.Value = append((*sl.buf)[:0], it.Value...)
+			}
+			if m.left.Add(-1) == 0 {
+				m.done <- struct{}{}
+			}
+		}
+	}
+	return m
+}
+
+// getMany serves the keys of a multi-key get (rest of the command line)
+// with up to manyWindow GetAsync calls in flight, writing the VALUE lines
+// in key order. A key whose get declined or failed is served again with
+// the blocking path; if that fails too, SERVER_ERROR ends the reply and
+// getMany returns false (no END), as the blocking loop does.
+func (c *conn) getMany(rest []byte, withCAS bool) bool {
+	if c.as.many == nil {
+		c.as.many = c.initMany()
+	}
+	m := c.as.many
+	st := &c.s.st
+	defer func() {
+		for i := range m.slots {
+			if m.slots[i].buf != nil {
+				putBuf(m.slots[i].buf)
+			}
+			m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
+		}
+	}()
+	for r := rest; ; {
+		n := 0
+		for n < manyWindow {
+			key, r2 := nextToken(r)
+			if len(key) == 0 {
+				break
+			}
+			r = r2
+			m.keys[n] = key
+			n++
+		}
+		if n == 0 {
+			return true
+		}
+		m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
+		for i := 0; i < n; i++ {
+			st.cmdGet.Add(1)
+			m.slots[i].err = errNotStarted
+			if !c.as.be.GetAsync(m.keys[i], m.dones[i]) {
+				m.left.Add(-1)
+			}
+		}
+		if m.left.Add(-1) != 0 {
+			<-m.done
+		}
+		for i := 0; i < n; i++ {
+			sl := &m.slots[i]
+			switch {
+			case sl.err == nil:
+				st.getHits.Add(1)
+				c.writeItem(m.keys[i], &sl.it, withCAS)
+			case errors.Is(sl.err, ErrNotFound):
+				st.getMisses.Add(1)
+			default: // declined or failed: the blocking path, with its retries
+				if !c.getOne(m.keys[i], withCAS, false, 0) {
+					return false
+				}
+			}
+		}
 	}
 }

@@ -106,7 +106,7 @@ func TestAsyncUsed(t *testing.T) {
 	}{
 		{"set a 0 0 1\r\nx\r\nget a\r\n", false, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 0}, // one read: pipelined
 		{"set a 0 0 1\r\nx\r\nget a\r\n", true, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 2},
-		{"get a b\r\n", true, "VALUE a 0 1\r\nx\r\nEND\r\n", 0}, // multi-key: blocking
+		{"get a b\r\n", true, "VALUE a 0 1\r\nx\r\nEND\r\n", 2}, // multi-key: every key in flight at once
 		{"gets a\r\n", true, "VALUE a 0 1 2\r\nx\r\nEND\r\n", 1},
 		{"set b 0 0 1 noreply\r\ny\r\nget b\r\n", true, "VALUE b 0 1\r\ny\r\nEND\r\n", 2},
 		{"add c 0 0 1\r\nz\r\n", true, "STORED\r\n", 0}, // only set is asynchronous
@@ -191,5 +191,43 @@ func expectLine(t *testing.T, r *bufio.Reader, want string) {
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
 		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+}
+
+// TestAsyncManyKeys: a multi-key get over more keys than one window, with
+// misses among them, answers exactly as the blocking path, in every mode.
+func TestAsyncManyKeys(t *testing.T) {
+	var req, want strings.Builder
+	var line strings.Builder
+	line.WriteString("get")
+	for i := range 40 {
+		k := fmt.Sprintf("k%d", i)
+		line.WriteString(" " + k)
+		if i%3 == 0 {
+			continue // a miss
+		}
+		v := strings.Repeat("v", i)
+		fmt.Fprintf(&req, "set %s %d 0 %d\r\n%s\r\n", k, i, len(v), v)
+		want.WriteString("STORED\r\n")
+	}
+	line.WriteString(" k1\r\n") // a repeated key
+	req.WriteString(line.String())
+	for i := range 40 {
+		if i%3 != 0 {
+			fmt.Fprintf(&want, "VALUE k%d %d %d\r\n%s\r\n", i, i, i, strings.Repeat("v", i))
+		}
+	}
+	want.WriteString("VALUE k1 1 1\r\nv\r\nEND\r\n")
+	for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+		ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: mode}
+		s := &memcache.Server{Backend: ab, Now: fixedClock}
+		fc := &fakeConn{r: strings.NewReader(req.String())}
+		s.ServeConn(fc)
+		if got := fc.w.String(); got != want.String() {
+			t.Fatalf("mode %d:\n got %q\nwant %q", mode, got, want.String())
+		}
+		if n := ab.started.Load(); (mode == asyncGo || mode == asyncInline) && n != 41 {
+			t.Fatalf("mode %d: %d keys went the asynchronous way, want 41", mode, n)
+		}
 	}
 }

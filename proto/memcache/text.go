@@ -167,6 +167,12 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 		}
 		return nil
 	}
+	if !touch && c.as.be != nil {
+		if c.getMany(rest, withCAS) {
+			c.bw.WriteString("END\r\n")
+		}
+		return nil
+	}
 	for r := rest; ; {
 		key, r2 := nextToken(r)
 		if len(key) == 0 {
@@ -210,21 +216,24 @@ func (c *conn) getOne(key []byte, withCAS, touch bool, exptime int64) bool {
 	return true
 }
 
-func (c *conn) writeValue(key []byte, withCAS bool) {
+func (c *conn) writeValue(key []byte, withCAS bool) { c.writeItem(key, &c.it, withCAS) }
+
+// writeItem writes the VALUE line and data block of it under key.
+func (c *conn) writeItem(key []byte, it *Item, withCAS bool) {
 	b := c.reserve(len(key) + 64)
 	b = append(b, "VALUE "...)
 	b = append(b, key...)
 	b = append(b, ' ')
-	b = appendUint(b, uint64(c.it.Flags))
+	b = appendUint(b, uint64(it.Flags))
 	b = append(b, ' ')
-	b = appendUint(b, uint64(len(c.it.Value)))
+	b = appendUint(b, uint64(len(it.Value)))
 	if withCAS {
 		b = append(b, ' ')
-		b = appendUint(b, c.it.CAS)
+		b = appendUint(b, it.CAS)
 	}
 	b = append(b, "\r\n"...)
 	c.bw.Write(b)
-	c.bw.Write(c.it.Value)
+	c.bw.Write(it.Value)
 	c.bw.WriteString("\r\n")
 }
 
