@@ -15,10 +15,12 @@ import (
 // request: the connection's goroutine is already back in Read, waiting for
 // the next request.
 //
-// The connection uses it only for text-protocol requests that arrive alone
-// (no pipelined input behind them, no earlier reply unwritten), and waits
-// for the completion before it serves the next request, so replies keep
-// their order. A completion with an error other than ErrNotFound is not
+// The connection uses it for text-protocol gets of one key and sets that
+// arrive alone (no pipelined input behind them, no earlier reply
+// unwritten), and waits for the completion before it serves the next
+// request, so replies keep their order. It also starts the keys of a
+// multi-key get, up to manyWindow at a time, and writes their VALUE lines
+// in key order once each window is complete. A completion with an error other than ErrNotFound is not
 // answered from the completion: the request is served again with the
 // blocking Backend method (its retries included) on a goroutine of its
 // own, so a backend may give up early on anything unusual.
@@ -89,6 +91,10 @@ func (c *conn) settle() error {
 	}
 	err := <-c.as.done
 	c.as.pending = false
+	if c.as.reply != nil && cap(*c.as.reply) > 32<<10 {
+		putBuf(c.as.reply) // do not keep a large value's buffer while idle
+		c.as.reply = nil
+	}
 	return err
 }
 
