@@ -22,7 +22,9 @@
 // Per-connection memory is bounded: a 16 KiB read buffer (a command line
 // without newline beyond it gets "CLIENT_ERROR line too long" and the
 // connection is closed; get/gets/gat/gats lines may grow to 256 KiB), a
-// 16 KiB write buffer and one value buffer, all pooled by size class.
+// 16 KiB write buffer and one value buffer, all pooled by size class; with
+// an AsyncBackend also one reply buffer and, during a multi-key get, up to
+// 16 value buffers.
 // Data lengths beyond int32 are a command-line error; too large binary
 // bodies get status 0x03 and are swallowed up to 64 MiB, beyond that, or
 // for non-storage opcodes, status 0x04 and the connection is closed.
