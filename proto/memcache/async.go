@@ -1,6 +1,7 @@
 package memcache
 
 import (
+	"bytes"
 	"errors"
 	"sync/atomic"
 
@@ -277,25 +278,65 @@ func (c *conn) initMany() *getMany {
 	return m
 }
 
+// fetch starts GetAsync for m.keys[:n] and waits until every started one
+// completed; slots of keys it could not start hold errNotStarted.
+func (c *conn) fetch(m *getMany, n int) {
+	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
+	for i := 0; i < n; i++ {
+		m.slots[i].err = errNotStarted
+		if !c.as.be.GetAsync(m.keys[i], m.dones[i]) {
+			m.left.Add(-1)
+		}
+	}
+	if m.left.Add(-1) != 0 {
+		<-m.done
+	}
+}
+
+// writeSlot writes the VALUE lines of slot i (nothing for a miss), serving
+// a key whose get declined or failed again with the blocking path. It
+// returns false when that wrote SERVER_ERROR: the reply ends there.
+func (c *conn) writeSlot(m *getMany, i int, withCAS bool) bool {
+	st := &c.s.st
+	sl := &m.slots[i]
+	switch {
+	case sl.err == nil:
+		st.getHits.Add(1)
+		c.writeItem(m.keys[i], &sl.it, withCAS)
+	case errors.Is(sl.err, ErrNotFound):
+		st.getMisses.Add(1)
+	default:
+		return c.getOne(m.keys[i], withCAS, false, 0)
+	}
+	return true
+}
+
+// window returns the multi-get state with empty slots; done releases
+// what the slots hold.
+func (c *conn) window() *getMany {
+	if c.as.many == nil {
+		c.as.many = c.initMany()
+	}
+	return c.as.many
+}
+
+func (m *getMany) release() {
+	for i := range m.slots {
+		if m.slots[i].buf != nil {
+			putBuf(m.slots[i].buf)
+		}
+		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
+	}
+}
+
 // getMany serves the keys of a multi-key get (rest of the command line)
 // with up to manyWindow GetAsync calls in flight, writing the VALUE lines
 // in key order. A key whose get declined or failed is served again with
 // the blocking path; if that fails too, SERVER_ERROR ends the reply and
 // getMany returns false (no END), as the blocking loop does.
 func (c *conn) getMany(rest []byte, withCAS bool) bool {
-	if c.as.many == nil {
-		c.as.many = c.initMany()
-	}
-	m := c.as.many
-	st := &c.s.st
-	defer func() {
-		for i := range m.slots {
-			if m.slots[i].buf != nil {
-				putBuf(m.slots[i].buf)
-			}
-			m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		}
-	}()
+	m := c.window()
+	defer m.release()
 	for r := rest; ; {
 		n := 0
 		for n < manyWindow {
@@ -310,30 +351,71 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 		if n == 0 {
 			return true
 		}
-		m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
+		c.s.st.cmdGet.Add(uint64(n))
+		c.fetch(m, n)
 		for i := 0; i < n; i++ {
-			st.cmdGet.Add(1)
-			m.slots[i].err = errNotStarted
-			if !c.as.be.GetAsync(m.keys[i], m.dones[i]) {
-				m.left.Add(-1)
-			}
-		}
-		if m.left.Add(-1) != 0 {
-			<-m.done
-		}
-		for i := 0; i < n; i++ {
-			sl := &m.slots[i]
-			switch {
-			case sl.err == nil:
-				st.getHits.Add(1)
-				c.writeItem(m.keys[i], &sl.it, withCAS)
-			case errors.Is(sl.err, ErrNotFound):
-				st.getMisses.Add(1)
-			default: // declined or failed: the blocking path, with its retries
-				if !c.getOne(m.keys[i], withCAS, false, 0) {
-					return false
-				}
+			if !c.writeSlot(m, i, withCAS) {
+				return false
 			}
 		}
 	}
+}
+
+// getPipelined serves a single-key get (key) that has more input buffered
+// behind it, together with the single-key gets that directly follow it in
+// the buffer (up to manyWindow in all): their keys go out at once, and the
+// replies are written in order. The lines it takes are consumed from the
+// input; anything else stays for the ordinary loop.
+func (c *conn) getPipelined(key []byte, withCAS bool) {
+	m := c.window()
+	defer m.release()
+	var cas [manyWindow]bool
+	m.keys[0], cas[0] = key, withCAS
+	n := 1
+	// Peek and Discard do not move the buffered bytes, so key and the
+	// keys taken below stay valid until the next read from c.br.
+	buf, _ := c.br.Peek(c.br.Buffered())
+	used := 0
+	for n < manyWindow {
+		i := bytes.IndexByte(buf[used:], '\n')
+		if i < 0 {
+			break
+		}
+		k, wc, ok := singleGet(trimEOL(buf[used : used+i+1]))
+		if !ok {
+			break
+		}
+		m.keys[n], cas[n] = k, wc
+		n++
+		used += i + 1
+	}
+	c.br.Discard(used)
+	c.s.st.cmdGet.Add(uint64(n - 1)) // the first was counted by textGet
+	c.fetch(m, n)
+	for i := 0; i < n; i++ {
+		if c.writeSlot(m, i, cas[i]) {
+			c.bw.WriteString("END\r\n")
+		}
+	}
+}
+
+// singleGet reports whether line is "get KEY" or "gets KEY" with exactly
+// one valid key, and returns the key and whether CAS is wanted.
+func singleGet(line []byte) (key []byte, withCAS, ok bool) {
+	cmd, rest := nextToken(line)
+	switch string(cmd) {
+	case "get":
+	case "gets":
+		withCAS = true
+	default:
+		return nil, false, false
+	}
+	key, rest = nextToken(rest)
+	if len(key) == 0 || len(key) > maxKeyLen {
+		return nil, false, false
+	}
+	if more, _ := nextToken(rest); len(more) != 0 {
+		return nil, false, false
+	}
+	return key, withCAS, true
 }

@@ -231,3 +231,45 @@ func TestAsyncManyKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestAsyncPipelinedGets: pipelined single-key gets are fetched together
+// (a window of up to 16), and every reply equals the blocking path's, byte
+// for byte, also when the window stops at another command, a multi-key
+// get, a long key or an incomplete line.
+func TestAsyncPipelinedGets(t *testing.T) {
+	var req strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&req, "set p%d %d 0 %d\r\n%s\r\n", i, i, i+1, strings.Repeat("x", i+1))
+	}
+	for i := range 40 {
+		if i%2 == 0 {
+			fmt.Fprintf(&req, "get p%d\r\n", i)
+		} else {
+			fmt.Fprintf(&req, "gets p%d\n", i/2)
+		}
+	}
+	req.WriteString("get p1\r\nget p1 p2\r\nget p3\r\nget " + strings.Repeat("k", 251) + "\r\nget p4\r\nmn\r\nget p5\r\nget p6")
+	script := req.String()
+
+	sync := func(wrap func(io.Reader) io.Reader) string {
+		s := &memcache.Server{Backend: memtest.New(fixedClock), Now: fixedClock}
+		fc := &fakeConn{r: wrap(strings.NewReader(script))}
+		s.ServeConn(fc)
+		return fc.w.String()
+	}
+	for _, rd := range readers {
+		want := sync(rd.wrap)
+		for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+			ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: mode}
+			s := &memcache.Server{Backend: ab, Now: fixedClock}
+			fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
+			s.ServeConn(fc)
+			if got := fc.w.String(); got != want {
+				t.Fatalf("%s, mode %d: replies differ from the blocking path\n got %q\nwant %q", rd.name, mode, shorten(got), shorten(want))
+			}
+			if rd.name == "whole" && (mode == asyncGo || mode == asyncInline) && ab.started.Load() < 40 {
+				t.Fatalf("%s, mode %d: only %d gets went the asynchronous way", rd.name, mode, ab.started.Load())
+			}
+		}
+	}
+}

@@ -162,6 +162,10 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 		if c.getAsync(key, withCAS) {
 			return nil
 		}
+		if c.as.be != nil && c.br.Buffered() > 0 {
+			c.getPipelined(key, withCAS)
+			return nil
+		}
 		if c.getOne(key, withCAS, false, 0) {
 			c.bw.WriteString("END\r\n")
 		}
