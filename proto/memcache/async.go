@@ -231,10 +231,33 @@ func (c *conn) releaseAsync() {
 	}
 }
 
-// manyWindow is how many keys of a multi-key get are in flight at once:
-// enough to overlap the round trips, few enough to bound the values a
-// connection holds (at most manyWindow items).
+// manyWindow is the most keys of a multi-key get (or of pipelined gets)
+// in flight at once: enough to overlap the round trips, few enough to bound
+// the values a connection holds; windowBytes shrinks it for large values.
 const manyWindow = 16
+
+// windowBytes is the value bytes a window aims to stay under: windows grow
+// (up to manyWindow keys) while their values are small and shrink (down to
+// one key) when they are large, so that clients pipelining gets of large
+// values do not make the servers and the gateway hold many of them at once.
+const windowBytes = 64 << 10
+
+// adapt sets the size of the next window from the value bytes the last
+// one (of n keys) fetched.
+func (m *getMany) adapt(n int) {
+	total := 0
+	for i := 0; i < n; i++ {
+		if m.slots[i].err == nil {
+			total += len(m.slots[i].it.Value)
+		}
+	}
+	switch {
+	case total > windowBytes:
+		m.size = max(1, m.size/2)
+	case total < windowBytes/2 && n == m.size:
+		m.size = min(manyWindow, 2*m.size)
+	}
+}
 
 // errNotStarted marks a key whose GetAsync declined.
 var errNotStarted = errors.New("memcache: not started")
@@ -248,14 +271,16 @@ type getMany struct {
 		buf *[]byte // it.Value's storage
 		err error
 	}
-	keys  [manyWindow][]byte
-	left  atomic.Int32
-	done  chan struct{}                         // cap 1: the last completion of a window
+	keys [manyWindow][]byte
+	left atomic.Int32
+	done chan struct{} // cap 1: the last completion of a window
+	size int           // keys per window now, 1..manyWindow (see adapt)
+
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 }
 
 func (c *conn) initMany() *getMany {
-	m := &getMany{done: make(chan struct{}, 1)}
+	m := &getMany{done: make(chan struct{}, 1), size: 4}
 	for i := range m.dones {
 		m.dones[i] = func(it *Item, err error) {
 			sl := &m.slots[i]
@@ -339,7 +364,7 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 	defer m.release()
 	for r := rest; ; {
 		n := 0
-		for n < manyWindow {
+		for n < m.size {
 			key, r2 := nextToken(r)
 			if len(key) == 0 {
 				break
@@ -353,6 +378,7 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 		}
 		c.s.st.cmdGet.Add(uint64(n))
 		c.fetch(m, n)
+		m.adapt(n)
 		for i := 0; i < n; i++ {
 			if !c.writeSlot(m, i, withCAS) {
 				return false
@@ -376,7 +402,7 @@ func (c *conn) getPipelined(key []byte, withCAS bool) {
 	// keys taken below stay valid until the next read from c.br.
 	buf, _ := c.br.Peek(c.br.Buffered())
 	used := 0
-	for n < manyWindow {
+	for n < m.size {
 		i := bytes.IndexByte(buf[used:], '\n')
 		if i < 0 {
 			break
@@ -392,6 +418,7 @@ func (c *conn) getPipelined(key []byte, withCAS bool) {
 	c.br.Discard(used)
 	c.s.st.cmdGet.Add(uint64(n - 1)) // the first was counted by textGet
 	c.fetch(m, n)
+	m.adapt(n)
 	for i := 0; i < n; i++ {
 		if c.writeSlot(m, i, cas[i]) {
 			c.bw.WriteString("END\r\n")
