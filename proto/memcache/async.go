@@ -3,6 +3,7 @@ package memcache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"kumofs/internal/rawio"
@@ -199,7 +200,7 @@ func (c *conn) fallback() {
 	}
 	err := c.bw.Flush()
 	if err != nil {
-		err = errors.Join(errAsyncWrite, err)
+		err = fmt.Errorf("%w: %w", errAsyncWrite, err)
 	}
 	c.as.done <- err
 }
@@ -217,7 +218,7 @@ func (c *conn) writeAsync(b []byte) {
 	go func() {
 		_, err := c.nc.Write(b[n:])
 		if err != nil {
-			err = errors.Join(errAsyncWrite, err)
+			err = fmt.Errorf("%w: %w", errAsyncWrite, err)
 		}
 		c.as.done <- err
 	}()

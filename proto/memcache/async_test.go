@@ -273,3 +273,32 @@ func TestAsyncPipelinedGets(t *testing.T) {
 		}
 	}
 }
+
+// failWrites is a fakeConn whose peer is gone: every Write fails.
+type failWrites struct{ fakeConn }
+
+func (f *failWrites) Write(p []byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestAsyncClientGone: a client that sends a get or a set and leaves
+// (EOF) before its reply could be written ends its connection quietly: the
+// asynchronous reply's write error is not reported once the client is
+// known to be gone, as the final flush's is not on the blocking path.
+func TestAsyncClientGone(t *testing.T) {
+	for _, mode := range []int{asyncGo, asyncInline} {
+		var logs []string
+		var mu sync.Mutex
+		be := &asyncBackend{Backend: memtest.New(fixedClock), mode: mode}
+		s := &memcache.Server{Backend: be, Now: fixedClock, Logf: func(f string, a ...any) {
+			mu.Lock()
+			logs = append(logs, fmt.Sprintf(f, a...))
+			mu.Unlock()
+		}}
+		s.ServeConn(&failWrites{fakeConn{r: strings.NewReader("get k\r\n")}})
+		s.ServeConn(&failWrites{fakeConn{r: strings.NewReader("set k 0 0 1\r\nx\r\n")}})
+		mu.Lock()
+		if len(logs) != 0 {
+			t.Errorf("mode %d: logged %q", mode, logs)
+		}
+		mu.Unlock()
+	}
+}

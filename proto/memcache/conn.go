@@ -94,9 +94,9 @@ func (c *conn) serve() error {
 	} else {
 		err = c.serveText()
 	}
-	if serr := c.settle(); serr != nil && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, errQuit)) {
-		err = serr
-	}
+	// A reply still being written when the client left: its error, like
+	// that of the final flush below, does not matter then.
+	c.settle()
 	if errors.Is(err, errQuit) || errors.Is(err, io.EOF) {
 		c.bw.Flush()
 		return err

@@ -9,8 +9,9 @@ import (
 func (c *conn) serveText() error {
 	for {
 		line, err := c.readLine()
-		if serr := c.settle(); serr != nil {
-			return serr
+		serr := c.settle() // before anything else touches the reply buffers
+		if err == nil && serr != nil {
+			return serr // writing the last reply failed
 		}
 		if err != nil {
 			if err == errLineTooLong {
