@@ -93,7 +93,7 @@ func (a *asyncCall) appendGetArgs(b []byte) []byte {
 func (a *asyncCall) finishGet(res []byte, err error) {
 	g, done := a.g, a.getDone
 	if err == nil {
-		err = a.decodeGet(res)
+		err = getResult(res, &a.it)
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
 	}
@@ -102,26 +102,6 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 	} // else the blocking retry observes it
 	done(&a.it, err)
 	a.free()
-}
-
-// decodeGet reads a Get result into a.it, its Value aliasing res.
-func (a *asyncCall) decodeGet(res []byte) error {
-	if msgpack.IsNil(res) {
-		return memcache.ErrNotFound
-	}
-	raw, _, err := msgpack.ReadRaw(res)
-	if err != nil {
-		return ErrBadReply
-	}
-	v, err := wire.ParseDBValue(raw)
-	if err != nil {
-		return ErrBadReply
-	}
-	if v.Tombstone || expiredAt(v.Exptime, time.Now().Unix()) {
-		return memcache.ErrNotFound
-	}
-	a.it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock}
-	return nil
 }
 
 // SetAsync implements memcache.AsyncBackend.

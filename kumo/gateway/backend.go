@@ -226,14 +226,10 @@ func expiredAt(exptime uint32, now int64) bool {
 	return exptime != 0 && int64(exptime) <= now
 }
 
-// fillItem decodes a DBValue into it, appending the data to dst.
-func fillItem(raw []byte, dst []byte, it *memcache.Item) error {
-	return fillItemAt(raw, dst, it, time.Now().Unix())
-}
-
-// fillItemAt is fillItem with the expiry judged at unix time now (0: not
-// judged).
-func fillItemAt(raw []byte, dst []byte, it *memcache.Item, now int64) error {
+// itemOf decodes a DBValue into it, it.Value aliasing raw. A tombstone,
+// and an item expired at unix time now (0: expiry not judged), is
+// ErrNotFound.
+func itemOf(raw []byte, it *memcache.Item, now int64) error {
 	v, err := wire.ParseDBValue(raw)
 	if err != nil {
 		return ErrBadReply
@@ -241,11 +237,21 @@ func fillItemAt(raw []byte, dst []byte, it *memcache.Item, now int64) error {
 	if v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
 		return memcache.ErrNotFound
 	}
-	it.Value = append(dst[:0], v.Data...)
-	it.Flags = v.Flags
-	it.Exptime = int64(v.Exptime)
-	it.CAS = v.Clock
+	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock}
 	return nil
+}
+
+// getResult decodes a Get result (nil, or the raw DBValue) with itemOf,
+// judging expiry now; it.Value aliases res.
+func getResult(res []byte, it *memcache.Item) error {
+	if msgpack.IsNil(res) {
+		return memcache.ErrNotFound
+	}
+	raw, _, err := msgpack.ReadRaw(res)
+	if err != nil {
+		return ErrBadReply
+	}
+	return itemOf(raw, it, time.Now().Unix())
 }
 
 // doGet is the body of Get.
@@ -256,14 +262,11 @@ func (g *Gateway) doGet(ctx context.Context, key []byte, dst []byte, it *memcach
 		b = msgpack.AppendArrayHeader(b, 1)
 		return msgpack.AppendRaw(b, dbkey)
 	}, func(res []byte) error {
-		if msgpack.IsNil(res) {
-			return memcache.ErrNotFound
+		err := getResult(res, it)
+		if err == nil {
+			it.Value = append(dst[:0], it.Value...) // res is reused after the call
 		}
-		raw, _, err := msgpack.ReadRaw(res)
-		if err != nil {
-			return ErrBadReply
-		}
-		return fillItem(raw, dst, it)
+		return err
 	})
 }
 
@@ -435,7 +438,11 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 		}
 		// The item existed when it was touched: gat returns it even when
 		// its new exptime is already past (gat -1), as memcached does.
-		return fillItemAt(raw, dst, it, 0)
+		if err := itemOf(raw, it, 0); err != nil {
+			return err
+		}
+		it.Value = append(dst[:0], it.Value...)
+		return nil
 	})
 	return err
 }
