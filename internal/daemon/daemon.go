@@ -14,7 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,14 +68,25 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 // envDaemonized marks the re-executed child of Daemonize.
 const envDaemonized = "KUMO_DAEMONIZED"
 
+// pidFile is the absolute path of the pid file this process (the
+// daemonized child) was started for, or nil. Wait and Fatal remove it.
+var pidFile atomic.Pointer[string]
+
 // Setup daemonizes when -d was given (the parent writes the child's pid to
-// the pid file and exits), then opens the logger -o and -v ask for.
+// the pid file and exits), then opens the logger -o and -v ask for. In the
+// daemonized child it remembers the pid file, so that Wait and Fatal remove
+// it when the daemon exits.
 func (c *Common) Setup(component string) (*logging.Logger, error) {
-	if c.PidFile != "" && os.Getenv(envDaemonized) == "" {
-		if err := c.daemonize(); err != nil {
-			return nil, err
+	if c.PidFile != "" {
+		if os.Getenv(envDaemonized) == "" {
+			if err := c.daemonize(); err != nil {
+				return nil, err
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
+		if abs, err := filepath.Abs(c.PidFile); err == nil {
+			pidFile.Store(&abs)
+		}
 	}
 	l, err := logging.Setup(c.LogPath, c.Verbose)
 	if err != nil {
@@ -139,6 +153,7 @@ func Wait(log *logging.Logger, stop func() error) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE)
+	log.Debugf("waiting for SIGTERM or SIGINT")
 	for sig := range ch {
 		if sig == syscall.SIGHUP {
 			if err := log.Reopen(); err != nil {
@@ -155,11 +170,32 @@ func Wait(log *logging.Logger, stop func() error) {
 	if err := stop(); err != nil {
 		log.Errorf("shutdown: %v", err)
 	}
+	removeOwnPidFile()
 	log.Infof("stopped")
 }
 
-// Fatal prints one clear line for an error that stops the program and exits 1.
+// removeOwnPidFile removes the pid file Setup remembered, if any.
+func removeOwnPidFile() {
+	if p := pidFile.Load(); p != nil {
+		RemovePidFile(*p, os.Getpid())
+	}
+}
+
+// RemovePidFile removes the pid file at path if it still holds pid: a
+// daemon started later with the same -d path has written its own pid there,
+// and its file must stay. It reports whether the file was removed.
+func RemovePidFile(path string, pid int) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		return false
+	}
+	return os.Remove(path) == nil
+}
+
+// Fatal prints one clear line for an error that stops the program and exits
+// 1. A daemonized process also removes its pid file.
 func Fatal(w io.Writer, prog string, err error) {
+	removeOwnPidFile()
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		fmt.Fprintf(w, "%s: %s: %v\n", prog, pe.Path, pe.Err)
