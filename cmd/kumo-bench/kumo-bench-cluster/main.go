@@ -72,17 +72,16 @@ type target struct {
 	dir     string                // the cluster's data and logs
 }
 
-// check fails when a process of t's cluster has exited, with the tails of
-// its logs.
-func (t *target) check() error {
+// check fails when a process of t's cluster has exited; it writes the
+// tails of the cluster's logs to w first.
+func (t *target) check(w io.Writer) error {
 	if t.cluster == nil {
 		return nil
 	}
 	for _, p := range t.cluster.Procs() {
 		if !p.Alive() {
-			var b strings.Builder
-			t.cluster.Dump(&b)
-			return fmt.Errorf("%s: %s exited (logs in %s)\n%s", t.name, p.Name, t.dir, b.String())
+			t.cluster.Dump(w)
+			return fmt.Errorf("%s: %s exited (logs in %s)", t.name, p.Name, t.dir)
 		}
 	}
 	return nil
@@ -118,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Stdout, fs.Stderr = stdout, stderr
 	code := -1
 	fs.ExitFunc = func(c int) { code = c }
-	fs.String(&c.binDir, "-B", "--bin-dir", "bin", "folder of the kumo binaries (make build)")
+	fs.String(&c.binDir, "-B", "--bin-dir", "bin", "folder of the kumo binaries (make build); without -B: bin in the working directory, in the module root or this program's folder")
 	fs.Seconds(&c.dur, "-t", "--time", 10*time.Second, "seconds per measurement")
 	fs.Int(&c.rounds, "-rounds", "--rounds", 3, "rounds of every load against every target")
 	fs.Int(&c.conns, "-c", "--connections", 16, "kumo-bench connections")
@@ -134,24 +133,73 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Fail("need -rounds >= 1 and -t > 0")
 		return 1
 	}
-	if err := bench(ctx, &c, stdout, stderr); err != nil {
-		fmt.Fprintln(stderr, "kumo-bench-cluster:", err)
+	dir, err := findBinDir(c.binDir, fs.IsSet("-B"))
+	if err == nil {
+		c.binDir = dir
+		err = bench(ctx, &c, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "error: "+strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "))
 		return 1
 	}
 	return 0
 }
 
-// bench starts the three targets, runs the rounds and prints the tables.
-func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr error) {
-	abs, err := filepath.Abs(c.binDir)
+// binaries are the programs kumo-bench-cluster runs from the bin folder.
+var binaries = []string{"kumo-bench", "kumo-manager", "kumo-server", "kumo-gateway", "kumoctl", "kumostat"}
+
+// findBinDir returns the absolute folder of the kumo binaries. A -B given
+// on the command line (explicit) is taken relative to the working
+// directory. Without it, dir ("bin") is looked for in the working
+// directory, then in the module root above it (go.mod), then as this
+// program's own folder (make build puts kumo-bench-cluster next to the
+// others); the first that holds every binary wins. The error names the
+// first binary missing from the folder that was (most likely) meant.
+func findBinDir(dir string, explicit bool) (string, error) {
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
-	c.binDir = abs
+	candidates := []string{abs}
+	if !explicit && !filepath.IsAbs(dir) {
+		if root, err := localcluster.ModuleRoot(); err == nil {
+			candidates = append(candidates, filepath.Join(root, dir))
+		}
+		if exe, err := os.Executable(); err == nil {
+			candidates = append(candidates, filepath.Dir(exe))
+		}
+	}
+	var first error
+	for _, d := range candidates {
+		err := checkBinDir(d)
+		if err == nil {
+			return d, nil
+		}
+		if st, serr := os.Stat(d); first == nil && serr == nil && st.IsDir() {
+			first = err // the first folder that exists explains best
+		}
+	}
+	if first == nil {
+		first = checkBinDir(abs)
+	}
+	return "", first
+}
+
+// checkBinDir fails when dir lacks one of the binaries, naming it.
+func checkBinDir(dir string) error {
+	for _, name := range binaries {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s not found in %s (run make build, or give -B the folder of the kumo binaries)", name, dir)
+		}
+	}
+	return nil
+}
+
+// bench starts the three targets (from the binaries in c.binDir, an
+// absolute path), runs the rounds and prints the tables.
+func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr error) {
 	kb := filepath.Join(c.binDir, "kumo-bench")
-	if _, err := os.Stat(kb); err != nil {
-		return fmt.Errorf("%w (run make build)", err)
-	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	c.loadStart = loadavg()
 	logf("loadavg at start: %s", c.loadStart)
@@ -228,7 +276,7 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 				ti := (k + r) % len(targets) // rotate who goes first
 				t := targets[ti]
 				rep, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...), l.args...))
-				if cerr := t.check(); cerr != nil {
+				if cerr := t.check(stderr); cerr != nil {
 					return cerr
 				}
 				if err != nil {

@@ -69,8 +69,67 @@ func TestParse(t *testing.T) {
 		t.Fatalf("code %d stderr %q", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := run(context.Background(), []string{"-B", t.TempDir()}, &stdout, &stderr); code != 1 ||
-		!bytes.Contains(stderr.Bytes(), []byte("(run make build)")) {
-		t.Fatalf("code %d stderr %q", code, stderr.String())
+	dir := t.TempDir()
+	want := "error: kumo-bench not found in " + dir + " (run make build, or give -B the folder of the kumo binaries)\n"
+	if code := run(context.Background(), []string{"-B", dir}, &stdout, &stderr); code != 1 || stderr.String() != want {
+		t.Fatalf("code %d stderr %q, want %q", code, stderr.String(), want)
+	}
+}
+
+// fakeBins creates dir holding the binaries, all but skip.
+func fakeBins(t *testing.T, dir, skip string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range binaries {
+		if b != skip {
+			if err := os.WriteFile(filepath.Join(dir, b), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Ensure that -B is resolved from the working directory, that without it
+// bin is also found at the module root, and that the error names the
+// missing binary.
+func TestFindBinDir(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module kumofs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeBins(t, filepath.Join(root, "bin"), "")
+	fakeBins(t, filepath.Join(root, "sub", "partial"), "kumo-gateway")
+	fakeBins(t, filepath.Join(root, "sub", "full"), "")
+	t.Chdir(filepath.Join(root, "sub"))
+	tests := []struct {
+		dir      string
+		explicit bool
+		want     string // "" = error
+		err      string
+	}{
+		{"bin", false, filepath.Join(root, "bin"), ""},
+		{"full", true, filepath.Join(root, "sub", "full"), ""},
+		{"full", false, filepath.Join(root, "sub", "full"), ""},
+		{"../bin", true, filepath.Join(root, "bin"), ""},
+		{"bin", true, "", "kumo-bench not found in " + filepath.Join(root, "sub", "bin") +
+			" (run make build, or give -B the folder of the kumo binaries)"},
+		{"partial", true, "", "kumo-gateway not found in " + filepath.Join(root, "sub", "partial") +
+			" (run make build, or give -B the folder of the kumo binaries)"},
+		{"partial", false, "", "kumo-gateway not found in " + filepath.Join(root, "sub", "partial") +
+			" (run make build, or give -B the folder of the kumo binaries)"},
+	}
+	for _, tt := range tests {
+		got, err := findBinDir(tt.dir, tt.explicit)
+		if tt.want != "" {
+			if err != nil || got != tt.want {
+				t.Errorf("findBinDir(%q, %v) = %q, %v; want %q", tt.dir, tt.explicit, got, err, tt.want)
+			}
+			continue
+		}
+		if err == nil || err.Error() != tt.err {
+			t.Errorf("findBinDir(%q, %v) = %q, %v; want error %q", tt.dir, tt.explicit, got, err, tt.err)
+		}
 	}
 }
