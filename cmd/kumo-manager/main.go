@@ -38,6 +38,7 @@ func main() {
 	fs.Seconds(&silent, "", "--keepalive-timeout", 3*time.Second, "how long a connected server may stay silent before it is marked fault")
 	fs.Int(&vnodes, "", "--virtual-nodes", ring.DefaultVirtualNodes, "virtual nodes per server (128 = kumofs placement; 2048 balances within 10% at 24 servers; changing it rebalances at the next attach or replace)")
 	c.Register(fs, 2*time.Second, true)
+	c.RegisterClock(fs)
 	fs.MustParse(os.Args[1:])
 
 	if err := ring.CheckVirtualNodes(vnodes); err != nil {
@@ -55,7 +56,7 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
-	clk, err := daemon.NewClock()
+	clk, err := c.NewClock(log)
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}

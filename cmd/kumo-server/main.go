@@ -58,6 +58,7 @@ func main() {
 	fs.Address(&text, "-t", "--memproto-text", "", "also serve memcached text protocol here (embedded gateway)", cli.Listenable(11411))
 	fs.Address(&bin, "-b", "--memproto-binary", "", "also serve memcached binary protocol here (embedded gateway)", cli.Listenable(11511))
 	c.Register(fs, 8*time.Second, true)
+	c.RegisterClock(fs)
 	fs.MustParse(os.Args[1:])
 
 	self, _ := ring.ParseAddr(listen, 19800)
@@ -83,7 +84,7 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
-	clk, err := daemon.NewClock()
+	clk, err := c.NewClock(log)
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}

@@ -42,6 +42,8 @@ type Common struct {
 	RThreads  int
 	Pprof     string
 	HTTP      string
+	// MaxAhead is --clock-max-ahead (servers and managers, RegisterClock).
+	MaxAhead time.Duration
 }
 
 // Register adds the common options to fs. keepalive says whether -k means
@@ -63,6 +65,13 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
 	fs.String(&c.Pprof, "", "--pprof", "", "serve net/http/pprof on this address (off by default)")
 	fs.String(&c.HTTP, "", "--http", "", "serve /metrics, /healthz and /debug/pprof/ on this address (off by default)")
+}
+
+// RegisterClock adds --clock-max-ahead, for the daemons that keep a
+// cluster clock (servers and managers).
+func (c *Common) RegisterClock(fs *cli.FlagSet) {
+	fs.Seconds(&c.MaxAhead, "", "--clock-max-ahead", clock.DefaultMaxAhead,
+		"refuse a peer clock this far ahead of the local wall clock (0 accepts any)")
 }
 
 // envDaemonized marks the re-executed child of Daemonize.
@@ -138,13 +147,31 @@ func (c *Common) StartHTTP(reg *metrics.Registry, extra map[string]http.Handler,
 }
 
 // NewClock returns the process clock, offset by KUMO_CLOCK_OFFSET when set
-// (clock-skew tests).
-func NewClock() (*clock.Clock, error) {
+// (clock-skew tests). It refuses peer clocks more than c.MaxAhead ahead of
+// the wall clock (see RegisterClock) and logs one warning per peer and
+// minute about them.
+func (c *Common) NewClock(log *logging.Logger) (*clock.Clock, error) {
 	off, err := clock.OffsetFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	return clock.New(clock.Options{Offset: off}), nil
+	return clock.New(clock.Options{Offset: off, MaxAhead: c.MaxAhead, Refused: RefusedLogger(log)}), nil
+}
+
+// RefusedLogger returns a clock.Options.Refused that logs one warning line
+// per report.
+func RefusedLogger(log *logging.Logger) func(peer string, ct uint64, err error, n uint64) {
+	return func(peer string, ct uint64, err error, n uint64) {
+		if peer == "" {
+			peer = "a peer"
+		}
+		more := ""
+		if n > 1 {
+			more = " (" + strconv.FormatUint(n, 10) + " refusals from it since the last report)"
+		}
+		log.Warnf("clock of %s not merged: %s is too far ahead: %v%s; check that host's clock",
+			peer, clock.Time(ct).UTC().Format(time.RFC3339), err, more)
+	}
 }
 
 // Wait blocks until SIGTERM or SIGINT, reopening the log on SIGHUP, then

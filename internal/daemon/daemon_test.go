@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kumofs/internal/cli"
+	"kumofs/internal/logging"
+	"kumofs/kumo/clock"
 )
 
 // envHelper makes the test binary act as a tiny daemon (see TestMain): it
@@ -122,5 +127,57 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Ensure that the daemons' clock (default --clock-max-ahead) refuses a peer
+// clock in the year 2101 without moving, logs one line per peer and minute,
+// and still merges a peer a few minutes ahead; --clock-max-ahead 0 turns
+// the limit off.
+func TestNewClockMaxAhead(t *testing.T) {
+	parse := func(args ...string) *Common {
+		var c Common
+		fs := cli.New("test", "usage")
+		c.Register(fs, time.Second, true)
+		c.RegisterClock(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+	var buf bytes.Buffer
+	log := logging.New(&buf, logging.Info).With("server")
+	c := parse()
+	if c.MaxAhead != clock.DefaultMaxAhead {
+		t.Fatalf("default MaxAhead %v", c.MaxAhead)
+	}
+	clk, err := c.NewClock(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := clk.Current()
+	y2101 := clock.Make(4_133_980_800, 1)
+	for i := 0; i < 3; i++ {
+		if err := clk.ObserveFrom("10.0.0.9:19800", y2101); !errors.Is(err, clock.ErrTooFarAhead) {
+			t.Fatalf("Observe 2101: %v", err)
+		}
+	}
+	if clk.Current() != before {
+		t.Fatalf("clock moved to %v", clock.Time(clk.Current()))
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "clock of 10.0.0.9:19800 not merged: 2101-01-01T00:00:00Z is too far ahead") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+	ahead := clock.Make(uint32(time.Now().Add(3*time.Minute).Unix()), 0)
+	if err := clk.Observe(ahead); err != nil || clk.Current() != ahead {
+		t.Fatalf("3 minutes ahead: %v, clock %v", err, clock.Time(clk.Current()))
+	}
+	off, err := parse("--clock-max-ahead", "0").NewClock(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := off.Observe(y2101); err != nil || off.Current() != y2101 {
+		t.Fatalf("limit off: %v, clock %v", err, clock.Time(off.Current()))
 	}
 }

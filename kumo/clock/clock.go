@@ -10,14 +10,20 @@
 // cannot lose newer writes.
 //
 // Each process owns one Clock. Every RPC carries the sender's ClockTime and
-// the receiver passes it to Observe; Now issues a new, strictly increasing
-// ClockTime. A Clock is lock-free and safe for concurrent use.
+// the receiver passes it to Observe (or ObserveFrom); Now issues a new,
+// strictly increasing ClockTime. Observe may refuse a peer clock too far
+// ahead of the local wall clock (Options.MaxAhead), so that one bad peer
+// cannot drag the cluster's versions into the future; Advance merges a
+// ClockTime unconditionally, for a version already stored that the next one
+// must beat. A Clock is safe for concurrent use; Now, Observe and Advance
+// are lock-free (a refusal takes a lock to rate-limit its report).
 package clock
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,6 +40,18 @@ var (
 // OffsetEnv is the environment variable OffsetFromEnv reads: a Go duration
 // such as "-90s" added to the wall clock, for clock-skew tests.
 const OffsetEnv = "KUMO_CLOCK_OFFSET"
+
+// DefaultMaxAhead is the Options.MaxAhead the daemons use: well above the
+// skew of hosts whose clocks are kept by NTP (or left alone for a while),
+// far below a clock that is simply wrong.
+const DefaultMaxAhead = 10 * time.Minute
+
+// DefaultRefusedEvery is the Options.RefusedEvery used when it is 0.
+const DefaultRefusedEvery = time.Minute
+
+// maxRefusers bounds the peers whose refusals are remembered for rate
+// limiting; past it the memory is cleared (and each peer reported again).
+const maxRefusers = 1024
 
 // lamportLimit: an observed value below it is a kumofs 32-bit Lamport clock,
 // not a ClockTime.
@@ -66,21 +84,48 @@ type Options struct {
 	// one host with a wildly wrong clock cannot drag the cluster's versions
 	// into the future. 0 accepts every clock.
 	MaxAhead time.Duration
+	// Refused, if set, hears of the peer clocks Observe and ObserveFrom
+	// refused: the first refusal from a peer at once, later ones at most
+	// once per RefusedEvery per peer, with n the refusals from that peer
+	// since its last report (the first included). peer is what
+	// ObserveFrom was given ("" for Observe). It runs on the observing
+	// goroutine, under the clock's refusal lock: it must be quick (log a
+	// line) and must not call back into the Clock.
+	Refused func(peer string, ct uint64, err error, n uint64)
+	// RefusedEvery rate-limits Refused per peer; 0 means
+	// DefaultRefusedEvery.
+	RefusedEvery time.Duration
 }
 
 // Clock is a hybrid logical clock. The zero value is not usable; use New.
 type Clock struct {
 	last     atomic.Uint64 // the largest ClockTime issued or observed
+	refused  atomic.Uint64 // peer clocks refused since New
 	wall     func() time.Time
 	offset   time.Duration
 	maxAhead time.Duration
+
+	report      func(peer string, ct uint64, err error, n uint64)
+	reportEvery time.Duration
+
+	mu       sync.Mutex          // protects refusers; taken only on a refusal
+	refusers map[string]*refuser // by peer
+}
+
+// refuser is the rate-limit state of one peer whose clock was refused.
+type refuser struct {
+	reported time.Time // when Refused last heard of this peer
+	pending  uint64    // refusals since then
 }
 
 // New returns a Clock that starts at the current wall-clock second.
 func New(o Options) *Clock {
-	c := &Clock{wall: o.Wall, offset: o.Offset, maxAhead: o.MaxAhead}
+	c := &Clock{wall: o.Wall, offset: o.Offset, maxAhead: o.MaxAhead, report: o.Refused, reportEvery: o.RefusedEvery}
 	if c.wall == nil {
 		c.wall = time.Now
+	}
+	if c.reportEvery <= 0 {
+		c.reportEvery = DefaultRefusedEvery
 	}
 	c.last.Store(Make(c.wallSeconds(), 0))
 	return c
@@ -121,23 +166,78 @@ func (c *Clock) Now() uint64 {
 }
 
 // Observe merges a peer's clock so that the next Now is greater than ct.
+// It is ObserveFrom with an unnamed peer.
 //
 // A value below 2^32 is a kumofs Lamport clock (kumofs sends a 32-bit
 // counter where kumo sends a ClockTime): it is merged into the counter part
 // only, keeping the current seconds. With Options.MaxAhead set, a ClockTime
 // too far ahead of the wall clock is refused with ErrTooFarAhead; so is one
 // whose seconds part is 2^32-1 (the year 2106), which is reserved.
-func (c *Clock) Observe(ct uint64) error {
+func (c *Clock) Observe(ct uint64) error { return c.ObserveFrom("", ct) }
+
+// ObserveFrom is Observe for a clock that came from peer (an address or
+// other name, only used to rate-limit and word the Options.Refused report).
+func (c *Clock) ObserveFrom(peer string, ct uint64) error {
 	if Seconds(ct) == counterMask {
 		// Reserved: merging it could leave Now no larger value to issue.
-		return fmt.Errorf("%w: %#x", ErrTooFarAhead, ct)
+		return c.refuse(peer, ct, fmt.Errorf("%w: %#x", ErrTooFarAhead, ct))
 	}
 	if ct >= lamportLimit && c.maxAhead > 0 {
 		limit := int64(c.wallSeconds()) + int64(c.maxAhead/time.Second)
 		if int64(Seconds(ct)) > limit {
-			return fmt.Errorf("%w: %d s > %d s", ErrTooFarAhead, Seconds(ct), limit)
+			return c.refuse(peer, ct, fmt.Errorf("%w: %d s > %d s (%v ahead of the wall clock at most)",
+				ErrTooFarAhead, Seconds(ct), limit, c.maxAhead))
 		}
 	}
+	c.merge(ct)
+	return nil
+}
+
+// Advance merges ct like Observe but never refuses it (the reserved year
+// 2106 aside): for the ClockTime of a version already stored, which the
+// next version of the same key must exceed whatever the wall clock says.
+// Peer clocks that merely ride on a message go to Observe.
+func (c *Clock) Advance(ct uint64) {
+	if Seconds(ct) == counterMask {
+		ct = Make(counterMask-1, counterMask) // the largest Now can still beat
+	}
+	c.merge(ct)
+}
+
+// Refused returns the number of peer clocks Observe and ObserveFrom refused
+// since New.
+func (c *Clock) Refused() uint64 { return c.refused.Load() }
+
+// refuse counts a refused peer clock, reports it to Options.Refused if this
+// peer's rate limit allows, and returns err.
+func (c *Clock) refuse(peer string, ct uint64, err error) error {
+	c.refused.Add(1)
+	if c.report == nil {
+		return err
+	}
+	now := c.wall() // the injected wall clock: tests step it
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.refusers[peer]
+	if r == nil {
+		if c.refusers == nil || len(c.refusers) >= maxRefusers {
+			c.refusers = make(map[string]*refuser)
+		}
+		r = &refuser{}
+		c.refusers[peer] = r
+	} else if now.Sub(r.reported) < c.reportEvery {
+		r.pending++
+		return err
+	}
+	n := r.pending + 1
+	r.reported, r.pending = now, 0
+	c.report(peer, ct, err, n)
+	return err
+}
+
+// merge raises the clock to ct (a ClockTime) or merges a kumofs Lamport
+// counter (below 2^32) into the counter part.
+func (c *Clock) merge(ct uint64) {
 	for {
 		old := c.last.Load()
 		next := ct
@@ -145,7 +245,7 @@ func (c *Clock) Observe(ct uint64) error {
 			next = old&^counterMask | ct
 		}
 		if next <= old || c.last.CompareAndSwap(old, next) {
-			return nil
+			return
 		}
 	}
 }

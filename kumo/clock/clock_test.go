@@ -238,3 +238,91 @@ func BenchmarkObserve(b *testing.B) {
 		c.Observe(ct)
 	}
 }
+
+// Ensure that a far-future peer clock (the year 2101) is refused under
+// DefaultMaxAhead while skews of seconds and minutes are merged, and that
+// each peer's refusals are reported once, then at most once per
+// RefusedEvery with the number held back.
+func TestObserveFromRefusedReports(t *testing.T) {
+	type report struct {
+		peer string
+		ct   uint64
+		n    uint64
+	}
+	var got []report
+	c, w := newFake(1_800_000_000, Options{
+		MaxAhead:     DefaultMaxAhead,
+		RefusedEvery: time.Minute,
+		Refused: func(peer string, ct uint64, err error, n uint64) {
+			if !errors.Is(err, ErrTooFarAhead) {
+				t.Errorf("Refused with %v", err)
+			}
+			got = append(got, report{peer, ct, n})
+		},
+	})
+	y2101 := Make(4_133_980_800, 5) // 2101-01-01
+	steps := []struct {
+		peer    string
+		ct      uint64
+		advance int64 // seconds the wall clock moves first
+		refused bool
+		current uint64 // Current afterwards
+	}{
+		{"a", Make(1_800_000_003, 1), 0, false, Make(1_800_000_003, 1)}, // seconds ahead
+		{"a", Make(1_800_000_300, 0), 0, false, Make(1_800_000_300, 0)}, // 5 minutes ahead
+		{"a", Make(1_800_000_600, 0), 0, false, Make(1_800_000_600, 0)}, // exactly the limit
+		{"a", y2101, 0, true, Make(1_800_000_600, 0)},                   // reported (n 1)
+		{"a", y2101, 10, true, Make(1_800_000_600, 0)},                  // held back
+		{"b", Make(1_800_000_611, 0), 0, true, Make(1_800_000_600, 0)},  // another peer: reported
+		{"a", Make(1_800_000_700, 0), 20, true, Make(1_800_000_600, 0)}, // held back
+		{"a", y2101, 30, true, Make(1_800_000_600, 0)},                  // a minute later: n 3
+		{"a", Make(1_800_000_650, 0), 0, false, Make(1_800_000_650, 0)}, // sane again
+		{"", Make(counterMask, 0), 0, true, Make(1_800_000_650, 0)},     // reserved
+		{"", 12, 0, false, Make(1_800_000_650, 12)},                     // kumofs Lamport
+	}
+	for i, s := range steps {
+		w.sec.Add(s.advance)
+		err := c.ObserveFrom(s.peer, s.ct)
+		if s.refused != errors.Is(err, ErrTooFarAhead) {
+			t.Fatalf("step %d: ObserveFrom(%q, %#x) = %v", i, s.peer, s.ct, err)
+		}
+		if c.Current() != s.current {
+			t.Fatalf("step %d: Current = (%d,%d), want (%d,%d)", i,
+				Seconds(c.Current()), Counter(c.Current()), Seconds(s.current), Counter(s.current))
+		}
+	}
+	want := []report{{"a", y2101, 1}, {"b", Make(1_800_000_611, 0), 1}, {"a", y2101, 3}, {"", Make(counterMask, 0), 1}}
+	if len(got) != len(want) {
+		t.Fatalf("reports %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("report %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if c.Refused() != 6 {
+		t.Fatalf("Refused() = %d, want 6", c.Refused())
+	}
+}
+
+// Ensure that Advance merges a stored version's clock however far ahead it
+// is, so that the next version of that key is newer.
+func TestAdvance(t *testing.T) {
+	c, _ := newFake(1000, Options{MaxAhead: time.Minute})
+	stored := Make(5000, 7)
+	if err := c.Observe(stored); !errors.Is(err, ErrTooFarAhead) {
+		t.Fatalf("Observe: %v", err)
+	}
+	c.Advance(stored)
+	if got := c.Now(); got != Make(5000, 8) {
+		t.Fatalf("Now after Advance = (%d,%d)", Seconds(got), Counter(got))
+	}
+	c.Advance(Make(10, 0)) // older: no effect
+	if got := c.Now(); got != Make(5000, 9) {
+		t.Fatalf("Now = (%d,%d)", Seconds(got), Counter(got))
+	}
+	c.Advance(^uint64(0)) // reserved: capped below the year 2106
+	if got := c.Now(); got != Make(counterMask, 0) {
+		t.Fatalf("Now after reserved = %#x", got)
+	}
+}

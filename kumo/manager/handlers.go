@@ -120,7 +120,7 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	if err == nil && n >= 1 {
 		var c uint64
 		if c, p, err = msgpack.ReadUint(p); err == nil {
-			m.clk.Observe(c)
+			m.clk.ObserveFrom(peerName(req.Conn), c)
 		}
 	}
 	var inc, health uint64
@@ -224,15 +224,20 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	m.clk.Observe(sp.Clock)
+	m.clk.ObserveFrom(peerName(req.Conn), sp.Clock)
 	w, r := sp.W, sp.R
 	adopted := false
 	m.mu.Lock()
+	// An adopted hash space's clock is merged whatever the partner's clock
+	// was: the next space this manager makes must be newer than it, or the
+	// servers would ignore it.
 	if !w.Empty() && (m.whs.Empty() || w.Clock() > m.whs.Clock()) {
 		m.whs, adopted = w, true
+		m.clk.Advance(w.Clock())
 	}
 	if !r.Empty() && (m.rhs.Empty() || r.Clock() > m.rhs.Clock()) {
 		m.rhs, adopted = r, true
+		m.clk.Advance(r.Clock())
 	}
 	if adopted {
 		kept := m.newcomers[:0]
@@ -284,4 +289,21 @@ func (m *Manager) handleBackup(req *rpc.Request) {
 	}
 	m.log.Infof("backup %q requested from %d servers", sfx, len(conns))
 	req.Reply(msgpack.AppendNil)
+}
+
+// peerName names the daemon at the other end of c for log lines: the
+// address it announced in its hello, else the connection's remote address.
+func peerName(c *rpc.Conn) string {
+	if c == nil {
+		return ""
+	}
+	if h := c.Hello(); h != nil {
+		if a, err := ring.AddrFromDump(h.Addr); err == nil {
+			return a.String()
+		}
+	}
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
