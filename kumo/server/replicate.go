@@ -155,8 +155,9 @@ func (rp *replication) send(t target, attempt int) {
 	}, s.cfg.CallTimeout, func(res []byte, err error) {
 		if err == nil {
 			if c, _, perr := msgpack.ReadUint(res); perr == nil && c != 0 {
-				// The replica keeps a newer version: re-stamp (see newerError).
-				s.clk.Observe(c)
+				// The replica keeps a newer version: re-stamp (see newerError)
+				// above it, however far ahead its clock is.
+				s.clk.Advance(c)
 				for old := rp.newer.Load(); c > old && !rp.newer.CompareAndSwap(old, c); old = rp.newer.Load() {
 				}
 			}

@@ -235,8 +235,9 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	}
 	if oldp != nil {
 		// The new version must be newer than the one it replaces, even
-		// if that one came from a peer whose clock we have not seen.
-		s.clk.Observe(oldp.Clock)
+		// if that one came from a peer whose clock we have not seen (or
+		// refused: a stored version is merged however far ahead).
+		s.clk.Advance(oldp.Clock)
 	}
 	rec.Clock = s.clk.Now()
 	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {

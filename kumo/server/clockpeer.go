@@ -1,0 +1,24 @@
+package server
+
+import (
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// peerName names the daemon at the other end of c for the clock's refusal
+// reports: the address it announced in its hello, else the connection's
+// remote address.
+func peerName(c *rpc.Conn) string {
+	if c == nil {
+		return ""
+	}
+	if h := c.Hello(); h != nil {
+		if a, err := ring.AddrFromDump(h.Addr); err == nil {
+			return a.String()
+		}
+	}
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
