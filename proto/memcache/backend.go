@@ -119,7 +119,9 @@ type Backend interface {
 	// missing.
 	Get(ctx context.Context, key []byte, dst []byte, it *Item) error
 	// GetAndTouch is Get that also sets the item's exptime (absolute, 0 =
-	// never) in the same step. The CAS unique is kept.
+	// never) in the same step. memcached keeps the CAS unique (so does
+	// memtest); a backend whose CAS unique is its version stamp may give
+	// the item a new one, and says so.
 	GetAndTouch(ctx context.Context, key []byte, exptime int64, dst []byte, it *Item) error
 	// Store writes it according to mode and returns the new CAS unique.
 	// Errors: ErrNotStored, ErrExists, ErrNotFound (CAS on a missing key).
@@ -138,6 +140,7 @@ type Backend interface {
 	// value is not a number.
 	Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *Item) (val uint64, cas uint64, err error)
 	// Touch sets the exptime of key (absolute, 0 = never). ErrNotFound.
+	// The CAS unique is kept or renewed as with GetAndTouch.
 	Touch(ctx context.Context, key []byte, exptime int64) error
 	// FlushAll invalidates every item that exists when delay seconds have
 	// passed (0 = now). Items stored after that moment survive.
@@ -145,4 +148,44 @@ type Backend interface {
 	// Stats reports data statistics (curr_items, bytes, total_items, ...)
 	// by calling add for each, in order.
 	Stats(ctx context.Context, add func(name, value string)) error
+}
+
+// Arith is an incr/decr with the options of the meta command ma and of
+// the binary protocol's increment and decrement.
+type Arith struct {
+	Delta uint64
+	Decr  bool
+	// Create, if not nil, is stored when the key is missing (Value = the
+	// initial decimal number, Flags, Exptime), as Backend.Incr's create.
+	Create *Item
+	// CAS, if not 0, makes the update of an existing item conditional:
+	// ErrExists if its CAS unique differs. It does not stop Create.
+	CAS uint64
+	// Touch sets an existing item's exptime to Exptime (absolute, 0 =
+	// never) in the same step. A created item gets Create.Exptime.
+	Touch   bool
+	Exptime int64
+}
+
+// ArithResult is what an Arith did.
+type ArithResult struct {
+	Value uint64 // the new number
+	CAS   uint64 // the item's new CAS unique
+	// Created is true if Create was stored (no delta applied).
+	Created bool
+	// OldExptime is the exptime the item had before the call (absolute,
+	// 0 = never; 0 if Created). ma reports TTLs in flag order, so a t
+	// before T shows it.
+	OldExptime int64
+}
+
+// ArithBackend is an optional interface of a Backend that decides an
+// Arith in one step. Without it the server calls Incr where that is
+// enough; it answers ma with C, T or t as memcached answers a flag it does
+// not know ("CLIENT_ERROR invalid or duplicate flag"), and a binary
+// incr/decr that carries a CAS with status 0x84 (internal error).
+type ArithBackend interface {
+	// Arith applies a to key as Backend.Incr does, with the compare and
+	// the exptime update of a, and fills r. Errors as Incr, plus ErrExists.
+	Arith(ctx context.Context, key []byte, a *Arith, r *ArithResult) error
 }

@@ -420,7 +420,14 @@ func (c *conn) binIncr(r *binReq) error {
 		c.it = Item{Key: r.key, Value: appendUint(c.scr[:0], initial), Exptime: c.s.normExptime(int64(exp))}
 		create = &c.it
 	}
-	v, cas, err := c.s.Backend.Incr(c.ctx, r.key, delta, decr, create)
+	// The CAS in the header makes the update conditional, as in memcached.
+	ar := Arith{Delta: delta, Decr: decr, Create: create, CAS: r.cas}
+	var res ArithResult
+	ok, err := c.arith(r.key, &ar, false, &res)
+	if !ok {
+		err = errors.New("memcache: backend cannot compare CAS on incr/decr")
+	}
+	v, cas := res.Value, res.CAS
 	st := &c.s.st
 	switch {
 	case err == nil:

@@ -6,20 +6,26 @@ import (
 	"io"
 )
 
-// Meta commands (memcached 1.6 protocol.txt "Meta Commands"). Supported
-// flags:
+// Meta commands (memcached 1.6 protocol.txt "Meta Commands"). Every command
+// accepts the flags memcached 1.6.18 parses for all of them (b c f h k l q
+// s t u v C D F I J L M N O P R T; a token that flag takes is checked as
+// memcached checks it) and ignores those it gives no meaning, as memcached
+// does. What they do here:
 //
-//	mg <key> b c E f h k l O q s t v T N   (h and l always report 0; E with N)
-//	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S)   (I is accepted and ignored)
-//	md <key> b C I k O q T               (I deletes, no stale items)
-//	ma <key> b N J D M(I|+|D|-) q O k c v   (memcached 1.6.18 also has C, t, T)
+//	mg <key> b c f h k l O q s t v T N E (h and l always report 0; E with N;
+//	         R is refused: no recache wins, so no W/Z tokens)
+//	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S) (I is refused
+//	         together with C: there are no stale items)
+//	md <key> b C k O q (I is refused: there are no stale items)
+//	ma <key> b c k O q t v C D J M(I|+|D|-) N T
 //	mn, me <key>
 //
 // Return flags come back in request order; a base64 key comes back as
 // "k<key> b". A reply without an item (mg EN, ma NF and EX) carries only
 // the O and k flags. q hides EN for mg, HD for ms and md, and the whole
 // reply of a successful ma increment (HD or VA; an N autovivify is still
-// answered); errors are always sent.
+// answered); errors are always sent. More than 17 flags (16 for ms) are
+// refused as "options flags (are) too long", as memcached does.
 
 func flagBit(ch byte) uint64 {
 	switch {
@@ -39,14 +45,26 @@ func flagMask(s string) uint64 {
 	return m
 }
 
+// metaCommon is the set of flags memcached 1.6.18 accepts on every meta
+// command (its _meta_flag_preparse).
+const metaCommon = "bcfhklqstuvCDFIJLMNOPRT"
+
 var (
-	mgFlags = flagMask("bcEfhklOqstvTN")
-	msFlags = flagMask("bcCEFIkOqsTM")
-	mdFlags = flagMask("bCIkOqT")
-	maFlags = flagMask("bNJDMqOkcv")
+	mgFlags = flagMask(metaCommon+"E") &^ flagBit('R')
+	msFlags = flagMask(metaCommon + "E")
+	mdFlags = flagMask(metaCommon) &^ flagBit('I')
+	maFlags = flagMask(metaCommon)
 )
 
-const maxOpaque = 32
+// maxOpaque is the longest O token memcached takes, without the O.
+const maxOpaque = 31
+
+// Most flags a meta command may carry (memcached's MFLAG_MAX_OPT_LENGTH,
+// counted in tokens with the command, key and, for ms, the data length).
+const (
+	maxMetaFlags   = 17
+	maxMetaSetFlag = 16
+)
 
 func hasFlag(flags [][]byte, ch byte) bool {
 	for _, f := range flags {
@@ -81,6 +99,9 @@ const (
 	errBadFormat   = "CLIENT_ERROR bad command line format\r\n"
 	errInvalidDup  = "CLIENT_ERROR invalid or duplicate flag\r\n"
 	errDecodeKey   = "CLIENT_ERROR error decoding key\r\n"
+	errOpaqueLong  = "CLIENT_ERROR opaque token too long\r\n"
+	errFlagsLong   = "CLIENT_ERROR options flags too long\r\n"
+	errMgFlagsLong = "CLIENT_ERROR options flags are too long\r\n"
 )
 
 // parseMeta parses flag tokens of command cmd ('g', 's', 'd', 'a')
@@ -88,7 +109,7 @@ const (
 func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 	*a = metaArgs{delta: 1}
 	fail := func(s string) bool {
-		if cmd == 'd' || cmd == 'a' {
+		if (cmd == 'd' || cmd == 'a') && s != errOpaqueLong {
 			s = errInvalidDup
 		}
 		a.errstr = s
@@ -107,31 +128,37 @@ func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 		ok := true
 		switch f[0] {
 		case 'T':
-			a.ttl, ok = parseInt32(arg)
+			a.ttl, ok = parseCInt32(arg)
 		case 'N':
-			a.vivify, ok = parseInt32(arg)
+			a.vivify, ok = parseCInt32(arg)
+		case 'R':
+			_, ok = parseCInt32(arg)
 		case 'C':
-			a.cas, ok = parseUint(arg)
+			a.cas, ok = parseCUint(arg)
 		case 'E':
-			a.newCAS, ok = parseUint(arg)
+			a.newCAS, ok = parseCUint(arg)
 		case 'F':
 			var v uint64
-			if v, ok = parseUint(arg); !ok {
+			if v, ok = parseCUint(arg); !ok {
 				return fail(errBadFormat)
 			}
 			a.flags = uint32(v)
 		case 'D':
-			a.delta, ok = parseUint(arg)
-		case 'J':
-			a.initial, ok = parseUint(arg)
-		case 'M':
-			ok = len(arg) == 1
-			if ok {
-				a.mode = arg[0]
+			if a.delta, ok = parseCUint(arg); !ok {
+				return fail("CLIENT_ERROR invalid numeric delta value\r\n")
 			}
+		case 'J':
+			if a.initial, ok = parseCUint(arg); !ok {
+				return fail("CLIENT_ERROR invalid numeric initial value\r\n")
+			}
+		case 'M':
+			if len(arg) != 1 {
+				return fail("CLIENT_ERROR incorrect length for M token\r\n")
+			}
+			a.mode = arg[0]
 		case 'O':
 			if len(arg) > maxOpaque {
-				return fail("CLIENT_ERROR opaque token too long\r\n")
+				return fail(errOpaqueLong)
 			}
 		}
 		if !ok {
@@ -139,6 +166,58 @@ func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 		}
 	}
 	return true
+}
+
+// metaPrecheck answers what memcached checks of a mg, md or ma line before
+// its flags: a key token over 250 bytes (base64 or not), then too many
+// flags. It returns false after writing the error.
+func (c *conn) metaPrecheck(tok [][]byte, tooLong string) bool {
+	switch {
+	case len(tok[1]) > maxKeyLen:
+		c.bw.WriteString(errBadFormat)
+	case len(tok)-2 > maxMetaFlags:
+		c.bw.WriteString(tooLong)
+	default:
+		return true
+	}
+	return false
+}
+
+// metaTooManyTokens answers a meta command line of more tokens than the
+// tokenizer keeps (tok holds the first maxTokens), as memcached answers
+// it: mg, ms, md and ma refuse it (ms without reading its data), mn and
+// me ignore the extra tokens. It reports whether cmd was a meta command.
+func (c *conn) metaTooManyTokens(cmd []byte, tok [][]byte) bool {
+	switch string(cmd) {
+	case "mg":
+		c.s.st.cmdMeta.Add(1)
+		c.metaPrecheck(tok, errMgFlagsLong)
+	case "md", "ma":
+		c.s.st.cmdMeta.Add(1)
+		c.metaPrecheck(tok, errFlagsLong)
+	case "ms":
+		c.s.st.cmdMeta.Add(1)
+		if msKeyTooLong(tok) {
+			c.bw.WriteString(errBadFormat)
+		} else {
+			c.bw.WriteString(errFlagsLong)
+		}
+	case "mn":
+		c.s.st.cmdMeta.Add(1)
+		c.bw.WriteString("MN\r\n")
+	case "me":
+		c.metaDebug(tok)
+	default:
+		return false
+	}
+	return true
+}
+
+// msKeyTooLong reports whether the key token of ms line tok is refused
+// before its data length is known (so the data is then read as a command):
+// over 250 bytes, or over what 250 bytes take in base64 with b.
+func msKeyTooLong(tok [][]byte) bool {
+	return len(tok[1]) > maxKeyLen*4/3+4 || (len(tok[1]) > maxKeyLen && !hasFlag(tok[3:], 'b'))
 }
 
 // metaKey returns the key of a meta command, decoded if the b flag is set,
@@ -169,16 +248,9 @@ func (c *conn) metaKey(tok []byte, a *metaArgs, cmd byte) ([]byte, string) {
 	return tok, ""
 }
 
-// appendRet appends the return flags that do not depend on the item.
-func appendRet(b []byte, flags [][]byte, keyTok []byte, cas uint64, a *metaArgs) []byte {
-	for _, f := range flags {
-		b = appendRetFlag(b, f, keyTok, cas, a)
-	}
-	return b
-}
-
 // appendMissRet appends the return flags memcached 1.6.18 sends without an
-// item (mg EN, ma NF and EX): only O and k, in request order.
+// item (mg EN, ma NF and EX) and on every md reply: only O and k, in
+// request order.
 func appendMissRet(b []byte, flags [][]byte, keyTok []byte, a *metaArgs) []byte {
 	for _, f := range flags {
 		if f[0] == 'O' || f[0] == 'k' {
@@ -213,6 +285,9 @@ func (c *conn) metaGet(tok [][]byte) {
 	c.s.st.cmdMeta.Add(1)
 	if len(tok) < 2 {
 		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	if !c.metaPrecheck(tok, errMgFlagsLong) {
 		return
 	}
 	var a metaArgs
@@ -306,13 +381,17 @@ func (c *conn) metaSet(tok [][]byte) error {
 		c.bw.WriteString("ERROR\r\n")
 		return nil
 	}
-	if len(tok) < 3 || len(tok[1]) > maxKeyLen*4/3+4 || (len(tok[1]) > maxKeyLen && !hasFlag(tok[3:], 'b')) {
+	if len(tok) < 3 || msKeyTooLong(tok) {
 		// memcached rejects these before it knows the data length, so the
 		// data line is then read as a command.
 		c.bw.WriteString(errBadFormat)
 		return nil
 	}
-	vlen, ok := parseInt32(tok[2])
+	if len(tok)-3 > maxMetaSetFlag {
+		c.bw.WriteString(errFlagsLong) // the data, too, is read as a command
+		return nil
+	}
+	vlen, ok := parseCInt32(tok[2])
 	if !ok || vlen < 0 {
 		c.bw.WriteString(errBadFormat)
 		return nil
@@ -333,6 +412,11 @@ func (c *conn) metaSet(tok [][]byte) error {
 			mode = ModeReplace
 		default:
 			a.errstr = "CLIENT_ERROR invalid mode for ms M token\r\n"
+		}
+		if a.has('I') && a.has('C') {
+			// memcached would store an item whose CAS is older than
+			// C, marked stale; there are no stale items here.
+			a.errstr = errInvalidFlag
 		}
 	}
 	key, errstr := c.metaKey(tok[1], &a, 's')
@@ -422,6 +506,9 @@ func (c *conn) metaDelete(tok [][]byte) {
 		c.bw.WriteString("ERROR\r\n")
 		return
 	}
+	if !c.metaPrecheck(tok, errFlagsLong) {
+		return
+	}
 	var a metaArgs
 	flags := tok[2:]
 	if !parseMeta(flags, mdFlags, 'd', &a) {
@@ -451,17 +538,16 @@ func (c *conn) metaDelete(tok [][]byte) {
 		c.serverError(err)
 		return
 	}
-	b := c.reserve(2*len(tok[1]) + 64 + len(flags)*(maxOpaque+4))
-	b = append(b, status...)
-	b = appendRet(b, flags, tok[1], 0, &a)
-	b = append(b, "\r\n"...)
-	c.bw.Write(b)
+	c.metaMiss(status, flags, tok[1], &a) // md returns only O and k
 }
 
 func (c *conn) metaArith(tok [][]byte) {
 	c.s.st.cmdMeta.Add(1)
 	if len(tok) < 2 {
 		c.bw.WriteString("ERROR\r\n")
+		return
+	}
+	if !c.metaPrecheck(tok, errFlagsLong) {
 		return
 	}
 	var a metaArgs
@@ -484,12 +570,27 @@ func (c *conn) metaArith(tok [][]byte) {
 		c.bw.WriteString(errstr)
 		return
 	}
-	var create *Item
+	ar := Arith{Delta: a.delta, Decr: decr, CAS: a.cas, Touch: a.has('T'), Exptime: c.s.normExptime(a.ttl)}
 	if a.has('N') {
-		c.it = Item{Key: key, Value: appendUint(c.scr[:0], a.initial), Exptime: c.s.normExptime(a.vivify)}
-		create = &c.it
+		// memcached creates the item without an exptime and then applies
+		// T and N in flag order: the later one wins.
+		e := a.vivify
+		for _, f := range flags {
+			if f[0] == 'T' {
+				e = a.ttl
+			} else if f[0] == 'N' {
+				e = a.vivify
+			}
+		}
+		c.it = Item{Key: key, Value: appendUint(c.scr[:0], a.initial), Exptime: c.s.normExptime(e)}
+		ar.Create = &c.it
 	}
-	v, cas, err := c.s.Backend.Incr(c.ctx, key, a.delta, decr, create)
+	var r ArithResult
+	ok, err := c.arith(key, &ar, a.has('t'), &r)
+	if !ok {
+		c.bw.WriteString(errInvalidDup) // the backend cannot do C, T or t
+		return
+	}
 	st := &c.s.st
 	switch {
 	case err == nil:
@@ -516,14 +617,10 @@ func (c *conn) metaArith(tok [][]byte) {
 		c.serverError(err)
 		return
 	}
-	if a.has('q') && (create == nil || v != a.initial) {
-		// memcached's q skips the whole reply (HD or VA) of an increment,
-		// but not of an N autovivify. Backend.Incr does not say which one
-		// happened: a result equal to the J initial value is taken as a
-		// create, so the rare increment that lands exactly on J is shown.
-		return
+	if a.has('q') && !r.Created {
+		return // memcached's q skips the whole reply of an increment, not of an N autovivify
 	}
-	num := appendUint(c.scr[:0], v)
+	num := appendUint(c.scr[:0], r.Value)
 	b := c.reserve(2*len(tok[1]) + 96 + len(flags)*(maxOpaque+4))
 	if a.has('v') {
 		b = append(b, "VA "...)
@@ -531,7 +628,24 @@ func (c *conn) metaArith(tok [][]byte) {
 	} else {
 		b = append(b, "HD"...)
 	}
-	b = appendRet(b, flags, tok[1], cas, &a)
+	// memcached walks the flags in order, applying T (and N to a created
+	// item) as it meets them: a t shows the exptime at that point.
+	exp := r.OldExptime
+	for _, f := range flags {
+		switch f[0] {
+		case 'T':
+			exp = ar.Exptime
+		case 'N':
+			if r.Created {
+				exp = c.s.normExptime(a.vivify)
+			}
+		case 't':
+			b = append(b, " t"...)
+			b = appendInt(b, c.s.ttl(exp))
+		default:
+			b = appendRetFlag(b, f, tok[1], r.CAS, &a)
+		}
+	}
 	b = append(b, "\r\n"...)
 	if a.has('v') {
 		b = append(b, num...)
@@ -540,8 +654,29 @@ func (c *conn) metaArith(tok [][]byte) {
 	c.bw.Write(b)
 }
 
+// arith runs ar through the backend's ArithBackend, or through Incr when it
+// has none and ar needs no compare, touch or old exptime (wantExp). ok is
+// false when the backend cannot do ar. Without ArithBackend, r.Created is
+// a guess: a result equal to the initial value is taken as a create.
+func (c *conn) arith(key []byte, ar *Arith, wantExp bool, r *ArithResult) (ok bool, err error) {
+	if ab, isArith := c.s.Backend.(ArithBackend); isArith {
+		*r = ArithResult{}
+		return true, ab.Arith(c.ctx, key, ar, r)
+	}
+	if ar.CAS != 0 || ar.Touch || wantExp {
+		return false, nil
+	}
+	v, cas, err := c.s.Backend.Incr(c.ctx, key, ar.Delta, ar.Decr, ar.Create)
+	*r = ArithResult{Value: v, CAS: cas}
+	if err == nil && ar.Create != nil {
+		init, _ := parseCUint(ar.Create.Value)
+		r.Created = v == init
+	}
+	return true, err
+}
+
 // metaMiss writes status with the O and k return flags, for a reply that
-// has no item.
+// has no item and for md.
 func (c *conn) metaMiss(status string, flags [][]byte, keyTok []byte, a *metaArgs) {
 	b := c.reserve(2*len(keyTok) + 16 + len(flags)*(maxOpaque+4))
 	b = append(b, status...)

@@ -44,8 +44,7 @@ func (c *conn) dispatchText(line []byte) error {
 	}
 	n := c.tokenize(line)
 	if n > maxTokens {
-		c.writeString("ERROR\r\n")
-		return nil
+		return c.tooManyTokens(cmd)
 	}
 	tok := c.tok[:n]
 	switch string(cmd) {
@@ -98,7 +97,7 @@ func (c *conn) dispatchText(line []byte) error {
 			return nil
 		}
 		c.noreply = string(tok[n-1]) == "noreply"
-		if _, ok := parseUint(tok[1]); !ok {
+		if _, ok := parseCUint(tok[1]); !ok {
 			c.writeString("CLIENT_ERROR bad command line format\r\n")
 			return nil
 		}
@@ -109,11 +108,7 @@ func (c *conn) dispatchText(line []byte) error {
 			return nil
 		}
 		c.noreply = n == 3 && string(tok[2]) == "noreply"
-		if _, ok := parseUint(tok[1]); !ok {
-			c.bw.WriteString("ERROR\r\n")
-			return nil
-		}
-		c.writeString("OK\r\n")
+		c.cacheMemlimit(tok[1])
 	default:
 		c.s.st.protoErrs.Add(1)
 		c.bw.WriteString("ERROR\r\n")
@@ -131,7 +126,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			c.bw.WriteString("ERROR\r\n")
 			return nil
 		}
-		e, ok := parseInt32(et)
+		e, ok := parseCInt32(et)
 		if !ok {
 			c.bw.WriteString("CLIENT_ERROR invalid exptime argument\r\n")
 			return nil
@@ -262,13 +257,13 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	// the reply even where it is in the place of another argument.
 	c.noreply = string(tok[n-1]) == "noreply"
 	key := tok[1]
-	flags, ok1 := parseUint(tok[2])
-	exp, ok2 := parseInt32(tok[3])
-	vlen, ok3 := parseInt32(tok[4])
+	flags, ok1 := parseCUint(tok[2]) // memcached keeps the low 32 bits
+	exp, ok2 := parseCInt32(tok[3])
+	vlen, ok3 := parseCInt32(tok[4])
 	var cas uint64
 	ok4 := true
 	if mode == ModeCAS {
-		cas, ok4 = parseUint(tok[5])
+		cas, ok4 = parseCUint(tok[5])
 	}
 	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || !ok4 || vlen < 0 {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
@@ -339,7 +334,7 @@ func (c *conn) textIncr(decr bool, tok [][]byte) {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
 		return
 	}
-	delta, ok := parseUint(tok[2])
+	delta, ok := parseCUint(tok[2])
 	if !ok {
 		c.writeString("CLIENT_ERROR invalid numeric delta argument\r\n")
 		return
@@ -417,7 +412,7 @@ func (c *conn) textTouch(tok [][]byte) {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
 		return
 	}
-	e, ok := parseInt32(tok[2])
+	e, ok := parseCInt32(tok[2])
 	if !ok {
 		c.writeString("CLIENT_ERROR invalid exptime argument\r\n")
 		return
@@ -458,7 +453,7 @@ func (c *conn) textFlush(tok [][]byte) {
 	var e int64
 	if n == 3 || (n == 2 && !c.noreply) {
 		var ok bool
-		if e, ok = parseInt32(tok[1]); !ok {
+		if e, ok = parseCInt32(tok[1]); !ok {
 			c.writeString("CLIENT_ERROR invalid exptime argument\r\n")
 			return
 		}
@@ -513,4 +508,107 @@ func (c *conn) textStats(tok [][]byte) {
 	}
 }
 
+// tooManyTokens answers a line of more than maxTokens tokens as memcached
+// 1.6.18 does: quit, version, mn and me ignore the extra tokens, the other
+// meta commands refuse too many flags, everything else is an ERROR.
+func (c *conn) tooManyTokens(cmd []byte) error {
+	switch string(cmd) {
+	case "quit":
+		return errQuit
+	case "version":
+		c.bw.WriteString("VERSION ")
+		c.bw.WriteString(c.s.version())
+		c.bw.WriteString("\r\n")
+	default:
+		if !c.metaTooManyTokens(cmd, c.tok[:]) {
+			c.bw.WriteString("ERROR\r\n")
+		}
+	}
+	return nil
+}
+
+// cacheMemlimit answers cache_memlimit <megabytes>: memcached keeps the
+// low 32 bits of the number and refuses less than 8 MB. kumo has no memory
+// limit to set, so the answer is all it does.
+func (c *conn) cacheMemlimit(arg []byte) {
+	mb, ok := parseCUint(arg)
+	switch {
+	case !ok:
+		c.bw.WriteString("ERROR\r\n")
+	case uint32(mb) < 8:
+		c.writeString("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n")
+	default:
+		c.writeString("OK\r\n")
+	}
+}
+
 func itoa(v int64) string { return string(appendInt(nil, v)) }
+
+// Numbers on command lines are read as memcached 1.6.18 reads them, with
+// C's strtoull/strtol behind its safe_strto* helpers: optional leading
+// white space, an optional sign, decimal digits, then white space or the
+// end of the token ("+5", "\t5" and "-0" are numbers; "5x" and "" are
+// not).
+
+// isCSpace is C's isspace in the "C" locale.
+func isCSpace(ch byte) bool { return ch == ' ' || (ch >= '\t' && ch <= '\r') }
+
+// cNumber splits b into sign and magnitude as strtoull does. ok is false
+// if there are no digits, something other than white space follows them,
+// or the magnitude does not fit 64 bits (ERANGE).
+func cNumber(b []byte) (neg bool, mag uint64, ok bool) {
+	i := 0
+	for i < len(b) && isCSpace(b[i]) {
+		i++
+	}
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	j := i
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		d := uint64(b[j] - '0')
+		if mag > (1<<64-1-d)/10 {
+			return false, 0, false
+		}
+		mag = mag*10 + d
+	}
+	if j == i || (j < len(b) && !isCSpace(b[j])) {
+		return false, 0, false
+	}
+	return neg, mag, true
+}
+
+// parseCUint is memcached's safe_strtoull (and, on 64-bit systems,
+// safe_strtoul): strtoull's value, refused only when a '-' made it
+// negative as a signed number. So "-0" is 0, "-5" is refused, and the
+// wrapped "-18446744073709551615" is 1, as in C.
+func parseCUint(b []byte) (uint64, bool) {
+	neg, mag, ok := cNumber(b)
+	if !ok {
+		return 0, false
+	}
+	if neg {
+		mag = -mag
+		if int64(mag) < 0 {
+			return 0, false
+		}
+	}
+	return mag, true
+}
+
+// parseCInt32 is memcached's safe_strtol: strtol's 64-bit value (outside
+// it: refused), then stored into an int32, keeping the low 32 bits. So
+// exptime -2147483649 is 2147483647 and 4294967396 is 100, as in
+// memcached 1.6.18.
+func parseCInt32(b []byte) (int64, bool) {
+	neg, mag, ok := cNumber(b)
+	if !ok || (!neg && mag > 1<<63-1) || (neg && mag > 1<<63) {
+		return 0, false
+	}
+	v := int64(mag)
+	if neg {
+		v = -v
+	}
+	return int64(int32(v)), true
+}

@@ -107,7 +107,7 @@ var metaCases = []transcript{
 	{"md", "ms mk 1\r\nx\r\nmd mk\r\nmd mk\r\nmd mk q\r\nms mk 1\r\nx\r\nmd mk q\r\nmn\r\n", "HD\r\nHD\r\nNF\r\nNF\r\nHD\r\nMN\r\n"},
 	{"md cas", "ms mk 1\r\nx\r\nmd mk C5 Oq kk\r\nmd mk C1 O7 k\r\n", "HD\r\nEX Oq kmk\r\nHD O7 kmk\r\n"},
 	{"ma", "ma nocnt\r\nma cnt N0 J10 v\r\nma cnt v\r\nma cnt MD D20 v\r\nma cnt D5\r\nma cnt q\r\nma cnt v c k O1\r\n", "NF\r\nVA 2\r\n10\r\nVA 2\r\n11\r\nVA 1\r\n0\r\nHD\r\nVA 1 c6 kcnt O1\r\n7\r\n"},
-	{"ma errors", "ms s 1\r\nx\r\nma s\r\nma s MX\r\nma s Dx\r\nma\r\nma s T1\r\n", "HD\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR invalid mode for ma M token\r\nCLIENT_ERROR invalid or duplicate flag\r\nERROR\r\nCLIENT_ERROR invalid or duplicate flag\r\n"},
+	{"ma errors", "ms s 1\r\nx\r\nma s\r\nma s MX\r\nma s Dx\r\nma\r\nma s E1\r\n", "HD\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR invalid mode for ma M token\r\nCLIENT_ERROR invalid or duplicate flag\r\nERROR\r\nCLIENT_ERROR invalid or duplicate flag\r\n"},
 	{"duplicate flags", "mg k v v\r\nms k 1 T1 T2\r\nx\r\nmd k q q\r\nma k O1 O2\r\n", "CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid or duplicate flag\r\nCLIENT_ERROR invalid or duplicate flag\r\n"},
 	{"mg errors", "mg\r\nmg mk !\r\nmg " + k251 + " v\r\nmg k Tx\r\nmg k O" + strings.Repeat("o", 33) + "\r\n",
 		"ERROR\r\nCLIENT_ERROR invalid flag\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR opaque token too long\r\n"},

@@ -36,7 +36,10 @@ type entry struct {
 	mtime   int64 // unix nanos of the last store
 }
 
-var _ memcache.Backend = (*Backend)(nil)
+var (
+	_ memcache.Backend      = (*Backend)(nil)
+	_ memcache.ArithBackend = (*Backend)(nil)
+)
 
 // New returns an empty Backend using clock (nil = time.Now).
 func New(clock func() time.Time) *Backend { return &Backend{Clock: clock} }
@@ -217,46 +220,61 @@ func parseNumber(v []byte) (uint64, bool) {
 
 // Incr implements memcache.Backend.
 func (b *Backend) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+	var r memcache.ArithResult
+	err := b.Arith(ctx, key, &memcache.Arith{Delta: delta, Decr: decr, Create: create}, &r)
+	return r.Value, r.CAS, err
+}
+
+// Arith implements memcache.ArithBackend.
+func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *memcache.ArithResult) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
 	e := b.lookup(key, now)
 	if e == nil {
-		if create == nil {
-			return 0, 0, memcache.ErrNotFound
+		if a.Create == nil {
+			return memcache.ErrNotFound
 		}
-		v, ok := parseNumber(create.Value)
+		v, ok := parseNumber(a.Create.Value)
 		if !ok {
-			return 0, 0, memcache.ErrNonNumeric
+			return memcache.ErrNonNumeric
 		}
 		if b.items == nil {
 			b.items = make(map[string]*entry)
 		}
-		e = &entry{flags: create.Flags, exptime: create.Exptime, mtime: now.UnixNano(), cas: b.nextCAS()}
+		e = &entry{flags: a.Create.Flags, exptime: a.Create.Exptime, mtime: now.UnixNano(), cas: b.nextCAS()}
 		b.items[string(key)] = e
 		b.bytes += int64(len(key))
-		b.setValue(e, create.Value)
+		b.setValue(e, a.Create.Value)
 		b.totalItems++
-		return v, e.cas, nil
+		*r = memcache.ArithResult{Value: v, CAS: e.cas, Created: true}
+		return nil
+	}
+	if a.CAS != 0 && a.CAS != e.cas {
+		return memcache.ErrExists
 	}
 	v, ok := parseNumber(e.value)
 	if !ok {
-		return 0, 0, memcache.ErrNonNumeric
+		return memcache.ErrNonNumeric
 	}
-	if decr {
-		if delta > v {
+	if a.Decr {
+		if a.Delta > v {
 			v = 0
 		} else {
-			v -= delta
+			v -= a.Delta
 		}
 	} else {
-		v += delta // wraps at 2^64 like memcached
+		v += a.Delta // wraps at 2^64 like memcached
 	}
 	var num [20]byte
 	b.setValue(e, strconv.AppendUint(num[:0], v, 10))
 	e.mtime = now.UnixNano()
 	e.cas = b.nextCAS()
-	return v, e.cas, nil
+	*r = memcache.ArithResult{Value: v, CAS: e.cas, OldExptime: e.exptime}
+	if a.Touch {
+		e.exptime = a.Exptime
+	}
+	return nil
 }
 
 // Touch implements memcache.Backend.
