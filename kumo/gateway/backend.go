@@ -20,6 +20,8 @@ var (
 	ErrBadReply    = errors.New("gateway: malformed reply from server")
 )
 
+var _ memcache.ArithBackend = (*Gateway)(nil)
+
 // maxKey bounds a DBKey: hash, prefix and a 250-byte memcached key.
 const maxKey = 8 + 256 + 250
 
@@ -368,41 +370,86 @@ func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 	return err
 }
 
-// doIncr is the body of Incr.
-func (g *Gateway) doIncr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
+// doArith is the body of Incr and Arith.
+func (g *Gateway) doArith(ctx context.Context, key []byte, a *memcache.Arith, r *memcache.ArithResult) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	var initial uint64
 	var exp uint32
-	if create != nil {
-		if v, err := strconv.ParseUint(string(create.Value), 10, 64); err == nil {
+	if a.Create != nil {
+		if v, err := strconv.ParseUint(string(a.Create.Value), 10, 64); err == nil {
 			initial = v
 		}
-		exp = exptime32(create.Exptime)
+		exp = exptime32(a.Create.Exptime)
 	}
-	var val, cas uint64
+	// Only ma's C and T need the trailing params; plain incr/decr keep the
+	// six of every server version.
+	ext := a.CAS != 0 || a.Touch
+	*r = memcache.ArithResult{}
 	// A retried incr after an ambiguous failure may apply twice: there is
 	// no request deduplication yet (noted in the issue).
 	_, err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 6)
+		if ext {
+			b = msgpack.AppendArrayHeader(b, 9)
+		} else {
+			b = msgpack.AppendArrayHeader(b, 6)
+		}
 		b = msgpack.AppendRaw(b, dbkey)
-		b = msgpack.AppendUint(b, delta)
-		b = msgpack.AppendBool(b, decr)
-		b = msgpack.AppendBool(b, create != nil)
+		b = msgpack.AppendUint(b, a.Delta)
+		b = msgpack.AppendBool(b, a.Decr)
+		b = msgpack.AppendBool(b, a.Create != nil)
 		b = msgpack.AppendUint(b, initial)
-		return msgpack.AppendUint(b, uint64(exp))
+		b = msgpack.AppendUint(b, uint64(exp))
+		if ext {
+			b = msgpack.AppendUint(b, a.CAS)
+			b = msgpack.AppendBool(b, a.Touch)
+			b = msgpack.AppendUint(b, uint64(exptime32(a.Exptime)))
+		}
+		return b
 	}, func(res []byte) error {
-		st, p, err := statusResult(res)
-		if err != nil {
-			return err
-		}
-		if st == wire.StatusOK {
-			val, p, _ = msgpack.ReadUint(p)
-			cas, _, _ = msgpack.ReadUint(p)
-		}
-		return statusError(st)
+		return arithResult(res, a, initial, r)
 	})
-	return val, cas, err
+	return err
+}
+
+// arithResult decodes an Arith reply [status, value, clocktime, created,
+// old_exptime] into r. A server older than the last two fields leaves
+// Created to a guess (a create was asked for and the value is the initial
+// one) and OldExptime 0.
+func arithResult(res []byte, a *memcache.Arith, initial uint64, r *memcache.ArithResult) error {
+	n, p, err := msgpack.ReadArrayHeader(res)
+	if err != nil || n < 1 {
+		return ErrBadReply
+	}
+	st, p, err := msgpack.ReadUint(p)
+	if err != nil {
+		return ErrBadReply
+	}
+	if st != wire.StatusOK {
+		return statusError(int(st))
+	}
+	if n < 3 {
+		return ErrBadReply
+	}
+	if r.Value, p, err = msgpack.ReadUint(p); err != nil {
+		return ErrBadReply
+	}
+	if r.CAS, p, err = msgpack.ReadUint(p); err != nil {
+		return ErrBadReply
+	}
+	if n < 5 {
+		r.Created = a.Create != nil && r.Value == initial
+		return nil
+	}
+	if r.Created, p, err = msgpack.ReadBool(p); err != nil {
+		return ErrBadReply
+	}
+	e, _, err := msgpack.ReadUint(p)
+	if err != nil {
+		return ErrBadReply
+	}
+	r.OldExptime = int64(e)
+	return nil
 }
 
 // doTouch is the body of Touch.
@@ -562,9 +609,18 @@ func (g *Gateway) Delete(ctx context.Context, key []byte, cas uint64) error {
 // Incr implements memcache.Backend.
 func (g *Gateway) Incr(ctx context.Context, key []byte, delta uint64, decr bool, create *memcache.Item) (uint64, uint64, error) {
 	start := time.Now()
-	v, cas, err := g.doIncr(ctx, key, delta, decr, create)
+	var r memcache.ArithResult
+	err := g.doArith(ctx, key, &memcache.Arith{Delta: delta, Decr: decr, Create: create}, &r)
 	g.observe(cmdIncr, start, err)
-	return v, cas, err
+	return r.Value, r.CAS, err
+}
+
+// Arith implements memcache.ArithBackend.
+func (g *Gateway) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *memcache.ArithResult) error {
+	start := time.Now()
+	err := g.doArith(ctx, key, a, r)
+	g.observe(cmdIncr, start, err)
+	return err
 }
 
 // Touch implements memcache.Backend.

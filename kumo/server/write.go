@@ -31,6 +31,12 @@ type writeOp struct {
 	initial uint64
 	exptime uint32 // Arith create / Touch
 	want    bool   // Touch: return the value (gat)
+	touch   bool   // Arith: set an existing item's exptime to newExp
+	newExp  uint32
+
+	// Set by decideAndReplicate for the Arith reply.
+	created bool   // the item was missing and created
+	oldExp  uint32 // the exptime the item had before
 }
 
 func (op *writeOp) parse(req *rpc.Request) error {
@@ -108,7 +114,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			return &rpc.Error{Code: rpc.CodeProtocol, Msg: "unsupported set operation"}
 		}
 		return nil
-	case wire.SrvArith: // [DBKey, delta, decr, create, initial, exptime]
+	case wire.SrvArith: // [DBKey, delta, decr, create, initial, exptime, (cas, touch, new_exptime)]
 		if n < 6 {
 			return errParams
 		}
@@ -128,8 +134,20 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			return errParams
 		}
 		var e uint64
-		e, err = rd()
+		if e, err = rd(); err != nil {
+			return errParams
+		}
 		op.exptime = uint32(e)
+		if n >= 9 {
+			if op.cas, err = rd(); err != nil {
+				return errParams
+			}
+			if op.touch, err = rdb(); err != nil {
+				return errParams
+			}
+			e, err = rd()
+			op.newExp = uint32(e)
+		}
 		return bad(err)
 	case wire.SrvTouch: // [DBKey, exptime, want_value]
 		if n < 3 {
@@ -223,6 +241,10 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		oldp = &old
 	}
 	rec, status, num, err := s.decide(op, oldp, exists)
+	op.created = !exists
+	if exists {
+		op.oldExp = old.Exptime
+	}
 	if err != nil || status != wire.StatusOK {
 		mu.Unlock()
 		putBuf(bp)
@@ -397,6 +419,9 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			rec.Exptime = op.exptime
 			return rec, wire.StatusOK, op.initial, nil
 		}
+		if op.cas != 0 && old.Clock != op.cas {
+			return rec, wire.StatusExists, 0, nil
+		}
 		cur, ok := parseCounter(old.Value)
 		if !ok {
 			return rec, wire.StatusNonNumeric, 0, nil
@@ -415,8 +440,19 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		// either, and the memcache.Backend contract says plain.
 		v := strconv.AppendUint(make([]byte, 0, 20), cur, 10)
 		rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
+		if op.touch {
+			rec.Exptime = op.newExp
+		}
 		return rec, wire.StatusOK, cur, nil
 	case wire.SrvTouch:
+		// memcached keeps the CAS unique on touch, gat and mg T; here the
+		// touched record gets a new clock, and so a new CAS unique: the CAS
+		// unique is the record's ClockTime, which is also the version that
+		// orders replicas (newer wins, strictly). A record that kept its
+		// clock with a new exptime would be refused by replicas and by
+		// rebalance copies holding the old one (equal clocks), so copies
+		// would disagree on the exptime for good; and a separate CAS field
+		// would change the stored record layout (SPEC §3, §6).
 		if !exists {
 			return rec, wire.StatusNotFound, 0, nil
 		}
@@ -479,16 +515,18 @@ func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra fun
 	case wire.SrvDelete: // kumofs: true deleted / false not found
 		ok := status == wire.StatusOK
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
-	case wire.SrvArith: // [status, value, clocktime]
+	case wire.SrvArith: // [status, value, clocktime, created, old_exptime]
 		req.Reply(func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendArrayHeader(b, 5)
 			b = msgpack.AppendUint(b, uint64(status))
 			if extra != nil {
 				b = extra(b)
 			} else {
 				b = msgpack.AppendUint(b, 0)
 			}
-			return msgpack.AppendUint(b, ct)
+			b = msgpack.AppendUint(b, ct)
+			b = msgpack.AppendBool(b, status == wire.StatusOK && op.created)
+			return msgpack.AppendUint(b, uint64(op.oldExp))
 		})
 	case wire.SrvTouch: // [status, DBValue | nil]
 		req.Reply(func(b []byte) []byte {

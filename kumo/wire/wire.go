@@ -56,7 +56,14 @@ const (
 	// DBValue's clocktime field is ignored; flags/exptime ride in its meta.
 	SrvStore = 64
 	// SrvArith is incr/decr. [DBKey, delta, decr bool, create bool,
-	// initial, exptime] -> [status, value, clocktime].
+	// initial, exptime, (cas, touch bool, new_exptime)] -> [status, value,
+	// clocktime, created bool, old_exptime]. The optional trailing
+	// params (memcached's ma C and T) make the update of an existing item
+	// conditional on its clocktime (cas != 0: StatusExists) and set its
+	// exptime (touch); a created item gets exptime. created and
+	// old_exptime (the item's exptime before) are absent in replies of
+	// servers older than these fields, which also ignore them: upgrade
+	// servers before gateways.
 	SrvArith = 65
 	// SrvTouch updates the exptime and optionally returns the value (gat).
 	// [DBKey, exptime, want_value bool] -> [status, DBValue | nil].
