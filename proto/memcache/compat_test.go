@@ -72,6 +72,9 @@ var compatCases = []transcript{
 		"VA 1 t50\r\n0\r\nHD t50\r\nHD t50\r\nHD t50\r\nHD t20\r\nHD t20\r\nHD t-1\r\nHD t-1\r\nHD t50\r\nHD t30\r\nHD t-1\r\n"},
 	{"ma C", "set c 0 0 1\r\n1\r\nma c C0 v c\r\nma c C1 v c k O9 t\r\nma c C2 v c\r\nma nokey C1 k O3 v\r\nma nokey C1 N0 J7 k O3 v c t\r\nma nokey C99 v\r\ngets c nokey\r\n",
 		"STORED\r\nVA 1 c2\r\n2\r\nEX kc O9\r\nVA 1 c3\r\n3\r\nNF knokey O3\r\nVA 1 knokey O3 c4 t-1\r\n7\r\nEX\r\nVALUE c 0 1 3\r\n3\r\nVALUE nokey 0 1 4\r\n7\r\nEND\r\n"},
+	// The binary incr/decr compares the CAS in the header (not on create).
+	{"binary incr cas", cat(binReq(0x01, "n", setExtras(0, 0), "5", 1, 0), binReq(0x05, "n", incrExtras(1, 0, 0), "", 2, 9), binReq(0x05, "n", incrExtras(1, 0, 0), "", 3, 1), binReq(0x05, "m", incrExtras(1, 7, 0), "", 4, 5), binReq(0x16, "n", incrExtras(1, 0, 0), "", 5, 1), binReq(0x16, "n", incrExtras(1, 0, 0), "", 6, 2), binReq(0x0a, "", "", "", 7, 0)),
+		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x05, 2, "", "", "Data exists for key.", 2, 0), binRes(0x05, 0, "", "", be64(6), 3, 2), binRes(0x05, 0, "", "", be64(7), 4, 3), binRes(0x16, 2, "", "", "Data exists for key.", 5, 0), binRes(0x0a, 0, "", "", "", 7, 0))},
 	// touch, gat, gats and mg T keep the CAS unique.
 	{"touch keeps cas", "set t 0 0 1\r\nx\r\ngets t\r\ntouch t 100\r\ngat 200 t\r\ngats 300 t\r\nmg t T400 c\r\ncas t 0 0 1 1\r\ny\r\n",
 		"STORED\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nTOUCHED\r\nVALUE t 0 1\r\nx\r\nEND\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nHD c1\r\nSTORED\r\n"},

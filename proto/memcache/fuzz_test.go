@@ -17,6 +17,9 @@ func FuzzText(f *testing.F) {
 	for _, tc := range metaCases {
 		f.Add([]byte(tc.req))
 	}
+	for _, tc := range compatCases {
+		f.Add([]byte(tc.req))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > 0 && in[0] == 0x80 {
 			in[0] = 'x' // keep to the text parser
