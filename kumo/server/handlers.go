@@ -148,7 +148,7 @@ func (s *Server) handleGet(req *rpc.Request) {
 		req.Reply(msgpack.AppendNil)
 	case err != nil:
 		req.ReplyError(&rpc.Error{Msg: err.Error()})
-	case !live(&rec, start.Unix()):
+	case !s.visible(&rec, start.Unix()):
 		s.m.miss.Inc()
 		req.Reply(msgpack.AppendNil)
 	default:
@@ -197,6 +197,9 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 	case err != nil:
 		req.ReplyError(s.storeError(err))
 	default:
+		if t, ok := s.asFlushed(&rec); ok {
+			rec = t // stored before a flush_all: its tombstone
+		}
 		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
 	}
 	putBuf(bp)
@@ -356,6 +359,9 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	v, err := wire.ParseDBValue(dbval)
 	if err != nil {
 		return false, errParams
+	}
+	if s.flushed(v.Clock, v.Tombstone) {
+		return s.applyFlushed(dbkey) // stored before a flush_all: gone
 	}
 	rec := store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
 	ok, err := s.db.Update(&rec, newer(v.Clock))

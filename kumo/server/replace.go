@@ -69,6 +69,9 @@ func (b *batcher) add(rec *store.Record) {
 	if b.err != nil {
 		return
 	}
+	if t, ok := b.s.asFlushed(rec); ok {
+		rec = &t // a value older than a flush_all goes as its tombstone
+	}
 	b.buf = msgpack.AppendArrayHeader(b.buf, 2)
 	enc, _ := encodeRecord(rec)
 	b.buf = append(b.buf, enc...)

@@ -92,6 +92,7 @@ type Server struct {
 
 	flushMu     sync.Mutex // protects flushTimers
 	flushTimers []*time.Timer
+	flushing    flushState // flush_all's flush point and sweeps (flush.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -8,7 +8,6 @@ import (
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
-	"kumofs/store"
 )
 
 // replFlags returns the kumostat replstat bits.
@@ -99,76 +98,6 @@ func (s *Server) handleBackup(req *rpc.Request) {
 		s.log.Infof("backup written: %s", dst)
 	}()
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
-}
-
-// handleFlush implements flush_all across the cluster: [at_unix, clock].
-// Every record stored before the flush point becomes a tombstone dated at
-// that point, so neither a replica nor a rebalance can bring it back. at 0
-// means now, by this server's clock (which has observed every write it
-// holds, so every acknowledged earlier write is older).
-func (s *Server) handleFlush(req *rpc.Request) {
-	at, err := clockParam(req.Params, 0)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	if c, err := clockParam(req.Params, 1); err == nil {
-		s.clk.Observe(c)
-	}
-	if at == 0 || int64(at) <= time.Now().Unix() {
-		fc := s.clk.Now()
-		if at != 0 {
-			fc = at << 32
-		}
-		// Answer when the flush is done, so that a get right after
-		// flush_all's OK misses (memcached's promise); a store so large
-		// that it takes longer is answered after 2 s and finishes behind.
-		done := make(chan struct{})
-		go func() {
-			s.flush(fc)
-			close(done)
-		}()
-		go func() {
-			t := time.NewTimer(2 * time.Second)
-			defer t.Stop()
-			select {
-			case <-done:
-			case <-t.C:
-			}
-			req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
-		}()
-		return
-	}
-	d := time.Until(time.Unix(int64(at), 0))
-	s.flushMu.Lock()
-	s.flushTimers = append(s.flushTimers, time.AfterFunc(d, func() { s.flush(at << 32) }))
-	s.flushMu.Unlock()
-	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
-}
-
-func (s *Server) flush(fc uint64) {
-	if s.closed.Load() {
-		return
-	}
-	var keys [][]byte
-	err := s.db.ForEach(func(r *store.Record) error {
-		if !r.Tombstone && r.Clock < fc {
-			keys = append(keys, append([]byte(nil), r.Key...))
-		}
-		return nil
-	})
-	if err != nil {
-		s.log.Errorf("flush: %v", err)
-		return
-	}
-	for _, k := range keys {
-		rec := store.Record{Key: k, Clock: fc, Tombstone: true}
-		if _, err := s.db.Update(&rec, newer(fc)); err != nil {
-			s.log.Errorf("flush: %v", err)
-			return
-		}
-	}
-	s.log.Infof("flushed %d items", len(keys))
 }
 
 // notifyManagers sends a replace progress message to every manager; the one

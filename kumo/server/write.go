@@ -235,7 +235,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		req.ReplyError(s.storeError(gerr))
 		return
 	}
-	exists := gerr == nil && live(&old, now)
+	exists := gerr == nil && s.visible(&old, now)
 	var oldp *store.Record
 	if gerr == nil {
 		oldp = &old

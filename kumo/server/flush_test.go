@@ -1,0 +1,384 @@
+package server
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+// testSelf is the address the test servers advertise; they listen on a
+// free port of 127.0.0.1 and own every key alone.
+var testSelf, _ = ring.ParseAddr("127.0.0.1:19899", 19800)
+
+// startAlone starts a server on the store at path that owns every key by
+// itself (no managers, no replicas), and a client for it.
+func startAlone(t *testing.T, path string) (*Server, *rpc.Client) {
+	t.Helper()
+	s, err := New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: path,
+		Log:       logging.New(io.Discard, logging.Info).With("server"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	s.whs.Store(hs)
+	s.rhs.Store(hs)
+	cl := rpc.Dial(s.Addr().String(), rpc.Options{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { cl.Close(); s.Close() })
+	return s, cl
+}
+
+func dbkey(key string) []byte { return wire.AppendDBKey(nil, ring.Hash([]byte(key)), []byte(key)) }
+
+// call makes one RPC and returns a copy of its result.
+func call(t *testing.T, cl *rpc.Client, method uint32, args func([]byte) []byte) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, method, args)
+	if err != nil {
+		t.Fatalf("method %d: %v", method, err)
+	}
+	defer res.Release()
+	return append([]byte(nil), res.Bytes()...)
+}
+
+// store runs SrvStore (mode: wire.OpSet, OpAdd ...) and returns the status.
+func storeKey(t *testing.T, cl *rpc.Client, mode uint64, key, val string) uint64 {
+	t.Helper()
+	res := call(t, cl, wire.SrvStore, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendUint(b, mode)
+		b = msgpack.AppendRaw(b, dbkey(key))
+		v := wire.Value{Data: []byte(val)}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		return msgpack.AppendUint(b, 0)
+	})
+	_, p, err := msgpack.ReadArrayHeader(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := msgpack.ReadUint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// getKey runs SrvGet (method SrvGet) or SrvGetRaw and returns the value, or
+// ok false for nil.
+func getKey(t *testing.T, cl *rpc.Client, method uint32, key string) (wire.Value, bool) {
+	t.Helper()
+	res := call(t, cl, method, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendRaw(b, dbkey(key))
+	})
+	if msgpack.IsNil(res) {
+		return wire.Value{}, false
+	}
+	raw, _, err := msgpack.ReadRaw(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := wire.ParseDBValue(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, true
+}
+
+func flushAt(t *testing.T, cl *rpc.Client, at uint64) {
+	t.Helper()
+	res := call(t, cl, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendUint(b, at)
+	})
+	if ok, _, err := msgpack.ReadBool(res); err != nil || !ok {
+		t.Fatalf("flush reply %x", res)
+	}
+}
+
+// rawRecord reads key straight from the store.
+func rawRecord(t *testing.T, s *Server, key string) store.Record {
+	t.Helper()
+	rec, _, err := s.db.Get(dbkey(key), nil)
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return rec
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Ensure that flush_all is answered before the sweep has touched the store
+// (it is lazy), that from the reply on no get, GetRaw or read-modify-write
+// sees a value stored before it, that writes after it are served, and that
+// the sweep then leaves tombstones at the flush point that survive a
+// restart.
+func TestFlushAnswersBeforeTheSweep(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	const n = 500
+	for i := 0; i < n; i++ {
+		k := "k" + strconv.Itoa(i)
+		rec := store.Record{Key: dbkey(k), Value: []byte("v"), Clock: s.clk.Now()}
+		if _, err := s.db.Update(&rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := storeKey(t, cl, wire.OpSet, "before", "1"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+
+	s.flushing.sweepMu.Lock() // the sweep cannot start until we let it
+	release := sync.OnceFunc(s.flushing.sweepMu.Unlock)
+	t.Cleanup(release) // before Close, which waits for the sweep
+	flushAt(t, cl, 0)
+	fp := s.flushing.at.Load()
+	if fp == 0 {
+		t.Fatal("no flush point after the reply")
+	}
+	if rec := rawRecord(t, s, "k7"); rec.Tombstone {
+		t.Fatal("the sweep ran before the reply; the test proves nothing")
+	}
+	for _, k := range []string{"k0", "k7", "k499", "before"} {
+		if v, ok := getKey(t, cl, wire.SrvGet, k); ok {
+			t.Fatalf("get %s after flush_all: %q", k, v.Data)
+		}
+		if v, ok := getKey(t, cl, wire.SrvGetRaw, k); !ok || !v.Tombstone || v.Clock != fp {
+			t.Fatalf("getraw %s after flush_all: %+v, %v; want a tombstone at %#x", k, v, ok, fp)
+		}
+	}
+	// Read-modify-write commands decide as if the keys were gone.
+	if st := storeKey(t, cl, wire.OpAdd, "k1", "new"); st != wire.StatusOK {
+		t.Fatalf("add of a flushed key: status %d", st)
+	}
+	if st := storeKey(t, cl, wire.OpAppend, "k2", "x"); st != wire.StatusNotStored {
+		t.Fatalf("append to a flushed key: status %d", st)
+	}
+	if st := storeKey(t, cl, wire.OpSet, "after", "2"); st != wire.StatusOK {
+		t.Fatalf("set after flush: status %d", st)
+	}
+	for k, want := range map[string]string{"k1": "new", "after": "2"} {
+		if v, ok := getKey(t, cl, wire.SrvGet, k); !ok || string(v.Data) != want {
+			t.Fatalf("get %s = %q, %v; want %q", k, v.Data, ok, want)
+		}
+	}
+
+	release()
+	waitUntil(t, "sweep", func() bool { return sweptTo(s) == fp })
+	for _, k := range []string{"k0", "k2", "k499", "before"} {
+		if rec := rawRecord(t, s, k); !rec.Tombstone || rec.Clock != fp {
+			t.Fatalf("%s after the sweep: tombstone %v clock %#x, want a tombstone at %#x", k, rec.Tombstone, rec.Clock, fp)
+		}
+	}
+	if rec := rawRecord(t, s, "k1"); rec.Tombstone || string(rec.Value) != "new" {
+		t.Fatal("the sweep removed a write made after the flush")
+	}
+
+	// A restart forgets the flush point; the tombstones remain.
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, cl2 := startAlone(t, path)
+	if s2.flushing.at.Load() != 0 {
+		t.Fatal("flush point survived the restart (expected in memory only)")
+	}
+	for _, k := range []string{"k0", "k7", "before"} {
+		if v, ok := getKey(t, cl2, wire.SrvGet, k); ok {
+			t.Fatalf("get %s after restart: %q", k, v.Data)
+		}
+	}
+	if v, ok := getKey(t, cl2, wire.SrvGet, "after"); !ok || string(v.Data) != "2" {
+		t.Fatalf("get after = %q, %v", v.Data, ok)
+	}
+}
+
+// replicateSet sends a ReplicateSet of key stamped ct as a kumo
+// coordinator does (with the whs clock) and returns the raw result.
+func replicateSet(t *testing.T, s *Server, cl *rpc.Client, key, val string, ct uint64) []byte {
+	t.Helper()
+	return call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 5)
+		b = msgpack.AppendUint(b, ct)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendRaw(b, dbkey(key))
+		v := wire.Value{Clock: ct, Data: []byte(val)}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		return msgpack.AppendUint(b, s.whs.Load().Clock())
+	})
+}
+
+// Ensure that a replica does not take a value stamped before its flush
+// point (a coordinator whose clock lags, or a rebalance from a server that
+// missed the flush): it keeps a tombstone at the flush point and tells the
+// coordinator the newer clock, so that the coordinator re-stamps its write
+// above it instead of acknowledging a write the replica hides.
+func TestFlushReplicaRefusesOlderValues(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	lag := s.clk.Now() // a coordinator's stamp from before the flush
+	flushAt(t, cl, 0)
+	fp := s.flushing.at.Load()
+
+	res := replicateSet(t, s, cl, "late", "old", lag)
+	if newer, _, err := msgpack.ReadUint(res); err != nil || newer != fp {
+		t.Fatalf("replicate below the flush point answered %x; want the newer clock %#x", res, fp)
+	}
+	if rec := rawRecord(t, s, "late"); !rec.Tombstone || rec.Clock != fp {
+		t.Fatalf("stored tombstone %v clock %#x", rec.Tombstone, rec.Clock)
+	}
+	// The coordinator re-stamps above the flush point: stored.
+	res = replicateSet(t, s, cl, "late", "new", s.clk.Now())
+	if ok, _, err := msgpack.ReadBool(res); err != nil || !ok {
+		t.Fatalf("re-stamped replicate answered %x", res)
+	}
+	if v, ok := getKey(t, cl, wire.SrvGet, "late"); !ok || string(v.Data) != "new" {
+		t.Fatalf("get late = %q, %v", v.Data, ok)
+	}
+
+	// A rebalance batch: the old value becomes a tombstone, the new one
+	// is applied.
+	res = call(t, cl, wire.SrvReplicateBatch, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendUint(b, s.clk.Now())
+		b = msgpack.AppendArrayHeader(b, 2)
+		for _, kv := range []struct {
+			key string
+			ct  uint64
+		}{{"moved-old", lag}, {"moved-new", s.clk.Now()}} {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendRaw(b, dbkey(kv.key))
+			v := wire.Value{Clock: kv.ct, Data: []byte("x")}
+			b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+			b = wire.AppendDBValue(b, &v)
+		}
+		return b
+	})
+	if n, _, err := msgpack.ReadUint(res); err != nil || n != 1 {
+		t.Fatalf("batch applied %x, want 1", res)
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "moved-old"); ok {
+		t.Fatal("a value older than the flush came back through a rebalance")
+	}
+	if rec := rawRecord(t, s, "moved-old"); !rec.Tombstone || rec.Clock != fp {
+		t.Fatalf("moved-old: tombstone %v clock %#x", rec.Tombstone, rec.Clock)
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "moved-new"); !ok {
+		t.Fatal("moved-new missing")
+	}
+}
+
+// Ensure that flush_all with a delay is answered at once and empties the
+// store when its time comes, not before.
+func TestFlushDelayed(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	at := uint64(time.Now().Unix() + 2)
+	flushAt(t, cl, at)
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); !ok && time.Now().Unix() < int64(at)-1 {
+		t.Fatal("a delayed flush hid the key at once")
+	}
+	waitUntil(t, "delayed flush", func() bool {
+		_, ok := getKey(t, cl, wire.SrvGet, "k")
+		return !ok
+	})
+	if got := s.flushing.at.Load(); got != at<<32 {
+		t.Fatalf("flush point %#x, want %#x", got, at<<32)
+	}
+}
+
+// Ensure that a flush_all from the past flushes what was stored before
+// that second only.
+func TestFlushPastTime(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	old := store.Record{Key: dbkey("old"), Value: []byte("v"), Clock: 1000 << 32}
+	if _, err := s.db.Update(&old, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := storeKey(t, cl, wire.OpSet, "new", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	flushAt(t, cl, 2000)
+	if _, ok := getKey(t, cl, wire.SrvGet, "old"); ok {
+		t.Fatal("old survived")
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "new"); !ok {
+		t.Fatal("new was flushed")
+	}
+}
+
+// BenchmarkFlushReply measures the time to flush_all's reply on a server
+// holding 100,000 items (the sweep runs behind; it is waited for between
+// iterations, off the clock).
+func BenchmarkFlushReply(b *testing.B) {
+	s, err := New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: filepath.Join(b.TempDir(), "db.kch"),
+		Log:       logging.New(io.Discard, logging.Info).With("server"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	cl := rpc.Dial(s.Addr().String(), rpc.Options{CallTimeout: 10 * time.Second})
+	defer cl.Close()
+	for b.Loop() {
+		b.StopTimer()
+		for i := 0; i < 100_000; i++ {
+			rec := store.Record{Key: dbkey("k" + strconv.Itoa(i)), Value: []byte("v"), Clock: s.clk.Now()}
+			if _, err := s.db.Update(&rec, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		res, err := cl.Call(context.Background(), wire.SrvFlush, func(p []byte) []byte {
+			p = msgpack.AppendArrayHeader(p, 1)
+			return msgpack.AppendUint(p, 0)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Release()
+		b.StopTimer()
+		for sweptTo(s) != s.flushing.at.Load() { // wait for the sweep
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+	}
+}
+
+// sweptTo returns the flush point the last finished sweep reached.
+func sweptTo(s *Server) uint64 {
+	s.flushing.sweepMu.Lock()
+	defer s.flushing.sweepMu.Unlock()
+	return s.flushing.swept
+}
