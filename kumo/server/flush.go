@@ -102,8 +102,11 @@ func (s *Server) handleFlush(req *rpc.Request) {
 }
 
 // startFlush raises the flush point to fc (it never goes down) and starts a
-// sweep, which Close waits for.
+// sweep, which Close waits for. The clock moves past fc, as past a stored
+// version: a write after the flush must be newer than it even when this
+// host's wall clock lags the flush_all's time.
 func (s *Server) startFlush(fc uint64) {
+	s.clk.Advance(fc)
 	for old := s.flushing.at.Load(); fc > old && !s.flushing.at.CompareAndSwap(old, fc); old = s.flushing.at.Load() {
 	}
 	if s.closed.Load() {

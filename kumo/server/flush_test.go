@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kumofs/internal/logging"
+	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -25,11 +26,18 @@ var testSelf, _ = ring.ParseAddr("127.0.0.1:19899", 19800)
 // itself (no managers, no replicas), and a client for it.
 func startAlone(t *testing.T, path string) (*Server, *rpc.Client) {
 	t.Helper()
+	return startWithClock(t, path, nil)
+}
+
+// startWithClock is startAlone with the server's clock (nil: a default one).
+func startWithClock(t *testing.T, path string, clk *clock.Clock) (*Server, *rpc.Client) {
+	t.Helper()
 	s, err := New(Config{
 		Self:      testSelf,
 		Listen:    "127.0.0.1:0",
 		StorePath: path,
 		Log:       logging.New(io.Discard, logging.Info).With("server"),
+		Clock:     clk,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -295,9 +303,12 @@ func TestFlushReplicaRefusesOlderValues(t *testing.T) {
 }
 
 // Ensure that flush_all with a delay is answered at once and empties the
-// store when its time comes, not before.
+// store when its time comes, not before; and that a write after it is
+// served even on a server whose wall clock lags (its clock moves past the
+// flush point).
 func TestFlushDelayed(t *testing.T) {
-	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	lagging := clock.New(clock.Options{Offset: -time.Hour})
+	s, cl := startWithClock(t, filepath.Join(t.TempDir(), "db.kch"), lagging)
 	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
 		t.Fatalf("set: status %d", st)
 	}
@@ -312,6 +323,14 @@ func TestFlushDelayed(t *testing.T) {
 	})
 	if got := s.flushing.at.Load(); got != at<<32 {
 		t.Fatalf("flush point %#x, want %#x", got, at<<32)
+	}
+	for _, k := range []string{"fresh", "k"} { // a new key; over the tombstone
+		if st := storeKey(t, cl, wire.OpSet, k, "after"); st != wire.StatusOK {
+			t.Fatalf("set %s after the flush: status %d", k, st)
+		}
+		if v, ok := getKey(t, cl, wire.SrvGet, k); !ok || string(v.Data) != "after" {
+			t.Fatalf("get %s after the flush on a lagging server = %q, %v", k, v.Data, ok)
+		}
 	}
 }
 
