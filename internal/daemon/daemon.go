@@ -155,22 +155,22 @@ func (c *Common) NewClock(log *logging.Logger) (*clock.Clock, error) {
 	if err != nil {
 		return nil, err
 	}
-	return clock.New(clock.Options{Offset: off, MaxAhead: c.MaxAhead, Refused: RefusedLogger(log)}), nil
+	return clock.New(clock.Options{Offset: off, MaxAhead: c.MaxAhead, Refused: RefusedLogger(log, c.MaxAhead)}), nil
 }
 
 // RefusedLogger returns a clock.Options.Refused that logs one warning line
-// per report.
-func RefusedLogger(log *logging.Logger) func(peer string, ct uint64, err error, n uint64) {
-	return func(peer string, ct uint64, err error, n uint64) {
+// per report, for a clock refusing peers more than maxAhead ahead.
+func RefusedLogger(log *logging.Logger, maxAhead time.Duration) func(peer string, ct uint64, err error, n uint64) {
+	return func(peer string, ct uint64, _ error, n uint64) {
 		if peer == "" {
 			peer = "a peer"
 		}
 		more := ""
 		if n > 1 {
-			more = " (" + strconv.FormatUint(n, 10) + " refusals from it since the last report)"
+			more = " (" + strconv.FormatUint(n, 10) + " refusals since the last report)"
 		}
-		log.Warnf("clock of %s not merged: %s is too far ahead: %v%s; check that host's clock",
-			peer, clock.Time(ct).UTC().Format(time.RFC3339), err, more)
+		log.Warnf("clock of %s not merged: %s is more than %v ahead of our wall clock%s; check that host's clock",
+			peer, clock.Time(ct).UTC().Format(time.RFC3339), maxAhead, more)
 	}
 }
 
