@@ -165,9 +165,6 @@ func findBinDir(dir string, explicit bool) (string, error) {
 		if root, err := localcluster.ModuleRoot(); err == nil {
 			candidates = append(candidates, filepath.Join(root, dir))
 		}
-		if exe, err := os.Executable(); err == nil {
-			candidates = append(candidates, filepath.Dir(exe))
-		}
 	}
 	var first error
 	for _, d := range candidates {
@@ -177,6 +174,11 @@ func findBinDir(dir string, explicit bool) (string, error) {
 		}
 		if st, serr := os.Stat(d); first == nil && serr == nil && st.IsDir() {
 			first = err // the first folder that exists explains best
+		}
+	}
+	if !explicit && !filepath.IsAbs(dir) {
+		if exe, err := os.Executable(); err == nil && checkBinDir(filepath.Dir(exe)) == nil {
+			return filepath.Dir(exe), nil
 		}
 	}
 	if first == nil {
