@@ -109,6 +109,11 @@ func (s *Server) startFlush(fc uint64) {
 	s.clk.Advance(fc)
 	for old := s.flushing.at.Load(); fc > old && !s.flushing.at.CompareAndSwap(old, fc); old = s.flushing.at.Load() {
 	}
+	// Under flushMu, which Close takes after setting closed and before it
+	// waits for s.repl: either Close waits for this sweep or it is not
+	// started.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	if s.closed.Load() {
 		return
 	}

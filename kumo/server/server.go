@@ -90,7 +90,7 @@ type Server struct {
 
 	repl sync.WaitGroup // in-flight replications and background jobs
 
-	flushMu     sync.Mutex // protects flushTimers
+	flushMu     sync.Mutex // protects flushTimers; orders a sweep's start against Close
 	flushTimers []*time.Timer
 	flushing    flushState // flush_all's flush point and sweeps (flush.go)
 
