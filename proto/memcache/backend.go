@@ -13,10 +13,13 @@
 // in-memory Backend with the reference semantics.
 //
 // Behaviour follows memcached 1.6.18 (checked against its replies in
-// testdata/memcached-1.6.18-golden.md and by experiment), including its
-// error lines and when the connection stays open. Limits: keys of 1-250
-// bytes (the text parser, like memcached, accepts any byte but space, \r
-// and \n); items up to MaxItemSize counting value + key + 48 bytes, as
+// testdata/memcached-1.6.18-golden.md, by experiment, and by the
+// transcripts of compat_test.go, which `go test -memcached` replays
+// against a real memcached), including its error lines, how it reads
+// numbers (C's strtoull/strtol: "+5" and "-0" are numbers, exptimes and
+// lengths keep the low 32 bits) and when the connection stays open.
+// Limits: keys of 1-250 bytes (the text parser, like memcached, accepts
+// any byte but space, \r and \n); items up to MaxItemSize counting value + key + 48 bytes, as
 // memcached's -I does, so a value of exactly 1 MiB is refused with
 // "SERVER_ERROR object too large for cache" and its data swallowed.
 // Per-connection memory is bounded: a 16 KiB read buffer (a command line
@@ -25,9 +28,10 @@
 // 16 KiB write buffer and one value buffer, all pooled by size class; with
 // an AsyncBackend also one reply buffer and, during a multi-key get, up to
 // 16 value buffers.
-// Data lengths beyond int32 are a command-line error; too large binary
-// bodies get status 0x03 and are swallowed up to 64 MiB, beyond that, or
-// for non-storage opcodes, status 0x04 and the connection is closed.
+// A data length that is negative as an int32 is a command-line error; too
+// large binary bodies get status 0x03 and are swallowed up to 64 MiB,
+// beyond that, or for non-storage opcodes, status 0x04 and the connection
+// is closed.
 //
 // Deliberate differences from memcached:
 //   - incr/decr store the plain decimal result; memcached overwrites a
@@ -35,11 +39,17 @@
 //   - the version string is DefaultVersion, "1.6.18-kumo".
 //   - a command line longer than the read buffer gets an error line before
 //     the close (memcached closes silently beyond 2048 bytes).
-//   - meta: h and l always report 0; there are no stale items (md/ms I
-//     delete or store normally, no X/Z/W flags except W on an mg N
-//     autovivify); E (explicit new CAS, as in later 1.6 releases; 1.6.18
-//     rejects it) is supported on ms and mg N only; ma T and ma E are
-//     rejected as invalid flags.
+//   - meta: h and l always report 0. There are no stale items and no
+//     recache wins, so md I, mg R and ms I together with C are refused as
+//     memcached refuses a flag it lacks, and no X or Z flags are sent (W
+//     only on an mg N autovivify). E (explicit new CAS, as in later 1.6
+//     releases; 1.6.18 rejects it) is supported on ms and mg N only.
+//   - memcached 1.6.18 loses an ma T when a reply still being written
+//     holds the item (an mg of that key earlier in the same batch); here
+//     T always applies.
+//   - a Backend may give a touched item a new CAS unique where memcached
+//     keeps it (see GetAndTouch); kumo's cluster gateway does, because its
+//     CAS unique is the record's replication clock.
 //   - stats lists our own counters, not memcached's slab/LRU internals;
 //     stats settings/items/slabs/sizes/conns are (nearly) empty.
 package memcache
@@ -81,7 +91,9 @@ type Item struct {
 	Exptime int64
 	// CAS is the CAS unique. On Store a non-zero CAS makes the store
 	// conditional: it only happens if the existing item has this unique
-	// (ErrNotFound if there is none, ErrExists if it differs).
+	// (ErrNotFound if there is none, ErrExists if it differs), checked
+	// after the mode's own condition (ErrNotStored for add on an existing
+	// item, replace, append or prepend on a missing one).
 	CAS uint64
 	// NewCAS, on Store, is the CAS unique to give the stored item (the
 	// meta E flag, for clients that keep uniques in step across pools);

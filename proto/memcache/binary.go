@@ -352,8 +352,8 @@ func (c *conn) binStore(r *binReq) error {
 		c.it.Flags = binary.BigEndian.Uint32(r.extras)
 		c.it.Exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras[4:])))
 	}
-	if mode == ModeSet && r.cas != 0 {
-		mode = ModeCAS
+	if r.cas != 0 && (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) {
+		mode = ModeCAS // memcached: a CAS turns set, add and replace into cas
 	}
 	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
 	st := &c.s.st

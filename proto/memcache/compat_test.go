@@ -75,6 +75,23 @@ var compatCases = []transcript{
 	// The binary incr/decr compares the CAS in the header (not on create).
 	{"binary incr cas", cat(binReq(0x01, "n", setExtras(0, 0), "5", 1, 0), binReq(0x05, "n", incrExtras(1, 0, 0), "", 2, 9), binReq(0x05, "n", incrExtras(1, 0, 0), "", 3, 1), binReq(0x05, "m", incrExtras(1, 7, 0), "", 4, 5), binReq(0x16, "n", incrExtras(1, 0, 0), "", 5, 1), binReq(0x16, "n", incrExtras(1, 0, 0), "", 6, 2), binReq(0x0a, "", "", "", 7, 0)),
 		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x05, 2, "", "", "Data exists for key.", 2, 0), binRes(0x05, 0, "", "", be64(6), 3, 2), binRes(0x05, 0, "", "", be64(7), 4, 3), binRes(0x16, 2, "", "", "Data exists for key.", 5, 0), binRes(0x0a, 0, "", "", "", 7, 0))},
+	// C on ms: set and replace become a cas, add ignores it, append and
+	// prepend first need the item, then compare.
+	{"ms C modes", "set s 0 0 1\r\nx\r\nms s 1 ME C5\r\ny\r\nms n1 1 ME C5\r\nn\r\nms s 1 MA C9\r\na\r\nms s 1 MA C1\r\na\r\nms n2 1 MP C5\r\np\r\nms n3 1 MR C5\r\nr\r\nms s 1 MR C9\r\nr\r\nms s 1 MR C3\r\nr\r\nms s 1 C0\r\nz\r\nmg s v c\r\nmg n1 v c\r\n",
+		"STORED\r\nNS\r\nHD\r\nEX\r\nHD\r\nNS\r\nNF\r\nEX\r\nHD\r\nEX\r\nVA 1 c4\r\nr\r\nVA 1 c2\r\nn\r\n"},
+	// md C0 compares with 0, which no item has.
+	{"md C0", "set z 0 0 1\r\nx\r\nmd z C0\r\nmd nokey C0\r\nmd z C0 q kz\r\nmg z v\r\n", "STORED\r\nEX\r\nNF\r\nEX kz\r\nVA 1\r\nx\r\n"},
+	{"binary store cas", cat(binReq(0x01, "ba", setExtras(0, 0), "5", 1, 0), binReq(0x02, "ba", setExtras(0, 0), "6", 2, 9), binReq(0x02, "ba", setExtras(0, 0), "7", 3, 1), binReq(0x02, "bm", setExtras(0, 0), "7", 4, 5), binReq(0x03, "bm", setExtras(0, 0), "7", 5, 5), binReq(0x03, "ba", setExtras(0, 0), "8", 6, 9), binReq(0x0e, "bm", "", "7", 7, 5), binReq(0x0e, "ba", "", "7", 8, 9), binReq(0x0e, "ba", "", "7", 9, 2), binReq(0x00, "ba", "", "", 10, 0)),
+		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x02, 2, "", "", "Data exists for key.", 2, 0), binRes(0x02, 0, "", "", "", 3, 2), binRes(0x02, 1, "", "", "Not found", 4, 0), binRes(0x03, 1, "", "", "Not found", 5, 0), binRes(0x03, 2, "", "", "Data exists for key.", 6, 0), binRes(0x0e, 5, "", "", "Not stored.", 7, 0), binRes(0x0e, 2, "", "", "Data exists for key.", 8, 0), binRes(0x0e, 0, "", "", "", 9, 3), binRes(0x00, 0, "", be32(0), "77", 10, 3))},
+	// mg N creates the item without an exptime and applies N and T in
+	// flag order; a t shows the exptime where it stands.
+	{"mg N T order", "mg v1 t N30 v\r\nmg v2 N30 t T10 v\r\nmg v3 T10 t N30 k\r\nmg v4 N30 t T10\r\n",
+		"VA 0 t-1 W\r\n\r\nVA 0 t30 W\r\n\r\nHD t10 kv3 W\r\nHD t30 W\r\n"},
+	// An unknown or repeated flag stops the parse; a bad token or base64
+	// key is noted and the last one noted is the answer (a bad F leaves
+	// the message to others); the mode and then the O length come after.
+	{"meta error precedence", "mg k Tx Tx\r\nmg k Dx C1 C1\r\nmg k D J\r\nmg k M Dx\r\nmg k Fx M\r\nmg k Tx Fx\r\nmg k Fx\r\nmg !!! b Tx\r\nmg !!! Tx b\r\nmg !!! b F\r\nms !!! 1 MX b\r\nx\r\nms k 1 MX Tx\r\nx\r\nmg k O" + strings.Repeat("x", 32) + " Tx\r\nms k 1 MX O" + strings.Repeat("x", 32) + "\r\nx\r\nmn\r\n",
+		"CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid numeric initial value\r\nCLIENT_ERROR invalid numeric delta value\r\nCLIENT_ERROR incorrect length for M token\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR invalid mode for ms M token\r\nMN\r\n"},
 	// touch, gat, gats and mg T keep the CAS unique.
 	{"touch keeps cas", "set t 0 0 1\r\nx\r\ngets t\r\ntouch t 100\r\ngat 200 t\r\ngats 300 t\r\nmg t T400 c\r\ncas t 0 0 1 1\r\ny\r\n",
 		"STORED\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nTOUCHED\r\nVALUE t 0 1\r\nx\r\nEND\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nHD c1\r\nSTORED\r\n"},

@@ -104,17 +104,26 @@ const (
 	errMgFlagsLong = "CLIENT_ERROR options flags are too long\r\n"
 )
 
-// parseMeta parses flag tokens of command cmd ('g', 's', 'd', 'a')
-// against the allowed mask.
-func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
+// parseMeta parses the key token and the flag tokens of command cmd ('g',
+// 's', 'd', 'a') against the allowed mask, as memcached 1.6.18's
+// _meta_flag_preparse does: an unknown or repeated flag stops it at once
+// ("invalid flag", "duplicate flag"); a bad token, and a base64 key (b)
+// that does not decode, are noted where they come and the last one noted
+// is the answer. md and ma answer all of these with "invalid or duplicate
+// flag". It returns the key, decoded if b is set (then in c.b64key), or
+// false with a.errstr set. The O token's length is checked later (see
+// opaqueTooLong), as memcached does.
+func (c *conn) parseMeta(keyTok []byte, flags [][]byte, allowed uint64, cmd byte, a *metaArgs) ([]byte, bool) {
 	*a = metaArgs{delta: 1}
-	fail := func(s string) bool {
-		if (cmd == 'd' || cmd == 'a') && s != errOpaqueLong {
+	fail := func(s string) ([]byte, bool) {
+		if cmd == 'd' || cmd == 'a' {
 			s = errInvalidDup
 		}
 		a.errstr = s
-		return false
+		return nil, false
 	}
+	key := keyTok
+	bad := ""
 	for _, f := range flags {
 		bit := flagBit(f[0])
 		if bit == 0 || allowed&bit == 0 {
@@ -127,6 +136,11 @@ func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 		arg := f[1:]
 		ok := true
 		switch f[0] {
+		case 'b':
+			var e string
+			if key, e = c.decodeKey(keyTok); e != "" {
+				bad = e
+			}
 		case 'T':
 			a.ttl, ok = parseCInt32(arg)
 		case 'N':
@@ -138,34 +152,71 @@ func parseMeta(flags [][]byte, allowed uint64, cmd byte, a *metaArgs) bool {
 		case 'E':
 			a.newCAS, ok = parseCUint(arg)
 		case 'F':
-			var v uint64
-			if v, ok = parseCUint(arg); !ok {
-				return fail(errBadFormat)
+			// memcached marks a bad F token without a message of its
+			// own: the answer is the last message noted, or its
+			// default "bad command line format".
+			v, fok := parseCUint(arg)
+			if !fok && bad == "" {
+				bad = errBadFormat
 			}
 			a.flags = uint32(v)
 		case 'D':
 			if a.delta, ok = parseCUint(arg); !ok {
-				return fail("CLIENT_ERROR invalid numeric delta value\r\n")
+				bad, ok = "CLIENT_ERROR invalid numeric delta value\r\n", true
 			}
 		case 'J':
 			if a.initial, ok = parseCUint(arg); !ok {
-				return fail("CLIENT_ERROR invalid numeric initial value\r\n")
+				bad, ok = "CLIENT_ERROR invalid numeric initial value\r\n", true
 			}
 		case 'M':
 			if len(arg) != 1 {
-				return fail("CLIENT_ERROR incorrect length for M token\r\n")
-			}
-			a.mode = arg[0]
-		case 'O':
-			if len(arg) > maxOpaque {
-				return fail(errOpaqueLong)
+				bad = "CLIENT_ERROR incorrect length for M token\r\n"
+			} else {
+				a.mode = arg[0]
 			}
 		}
 		if !ok {
-			return fail(errBadToken)
+			bad = errBadToken
 		}
 	}
-	return true
+	if bad != "" {
+		return fail(bad)
+	}
+	if !a.has('b') && len(key) > maxKeyLen {
+		a.errstr = errBadFormat
+		return nil, false
+	}
+	return key, true
+}
+
+// decodeKey decodes a base64 key token into c.b64key, or returns the
+// error line to send.
+func (c *conn) decodeKey(tok []byte) ([]byte, string) {
+	if base64.StdEncoding.DecodedLen(len(tok)) > len(c.b64key)+3 {
+		return nil, errBadFormat
+	}
+	var tmp [maxKeyLen + 3]byte
+	n, err := base64.StdEncoding.Decode(tmp[:], tok)
+	if err != nil || n == 0 {
+		return nil, errDecodeKey
+	}
+	if n > maxKeyLen {
+		return nil, errBadFormat
+	}
+	copy(c.b64key[:], tmp[:n])
+	return c.b64key[:n], ""
+}
+
+// opaqueTooLong reports whether an O token is longer than memcached takes.
+// memcached checks it only once the flags parsed (and, for ms and ma, the
+// mode), as this package does.
+func opaqueTooLong(flags [][]byte) bool {
+	for _, f := range flags {
+		if f[0] == 'O' && len(f)-1 > maxOpaque {
+			return true
+		}
+	}
+	return false
 }
 
 // metaPrecheck answers what memcached checks of a mg, md or ma line before
@@ -220,34 +271,6 @@ func msKeyTooLong(tok [][]byte) bool {
 	return len(tok[1]) > maxKeyLen*4/3+4 || (len(tok[1]) > maxKeyLen && !hasFlag(tok[3:], 'b'))
 }
 
-// metaKey returns the key of a meta command, decoded if the b flag is set,
-// or the error line to send.
-func (c *conn) metaKey(tok []byte, a *metaArgs, cmd byte) ([]byte, string) {
-	if a.has('b') {
-		bad := errDecodeKey
-		if cmd == 'd' || cmd == 'a' {
-			bad = errInvalidDup
-		}
-		if base64.StdEncoding.DecodedLen(len(tok)) > len(c.b64key)+3 {
-			return nil, errBadFormat
-		}
-		var tmp [maxKeyLen + 3]byte
-		n, err := base64.StdEncoding.Decode(tmp[:], tok)
-		if err != nil || n == 0 {
-			return nil, bad
-		}
-		if n > maxKeyLen {
-			return nil, errBadFormat
-		}
-		copy(c.b64key[:], tmp[:n])
-		return c.b64key[:n], ""
-	}
-	if len(tok) == 0 || len(tok) > maxKeyLen {
-		return nil, errBadFormat
-	}
-	return tok, ""
-}
-
 // appendMissRet appends the return flags memcached 1.6.18 sends without an
 // item (mg EN, ma NF and EX) and on every md reply: only O and k, in
 // request order.
@@ -292,13 +315,13 @@ func (c *conn) metaGet(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, mgFlags, 'g', &a) {
+	key, ok := c.parseMeta(tok[1], flags, mgFlags, 'g', &a)
+	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
 	}
-	key, errstr := c.metaKey(tok[1], &a, 'g')
-	if errstr != "" {
-		c.bw.WriteString(errstr)
+	if opaqueTooLong(flags) {
+		c.bw.WriteString(errOpaqueLong)
 		return
 	}
 	st := &c.s.st
@@ -310,7 +333,7 @@ func (c *conn) metaGet(tok [][]byte) {
 	err := c.get(key, touch, c.s.normExptime(a.ttl))
 	won := false
 	if errors.Is(err, ErrNotFound) && a.has('N') {
-		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(a.vivify), NewCAS: a.newCAS}
+		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(lastTTL(flags, &a)), NewCAS: a.newCAS}
 		var cas uint64
 		cas, err = c.s.Backend.Store(c.ctx, ModeAdd, &c.it)
 		if err == nil {
@@ -355,8 +378,14 @@ func (c *conn) metaGet(tok [][]byte) {
 			b = append(b, " s"...)
 			b = appendUint(b, uint64(len(c.it.Value)))
 		case 't':
+			// memcached creates the item without an exptime and applies
+			// N and T as it meets them, so a t before them shows -1.
+			exp := c.it.Exptime
+			if won {
+				exp = createdExptime(c.s, flags, f, &a)
+			}
 			b = append(b, " t"...)
-			b = appendInt(b, c.s.ttl(c.it.Exptime))
+			b = appendInt(b, c.s.ttl(exp))
 		case 'h':
 			b = append(b, " h0"...)
 		case 'l':
@@ -399,7 +428,8 @@ func (c *conn) metaSet(tok [][]byte) error {
 	var a metaArgs
 	flags := tok[3:]
 	mode := ModeSet
-	if parseMeta(flags, msFlags, 's', &a) {
+	key, ok := c.parseMeta(tok[1], flags, msFlags, 's', &a)
+	if ok {
 		switch a.mode {
 		case 0, 'S', 's':
 		case 'E', 'e':
@@ -413,15 +443,15 @@ func (c *conn) metaSet(tok [][]byte) error {
 		default:
 			a.errstr = "CLIENT_ERROR invalid mode for ms M token\r\n"
 		}
-		if a.has('I') && a.has('C') {
-			// memcached would store an item whose CAS is older than
-			// C, marked stale; there are no stale items here.
-			a.errstr = errInvalidFlag
-		}
 	}
-	key, errstr := c.metaKey(tok[1], &a, 's')
-	if a.errstr == "" {
-		a.errstr = errstr
+	switch {
+	case a.errstr != "":
+	case opaqueTooLong(flags):
+		a.errstr = errOpaqueLong
+	case a.has('I') && a.has('C'):
+		// memcached would store an item whose CAS is older than C,
+		// marked stale; there are no stale items here.
+		a.errstr = errInvalidFlag
 	}
 	if a.errstr != "" {
 		c.bw.WriteString(a.errstr)
@@ -459,9 +489,14 @@ func (c *conn) metaSet(tok [][]byte) error {
 	}
 	c.it = Item{Key: k, Value: data[:vlen], Flags: a.flags, Exptime: c.s.normExptime(a.ttl), NewCAS: a.newCAS}
 	if a.has('C') {
-		c.it.CAS = a.cas
-		if mode == ModeSet {
+		// As memcached: C makes set and replace a cas, is ignored by add
+		// and makes append and prepend conditional.
+		switch mode {
+		case ModeSet, ModeReplace:
 			mode = ModeCAS
+			c.it.CAS = a.cas
+		case ModeAppend, ModePrepend:
+			c.it.CAS = a.cas
 		}
 	}
 	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -511,16 +546,25 @@ func (c *conn) metaDelete(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, mdFlags, 'd', &a) {
+	key, ok := c.parseMeta(tok[1], flags, mdFlags, 'd', &a)
+	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
 	}
-	key, errstr := c.metaKey(tok[1], &a, 'd')
-	if errstr != "" {
-		c.bw.WriteString(errstr)
+	if opaqueTooLong(flags) {
+		c.bw.WriteString(errOpaqueLong)
 		return
 	}
-	err := c.s.Backend.Delete(c.ctx, key, a.cas)
+	var err error
+	if a.has('C') && a.cas == 0 {
+		// memcached compares with 0 and no item has CAS unique 0;
+		// Backend.Delete takes 0 as "no compare".
+		if err = c.get(key, false, 0); err == nil {
+			err = ErrExists
+		}
+	} else {
+		err = c.s.Backend.Delete(c.ctx, key, a.cas)
+	}
 	var status string
 	switch {
 	case err == nil:
@@ -552,7 +596,8 @@ func (c *conn) metaArith(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	if !parseMeta(flags, maFlags, 'a', &a) {
+	key, ok := c.parseMeta(tok[1], flags, maFlags, 'a', &a)
+	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
 	}
@@ -565,24 +610,15 @@ func (c *conn) metaArith(tok [][]byte) {
 		c.bw.WriteString("CLIENT_ERROR invalid mode for ma M token\r\n")
 		return
 	}
-	key, errstr := c.metaKey(tok[1], &a, 'a')
-	if errstr != "" {
-		c.bw.WriteString(errstr)
+	if opaqueTooLong(flags) {
+		// memcached does the arithmetic first and then refuses to
+		// answer; here nothing is done.
+		c.bw.WriteString(errOpaqueLong)
 		return
 	}
 	ar := Arith{Delta: a.delta, Decr: decr, CAS: a.cas, Touch: a.has('T'), Exptime: c.s.normExptime(a.ttl)}
 	if a.has('N') {
-		// memcached creates the item without an exptime and then applies
-		// T and N in flag order: the later one wins.
-		e := a.vivify
-		for _, f := range flags {
-			if f[0] == 'T' {
-				e = a.ttl
-			} else if f[0] == 'N' {
-				e = a.vivify
-			}
-		}
-		c.it = Item{Key: key, Value: appendUint(c.scr[:0], a.initial), Exptime: c.s.normExptime(e)}
+		c.it = Item{Key: key, Value: appendUint(c.scr[:0], a.initial), Exptime: c.s.normExptime(lastTTL(flags, &a))}
 		ar.Create = &c.it
 	}
 	var r ArithResult
@@ -673,6 +709,40 @@ func (c *conn) arith(key []byte, ar *Arith, wantExp bool, r *ArithResult) (ok bo
 		r.Created = v == init
 	}
 	return true, err
+}
+
+// lastTTL is the exptime memcached gives an item that mg or ma N creates:
+// it creates it without one and applies N and T in flag order, so the
+// later of the two wins.
+func lastTTL(flags [][]byte, a *metaArgs) int64 {
+	e := a.vivify
+	for _, f := range flags {
+		switch f[0] {
+		case 'T':
+			e = a.ttl
+		case 'N':
+			e = a.vivify
+		}
+	}
+	return e
+}
+
+// createdExptime is the exptime (absolute) a created item has when
+// memcached meets flag at in flags: 0 until N or T set it.
+func createdExptime(s *Server, flags [][]byte, at []byte, a *metaArgs) int64 {
+	var e int64
+	for _, f := range flags {
+		if &f[0] == &at[0] {
+			break
+		}
+		switch f[0] {
+		case 'T':
+			e = s.normExptime(a.ttl)
+		case 'N':
+			e = s.normExptime(a.vivify)
+		}
+	}
+	return e
 }
 
 // metaMiss writes status with the O and k return flags, for a reply that

@@ -131,14 +131,6 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	defer b.mu.Unlock()
 	now := b.now()
 	e := b.lookup(it.Key, now)
-	if it.CAS != 0 || mode == memcache.ModeCAS {
-		if e == nil {
-			return 0, memcache.ErrNotFound
-		}
-		if e.cas != it.CAS {
-			return 0, memcache.ErrExists
-		}
-	}
 	switch mode {
 	case memcache.ModeAdd:
 		if e != nil {
@@ -147,6 +139,14 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	case memcache.ModeReplace, memcache.ModeAppend, memcache.ModePrepend:
 		if e == nil {
 			return 0, memcache.ErrNotStored
+		}
+	}
+	if it.CAS != 0 || mode == memcache.ModeCAS {
+		if e == nil {
+			return 0, memcache.ErrNotFound
+		}
+		if e.cas != it.CAS {
+			return 0, memcache.ErrExists
 		}
 	}
 	switch mode {
