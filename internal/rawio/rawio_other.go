@@ -2,7 +2,10 @@
 
 package rawio
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 type writer struct{}
 
@@ -11,3 +14,11 @@ func (w *Writer) Init(c net.Conn) bool { return false }
 
 // TryWrite writes nothing and reports false.
 func (w *Writer) TryWrite(b []byte) (n int, ok bool) { return 0, false }
+
+type reader struct{}
+
+// Init reports false: raw reads are not implemented on this platform.
+func (r *Reader) Init(c net.Conn) bool { return false }
+
+// TryRead reads nothing and reports ErrWouldBlock's absence: an error.
+func (r *Reader) TryRead(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }

@@ -79,3 +79,58 @@ func TestPipeUnsupported(t *testing.T) {
 		t.Fatalf("TryWrite on an uninitialized Writer = %d, %v", n, ok)
 	}
 }
+
+// TestTryRead: nothing to read is ErrWouldBlock (at once), data is read as
+// it arrives, the peer's close is (0, nil), and a closed conn an error.
+func TestTryRead(t *testing.T) {
+	a, b := tcpPair(t)
+	var r Reader
+	if !r.Init(b) {
+		t.Fatal("Init refused a TCP conn")
+	}
+	buf := make([]byte, 16)
+	if n, err := r.TryRead(buf); n != 0 || err != ErrWouldBlock {
+		t.Fatalf("empty socket: %d, %v; want ErrWouldBlock", n, err)
+	}
+	a.Write([]byte("hello"))
+	var got []byte
+	for deadline := time.Now().Add(10 * time.Second); len(got) < 5; {
+		n, err := r.TryRead(buf)
+		if err == ErrWouldBlock {
+			if time.Now().After(deadline) {
+				t.Fatalf("data never arrived; got %q", got)
+			}
+			time.Sleep(time.Millisecond) // polling a condition, with a deadline
+			continue
+		}
+		if err != nil || n == 0 {
+			t.Fatalf("TryRead: %d, %v", n, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "hello" {
+		t.Fatalf("read %q", got)
+	}
+	a.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err := r.TryRead(buf)
+		if err == ErrWouldBlock && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if n != 0 || err != nil {
+			t.Fatalf("after the peer closed: %d, %v; want 0, nil", n, err)
+		}
+		break
+	}
+	b.Close()
+	if _, err := r.TryRead(buf); err == nil || err == ErrWouldBlock {
+		t.Fatalf("closed conn: %v, want an error", err)
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if r2 := new(Reader); r2.Init(p1) {
+		t.Fatal("Init took a net.Pipe")
+	}
+}
