@@ -199,3 +199,84 @@ func TestDeclaredOversizeRefusedEarly(t *testing.T) {
 		t.Fatalf("read %d bytes before refusing, want one buffer (%d)", src.n, initialReadBuf)
 	}
 }
+
+// TestBatchForwardsInOneWrite: requests a handler sends to another peer
+// through Request.Batch leave together, written by the read goroutine at
+// the end of the read (the other conn's writer goroutine is not running).
+func TestBatchForwardsInOneWrite(t *testing.T) {
+	fwd := &recordConn{discardConn: discardConn{r: bytes.NewReader(nil)}}
+	peer := newConn(fwd, connConfig{maxFrame: 1 << 20, callTimeout: time.Minute, writeTimeout: time.Second, logf: t.Logf})
+	peer.tryWrite = takeAll(fwd)
+	c, rc := batchConn(t, 20, 5)
+	c.cfg.handler = HandlerFunc(func(req *Request) {
+		peer.GoIn(req.Batch(), 9, nil, 0, func([]byte, error) {})
+		if fwd.writes != 0 {
+			t.Errorf("a held request was written before the read ended")
+		}
+		req.Reply(nil)
+	})
+	c.tryWrite = takeAll(rc)
+	if err := c.readFrames(); err != ErrConnLost {
+		t.Fatalf("readFrames: %v", err)
+	}
+	if fwd.writes != 1 || rc.writes != 1 {
+		t.Fatalf("%d writes to the peer, %d replies writes; want 1 and 1", fwd.writes, rc.writes)
+	}
+	b := fwd.out.Bytes()
+	for i := 0; i < 20; i++ {
+		var err error
+		if b, err = msgpack.Skip(b); err != nil {
+			t.Fatalf("forwarded request %d: %v", i, err)
+		}
+	}
+	if len(b) != 0 || peer.held != 0 {
+		t.Fatalf("%d bytes after 20 requests, held %d", len(b), peer.held)
+	}
+}
+
+// TestBatchedCompletionReplies: completions of GoBatched calls run on the
+// read goroutine with its batch, and replies they send with ReplyIn leave
+// in one write at the end of the read; a completion elsewhere gets nil.
+func TestBatchedCompletionReplies(t *testing.T) {
+	const n = 10
+	var in []byte
+	for id := 1; id <= n; id++ { // responses to msgids 1..n
+		in = msgpack.AppendArrayHeader(in, 4)
+		in = msgpack.AppendUint(in, typeResponse)
+		in = msgpack.AppendUint(in, uint64(id))
+		in = msgpack.AppendNil(in)
+		in = msgpack.AppendUint(in, uint64(id))
+	}
+	src := &recordConn{discardConn: discardConn{r: bytes.NewReader(in)}}
+	c := newConn(src, connConfig{maxFrame: 1 << 20, callTimeout: time.Minute, writeTimeout: time.Second, logf: t.Logf})
+	c.tryWrite = takeAll(src)
+	up := &recordConn{discardConn: discardConn{r: bytes.NewReader(nil)}}
+	g := newConn(up, connConfig{maxFrame: 1 << 20, callTimeout: time.Minute, writeTimeout: time.Second, logf: t.Logf})
+	g.tryWrite = takeAll(up)
+	var nilBatches int
+	for i := 1; i <= n; i++ {
+		req := &Request{Conn: g, msgid: uint32(100 + i)}
+		c.GoBatched(nil, 9, nil, 0, func(res []byte, err error, rb *Batch) {
+			if err != nil || rb == nil {
+				t.Errorf("completion %d: %v, batch %v", i, err, rb)
+				return
+			}
+			req.ReplyIn(rb, func(b []byte) []byte { return append(b, res...) })
+		})
+	}
+	c.GoBatched(nil, 9, nil, 0, func(res []byte, err error, rb *Batch) {
+		if rb == nil && err == ErrClosed {
+			nilBatches++
+		}
+	})
+	if err := c.readFrames(); err != ErrConnLost {
+		t.Fatalf("readFrames: %v", err)
+	}
+	if up.writes != 1 {
+		t.Fatalf("%d writes of %d replies, want 1", up.writes, n)
+	}
+	c.close(ErrClosed) // the last call completes on this goroutine, without a batch
+	if nilBatches != 1 {
+		t.Fatalf("the call completed by close saw a batch")
+	}
+}

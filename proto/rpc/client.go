@@ -273,13 +273,27 @@ func (cl *Client) fastConn() (*Conn, error) {
 // goroutine (so calls issued then are not ordered with later ones); while
 // backing off, done gets ErrPeerDown at once.
 func (cl *Client) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
+	cl.goCall(nil, method, args, timeout, done, nil)
+}
+
+// GoBatched is Go with Conn.GoBatched's batch and completion: the request
+// is held in b when the connection is live; while it is being set up, the
+// request waits on a goroutine of its own (b is not used then) and done
+// gets a nil batch unless it runs on the connection's read goroutine.
+func (cl *Client) GoBatched(b *Batch, method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error, rb *Batch)) {
+	cl.goCall(b, method, args, timeout, nil, done)
+}
+
+// goCall is Go (done) or GoBatched (doneB).
+func (cl *Client) goCall(b *Batch, method uint32, args func([]byte) []byte, timeout time.Duration,
+	done func([]byte, error), doneB func([]byte, error, *Batch)) {
 	c, err := cl.fastConn()
 	if err != nil {
-		done(nil, err)
+		failCall(done, doneB, err)
 		return
 	}
 	if c != nil {
-		c.Go(method, args, timeout, done)
+		sendCall(c, b, method, args, timeout, done, doneB)
 		return
 	}
 	if timeout <= 0 {
@@ -291,16 +305,33 @@ func (cl *Client) Go(method uint32, args func([]byte) []byte, timeout time.Durat
 		start := time.Now()
 		c, err := cl.current(ctx)
 		if err != nil {
-			done(nil, err)
+			failCall(done, doneB, err)
 			return
 		}
 		left := timeout - time.Since(start)
 		if left <= 0 {
-			done(nil, ErrTimeout)
+			failCall(done, doneB, ErrTimeout)
 			return
 		}
-		c.Go(method, args, left, done)
+		sendCall(c, nil, method, args, left, done, doneB)
 	}()
+}
+
+func failCall(done func([]byte, error), doneB func([]byte, error, *Batch), err error) {
+	if done != nil {
+		done(nil, err)
+	} else {
+		doneB(nil, err, nil)
+	}
+}
+
+func sendCall(c *Conn, b *Batch, method uint32, args func([]byte) []byte, timeout time.Duration,
+	done func([]byte, error), doneB func([]byte, error, *Batch)) {
+	if done != nil {
+		c.GoIn(b, method, args, timeout, done)
+	} else {
+		c.GoBatched(b, method, args, timeout, doneB)
+	}
 }
 
 // nextBackoff doubles d, capped at maxBackoff.

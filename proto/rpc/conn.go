@@ -51,7 +51,7 @@ type Conn struct {
 	nextID uint32
 	err    error // why the conn closed; nil while open
 
-	wmu     sync.Mutex // protects wbuf, spare, writing, batching, wclosed, wdrain
+	wmu     sync.Mutex // protects wbuf, spare, writing, batching, held, wclosed, wdrain
 	wcond   sync.Cond  // on wmu: wbuf became non-empty, writing ended, or wclosed or wdrain was set
 	wbuf    []byte
 	spare   []byte // the buffer of the last finished write, reused for wbuf
@@ -60,6 +60,8 @@ type Conn struct {
 	// read: replies appended meanwhile are flushed by it at the end of the
 	// batch, not handed to the writer goroutine.
 	batching bool
+	held     int   // Batches holding frames appended here (see Batch)
+	rb       Batch // the read goroutine's: flushed at the end of each batch
 	wclosed  bool
 	wdrain   bool // the writer exits once wbuf is empty (closing after a bad frame)
 
@@ -253,7 +255,7 @@ func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
 	for {
 		c.wmu.Lock()
-		for !c.wclosed && (c.writing || c.batching || len(c.wbuf) == 0) && !(c.wdrain && !c.writing) {
+		for !c.wclosed && (c.writing || c.holding() || len(c.wbuf) == 0) && !(c.wdrain && !c.writing) {
 			c.wcond.Wait()
 		}
 		if c.wclosed || len(c.wbuf) == 0 {
@@ -271,9 +273,9 @@ func (c *Conn) writeLoop() {
 				c.wmu.Unlock()
 				return
 			}
-			if c.writing || c.batching || len(c.wbuf) == 0 {
+			if c.writing || c.holding() || len(c.wbuf) == 0 {
 				c.wmu.Unlock()
-				continue // the read goroutine writes it
+				continue // the read goroutine or a Batch writes it
 			}
 		}
 		if !c.writeBatch() {
@@ -330,8 +332,18 @@ func (c *Conn) beginBatch() {
 func (c *Conn) endBatch() {
 	c.wmu.Lock()
 	c.batching = false
+	c.flushHeld()
+}
+
+// holding reports whether a batch holds the frames in wbuf. wmu is held.
+func (c *Conn) holding() bool { return c.batching || c.held > 0 }
+
+// flushHeld is the end of endBatch and of Batch.Flush: called with wmu
+// held, it writes wbuf unless someone still holds it or a write is in
+// progress, and returns with wmu unlocked.
+func (c *Conn) flushHeld() {
 	switch {
-	case c.wclosed || c.writing || len(c.wbuf) == 0:
+	case c.holding() || c.wclosed || c.writing || len(c.wbuf) == 0:
 		c.wmu.Unlock()
 	case len(c.wbuf) > maxReaderWrite || c.tryWrite == nil:
 		c.wcond.Signal()
@@ -395,7 +407,7 @@ func (c *Conn) endFrame(start int) {
 		c.close(errBacklog)
 		return
 	}
-	if start == 0 && len(c.wbuf) > 0 && !c.writing && !c.batching {
+	if start == 0 && len(c.wbuf) > 0 && !c.writing && !c.holding() {
 		c.wcond.Signal()
 	}
 	c.wmu.Unlock()
@@ -437,9 +449,17 @@ func (c *Conn) writeHello(h *Hello) {
 // nil error; appendResult == nil a nil result. Each must append exactly one
 // value; if appendResult does not, the reply becomes a CodeServer error.
 func (c *Conn) writeResponse(msgid uint32, appendErr, appendResult func([]byte) []byte) {
+	c.writeResponseIn(nil, msgid, appendErr, appendResult)
+}
+
+// writeResponseIn is writeResponse with the frame held in bt, if not nil.
+func (c *Conn) writeResponseIn(bt *Batch, msgid uint32, appendErr, appendResult func([]byte) []byte) {
 	start, ok := c.beginFrame()
 	if !ok {
 		return
+	}
+	if bt != nil {
+		bt.hold(c)
 	}
 	b := msgpack.AppendArrayHeader(c.wbuf, 4)
 	b = msgpack.AppendUint(b, typeResponse)
@@ -479,7 +499,8 @@ type call struct {
 	sent  int64 // monotime when registered
 
 	// async calls
-	done func(result []byte, err error)
+	done  func(result []byte, err error)
+	doneB func(result []byte, err error, rb *Batch)
 
 	// sync calls
 	ch  chan struct{} // cap 1; signalled on completion
@@ -499,7 +520,7 @@ func putCall(rec *call) {
 	if rec.noRecycle {
 		return
 	}
-	rec.conn, rec.id, rec.done, rec.res, rec.err = nil, 0, nil, nil, nil
+	rec.conn, rec.id, rec.done, rec.doneB, rec.res, rec.err = nil, 0, nil, nil, nil, nil
 	callPool.Put(rec)
 }
 
@@ -536,6 +557,16 @@ func (rec *call) fire() {
 // complete delivers the outcome of rec. For async calls result aliases the
 // read buffer and is valid only during done.
 func (c *Conn) complete(rec *call, result []byte, err error) {
+	c.completeIn(nil, rec, result, err)
+}
+
+// completeIn is complete on the read goroutine, whose batch is rb.
+func (c *Conn) completeIn(rb *Batch, rec *call, result []byte, err error) {
+	if rec.doneB != nil {
+		rec.doneB(result, err, rb)
+		putCall(rec)
+		return
+	}
 	if rec.done != nil {
 		rec.done(result, err)
 		putCall(rec)
@@ -599,7 +630,7 @@ func (c *Conn) cancel(id uint32, rec *call, err error) bool {
 
 // send registers rec and queues [0, msgid, method, params]. On error rec was
 // not sent and is not completed.
-func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout time.Duration) error {
+func (c *Conn) send(bt *Batch, rec *call, method uint32, args func([]byte) []byte, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = c.cfg.callTimeout
 	}
@@ -610,6 +641,9 @@ func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout 
 	start, ok := c.beginFrame()
 	if !ok {
 		return nil // closing: close completes rec with ErrConnLost/ErrClosed
+	}
+	if bt != nil {
+		bt.hold(c)
 	}
 	b := msgpack.AppendArrayHeader(c.wbuf, 4)
 	b = msgpack.AppendUint(b, typeRequest)
@@ -640,12 +674,33 @@ func (c *Conn) send(rec *call, method uint32, args func([]byte) []byte, timeout 
 // failure), so it must not block; result is valid only until done returns. args appends the params array (nil sends
 // an empty array).
 func (c *Conn) Go(method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
+	c.GoIn(nil, method, args, timeout, done)
+}
+
+// GoIn is Go, but the request is held in b, if b is not nil, until
+// b.Flush (see Batch).
+func (c *Conn) GoIn(b *Batch, method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error)) {
 	rec := getCall()
 	rec.done = done
-	if err := c.send(rec, method, args, timeout); err != nil {
+	if err := c.send(b, rec, method, args, timeout); err != nil {
 		rec.done = nil
 		putCall(rec)
 		done(nil, err)
+	}
+}
+
+// GoBatched is GoIn whose done also learns, as rb, the batch of the
+// connection's read goroutine when it runs there (nil elsewhere: a timer,
+// a closing goroutine, the caller). Requests done starts and replies it
+// sends through rb (GoIn, Request.ReplyIn) leave with that read's other
+// replies, without waking writer goroutines; rb is valid only during done.
+func (c *Conn) GoBatched(b *Batch, method uint32, args func([]byte) []byte, timeout time.Duration, done func(result []byte, err error, rb *Batch)) {
+	rec := getCall()
+	rec.doneB = done
+	if err := c.send(b, rec, method, args, timeout); err != nil {
+		rec.doneB = nil
+		putCall(rec)
+		done(nil, err, nil)
 	}
 }
 
@@ -661,7 +716,7 @@ func (c *Conn) Call(ctx context.Context, method uint32, args func([]byte) []byte
 		}
 	}
 	rec := getCall()
-	if err := c.send(rec, method, args, timeout); err != nil {
+	if err := c.send(nil, rec, method, args, timeout); err != nil {
 		putCall(rec)
 		return Result{}, err
 	}

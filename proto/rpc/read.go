@@ -14,6 +14,7 @@ const initialReadBuf = 16 << 10
 // waits for the writer and runs onClose.
 func (c *Conn) readLoop() {
 	err := c.readFrames()
+	c.rb.Flush() // what handlers sent elsewhere before a read that failed mid-batch
 	var pe protoError
 	if err == errMalformed || err == errFrameTooLarge || errors.As(err, &pe) {
 		// Flush the replies to the frames before the bad one, then close.
@@ -67,6 +68,7 @@ func (c *Conn) readFrames() error {
 			r += n
 		}
 		if batch {
+			c.rb.Flush()
 			c.endBatch()
 		}
 		if r == w {
@@ -157,7 +159,7 @@ func (c *Conn) handleRequest(b []byte) error {
 	}
 	p := getBuf(len(params))
 	*p = append(*p, params...)
-	req := &Request{Method: method, Params: *p, Conn: c, msgid: msgid, buf: p}
+	req := &Request{Method: method, Params: *p, Conn: c, msgid: msgid, buf: p, batch: &c.rb}
 	c.serve(req)
 	return nil
 }
@@ -202,7 +204,7 @@ func (c *Conn) handleResponse(b []byte) error {
 		return nil // unknown or timed-out msgid: dropped
 	}
 	rec.stopTimer()
-	c.complete(rec, result, decodeError(errSlot))
+	c.completeIn(&c.rb, rec, result, decodeError(errSlot))
 	return nil
 }
 

@@ -22,6 +22,7 @@ type Request struct {
 
 	msgid uint32
 	buf   *[]byte
+	batch *Batch       // the read goroutine's (see Batch)
 	state atomic.Int32 // 0 pending, 1 replied
 }
 
@@ -51,6 +52,20 @@ func (r *Request) release() {
 // only append and must not call into the Conn. If it does not append
 // exactly one value, the peer gets CodeServer instead (and it is logged).
 func (r *Request) Reply(appendResult func([]byte) []byte) {
+	r.ReplyIn(nil, appendResult)
+}
+
+// Batch returns the batch of the read goroutine that received r. Use it
+// only during the ServeRPC call that received r, on its goroutine: a
+// handler that goes on elsewhere must not. Requests a handler starts
+// through it (Conn.GoIn to other peers) leave at the end of the read, with
+// the replies to its other requests.
+func (r *Request) Batch() *Batch { return r.batch }
+
+// ReplyIn is Reply with the response held in b, if not nil, until b.Flush.
+// b must belong to the calling goroutine (Request.Batch during ServeRPC,
+// or the rb of a GoBatched completion).
+func (r *Request) ReplyIn(b *Batch, appendResult func([]byte) []byte) {
 	if !r.claim() {
 		return
 	}
@@ -63,7 +78,7 @@ func (r *Request) Reply(appendResult func([]byte) []byte) {
 			r.state.Store(0) // appendResult panicked: let the handler's recovery answer
 		}
 	}()
-	r.Conn.writeResponse(r.msgid, nil, appendResult)
+	r.Conn.writeResponseIn(b, r.msgid, nil, appendResult)
 	sent = true
 	r.release()
 }
