@@ -23,7 +23,7 @@ func main() {
 		m1, m2, text, bin, cloudy  string
 		prefix, localCache         string
 		saveFlag, saveExp          bool
-		asyncSet, asyncDel         bool
+		asyncSet, asyncDel, noLoop bool
 		getRetry, setRetry, delRty int
 		renew, maxItem, maxConns   int
 		retryTimeout               time.Duration
@@ -47,6 +47,7 @@ func main() {
 	fs.String(&prefix, "-k", "--key-prefix", "", "add prefix to every key")
 	fs.Int(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes")
 	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)")
+	fs.Bool(&noLoop, "", "--no-event-loop", "serve each client connection on a goroutine of its own (no epoll event loop)")
 	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
 	c.Register(fs, 2*time.Second, false)
 	fs.MustParse(os.Args[1:])
@@ -80,6 +81,7 @@ func main() {
 		RetryTimeout: retryTimeout,
 		MaxItemSize:  maxItem,
 		MaxConns:     maxConns,
+		NoEventLoop:  noLoop,
 		Log:          log,
 		Metrics:      reg,
 	})

@@ -55,6 +55,35 @@ func (a *asyncCall) free() {
 
 // GetAsync implements memcache.AsyncBackend.
 func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) bool {
+	return g.getAsync(nil, key, done)
+}
+
+// SetAsync implements memcache.AsyncBackend.
+func (g *Gateway) SetAsync(it *memcache.Item, done func(err error)) bool {
+	return g.setAsync(nil, it, done)
+}
+
+// NewBatch implements memcache.BatchBackend.
+func (g *Gateway) NewBatch() memcache.Batch { return &batch{g: g} }
+
+// batch is a memcache.Batch: the requests started through it are held in
+// an rpc.Batch until Flush.
+type batch struct {
+	g  *Gateway
+	rb rpc.Batch
+}
+
+func (b *batch) GetAsync(key []byte, done func(it *memcache.Item, err error)) bool {
+	return b.g.getAsync(&b.rb, key, done)
+}
+
+func (b *batch) SetAsync(it *memcache.Item, done func(err error)) bool {
+	return b.g.setAsync(&b.rb, it, done)
+}
+
+func (b *batch) Flush() { b.rb.Flush() }
+
+func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, done func(it *memcache.Item, err error)) bool {
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], key)
@@ -64,7 +93,7 @@ func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) 
 		return false
 	}
 	a.start, a.getDone = time.Now(), done
-	c.Go(wire.SrvGet, a.getArgs, 0, a.onGet)
+	c.GoIn(rb, wire.SrvGet, a.getArgs, 0, a.onGet)
 	return true
 }
 
@@ -104,8 +133,7 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 	a.free()
 }
 
-// SetAsync implements memcache.AsyncBackend.
-func (g *Gateway) SetAsync(it *memcache.Item, done func(err error)) bool {
+func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(err error)) bool {
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], it.Key)
@@ -125,7 +153,7 @@ func (g *Gateway) SetAsync(it *memcache.Item, done func(err error)) bool {
 		return false
 	}
 	a.start, a.setDone, a.set = time.Now(), done, it
-	c.Go(wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
+	c.GoIn(rb, wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
 	return true
 }
 

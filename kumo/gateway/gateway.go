@@ -42,8 +42,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	MaxItemSize  int
 	MaxConns     int
-	Log          *logging.Logger
-	Metrics      *metrics.Registry // nil: a private registry
+	// NoEventLoop serves every client connection on a goroutine of its
+	// own instead of the event loop (see memcache.BatchBackend).
+	NoEventLoop bool
+	Log         *logging.Logger
+	Metrics     *metrics.Registry // nil: a private registry
 
 	// Local and DialLocal embed the gateway in a server's process
 	// (kumo-server -t): the server whose address is Local is reached
@@ -111,6 +114,7 @@ func New(cfg Config) (*Gateway, error) {
 		MaxItemSize: cfg.MaxItemSize,
 		MaxConns:    cfg.MaxConns,
 		Logf:        g.log.Func(logging.Warn),
+		NoEventLoop: cfg.NoEventLoop,
 	}
 	for _, addr := range []string{cfg.Text, cfg.Binary} {
 		if addr == "" {

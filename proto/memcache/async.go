@@ -146,19 +146,8 @@ func (c *conn) finishGet(it *Item, err error) {
 			}
 			c.as.reply = getBuf(n)
 		}
-		b = append((*c.as.reply)[:0], "VALUE "...)
-		b = append(b, c.as.key...)
-		b = append(b, ' ')
-		b = appendUint(b, uint64(it.Flags))
-		b = append(b, ' ')
-		b = appendUint(b, uint64(len(it.Value)))
-		if c.as.withCAS {
-			b = append(b, ' ')
-			b = appendUint(b, it.CAS)
-		}
-		b = append(b, "\r\n"...)
-		b = append(b, it.Value...)
-		b = append(b, "\r\nEND\r\n"...)
+		b = appendValueReply((*c.as.reply)[:0], c.as.key, it, c.as.withCAS)
+		b = append(b, "END\r\n"...)
 	case errors.Is(err, ErrNotFound):
 		st.getMisses.Add(1)
 		b = endReply
@@ -167,6 +156,23 @@ func (c *conn) finishGet(it *Item, err error) {
 		return
 	}
 	c.writeAsync(b)
+}
+
+// appendValueReply appends the VALUE line and data block of it under key.
+func appendValueReply(b, key []byte, it *Item, withCAS bool) []byte {
+	b = append(b, "VALUE "...)
+	b = append(b, key...)
+	b = append(b, ' ')
+	b = appendUint(b, uint64(it.Flags))
+	b = append(b, ' ')
+	b = appendUint(b, uint64(len(it.Value)))
+	if withCAS {
+		b = append(b, ' ')
+		b = appendUint(b, it.CAS)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, it.Value...)
+	return append(b, "\r\n"...)
 }
 
 var (

@@ -40,6 +40,9 @@ type Server struct {
 	MaxItemSize int     // value+key+48 limit; 0 = DefaultMaxItemSize
 	Version     string  // "" = DefaultVersion
 	MaxConns    int     // 0 = unlimited; above it new connections get an error and are closed
+	// NoEventLoop makes Serve give every connection a goroutine of its own
+	// even where the event loop could serve it (see BatchBackend).
+	NoEventLoop bool
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
 	// Now, if set, replaces time.Now (exptime normalisation, stats time).
@@ -50,11 +53,13 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu        sync.Mutex // protects listeners, conns, closed
+	mu        sync.Mutex // protects listeners, conns, closed, loop, noLoop
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closed    bool
-	wg        sync.WaitGroup // connection goroutines started by Serve
+	loop      *loop          // the event loop, once started
+	noLoop    bool           // connections get goroutines of their own
+	wg        sync.WaitGroup // connection and loop goroutines started by Serve
 
 	st counters
 }
@@ -121,6 +126,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
+	lp := s.eventLoop()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -153,6 +159,9 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
+		if lp != nil && lp.add(nc) {
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -169,27 +178,70 @@ func (s *Server) ServeConn(nc net.Conn) {
 		panic("memcache: Server.Backend is nil")
 	}
 	s.init()
+	if s.register(nc) {
+		s.serveOwned(nc, nil)
+	}
+}
+
+// register counts nc among the open connections and reports true, or
+// closes it and reports false if the server is closed.
+func (s *Server) register(nc net.Conn) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		nc.Close()
-		return
+		return false
 	}
 	s.conns[nc] = struct{}{}
 	s.mu.Unlock()
 	s.st.currConns.Add(1)
 	s.st.totalConns.Add(1)
-	c := newConn(s, nc)
-	err := c.serve()
-	c.release()
-	nc.Close()
+	return true
+}
+
+// unregister undoes register once nc is closed.
+func (s *Server) unregister(nc net.Conn) {
 	s.st.currConns.Add(-1)
 	s.mu.Lock()
 	delete(s.conns, nc)
 	s.mu.Unlock()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveOwned serves the registered connection nc, whose first bytes of
+// input, already read, are pre, then closes and unregisters it.
+func (s *Server) serveOwned(nc net.Conn, pre []byte) {
+	c := newConn(s, nc)
+	if len(pre) > 0 {
+		c.br.Reset(&prefixReader{pre: pre, r: c.fr})
+	}
+	err := c.serve()
+	c.release()
+	nc.Close()
+	s.unregister(nc)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) {
 		s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
 	}
+}
+
+// prefixReader reads pre, then r.
+type prefixReader struct {
+	pre []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
 }
 
 // Close stops all listeners and connections and waits for the connection
@@ -205,7 +257,11 @@ func (s *Server) Close() error {
 	for nc := range s.conns {
 		nc.Close()
 	}
+	lp := s.loop
 	s.mu.Unlock()
+	if lp != nil {
+		lp.p.close() // the loop goroutine closes what it still holds
+	}
 	s.cancel()
 	s.wg.Wait()
 	return nil

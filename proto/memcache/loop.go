@@ -1,0 +1,575 @@
+package memcache
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+
+	"kumofs/internal/rawio"
+)
+
+// The event loop. When the Backend is a BatchBackend and the platform has
+// a poller (Linux epoll), Serve does not start a goroutine per connection:
+// one loop goroutine waits for all of them, reads each one that became
+// readable, and starts the commonest requests (a text get of one key, a
+// set) through a Batch, which sends the requests of one round together
+// when the round ends. The backend's completion writes the reply (as on
+// the AsyncBackend fast path). A connection costs no goroutine and no
+// buffer while idle, and a round of N requests costs N reads, N writes and
+// one write to each server instead of N goroutine wake-ups and hand-offs.
+//
+// Everything else leaves the loop for good: the first request that is not
+// a well-formed lone get or set (another command, the binary protocol,
+// pipelined input, a value over 32 KiB, a backend error) hands the
+// connection, with the bytes read so far, to a goroutine running the
+// ordinary connection code, which then serves that request and all later
+// ones exactly as if it had served the connection from the start. The
+// loop only ever starts a request the ordinary code would have served the
+// same way, so the replies are byte for byte the same.
+
+// BatchBackend is an AsyncBackend whose requests can be started in batches
+// that leave together (see the event loop above).
+type BatchBackend interface {
+	AsyncBackend
+	// NewBatch returns a Batch for the use of one goroutine.
+	NewBatch() Batch
+}
+
+// Batch starts requests as AsyncBackend does but may hold them until
+// Flush, which must follow promptly.
+type Batch interface {
+	GetAsync(key []byte, done func(it *Item, err error)) bool
+	SetAsync(it *Item, done func(err error)) bool
+	// Flush sends the requests started since the last Flush.
+	Flush()
+}
+
+// poller reports which of the registered connections are readable
+// (level-triggered). Implemented by poll_linux.go.
+type poller interface {
+	add(fd int) error
+	arm(fd int, on bool) error
+	del(fd int)
+	// wait blocks until some descriptors are ready and returns them; the
+	// slice is valid until the next wait. It fails once the poller is closed.
+	wait() ([]int32, error)
+	close() error
+}
+
+const (
+	loopBufSmall = 4 << 10  // an idle-then-active connection's first buffer
+	loopBufMax   = 32 << 10 // the largest request the loop serves itself
+	loopMaxLine  = 2 << 10  // a longer command line leaves the loop
+)
+
+// loop serves a Server's connections until the poller closes.
+type loop struct {
+	s  *Server
+	be BatchBackend
+	p  poller
+
+	mu    sync.Mutex // protects conns
+	conns map[int32]*lconn
+}
+
+// lconn is a connection served by the loop. Lock order: lconn.mu, then
+// loop.mu, then Server.mu.
+type lconn struct {
+	lp *loop
+	nc net.Conn
+	fd int32
+	rd rawio.Reader
+	wr rawio.Writer // used by the pending request's completion only
+
+	mu      sync.Mutex // protects the fields below
+	buf     *[]byte    // unconsumed input in (*buf)[:n]; nil when n == 0
+	n       int
+	pending bool // a request was started; its completion owns the reply
+	out     bool // out of the poller: to be handed off or closed, or gone
+	more    bool // input arrived while pending: reports are off until it completes
+	handoff bool // hand to a goroutine once the pending request completes
+	closing bool // close once the pending request completes
+	gone    bool // closed, or handed to a goroutine that owns nc now
+
+	// The pending request. Set by the loop before it starts the request,
+	// read by the completion; the input bytes they point into stay put
+	// while pending.
+	req   loopReq
+	reply *[]byte
+
+	getDone func(it *Item, err error) // finishGet, bound once
+	setDone func(err error)           // finishSet, bound once
+}
+
+// eventLoop returns the Server's loop, starting it on first use, or nil if
+// connections get goroutines of their own. Called with s.mu held.
+func (s *Server) eventLoop() *loop {
+	if s.loop != nil || s.noLoop {
+		return s.loop
+	}
+	be, ok := s.Backend.(BatchBackend)
+	if !ok || s.NoEventLoop {
+		s.noLoop = true
+		return nil
+	}
+	p, err := newPoller()
+	if err != nil {
+		s.noLoop = true
+		return nil
+	}
+	s.loop = &loop{s: s, be: be, p: p, conns: make(map[int32]*lconn)}
+	s.wg.Add(1)
+	go s.loop.run()
+	return s.loop
+}
+
+// add hands nc to the loop and reports whether it took it; if not, the
+// caller serves nc itself.
+func (lp *loop) add(nc net.Conn) bool {
+	sc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	rc.Control(func(f uintptr) { fd = int(f) })
+	if fd < 0 || int(int32(fd)) != fd {
+		return false
+	}
+	lc := &lconn{lp: lp, nc: nc, fd: int32(fd)}
+	if !lc.rd.Init(nc) || !lc.wr.Init(nc) {
+		return false
+	}
+	lc.getDone, lc.setDone = lc.finishGet, lc.finishSet
+	s := lp.s
+	if !s.register(nc) {
+		return true // closed: register closed nc
+	}
+	lp.mu.Lock()
+	lp.conns[lc.fd] = lc
+	lp.mu.Unlock()
+	if err := lp.p.add(fd); err != nil {
+		lp.mu.Lock()
+		delete(lp.conns, lc.fd)
+		lp.mu.Unlock()
+		s.unregister(nc)
+		return false
+	}
+	return true
+}
+
+// run is the loop goroutine.
+func (lp *loop) run() {
+	defer lp.s.wg.Done()
+	b := lp.be.NewBatch()
+	for {
+		fds, err := lp.p.wait()
+		if err != nil {
+			lp.shutdown(err)
+			return
+		}
+		for _, fd := range fds {
+			lp.mu.Lock()
+			lc := lp.conns[fd]
+			lp.mu.Unlock()
+			if lc != nil {
+				lc.readable(b)
+			}
+		}
+		b.Flush()
+	}
+}
+
+// shutdown closes every connection still in the loop (Server.Close closed
+// their sockets already, which took them out of the poller).
+func (lp *loop) shutdown(err error) {
+	lp.mu.Lock()
+	all := make([]*lconn, 0, len(lp.conns))
+	for _, lc := range lp.conns {
+		all = append(all, lc)
+	}
+	lp.mu.Unlock()
+	if !lp.s.isClosed() {
+		lp.s.logf("memcache: event loop stopped: %v", err)
+	}
+	for _, lc := range all {
+		lc.mu.Lock()
+		if lc.pending {
+			lc.closing = true
+		} else {
+			lc.closeLocked()
+		}
+		lc.mu.Unlock()
+	}
+}
+
+// readable reads what lc's socket has and starts the request it completes,
+// or hands lc to a goroutine.
+func (lc *lconn) readable(b Batch) {
+	lc.mu.Lock()
+	if lc.out {
+		lc.mu.Unlock()
+		return
+	}
+	if lc.pending {
+		// Input before the completion finished: the reply may be out
+		// already (the client was quick), or the client pipelines. Either
+		// way it waits until the completion is done, which turns the
+		// reports back on.
+		if lc.lp.p.arm(int(lc.fd), false) != nil {
+			lc.handoffLocked()
+		} else {
+			lc.more = true
+		}
+		lc.mu.Unlock()
+		return
+	}
+	if lc.buf == nil {
+		lc.buf = getBuf(loopBufSmall)
+	}
+	buf := *lc.buf
+	n, err := lc.rd.TryRead(buf[lc.n:])
+	switch {
+	case err == rawio.ErrWouldBlock:
+		lc.releaseIfEmpty()
+		lc.mu.Unlock()
+		return
+	case err != nil || n == 0: // an error, or the client closed
+		lc.closeLocked()
+		lc.mu.Unlock()
+		return
+	}
+	lc.n += n
+	lc.req = parseLoopReq(buf[:lc.n], lc.lp.s)
+	switch {
+	case lc.req.kind == reqIncomplete && lc.n < len(buf):
+		lc.mu.Unlock() // wait for the rest
+		return
+	case lc.req.kind == reqIncomplete && len(buf) < loopBufMax:
+		nb := getBuf(loopBufMax)
+		copy(*nb, buf[:lc.n])
+		putBuf(lc.buf)
+		lc.buf = nb
+		lc.mu.Unlock()
+		return
+	case lc.req.kind == reqIncomplete, lc.req.kind == reqOther, lc.req.n != lc.n:
+		lc.handoffLocked()
+		lc.mu.Unlock()
+		return
+	}
+	lc.pending = true
+	req := &lc.req
+	lc.mu.Unlock()
+
+	var started bool
+	if req.kind == reqGet {
+		started = b.GetAsync(req.key, lc.getDone)
+	} else {
+		started = b.SetAsync(&req.it, lc.setDone)
+	}
+	if !started {
+		lc.mu.Lock()
+		lc.pending = false
+		lc.handoffLocked()
+		lc.mu.Unlock()
+	}
+}
+
+// finishGet is the completion of a get the loop started.
+func (lc *lconn) finishGet(it *Item, err error) {
+	st := &lc.lp.s.st
+	var b []byte
+	switch {
+	case err == nil:
+		st.cmdGet.Add(1)
+		st.getHits.Add(1)
+		lc.reply = getBuf(len(lc.req.key) + len(it.Value) + 64)
+		b = appendValueReply((*lc.reply)[:0], lc.req.key, it, lc.req.withCAS)
+		b = append(b, "END\r\n"...)
+	case errors.Is(err, ErrNotFound):
+		st.cmdGet.Add(1)
+		st.getMisses.Add(1)
+		b = endReply
+	default:
+		lc.retry()
+		return
+	}
+	lc.send(b)
+}
+
+// finishSet is the completion of a set the loop started.
+func (lc *lconn) finishSet(err error) {
+	switch {
+	case err != nil:
+		lc.retry()
+	case lc.req.noreply:
+		lc.lp.s.st.cmdSet.Add(1)
+		lc.finish(nil)
+	default:
+		lc.lp.s.st.cmdSet.Add(1)
+		lc.send(storedReply)
+	}
+}
+
+// retry hands lc, its request still unconsumed, to a goroutine, which
+// serves the request again with the blocking Backend methods (their
+// fail-over and retries included).
+func (lc *lconn) retry() {
+	lc.mu.Lock()
+	lc.pending = false
+	lc.handoffLocked()
+	lc.mu.Unlock()
+}
+
+// send writes the reply b with one attempt that does not block; a
+// goroutine of its own writes what the socket did not take.
+func (lc *lconn) send(b []byte) {
+	n, ok := lc.wr.TryWrite(b)
+	if ok && n == len(b) {
+		lc.finish(nil)
+		return
+	}
+	go func() {
+		_, err := lc.nc.Write(b[n:])
+		lc.finish(err)
+	}()
+}
+
+// finish ends the pending request once its reply is written (werr: how
+// the write went).
+func (lc *lconn) finish(werr error) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	lc.pending = false
+	if lc.reply != nil {
+		putBuf(lc.reply)
+		lc.reply = nil
+	}
+	// The loop starts a request only when it is all the input there is.
+	lc.n = 0
+	lc.releaseIfEmpty()
+	switch {
+	case werr != nil || lc.closing:
+		lc.closeLocked()
+	case lc.handoff:
+		lc.handoffLocked()
+	case lc.more:
+		lc.more = false
+		if lc.lp.p.arm(int(lc.fd), true) != nil {
+			lc.handoffLocked()
+		}
+	}
+}
+
+// releaseIfEmpty gives back the input buffer of a connection that has no
+// unconsumed input. lc.mu is held.
+func (lc *lconn) releaseIfEmpty() {
+	if lc.n == 0 && lc.buf != nil {
+		putBuf(lc.buf)
+		lc.buf = nil
+	}
+}
+
+// detachLocked takes lc out of the loop. lc.mu is held.
+func (lc *lconn) detachLocked() {
+	if lc.out {
+		return
+	}
+	lc.out = true
+	lc.lp.p.del(int(lc.fd))
+	lc.lp.mu.Lock()
+	if lc.lp.conns[lc.fd] == lc {
+		delete(lc.lp.conns, lc.fd)
+	}
+	lc.lp.mu.Unlock()
+}
+
+// handoffLocked gives lc, with its unconsumed input, to a goroutine running
+// the ordinary connection code; if a request is pending, that happens when
+// it completes. lc.mu is held.
+func (lc *lconn) handoffLocked() {
+	lc.detachLocked()
+	if lc.pending {
+		lc.handoff = true
+		return
+	}
+	var pre []byte
+	if lc.n > 0 {
+		pre = bytes.Clone((*lc.buf)[:lc.n])
+	}
+	lc.n = 0
+	lc.releaseIfEmpty()
+	s := lc.lp.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		lc.closeLocked()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	lc.gone = true
+	nc := lc.nc
+	go func() {
+		defer s.wg.Done()
+		s.serveOwned(nc, pre)
+	}()
+}
+
+// closeLocked closes lc's connection. lc.mu is held and no request is
+// pending.
+func (lc *lconn) closeLocked() {
+	if lc.gone {
+		return
+	}
+	lc.detachLocked()
+	lc.gone = true
+	lc.n = 0
+	lc.releaseIfEmpty()
+	lc.nc.Close()
+	lc.lp.s.unregister(lc.nc)
+}
+
+// Request kinds the loop tells apart.
+const (
+	reqIncomplete = iota // not all of it has arrived
+	reqOther             // anything the loop does not serve itself
+	reqGet
+	reqSet
+)
+
+// loopReq is a request the loop parsed. Its slices point into the input.
+type loopReq struct {
+	kind    int
+	n       int // bytes of input it takes
+	key     []byte
+	withCAS bool // gets
+	noreply bool // set
+	it      Item // set
+}
+
+// parseLoopReq parses the request at the start of b if it is a get of one
+// key or a set, in the one spelling the loop serves: single spaces, plain
+// decimal numbers, a key of printable ASCII, "\r\n" line ends. Anything
+// else, including every malformed request, is reqOther, so that the
+// ordinary code gives its exact reply.
+func parseLoopReq(b []byte, s *Server) loopReq {
+	r := loopReq{kind: reqOther}
+	if !loopPrefix(b) {
+		return r // the binary protocol, or a command the loop does not serve
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		if len(b) <= loopMaxLine {
+			r.kind = reqIncomplete
+		}
+		return r
+	}
+	if i == 0 || b[i-1] != '\r' {
+		return r
+	}
+	line := b[:i-1]
+	switch {
+	case bytes.HasPrefix(line, []byte("get ")):
+		r.key = line[4:]
+	case bytes.HasPrefix(line, []byte("gets ")):
+		r.key, r.withCAS = line[5:], true
+	case bytes.HasPrefix(line, []byte("set ")):
+		return parseLoopSet(b, line[4:], i+1, s)
+	default:
+		return r
+	}
+	if !loopKey(r.key) {
+		return r
+	}
+	r.kind, r.n = reqGet, i+1
+	return r
+}
+
+// parseLoopSet parses the rest of a set line (args) whose data block
+// starts at b[data:].
+func parseLoopSet(b, args []byte, data int, s *Server) loopReq {
+	r := loopReq{kind: reqOther}
+	var f [5][]byte
+	n := 0
+	for len(args) > 0 && n < len(f) {
+		j := bytes.IndexByte(args, ' ')
+		if j < 0 {
+			j = len(args)
+		}
+		f[n] = args[:j]
+		n++
+		if j == len(args) {
+			args = nil
+		} else if args = args[j+1:]; len(args) == 0 {
+			return r // a trailing space
+		}
+	}
+	if len(args) > 0 || n < 4 || (n == 5 && string(f[4]) != "noreply") {
+		return r
+	}
+	flags, ok1 := loopNum(f[1])
+	exp, ok2 := loopNum(f[2])
+	vlen, ok3 := loopNum(f[3])
+	if !loopKey(f[0]) || !ok1 || !ok2 || !ok3 || int64(vlen)+int64(len(f[0]))+itemOverhead > int64(s.maxItem()) {
+		return r
+	}
+	end := data + vlen + 2
+	if end > loopBufMax {
+		return r
+	}
+	if end > len(b) {
+		r.kind = reqIncomplete
+		return r
+	}
+	if b[end-2] != '\r' || b[end-1] != '\n' {
+		return r
+	}
+	r.kind, r.n, r.noreply = reqSet, end, n == 5
+	r.it = Item{Key: f[0], Value: b[data : end-2], Flags: uint32(flags), Exptime: s.normExptime(int64(exp))}
+	return r
+}
+
+// loopPrefix reports whether b starts like a request the loop serves.
+func loopPrefix(b []byte) bool {
+	for _, p := range [...]string{"get ", "gets ", "set "} {
+		n := min(len(b), len(p))
+		if string(b[:n]) == p[:n] {
+			return true
+		}
+	}
+	return false
+}
+
+// loopKey reports whether k is a key the loop serves: 1 to 250 bytes of
+// printable ASCII without spaces.
+func loopKey(k []byte) bool {
+	if len(k) == 0 || len(k) > maxKeyLen {
+		return false
+	}
+	for _, c := range k {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// loopNum parses 1 to 9 decimal digits.
+func loopNum(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	v := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
+}

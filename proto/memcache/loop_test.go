@@ -1,0 +1,278 @@
+package memcache_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
+)
+
+// batchBackend adds memcache.BatchBackend to asyncBackend: a batch holds
+// the requests started through it and starts them at Flush, as the
+// gateway's batches hold RPC frames.
+type batchBackend struct {
+	*asyncBackend
+	batched atomic.Int64 // requests started through a batch
+}
+
+func (b *batchBackend) NewBatch() memcache.Batch { return &testBatch{be: b} }
+
+type testBatch struct {
+	be   *batchBackend
+	held []func() bool
+}
+
+func (t *testBatch) GetAsync(key []byte, done func(*memcache.Item, error)) bool {
+	if t.be.mode == asyncRefuse {
+		return false
+	}
+	k := append([]byte(nil), key...)
+	t.be.batched.Add(1)
+	t.held = append(t.held, func() bool { return t.be.asyncBackend.GetAsync(k, done) })
+	return true
+}
+
+func (t *testBatch) SetAsync(it *memcache.Item, done func(error)) bool {
+	if t.be.mode == asyncRefuse {
+		return false
+	}
+	c := *it
+	c.Key = append([]byte(nil), it.Key...)
+	c.Value = append([]byte(nil), it.Value...)
+	t.be.batched.Add(1)
+	t.held = append(t.held, func() bool { return t.be.asyncBackend.SetAsync(&c, done) })
+	return true
+}
+
+func (t *testBatch) Flush() {
+	for _, f := range t.held {
+		if !f() {
+			panic("test batch: a held request was refused")
+		}
+	}
+	t.held = t.held[:0]
+}
+
+func newLoopServer(t *testing.T, mode int) (*memcache.Server, *batchBackend, string) {
+	be := &batchBackend{asyncBackend: &asyncBackend{Backend: memtest.New(fixedClock), mode: mode}}
+	s := &memcache.Server{Backend: be, Now: fixedClock, MaxItemSize: 1024, Logf: t.Logf}
+	return s, be, memtest.StartServer(t, s)
+}
+
+// TestLoopTranscripts runs every text and meta transcript through the
+// event loop over TCP, in each backend mode, whole and one byte per write:
+// the replies must be byte for byte those of the goroutine path.
+func TestLoopTranscripts(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		mode int
+	}{{"go", asyncGo}, {"inline", asyncInline}, {"fail", asyncFail}, {"refuse", asyncRefuse}} {
+		for _, cs := range []struct {
+			name  string
+			cases []transcript
+		}{{"text", textCases}, {"meta", metaCases}} {
+			for _, tc := range cs.cases {
+				t.Run(m.name+"/"+cs.name+"/"+tc.name, func(t *testing.T) {
+					for _, oneByte := range []bool{false, true} {
+						_, _, addr := newLoopServer(t, m.mode) // a fresh store each time
+						got, reset := tcpConverse(t, addr, tc.req, oneByte)
+						if reset && strings.HasPrefix(tc.want, got) {
+							continue // closed with input unread (quit, a fatal error): the reset may drop the tail
+						}
+						if got != tc.want {
+							t.Errorf("one byte per write %v: request %q\n got %q\nwant %q", oneByte, shorten(tc.req), got, tc.want)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// tcpConverse sends req on a new connection (all at once or one byte per
+// write), closes its sending side and returns everything the server wrote
+// before closing, and whether the connection was reset.
+func tcpConverse(t *testing.T, addr, req string, oneByte bool) (string, bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	var out strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(&out, c)
+		done <- err
+	}()
+	if oneByte {
+		for i := 0; i < len(req); i++ {
+			if _, err := c.Write([]byte{req[i]}); err != nil {
+				break // the server may close early (a fatal protocol error)
+			}
+		}
+	} else {
+		c.Write([]byte(req))
+	}
+	c.(*net.TCPConn).CloseWrite()
+	err = <-done
+	reset := err != nil && strings.Contains(err.Error(), "reset by peer")
+	if err != nil && !reset {
+		t.Errorf("reading: %v", err)
+	}
+	return out.String(), reset
+}
+
+// TestLoopUsed: closed-loop gets and sets stay in the loop (every one goes
+// through a batch); the first other command hands the connection to a
+// goroutine, which serves it and everything after it the ordinary way.
+func TestLoopUsed(t *testing.T) {
+	s, be, addr := newLoopServer(t, asyncGo)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "set g 5 0 1\r\nx\r\n")
+	expectLine(t, r, "STORED\r\n")
+	fmt.Fprintf(c, "gets g\r\n")
+	expectLine(t, r, "VALUE g 5 1 1\r\nx\r\nEND\r\n")
+	for i := range 50 {
+		fmt.Fprintf(c, "set k%d 0 0 2\r\n%02d\r\n", i, i)
+		expectLine(t, r, "STORED\r\n")
+		fmt.Fprintf(c, "get k%d\r\n", i)
+		expectLine(t, r, fmt.Sprintf("VALUE k%d 0 2\r\n%02d\r\nEND\r\n", i, i))
+		fmt.Fprintf(c, "gets nope\r\n")
+		expectLine(t, r, "END\r\n")
+	}
+	if n := be.batched.Load(); n != 152 {
+		t.Errorf("%d requests went through the loop's batches, want 152", n)
+	}
+	fmt.Fprintf(c, "version\r\n")
+	expectLine(t, r, "VERSION "+memcache.DefaultVersion+"\r\n")
+	fmt.Fprintf(c, "get k1\r\n")
+	expectLine(t, r, "VALUE k1 0 2\r\n01\r\nEND\r\n")
+	if n := be.batched.Load(); n != 152 {
+		t.Errorf("%d requests through batches after the hand-off, want still 152", n)
+	}
+	if cur, _ := s.Conns(); cur != 1 {
+		t.Errorf("%d connections, want 1", cur)
+	}
+	fmt.Fprintf(c, "stats\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "END\r\n" {
+			break
+		}
+		if strings.HasPrefix(line, "STAT cmd_get ") && line != "STAT cmd_get 102\r\n" ||
+			strings.HasPrefix(line, "STAT get_hits ") && line != "STAT get_hits 52\r\n" ||
+			strings.HasPrefix(line, "STAT cmd_set ") && line != "STAT cmd_set 51\r\n" {
+			t.Errorf("stats: %q", line)
+		}
+	}
+}
+
+// TestLoopTCP runs closed-loop clients with pipelined bursts (which leave
+// the loop) against every mode, checking every reply.
+func TestLoopTCP(t *testing.T) {
+	for _, mode := range []int{asyncGo, asyncInline, asyncFail} {
+		_, be, addr := newLoopServer(t, mode)
+		be.Backend = memtest.New(nil)
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(c)
+				val := strings.Repeat(fmt.Sprint(i), 900)
+				for j := range 100 {
+					v := fmt.Sprint(j) + val
+					fmt.Fprintf(c, "set k%d 0 0 %d\r\n%s\r\n", i, len(v), v)
+					expectLine(t, r, "STORED\r\n")
+					fmt.Fprintf(c, "get k%d\r\n", i)
+					expectLine(t, r, fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)))
+					expectLine(t, r, v+"\r\n")
+					expectLine(t, r, "END\r\n")
+					if i%2 == 0 && j == 50 { // half the clients pipeline once, and leave the loop
+						fmt.Fprintf(c, "get k%d\r\nget nope\r\nset k%d 0 0 1 noreply\r\nx\r\nget k%d\r\n", i, i, i)
+						expectLine(t, r, fmt.Sprintf("VALUE k%d 0 %d\r\n", i, len(v)))
+						expectLine(t, r, v+"\r\n")
+						expectLine(t, r, "END\r\nEND\r\n")
+						expectLine(t, r, fmt.Sprintf("VALUE k%d 0 1\r\nx\r\nEND\r\n", i))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if mode != asyncFail && be.batched.Load() < 600 {
+			t.Errorf("mode %d: %d requests through the loop, want at least 600", mode, be.batched.Load())
+		}
+	}
+}
+
+// TestLoopClose: closing the server closes the loop's idle connections and
+// one with a request in flight, and counts them out.
+func TestLoopClose(t *testing.T) {
+	be := &batchBackend{asyncBackend: &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncGo}}
+	s := &memcache.Server{Backend: be, Now: fixedClock}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 5 {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		conns = append(conns, c)
+		fmt.Fprintf(c, "get x\r\n")
+		expectLine(t, bufio.NewReader(c), "END\r\n")
+	}
+	fmt.Fprintf(conns[0], "get partial")
+	s.Close()
+	if err := <-served; err != memcache.ErrServerClosed {
+		t.Errorf("Serve: %v", err)
+	}
+	for i, c := range conns {
+		n, err := c.Read(make([]byte, 10))
+		if i == 0 && err != nil && strings.Contains(err.Error(), "reset") {
+			continue // closed before the loop read its unfinished request: a reset
+		}
+		if err != io.EOF {
+			t.Errorf("conn %d: read %d, %v; want EOF", i, n, err)
+		}
+	}
+	if cur, _ := s.Conns(); cur != 0 {
+		t.Errorf("%d connections after Close, want 0", cur)
+	}
+}

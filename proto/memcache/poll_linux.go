@@ -1,0 +1,88 @@
+//go:build linux
+
+package memcache
+
+import (
+	"os"
+	"syscall"
+)
+
+// epoller is the event loop's readiness source: an epoll instance whose
+// own descriptor is registered with the Go runtime's poller, so that the
+// loop goroutine waits in the scheduler, not in a blocked thread.
+type epoller struct {
+	fd int
+	f  *os.File
+	rc syscall.RawConn
+	ev [128]syscall.EpollEvent
+
+	fds []int32               // wait's result, valid until the next wait
+	fn  func(fd uintptr) bool // poll, bound once
+	err error
+}
+
+func newPoller() (poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	e := &epoller{fd: fd, f: os.NewFile(uintptr(fd), "epoll")}
+	if e.rc, err = e.f.SyscallConn(); err != nil {
+		e.f.Close()
+		return nil, err
+	}
+	e.fn = e.poll
+	return e, nil
+}
+
+func (e *epoller) add(fd int) error {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	return syscall.EpollCtl(e.fd, syscall.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// arm turns fd's readiness reports on or off. Off takes fd out of the
+// epoll set altogether: with an empty event mask epoll would still report
+// a hang-up, over and over.
+func (e *epoller) arm(fd int, on bool) error {
+	if !on {
+		e.del(fd)
+		return nil
+	}
+	return e.add(fd)
+}
+
+func (e *epoller) del(fd int) {
+	var ev syscall.EpollEvent // non-nil for kernels before 2.6.9
+	syscall.EpollCtl(e.fd, syscall.EPOLL_CTL_DEL, fd, &ev)
+}
+
+// poll collects the ready descriptors without waiting; it reports false
+// (wait for the epoll descriptor to become readable) if there are none.
+func (e *epoller) poll(fd uintptr) bool {
+	n, err := syscall.EpollWait(int(fd), e.ev[:], 0)
+	for err == syscall.EINTR {
+		n, err = syscall.EpollWait(int(fd), e.ev[:], 0)
+	}
+	if err != nil {
+		e.err = err
+		return true
+	}
+	for i := 0; i < n; i++ {
+		e.fds = append(e.fds, e.ev[i].Fd)
+	}
+	return n > 0
+}
+
+func (e *epoller) wait() ([]int32, error) {
+	e.fds, e.err = e.fds[:0], nil
+	if err := e.rc.Read(e.fn); err != nil {
+		return nil, err
+	}
+	return e.fds, e.err
+}
+
+func (e *epoller) close() error { return e.f.Close() }
