@@ -44,7 +44,7 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.cmdDelete.Add(1)
 		s.async(req, s.handleWrite)
 	case wire.SrvReplicateSet, wire.SrvReplicateDelete, wire.SrvReplicateBatch:
-		s.async(req, s.handleReplicate)
+		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) })
 	case wire.SrvKeepAlive:
 		if c, err := clockParam(req.Params, 0); err == nil {
 			s.clk.ObserveFrom(peerName(req.Conn), c)
@@ -81,12 +81,15 @@ func (s *Server) serveRPC(req *rpc.Request) {
 // async runs f inline unless the store syncs every write, in which case
 // writers must not queue behind each other's fdatasync: group commit needs
 // them concurrent.
-func (s *Server) async(req *rpc.Request, f func(*rpc.Request)) {
+//
+// f gets the batch of the read goroutine when it runs inline (nil on a
+// goroutine of its own; see rpc.Request.Batch).
+func (s *Server) async(req *rpc.Request, f func(*rpc.Request, *rpc.Batch)) {
 	if s.cfg.Store.Sync == store.SyncAlways {
-		go f(req)
+		go f(req, nil)
 		return
 	}
-	f(req)
+	f(req, req.Batch())
 }
 
 // clockParam reads the uint at index i of a params array.

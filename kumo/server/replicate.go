@@ -36,7 +36,7 @@ type replication struct {
 	mu   sync.Mutex  // protects sent
 	sent []ring.Addr // every replica the write was sent to
 	once sync.Once
-	done func(error)
+	done func(error, *rpc.Batch)
 }
 
 // replicate sends the record in payload to every other active owner of h
@@ -44,17 +44,21 @@ type replication struct {
 // reached in time. A replica that stops being an active owner meanwhile (the
 // managers marked it fault) no longer counts: the write is then safe on the
 // owners that remain. done runs on an RPC goroutine or the caller's.
-func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done func(error)) {
+//
+// The requests to the replicas are held in sb, if not nil (the batch of
+// the read goroutine running the caller, see rpc.Batch), and done gets the
+// batch of the goroutine it runs on, if any, to send its reply with.
+func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, sb *rpc.Batch, done func(error, *rpc.Batch)) {
 	var buf [6]target
 	targets := s.replicaTargets(h, w, r, buf[:0])
 	if len(targets) == 0 {
-		done(nil)
+		done(nil, sb)
 		return
 	}
 	start := time.Now()
-	rp := &replication{s: s, h: h, payload: payload, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error) {
+	rp := &replication{s: s, h: h, payload: payload, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error, rb *rpc.Batch) {
 		s.m.replLat.Observe(since(start))
-		done(err)
+		done(err, rb)
 	}}
 	rp.wclock.Store(w.Clock())
 	rp.pending.Store(int32(len(targets)))
@@ -63,7 +67,7 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, done 
 	}
 	s.repl.Add(1)
 	for _, t := range targets {
-		rp.send(t, 0)
+		rp.send(t, 0, sb)
 	}
 }
 
@@ -88,11 +92,13 @@ next:
 	rp.pending.Add(int32(len(add)))
 	rp.mu.Unlock()
 	for _, t := range add {
-		rp.send(t, 0)
+		rp.send(t, 0, nil)
 	}
 }
 
-func (rp *replication) finish(ok bool) {
+// finish counts one replica's outcome; rb is the batch of the calling
+// goroutine, if it has one.
+func (rp *replication) finish(ok bool, rb *rpc.Batch) {
 	if !ok {
 		rp.failed.Store(true)
 	}
@@ -105,16 +111,16 @@ func (rp *replication) finish(ok bool) {
 			rp.pending.Add(1) // hold the write open while widening
 			rp.wclock.Store(w.Clock())
 			rp.widen(w, rp.s.rhs.Load())
-			rp.finish(true)
+			rp.finish(true, rb)
 			return
 		}
 		rp.once.Do(func() {
 			if rp.failed.Load() {
-				rp.done(errReplication)
+				rp.done(errReplication, rb)
 			} else if c := rp.newer.Load(); c != 0 {
-				rp.done(&newerError{clock: c})
+				rp.done(&newerError{clock: c}, rb)
 			} else {
-				rp.done(nil)
+				rp.done(nil, rb)
 			}
 			rp.s.repl.Done()
 		})
@@ -135,24 +141,24 @@ func isObsolete(err error) bool {
 	return errors.As(err, &re) && re.Msg == wire.MsgObsolete
 }
 
-func (rp *replication) send(t target, attempt int) {
+func (rp *replication) send(t target, attempt int, sb *rpc.Batch) {
 	s := rp.s
 	c := s.peer(t.addr)
 	if c == nil { // closing
-		rp.finish(false)
+		rp.finish(false, nil)
 		return
 	}
 	var flags uint64
 	if t.byRHS {
 		flags = 1
 	}
-	c.Go(wire.SrvReplicateSet, func(b []byte) []byte {
+	c.GoBatched(sb, wire.SrvReplicateSet, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 5)
 		b = msgpack.AppendUint(b, s.clk.Now())
 		b = msgpack.AppendUint(b, flags)
 		b = append(b, rp.payload...)
 		return msgpack.AppendUint(b, rp.wclock.Load())
-	}, s.cfg.CallTimeout, func(res []byte, err error) {
+	}, s.cfg.CallTimeout, func(res []byte, err error, rb *rpc.Batch) {
 		if err == nil {
 			if c, _, perr := msgpack.ReadUint(res); perr == nil && c != 0 {
 				// The replica keeps a newer version: re-stamp (see newerError)
@@ -162,7 +168,7 @@ func (rp *replication) send(t target, attempt int) {
 				}
 			}
 			s.m.replOK.Inc()
-			rp.finish(true)
+			rp.finish(true, rb)
 			return
 		}
 		s.m.rpcErrs.Count(rpc.ErrorKind(err))
@@ -170,11 +176,11 @@ func (rp *replication) send(t target, attempt int) {
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.CodeProtocol {
 			s.log.Warnf("replica %s refused a record: %v", t.addr, err)
-			rp.finish(false)
+			rp.finish(false, rb)
 			return
 		}
 		if s.closed.Load() {
-			rp.finish(false)
+			rp.finish(false, rb)
 			return
 		}
 		if isObsolete(err) {
@@ -184,7 +190,7 @@ func (rp *replication) send(t target, attempt int) {
 			go s.refreshHashSpace()
 			if w := s.whs.Load(); w.Clock() > rp.wclock.Load() {
 				if !w.Owners(rp.h).IsCoordinator(s.cfg.Self) {
-					rp.finish(false)
+					rp.finish(false, rb)
 					return
 				}
 				rp.wclock.Store(w.Clock()) // still the coordinator under it
@@ -194,17 +200,17 @@ func (rp *replication) send(t target, attempt int) {
 				rp.widen(w, s.rhs.Load())
 			}
 		} else if !s.stillOwner(t.addr, rp.h) {
-			rp.finish(true) // marked fault: the remaining owners hold the write
+			rp.finish(true, rb) // marked fault: the remaining owners hold the write
 			return
 		}
 		if time.Now().After(rp.deadline) {
 			s.log.Warnf("replication to %s failed: %v", t.addr, err)
 			s.m.replErr.Inc()
-			rp.finish(false)
+			rp.finish(false, rb)
 			return
 		}
 		s.m.replRetry.Inc()
 		backoff := time.Duration(20<<min(attempt, 2)) * time.Millisecond // 20 ms to 80 ms, until ReplTimeout
-		time.AfterFunc(backoff, func() { rp.send(t, attempt+1) })
+		time.AfterFunc(backoff, func() { rp.send(t, attempt+1, nil) })
 	})
 }

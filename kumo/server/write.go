@@ -190,7 +190,10 @@ func (op *writeOp) parse(req *rpc.Request) error {
 // handleWrite decides a write atomically under the key's stripe lock, stores
 // it, replicates it to every other active owner and answers when all have
 // stored it.
-func (s *Server) handleWrite(req *rpc.Request) {
+//
+// sb is the batch of the read goroutine running it, or nil (see
+// Server.replicate).
+func (s *Server) handleWrite(req *rpc.Request, sb *rpc.Batch) {
 	var op writeOp
 	if err := op.parse(req); err != nil {
 		req.ReplyError(err)
@@ -214,15 +217,15 @@ func (s *Server) handleWrite(req *rpc.Request) {
 				req.ReplyError(err)
 				return
 			}
-			s.decideAndReplicate(req, &op, h, w, r)
+			s.decideAndReplicate(req, &op, h, w, r, nil)
 		}()
 		return
 	}
-	s.decideAndReplicate(req, &op, h, w, r)
+	s.decideAndReplicate(req, &op, h, w, r, sb)
 }
 
 // decideAndReplicate is the second half of handleWrite.
-func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, r *ring.HashSpace) {
+func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, r *ring.HashSpace, sb *rpc.Batch) {
 	now := time.Now().Unix()
 	mu := &s.stripes[h%uint64(len(s.stripes))]
 	mu.Lock()
@@ -252,7 +255,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 			req.ReplyError(err)
 			return
 		}
-		replyStatus(req, op, status, 0, nil)
+		replyStatus(req, nil, op, status, 0, nil)
 		return
 	}
 	if oldp != nil {
@@ -273,7 +276,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	mu.Unlock()
 	putBuf(bp)
 	start := time.Now()
-	s.replicateStamped(h, w, r, payload, valOff, rec.Clock, 0, func(ct uint64, payload []byte, err error) {
+	s.replicateStamped(h, w, r, payload, valOff, rec.Clock, 0, sb, func(ct uint64, payload []byte, err error, rb *rpc.Batch) {
 		s.m.writeLat.Observe(since(start))
 		if err != nil {
 			s.m.writeErr.Inc()
@@ -288,7 +291,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		case op.method == wire.SrvTouch && op.want:
 			extra = func(b []byte) []byte { return append(b, payload[valOff:]...) }
 		}
-		replyStatus(req, op, wire.StatusOK, ct, extra)
+		replyStatus(req, rb, op, wire.StatusOK, ct, extra)
 	})
 }
 
@@ -296,26 +299,27 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 // at valOff) and calls done with the final stamp and payload. When a
 // replica keeps a newer version of the key (newerError), it re-stamps the
 // write above it and replicates again, a few rounds at most.
+// sb and done's rb are as for Server.replicate.
 func (s *Server) replicateStamped(h uint64, w, r *ring.HashSpace, payload []byte, valOff int, ct uint64, round int,
-	done func(ct uint64, payload []byte, err error)) {
-	s.replicate(h, w, r, payload, func(err error) {
+	sb *rpc.Batch, done func(ct uint64, payload []byte, err error, rb *rpc.Batch)) {
+	s.replicate(h, w, r, payload, sb, func(err error, rb *rpc.Batch) {
 		var ne *newerError
 		if !errors.As(err, &ne) {
-			done(ct, payload, err)
+			done(ct, payload, err, rb)
 			return
 		}
 		if round >= 3 {
-			done(ct, payload, errReplication)
+			done(ct, payload, errReplication, rb)
 			return
 		}
 		nct, p2, err := s.restamp(h, payload, valOff, ct)
 		switch {
 		case err != nil:
-			done(ct, payload, err)
+			done(ct, payload, err, rb)
 		case p2 == nil: // a newer write replaced ours here; it carries on
-			done(ct, payload, nil)
+			done(ct, payload, nil, rb)
 		default:
-			s.replicateStamped(h, s.whs.Load(), s.rhs.Load(), p2, valOff, nct, round+1, done)
+			s.replicateStamped(h, s.whs.Load(), s.rhs.Load(), p2, valOff, nct, round+1, nil, done)
 		}
 	})
 }
@@ -504,19 +508,19 @@ func parseCounter(b []byte) (uint64, bool) {
 func isSpace(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 
 // replyStatus sends the result of a write in the form its method expects.
-func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra func([]byte) []byte) {
+func replyStatus(req *rpc.Request, rb *rpc.Batch, op *writeOp, status int, ct uint64, extra func([]byte) []byte) {
 	switch op.method {
 	case wire.SrvSet: // kumofs: clocktime, or false when the compare failed
 		if status == wire.StatusOK {
-			req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, ct) })
+			req.ReplyIn(rb, func(b []byte) []byte { return msgpack.AppendUint(b, ct) })
 		} else {
-			req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, false) })
+			req.ReplyIn(rb, func(b []byte) []byte { return msgpack.AppendBool(b, false) })
 		}
 	case wire.SrvDelete: // kumofs: true deleted / false not found
 		ok := status == wire.StatusOK
-		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+		req.ReplyIn(rb, func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
 	case wire.SrvArith: // [status, value, clocktime, created, old_exptime]
-		req.Reply(func(b []byte) []byte {
+		req.ReplyIn(rb, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 5)
 			b = msgpack.AppendUint(b, uint64(status))
 			if extra != nil {
@@ -529,7 +533,7 @@ func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra fun
 			return msgpack.AppendUint(b, uint64(op.oldExp))
 		})
 	case wire.SrvTouch: // [status, DBValue | nil]
-		req.Reply(func(b []byte) []byte {
+		req.ReplyIn(rb, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 2)
 			b = msgpack.AppendUint(b, uint64(status))
 			if extra != nil {
@@ -538,7 +542,7 @@ func replyStatus(req *rpc.Request, op *writeOp, status int, ct uint64, extra fun
 			return msgpack.AppendNil(b)
 		})
 	default: // Store, Remove: [status, clocktime]
-		req.Reply(func(b []byte) []byte {
+		req.ReplyIn(rb, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 2)
 			b = msgpack.AppendUint(b, uint64(status))
 			return msgpack.AppendUint(b, ct)
