@@ -42,10 +42,16 @@ var compatCases = []transcript{
 	// negative (expired); beyond 64 bits is an error.
 	{"int32 wrap", "set b 0 4294967396 1\r\nx\r\nmg b t\r\nset c 0 2147483648 1\r\nx\r\nget c\r\nset d 0 -4294967296 1\r\nx\r\nmg d t\r\nset e 0 9223372036854775808 1\r\nx\r\nset e 0 -9223372036854775809 1\r\nx\r\ntouch b 4294967496\r\nmg b t\r\ngat 4294967596 b\r\nmg b t\r\nmg b T4294967696 t\r\nms f 1 T4294967396\r\nx\r\nmg f t\r\nma g N4294967396 t\r\nset v 0 0 -4294967295\r\nx\r\nget v\r\nflush_all 4294967296\r\nget b\r\n",
 		"STORED\r\nHD t100\r\nSTORED\r\nEND\r\nSTORED\r\nHD t-1\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nTOUCHED\r\nHD t200\r\nVALUE b 0 1\r\nx\r\nEND\r\nHD t300\r\nHD t400\r\nHD\r\nHD t100\r\nHD t100\r\nSTORED\r\nVALUE v 0 1\r\nx\r\nEND\r\nOK\r\nEND\r\n"},
+	{"data length limit", "set k 0 0 2147483646\r\nset k 0 0 -2147483650\r\nms k 2147483646\r\nms k 1 T-4294967297\r\nx\r\nmg k v\r\ncache_memlimit noreply\r\ncache_memlimit x noreply\r\nmn\r\n",
+		"CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nHD\r\nEN\r\nMN\r\n"},
 	{"int32 wrap errors", "touch b 9223372036854775808\r\ngat 9223372036854775808 b\r\nmg b T9223372036854775808\r\nflush_all 9223372036854775808\r\n",
 		"CLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR invalid exptime argument\r\n"},
-	{"cache_memlimit", "cache_memlimit 7\r\ncache_memlimit 8\r\ncache_memlimit 4294967304\r\ncache_memlimit 4294967296\r\ncache_memlimit 7 noreply\r\ncache_memlimit -1\r\nmn\r\n",
-		"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\nOK\r\nOK\r\nMEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\nERROR\r\nMN\r\n"},
+	{"cache_memlimit", "cache_memlimit 7\r\ncache_memlimit 8\r\ncache_memlimit 4294967304\r\ncache_memlimit 4294967296\r\ncache_memlimit 7 noreply\r\ncache_memlimit -1\r\ncache_memlimit 1000000000\r\ncache_memlimit 1000000001\r\ncache_memlimit -9223372036854775809\r\ncache_memlimit 64\r\n",
+		"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\nOK\r\nOK\r\nMEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\nERROR\r\nOK\r\nMEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\nMEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\nOK\r\n"},
+	// "touch k noreply": the noreply silences the exptime error.
+	{"touch noreply", "set k 0 0 1\r\nx\r\ntouch k noreply\r\ntouch k 10 x\r\nmn\r\n", "STORED\r\nTOUCHED\r\nMN\r\n"},
+	// memcached flushes a second early: flush_all 1 acts at once.
+	{"flush_all 1", "set f 0 0 1\r\nx\r\nflush_all 1\r\nget f\r\nset g 0 0 1\r\nx\r\nflush_all 1 noreply\r\nget g\r\n", "STORED\r\nOK\r\nEND\r\nSTORED\r\nEND\r\n"},
 	// At most 17 flags (16 for ms, whose data is then read as a command).
 	{"meta flag count", "mg k " + flagList(17) + "\r\nmg k " + flagList(18) + "\r\nms k 1 " + flagList(16) + "\r\nx\r\nms k 1 " + flagList(17) + "\r\nx\r\nmd k " + flagList(17) + "\r\nmd k " + flagList(18) + "\r\nma k " + flagList(17) + "\r\nma k " + flagList(18) + "\r\nmg " + k251c + " " + flagList(18) + "\r\n",
 		"CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR options flags are too long\r\nCLIENT_ERROR duplicate flag\r\nCLIENT_ERROR options flags too long\r\nERROR\r\nCLIENT_ERROR invalid or duplicate flag\r\nCLIENT_ERROR options flags too long\r\nCLIENT_ERROR invalid or duplicate flag\r\nCLIENT_ERROR options flags too long\r\nCLIENT_ERROR bad command line format\r\n"},

@@ -421,7 +421,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 		return nil
 	}
 	vlen, ok := parseCInt32(tok[2])
-	if !ok || vlen < 0 {
+	if !ok || vlen < 0 || vlen > maxDataLen {
 		c.bw.WriteString(errBadFormat)
 		return nil
 	}

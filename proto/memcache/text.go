@@ -107,7 +107,7 @@ func (c *conn) dispatchText(line []byte) error {
 			c.writeString("ERROR\r\n")
 			return nil
 		}
-		c.noreply = n == 3 && string(tok[2]) == "noreply"
+		c.noreply = string(tok[n-1]) == "noreply"
 		c.cacheMemlimit(tok[1])
 	default:
 		c.s.st.protoErrs.Add(1)
@@ -265,7 +265,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	if mode == ModeCAS {
 		cas, ok4 = parseCUint(tok[5])
 	}
-	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || !ok4 || vlen < 0 {
+	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || !ok4 || vlen < 0 || vlen > maxDataLen {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
 		return nil
 	}
@@ -406,7 +406,7 @@ func (c *conn) textTouch(tok [][]byte) {
 		c.bw.WriteString("ERROR\r\n")
 		return
 	}
-	c.noreply = n == 4 && string(tok[3]) == "noreply"
+	c.noreply = string(tok[n-1]) == "noreply" // also "touch k noreply", as memcached
 	key := tok[1]
 	if len(key) > maxKeyLen {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
@@ -431,15 +431,17 @@ func (c *conn) textTouch(tok [][]byte) {
 	}
 }
 
-// flushDelay turns a flush_all argument into a delay in seconds.
+// flushDelay turns a flush_all argument into a delay in seconds. memcached
+// flushes a second early (its oldest_live is realtime(exptime) - 1), so
+// "flush_all 1" acts at once and "flush_all 2" after a second.
 func (s *Server) flushDelay(e int64) int64 {
 	switch {
 	case e <= 0:
 		return 0
 	case e <= relativeMax:
-		return e
+		return e - 1
 	default:
-		return max(e-s.now().Unix(), 0)
+		return max(e-s.now().Unix()-1, 0)
 	}
 }
 
@@ -508,6 +510,10 @@ func (c *conn) textStats(tok [][]byte) {
 	}
 }
 
+// maxDataLen is the longest data block memcached takes on a command line
+// (INT_MAX - 2); anything longer is a command-line error.
+const maxDataLen = 1<<31 - 3
+
 // tooManyTokens answers a line of more than maxTokens tokens as memcached
 // 1.6.18 does: quit, version, mn and me ignore the extra tokens, the other
 // meta commands refuse too many flags, everything else is an ERROR.
@@ -528,15 +534,17 @@ func (c *conn) tooManyTokens(cmd []byte) error {
 }
 
 // cacheMemlimit answers cache_memlimit <megabytes>: memcached keeps the
-// low 32 bits of the number and refuses less than 8 MB. kumo has no memory
-// limit to set, so the answer is all it does.
+// low 32 bits of the number and refuses less than 8 MB and more than
+// 10^9 MB. kumo has no memory limit to set, so the answer is all it does.
 func (c *conn) cacheMemlimit(arg []byte) {
 	mb, ok := parseCUint(arg)
 	switch {
 	case !ok:
-		c.bw.WriteString("ERROR\r\n")
+		c.writeString("ERROR\r\n")
 	case uint32(mb) < 8:
 		c.writeString("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n")
+	case uint32(mb) > 1000000000:
+		c.writeString("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n")
 	default:
 		c.writeString("OK\r\n")
 	}
