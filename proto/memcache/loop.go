@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"kumofs/internal/rawio"
 )
@@ -102,26 +104,56 @@ type lconn struct {
 	setDone func(err error)           // finishSet, bound once
 }
 
-// eventLoop returns the Server's loop, starting it on first use, or nil if
-// connections get goroutines of their own. Called with s.mu held.
-func (s *Server) eventLoop() *loop {
-	if s.loop != nil || s.noLoop {
-		return s.loop
+// loopSet is a Server's event loops; new connections go to each in turn.
+type loopSet struct {
+	all  []*loop
+	next atomic.Uint32
+}
+
+// loopsFor is how many loops a Server runs: one per two Ps (the replies
+// are written on the backend's goroutines, the loops only read and parse).
+func loopsFor(procs int) int { return max(1, (procs+1)/2) }
+
+// eventLoops returns the Server's loops, starting them on first use, or nil
+// if connections get goroutines of their own. Called with s.mu held.
+func (s *Server) eventLoops() *loopSet {
+	if s.loops != nil || s.noLoop {
+		return s.loops
 	}
 	be, ok := s.Backend.(BatchBackend)
 	if !ok || s.NoEventLoop {
 		s.noLoop = true
 		return nil
 	}
-	p, err := newPoller()
-	if err != nil {
+	ls := &loopSet{}
+	for range loopsFor(runtime.GOMAXPROCS(0)) {
+		p, err := newPoller()
+		if err != nil {
+			break
+		}
+		lp := &loop{s: s, be: be, p: p, conns: make(map[int32]*lconn)}
+		ls.all = append(ls.all, lp)
+		s.wg.Add(1)
+		go lp.run()
+	}
+	if len(ls.all) == 0 {
 		s.noLoop = true
 		return nil
 	}
-	s.loop = &loop{s: s, be: be, p: p, conns: make(map[int32]*lconn)}
-	s.wg.Add(1)
-	go s.loop.run()
-	return s.loop
+	s.loops = ls
+	return ls
+}
+
+// add hands nc to one of the loops and reports whether it took it.
+func (ls *loopSet) add(nc net.Conn) bool {
+	return ls.all[ls.next.Add(1)%uint32(len(ls.all))].add(nc)
+}
+
+// close stops the loops; each closes the connections it still holds.
+func (ls *loopSet) close() {
+	for _, lp := range ls.all {
+		lp.p.close()
+	}
 }
 
 // add hands nc to the loop and reports whether it took it; if not, the

@@ -145,3 +145,11 @@ func normalizeNums(b []byte) []byte {
 	}
 	return append(out, b[i:]...)
 }
+
+func TestLoopsFor(t *testing.T) {
+	for _, tc := range []struct{ procs, want int }{{1, 1}, {2, 1}, {3, 2}, {4, 2}, {8, 4}, {0, 1}} {
+		if got := loopsFor(tc.procs); got != tc.want {
+			t.Errorf("loopsFor(%d) = %d, want %d", tc.procs, got, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,7 @@ func TestLoopUsed(t *testing.T) {
 // TestLoopTCP runs closed-loop clients with pipelined bursts (which leave
 // the loop) against every mode, checking every reply.
 func TestLoopTCP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // two loops per server
 	for _, mode := range []int{asyncGo, asyncInline, asyncFail} {
 		_, be, addr := newLoopServer(t, mode)
 		be.Backend = memtest.New(nil)

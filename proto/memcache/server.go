@@ -53,11 +53,11 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu        sync.Mutex // protects listeners, conns, closed, loop, noLoop
+	mu        sync.Mutex // protects listeners, conns, closed, loops, noLoop
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closed    bool
-	loop      *loop          // the event loop, once started
+	loops     *loopSet       // the event loops, once started
 	noLoop    bool           // connections get goroutines of their own
 	wg        sync.WaitGroup // connection and loop goroutines started by Serve
 
@@ -126,7 +126,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
-	lp := s.eventLoop()
+	lp := s.eventLoops()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -257,10 +257,10 @@ func (s *Server) Close() error {
 	for nc := range s.conns {
 		nc.Close()
 	}
-	lp := s.loop
+	ls := s.loops
 	s.mu.Unlock()
-	if lp != nil {
-		lp.p.close() // the loop goroutine closes what it still holds
+	if ls != nil {
+		ls.close()
 	}
 	s.cancel()
 	s.wg.Wait()
