@@ -47,9 +47,6 @@
 //   - memcached 1.6.18 loses an ma T when a reply still being written
 //     holds the item (an mg of that key earlier in the same batch); here
 //     T always applies.
-//   - mg on an existing item shows in t the exptime after T even where
-//     t comes before T (memcached shows the one before; ma and an mg N
-//     autovivify follow memcached's flag order).
 //   - an O token over 31 bytes is refused before anything is done;
 //     memcached does mg's touch or autovivify and ma's arithmetic first.
 //   - a Backend may give a touched item a new CAS unique where memcached

@@ -93,6 +93,9 @@ var compatCases = []transcript{
 	// flag order; a t shows the exptime where it stands.
 	{"mg N T order", "mg v1 t N30 v\r\nmg v2 N30 t T10 v\r\nmg v3 T10 t N30 k\r\nmg v4 N30 t T10\r\n",
 		"VA 0 t-1 W\r\n\r\nVA 0 t30 W\r\n\r\nHD t10 kv3 W\r\nHD t30 W\r\n"},
+	// So does mg T on an existing item: a t before it shows the old TTL.
+	{"mg t T order", "set k 0 0 1\r\nx\r\nmg k t T30 v\r\nmg k T50 t\r\nmg k t T70 c k\r\nmg k t\r\nmg nokey t T30\r\n",
+		"STORED\r\nVA 1 t-1\r\nx\r\nHD t50\r\nHD t50 c1 kk\r\nHD t70\r\nEN\r\n"},
 	// An unknown or repeated flag stops the parse; a bad token or base64
 	// key is noted and the last one noted is the answer (a bad F leaves
 	// the message to others); the mode and then the O length come after.

@@ -330,6 +330,12 @@ func (c *conn) metaGet(tok [][]byte) {
 	if touch {
 		st.cmdTouch.Add(1)
 	}
+	// memcached applies T where it stands among the flags: a t before it
+	// shows the exptime the item had. Only then is it read first.
+	oldExp, haveOld := int64(0), false
+	if touch && flagBefore(flags, 't', 'T') && c.get(key, false, 0) == nil {
+		oldExp, haveOld = c.it.Exptime, true
+	}
 	err := c.get(key, touch, c.s.normExptime(a.ttl))
 	won := false
 	if errors.Is(err, ErrNotFound) && a.has('N') {
@@ -381,8 +387,11 @@ func (c *conn) metaGet(tok [][]byte) {
 			// memcached creates the item without an exptime and applies
 			// N and T as it meets them, so a t before them shows -1.
 			exp := c.it.Exptime
-			if won {
+			switch {
+			case won:
 				exp = createdExptime(c.s, flags, f, &a)
+			case haveOld && flagBefore(flags, 't', 'T'):
+				exp = oldExp
 			}
 			b = append(b, " t"...)
 			b = appendInt(b, c.s.ttl(exp))
@@ -709,6 +718,20 @@ func (c *conn) arith(key []byte, ar *Arith, wantExp bool, r *ArithResult) (ok bo
 		r.Created = v == init
 	}
 	return true, err
+}
+
+// flagBefore reports whether flag x comes before flag y in flags (both
+// present).
+func flagBefore(flags [][]byte, x, y byte) bool {
+	for _, f := range flags {
+		switch f[0] {
+		case x:
+			return hasFlag(flags, y)
+		case y:
+			return false
+		}
+	}
+	return false
 }
 
 // lastTTL is the exptime memcached gives an item that mg or ma N creates:
