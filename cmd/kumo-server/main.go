@@ -130,6 +130,10 @@ func main() {
 			Metrics:   gwReg,
 			Local:     self,
 			DialLocal: srv.DialLocal,
+			// Measured: with the server in the same process the event
+			// loop's single reader costs more than it saves (80k against
+			// 67k ops/s, BENCHMARKS.md session 4).
+			NoEventLoop: true,
 		})
 		if err != nil {
 			log.Errorf("cannot start the embedded gateway: %v", err)

@@ -11,7 +11,6 @@ import (
 // own descriptor is registered with the Go runtime's poller, so that the
 // loop goroutine waits in the scheduler, not in a blocked thread.
 type epoller struct {
-	fd int
 	f  *os.File
 	rc syscall.RawConn
 	ev [128]syscall.EpollEvent
@@ -30,7 +29,7 @@ func newPoller() (poller, error) {
 		syscall.Close(fd)
 		return nil, err
 	}
-	e := &epoller{fd: fd, f: os.NewFile(uintptr(fd), "epoll")}
+	e := &epoller{f: os.NewFile(uintptr(fd), "epoll")}
 	if e.rc, err = e.f.SyscallConn(); err != nil {
 		e.f.Close()
 		return nil, err
@@ -41,7 +40,17 @@ func newPoller() (poller, error) {
 
 func (e *epoller) add(fd int) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
-	return syscall.EpollCtl(e.fd, syscall.EPOLL_CTL_ADD, fd, &ev)
+	return e.ctl(syscall.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// ctl is epoll_ctl on the epoll descriptor while it is open (never on a
+// number a closed one left for another file to take).
+func (e *epoller) ctl(op, fd int, ev *syscall.EpollEvent) error {
+	var err error
+	if cerr := e.rc.Control(func(efd uintptr) { err = syscall.EpollCtl(int(efd), op, fd, ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // arm turns fd's readiness reports on or off. Off takes fd out of the
@@ -57,7 +66,7 @@ func (e *epoller) arm(fd int, on bool) error {
 
 func (e *epoller) del(fd int) {
 	var ev syscall.EpollEvent // non-nil for kernels before 2.6.9
-	syscall.EpollCtl(e.fd, syscall.EPOLL_CTL_DEL, fd, &ev)
+	e.ctl(syscall.EPOLL_CTL_DEL, fd, &ev)
 }
 
 // poll collects the ready descriptors without waiting; it reports false
