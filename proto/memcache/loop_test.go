@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
@@ -277,4 +278,67 @@ func TestLoopClose(t *testing.T) {
 	if cur, _ := s.Conns(); cur != 0 {
 		t.Errorf("%d connections after Close, want 0", cur)
 	}
+}
+
+// TestLoopHostile: clients that send random mixes of valid and broken
+// requests, split anywhere, and hang up at random points (with requests in
+// flight or half a request sent) leave no connection behind, and the
+// server keeps answering.
+func TestLoopHostile(t *testing.T) {
+	s, _, addr := newLoopServer(t, asyncGo)
+	pieces := []string{"get k\r\n", "gets k\r\n", "set k 0 0 3\r\nabc\r\n", "set k 1 2 3 noreply\r\nxyz\r\n",
+		"get ", "set k 0 0 5\r\nab", "\x80\x00\x00", "stats\r\n", "get k j\r\n", "\r\n", "garbage\r\n",
+		"set k 0 0 99999999\r\n", "get " + strings.Repeat("x", 3000), "set k 0 0 40000\r\n" + strings.Repeat("v", 40000) + "\r\n"}
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(i), 7))
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			go io.Copy(io.Discard, c) // a client that reads (or not: see below)
+			var msg []byte
+			for range 1 + rnd.IntN(8) {
+				msg = append(msg, pieces[rnd.IntN(len(pieces))]...)
+			}
+			for len(msg) > 0 {
+				n := 1 + rnd.IntN(len(msg))
+				if _, err := c.Write(msg[:n]); err != nil {
+					return // the server gave up on it: fine
+				}
+				msg = msg[n:]
+			}
+			if rnd.IntN(2) == 0 {
+				c.(*net.TCPConn).SetLinger(0) // a reset instead of a close
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cur, _ := s.Conns()
+		if cur == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open after every client left", cur)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
+	}
+	if got := tcpGet(t, addr, "set ok 0 0 2\r\nhi\r\nget ok\r\n"); got != "STORED\r\nVALUE ok 0 2\r\nhi\r\nEND\r\n" {
+		t.Fatalf("after the hostile clients: %q", got)
+	}
+}
+
+// tcpGet sends req and reads until the reply ends with END.
+func tcpGet(t *testing.T, addr, req string) string {
+	t.Helper()
+	got, _ := tcpConverse(t, addr, req, false)
+	return got
 }
