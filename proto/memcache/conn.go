@@ -16,6 +16,9 @@ var (
 	errLineTooLong = errors.New("memcache: line too long")
 	errBadMagic    = errors.New("memcache: bad binary magic")
 	errBadPacket   = errors.New("memcache: invalid binary packet")
+	// errBackToLoop ends a connection's goroutine without closing it: the
+	// event loop serves it from here on.
+	errBackToLoop = errors.New("memcache: back to the event loop")
 )
 
 // conn is one client connection. Only its own goroutine touches it.
@@ -41,6 +44,12 @@ type conn struct {
 
 	noreply bool
 
+	// back, if set, takes the connection back into the event loop when it
+	// waits for a new text request with nothing buffered (see
+	// errBackToLoop); atStart is set while serveText waits for one.
+	back    bool
+	atStart bool
+
 	as asyncState // see AsyncBackend
 }
 
@@ -52,12 +61,18 @@ type flushReader struct {
 }
 
 func (f flushReader) Read(p []byte) (int, error) {
-	if !f.c.as.pending && f.c.bw.Buffered() > 0 { // a pending completion owns bw
-		if err := f.c.bw.Flush(); err != nil {
+	c := f.c
+	if !c.as.pending && c.bw.Buffered() > 0 { // a pending completion owns bw
+		if err := c.bw.Flush(); err != nil {
 			return 0, err
 		}
 	}
-	return f.c.nc.Read(p)
+	if c.back && c.atStart && !c.as.pending && c.br.Buffered() == 0 {
+		// Between requests with every reply written and nothing read
+		// ahead: the loop can take over without losing a byte.
+		return 0, errBackToLoop
+	}
+	return c.nc.Read(p)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -97,6 +112,9 @@ func (c *conn) serve() error {
 	// A reply still being written when the client left: its error, like
 	// that of the final flush below, does not matter then.
 	c.settle()
+	if err == errBackToLoop {
+		return err // everything is written: flushReader checked
+	}
 	if errors.Is(err, errQuit) || errors.Is(err, io.EOF) {
 		c.bw.Flush()
 		return err
@@ -168,6 +186,7 @@ func (c *conn) discard(n int64) error {
 // until the next read from c.br.
 func (c *conn) readLine() ([]byte, error) {
 	line, err := c.br.ReadSlice('\n')
+	c.atStart = false // a long line's next reads are not between requests
 	if err == nil {
 		return trimEOL(line), nil
 	}

@@ -146,7 +146,13 @@ func (s *Server) eventLoops() *loopSet {
 
 // add hands nc to one of the loops and reports whether it took it.
 func (ls *loopSet) add(nc net.Conn) bool {
-	return ls.all[ls.next.Add(1)%uint32(len(ls.all))].add(nc)
+	return ls.all[ls.next.Add(1)%uint32(len(ls.all))].add(nc, true)
+}
+
+// adopt gives a loop the registered connection nc back from a goroutine
+// that served it, and reports whether it took it.
+func (ls *loopSet) adopt(nc net.Conn) bool {
+	return ls.all[ls.next.Add(1)%uint32(len(ls.all))].add(nc, false)
 }
 
 // close stops the loops; each closes the connections it still holds.
@@ -157,8 +163,9 @@ func (ls *loopSet) close() {
 }
 
 // add hands nc to the loop and reports whether it took it; if not, the
-// caller serves nc itself.
-func (lp *loop) add(nc net.Conn) bool {
+// caller serves nc itself. A new connection is registered with the Server
+// first (register); one coming back from a goroutine already is.
+func (lp *loop) add(nc net.Conn, register bool) bool {
 	sc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return false
@@ -178,7 +185,7 @@ func (lp *loop) add(nc net.Conn) bool {
 	}
 	lc.getDone, lc.setDone = lc.finishGet, lc.finishSet
 	s := lp.s
-	if !s.register(nc) {
+	if register && !s.register(nc) {
 		return true // closed: register closed nc
 	}
 	lp.mu.Lock()
@@ -188,7 +195,9 @@ func (lp *loop) add(nc net.Conn) bool {
 		lp.mu.Lock()
 		delete(lp.conns, lc.fd)
 		lp.mu.Unlock()
-		s.unregister(nc)
+		if register {
+			s.unregister(nc)
+		}
 		return false
 	}
 	return true

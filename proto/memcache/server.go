@@ -214,18 +214,34 @@ func (s *Server) isClosed() bool {
 }
 
 // serveOwned serves the registered connection nc, whose first bytes of
-// input, already read, are pre, then closes and unregisters it.
+// input, already read, are pre, then closes and unregisters it; or hands
+// it (back) to an event loop, which then owns it.
 func (s *Server) serveOwned(nc net.Conn, pre []byte) {
-	c := newConn(s, nc)
-	if len(pre) > 0 {
-		c.br.Reset(&prefixReader{pre: pre, r: c.fr})
-	}
-	err := c.serve()
-	c.release()
-	nc.Close()
-	s.unregister(nc)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) {
-		s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
+	s.mu.Lock()
+	ls := s.loops
+	s.mu.Unlock()
+	_, isTCP := nc.(*net.TCPConn)
+	for {
+		c := newConn(s, nc)
+		if len(pre) > 0 {
+			c.br.Reset(&prefixReader{pre: pre, r: c.fr})
+		}
+		c.back = ls != nil && isTCP
+		err := c.serve()
+		c.release()
+		if err == errBackToLoop {
+			if ls.adopt(nc) {
+				return
+			}
+			ls, pre = nil, nil // the loop would not take it: serve it here
+			continue
+		}
+		nc.Close()
+		s.unregister(nc)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) {
+			s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
+		}
+		return
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 // serveText runs the text (and meta) protocol until an error or quit.
 func (c *conn) serveText() error {
 	for {
+		c.atStart = true
 		line, err := c.readLine()
+		c.atStart = false
 		serr := c.settle() // before anything else touches the reply buffers
 		if err == nil && serr != nil {
 			return serr // writing the last reply failed
