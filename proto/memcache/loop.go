@@ -21,14 +21,16 @@ import (
 // buffer while idle, and a round of N requests costs N reads, N writes and
 // one write to each server instead of N goroutine wake-ups and hand-offs.
 //
-// Everything else leaves the loop for good: the first request that is not
-// a well-formed lone get or set (another command, the binary protocol,
+// Everything else leaves the loop: the first request that is not a
+// well-formed lone get or set (another command, the binary protocol,
 // pipelined input, a value over 32 KiB, a backend error) hands the
 // connection, with the bytes read so far, to a goroutine running the
-// ordinary connection code, which then serves that request and all later
-// ones exactly as if it had served the connection from the start. The
-// loop only ever starts a request the ordinary code would have served the
-// same way, so the replies are byte for byte the same.
+// ordinary connection code, which serves that request and the ones after
+// it exactly as if it had served the connection from the start, until it
+// waits for a new text request with every reply written and nothing read
+// ahead: then it hands the connection back (errBackToLoop). The loop only
+// ever starts a request the ordinary code would have served the same way,
+// so the replies are byte for byte the same.
 
 // BatchBackend is an AsyncBackend whose requests can be started in batches
 // that leave together (see the event loop above).
