@@ -113,6 +113,7 @@ func (c *conn) getAsync(key []byte, withCAS bool) bool {
 		c.as.pending = false
 		return false
 	}
+	c.lone = true
 	return true
 }
 
@@ -129,6 +130,7 @@ func (c *conn) setAsync() bool {
 		c.as.pending = false
 		return false
 	}
+	c.lone = true
 	return true
 }
 

@@ -46,9 +46,13 @@ type conn struct {
 
 	// back, if set, takes the connection back into the event loop when it
 	// waits for a new text request with nothing buffered (see
-	// errBackToLoop); atStart is set while serveText waits for one.
+	// errBackToLoop) after a lone get or set (lone: the last request went
+	// the AsyncBackend way, as the loop would have served it; a client
+	// that pipelines or sends multi-key gets stays, rather than moving in
+	// and out each time). atStart is set while serveText waits for one.
 	back    bool
 	atStart bool
+	lone    bool
 
 	as asyncState // see AsyncBackend
 }
@@ -67,9 +71,12 @@ func (f flushReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if c.back && c.atStart && !c.as.pending && c.br.Buffered() == 0 {
-		// Between requests with every reply written and nothing read
-		// ahead: the loop can take over without losing a byte.
+	if c.back && c.atStart && c.lone && c.br.Buffered() == 0 {
+		// Between requests with nothing read ahead: once the last reply
+		// is written, the loop can take over without losing a byte.
+		if err := c.settle(); err != nil {
+			return 0, err
+		}
 		return 0, errBackToLoop
 	}
 	return c.nc.Read(p)

@@ -22,7 +22,7 @@ func (c *conn) serveText() error {
 			}
 			return err
 		}
-		c.noreply = false
+		c.noreply, c.lone = false, false
 		if err := c.dispatchText(line); err != nil {
 			return err
 		}
