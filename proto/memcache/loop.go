@@ -27,8 +27,10 @@ import (
 // connection, with the bytes read so far, to a goroutine running the
 // ordinary connection code, which serves that request and the ones after
 // it exactly as if it had served the connection from the start, until it
-// waits for a new text request with every reply written and nothing read
-// ahead: then it hands the connection back (errBackToLoop). The loop only
+// waits for a new text request with nothing read ahead right after a lone
+// get or set: then, once that reply is written, it hands the connection
+// back (errBackToLoop). Clients that pipeline or send multi-key gets stay
+// on their goroutine rather than moving in and out at every pause. The loop only
 // ever starts a request the ordinary code would have served the same way,
 // so the replies are byte for byte the same.
 
