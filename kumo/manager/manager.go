@@ -296,30 +296,54 @@ func (m *Manager) watchdog() {
 	defer m.loops.Done()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	prev := time.Now()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
 		}
-		var silent []ring.Addr
-		var conns []*rpc.Conn
-		m.mu.Lock()
 		now := time.Now()
-		for a, s := range m.servers {
-			if s.conn != nil && now.Sub(s.lastSeen) > m.cfg.KeepAliveTimeout {
-				silent = append(silent, a)
-				conns = append(conns, s.conn)
-				s.conn = nil
-			}
+		silent, conns, stalled := m.checkSilent(now, prev)
+		if stalled {
+			m.log.Warnf("manager did not run for %v (paused or starved); servers get a fresh %v to be heard",
+				now.Sub(prev).Round(time.Millisecond), m.cfg.KeepAliveTimeout)
 		}
-		m.mu.Unlock()
+		prev = now
 		for i, a := range silent {
 			m.log.Warnf("server %s silent for %v", a, m.cfg.KeepAliveTimeout)
 			conns[i].Close()
 			m.lostNode(a)
 		}
 	}
+}
+
+// checkSilent takes the connections of the servers silent for longer than
+// the keepalive timeout at now (the watchdog's previous look was at prev)
+// and returns them. If the manager itself did not run for a good part of
+// that timeout (a paused VM, SIGSTOP, a starved process), the silence may
+// be its own: it blames no one and gives every server a fresh timeout from
+// now instead (stalled). A server that really died is then found one
+// timeout later, or at once when its connection breaks.
+func (m *Manager) checkSilent(now, prev time.Time) (silent []ring.Addr, conns []*rpc.Conn, stalled bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(prev) > max(time.Second, m.cfg.KeepAliveTimeout/2) {
+		for _, s := range m.servers {
+			if s.conn != nil && s.lastSeen.Before(now) {
+				s.lastSeen = now
+			}
+		}
+		return nil, nil, true
+	}
+	for a, s := range m.servers {
+		if s.conn != nil && now.Sub(s.lastSeen) > m.cfg.KeepAliveTimeout {
+			silent = append(silent, a)
+			conns = append(conns, s.conn)
+			s.conn = nil
+		}
+	}
+	return silent, conns, false
 }
 
 // lostNode marks a server fault in both hash spaces and tells everyone.
