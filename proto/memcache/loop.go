@@ -499,7 +499,7 @@ type loopReq struct {
 
 // parseLoopReq parses the request at the start of b if it is a get of one
 // key or a set, in the one spelling the loop serves: single spaces, plain
-// decimal numbers, a key of printable ASCII, "\r\n" line ends. Anything
+// decimal numbers, a key of printable ASCII. Anything
 // else, including every malformed request, is reqOther, so that the
 // ordinary code gives its exact reply.
 func parseLoopReq(b []byte, s *Server) loopReq {
@@ -514,10 +514,10 @@ func parseLoopReq(b []byte, s *Server) loopReq {
 		}
 		return r
 	}
-	if i == 0 || b[i-1] != '\r' {
-		return r
+	line := b[:i] // memcached takes "\n" as well as "\r\n" for a line end
+	if i > 0 && b[i-1] == '\r' {
+		line = b[:i-1]
 	}
-	line := b[:i-1]
 	switch {
 	case bytes.HasPrefix(line, []byte("get ")):
 		r.key = line[4:]

@@ -29,7 +29,12 @@ func TestParseLoopReq(t *testing.T) {
 		{"get k\r", reqIncomplete, 0, ""},
 		{"set k 1 2 3\r\nab", reqIncomplete, 0, ""},
 		{"set k 1 2 3\r\nabc\r", reqIncomplete, 0, ""},
-		{"get k\n", reqOther, 0, ""},                  // bare \n: the ordinary code
+		{"get k\n", reqGet, 6, "k"}, // a bare \n ends a line too
+		{"set k 1 2 3\nabc\r\n", reqSet, 17, "k"},
+		{"set k 1 2 3\nabc\n", reqIncomplete, 0, ""}, // two more bytes to come
+		{"set k 1 2 3\nabc\nX", reqOther, 0, ""},     // the data block needs \r\n
+		{"get \n", reqOther, 0, ""},
+		{"get k\r\r\n", reqOther, 0, ""},              // \r in the key
 		{"get  k\r\n", reqOther, 0, ""},               // two spaces
 		{"get k \r\n", reqOther, 0, ""},               // trailing space
 		{"get a b\r\n", reqOther, 0, ""},              // multi-key
@@ -120,10 +125,19 @@ func FuzzParseLoopReq(f *testing.F) {
 		default:
 			t.Fatalf("kind %d", r.kind)
 		}
-		if r.n > len(b) || !bytes.Equal(normalizeNums(b[:r.n]), want) {
+		if r.n > len(b) || !bytes.Equal(normalizeNums(crlfHeader(b[:r.n])), want) {
 			t.Fatalf("%q: took %q (n %d)", b, want, r.n)
 		}
 	})
+}
+
+// crlfHeader spells the first line end of b as "\r\n".
+func crlfHeader(b []byte) []byte {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 || i > 0 && b[i-1] == '\r' {
+		return b
+	}
+	return append(append(append([]byte(nil), b[:i]...), "\r\n"...), b[i+1:]...)
 }
 
 // normalizeNums drops leading zeros of the numbers on a set line, which
