@@ -120,7 +120,7 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	if err == nil && n >= 1 {
 		var c uint64
 		if c, p, err = msgpack.ReadUint(p); err == nil {
-			m.clk.ObserveFrom(peerName(req.Conn), c)
+			m.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 		}
 	}
 	var inc, health uint64
@@ -224,7 +224,7 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	m.clk.ObserveFrom(peerName(req.Conn), sp.Clock)
+	m.clk.ObserveFrom(wire.PeerName(req.Conn), sp.Clock)
 	w, r := sp.W, sp.R
 	adopted := false
 	m.mu.Lock()
@@ -289,21 +289,4 @@ func (m *Manager) handleBackup(req *rpc.Request) {
 	}
 	m.log.Infof("backup %q requested from %d servers", sfx, len(conns))
 	req.Reply(msgpack.AppendNil)
-}
-
-// peerName names the daemon at the other end of c for log lines: the
-// address it announced in its hello, else the connection's remote address.
-func peerName(c *rpc.Conn) string {
-	if c == nil {
-		return ""
-	}
-	if h := c.Hello(); h != nil {
-		if a, err := ring.AddrFromDump(h.Addr); err == nil {
-			return a.String()
-		}
-	}
-	if a := c.RemoteAddr(); a != nil {
-		return a.String()
-	}
-	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
 	"kumofs/store"
@@ -85,7 +86,7 @@ func (s *Server) handleFlush(req *rpc.Request) {
 		return
 	}
 	if c, err := clockParam(req.Params, 1); err == nil {
-		s.clk.ObserveFrom(peerName(req.Conn), c)
+		s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 	}
 	switch {
 	case at == 0:

@@ -47,7 +47,7 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) })
 	case wire.SrvKeepAlive:
 		if c, err := clockParam(req.Params, 0); err == nil {
-			s.clk.ObserveFrom(peerName(req.Conn), c)
+			s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 		}
 		req.Reply(msgpack.AppendNil)
 	case wire.SrvHashSpaceSync:
@@ -230,7 +230,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	s.clk.ObserveFrom(peerName(req.Conn), c)
+	s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 	switch req.Method {
 	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?]
 		if n < 4 {

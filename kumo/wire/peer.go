@@ -1,14 +1,14 @@
-package server
+package wire
 
 import (
 	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
 
-// peerName names the daemon at the other end of c for the clock's refusal
-// reports: the address it announced in its hello, else the connection's
-// remote address.
-func peerName(c *rpc.Conn) string {
+// PeerName names the daemon at the other end of c for log lines and the
+// clock's refusal reports: the address it announced in its hello, else the
+// connection's remote address ("" for a nil c).
+func PeerName(c *rpc.Conn) string {
 	if c == nil {
 		return ""
 	}

@@ -1,0 +1,9 @@
+package wire
+
+import "testing"
+
+func TestPeerNameNil(t *testing.T) {
+	if got := PeerName(nil); got != "" {
+		t.Fatalf("PeerName(nil) = %q, want empty", got)
+	}
+}
