@@ -18,12 +18,8 @@ type writer struct {
 // Init prepares w for c and reports whether c supports raw writes (a TCP or
 // Unix socket does; net.Pipe and other in-memory conns do not).
 func (w *Writer) Init(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(c)
+	if rc == nil {
 		return false
 	}
 	w.w.rc = rc
@@ -63,12 +59,8 @@ type reader struct {
 
 // Init prepares r for c and reports whether c supports raw reads.
 func (r *Reader) Init(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(c)
+	if rc == nil {
 		return false
 	}
 	r.r.rc = rc
@@ -107,4 +99,17 @@ func (r *Reader) TryRead(b []byte) (n int, err error) {
 		return 0, syscall.EIO
 	}
 	return r.r.n, nil
+}
+
+// rawConn returns c's raw socket access, or nil if c has no descriptor.
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
