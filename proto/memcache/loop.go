@@ -499,7 +499,7 @@ type loopReq struct {
 
 // parseLoopReq parses the request at the start of b if it is a get of one
 // key or a set, in the one spelling the loop serves: single spaces, plain
-// decimal numbers, a key of printable ASCII. Anything
+// decimal numbers, a key without spaces or line-end bytes. Anything
 // else, including every malformed request, is reqOther, so that the
 // ordinary code gives its exact reply.
 func parseLoopReq(b []byte, s *Server) loopReq {
@@ -590,14 +590,16 @@ func loopPrefix(b []byte) bool {
 	return false
 }
 
-// loopKey reports whether k is a key the loop serves: 1 to 250 bytes of
-// printable ASCII without spaces.
+// loopKey reports whether k is a key the loop serves: 1 to 250 bytes, any
+// but space (the ordinary parser's separator), "\r" and "\n". Keys of
+// control or non-ASCII bytes are served here as the ordinary code serves
+// them (load generators such as memaslap use them).
 func loopKey(k []byte) bool {
 	if len(k) == 0 || len(k) > maxKeyLen {
 		return false
 	}
 	for _, c := range k {
-		if c <= ' ' || c >= 0x7f {
+		if c == ' ' || c == '\r' || c == '\n' {
 			return false
 		}
 	}

@@ -34,13 +34,13 @@ func TestParseLoopReq(t *testing.T) {
 		{"set k 1 2 3\nabc\n", reqIncomplete, 0, ""}, // two more bytes to come
 		{"set k 1 2 3\nabc\nX", reqOther, 0, ""},     // the data block needs \r\n
 		{"get \n", reqOther, 0, ""},
-		{"get k\r\r\n", reqOther, 0, ""},              // \r in the key
-		{"get  k\r\n", reqOther, 0, ""},               // two spaces
-		{"get k \r\n", reqOther, 0, ""},               // trailing space
-		{"get a b\r\n", reqOther, 0, ""},              // multi-key
-		{"get \r\n", reqOther, 0, ""},                 // no key
-		{"get k\x01\r\n", reqOther, 0, ""},            // control byte in the key
-		{"get k\xc3\xa9\r\n", reqOther, 0, ""},        // non-ASCII key
+		{"get k\r\r\n", reqOther, 0, ""},      // \r in the key
+		{"get  k\r\n", reqOther, 0, ""},       // two spaces
+		{"get k \r\n", reqOther, 0, ""},       // trailing space
+		{"get a b\r\n", reqOther, 0, ""},      // multi-key
+		{"get \r\n", reqOther, 0, ""},         // no key
+		{"get k\x01\r\n", reqGet, 8, "k\x01"}, // control bytes are key bytes, as in memcached
+		{"get k\xc3\xa9\r\n", reqGet, 9, "k\xc3\xa9"},
 		{"GET k\r\n", reqOther, 0, ""},                // memcached is case sensitive
 		{"gat 0 k\r\n", reqOther, 0, ""},              // touch
 		{"stats\r\n", reqOther, 0, ""},                // any other command, at once

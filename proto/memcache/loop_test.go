@@ -356,3 +356,26 @@ func tcpGet(t *testing.T, addr, req string) string {
 	got, _ := tcpConverse(t, addr, req, false)
 	return got
 }
+
+// TestLoopControlByteKeys: keys of control and non-ASCII bytes (memaslap's)
+// are served in the loop, with the replies of the ordinary code.
+func TestLoopControlByteKeys(t *testing.T) {
+	_, be, addr := newLoopServer(t, asyncGo)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	key := "\x10\xb0\x01k\xff"
+	for i := range 10 {
+		fmt.Fprintf(c, "set %s 3 0 1\r\n%d\r\n", key, i)
+		expectLine(t, r, "STORED\r\n")
+		fmt.Fprintf(c, "get %s\r\n", key)
+		expectLine(t, r, fmt.Sprintf("VALUE %s 3 1\r\n%d\r\nEND\r\n", key, i))
+	}
+	if n := be.batched.Load(); n != 20 {
+		t.Errorf("%d of 20 requests went through the loop", n)
+	}
+}
