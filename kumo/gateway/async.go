@@ -28,7 +28,7 @@ type asyncCall struct {
 	it      memcache.Item  // the get's result, valid during getDone
 	set     *memcache.Item // the set's item, valid only while it is sent
 	getDone func(it *memcache.Item, err error)
-	setDone func(err error)
+	setDone func(cas uint64, err error)
 
 	getArgs, setArgs func([]byte) []byte         // bound methods
 	onGet, onSet     func(res []byte, err error) // bound methods
@@ -59,7 +59,7 @@ func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) 
 }
 
 // SetAsync implements memcache.AsyncBackend.
-func (g *Gateway) SetAsync(it *memcache.Item, done func(err error)) bool {
+func (g *Gateway) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bool {
 	return g.setAsync(nil, it, done)
 }
 
@@ -77,7 +77,7 @@ func (b *batch) GetAsync(key []byte, done func(it *memcache.Item, err error)) bo
 	return b.g.getAsync(&b.rb, key, done)
 }
 
-func (b *batch) SetAsync(it *memcache.Item, done func(err error)) bool {
+func (b *batch) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bool {
 	return b.g.setAsync(&b.rb, it, done)
 }
 
@@ -133,7 +133,7 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 	a.free()
 }
 
-func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(err error)) bool {
+func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint64, err error)) bool {
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], it.Key)
@@ -172,10 +172,14 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 func (a *asyncCall) finishSet(res []byte, err error) {
 	g, done := a.g, a.setDone
 	a.set = nil
+	var cas uint64
 	if err == nil {
 		var st int
-		if st, _, err = statusResult(res); err == nil && st != wire.StatusOK {
+		var p []byte
+		if st, p, err = statusResult(res); err == nil && st != wire.StatusOK {
 			err = statusError(st)
+		} else if err == nil {
+			cas, _, _ = msgpack.ReadUint(p)
 		}
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
@@ -184,5 +188,5 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 		g.observe(cmdStore, a.start, nil)
 	}
 	a.free()
-	done(err)
+	done(cas, err)
 }

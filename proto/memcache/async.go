@@ -35,9 +35,10 @@ type AsyncBackend interface {
 	// valid only during GetAsync.
 	GetAsync(key []byte, done func(it *Item, err error)) bool
 	// SetAsync starts Store(ModeSet, it) and reports whether it did. If
-	// it did, done is called exactly once as for GetAsync. it and its
-	// slices are valid only during SetAsync.
-	SetAsync(it *Item, done func(err error)) bool
+	// it did, done is called exactly once as for GetAsync, with the stored
+	// item's CAS unique or an error. it and its slices are valid only
+	// during SetAsync.
+	SetAsync(it *Item, done func(cas uint64, err error)) bool
 }
 
 // errAsyncWrite wraps a failed write of an asynchronous reply.
@@ -60,8 +61,8 @@ type asyncState struct {
 	reply   *[]byte
 	raw     rawio.Writer
 
-	getDone func(it *Item, err error) // c.finishGet, bound once
-	setDone func(err error)           // c.finishSet, bound once
+	getDone func(it *Item, err error)   // c.finishGet, bound once
+	setDone func(cas uint64, err error) // c.finishSet, bound once
 
 	many *getMany // multi-key gets; nil until the first
 }
@@ -183,7 +184,7 @@ var (
 )
 
 // finishSet is the completion of setAsync.
-func (c *conn) finishSet(err error) {
+func (c *conn) finishSet(_ uint64, err error) {
 	switch {
 	case err != nil:
 		go c.fallback()

@@ -64,17 +64,17 @@ func (a *asyncBackend) GetAsync(key []byte, done func(*memcache.Item, error)) bo
 	})
 }
 
-func (a *asyncBackend) SetAsync(it *memcache.Item, done func(error)) bool {
+func (a *asyncBackend) SetAsync(it *memcache.Item, done func(uint64, error)) bool {
 	c := *it
 	c.Key = append([]byte(nil), it.Key...)
 	c.Value = append([]byte(nil), it.Value...)
 	return a.run(func() {
 		if a.mode == asyncFail {
-			done(errAsyncTest)
+			done(0, errAsyncTest)
 			return
 		}
-		_, err := a.Backend.Store(context.Background(), memcache.ModeSet, &c)
-		done(err)
+		cas, err := a.Backend.Store(context.Background(), memcache.ModeSet, &c)
+		done(cas, err)
 	})
 }
 

@@ -46,7 +46,7 @@ type BatchBackend interface {
 // Flush, which must follow promptly.
 type Batch interface {
 	GetAsync(key []byte, done func(it *Item, err error)) bool
-	SetAsync(it *Item, done func(err error)) bool
+	SetAsync(it *Item, done func(cas uint64, err error)) bool
 	// Flush sends the requests started since the last Flush.
 	Flush()
 }
@@ -104,8 +104,8 @@ type lconn struct {
 	req   loopReq
 	reply *[]byte
 
-	getDone func(it *Item, err error) // finishGet, bound once
-	setDone func(err error)           // finishSet, bound once
+	getDone func(it *Item, err error)   // finishGet, bound once
+	setDone func(cas uint64, err error) // finishSet, bound once
 }
 
 // loopSet is a Server's event loops; new connections go to each in turn.
@@ -333,12 +333,20 @@ func (lc *lconn) finishGet(it *Item, err error) {
 		st.cmdGet.Add(1)
 		st.getHits.Add(1)
 		lc.reply = getBuf(len(lc.req.key) + len(it.Value) + 64)
-		b = appendValueReply((*lc.reply)[:0], lc.req.key, it, lc.req.withCAS)
-		b = append(b, "END\r\n"...)
+		if lc.req.binary {
+			b = appendBinGet((*lc.reply)[:0], &lc.req, it)
+		} else {
+			b = appendValueReply((*lc.reply)[:0], lc.req.key, it, lc.req.withCAS)
+			b = append(b, "END\r\n"...)
+		}
 	case errors.Is(err, ErrNotFound):
 		st.cmdGet.Add(1)
 		st.getMisses.Add(1)
 		b = endReply
+		if lc.req.binary {
+			lc.reply = getBuf(len(lc.req.key) + 64)
+			b = appendBinGet((*lc.reply)[:0], &lc.req, nil)
+		}
 	default:
 		lc.retry()
 		return
@@ -347,13 +355,17 @@ func (lc *lconn) finishGet(it *Item, err error) {
 }
 
 // finishSet is the completion of a set the loop started.
-func (lc *lconn) finishSet(err error) {
+func (lc *lconn) finishSet(cas uint64, err error) {
 	switch {
 	case err != nil:
 		lc.retry()
 	case lc.req.noreply:
 		lc.lp.s.st.cmdSet.Add(1)
 		lc.finish(nil)
+	case lc.req.binary:
+		lc.lp.s.st.cmdSet.Add(1)
+		lc.reply = getBuf(24)
+		lc.send(appendBinHeader((*lc.reply)[:0], &lc.req, stOK, 0, 0, 0, cas))
 	default:
 		lc.lp.s.st.cmdSet.Add(1)
 		lc.send(storedReply)
@@ -495,6 +507,10 @@ type loopReq struct {
 	withCAS bool // gets
 	noreply bool // set
 	it      Item // set
+
+	binary bool   // the binary protocol (see loopbin.go)
+	op     byte   // binary: the opcode
+	opaque uint32 // binary: echoed in the response
 }
 
 // parseLoopReq parses the request at the start of b if it is a get of one
@@ -504,8 +520,11 @@ type loopReq struct {
 // ordinary code gives its exact reply.
 func parseLoopReq(b []byte, s *Server) loopReq {
 	r := loopReq{kind: reqOther}
+	if len(b) > 0 && b[0] == binReqMagic {
+		return parseLoopBin(b, s)
+	}
 	if !loopPrefix(b) {
-		return r // the binary protocol, or a command the loop does not serve
+		return r // a command the loop does not serve
 	}
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {

@@ -2,6 +2,7 @@ package memcache
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestParseLoopReq(t *testing.T) {
 		{"GET k\r\n", reqOther, 0, ""},                // memcached is case sensitive
 		{"gat 0 k\r\n", reqOther, 0, ""},              // touch
 		{"stats\r\n", reqOther, 0, ""},                // any other command, at once
-		{"\x80\x00\x00\x00", reqOther, 0, ""},         // binary protocol
+		{"\x80\x00\x00\x00", reqIncomplete, 0, ""},    // a binary header still arriving
 		{"set k 1 2\r\n", reqOther, 0, ""},            // too few arguments
 		{"set k 1 2 3 4\r\nabc\r\n", reqOther, 0, ""}, // not noreply
 		{"set k 1 2 3 noreply x\r\nabc\r\n", reqOther, 0, ""},
@@ -77,6 +78,50 @@ func TestParseLoopReq(t *testing.T) {
 	}
 }
 
+// TestParseLoopBin: binary GET, GETK and SET are taken; quiet forms, a set
+// with a CAS and malformed packets are not.
+func TestParseLoopBin(t *testing.T) {
+	s := &Server{MaxItemSize: 1024, Now: func() time.Time { return time.Unix(1000, 0) }}
+	pkt := func(op byte, key, extras, value string, cas uint64) string {
+		h := make([]byte, 24)
+		h[0], h[1] = 0x80, op
+		binary.BigEndian.PutUint16(h[2:], uint16(len(key)))
+		h[4] = byte(len(extras))
+		binary.BigEndian.PutUint32(h[8:], uint32(len(extras)+len(key)+len(value)))
+		binary.BigEndian.PutUint32(h[12:], 77)
+		binary.BigEndian.PutUint64(h[16:], cas)
+		return string(h) + extras + key + value
+	}
+	ext := "\x00\x00\x00\x05\x00\x00\x00\x0a" // flags 5, exptime 10
+	cases := []struct {
+		in      string
+		kind, n int
+	}{
+		{pkt(opGet, "k", "", "", 0), reqGet, 25},
+		{pkt(opGetK, "key", "", "", 9), reqGet, 27},
+		{pkt(opSet, "k", ext, "abc", 0), reqSet, 36},
+		{pkt(opSet, "k", ext, "abc", 0)[:30], reqIncomplete, 0},
+		{pkt(opGetQ, "k", "", "", 0), reqOther, 0},
+		{pkt(opSetQ, "k", ext, "abc", 0), reqOther, 0},
+		{pkt(opSet, "k", ext, "abc", 7), reqOther, 0}, // a CAS: the ordinary code
+		{pkt(opSet, "k", "", "abc", 0), reqOther, 0},  // no extras
+		{pkt(opGet, "k", "x", "", 0), reqOther, 0},    // extras on a get
+		{pkt(opGet, "", "", "", 0), reqOther, 0},
+		{pkt(opSet, "k", ext, string(make([]byte, 1000)), 0), reqOther, 0}, // over MaxItemSize
+		{pkt(0x10, "", "", "", 0), reqOther, 0},                            // stat
+	}
+	for i, tc := range cases {
+		r := parseLoopReq([]byte(tc.in), s)
+		if r.kind != tc.kind || r.n != tc.n || (r.kind == reqGet || r.kind == reqSet) && (!r.binary || r.opaque != 77) {
+			t.Errorf("case %d: kind %d n %d binary %v opaque %d; want %d %d", i, r.kind, r.n, r.binary, r.opaque, tc.kind, tc.n)
+		}
+	}
+	r := parseLoopReq([]byte(pkt(opSet, "k", ext, "abc", 0)), s)
+	if string(r.it.Key) != "k" || string(r.it.Value) != "abc" || r.it.Flags != 5 || r.it.Exptime != 1010 {
+		t.Errorf("set item %+v", r.it)
+	}
+}
+
 // TestParseLoopReqByteByByte: every proper prefix of a request the loop
 // serves is incomplete, never taken for something else.
 func TestParseLoopReqByteByByte(t *testing.T) {
@@ -96,13 +141,24 @@ func TestParseLoopReqByteByByte(t *testing.T) {
 // FuzzParseLoopReq: whatever the input, a request the loop takes is exactly
 // the plain spelling of a get or set of what it parsed, within the input.
 func FuzzParseLoopReq(f *testing.F) {
-	for _, s := range []string{"get k\r\n", "gets k\r\n", "set k 1 2 3\r\nabc\r\n", "set k 1 2 3 noreply\r\nabc\r\n", "get a b\r\n", "\x80\x01"} {
+	for _, s := range []string{"get k\r\n", "gets k\r\n", "set k 1 2 3\r\nabc\r\n", "set k 1 2 3 noreply\r\nabc\r\n", "get a b\r\n", "\x80\x01", "\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00k"} {
 		f.Add([]byte(s))
 	}
 	s := &Server{Now: func() time.Time { return time.Unix(1000, 0) }}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := parseLoopReq(b, s)
 		var want []byte
+		if r.binary && (r.kind == reqGet || r.kind == reqSet) {
+			// The packet it took: header, extras, key (and value) exactly.
+			ext := 0
+			if r.kind == reqSet {
+				ext = 8
+			}
+			if r.n > len(b) || r.n != 24+ext+len(r.key)+len(r.it.Value) || !bytes.Equal(b[24+ext:24+ext+len(r.key)], r.key) {
+				t.Fatalf("%q: took %d bytes, key %q", b, r.n, r.key)
+			}
+			return
+		}
 		switch r.kind {
 		case reqIncomplete, reqOther:
 			return

@@ -42,7 +42,7 @@ func (t *testBatch) GetAsync(key []byte, done func(*memcache.Item, error)) bool 
 	return true
 }
 
-func (t *testBatch) SetAsync(it *memcache.Item, done func(error)) bool {
+func (t *testBatch) SetAsync(it *memcache.Item, done func(uint64, error)) bool {
 	if t.be.mode == asyncRefuse {
 		return false
 	}
@@ -377,5 +377,40 @@ func TestLoopControlByteKeys(t *testing.T) {
 	}
 	if n := be.batched.Load(); n != 20 {
 		t.Errorf("%d of 20 requests went through the loop", n)
+	}
+}
+
+// TestLoopBinary: binary GET, GETK and SET in a closed loop are served in
+// the loop, byte for byte as serveBinary answers them; a quiet GETQ leaves.
+func TestLoopBinary(t *testing.T) {
+	_, be, addr := newLoopServer(t, asyncGo)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	ext := be32(7) + be32(0)
+	for i := range 5 {
+		v := fmt.Sprint("v", i)
+		c.Write([]byte(binReq(0x01, "bk", ext, v, uint32(i), 0)))
+		expectLine(t, r, binRes(0x01, 0, "", "", "", uint32(i), uint64(i+1)))
+		c.Write([]byte(binReq(0x00, "bk", "", "", 100, 0)))
+		expectLine(t, r, binRes(0x00, 0, "", be32(7), v, 100, uint64(i+1)))
+		c.Write([]byte(binReq(0x0c, "bk", "", "", 200, 0)))
+		expectLine(t, r, binRes(0x0c, 0, "bk", be32(7), v, 200, uint64(i+1)))
+		c.Write([]byte(binReq(0x00, "nope", "", "", 300, 0)))
+		expectLine(t, r, binRes(0x00, 1, "", "", "Not found", 300, 0))
+		c.Write([]byte(binReq(0x0c, "nope", "", "", 400, 0)))
+		expectLine(t, r, binRes(0x0c, 1, "nope", "", "", 400, 0))
+	}
+	if n := be.batched.Load(); n != 25 {
+		t.Errorf("%d of 25 requests went through the loop", n)
+	}
+	c.Write([]byte(binReq(0x09, "bk", "", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0))) // GETQ, NOOP
+	expectLine(t, r, binRes(0x09, 0, "", be32(7), "v4", 1, 5)+binRes(0x0a, 0, "", "", "", 2, 0))
+	if n := be.batched.Load(); n != 25 {
+		t.Errorf("%d requests through the loop after a GETQ, want still 25", n)
 	}
 }
