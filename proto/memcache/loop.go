@@ -14,15 +14,15 @@ import (
 // The event loop. When the Backend is a BatchBackend and the platform has
 // a poller (Linux epoll), Serve does not start a goroutine per connection:
 // one loop goroutine waits for all of them, reads each one that became
-// readable, and starts the commonest requests (a text get of one key, a
-// set) through a Batch, which sends the requests of one round together
+// readable, and starts the commonest requests (a get of one key or a set,
+// text or binary: see parseLoopReq and loopbin.go) through a Batch, which sends the requests of one round together
 // when the round ends. The backend's completion writes the reply (as on
 // the AsyncBackend fast path). A connection costs no goroutine and no
 // buffer while idle, and a round of N requests costs N reads, N writes and
 // one write to each server instead of N goroutine wake-ups and hand-offs.
 //
 // Everything else leaves the loop: the first request that is not a
-// well-formed lone get or set (another command, the binary protocol,
+// well-formed lone get or set (another command, a quiet binary command,
 // pipelined input, a value over 32 KiB, a backend error) hands the
 // connection, with the bytes read so far, to a goroutine running the
 // ordinary connection code, which serves that request and the ones after
