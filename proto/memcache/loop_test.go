@@ -139,13 +139,7 @@ func tcpConverse(t *testing.T, addr, req string, oneByte bool) (string, bool) {
 // goroutine, which serves it and everything after it the ordinary way.
 func TestLoopUsed(t *testing.T) {
 	s, be, addr := newLoopServer(t, asyncGo)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	c, r := dialT(t, addr)
 	fmt.Fprintf(c, "set g 5 0 1\r\nx\r\n")
 	expectLine(t, r, "STORED\r\n")
 	fmt.Fprintf(c, "gets g\r\n")
@@ -361,13 +355,7 @@ func tcpGet(t *testing.T, addr, req string) string {
 // are served in the loop, with the replies of the ordinary code.
 func TestLoopControlByteKeys(t *testing.T) {
 	_, be, addr := newLoopServer(t, asyncGo)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	c, r := dialT(t, addr)
 	key := "\x10\xb0\x01k\xff"
 	for i := range 10 {
 		fmt.Fprintf(c, "set %s 3 0 1\r\n%d\r\n", key, i)
@@ -384,13 +372,7 @@ func TestLoopControlByteKeys(t *testing.T) {
 // the loop, byte for byte as serveBinary answers them; a quiet GETQ leaves.
 func TestLoopBinary(t *testing.T) {
 	_, be, addr := newLoopServer(t, asyncGo)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	c, r := dialT(t, addr)
 	ext := be32(7) + be32(0)
 	for i := range 5 {
 		v := fmt.Sprint("v", i)
@@ -413,4 +395,16 @@ func TestLoopBinary(t *testing.T) {
 	if n := be.batched.Load(); n != 25 {
 		t.Errorf("%d requests through the loop after a GETQ, want still 25", n)
 	}
+}
+
+// dialT connects to addr with a 20 s deadline; the test closes it.
+func dialT(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReader(c)
 }
