@@ -13,3 +13,5 @@ func fdatasync(f *os.File) error { return f.Sync() }
 func fallocate(f *os.File, off, n int64) error { return errors.ErrUnsupported }
 
 func madviseRandom(b []byte) {}
+
+func populateWrite(b []byte) error { return errors.ErrUnsupported }
