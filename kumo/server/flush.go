@@ -1,6 +1,10 @@
 package server
 
 import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,18 +30,41 @@ import (
 //
 // A background sweep then turns the flushed values into tombstones dated at
 // the flush point (the eager work flush_all used to do before answering),
-// so they stay gone after a restart and their space is reclaimed; Close
-// waits for it. The flush point itself lives in memory only: a server
-// killed (kill -9) before its sweep finished and synced serves the values
-// the sweep had not reached yet when it comes back.
+// so that their space is reclaimed; Close waits for it.
+//
+// The flush point is durable before it is in force: the flush file next to
+// the store (<StorePath>.flush, flushfile.go) records it, the flush point
+// whose sweep's tombstones are on stable storage (swept), and the delayed
+// flushes not yet due. handleFlush writes it (atomically, fsynced) before it
+// raises the in-memory point and answers, and answers an error instead when
+// it cannot; a delayed flush is written when it is scheduled and again, off
+// the schedule, when it fires; a finished sweep syncs the store and then
+// records swept. New reads the file before it serves: it restores the flush
+// point, fires the delayed flushes that fell due meanwhile, re-arms the
+// others and sweeps again if the last sweep did not become durable. So a
+// server killed (kill -9) after answering flush_all, before its sweep
+// finished or its store synced, still hides the flushed values when it comes
+// back. New refuses to start on a flush file it cannot read or verify.
 
-// flushState is a server's flush point and its sweeps.
+// flushState is a server's flush point, its sweeps and its flush file.
+//
+// Lock order: sweepMu, then fileMu, then Server.flushMu.
 type flushState struct {
 	at atomic.Uint64 // the flush point: values stamped below it are gone
 
 	sweepMu sync.Mutex // serializes sweeps; protects swept
 	swept   uint64     // the flush point the last finished sweep reached
+
+	fileMu sync.Mutex  // serializes raising at and writing the flush file; protects file
+	path   string      // the flush file; set by New
+	file   flushRecord // what the flush file holds (zero: no file)
+
+	writes     atomic.Uint64 // flush file writes (tests)
+	skipSweeps atomic.Bool   // tests: flushes start no sweep, as in a server killed at once
 }
+
+// flushFilePath returns the flush file of the store at storePath.
+func flushFilePath(storePath string) string { return storePath + ".flush" }
 
 // flushed reports whether a version stamped ct is a value stored before the
 // flush point.
@@ -78,47 +105,214 @@ func (s *Server) applyFlushed(dbkey []byte) (bool, error) {
 // server's clock (which has observed every write it holds, so every
 // acknowledged earlier write is older); a past at flushes what was stored
 // before that second; a future at schedules the flush. The reply comes as
-// soon as the flush point is in force, before the sweep.
+// soon as the flush point (or the schedule) is on stable storage and the
+// flush point in force, before the sweep; if the flush file cannot be
+// written, the reply is an error and nothing changes.
 func (s *Server) handleFlush(req *rpc.Request) {
 	at, err := clockParam(req.Params, 0)
-	if err != nil {
+	if err != nil || at > math.MaxUint32 {
 		req.ReplyError(errParams)
 		return
 	}
 	if c, err := clockParam(req.Params, 1); err == nil {
 		s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 	}
-	switch {
-	case at == 0:
-		s.startFlush(s.clk.Now())
-	case int64(at) <= time.Now().Unix():
-		s.startFlush(at << 32)
-	default:
-		d := time.Until(time.Unix(int64(at), 0))
-		s.flushMu.Lock()
-		s.flushTimers = append(s.flushTimers, time.AfterFunc(d, func() { s.startFlush(at << 32) }))
-		s.flushMu.Unlock()
+	if !s.flushJob() {
+		req.ReplyError(&rpc.Error{Msg: ErrClosed.Error()})
+		return
 	}
-	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+	// Off the connection's read goroutine: the flush file is fsynced.
+	go func() {
+		defer s.repl.Done()
+		if err := s.flushAll(at); err != nil {
+			s.log.Errorf("flush_all refused: %v", err)
+			req.ReplyError(&rpc.Error{Msg: err.Error()})
+			return
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+	}()
 }
 
-// startFlush raises the flush point to fc (it never goes down) and starts a
-// sweep, which Close waits for. The clock moves past fc, as past a stored
-// version: a write after the flush must be newer than it even when this
-// host's wall clock lags the flush_all's time.
-func (s *Server) startFlush(fc uint64) {
+// errTooManyScheduled refuses a delayed flush_all beyond maxScheduled
+// pending ones.
+var errTooManyScheduled = errors.New("server: too many delayed flush_all pending")
+
+// flushAll is handleFlush's work: the flush point rises, or a delayed flush
+// is scheduled, durably.
+func (s *Server) flushAll(at uint64) error {
+	switch {
+	case at == 0:
+		return s.flushTo(s.clk.Now())
+	case int64(at) <= time.Now().Unix():
+		return s.flushTo(at << 32)
+	}
+	var added bool
+	err := s.commitFlush(func(r *flushRecord) error {
+		if len(r.Sched) >= maxScheduled {
+			return errTooManyScheduled
+		}
+		added = r.schedule(at)
+		return nil
+	})
+	if err == nil && added {
+		s.armFlush(at)
+	}
+	return err
+}
+
+// flushTo raises the flush point to fc, durably, and starts a sweep.
+func (s *Server) flushTo(fc uint64) error {
+	if err := s.commitFlush(func(r *flushRecord) error {
+		r.At = max(r.At, fc)
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.startSweep()
+	return nil
+}
+
+// commitFlush applies change to the flush state; if that changed anything,
+// it writes the flush file, and only then it raises the in-memory flush
+// point to the file's. On an error from change or from the write nothing
+// changes.
+func (s *Server) commitFlush(change func(r *flushRecord) error) error {
+	f := &s.flushing
+	f.fileMu.Lock()
+	defer f.fileMu.Unlock()
+	next := f.file.clone()
+	// Above the file's only after a fired flush could not be written;
+	// this write makes it durable.
+	next.At = max(next.At, f.at.Load())
+	if err := change(&next); err != nil {
+		return err
+	}
+	next.prune()
+	if !next.equal(&f.file) {
+		if err := writeFlushFile(f.path, &next); err != nil {
+			return err
+		}
+		f.writes.Add(1)
+		f.file = next
+	}
+	s.raiseFlush(next.At)
+	return nil
+}
+
+// raiseFlush raises the in-memory flush point to fc (it never goes down).
+// The clock moves past fc first, as past a stored version: a write after
+// the flush must be newer than it even when this host's wall clock lags
+// the flush_all's time.
+func (s *Server) raiseFlush(fc uint64) {
 	s.clk.Advance(fc)
 	for old := s.flushing.at.Load(); fc > old && !s.flushing.at.CompareAndSwap(old, fc); old = s.flushing.at.Load() {
 	}
-	// Under flushMu, which Close takes after setting closed and before it
-	// waits for s.repl: either Close waits for this sweep or it is not
-	// started.
+}
+
+// flushJob registers a flush job (a reply, a sweep, a fired delayed flush)
+// that Close waits for, and reports true; the caller calls s.repl.Done when
+// it ends. It reports false once Close has begun. Under flushMu, which
+// Close takes after setting closed and before it waits for s.repl: either
+// Close waits for the job or it does not start.
+func (s *Server) flushJob() bool {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.repl.Add(1)
+	return true
+}
+
+// armFlush arms the timer of the delayed flush at unix second at (Close
+// stops it).
+func (s *Server) armFlush(at uint64) {
+	d := time.Until(time.Unix(int64(at), 0))
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	if s.closed.Load() {
 		return
 	}
-	s.repl.Add(1)
+	s.flushTimers = append(s.flushTimers, time.AfterFunc(d, func() { s.fireFlush(at) }))
+}
+
+// fireFlush puts the delayed flush at unix second at in force: the flush
+// point rises to at<<32 and at leaves the flush file's schedule, in one
+// write. If that write fails the flush is in force anyway: the file still
+// schedules it, and a restart fires it at once.
+func (s *Server) fireFlush(at uint64) {
+	if !s.flushJob() {
+		return
+	}
+	defer s.repl.Done()
+	if err := s.commitFlush(func(r *flushRecord) error {
+		r.fire(at)
+		return nil
+	}); err != nil {
+		s.log.Errorf("delayed flush_all of %d: %v (in force; the next start fires it again)", at, err)
+		s.raiseFlush(at << 32)
+	}
+	s.startSweep()
+}
+
+// openFlushFile reads, for New, the flush file of the store at
+// cfg.StorePath. One it cannot read or verify stops the start, with one
+// log line: ignoring it could bring flushed values back.
+func openFlushFile(cfg *Config) (flushRecord, error) {
+	rec, err := loadFlushFile(flushFilePath(cfg.StorePath))
+	if err != nil {
+		err = fmt.Errorf("%w; not starting, as the store may still hold values flushed before the stop: delete the file to start anyway (those values may come back)", err)
+		cfg.Log.Errorf("%v", err)
+	}
+	return rec, err
+}
+
+// restoreFlush puts a new Server's flush file, rec, in force before it
+// serves: the flush point, and the delayed flushes that fell due while it
+// was down (at their second's flush point, as if they had fired). The
+// sweep and the timers of the others start in resumeFlush.
+func (s *Server) restoreFlush(rec flushRecord) {
+	f := &s.flushing
+	f.path = flushFilePath(s.cfg.StorePath)
+	f.file = rec
+	f.swept = rec.Swept
+	now := uint64(time.Now().Unix())
+	err := s.commitFlush(func(r *flushRecord) error {
+		for _, t := range rec.Sched {
+			if t <= now {
+				r.fire(t)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Errorf("delayed flush_all fell due while down: %v (in force; the next start fires it again)", err)
+		for _, t := range rec.Sched {
+			if t <= now {
+				s.raiseFlush(t << 32)
+			}
+		}
+	}
+}
+
+// resumeFlush arms the delayed flushes restoreFlush left pending and sweeps
+// if the last durable sweep is below the flush point.
+func (s *Server) resumeFlush() {
+	f := &s.flushing
+	f.fileMu.Lock()
+	pending := slices.Clone(f.file.Sched)
+	f.fileMu.Unlock()
+	for _, t := range pending {
+		s.armFlush(t) // a second timer for one scheduled meanwhile changes nothing
+	}
+	s.startSweep()
+}
+
+// startSweep starts a sweep, which Close waits for.
+func (s *Server) startSweep() {
+	if s.flushing.skipSweeps.Load() || !s.flushJob() {
+		return
+	}
 	go func() {
 		defer s.repl.Done()
 		s.sweep()
@@ -126,7 +320,9 @@ func (s *Server) startFlush(fc uint64) {
 }
 
 // sweep turns every value stored before the flush point into a tombstone at
-// the flush point. Writes stamped after it are newer and stay.
+// the flush point. Writes stamped after it are newer and stay. Then it
+// syncs the store and records in the flush file how far the durable
+// tombstones go, so that a restart does not sweep again.
 func (s *Server) sweep() {
 	s.flushing.sweepMu.Lock()
 	defer s.flushing.sweepMu.Unlock()
@@ -154,4 +350,14 @@ func (s *Server) sweep() {
 	}
 	s.flushing.swept = fc
 	s.log.Infof("flushed %d items", len(keys))
+	if err := s.db.Sync(); err != nil {
+		s.log.Errorf("flush: syncing the sweep: %v", err)
+		return
+	}
+	if err := s.commitFlush(func(r *flushRecord) error {
+		r.Swept = max(r.Swept, fc)
+		return nil
+	}); err != nil {
+		s.log.Errorf("flush: recording the sweep: %v", err)
+	}
 }

@@ -128,6 +128,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	flushRec, err := openFlushFile(&cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		db.Close()
@@ -152,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Metrics = metrics.NewRegistry()
 	}
 	s.registerMetrics(cfg.Metrics)
+	s.restoreFlush(flushRec) // the flush point is in force before the server serves
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	empty := ring.New(nil, 0)
 	s.whs.Store(empty)
@@ -178,6 +184,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.resumeFlush()
 	for _, m := range cfg.Managers {
 		s.mgrs = append(s.mgrs, s.dialManager(m))
 	}
