@@ -280,3 +280,44 @@ func TestBatchedCompletionReplies(t *testing.T) {
 		t.Fatalf("the call completed by close saw a batch")
 	}
 }
+
+// Ensure that a written buffer is kept for reuse while batches use it: small
+// ones always, large ones (batches of large values) up to keepMax until
+// keepIdle batches in a row used under a quarter of them.
+func TestBufKeeper(t *testing.T) {
+	mk := func(n, c int) []byte { return make([]byte, n, c) }
+	var k bufKeeper
+	steps := []struct {
+		buf  []byte
+		want bool
+	}{
+		{mk(10, 4<<10), true},
+		{mk(0, keepSmall), true},
+		{mk(2<<20, 4<<20), true},          // a large batch: kept
+		{mk(1<<20, 4<<20), true},          // a quarter: still in use
+		{mk(1<<20-1, 4<<20), true},        // idle 1
+		{mk(keepMax+1, keepMax+1), false}, // too large whatever its use
+	}
+	for i, s := range steps {
+		if got := k.keep(s.buf); got != s.want {
+			t.Fatalf("step %d (len %d cap %d): keep = %v, want %v", i, len(s.buf), cap(s.buf), got, s.want)
+		}
+	}
+	// keepIdle-1 more idle batches are kept (keepIdle-1 in all), the next is let go.
+	for i := 2; i < keepIdle; i++ {
+		if !k.keep(mk(100, 4<<20)) {
+			t.Fatalf("idle batch %d: let go early", i)
+		}
+	}
+	if k.keep(mk(100, 4<<20)) {
+		t.Fatalf("idle batch %d: kept", keepIdle)
+	}
+	// A busy batch resets the count; so does a small buffer.
+	if !k.keep(mk(3<<20, 4<<20)) || !k.keep(mk(1, 2<<20)) {
+		t.Fatal("a busy buffer after idle ones was let go")
+	}
+	k.keep(mk(1, 64))
+	if k.idle != 0 {
+		t.Fatalf("idle = %d after a small buffer, want 0", k.idle)
+	}
+}
