@@ -59,9 +59,12 @@ type flushState struct {
 	path   string      // the flush file; set by New
 	file   flushRecord // what the flush file holds (zero: no file)
 
-	writes     atomic.Uint64 // flush file writes (tests)
-	skipSweeps atomic.Bool   // tests: flushes start no sweep, as in a server killed at once
+	writes atomic.Uint64 // flush file writes (tests)
 }
+
+// testHookSweep, if set, runs first in every sweep; false skips the sweep
+// (as in a server killed before it).
+var testHookSweep func() bool
 
 // flushFilePath returns the flush file of the store at storePath.
 func flushFilePath(storePath string) string { return storePath + ".flush" }
@@ -301,16 +304,19 @@ func (s *Server) resumeFlush() {
 	f := &s.flushing
 	f.fileMu.Lock()
 	pending := slices.Clone(f.file.Sched)
+	unswept := f.file.Swept < f.file.At
 	f.fileMu.Unlock()
 	for _, t := range pending {
 		s.armFlush(t) // a second timer for one scheduled meanwhile changes nothing
 	}
-	s.startSweep()
+	if unswept {
+		s.startSweep()
+	}
 }
 
 // startSweep starts a sweep, which Close waits for.
 func (s *Server) startSweep() {
-	if s.flushing.skipSweeps.Load() || !s.flushJob() {
+	if !s.flushJob() {
 		return
 	}
 	go func() {
@@ -324,6 +330,9 @@ func (s *Server) startSweep() {
 // syncs the store and records in the flush file how far the durable
 // tombstones go, so that a restart does not sweep again.
 func (s *Server) sweep() {
+	if testHookSweep != nil && !testHookSweep() {
+		return
+	}
 	s.flushing.sweepMu.Lock()
 	defer s.flushing.sweepMu.Unlock()
 	fc := s.flushing.at.Load()

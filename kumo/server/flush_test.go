@@ -1,11 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,6 +234,428 @@ func TestFlushAnswersBeforeTheSweep(t *testing.T) {
 	if v, ok := getKey(t, cl2, wire.SrvGet, "after"); !ok || string(v.Data) != "2" {
 		t.Fatalf("get after = %q, %v", v.Data, ok)
 	}
+}
+
+// flushFileOf returns what the flush file of the store at path holds.
+func flushFileOf(t *testing.T, path string) flushRecord {
+	t.Helper()
+	rec, err := loadFlushFile(flushFilePath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// holdSweeps makes every sweep from now on wait until release is called.
+// Register t.Cleanup(release) after starting the server, so that it runs
+// before Close, which waits for the sweeps.
+func holdSweeps(t *testing.T) (release func()) {
+	ch := make(chan struct{})
+	testHookSweep = func() bool { <-ch; return true }
+	t.Cleanup(func() { testHookSweep = nil }) // after Close
+	return sync.OnceFunc(func() { close(ch) })
+}
+
+// putRecords stores key = "v" stamped ct for each key, straight into the
+// store.
+func putRecords(t *testing.T, s *Server, ct uint64, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		rec := store.Record{Key: dbkey(k), Value: []byte("v"), Clock: ct}
+		if _, err := s.db.Update(&rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Ensure that a server stopped after answering flush_all but before its
+// sweep ran (as one killed with kill -9 is) hides the flushed values at
+// once when it starts again, sweeps them then, and keeps what was written
+// after the flush.
+func TestFlushRestartBeforeTheSweep(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	var skipped atomic.Bool
+	testHookSweep = func() bool { skipped.Store(true); return false }
+	t.Cleanup(func() { testHookSweep = nil })
+	s, cl := startAlone(t, path)
+	keys := make([]string, 300)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	putRecords(t, s, s.clk.Now(), keys...)
+	if st := storeKey(t, cl, wire.OpSet, "before", "1"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	flushAt(t, cl, 0)
+	fp := s.flushing.at.Load()
+	if rec := flushFileOf(t, path); !rec.equal(&flushRecord{At: fp}) {
+		t.Fatalf("flush file after the reply: %+v, want the flush point %#x and no sweep", rec, fp)
+	}
+	if st := storeKey(t, cl, wire.OpSet, "after", "2"); st != wire.StatusOK {
+		t.Fatalf("set after the flush: status %d", st)
+	}
+	cl.Close()
+	if err := s.Close(); err != nil { // waits for sweeps: none ran
+		t.Fatal(err)
+	}
+	if !skipped.Load() {
+		t.Fatal("no sweep was started")
+	}
+
+	release := holdSweeps(t)
+	s2, cl2 := startAlone(t, path)
+	t.Cleanup(release)
+	if got := s2.flushing.at.Load(); got != fp {
+		t.Fatalf("flush point after the restart %#x, want %#x", got, fp)
+	}
+	if got := s2.clk.Now(); got <= fp {
+		t.Fatalf("clock %#x after the restart is not past the flush point %#x", got, fp)
+	}
+	for _, k := range append(keys, "before") {
+		if rec := rawRecord(t, s2, k); rec.Tombstone {
+			t.Fatalf("%s is a tombstone: the test proves nothing", k)
+		}
+		if v, ok := getKey(t, cl2, wire.SrvGet, k); ok {
+			t.Fatalf("get %s after the restart: %q", k, v.Data)
+		}
+	}
+	if v, ok := getKey(t, cl2, wire.SrvGet, "after"); !ok || string(v.Data) != "2" {
+		t.Fatalf("get after = %q, %v", v.Data, ok)
+	}
+
+	release()
+	waitUntil(t, "restored sweep recorded", func() bool { return flushFileOf(t, path).Swept == fp })
+	for _, k := range append(keys, "before") {
+		if rec := rawRecord(t, s2, k); !rec.Tombstone || rec.Clock != fp {
+			t.Fatalf("%s after the restored sweep: tombstone %v clock %#x, want a tombstone at %#x", k, rec.Tombstone, rec.Clock, fp)
+		}
+	}
+	if rec := rawRecord(t, s2, "after"); rec.Tombstone || string(rec.Value) != "2" {
+		t.Fatal("the restored sweep removed a write made after the flush")
+	}
+	if got := sweptTo(s2); got != fp {
+		t.Fatalf("swept to %#x, want %#x", got, fp)
+	}
+}
+
+// Ensure that a delayed flush_all survives a restart before its time: the
+// restarted server puts it in force when it falls due, and the flush file
+// no longer lists it then.
+func TestFlushDelayedSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	at := uint64(time.Now().Unix() + 2)
+	flushAt(t, cl, at)
+	if rec := flushFileOf(t, path); !rec.equal(&flushRecord{Sched: []uint64{at}}) {
+		t.Fatalf("flush file after a delayed flush: %+v, want it scheduled at %d", rec, at)
+	}
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.flushing.at.Load() != 0 {
+		t.Fatal("the delayed flush fired before the restart: the test proves nothing")
+	}
+
+	s2, cl2 := startAlone(t, path)
+	waitUntil(t, "delayed flush after the restart", func() bool {
+		_, ok := getKey(t, cl2, wire.SrvGet, "k")
+		return !ok
+	})
+	if got := s2.flushing.at.Load(); got != at<<32 {
+		t.Fatalf("flush point %#x, want %#x", got, at<<32)
+	}
+	want := flushRecord{At: at << 32, Swept: at << 32}
+	waitUntil(t, "flush file without the schedule", func() bool { return flushFileOf(t, path).equal(&want) })
+	if rec := rawRecord(t, s2, "k"); !rec.Tombstone || rec.Clock != at<<32 {
+		t.Fatalf("k: tombstone %v clock %#x", rec.Tombstone, rec.Clock)
+	}
+}
+
+// Ensure that delayed flushes that fell due while the server was down are
+// in force before it serves, each at its second's flush point, and leave
+// the schedule, while later ones stay scheduled.
+func TestFlushScheduleDueAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, _ := startAlone(t, path)
+	now := uint64(time.Now().Unix())
+	putRecords(t, s, (now-200)<<32, "old")
+	putRecords(t, s, (now-50)<<32, "newer")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec := flushRecord{At: 5 << 32, Swept: 5 << 32, Sched: []uint64{now - 150, now - 100, now + 3600}}
+	if err := writeFlushFile(flushFilePath(path), &rec); err != nil {
+		t.Fatal(err)
+	}
+	release := holdSweeps(t)
+	s2, cl2 := startAlone(t, path)
+	t.Cleanup(release)
+	if got := s2.flushing.at.Load(); got != (now-100)<<32 {
+		t.Fatalf("flush point %#x, want %#x", got, (now-100)<<32)
+	}
+	if want := (flushRecord{At: (now - 100) << 32, Swept: 5 << 32, Sched: []uint64{now + 3600}}); !flushFileOf(t, path).equal(&want) {
+		t.Fatalf("flush file %+v, want %+v", flushFileOf(t, path), want)
+	}
+	if _, ok := getKey(t, cl2, wire.SrvGet, "old"); ok {
+		t.Fatal("old survived a flush that fell due while the server was down")
+	}
+	if _, ok := getKey(t, cl2, wire.SrvGet, "newer"); !ok {
+		t.Fatal("newer was flushed")
+	}
+	s2.flushMu.Lock()
+	armed := len(s2.flushTimers)
+	s2.flushMu.Unlock()
+	if armed != 1 {
+		t.Fatalf("%d timers armed, want 1", armed)
+	}
+	release()
+	waitUntil(t, "sweep", func() bool { return sweptTo(s2) == (now-100)<<32 })
+}
+
+// Ensure that the flush file is written only when something changes: not
+// for a flush point at or below the stored one, nor for a delayed flush
+// already scheduled or moot.
+func TestFlushNoWriteWhenNothingChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	if _, err := os.Stat(flushFilePath(path)); !os.IsNotExist(err) {
+		t.Fatalf("a flush file before any flush: %v", err)
+	}
+	flushAt(t, cl, 0)
+	fp := s.flushing.at.Load()
+	waitUntil(t, "sweep recorded", func() bool { return flushFileOf(t, path).Swept == fp })
+	if n := s.flushing.writes.Load(); n != 2 {
+		t.Fatalf("%d writes for a flush and its sweep, want 2", n)
+	}
+	content, err := os.ReadFile(flushFilePath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushAt(t, cl, 2000)                        // a past second, far below the flush point
+	flushAt(t, cl, uint64(fp>>32)-1)            // the second before the flush point's
+	flushAt(t, cl, uint64(time.Now().Unix())-1) // likewise: the clock is not behind
+	if n := s.flushing.writes.Load(); n != 2 {
+		t.Fatalf("%d writes after flushes below the flush point, want 2", n)
+	}
+
+	later := uint64(time.Now().Unix() + 3600)
+	flushAt(t, cl, later)
+	if n := s.flushing.writes.Load(); n != 3 {
+		t.Fatalf("%d writes after scheduling a flush, want 3", n)
+	}
+	scheduled, err := os.ReadFile(flushFilePath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushAt(t, cl, later) // scheduled already
+	cl.Close()
+	if err := s.Close(); err != nil { // waits for the sweeps those flushes started
+		t.Fatal(err)
+	}
+	if n := s.flushing.writes.Load(); n != 3 {
+		t.Fatalf("%d writes after scheduling the same flush again, want 3", n)
+	}
+	got, err := os.ReadFile(flushFilePath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, scheduled) || bytes.Equal(got, content) {
+		t.Fatalf("flush file\n%x\nwant\n%x", got, scheduled)
+	}
+	if want := (flushRecord{At: fp, Swept: fp, Sched: []uint64{later}}); !flushFileOf(t, path).equal(&want) {
+		t.Fatalf("flush file %+v, want %+v", flushFileOf(t, path), want)
+	}
+}
+
+// Ensure that New refuses to start on a flush file it cannot verify, says
+// why and how to recover in its error and in one log line, and leaves the
+// store closed; and that it starts once the file is deleted.
+func TestFlushRefusesCorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	flushAt(t, cl, 2000)
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fpath := flushFilePath(path)
+	data, err := os.ReadFile(fpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(flushMagic)+4] ^= 1 // the flush point's low byte
+	if err := os.WriteFile(fpath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	_, err = New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: path,
+		Log:       logging.New(&logs, logging.Info).With("server"),
+	})
+	want := "server: flush file is corrupt: checksum mismatch (" + fpath + "); not starting, as the store may still hold values flushed before the stop: delete the file to start anyway (those values may come back)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("New = %v\nwant %s", err, want)
+	}
+	if !errors.Is(err, ErrFlushFileCorrupt) {
+		t.Fatalf("%v is not ErrFlushFileCorrupt", err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n"); len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Fatalf("log:\n%s\nwant one line with the error", logs.String())
+	}
+
+	// Another version: refused too.
+	if err := os.WriteFile(fpath, rawFlushFile(flushMagic, 2, 0, 0, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: path, Log: logging.New(io.Discard, logging.Info)})
+	if !errors.Is(err, ErrFlushFileVersion) {
+		t.Fatalf("New on a version 2 file = %v", err)
+	}
+
+	if err := os.Remove(fpath); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := startAlone(t, path) // the store was closed: not locked
+	if s2.flushing.at.Load() != 0 {
+		t.Fatal("a flush point without a flush file")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test together.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// flushErr sends SrvFlush for at and returns the error it is answered with.
+func flushErr(t *testing.T, cl *rpc.Client, at uint64) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendUint(b, at)
+	})
+	if err == nil {
+		res.Release()
+	}
+	return err
+}
+
+// Ensure that a flush_all whose flush file cannot be written is answered
+// with an error, logged once, and not in force (it would not survive a
+// crash); a delayed one is not scheduled either.
+func TestFlushWriteFailureIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	var logs syncBuffer
+	s, err := New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: path,
+		Log:       logging.New(&logs, logging.Info).With("server"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	s.whs.Store(hs)
+	s.rhs.Store(hs)
+	cl := rpc.Dial(s.Addr().String(), rpc.Options{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { cl.Close(); s.Close() })
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	tmp := flushFilePath(path) + ".tmp"
+	if err := os.Mkdir(tmp, 0o755); err != nil { // the temporary file cannot be created
+		t.Fatal(err)
+	}
+	msg := "server: writing the flush file: open " + tmp + ": is a directory"
+	for _, at := range []uint64{0, 2000, uint64(time.Now().Unix() + 3600)} {
+		err := flushErr(t, cl, at)
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Msg != msg {
+			t.Fatalf("flush at %d answered %v, want the error %q", at, err, msg)
+		}
+	}
+	if got := s.flushing.at.Load(); got != 0 {
+		t.Fatalf("flush point %#x after failed flushes", got)
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); !ok {
+		t.Fatal("a flush that was refused hid k")
+	}
+	s.flushMu.Lock()
+	armed := len(s.flushTimers)
+	s.flushMu.Unlock()
+	if armed != 0 {
+		t.Fatalf("%d timers armed for a refused delayed flush", armed)
+	}
+	if n := strings.Count(logs.String(), "flush_all refused: "+msg); n != 3 {
+		t.Fatalf("%d log lines for 3 refused flushes:\n%s", n, logs.String())
+	}
+
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	flushAt(t, cl, 0)
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); ok {
+		t.Fatal("k survived a flush")
+	}
+}
+
+// Ensure that a delayed flush whose flush file write fails when it fires
+// is in force anyway, and that the next start, which finds it still
+// scheduled, fires it again at once.
+func TestFlushFiredWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	at := uint64(time.Now().Unix() + 1)
+	flushAt(t, cl, at)
+	tmp := flushFilePath(path) + ".tmp"
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "delayed flush", func() bool { return s.flushing.at.Load() == at<<32 })
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); ok {
+		t.Fatal("k survived the delayed flush")
+	}
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := flushFileOf(t, path); !rec.equal(&flushRecord{Sched: []uint64{at}}) {
+		t.Fatalf("flush file %+v, want the flush still scheduled", rec)
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := startAlone(t, path)
+	if got := s2.flushing.at.Load(); got != at<<32 {
+		t.Fatalf("flush point after the restart %#x, want %#x", got, at<<32)
+	}
+	waitUntil(t, "flush file", func() bool {
+		return flushFileOf(t, path).equal(&flushRecord{At: at << 32, Swept: at << 32})
+	})
 }
 
 // replicateSet sends a ReplicateSet of key stamped ct as a kumo

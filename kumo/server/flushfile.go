@@ -53,7 +53,7 @@ type flushRecord struct {
 }
 
 // equal reports whether r and o hold the same state.
-func (r *flushRecord) equal(o *flushRecord) bool {
+func (r flushRecord) equal(o *flushRecord) bool {
 	return r.At == o.At && r.Swept == o.Swept && slices.Equal(r.Sched, o.Sched)
 }
 
