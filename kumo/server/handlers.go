@@ -37,6 +37,8 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.handleGet(req)
 	case wire.SrvGetRaw:
 		s.handleGetRaw(req)
+	case wire.SrvGetMulti:
+		s.handleGetMulti(req)
 	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch:
 		s.cmdSet.Add(1)
 		s.async(req, s.handleWrite)
@@ -181,6 +183,58 @@ func (s *Server) readerCheck(dbkey []byte) error {
 		return &rpc.Error{Msg: wire.MsgObsolete}
 	}
 	return nil
+}
+
+// handleGetMulti answers SrvGetMulti: each key as handleGet would, in one
+// reply. The entries are built in a pooled buffer first, so that the store
+// is not read while the connection's write lock is held.
+func (s *Server) handleGetMulti(req *rpc.Request) {
+	n, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil || n < 1 {
+		req.ReplyError(errParams)
+		return
+	}
+	nk, p, err := msgpack.ReadArrayHeader(p)
+	if err != nil || nk > wire.MaxGetMulti {
+		req.ReplyError(errParams)
+		return
+	}
+	s.cmdGet.Add(uint64(nk))
+	start := time.Now()
+	now := start.Unix()
+	out, bp := getBuf(), getBuf()
+	o := msgpack.AppendArrayHeader(*out, nk)
+	for i := uint32(0); i < nk; i++ {
+		var dbkey []byte
+		if dbkey, p, err = msgpack.ReadRaw(p); err != nil || len(dbkey) < 8 {
+			*out = o
+			putBuf(out)
+			putBuf(bp)
+			req.ReplyError(errParams)
+			return
+		}
+		if s.readerCheck(dbkey) != nil {
+			o = msgpack.AppendUint(o, wire.GetMultiElsewhere)
+			continue
+		}
+		rec, buf, err := s.db.Get(dbkey, *bp)
+		*bp = buf
+		switch {
+		case errors.Is(err, store.ErrNotFound), err == nil && !s.visible(&rec, now):
+			s.m.miss.Inc()
+			o = msgpack.AppendNil(o)
+		case err != nil:
+			o = msgpack.AppendUint(o, wire.GetMultiFailed)
+		default:
+			s.m.get.Inc()
+			o = appendRecordValue(o, &rec)
+		}
+	}
+	*out = o
+	req.Reply(func(b []byte) []byte { return append(b, o...) })
+	s.m.getLat.Observe(since(start))
+	putBuf(out)
+	putBuf(bp)
 }
 
 // handleGetRaw answers GetRaw [DBKey] with the stored DBValue, tombstones

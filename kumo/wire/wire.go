@@ -95,6 +95,21 @@ const (
 	// and fences as always. The reply is the coordinator's, verbatim.
 	// [write_method, hash, [params...]] -> the method's result.
 	SrvRelay = 72
+	// SrvGetMulti reads several keys with one message, for the keys of a
+	// multi-key get that have the same first owner. [[DBKey...]] ->
+	// [entry...], one entry per key in order: DBValue (a visible value),
+	// nil (a miss) or a uint code: GetMultiElsewhere (this server does not
+	// serve reads of the key now: ask as for SrvGet) or GetMultiFailed (the
+	// store failed). At most MaxGetMulti keys. A server older than this
+	// method answers CodeProtocol; gateways then read key by key.
+	SrvGetMulti = 73
+)
+
+// SrvGetMulti's per-key codes and limit.
+const (
+	GetMultiElsewhere = 1
+	GetMultiFailed    = 2
+	MaxGetMulti       = 1024
 )
 
 // Methods served by kumo-gateway (the manager pushes to gateways).
