@@ -30,7 +30,8 @@ import (
 //
 // A background sweep then turns the flushed values into tombstones dated at
 // the flush point (the eager work flush_all used to do before answering),
-// so that their space is reclaimed; Close waits for it.
+// so that their space is reclaimed and they stay gone for good (also for a
+// server that gets them in a rebalance); Close waits for it.
 //
 // The flush point is durable before it is in force: the flush file next to
 // the store (<StorePath>.flush, flushfile.go) records it, the flush point
