@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -9,9 +10,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -264,5 +274,192 @@ func FuzzFlushFile(f *testing.F) {
 		if enc := appendFlushRecord(nil, &rec); !bytes.Equal(enc, data) {
 			t.Fatalf("accepted\n%x\nre-encodes as\n%x", data, enc)
 		}
+	})
+}
+
+// Ensure that New refuses to start on a flush file it cannot verify, says
+// why and how to recover in its error and in one log line, and leaves the
+// store closed; and that it starts once the file is deleted.
+func TestFlushRefusesCorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	flushAt(t, cl, 2000)
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fpath := flushFilePath(path)
+	data, err := os.ReadFile(fpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(flushMagic)+4] ^= 1 // the flush point's low byte
+	if err := os.WriteFile(fpath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	_, err = New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: path,
+		Log:       logging.New(&logs, logging.Info).With("server"),
+	})
+	want := "server: flush file is corrupt: checksum mismatch (" + fpath + "); not starting, as the store may still hold values flushed before the stop: delete the file to start anyway (those values may come back)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("New = %v\nwant %s", err, want)
+	}
+	if !errors.Is(err, ErrFlushFileCorrupt) {
+		t.Fatalf("%v is not ErrFlushFileCorrupt", err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n"); len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Fatalf("log:\n%s\nwant one line with the error", logs.String())
+	}
+
+	// Another version: refused too.
+	if err := os.WriteFile(fpath, rawFlushFile(flushMagic, 2, 0, 0, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: path, Log: logging.New(io.Discard, logging.Info)})
+	if !errors.Is(err, ErrFlushFileVersion) {
+		t.Fatalf("New on a version 2 file = %v", err)
+	}
+
+	if err := os.Remove(fpath); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := startAlone(t, path) // the store was closed: not locked
+	if s2.flushing.at.Load() != 0 {
+		t.Fatal("a flush point without a flush file")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test together.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// flushErr sends SrvFlush for at and returns the error it is answered with.
+func flushErr(t *testing.T, cl *rpc.Client, at uint64) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendUint(b, at)
+	})
+	if err == nil {
+		res.Release()
+	}
+	return err
+}
+
+// Ensure that a flush_all whose flush file cannot be written is answered
+// with an error, logged once, and not in force (it would not survive a
+// crash); a delayed one is not scheduled either.
+func TestFlushWriteFailureIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	var logs syncBuffer
+	s, err := New(Config{
+		Self:      testSelf,
+		Listen:    "127.0.0.1:0",
+		StorePath: path,
+		Log:       logging.New(&logs, logging.Info).With("server"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	s.whs.Store(hs)
+	s.rhs.Store(hs)
+	cl := rpc.Dial(s.Addr().String(), rpc.Options{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { cl.Close(); s.Close() })
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	tmp := flushFilePath(path) + ".tmp"
+	if err := os.Mkdir(tmp, 0o755); err != nil { // the temporary file cannot be created
+		t.Fatal(err)
+	}
+	msg := "server: writing the flush file: open " + tmp + ": is a directory"
+	for _, at := range []uint64{0, 2000, uint64(time.Now().Unix() + 3600)} {
+		err := flushErr(t, cl, at)
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Msg != msg {
+			t.Fatalf("flush at %d answered %v, want the error %q", at, err, msg)
+		}
+	}
+	if got := s.flushing.at.Load(); got != 0 {
+		t.Fatalf("flush point %#x after failed flushes", got)
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); !ok {
+		t.Fatal("a flush that was refused hid k")
+	}
+	s.flushMu.Lock()
+	armed := len(s.flushTimers)
+	s.flushMu.Unlock()
+	if armed != 0 {
+		t.Fatalf("%d timers armed for a refused delayed flush", armed)
+	}
+	if n := strings.Count(logs.String(), "flush_all refused: "+msg); n != 3 {
+		t.Fatalf("%d log lines for 3 refused flushes:\n%s", n, logs.String())
+	}
+
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	flushAt(t, cl, 0)
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); ok {
+		t.Fatal("k survived a flush")
+	}
+}
+
+// Ensure that a delayed flush whose flush file write fails when it fires
+// is in force anyway, and that the next start, which finds it still
+// scheduled, fires it again at once.
+func TestFlushFiredWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	s, cl := startAlone(t, path)
+	if st := storeKey(t, cl, wire.OpSet, "k", "v"); st != wire.StatusOK {
+		t.Fatalf("set: status %d", st)
+	}
+	at := uint64(time.Now().Unix() + 1)
+	flushAt(t, cl, at)
+	tmp := flushFilePath(path) + ".tmp"
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "delayed flush", func() bool { return s.flushing.at.Load() == at<<32 })
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); ok {
+		t.Fatal("k survived the delayed flush")
+	}
+	cl.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := flushFileOf(t, path); !rec.equal(&flushRecord{Sched: []uint64{at}}) {
+		t.Fatalf("flush file %+v, want the flush still scheduled", rec)
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := startAlone(t, path)
+	if got := s2.flushing.at.Load(); got != at<<32 {
+		t.Fatalf("flush point after the restart %#x, want %#x", got, at<<32)
+	}
+	waitUntil(t, "flush file", func() bool {
+		return flushFileOf(t, path).equal(&flushRecord{At: at << 32, Swept: at << 32})
 	})
 }
