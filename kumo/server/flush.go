@@ -152,10 +152,10 @@ func (s *Server) flushAll(at uint64) error {
 	}
 	var added bool
 	err := s.commitFlush(func(r *flushRecord) error {
-		if len(r.Sched) >= maxScheduled {
-			return errTooManyScheduled
-		}
 		added = r.schedule(at)
+		if added && len(r.Sched) > maxScheduled {
+			return errTooManyScheduled // r is dropped
+		}
 		return nil
 	})
 	if err == nil && added {

@@ -463,3 +463,27 @@ func TestFlushFiredWriteFailure(t *testing.T) {
 		return flushFileOf(t, path).equal(&flushRecord{At: at << 32, Swept: at << 32})
 	})
 }
+
+// Ensure that a server keeps at most maxScheduled delayed flushes pending
+// and refuses one more with an error, while an immediate flush still works.
+func TestFlushScheduleLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	base := uint64(time.Now().Unix() + 3600)
+	var rec flushRecord
+	for i := range uint64(maxScheduled) {
+		rec.Sched = append(rec.Sched, base+i)
+	}
+	if err := writeFlushFile(flushFilePath(path), &rec); err != nil {
+		t.Fatal(err)
+	}
+	s, cl := startAlone(t, path)
+	var re *rpc.Error
+	if err := flushErr(t, cl, base+maxScheduled); !errors.As(err, &re) || re.Msg != "server: too many delayed flush_all pending" {
+		t.Fatalf("flush beyond the limit: %v", err)
+	}
+	flushAt(t, cl, base) // scheduled already: no change, no error
+	flushAt(t, cl, 0)
+	if got := flushFileOf(t, path); got.At != s.flushing.at.Load() || len(got.Sched) != maxScheduled {
+		t.Fatalf("flush file: at %#x, %d scheduled", got.At, len(got.Sched))
+	}
+}
