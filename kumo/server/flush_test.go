@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -466,6 +471,108 @@ func TestFlushNoWriteWhenNothingChanges(t *testing.T) {
 	}
 	if want := (flushRecord{At: fp, Swept: fp, Sched: []uint64{later}}); !flushFileOf(t, path).equal(&want) {
 		t.Fatalf("flush file %+v, want %+v", flushFileOf(t, path), want)
+	}
+}
+
+// killStoreEnv names, for TestFlushKillHelper, the store of the server it
+// runs for TestFlushSurvivesKill.
+const killStoreEnv = "KUMO_FLUSH_KILL_STORE"
+
+// TestFlushKillHelper is not a test: run by TestFlushSurvivesKill as a
+// process of its own, it serves the store named by $KUMO_FLUSH_KILL_STORE
+// without ever sweeping, prints its address and waits to be killed (or
+// for its stdin to close).
+func TestFlushKillHelper(t *testing.T) {
+	path := os.Getenv(killStoreEnv)
+	if path == "" {
+		t.Skip("the server process of TestFlushSurvivesKill")
+	}
+	testHookSweep = func() bool { return false }
+	s, _ := startAlone(t, path)
+	fmt.Printf("\nserving %s\n", s.Addr())
+	io.Copy(io.Discard, os.Stdin)
+}
+
+// Ensure that a server killed with SIGKILL after answering flush_all and
+// before its sweep hides the flushed values when it starts again, sweeps
+// them then, and keeps what was written after the flush.
+func TestFlushSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server process")
+	}
+	path := filepath.Join(t.TempDir(), "db.kch")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFlushKillHelper$")
+	cmd.Env = append(os.Environ(), killStoreEnv+"="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	addr := ""
+	for sc := bufio.NewScanner(stdout); addr == "" && sc.Scan(); {
+		addr, _ = strings.CutPrefix(sc.Text(), "serving ")
+	}
+	if addr == "" {
+		t.Fatal("the server process did not start")
+	}
+	cl := rpc.Dial(addr, rpc.Options{CallTimeout: 10 * time.Second})
+	defer cl.Close()
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+		if st := storeKey(t, cl, wire.OpSet, keys[i], "v"); st != wire.StatusOK {
+			t.Fatalf("set %s: status %d", keys[i], st)
+		}
+	}
+	flushAt(t, cl, 0)
+	v, ok := getKey(t, cl, wire.SrvGetRaw, "k0")
+	if !ok || !v.Tombstone {
+		t.Fatalf("getraw k0 after flush_all: %+v, %v", v, ok)
+	}
+	fp := v.Clock // the flush point
+	if st := storeKey(t, cl, wire.OpSet, "after", "2"); st != wire.StatusOK {
+		t.Fatalf("set after the flush: status %d", st)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("server process: %v, want killed", err)
+	}
+	if rec := flushFileOf(t, path); !rec.equal(&flushRecord{At: fp}) {
+		t.Fatalf("flush file after the kill: %+v, want the flush point %#x and no sweep", rec, fp)
+	}
+
+	release := holdSweeps(t)
+	s2, cl2 := startAlone(t, path)
+	t.Cleanup(release)
+	if got := s2.flushing.at.Load(); got != fp {
+		t.Fatalf("flush point after the restart %#x, want %#x", got, fp)
+	}
+	for _, k := range keys {
+		if rec := rawRecord(t, s2, k); rec.Tombstone {
+			t.Fatalf("%s is a tombstone: the test proves nothing", k)
+		}
+		if v, ok := getKey(t, cl2, wire.SrvGet, k); ok {
+			t.Fatalf("get %s after the kill: %q", k, v.Data)
+		}
+	}
+	if v, ok := getKey(t, cl2, wire.SrvGet, "after"); !ok || string(v.Data) != "2" {
+		t.Fatalf("get after = %q, %v", v.Data, ok)
+	}
+	release()
+	waitUntil(t, "restored sweep recorded", func() bool { return flushFileOf(t, path).Swept == fp })
+	for _, k := range keys {
+		if rec := rawRecord(t, s2, k); !rec.Tombstone || rec.Clock != fp {
+			t.Fatalf("%s after the restored sweep: tombstone %v clock %#x, want a tombstone at %#x", k, rec.Tombstone, rec.Clock, fp)
+		}
 	}
 }
 
