@@ -71,6 +71,10 @@ type Gateway struct {
 
 	m gwMetrics
 
+	// noMulti is set once a server answered SrvGetMulti with a protocol
+	// error (a server older than the method): keys are then read one by one.
+	noMulti atomic.Bool
+
 	mc  *memcache.Server
 	lns []net.Listener
 

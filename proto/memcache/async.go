@@ -287,10 +287,16 @@ type getMany struct {
 	size int           // keys per window now, 1..manyWindow (see adapt)
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
+	// batch, when the Backend is a BatchBackend, sends a window's keys in
+	// one write from the conn goroutine (no hand-off to a writer).
+	batch Batch
 }
 
 func (c *conn) initMany() *getMany {
 	m := &getMany{done: make(chan struct{}, 1), size: 4}
+	if bb, ok := c.s.Backend.(BatchBackend); ok {
+		m.batch = bb.NewBatch()
+	}
 	for i := range m.dones {
 		m.dones[i] = func(it *Item, err error) {
 			sl := &m.slots[i]
@@ -313,14 +319,32 @@ func (c *conn) initMany() *getMany {
 	return m
 }
 
-// fetch starts GetAsync for m.keys[:n] and waits until every started one
+// fetch starts the gets of m.keys[:n] (with one GetMulti when the batch can,
+// else a GetAsync each) and waits until every started one
 // completed; slots of keys it could not start hold errNotStarted.
 func (c *conn) fetch(m *getMany, n int) {
 	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
-	for i := 0; i < n; i++ {
-		m.slots[i].err = errNotStarted
-		if !c.as.be.GetAsync(m.keys[i], m.dones[i]) {
-			m.left.Add(-1)
+	if mb, ok := m.batch.(MultiBatch); ok && n > 1 {
+		for i := 0; i < n; i++ {
+			m.slots[i].err = errNotStarted
+		}
+		mb.GetMulti(m.keys[:n], m.dones[:n])
+		mb.Flush()
+	} else {
+		for i := 0; i < n; i++ {
+			m.slots[i].err = errNotStarted
+			var ok bool
+			if m.batch != nil {
+				ok = m.batch.GetAsync(m.keys[i], m.dones[i])
+			} else {
+				ok = c.as.be.GetAsync(m.keys[i], m.dones[i])
+			}
+			if !ok {
+				m.left.Add(-1)
+			}
+		}
+		if m.batch != nil {
+			m.batch.Flush()
 		}
 	}
 	if m.left.Add(-1) != 0 {

@@ -51,6 +51,18 @@ type Batch interface {
 	Flush()
 }
 
+// MultiBatch is a Batch that can also start the gets of several keys
+// together (the keys of a multi-key get), in fewer messages than a
+// GetAsync per key.
+type MultiBatch interface {
+	Batch
+	// GetMulti starts a get of every key and calls done[i] exactly once
+	// for keys[i], as GetAsync's done, possibly before it returns. An error
+	// other than ErrNotFound makes memcache serve that key again through
+	// Backend.Get. The keys stay valid until their done is called.
+	GetMulti(keys [][]byte, done []func(it *Item, err error))
+}
+
 // poller reports which of the registered connections are readable
 // (level-triggered). Implemented by poll_linux.go.
 type poller interface {
