@@ -305,7 +305,7 @@ func (s *Server) resumeFlush() {
 	f := &s.flushing
 	f.fileMu.Lock()
 	pending := slices.Clone(f.file.Sched)
-	unswept := f.file.Swept < f.file.At
+	unswept := f.file.Swept < f.at.Load() // above the file's At if restoreFlush's write failed
 	f.fileMu.Unlock()
 	for _, t := range pending {
 		s.armFlush(t) // a second timer for one scheduled meanwhile changes nothing
