@@ -65,6 +65,13 @@ func (db *DB) Backup(dst string) error {
 	return db.rewrite(dst+".tmp", 0, nil, false)
 }
 
+// BackupFunc is Backup with each record passed through xf first, which
+// may change it (its Key and Value stay valid only during the call) or
+// leave it out of the copy by returning false.
+func (db *DB) BackupFunc(dst string, xf func(*Record) bool) error {
+	return db.rewrite(dst+".tmp", 0, xf, false)
+}
+
 // rewrite copies the live records (filtered and changed by xf) into a new
 // file at tmp with buckets slots (0 = same as now). With swap, the new
 // file replaces the store; otherwise it is renamed to tmp minus ".tmp".

@@ -273,3 +273,54 @@ func TestPopulateAhead(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that BackupFunc passes every live record through xf: a changed
+// record is copied as changed (a value may become a tombstone), a refused
+// one is left out, and the store itself is untouched.
+func TestBackupFunc(t *testing.T) {
+	db, path := tempDB(t, &Options{Sync: SyncNone, Buckets: 256})
+	defer db.Close()
+	for i := 0; i < 30; i++ {
+		if err := db.Put(&Record{Key: key(i), Value: val(i), Clock: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := path + "-bk"
+	err := db.BackupFunc(dst, func(r *Record) bool {
+		switch {
+		case bytes.Equal(r.Key, key(3)):
+			return false
+		case r.Clock < 10:
+			*r = Record{Key: r.Key, Clock: 100, Tombstone: true}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := Open(dst, &Options{Sync: SyncNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bk.Close()
+	for i := 0; i < 30; i++ {
+		r, _, err := bk.Get(key(i), nil)
+		switch {
+		case i == 3:
+			if err != ErrNotFound {
+				t.Errorf("key 3 (left out): %v", err)
+			}
+		case i+1 < 10:
+			if err != nil || !r.Tombstone || r.Clock != 100 {
+				t.Errorf("key %d: %v, tombstone %v, clock %d; want the tombstone at 100", i, err, r.Tombstone, r.Clock)
+			}
+		default:
+			if err != nil || r.Tombstone || r.Clock != uint64(i+1) || !bytes.Equal(r.Value, val(i)) {
+				t.Errorf("key %d: %v, %+v", i, err, r)
+			}
+		}
+		if r, _, err := db.Get(key(i), nil); err != nil || r.Tombstone || r.Clock != uint64(i+1) {
+			t.Errorf("key %d in the store changed: %v, %+v", i, err, r)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"kumofs/store"
 	"os"
 	"time"
 
@@ -91,7 +92,17 @@ func (s *Server) handleBackup(req *rpc.Request) {
 	s.repl.Add(1)
 	go func() {
 		defer s.repl.Done()
-		if err := s.db.Backup(dst); err != nil {
+		// A value stored before a flush_all goes into the copy as the
+		// tombstone its sweep leaves: a backup taken before the sweep
+		// finished, or restored without the flush file, must not
+		// bring it back.
+		err := s.db.BackupFunc(dst, func(r *store.Record) bool {
+			if t, ok := s.asFlushed(r); ok {
+				*r = t
+			}
+			return true
+		})
+		if err != nil {
 			s.log.Errorf("backup to %s failed: %v", dst, err)
 			return
 		}
