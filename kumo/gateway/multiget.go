@@ -76,11 +76,12 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		return
 	}
 	var conns [maxMulti]*rpc.Conn
-	var hs [maxMulti]uint64
-	var kb [maxKey]byte
+	var dbkeys [maxMulti][]byte
+	var kb [maxMulti][maxKey]byte
 	for i, k := range keys {
-		_, hs[i] = g.dbKey(kb[:0], k)
-		conns[i] = g.readConn(hs[i])
+		var h uint64
+		dbkeys[i], h = g.dbKey(kb[i][:0], k) // hashes the key: once
+		conns[i] = g.readConn(h)
 	}
 	var sent [maxMulti]bool
 	for i := range keys {
@@ -97,7 +98,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		for j := i; j < len(keys); j++ {
 			if !sent[j] && conns[j] == c {
 				sent[j] = true
-				mc.dbkey[mc.n], _ = g.dbKey(mc.kb[mc.n][:0], keys[j])
+				mc.dbkey[mc.n] = append(mc.kb[mc.n][:0], dbkeys[j]...)
 				mc.done[mc.n] = done[j]
 				mc.n++
 			}
