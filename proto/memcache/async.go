@@ -1,7 +1,6 @@
 package memcache
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -287,6 +286,12 @@ type getMany struct {
 	size int           // keys per window now, 1..manyWindow (see adapt)
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
+
+	// Pipelined windows (window.go): which slots are sets, and theirs.
+	isSet    [manyWindow]bool
+	withCAS  [manyWindow]bool
+	sets     [manyWindow]winSet
+	setDones [manyWindow]func(cas uint64, err error) // bound once
 	// batch, when the Backend is a BatchBackend, sends a window's keys in
 	// one write from the conn goroutine (no hand-off to a writer).
 	batch Batch
@@ -296,6 +301,14 @@ func (c *conn) initMany() *getMany {
 	m := &getMany{done: make(chan struct{}, 1), size: 4}
 	if bb, ok := c.s.Backend.(BatchBackend); ok {
 		m.batch = bb.NewBatch()
+	}
+	for i := range m.setDones {
+		m.setDones[i] = func(_ uint64, err error) {
+			m.sets[i].err = err
+			if m.left.Add(-1) == 0 {
+				m.done <- struct{}{}
+			}
+		}
 	}
 	for i := range m.dones {
 		m.dones[i] = func(it *Item, err error) {
@@ -385,6 +398,7 @@ func (m *getMany) release() {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
+		m.isSet[i], m.sets[i] = false, winSet{}
 	}
 }
 
@@ -417,45 +431,6 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 			if !c.writeSlot(m, i, withCAS) {
 				return false
 			}
-		}
-	}
-}
-
-// getPipelined serves a single-key get (key) that has more input buffered
-// behind it, together with the single-key gets that directly follow it in
-// the buffer (up to manyWindow in all): their keys go out at once, and the
-// replies are written in order. The lines it takes are consumed from the
-// input; anything else stays for the ordinary loop.
-func (c *conn) getPipelined(key []byte, withCAS bool) {
-	m := c.window()
-	defer m.release()
-	var cas [manyWindow]bool
-	m.keys[0], cas[0] = key, withCAS
-	n := 1
-	// Peek and Discard do not move the buffered bytes, so key and the
-	// keys taken below stay valid until the next read from c.br.
-	buf, _ := c.br.Peek(c.br.Buffered())
-	used := 0
-	for n < m.size {
-		i := bytes.IndexByte(buf[used:], '\n')
-		if i < 0 {
-			break
-		}
-		k, wc, ok := singleGet(trimEOL(buf[used : used+i+1]))
-		if !ok {
-			break
-		}
-		m.keys[n], cas[n] = k, wc
-		n++
-		used += i + 1
-	}
-	c.br.Discard(used)
-	c.s.st.cmdGet.Add(uint64(n - 1)) // the first was counted by textGet
-	c.fetch(m, n)
-	m.adapt(n)
-	for i := 0; i < n; i++ {
-		if c.writeSlot(m, i, cas[i]) {
-			c.bw.WriteString("END\r\n")
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,7 +105,7 @@ func TestAsyncUsed(t *testing.T) {
 		want    string
 		async   int64
 	}{
-		{"set a 0 0 1\r\nx\r\nget a\r\n", false, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 0}, // one read: pipelined
+		{"set a 0 0 1\r\nx\r\nget a\r\n", false, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 1}, // one read: a window of the set alone (the get of its key ends it)
 		{"set a 0 0 1\r\nx\r\nget a\r\n", true, "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n", 2},
 		{"get a b\r\n", true, "VALUE a 0 1\r\nx\r\nEND\r\n", 2}, // multi-key: every key in flight at once
 		{"gets a\r\n", true, "VALUE a 0 1 2\r\nx\r\nEND\r\n", 1},
@@ -226,8 +227,9 @@ func TestAsyncManyKeys(t *testing.T) {
 		if got := fc.w.String(); got != want.String() {
 			t.Fatalf("mode %d:\n got %q\nwant %q", mode, got, want.String())
 		}
-		if n := ab.started.Load(); (mode == asyncGo || mode == asyncInline) && n != 41 {
-			t.Fatalf("mode %d: %d keys went the asynchronous way, want 41", mode, n)
+		// 26 pipelined sets (in windows) and 41 keys.
+		if n := ab.started.Load(); (mode == asyncGo || mode == asyncInline) && n != 67 {
+			t.Fatalf("mode %d: %d requests went the asynchronous way, want 67", mode, n)
 		}
 	}
 }
@@ -264,7 +266,9 @@ func TestAsyncPipelinedGets(t *testing.T) {
 			s := &memcache.Server{Backend: ab, Now: fixedClock}
 			fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
 			s.ServeConn(fc)
-			if got := fc.w.String(); got != want {
+			// A window of pipelined sets stores them together, so the CAS
+			// uniques of distinct keys may come in another order.
+			if got := fc.w.String(); casRE.ReplaceAllString(got, "$1 CAS") != casRE.ReplaceAllString(want, "$1 CAS") {
 				t.Fatalf("%s, mode %d: replies differ from the blocking path\n got %q\nwant %q", rd.name, mode, shorten(got), shorten(want))
 			}
 			if rd.name == "whole" && (mode == asyncGo || mode == asyncInline) && ab.started.Load() < 40 {
@@ -273,6 +277,9 @@ func TestAsyncPipelinedGets(t *testing.T) {
 		}
 	}
 }
+
+// casRE matches the CAS unique of a VALUE line.
+var casRE = regexp.MustCompile(`(?m)^(VALUE \S+ \d+ \d+) \d+\r$`)
 
 // failWrites is a fakeConn whose peer is gone: every Write fails.
 type failWrites struct{ fakeConn }

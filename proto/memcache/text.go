@@ -161,7 +161,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			return nil
 		}
 		if c.as.be != nil && c.br.Buffered() > 0 {
-			c.getPipelined(key, withCAS)
+			c.pipelined(key, withCAS, nil)
 			return nil
 		}
 		if c.getOne(key, withCAS, false, 0) {
@@ -293,6 +293,10 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	}
 	c.it = Item{Key: k, Value: data[:vlen], Flags: uint32(flags), Exptime: c.s.normExptime(exp), CAS: cas}
 	if mode == ModeSet && c.setAsync() {
+		return nil
+	}
+	if mode == ModeSet && c.as.be != nil && c.br.Buffered() > 0 {
+		c.pipelined(k, false, &c.it) // more requests behind it: a window
 		return nil
 	}
 	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)

@@ -1,0 +1,211 @@
+package memcache
+
+import (
+	"bytes"
+)
+
+// Pipelined windows. A text client that pipelines single-key gets and
+// plain sets (a bulk load of "set ... noreply", a load generator's -P) is
+// served a window at a time: the request at hand and those that directly
+// follow it in the buffer, up to the window's size, start together (the
+// gets with one MultiBatch.GetMulti when the backend has it, the sets with
+// SetAsync), and the replies are written in request order once all are
+// done. Served one by one, every set would wait for its replication round
+// trip before the next request was even read.
+//
+// A window holds only requests whose effects cannot depend on their order:
+// the key of a set appears nowhere else in the window, so no get in it can
+// see (or miss) a set that comes before or after it, and two sets never
+// race. Anything else (another command, a set whose data has not all
+// arrived, a second request for a set's key) ends the window and is served
+// the ordinary way after it. A get or set that fails is served again with
+// the blocking Backend methods, in its place.
+
+// winSet is a set held in a window.
+type winSet struct {
+	it      Item // Key and Value point into the input until the window is written
+	noreply bool
+	err     error // its outcome; errNotStarted if SetAsync declined
+}
+
+// pipelined serves a window that starts with the get of key (set == nil)
+// or the set in *set (whose key is key), which the caller has counted.
+func (c *conn) pipelined(key []byte, withCAS bool, set *Item) {
+	m := c.window()
+	defer m.release()
+	st := &c.s.st
+	m.keys[0] = key
+	if set != nil {
+		m.isSet[0], m.sets[0] = true, winSet{it: *set, noreply: c.noreply}
+	} else {
+		m.withCAS[0] = withCAS
+	}
+	n := 1
+	// Peek and Discard do not move the buffered bytes, so the keys and
+	// values taken below stay valid until the next read from c.br.
+	buf, _ := c.br.Peek(c.br.Buffered())
+	used := 0
+	for n < m.size {
+		i := bytes.IndexByte(buf[used:], '\n')
+		if i < 0 {
+			break
+		}
+		line := trimEOL(buf[used : used+i+1])
+		if k, wc, ok := singleGet(line); ok {
+			if m.setHas(k, n) {
+				break
+			}
+			m.keys[n], m.withCAS[n] = k, wc
+			st.cmdGet.Add(1)
+			n++
+			used += i + 1
+			continue
+		}
+		ws, vlen, ok := c.windowSet(line)
+		if !ok {
+			break
+		}
+		data := used + i + 1
+		if data+vlen+2 > len(buf) || buf[data+vlen] != '\r' || buf[data+vlen+1] != '\n' || m.has(ws.it.Key, n) {
+			break // not all here, a bad data chunk, or its key is taken
+		}
+		ws.it.Value = buf[data : data+vlen : data+vlen]
+		m.keys[n], m.isSet[n], m.sets[n] = ws.it.Key, true, ws
+		st.cmdSet.Add(1)
+		n++
+		used = data + vlen + 2
+	}
+	c.br.Discard(used)
+	c.fetchWindow(m, n)
+	m.adapt(n)
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] {
+			if c.writeSlot(m, i, m.withCAS[i]) {
+				c.bw.WriteString("END\r\n")
+			}
+			continue
+		}
+		s := &m.sets[i]
+		c.noreply = s.noreply
+		if s.err == nil {
+			c.writeString("STORED\r\n")
+		} else {
+			_, err := c.s.Backend.Store(c.ctx, ModeSet, &s.it)
+			c.storeReply(err, false)
+		}
+	}
+	c.noreply = false
+}
+
+// has reports whether key is one of the first n keys of the window.
+func (m *getMany) has(key []byte, n int) bool {
+	for i := 0; i < n; i++ {
+		if bytes.Equal(m.keys[i], key) {
+			return true
+		}
+	}
+	return false
+}
+
+// setHas reports whether key is the key of one of the first n requests
+// that is a set.
+func (m *getMany) setHas(key []byte, n int) bool {
+	for i := 0; i < n; i++ {
+		if m.isSet[i] && bytes.Equal(m.keys[i], key) {
+			return true
+		}
+	}
+	return false
+}
+
+// windowSet parses line if it is a plain set a window may hold, in the
+// form textStore accepts: "set KEY FLAGS EXPTIME BYTES [noreply]", valid
+// numbers, not too large. It returns the set (without its value) and the
+// value's length.
+func (c *conn) windowSet(line []byte) (winSet, int, bool) {
+	var tok [6][]byte
+	n := 0
+	for r := line; ; {
+		t, r2 := nextToken(r)
+		if len(t) == 0 {
+			break
+		}
+		if n == len(tok) {
+			return winSet{}, 0, false
+		}
+		tok[n] = t
+		n++
+		r = r2
+	}
+	if n != 5 && n != 6 || string(tok[0]) != "set" {
+		return winSet{}, 0, false
+	}
+	key := tok[1]
+	flags, ok1 := parseCUint(tok[2])
+	exp, ok2 := parseCInt32(tok[3])
+	vlen, ok3 := parseCInt32(tok[4])
+	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || vlen < 0 || vlen > maxDataLen || c.tooLarge(key, vlen) {
+		return winSet{}, 0, false
+	}
+	ws := winSet{
+		it:      Item{Key: key, Flags: uint32(flags), Exptime: c.s.normExptime(exp)},
+		noreply: n == 6 && string(tok[5]) == "noreply",
+	}
+	return ws, int(vlen), true
+}
+
+// fetchWindow starts the window's first n requests and waits until every
+// started one completed; a request it could not start holds errNotStarted.
+func (c *conn) fetchWindow(m *getMany, n int) {
+	var gk [manyWindow][]byte
+	var gd [manyWindow]func(it *Item, err error)
+	ng := 0
+	for i := 0; i < n; i++ {
+		if m.isSet[i] {
+			m.sets[i].err = errNotStarted
+			m.slots[i].err = errNotStarted // not a value: adapt skips it
+			continue
+		}
+		m.slots[i].err = errNotStarted
+		gk[ng], gd[ng] = m.keys[i], m.dones[i]
+		ng++
+	}
+	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
+	if mb, ok := m.batch.(MultiBatch); ok && ng > 1 {
+		mb.GetMulti(gk[:ng], gd[:ng])
+	} else {
+		for i := 0; i < ng; i++ {
+			if !c.getStart(m, gk[i], gd[i]) {
+				m.left.Add(-1)
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] {
+			continue
+		}
+		var ok bool
+		if m.batch != nil {
+			ok = m.batch.SetAsync(&m.sets[i].it, m.setDones[i])
+		} else {
+			ok = c.as.be.SetAsync(&m.sets[i].it, m.setDones[i])
+		}
+		if !ok {
+			m.left.Add(-1)
+		}
+	}
+	if m.batch != nil {
+		m.batch.Flush()
+	}
+	if m.left.Add(-1) != 0 {
+		<-m.done
+	}
+}
+
+// getStart starts one get of a window through the batch, if there is one.
+func (c *conn) getStart(m *getMany, key []byte, done func(it *Item, err error)) bool {
+	if m.batch != nil {
+		return m.batch.GetAsync(key, done)
+	}
+	return c.as.be.GetAsync(key, done)
+}

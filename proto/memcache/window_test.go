@@ -1,0 +1,67 @@
+package memcache_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
+)
+
+// Ensure that pipelined plain sets (with the single-key gets between them)
+// are served in windows whose replies equal the blocking path's, byte for
+// byte up to the order of CAS uniques: a set's key taken earlier in the
+// window, a set whose data is incomplete or whose data chunk is bad, a too
+// large value, another command and noreply all behave as one by one, and a
+// get after a set of the same key sees it.
+func TestPipelinedSets(t *testing.T) {
+	scripts := map[string]string{
+		"bulk noreply": func() string {
+			var b strings.Builder
+			for i := range 40 {
+				fmt.Fprintf(&b, "set b%d %d 0 %d noreply\r\n%s\r\n", i, i, i%7, strings.Repeat("v", i%7))
+			}
+			b.WriteString("get b0\r\nget b39\r\ngets b38\r\n")
+			return b.String()
+		}(),
+		"read your writes":      "set k 0 0 2\r\nv1\r\nset k 0 0 2\r\nv2\r\nget k\r\nset j 1 0 1\r\nx\r\nget k\r\nget j\r\nset k 0 0 2 noreply\r\nv3\r\nget k\r\n",
+		"get then set of a key": "set a 0 0 1\r\n1\r\nget a\r\nset a 0 0 1\r\n2\r\nget a\r\n",
+		"bad data chunk":        "set a 0 0 1\r\n1\r\nset b 0 0 1\r\n22\r\nget a\r\nget b\r\n",
+		"too large":             "set a 0 0 1\r\n1\r\nset big 0 0 2000\r\n" + strings.Repeat("z", 2000) + "\r\nget big\r\nget a\r\n",
+		"other commands":        "set a 0 0 1\r\n1\r\nadd a 0 0 1\r\n2\r\nset c 0 0 1\r\n3\r\nincr c 5\r\nset d 0 0 1 junk\r\n4\r\nget d\r\ndelete a\r\nget a\r\n",
+		"odd spellings":         "set a 0 0 1\r\n1\r\nset  b 0 0 1\r\n2\r\nset c 0 0 1 noreply extra\r\n3\r\nset d 0 0 -1\r\nset e 0 0 1\n5\r\nget e\r\n",
+		"incomplete at the end": "set a 0 0 1\r\n1\r\nset b 0 0 5\r\nabc",
+	}
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) {
+			for _, rd := range readers {
+				s := &memcache.Server{Backend: memtest.New(fixedClock), Now: fixedClock, MaxItemSize: 1024}
+				fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
+				s.ServeConn(fc)
+				want := fc.w.String()
+				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+					got, _ := servePipelined(script, rd.wrap, mode)
+					if casRE.ReplaceAllString(got, "$1 CAS") != casRE.ReplaceAllString(want, "$1 CAS") {
+						t.Fatalf("%s, mode %d:\n got %q\nwant %q", rd.name, mode, got, want)
+					}
+				}
+			}
+		})
+	}
+	// Read whole, the 40 noreply sets go out in windows, asynchronously.
+	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
+		t.Fatalf("bulk noreply: %d requests started asynchronously, want at least the 40 sets", started)
+	}
+}
+
+// servePipelined serves script over a fresh asynchronous backend in mode
+// and returns the replies and how many requests it started asynchronously.
+func servePipelined(script string, wrap func(io.Reader) io.Reader, mode int) (string, int64) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: mode}
+	s := &memcache.Server{Backend: ab, Now: fixedClock, MaxItemSize: 1024}
+	fc := &fakeConn{r: wrap(strings.NewReader(script))}
+	s.ServeConn(fc)
+	return fc.w.String(), ab.started.Load()
+}
