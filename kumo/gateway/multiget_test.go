@@ -89,3 +89,39 @@ func TestMultiFinish(t *testing.T) {
 		})
 	}
 }
+
+// FuzzMultiFinish feeds arbitrary bytes to the SrvGetMulti reply decoder as
+// the reply for 1 to 16 keys: every key's done must be called exactly once,
+// with an item only when it reports no error.
+func FuzzMultiFinish(f *testing.F) {
+	v := wire.Value{Clock: 7, Flags: 3, Data: []byte("abc")}
+	hit := msgpack.AppendRawHeader(nil, uint32(wire.DBValueLen(&v)))
+	hit = wire.AppendDBValue(hit, &v)
+	two := msgpack.AppendArrayHeader(nil, 2)
+	two = append(append(two, hit...), msgpack.AppendNil(nil)...)
+	f.Add(byte(2), two)
+	f.Add(byte(2), msgpack.AppendUint(msgpack.AppendUint(msgpack.AppendArrayHeader(nil, 2), 1), 2))
+	f.Add(byte(3), two)
+	f.Add(byte(1), []byte{0xc1})
+	f.Fuzz(func(t *testing.T, nk byte, res []byte) {
+		n := int(nk)%maxMulti + 1
+		g := testGateway()
+		mc := g.newMulti()
+		calls := make([]int, n)
+		for i := 0; i < n; i++ {
+			mc.done[i] = func(it *memcache.Item, err error) {
+				calls[i]++
+				if err == nil && it == nil {
+					t.Errorf("key %d: no error and no item", i)
+				}
+			}
+		}
+		mc.n = n
+		mc.finish(res, nil)
+		for i, c := range calls {
+			if c != 1 {
+				t.Fatalf("key %d: done called %d times", i, c)
+			}
+		}
+	})
+}
