@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
@@ -23,7 +24,8 @@ import (
 // a miss; memcache reads it again.
 var errMultiEntry = errors.New("gateway: key not served by the multi-key read")
 
-// maxMulti bounds the keys of one multiCall (memcache's window is 16).
+// maxMulti bounds the keys of one multiCall; a longer window is sent in
+// parts.
 const maxMulti = 16
 
 // multiCall is one SrvGetMulti in flight, pooled.
@@ -71,17 +73,20 @@ func (b *batch) GetMulti(keys [][]byte, done []func(it *memcache.Item, err error
 }
 
 func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcache.Item, err error)) {
-	if len(keys) < 2 || len(keys) > maxMulti || g.noMulti.Load() {
+	for len(keys) > maxMulti {
+		g.getMulti(rb, keys[:maxMulti], done[:maxMulti])
+		keys, done = keys[maxMulti:], done[maxMulti:]
+	}
+	if len(keys) < 2 || g.noMulti.Load() {
 		g.getEach(rb, keys, done)
 		return
 	}
 	var conns [maxMulti]*rpc.Conn
-	var dbkeys [maxMulti][]byte
-	var kb [maxMulti][maxKey]byte
+	var hs [maxMulti]uint64
+	var kb [maxKey]byte
 	for i, k := range keys {
-		var h uint64
-		dbkeys[i], h = g.dbKey(kb[i][:0], k) // hashes the key: once
-		conns[i] = g.readConn(h)
+		_, hs[i] = g.dbKey(kb[:0], k) // hashes the key: once
+		conns[i] = g.readConn(hs[i])
 	}
 	var sent [maxMulti]bool
 	for i := range keys {
@@ -98,7 +103,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		for j := i; j < len(keys); j++ {
 			if !sent[j] && conns[j] == c {
 				sent[j] = true
-				mc.dbkey[mc.n] = append(mc.kb[mc.n][:0], dbkeys[j]...)
+				mc.dbkey[mc.n] = g.dbKeyHashed(mc.kb[mc.n][:0], keys[j], hs[j])
 				mc.done[mc.n] = done[j]
 				mc.n++
 			}
@@ -114,6 +119,13 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		mc.start = time.Now()
 		c.GoIn(rb, wire.SrvGetMulti, mc.args, 0, mc.onReply)
 	}
+}
+
+// dbKeyHashed is dbKey for a key whose hash is known.
+func (g *Gateway) dbKeyHashed(buf, key []byte, h uint64) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, h)
+	buf = append(buf, g.cfg.KeyPrefix...)
+	return append(buf, key...)
 }
 
 // getEach starts a GetAsync per key.

@@ -243,7 +243,7 @@ func (c *conn) releaseAsync() {
 // manyWindow is the most keys of a multi-key get (or of pipelined gets)
 // in flight at once: enough to overlap the round trips, few enough to bound
 // the values a connection holds; windowBytes shrinks it for large values.
-const manyWindow = 16
+const manyWindow = 64
 
 // windowBytes is the value bytes a window aims to stay under: windows grow
 // (up to manyWindow keys) while their values are small and shrink (down to
@@ -284,6 +284,7 @@ type getMany struct {
 	left atomic.Int32
 	done chan struct{} // cap 1: the last completion of a window
 	size int           // keys per window now, 1..manyWindow (see adapt)
+	hi   int           // slots used since the last release
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 
@@ -292,6 +293,8 @@ type getMany struct {
 	withCAS  [manyWindow]bool
 	sets     [manyWindow]winSet
 	setDones [manyWindow]func(cas uint64, err error) // bound once
+	gk       [manyWindow][]byte                      // a window's gets: keys
+	gd       [manyWindow]func(it *Item, err error)   // and completions
 	// batch, when the Backend is a BatchBackend, sends a window's keys in
 	// one write from the conn goroutine (no hand-off to a writer).
 	batch Batch
@@ -336,6 +339,7 @@ func (c *conn) initMany() *getMany {
 // else a GetAsync each) and waits until every started one
 // completed; slots of keys it could not start hold errNotStarted.
 func (c *conn) fetch(m *getMany, n int) {
+	m.hi = max(m.hi, n)
 	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
 	if mb, ok := m.batch.(MultiBatch); ok && n > 1 {
 		for i := 0; i < n; i++ {
@@ -393,13 +397,14 @@ func (c *conn) window() *getMany {
 }
 
 func (m *getMany) release() {
-	for i := range m.slots {
+	for i := 0; i < m.hi; i++ {
 		if m.slots[i].buf != nil {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		m.isSet[i], m.sets[i] = false, winSet{}
+		m.isSet[i], m.sets[i], m.gk[i], m.gd[i] = false, winSet{}, nil, nil
 	}
+	m.hi = 0
 }
 
 // getMany serves the keys of a multi-key get (rest of the command line)

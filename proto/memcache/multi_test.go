@@ -108,9 +108,9 @@ func TestMultiGet(t *testing.T) {
 				t.Fatalf("\n got %q\nwant %q", got, want.String())
 			}
 			// The pipelined sets before grew the window to 16: 41 keys in
-			// windows of 16, 16 and 9, then the 3 pipelined gets.
-			if c, k := be.calls.Load(), be.keys.Load(); c != 4 || k != 44 {
-				t.Fatalf("GetMulti: %d calls with %d keys, want 4 with 44", c, k)
+			// windows of 16 and 25, then the 3 pipelined gets.
+			if c, k := be.calls.Load(), be.keys.Load(); c != 3 || k != 44 {
+				t.Fatalf("GetMulti: %d calls with %d keys, want 3 with 44", c, k)
 			}
 		})
 	}

@@ -157,8 +157,8 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 // fetchWindow starts the window's first n requests and waits until every
 // started one completed; a request it could not start holds errNotStarted.
 func (c *conn) fetchWindow(m *getMany, n int) {
-	var gk [manyWindow][]byte
-	var gd [manyWindow]func(it *Item, err error)
+	m.hi = max(m.hi, n)
+	gk, gd := m.gk[:], m.gd[:]
 	ng := 0
 	for i := 0; i < n; i++ {
 		if m.isSet[i] {
