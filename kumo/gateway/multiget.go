@@ -13,7 +13,7 @@ import (
 )
 
 // Multi-key gets (memcache.MultiBatch). The keys of one window of a
-// multi-key get (up to 16) are grouped by the server a read of each would
+// multi-key get (taken 16 at a time) are grouped by the server a read of each would
 // try first; a group of two or more goes out as one SrvGetMulti, a lone
 // key as an ordinary SrvGet. Every key whose entry is not a value or a
 // miss (the server does not serve it now, the store failed, the RPC

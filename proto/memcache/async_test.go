@@ -235,7 +235,7 @@ func TestAsyncManyKeys(t *testing.T) {
 }
 
 // TestAsyncPipelinedGets: pipelined single-key gets are fetched together
-// (a window of up to 16), and every reply equals the blocking path's, byte
+// (a window of up to 64), and every reply equals the blocking path's, byte
 // for byte, also when the window stops at another command, a multi-key
 // get, a long key or an incomplete line.
 func TestAsyncPipelinedGets(t *testing.T) {
