@@ -335,40 +335,6 @@ func (c *conn) initMany() *getMany {
 	return m
 }
 
-// fetch starts the gets of m.keys[:n] (with one GetMulti when the batch can,
-// else a GetAsync each) and waits until every started one
-// completed; slots of keys it could not start hold errNotStarted.
-func (c *conn) fetch(m *getMany, n int) {
-	m.hi = max(m.hi, n)
-	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
-	if mb, ok := m.batch.(MultiBatch); ok && n > 1 {
-		for i := 0; i < n; i++ {
-			m.slots[i].err = errNotStarted
-		}
-		mb.GetMulti(m.keys[:n], m.dones[:n])
-		mb.Flush()
-	} else {
-		for i := 0; i < n; i++ {
-			m.slots[i].err = errNotStarted
-			var ok bool
-			if m.batch != nil {
-				ok = m.batch.GetAsync(m.keys[i], m.dones[i])
-			} else {
-				ok = c.as.be.GetAsync(m.keys[i], m.dones[i])
-			}
-			if !ok {
-				m.left.Add(-1)
-			}
-		}
-		if m.batch != nil {
-			m.batch.Flush()
-		}
-	}
-	if m.left.Add(-1) != 0 {
-		<-m.done
-	}
-}
-
 // writeSlot writes the VALUE lines of slot i (nothing for a miss), serving
 // a key whose get declined or failed again with the blocking path. It
 // returns false when that wrote SERVER_ERROR: the reply ends there.
@@ -430,7 +396,7 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 			return true
 		}
 		c.s.st.cmdGet.Add(uint64(n))
-		c.fetch(m, n)
+		c.fetchWindow(m, n)
 		m.adapt(n)
 		for i := 0; i < n; i++ {
 			if !c.writeSlot(m, i, withCAS) {

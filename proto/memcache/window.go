@@ -154,8 +154,9 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 	return ws, int(vlen), true
 }
 
-// fetchWindow starts the window's first n requests and waits until every
-// started one completed; a request it could not start holds errNotStarted.
+// fetchWindow starts the window's first n requests (for a multi-key get,
+// all gets) and waits until every started one completed; a request it could
+// not start holds errNotStarted.
 func (c *conn) fetchWindow(m *getMany, n int) {
 	m.hi = max(m.hi, n)
 	gk, gd := m.gk[:], m.gd[:]
