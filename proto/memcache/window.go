@@ -79,14 +79,14 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item) {
 	c.fetchWindow(m, n)
 	m.adapt(n)
 	for i := 0; i < n; i++ {
+		s := &m.sets[i]
+		c.noreply = m.isSet[i] && s.noreply // a get's SERVER_ERROR is never silenced
 		if !m.isSet[i] {
 			if c.writeSlot(m, i, m.withCAS[i]) {
 				c.bw.WriteString("END\r\n")
 			}
 			continue
 		}
-		s := &m.sets[i]
-		c.noreply = s.noreply
 		if s.err == nil {
 			c.writeString("STORED\r\n")
 		} else {

@@ -97,3 +97,35 @@ func FuzzPipelined(f *testing.F) {
 		}
 	})
 }
+
+// failingAsync fails every request, asynchronous ones included.
+type failingAsync struct{ failing }
+
+func (failingAsync) GetAsync(_ []byte, done func(*memcache.Item, error)) bool {
+	done(nil, errBoom)
+	return true
+}
+
+func (failingAsync) SetAsync(_ *memcache.Item, done func(uint64, error)) bool {
+	done(0, errBoom)
+	return true
+}
+
+// Ensure that in a window whose requests all fail, each is answered as on
+// the blocking path: a noreply set stays silent, and the get after it still
+// reports its SERVER_ERROR.
+func TestPipelinedFailures(t *testing.T) {
+	script := "set a 0 0 1 noreply\r\nx\r\nget b\r\nset c 0 0 1\r\ny\r\nget d\r\nset e 0 0 1 noreply\r\nz\r\n"
+	serve := func(be memcache.Backend) string {
+		fc := &fakeConn{r: strings.NewReader(script)}
+		(&memcache.Server{Backend: be}).ServeConn(fc)
+		return fc.w.String()
+	}
+	want := serve(failing{})
+	if strings.Count(want, "SERVER_ERROR") != 3 {
+		t.Fatalf("blocking path: %q, want 3 SERVER_ERROR lines", want)
+	}
+	if got := serve(failingAsync{}); got != want {
+		t.Fatalf("windows:\n got %q\nwant %q", got, want)
+	}
+}
