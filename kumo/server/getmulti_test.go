@@ -110,3 +110,30 @@ func TestGetMultiBadParams(t *testing.T) {
 		t.Fatalf("after the bad requests: %x", got[0])
 	}
 }
+
+// Ensure that a SrvGetMulti reply stops adding values once it holds
+// GetMultiBudget bytes: the keys after that are answered GetMultiElsewhere.
+func TestGetMultiBudget(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	big := bytes.Repeat([]byte("v"), 1<<20)
+	keys := make([]string, 10)
+	for i := range keys {
+		keys[i] = "big" + string(rune('a'+i))
+		rec := store.Record{Key: dbkey(keys[i]), Value: big, Clock: s.clk.Now()}
+		if _, err := s.db.Update(&rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := getMulti(t, cl, keys...)
+	for i, e := range got {
+		if i < 8 {
+			if v, _, err := msgpack.ReadRaw(e); err != nil || !bytes.HasSuffix(v, big) {
+				t.Errorf("entry %d: %d bytes, %v; want the 1 MiB value", i, len(e), err)
+			}
+			continue
+		}
+		if c, _, err := msgpack.ReadUint(e); err != nil || c != wire.GetMultiElsewhere {
+			t.Errorf("entry %d past the budget = %.20x, want code %d", i, e, wire.GetMultiElsewhere)
+		}
+	}
+}

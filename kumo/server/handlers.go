@@ -213,7 +213,7 @@ func (s *Server) handleGetMulti(req *rpc.Request) {
 			req.ReplyError(errParams)
 			return
 		}
-		if s.readerCheck(dbkey) != nil {
+		if len(o) > wire.GetMultiBudget || s.readerCheck(dbkey) != nil {
 			o = msgpack.AppendUint(o, wire.GetMultiElsewhere)
 			continue
 		}

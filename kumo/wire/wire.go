@@ -98,8 +98,9 @@ const (
 	// SrvGetMulti reads several keys with one message, for the keys of a
 	// multi-key get that have the same first owner. [[DBKey...]] ->
 	// [entry...], one entry per key in order: DBValue (a visible value),
-	// nil (a miss) or a uint code: GetMultiElsewhere (this server does not
-	// serve reads of the key now: ask as for SrvGet) or GetMultiFailed (the
+	// nil (a miss) or a uint code: GetMultiElsewhere (not answered here:
+	// this server does not serve reads of the key now, or the reply grew
+	// past GetMultiBudget bytes; read it with SrvGet) or GetMultiFailed (the
 	// store failed). At most MaxGetMulti keys. A server older than this
 	// method answers CodeProtocol; gateways then read key by key.
 	SrvGetMulti = 73
@@ -109,7 +110,8 @@ const (
 const (
 	GetMultiElsewhere = 1
 	GetMultiFailed    = 2
-	MaxGetMulti       = 1024
+	MaxGetMulti       = 256
+	GetMultiBudget    = 8 << 20 // reply bytes after which values are not added
 )
 
 // Methods served by kumo-gateway (the manager pushes to gateways).
