@@ -130,6 +130,7 @@ func main() {
 			Metrics:   gwReg,
 			Local:     self,
 			DialLocal: srv.DialLocal,
+			ReadLocal: srv.ReadLocal,
 			// Measured: with the server in the same process the event
 			// loop's single reader costs more than it saves (80k against
 			// 67k ops/s, BENCHMARKS.md session 4).

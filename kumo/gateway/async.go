@@ -32,6 +32,7 @@ type asyncCall struct {
 
 	getArgs, setArgs func([]byte) []byte         // bound methods
 	onGet, onSet     func(res []byte, err error) // bound methods
+	onLocal          func(v *wire.Value)         // bound finishLocal
 }
 
 var asyncPool sync.Pool // of *asyncCall
@@ -42,6 +43,7 @@ func (g *Gateway) newAsync() *asyncCall {
 		a = new(asyncCall)
 		a.getArgs, a.setArgs = a.appendGetArgs, a.appendSetArgs
 		a.onGet, a.onSet = a.finishGet, a.finishSet
+		a.onLocal = a.finishLocal
 	}
 	a.g = g
 	return a
@@ -87,29 +89,44 @@ func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, done func(it *memcache.Ite
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], key)
-	c := g.readConn(h)
+	c, local := g.readConn(h)
+	a.start, a.getDone = time.Now(), done
+	if local && g.cfg.ReadLocal(a.dbkey, a.onLocal) == nil {
+		a.free() // done has been called
+		return true
+	}
 	if c == nil {
 		a.free()
 		return false
 	}
-	a.start, a.getDone = time.Now(), done
 	c.GoIn(rb, wire.SrvGet, a.getArgs, 0, a.onGet)
 	return true
 }
 
 // readConn returns the live connection to the owner of h in the read hash
 // space that a read tries first (firstRead), or nil if there is none (the
-// blocking path then decides what to do).
-func (g *Gateway) readConn(h uint64) *rpc.Conn {
+// blocking path then decides what to do), and whether that owner is the
+// local server of an embedded gateway that reads it directly (ReadLocal).
+func (g *Gateway) readConn(h uint64) (c *rpc.Conn, local bool) {
 	o := g.rhs.Load().Owners(h)
 	i := g.firstRead(o)
 	if i < 0 {
-		return nil
+		return nil, false
 	}
-	if c := g.server(o.At(i).Addr); c != nil {
-		return c.Conn()
+	addr := o.At(i).Addr
+	local = g.cfg.ReadLocal != nil && g.cfg.DialLocal != nil && addr == g.cfg.Local
+	if s := g.server(addr); s != nil {
+		c = s.Conn()
 	}
-	return nil
+	return c, local
+}
+
+// finishLocal is f of ReadLocal for getAsync: it answers the get on the
+// caller's goroutine, before getAsync returns.
+func (a *asyncCall) finishLocal(v *wire.Value) {
+	err := valueItem(v, &a.it, time.Now().Unix())
+	a.g.observe(cmdGet, a.start, err)
+	a.getDone(&a.it, err)
 }
 
 func (a *asyncCall) appendGetArgs(b []byte) []byte {

@@ -236,7 +236,14 @@ func itemOf(raw []byte, it *memcache.Item, now int64) error {
 	if err != nil {
 		return ErrBadReply
 	}
-	if v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
+	return valueItem(&v, it, now)
+}
+
+// valueItem sets *it from v and returns nil, or returns memcache.ErrNotFound
+// for a nil v, a tombstone, or (if now is not 0) a value expired at now.
+// it.Value aliases v.Data.
+func valueItem(v *wire.Value, it *memcache.Item, now int64) error {
+	if v == nil || v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
 		return memcache.ErrNotFound
 	}
 	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock}
@@ -260,6 +267,16 @@ func getResult(res []byte, it *memcache.Item) error {
 func (g *Gateway) doGet(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
+	if _, local := g.readConn(h); local {
+		var err error
+		if g.cfg.ReadLocal(dbkey, func(v *wire.Value) {
+			if err = valueItem(v, it, time.Now().Unix()); err == nil {
+				it.Value = append(dst[:0], it.Value...)
+			}
+		}) == nil {
+			return err
+		}
+	}
 	return g.read(ctx, h, wire.SrvGet, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 1)
 		return msgpack.AppendRaw(b, dbkey)

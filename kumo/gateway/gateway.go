@@ -53,6 +53,12 @@ type Config struct {
 	// through DialLocal (an in-process pipe) instead of TCP.
 	Local     ring.Addr
 	DialLocal func() (net.Conn, error)
+	// ReadLocal, if set with Local, reads a key that the local server
+	// would answer first straight from it, without RPC (see
+	// kumo/server.Server.ReadLocal): f is called with the value, or nil
+	// for a miss, unless ReadLocal fails, and then the key is read through
+	// DialLocal's connection as usual. v is valid only during f.
+	ReadLocal func(dbkey []byte, f func(v *wire.Value)) error
 }
 
 // Gateway is a running kumo-gateway.

@@ -82,15 +82,23 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		return
 	}
 	var conns [maxMulti]*rpc.Conn
+	var local [maxMulti]bool
 	var hs [maxMulti]uint64
 	var kb [maxKey]byte
 	for i, k := range keys {
 		_, hs[i] = g.dbKey(kb[:0], k) // hashes the key: once
-		conns[i] = g.readConn(hs[i])
+		conns[i], local[i] = g.readConn(hs[i])
 	}
 	var sent [maxMulti]bool
 	for i := range keys {
 		if sent[i] {
+			continue
+		}
+		if local[i] { // read in place: no message to group it into
+			sent[i] = true
+			if !g.getAsync(rb, keys[i], done[i]) {
+				done[i](nil, errMultiEntry)
+			}
 			continue
 		}
 		c := conns[i]

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"kumofs/internal/memconn"
+	"kumofs/kumo/wire"
+	"kumofs/store"
 )
 
 // DialLocal returns a connection to this server's RPC service that stays
@@ -70,3 +74,40 @@ func (l *pipeListener) Close() error {
 
 // Addr implements net.Listener.
 func (l *pipeListener) Addr() net.Addr { return l.addr }
+
+// ReadLocal reads dbkey for a gateway embedded in this process exactly as
+// a SrvGet from it would be answered (the same owner check, expiry, flush
+// point and metrics), without encoding a request or a reply: f is called
+// once with the stored value, or with nil for a missing, deleted, expired
+// or flushed key, unless ReadLocal returns an error, in which case f is
+// not called and the caller reads the key through RPC instead (this server
+// does not serve the key now: not an active owner in its read hash space,
+// not ready, or the store failed). v and v.Data are valid only during f.
+func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
+	s.cmdGet.Add(1)
+	if err := s.readerCheck(dbkey); err != nil {
+		return err
+	}
+	start := time.Now()
+	bp := getBuf()
+	rec, buf, err := s.db.Get(dbkey, *bp)
+	*bp = buf
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.m.miss.Inc()
+		f(nil)
+	case err != nil:
+		putBuf(bp)
+		return err
+	case !s.visible(&rec, start.Unix()):
+		s.m.miss.Inc()
+		f(nil)
+	default:
+		s.m.get.Inc()
+		v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+		f(&v)
+	}
+	putBuf(bp)
+	s.m.getLat.Observe(since(start))
+	return nil
+}

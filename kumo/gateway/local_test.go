@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// localGateway returns a gateway embedded in the server at self, which
+// owns every key, whose reads go to read; the in-process connection
+// cannot be dialed, so a read that leaves ReadLocal fails.
+func localGateway(t *testing.T, read func(dbkey []byte, f func(v *wire.Value)) error) *Gateway {
+	t.Helper()
+	self, _ := ring.ParseAddr("127.0.0.1:19897", 19800)
+	g := testGateway()
+	g.cfg.Local = self
+	g.cfg.DialLocal = func() (net.Conn, error) { return nil, errors.New("no pipe in this test") }
+	g.cfg.ReadLocal = read
+	g.cfg.RetryTimeout = 50 * time.Millisecond
+	g.cfg.CallTimeout = time.Second
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	m := map[ring.Addr]*rpc.Client{}
+	g.servers.Store(&m)
+	hs := ring.New([]ring.Node{{Addr: self, Active: true}}, 1)
+	g.rhs.Store(hs)
+	g.whs.Store(hs)
+	t.Cleanup(func() {
+		g.cancel()
+		for _, c := range *g.servers.Load() {
+			c.Close()
+		}
+	})
+	return g
+}
+
+// Ensure that an embedded gateway answers the reads its own server serves
+// first through ReadLocal, before GetAsync returns and on the blocking
+// path, with values, misses and expired values told apart; that the
+// dbkey it asks for is the key's; and that a ReadLocal failure sends the
+// read on through RPC.
+func TestReadLocalPath(t *testing.T) {
+	var calls atomic.Int32
+	var val *wire.Value
+	var fail error
+	g := localGateway(t, func(dbkey []byte, f func(v *wire.Value)) error {
+		calls.Add(1)
+		if want := wire.AppendDBKey(nil, ring.Hash([]byte("k")), []byte("k")); string(dbkey) != string(want) {
+			t.Errorf("ReadLocal(%x), want %x", dbkey, want)
+		}
+		if fail != nil {
+			return fail
+		}
+		f(val)
+		return nil
+	})
+	type result struct {
+		it  memcache.Item
+		err error
+		n   int
+	}
+	getAsync := func() (result, bool) {
+		var r result
+		ok := g.GetAsync([]byte("k"), func(it *memcache.Item, err error) {
+			r.n++
+			r.err = err
+			if it != nil && err == nil {
+				r.it = *it
+				r.it.Value = append([]byte(nil), it.Value...)
+			}
+		})
+		return r, ok
+	}
+
+	val = &wire.Value{Clock: 42, Flags: 7, Data: []byte("hello")}
+	r, ok := getAsync()
+	if !ok || r.n != 1 || r.err != nil || string(r.it.Value) != "hello" || r.it.Flags != 7 || r.it.CAS != 42 {
+		t.Fatalf("GetAsync of a local value: started %v, done %d times, %+v, %v", ok, r.n, r.it, r.err)
+	}
+	var it memcache.Item
+	dst := make([]byte, 0, 16)
+	if err := g.Get(context.Background(), []byte("k"), dst, &it); err != nil || string(it.Value) != "hello" || it.CAS != 42 {
+		t.Fatalf("Get of a local value: %+v, %v", it, err)
+	}
+	val.Data[0] = 'j' // the value must have been copied into dst
+	if string(it.Value) != "hello" {
+		t.Errorf("Get's value aliases the store's buffer: %q", it.Value)
+	}
+
+	for name, v := range map[string]*wire.Value{
+		"miss":      nil,
+		"tombstone": {Clock: 43, Tombstone: true},
+		"expired":   {Clock: 44, Exptime: 1, Data: []byte("x")},
+	} {
+		val = v
+		if r, ok := getAsync(); !ok || r.n != 1 || r.err != memcache.ErrNotFound {
+			t.Errorf("GetAsync of a %s: started %v, done %d times, %v", name, ok, r.n, r.err)
+		}
+		if err := g.Get(context.Background(), []byte("k"), nil, &it); err != memcache.ErrNotFound {
+			t.Errorf("Get of a %s: %v", name, err)
+		}
+	}
+
+	// A refusal sends the read to RPC, which cannot reach the server here.
+	fail = &rpc.Error{Msg: wire.MsgNotReady}
+	before := calls.Load()
+	if r, ok := getAsync(); ok || r.n != 0 {
+		t.Errorf("GetAsync after a refusal: started %v, done %d times; want it handed back", ok, r.n)
+	}
+	if err := g.Get(context.Background(), []byte("k"), nil, &it); err == nil {
+		t.Error("Get after a refusal succeeded without a server")
+	}
+	if calls.Load() == before {
+		t.Error("ReadLocal was not tried")
+	}
+
+	// A key another server reads first never reaches ReadLocal.
+	other, _ := ring.ParseAddr("127.0.0.1:19896", 19800)
+	g.rhs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, 2))
+	before = calls.Load()
+	g.GetAsync([]byte("k"), func(*memcache.Item, error) {})
+	if calls.Load() != before {
+		t.Error("ReadLocal was asked for a key owned elsewhere")
+	}
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+// readLocal runs ReadLocal and returns a copy of what f got (ok false for
+// nil), failing the test if f was not called exactly once.
+func readLocal(t *testing.T, s *Server, key string) (v wire.Value, ok bool, err error) {
+	t.Helper()
+	calls := 0
+	err = s.ReadLocal(dbkey(key), func(got *wire.Value) {
+		calls++
+		if got != nil {
+			v, ok = *got, true
+			v.Data = bytes.Clone(got.Data)
+		}
+	})
+	if want := 1; err != nil {
+		want = 0
+		if calls != want {
+			t.Fatalf("ReadLocal(%s) failed (%v) and called f %d times", key, err, calls)
+		}
+	} else if calls != want {
+		t.Fatalf("ReadLocal(%s) called f %d times", key, calls)
+	}
+	return v, ok, err
+}
+
+// Ensure that ReadLocal answers every key exactly as SrvGet does (values,
+// misses, tombstones, expired and flushed values), counts the read as
+// one, and refuses keys the server does not serve, without calling f.
+func TestReadLocal(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	storeKey(t, cl, wire.OpSet, "k1", "one")
+	storeKey(t, cl, wire.OpSet, "k2", "two")
+	ct := s.clk.Now()
+	if _, err := s.db.Update(&store.Record{Key: dbkey("gone"), Clock: ct, Tombstone: true}, newer(ct)); err != nil {
+		t.Fatal(err)
+	}
+	ct = s.clk.Now()
+	if _, err := s.db.Update(&store.Record{Key: dbkey("old"), Value: []byte("x"), Clock: ct, Exptime: 1}, newer(ct)); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"k1", "k2", "nokey", "gone", "old"} {
+		want, wantOK := getKey(t, cl, wire.SrvGet, k)
+		before := s.cmdGet.Load()
+		got, ok, err := readLocal(t, s, k)
+		if err != nil {
+			t.Fatalf("ReadLocal(%s): %v", k, err)
+		}
+		if ok != wantOK || got.Clock != want.Clock || got.Flags != want.Flags || got.Exptime != want.Exptime || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("ReadLocal(%s) = %+v, %v; SrvGet gives %+v, %v", k, got, ok, want, wantOK)
+		}
+		if d := s.cmdGet.Load() - before; d != 1 {
+			t.Errorf("ReadLocal(%s) counted %d gets, want 1", k, d)
+		}
+	}
+	if v, ok, _ := readLocal(t, s, "k1"); !ok || string(v.Data) != "one" {
+		t.Fatalf("k1 = %q, %v", v.Data, ok)
+	}
+
+	// After a flush_all every older value is gone, on both paths.
+	if err := s.flushAll(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := readLocal(t, s, "k1"); ok || err != nil {
+		t.Errorf("k1 after flush_all: found %v, err %v", ok, err)
+	}
+
+	// A key this server does not serve is refused as SrvGet refuses it.
+	other, _ := ring.ParseAddr("127.0.0.1:19898", 19800)
+	s.rhs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, s.clk.Now()))
+	var re *rpc.Error
+	if _, _, err := readLocal(t, s, "k2"); !errors.As(err, &re) || re.Msg != wire.MsgObsolete {
+		t.Errorf("ReadLocal of a key owned elsewhere: %v, want %q", err, wire.MsgObsolete)
+	}
+	s.rhs.Store(&ring.HashSpace{})
+	if _, _, err := readLocal(t, s, "k2"); !errors.As(err, &re) || re.Msg != wire.MsgNotReady {
+		t.Errorf("ReadLocal without a hash space: %v, want %q", err, wire.MsgNotReady)
+	}
+}
