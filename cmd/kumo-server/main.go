@@ -123,14 +123,15 @@ func main() {
 		textAddr, _ := cli.ListenAddr(text, 11411)
 		binAddr, _ := cli.ListenAddr(bin, 11511)
 		gw, err = gateway.New(gateway.Config{
-			Managers:  mgrs,
-			Text:      textAddr,
-			Binary:    binAddr,
-			Log:       log.With("gateway"),
-			Metrics:   gwReg,
-			Local:     self,
-			DialLocal: srv.DialLocal,
-			ReadLocal: srv.ReadLocal,
+			Managers:   mgrs,
+			Text:       textAddr,
+			Binary:     binAddr,
+			Log:        log.With("gateway"),
+			Metrics:    gwReg,
+			Local:      self,
+			DialLocal:  srv.DialLocal,
+			ReadLocal:  srv.ReadLocal,
+			WriteLocal: srv.WriteLocal,
 			// Measured: with the server in the same process the event
 			// loop's single reader costs more than it saves (80k against
 			// 67k ops/s, BENCHMARKS.md session 4).

@@ -27,12 +27,14 @@ type asyncCall struct {
 	dbkey   []byte
 	it      memcache.Item  // the get's result, valid during getDone
 	set     *memcache.Item // the set's item, valid only while it is sent
+	val     wire.Value     // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
 
 	getArgs, setArgs func([]byte) []byte         // bound methods
 	onGet, onSet     func(res []byte, err error) // bound methods
 	onLocal          func(v *wire.Value)         // bound finishLocal
+	onLocalSet       func(ct uint64, err error)  // bound finishLocalSet
 }
 
 var asyncPool sync.Pool // of *asyncCall
@@ -43,7 +45,7 @@ func (g *Gateway) newAsync() *asyncCall {
 		a = new(asyncCall)
 		a.getArgs, a.setArgs = a.appendGetArgs, a.appendSetArgs
 		a.onGet, a.onSet = a.finishGet, a.finishSet
-		a.onLocal = a.finishLocal
+		a.onLocal, a.onLocalSet = a.finishLocal, a.finishLocalSet
 	}
 	a.g = g
 	return a
@@ -51,6 +53,7 @@ func (g *Gateway) newAsync() *asyncCall {
 
 func (a *asyncCall) free() {
 	a.g, a.set, a.getDone, a.setDone = nil, nil, nil, nil
+	a.val = wire.Value{}
 	a.it = memcache.Item{}
 	asyncPool.Put(a)
 }
@@ -159,6 +162,14 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 		a.free()
 		return false
 	}
+	if g.cfg.WriteLocal != nil && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
+		a.start, a.setDone = time.Now(), done
+		a.val = wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+		if g.cfg.WriteLocal(a.dbkey, &a.val, a.onLocalSet) == nil {
+			return true // a is finishLocalSet's now
+		}
+		a.val = wire.Value{}
+	}
 	cl := g.server(n.Addr)
 	if cl == nil {
 		a.free()
@@ -184,6 +195,16 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
 	return msgpack.AppendUint(b, 0)
+}
+
+// finishLocalSet is done of WriteLocal for setAsync.
+func (a *asyncCall) finishLocalSet(ct uint64, err error) {
+	g, done := a.g, a.setDone
+	if err == nil {
+		g.observe(cmdStore, a.start, nil)
+	}
+	a.free()
+	done(ct, err)
 }
 
 func (a *asyncCall) finishSet(res []byte, err error) {

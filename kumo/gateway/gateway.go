@@ -59,6 +59,12 @@ type Config struct {
 	// for a miss, unless ReadLocal fails, and then the key is read through
 	// DialLocal's connection as usual. v is valid only during f.
 	ReadLocal func(dbkey []byte, f func(v *wire.Value)) error
+	// WriteLocal, if set with Local, starts a plain set whose coordinator
+	// is the local server in it directly (kumo/server.Server.WriteLocal):
+	// done is called once with the CAS unique or an error, unless
+	// WriteLocal fails, and then the set goes through DialLocal's
+	// connection as usual. dbkey and v.Data are valid only during the call.
+	WriteLocal func(dbkey []byte, v *wire.Value, done func(ct uint64, err error)) error
 }
 
 // Gateway is a running kumo-gateway.

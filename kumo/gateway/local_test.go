@@ -130,3 +130,56 @@ func TestReadLocalPath(t *testing.T) {
 		t.Error("ReadLocal was asked for a key owned elsewhere")
 	}
 }
+
+// Ensure that an embedded gateway starts a set its own server coordinates
+// through WriteLocal with the key's dbkey and the item's value, flags and
+// exptime, reports the CAS that done gives (also when done runs later,
+// on another goroutine), and sends the set on through RPC when WriteLocal
+// refuses it.
+func TestWriteLocalPath(t *testing.T) {
+	g := localGateway(t, func([]byte, func(*wire.Value)) error { return errors.New("no reads here") })
+	var calls atomic.Int32
+	var refuse error
+	later := make(chan func(), 1)
+	g.cfg.WriteLocal = func(dbkey []byte, v *wire.Value, done func(uint64, error)) error {
+		calls.Add(1)
+		if want := wire.AppendDBKey(nil, ring.Hash([]byte("k")), []byte("k")); string(dbkey) != string(want) {
+			t.Errorf("WriteLocal(%x), want %x", dbkey, want)
+		}
+		if string(v.Data) != "val" || v.Flags != 9 || v.Exptime != 1<<31 {
+			t.Errorf("WriteLocal's value %+v", v)
+		}
+		if refuse != nil {
+			return refuse
+		}
+		later <- func() { done(77, nil) }
+		return nil
+	}
+	it := memcache.Item{Key: []byte("k"), Value: []byte("val"), Flags: 9, Exptime: 1 << 31}
+	got := make(chan uint64, 1)
+	if !g.SetAsync(&it, func(cas uint64, err error) {
+		if err != nil {
+			t.Errorf("local set: %v", err)
+		}
+		got <- cas
+	}) {
+		t.Fatal("SetAsync did not start the local set")
+	}
+	go (<-later)()
+	if cas := <-got; cas != 77 {
+		t.Errorf("local set's CAS %d, want 77", cas)
+	}
+
+	refuse = ErrNoServer
+	if g.SetAsync(&it, func(uint64, error) { t.Error("done called for a refused local set") }) {
+		t.Error("a refused local set was started without a connection")
+	}
+
+	other, _ := ring.ParseAddr("127.0.0.1:19896", 19800)
+	g.whs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, 2))
+	before := calls.Load()
+	g.SetAsync(&it, func(uint64, error) {})
+	if calls.Load() != before {
+		t.Error("WriteLocal was asked for a key coordinated elsewhere")
+	}
+}

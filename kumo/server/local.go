@@ -3,11 +3,13 @@ package server
 import (
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"kumofs/internal/memconn"
 	"kumofs/kumo/wire"
+	"kumofs/proto/rpc"
 	"kumofs/store"
 )
 
@@ -110,4 +112,52 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 	putBuf(bp)
 	s.m.getLat.Observe(since(start))
 	return nil
+}
+
+// ErrNotLocal is returned by WriteLocal for a write it does not start;
+// the caller sends it through RPC instead.
+var ErrNotLocal = errors.New("server: write not served in place")
+
+// WriteLocal stores v (its Data, Flags and Exptime) under dbkey for a
+// gateway embedded in this process, as a SrvStore of mode OpSet would:
+// decided under the key's lock, stamped, stored, and replicated to every
+// other active owner. done is called once, possibly before WriteLocal
+// returns, with the stored version's clock (the CAS unique) after every
+// replica stored it, or with the error the RPC would have answered.
+//
+// WriteLocal returns an error and does not call done when the write is
+// not started: this server is not the key's coordinator now, the key
+// must first be fetched from its old owners (a rebalance), or the store
+// syncs every write (group commit wants each write on a goroutine of its
+// own). dbkey and v.Data are valid only during the call.
+func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, done func(ct uint64, err error)) error {
+	if len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
+		return ErrNotLocal
+	}
+	h, _, _ := wire.SplitDBKey(dbkey)
+	w, r, err := s.coordinatorCheck(h)
+	if err != nil {
+		return err
+	}
+	if s.catchUpNeeded(h, w, r) {
+		return ErrNotLocal
+	}
+	s.cmdSet.Add(1)
+	op := writeOp{method: wire.SrvStore, mode: wire.OpSet, dbkey: dbkey,
+		val: wire.Value{Flags: v.Flags, Exptime: v.Exptime, Data: v.Data}}
+	s.decideAndReplicate(localReply(done), &op, h, w, r, nil)
+	return nil
+}
+
+// localReply hands the outcome of a WriteLocal to its done.
+type localReply func(ct uint64, err error)
+
+func (l localReply) fail(err error) { l(0, err) }
+
+func (l localReply) status(_ *rpc.Batch, _ *writeOp, status int, ct uint64, _ func([]byte) []byte) {
+	if status != wire.StatusOK { // not for a plain set; kept for completeness
+		l(0, &rpc.Error{Msg: "status " + strconv.Itoa(status)})
+		return
+	}
+	l(ct, nil)
 }

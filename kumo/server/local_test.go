@@ -88,3 +88,57 @@ func TestReadLocal(t *testing.T) {
 		t.Errorf("ReadLocal without a hash space: %v, want %q", err, wire.MsgNotReady)
 	}
 }
+
+// Ensure that WriteLocal stores a set as SrvStore does (value, flags,
+// exptime, a new clock that done reports and that replaces an older
+// version), counts it, and refuses, without calling done, a key this
+// server does not coordinate and a store that syncs every write.
+func TestWriteLocal(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	write := func(key, val string, flags, exptime uint32) (uint64, error, error) {
+		t.Helper()
+		calls := 0
+		var ct uint64
+		var derr error
+		v := wire.Value{Clock: 99, Flags: flags, Exptime: exptime, Data: []byte(val)}
+		err := s.WriteLocal(dbkey(key), &v, func(c uint64, e error) {
+			calls++
+			ct, derr = c, e
+		})
+		if want := map[bool]int{true: 0, false: 1}[err != nil]; calls != want {
+			t.Fatalf("WriteLocal(%s) returned %v and called done %d times", key, err, calls)
+		}
+		return ct, derr, err
+	}
+	storeKey(t, cl, wire.OpSet, "k", "old")
+	old, _ := getKey(t, cl, wire.SrvGet, "k")
+	before := s.cmdSet.Load()
+	ct, derr, err := write("k", "new", 5, 1<<31)
+	if err != nil || derr != nil {
+		t.Fatalf("WriteLocal: %v, done: %v", err, derr)
+	}
+	got, ok := getKey(t, cl, wire.SrvGet, "k")
+	if !ok || string(got.Data) != "new" || got.Flags != 5 || got.Exptime != 1<<31 || got.Clock != ct || ct <= old.Clock {
+		t.Errorf("after WriteLocal: %+v, %v (done's clock %d, the old one %d)", got, ok, ct, old.Clock)
+	}
+	if d := s.cmdSet.Load() - before; d != 1 {
+		t.Errorf("WriteLocal counted %d sets, want 1", d)
+	}
+
+	saved := s.cfg.Store.Sync
+	s.cfg.Store.Sync = store.SyncAlways
+	if _, _, err := write("k", "synced", 0, 0); !errors.Is(err, ErrNotLocal) {
+		t.Errorf("WriteLocal with SyncAlways: %v, want ErrNotLocal", err)
+	}
+	s.cfg.Store.Sync = saved
+
+	other, _ := ring.ParseAddr("127.0.0.1:19898", 19800)
+	s.whs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, s.clk.Now()))
+	var re *rpc.Error
+	if _, _, err := write("k", "elsewhere", 0, 0); !errors.As(err, &re) || re.Msg != wire.MsgObsolete {
+		t.Errorf("WriteLocal of a key coordinated elsewhere: %v, want %q", err, wire.MsgObsolete)
+	}
+	if got, _ := getKey(t, cl, wire.SrvGet, "k"); string(got.Data) != "new" {
+		t.Errorf("a refused WriteLocal stored %q", got.Data)
+	}
+}

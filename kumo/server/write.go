@@ -217,15 +217,32 @@ func (s *Server) handleWrite(req *rpc.Request, sb *rpc.Batch) {
 				req.ReplyError(err)
 				return
 			}
-			s.decideAndReplicate(req, &op, h, w, r, nil)
+			s.decideAndReplicate((*rpcReply)(req), &op, h, w, r, nil)
 		}()
 		return
 	}
-	s.decideAndReplicate(req, &op, h, w, r, sb)
+	s.decideAndReplicate((*rpcReply)(req), &op, h, w, r, sb)
 }
 
-// decideAndReplicate is the second half of handleWrite.
-func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, r *ring.HashSpace, sb *rpc.Batch) {
+// writeReply is where the outcome of a write goes: the reply to its RPC
+// request (rpcReply) or the completion of a local write (localReply).
+type writeReply interface {
+	fail(err error)
+	status(rb *rpc.Batch, op *writeOp, status int, ct uint64, extra func([]byte) []byte)
+}
+
+// rpcReply answers a write's RPC request.
+type rpcReply rpc.Request
+
+func (r *rpcReply) fail(err error) { (*rpc.Request)(r).ReplyError(err) }
+
+func (r *rpcReply) status(rb *rpc.Batch, op *writeOp, status int, ct uint64, extra func([]byte) []byte) {
+	replyStatus((*rpc.Request)(r), rb, op, status, ct, extra)
+}
+
+// decideAndReplicate is the second half of handleWrite; rep gets the
+// outcome.
+func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r *ring.HashSpace, sb *rpc.Batch) {
 	now := time.Now().Unix()
 	mu := &s.stripes[h%uint64(len(s.stripes))]
 	mu.Lock()
@@ -235,7 +252,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	if gerr != nil && !errors.Is(gerr, store.ErrNotFound) {
 		mu.Unlock()
 		putBuf(bp)
-		req.ReplyError(s.storeError(gerr))
+		rep.fail(s.storeError(gerr))
 		return
 	}
 	exists := gerr == nil && s.visible(&old, now)
@@ -252,10 +269,10 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		mu.Unlock()
 		putBuf(bp)
 		if err != nil {
-			req.ReplyError(err)
+			rep.fail(err)
 			return
 		}
-		replyStatus(req, nil, op, status, 0, nil)
+		rep.status(nil, op, status, 0, nil)
 		return
 	}
 	if oldp != nil {
@@ -268,7 +285,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {
 		mu.Unlock()
 		putBuf(bp)
-		req.ReplyError(s.storeError(err))
+		rep.fail(s.storeError(err))
 		return
 	}
 	s.maybeGrow()
@@ -280,7 +297,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		s.m.writeLat.Observe(since(start))
 		if err != nil {
 			s.m.writeErr.Inc()
-			req.ReplyError(err)
+			rep.fail(err)
 			return
 		}
 		s.m.write.Inc()
@@ -291,7 +308,7 @@ func (s *Server) decideAndReplicate(req *rpc.Request, op *writeOp, h uint64, w, 
 		case op.method == wire.SrvTouch && op.want:
 			extra = func(b []byte) []byte { return append(b, payload[valOff:]...) }
 		}
-		replyStatus(req, rb, op, wire.StatusOK, ct, extra)
+		rep.status(rb, op, wire.StatusOK, ct, extra)
 	})
 }
 
