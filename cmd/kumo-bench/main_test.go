@@ -170,12 +170,30 @@ func TestRunDialError(t *testing.T) {
 // TestKillServerVerify runs a verifying load through the gateway of a
 // 3-server cluster while one server is SIGKILLed: a correct cluster gives
 // no wrong value (requests failing during the failover are errors, not wrong
-// values).
+// values). Once through a kumo-gateway (pipelined), once through the
+// gateway embedded in server 1 (one request at a time, so that the event
+// loop reads and writes server 1's keys in place) while server 2 dies.
 func TestKillServerVerify(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	c := localcluster.StartT(t, localcluster.Options{Servers: 3})
+	for _, tt := range []struct {
+		name     string
+		embedded bool
+		depth    int
+	}{
+		{"gateway", false, 2},
+		{"embedded gateway", true, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			killVerify(t, localcluster.Options{Servers: 3, EmbeddedGateway: tt.embedded}, tt.depth)
+		})
+	}
+}
+
+func killVerify(t *testing.T, opt localcluster.Options, depth int) {
+	c := localcluster.StartT(t, opt)
 	var ops atomic.Uint64
 	type out struct {
 		res *benchload.Result
@@ -184,7 +202,7 @@ func TestKillServerVerify(t *testing.T) {
 	done := make(chan out, 1)
 	go func() {
 		res, err := benchload.Run(context.Background(), benchload.Config{
-			Addr: c.Gateway(), Conns: 8, Pipeline: 2, GetRatio: 0.7, ValueSize: 256, Keys: 2000,
+			Addr: c.Gateway(), Conns: 8, Pipeline: depth, GetRatio: 0.7, ValueSize: 256, Keys: 2000,
 			MultiGet: 1, Duration: 12 * time.Second, Preload: true, Verify: true,
 			Progress: func(_ time.Duration, n, _ uint64) { ops.Store(n) },
 		})

@@ -45,6 +45,7 @@ type Config struct {
 	// NoEventLoop serves every client connection on a goroutine of its
 	// own instead of the event loop (see memcache.BatchBackend).
 	NoEventLoop bool
+	EventLoops  int // see memcache.Server.EventLoops
 	Log         *logging.Logger
 	Metrics     *metrics.Registry // nil: a private registry
 
@@ -131,6 +132,7 @@ func New(cfg Config) (*Gateway, error) {
 		MaxConns:    cfg.MaxConns,
 		Logf:        g.log.Func(logging.Warn),
 		NoEventLoop: cfg.NoEventLoop,
+		EventLoops:  cfg.EventLoops,
 	}
 	for _, addr := range []string{cfg.Text, cfg.Binary} {
 		if addr == "" {

@@ -19,6 +19,15 @@ func TestMemccapableGateway(t *testing.T) {
 	memtest.RunMemccapable(t, c.Gateway())
 }
 
+// Ensure that memccapable passes against the gateway embedded in a server,
+// which answers its own server's keys in place.
+func TestMemccapableEmbedded(t *testing.T) {
+	t.Parallel()
+	memtest.RequireTool(t, "memccapable")
+	c := localcluster.StartT(t, localcluster.Options{EmbeddedGateway: true})
+	memtest.RunMemccapable(t, c.Gateway())
+}
+
 // requirePymemcache skips (or fails under KUMO_REQUIRE_TOOLS=1) when
 // Debian's python3-pymemcache is missing, after trying to install it.
 func requirePymemcache(t *testing.T) {

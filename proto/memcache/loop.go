@@ -142,7 +142,11 @@ func (s *Server) eventLoops() *loopSet {
 		return nil
 	}
 	ls := &loopSet{}
-	for range loopsFor(runtime.GOMAXPROCS(0)) {
+	n := s.EventLoops
+	if n <= 0 {
+		n = loopsFor(runtime.GOMAXPROCS(0))
+	}
+	for range n {
 		p, err := newPoller()
 		if err != nil {
 			break

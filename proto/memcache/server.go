@@ -43,6 +43,11 @@ type Server struct {
 	// NoEventLoop makes Serve give every connection a goroutine of its own
 	// even where the event loop could serve it (see BatchBackend).
 	NoEventLoop bool
+	// EventLoops is how many event loops serve the connections; 0 means
+	// one per two Ps (right when the backend's completions write the
+	// replies on goroutines of their own; a backend that answers in place,
+	// as an embedded gateway's local reads, wants one per P).
+	EventLoops int
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
 	// Now, if set, replaces time.Now (exptime normalisation, stats time).
