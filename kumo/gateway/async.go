@@ -165,7 +165,7 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 	if g.cfg.WriteLocal != nil && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
 		a.start, a.setDone = time.Now(), done
 		a.val = wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
-		if g.cfg.WriteLocal(a.dbkey, &a.val, a.onLocalSet) == nil {
+		if g.cfg.WriteLocal(a.dbkey, &a.val, rb, a.onLocalSet) == nil {
 			return true // a is finishLocalSet's now
 		}
 		a.val = wire.Value{}

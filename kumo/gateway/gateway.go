@@ -65,7 +65,9 @@ type Config struct {
 	// done is called once with the CAS unique or an error, unless
 	// WriteLocal fails, and then the set goes through DialLocal's
 	// connection as usual. dbkey and v.Data are valid only during the call.
-	WriteLocal func(dbkey []byte, v *wire.Value, done func(ct uint64, err error)) error
+	// The requests to replicas may be held in rb (if not nil) until it is
+	// flushed.
+	WriteLocal func(dbkey []byte, v *wire.Value, rb *rpc.Batch, done func(ct uint64, err error)) error
 }
 
 // Gateway is a running kumo-gateway.

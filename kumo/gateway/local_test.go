@@ -141,7 +141,7 @@ func TestWriteLocalPath(t *testing.T) {
 	var calls atomic.Int32
 	var refuse error
 	later := make(chan func(), 1)
-	g.cfg.WriteLocal = func(dbkey []byte, v *wire.Value, done func(uint64, error)) error {
+	g.cfg.WriteLocal = func(dbkey []byte, v *wire.Value, _ *rpc.Batch, done func(uint64, error)) error {
 		calls.Add(1)
 		if want := wire.AppendDBKey(nil, ring.Hash([]byte("k")), []byte("k")); string(dbkey) != string(want) {
 			t.Errorf("WriteLocal(%x), want %x", dbkey, want)

@@ -130,7 +130,11 @@ var ErrNotLocal = errors.New("server: write not served in place")
 // must first be fetched from its old owners (a rebalance), or the store
 // syncs every write (group commit wants each write on a goroutine of its
 // own). dbkey and v.Data are valid only during the call.
-func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, done func(ct uint64, err error)) error {
+//
+// The requests to the replicas are held in rb, if not nil, until the
+// caller flushes it (the batch of an event loop's round: one write per
+// replica for all the sets of the round).
+func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, rb *rpc.Batch, done func(ct uint64, err error)) error {
 	if len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
 		return ErrNotLocal
 	}
@@ -145,7 +149,7 @@ func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, done func(ct uint64, er
 	s.cmdSet.Add(1)
 	op := writeOp{method: wire.SrvStore, mode: wire.OpSet, dbkey: dbkey,
 		val: wire.Value{Flags: v.Flags, Exptime: v.Exptime, Data: v.Data}}
-	s.decideAndReplicate(localReply(done), &op, h, w, r, nil)
+	s.decideAndReplicate(localReply(done), &op, h, w, r, rb)
 	return nil
 }
 

@@ -101,7 +101,7 @@ func TestWriteLocal(t *testing.T) {
 		var ct uint64
 		var derr error
 		v := wire.Value{Clock: 99, Flags: flags, Exptime: exptime, Data: []byte(val)}
-		err := s.WriteLocal(dbkey(key), &v, func(c uint64, e error) {
+		err := s.WriteLocal(dbkey(key), &v, nil, func(c uint64, e error) {
 			calls++
 			ct, derr = c, e
 		})
