@@ -295,6 +295,7 @@ type getMany struct {
 	setDones [manyWindow]func(cas uint64, err error) // bound once
 	gk       [manyWindow][]byte                      // a window's gets: keys
 	gd       [manyWindow]func(it *Item, err error)   // and completions
+	bin      [manyWindow]binSlot                     // binary windows: op and opaque
 	// batch, when the Backend is a BatchBackend, sends a window's keys in
 	// one write from the conn goroutine (no hand-off to a writer).
 	batch Batch

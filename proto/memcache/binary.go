@@ -251,12 +251,7 @@ func (c *conn) binInvalid(r *binReq) error {
 }
 
 func (c *conn) binGet(r *binReq) error {
-	quiet := r.op == opGetQ || r.op == opGetKQ || r.op == opGATQ || r.op == opGATKQ
-	withKey := r.op == opGetK || r.op == opGetKQ || r.op == opGATK || r.op == opGATKQ
 	touch := r.op == opGAT || r.op == opGATQ || r.op == opGATK || r.op == opGATKQ || r.op == opTouch
-	// TOUCH is GAT without the value: memcached answers it with the flags
-	// and the CAS unique.
-	withValue := r.op != opTouch
 	wantExt := 0
 	if touch {
 		wantExt = 4
@@ -264,16 +259,33 @@ func (c *conn) binGet(r *binReq) error {
 	if len(r.extras) != wantExt || len(r.key) == 0 || len(r.value) != 0 {
 		return c.binInvalid(r)
 	}
+	if !touch && c.binWindow(r) {
+		return nil
+	}
 	var exptime int64
 	st := &c.s.st
 	if touch {
 		exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras)))
 		st.cmdTouch.Add(1)
 	}
-	if withValue {
+	if r.op != opTouch {
 		st.cmdGet.Add(1)
 	}
-	err := c.get(r.key, touch, exptime)
+	c.binGetReply(r, c.get(r.key, touch, exptime), &c.it)
+	return nil
+}
+
+// binGetReply counts and writes the reply to the get-family request r
+// (GET, GETQ, GETK, GETKQ, the GATs, TOUCH) whose outcome is err and, on
+// success, it.
+func (c *conn) binGetReply(r *binReq, err error, it *Item) {
+	quiet := r.op == opGetQ || r.op == opGetKQ || r.op == opGATQ || r.op == opGATKQ
+	withKey := r.op == opGetK || r.op == opGetKQ || r.op == opGATK || r.op == opGATKQ
+	touch := r.op == opGAT || r.op == opGATQ || r.op == opGATK || r.op == opGATKQ || r.op == opTouch
+	// TOUCH is GAT without the value: memcached answers it with the flags
+	// and the CAS unique.
+	withValue := r.op != opTouch
+	st := &c.s.st
 	switch {
 	case err == nil:
 		if withValue {
@@ -286,17 +298,17 @@ func (c *conn) binGet(r *binReq) error {
 		if withKey {
 			klen = len(r.key)
 		}
-		vlen := len(c.it.Value)
+		vlen := len(it.Value)
 		if !withValue {
 			vlen = 0
 		}
-		c.binHeader(r, stOK, 4, klen, 4+klen+vlen, c.it.CAS)
-		binary.BigEndian.PutUint32(c.scr[:4], c.it.Flags)
+		c.binHeader(r, stOK, 4, klen, 4+klen+vlen, it.CAS)
+		binary.BigEndian.PutUint32(c.scr[:4], it.Flags)
 		c.bw.Write(c.scr[:4])
 		if withKey {
 			c.bw.Write(r.key)
 		}
-		c.bw.Write(c.it.Value[:vlen])
+		c.bw.Write(it.Value[:vlen])
 	case errors.Is(err, ErrNotFound):
 		if withValue {
 			st.getMisses.Add(1)
@@ -305,7 +317,7 @@ func (c *conn) binGet(r *binReq) error {
 			st.touchMisses.Add(1)
 		}
 		if quiet {
-			return nil
+			return
 		}
 		if withKey {
 			c.binHeader(r, stNotFound, 0, len(r.key), len(r.key), 0)
@@ -316,7 +328,6 @@ func (c *conn) binGet(r *binReq) error {
 	default:
 		c.binServerError(r, err)
 	}
-	return nil
 }
 
 func (c *conn) binStore(r *binReq) error {

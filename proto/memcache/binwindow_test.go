@@ -1,0 +1,111 @@
+package memcache_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
+)
+
+// binMget is a binary multi-get as libmemcached sends it: a GETKQ per key
+// (opaque i) and a NOOP.
+func binMget(keys ...string) string {
+	var b strings.Builder
+	for i, k := range keys {
+		b.WriteString(binReq(0x0d, k, "", "", uint32(i), 0))
+	}
+	b.WriteString(binReq(0x0a, "", "", "", uint32(len(keys)), 0))
+	return b.String()
+}
+
+// binWindowScripts are binary inputs whose runs of gets are served in
+// windows.
+var binWindowScripts = map[string]string{
+	"mget": func() string {
+		var b strings.Builder
+		var keys []string
+		for i := range 20 {
+			k := fmt.Sprintf("k%d", i)
+			b.WriteString(binReq(0x01, k, setExtras(uint32(i), 0), strings.Repeat("v", i), uint32(100+i), 0))
+			keys = append(keys, k, "miss"+k)
+		}
+		keys = append(keys, "k3", "k3") // twice in one window
+		b.WriteString(binMget(keys...))
+		return b.String()
+	}(),
+	"every get op": cat(binReq(0x01, "a", setExtras(7, 0), "A", 1, 0),
+		binReq(0x00, "a", "", "", 2, 0), binReq(0x00, "b", "", "", 3, 0), binReq(0x09, "a", "", "", 4, 0),
+		binReq(0x09, "b", "", "", 5, 0), binReq(0x0c, "a", "", "", 6, 0), binReq(0x0c, "b", "", "", 7, 0),
+		binReq(0x0d, "a", "", "", 8, 0), binReq(0x0d, "b", "", "", 9, 0), binReq(0x0a, "", "", "", 10, 0)),
+	"a set ends the window": cat(binReq(0x0d, "a", "", "", 1, 0), binReq(0x0d, "b", "", "", 2, 0),
+		binReq(0x01, "a", setExtras(1, 0), "new", 3, 0), binReq(0x0d, "a", "", "", 4, 0), binReq(0x0d, "b", "", "", 5, 0),
+		binReq(0x04, "a", "", "", 6, 0), binReq(0x0c, "a", "", "", 7, 0), binReq(0x0c, "a", "", "", 8, 0)),
+	"touch and gat are not windowed": cat(binReq(0x01, "a", setExtras(2, 0), "x", 1, 0),
+		binReq(0x0d, "a", "", "", 2, 0), binReq(0x1d, "a", be32(100), "", 3, 0), binReq(0x0d, "a", "", "", 4, 0),
+		binReq(0x1c, "a", be32(100), "", 5, 0), binReq(0x0d, "a", "", "", 6, 0), binReq(0x0a, "", "", "", 7, 0)),
+	"malformed get in a run": cat(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0),
+		binReq(0x0d, "a", "", "", 2, 0), binReq(0x0d, "a", "", "", 3, 0), binReq(0x0d, "a", "xx", "", 4, 0),
+		binReq(0x0d, "a", "", "", 5, 0)),
+	"get with a body in a run": cat(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0),
+		binReq(0x0d, "a", "", "", 2, 0), binReq(0x0d, "a", "", "v", 3, 0), binReq(0x0d, "a", "", "", 4, 0)),
+	"incomplete at the end": cat(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0),
+		binReq(0x0d, "a", "", "", 2, 0), binReq(0x0d, "a", "", "", 3, 0), binReq(0x0d, "abc", "", "", 4, 0)[:27]),
+}
+
+// Ensure that runs of binary gets are served in windows whose replies are
+// the bytes of the one-by-one path, read whole, one byte and half a read
+// at a time, with completions inline, on goroutines, failing (served again
+// blocking) and refused; and that a multi-get's keys do start together.
+func TestBinaryWindows(t *testing.T) {
+	scripts := map[string]string{}
+	for name, s := range binWindowScripts {
+		scripts[name] = s
+	}
+	for _, tc := range binaryCases {
+		scripts["transcript "+tc.name] = tc.req
+	}
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) {
+			for _, rd := range readers {
+				s := &memcache.Server{Backend: memtest.New(fixedClock), Now: fixedClock, MaxItemSize: 1024}
+				fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
+				s.ServeConn(fc)
+				want := fc.w.String()
+				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+					if got, _ := servePipelined(script, rd.wrap, mode); got != want {
+						t.Fatalf("%s, mode %d:\n got %x\nwant %x", rd.name, mode, got, want)
+					}
+				}
+			}
+		})
+	}
+	// Read whole, the 42 keys of the multi-get start asynchronously.
+	if _, started := servePipelined(binWindowScripts["mget"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 42 {
+		t.Fatalf("mget: %d gets started asynchronously, want at least 42", started)
+	}
+}
+
+// FuzzBinaryWindows serves arbitrary binary input one by one (a backend
+// without the asynchronous methods) and with windows (an asynchronous
+// backend that completes inline): the replies must be the same bytes,
+// whole and one byte at a time.
+func FuzzBinaryWindows(f *testing.F) {
+	for _, s := range binWindowScripts {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		in = append([]byte{0x80}, in...)
+		for _, rd := range readers[:2] {
+			s := &memcache.Server{Backend: memtest.New(fixedClock), Now: fixedClock, MaxItemSize: 1024}
+			fc := &fakeConn{r: rd.wrap(strings.NewReader(string(in)))}
+			s.ServeConn(fc)
+			want := fc.w.String()
+			if got, _ := servePipelined(string(in), rd.wrap, asyncInline); got != want {
+				t.Fatalf("%s: windows changed the replies\n got %x\nwant %x", rd.name, got, want)
+			}
+		}
+	})
+}
