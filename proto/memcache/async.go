@@ -307,8 +307,8 @@ func (c *conn) initMany() *getMany {
 		m.batch = bb.NewBatch()
 	}
 	for i := range m.setDones {
-		m.setDones[i] = func(_ uint64, err error) {
-			m.sets[i].err = err
+		m.setDones[i] = func(cas uint64, err error) {
+			m.sets[i].err, m.sets[i].cas = err, cas
 			if m.left.Add(-1) == 0 {
 				m.done <- struct{}{}
 			}

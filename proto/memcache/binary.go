@@ -259,9 +259,6 @@ func (c *conn) binGet(r *binReq) error {
 	if len(r.extras) != wantExt || len(r.key) == 0 || len(r.value) != 0 {
 		return c.binInvalid(r)
 	}
-	if !touch && c.binWindow(r) {
-		return nil
-	}
 	var exptime int64
 	st := &c.s.st
 	if touch {
@@ -270,6 +267,9 @@ func (c *conn) binGet(r *binReq) error {
 	}
 	if r.op != opTouch {
 		st.cmdGet.Add(1)
+	}
+	if !touch && c.binWindow(r, nil) {
+		return nil
 	}
 	c.binGetReply(r, c.get(r.key, touch, exptime), &c.it)
 	return nil
@@ -366,7 +366,17 @@ func (c *conn) binStore(r *binReq) error {
 	if r.cas != 0 && (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) {
 		mode = ModeCAS // memcached: a CAS turns set, add and replace into cas
 	}
+	if mode == ModeSet && c.binWindow(r, &c.it) {
+		return nil
+	}
 	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
+	c.binStoreReply(r, mode, quiet, cas, err)
+	return nil
+}
+
+// binStoreReply counts and writes the reply to the storage request r
+// (of mode, quiet or not) whose outcome is cas and err.
+func (c *conn) binStoreReply(r *binReq, mode StoreMode, quiet bool, cas uint64, err error) {
 	st := &c.s.st
 	switch {
 	case err == nil:
@@ -394,7 +404,6 @@ func (c *conn) binStore(r *binReq) error {
 	default:
 		c.binServerError(r, err)
 	}
-	return nil
 }
 
 func (c *conn) binDelete(r *binReq) error {

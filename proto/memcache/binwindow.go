@@ -5,68 +5,105 @@ import (
 	"errors"
 )
 
-// Binary get windows. A binary client reads many keys with a run of quiet
+// Binary windows. A binary client reads many keys with a run of quiet
 // gets (GETQ or GETKQ, one per key) closed by a NOOP or a plain GET:
 // libmemcached's mget, pylibmc's get_multi, spymemcached's getBulk, or
-// kumo-bench -binary -mget. Served one packet at a time, every key waited
-// for its own round trip to a server before the next packet was read. A
-// get-family packet (GET, GETQ, GETK, GETKQ) that has more of them right
-// behind it in the buffered input is served with them as a window, as
-// text windows are (window.go): the keys start together (one message per
-// server with MultiBatch), and the replies are written in packet order
-// once all are done, each exactly as binGet would write it. A get that
-// fails is served again with the blocking Backend.Get, in its place. Gets
-// cannot depend on each other's order, so a window changes no reply.
+// kumo-bench -binary -mget. It loads many with a run of quiet sets (SETQ)
+// closed the same way. Served one packet at a time, every key waited for
+// its own round trip to a server before the next packet was read.
+//
+// A plain get (GET, GETQ, GETK, GETKQ) or plain set (SET or SETQ without a
+// CAS) that has more of them right behind it in the buffered input is
+// served with them as a window, under the rules of text windows
+// (window.go): the requests start together (the gets with one message per
+// server where MultiBatch allows), the replies are written in packet order
+// once all are done, each exactly as binGet or binStore would write it,
+// and a window holds only requests whose order cannot matter (a set's key
+// appears nowhere else in it). A get or set that fails is served again
+// with the blocking Backend method, in its place.
 
 // binHeaderLen is the length of a binary request header.
 const binHeaderLen = 24
 
-// binSlot is what a window keeps of each packet besides its key.
+// binSlot is what a window keeps of each packet besides its key (and a
+// set's item).
 type binSlot struct {
 	op     uint8
 	opaque uint32
 }
 
-// binWindow serves the get r (valid, not a touch) together with the
-// plain gets that follow it in the buffered input, and reports whether it
-// did; it does nothing when no complete get follows.
-func (c *conn) binWindow(r *binReq) bool {
+// binWindow serves the request r with the plain gets and sets that follow
+// it in the buffered input, and reports whether it did; it does nothing
+// when no complete one follows. r is a valid get that is not a touch
+// (set nil) or a valid plain set whose item is *set; the caller counted
+// it.
+func (c *conn) binWindow(r *binReq, set *Item) bool {
 	if c.as.be == nil || c.br.Buffered() < binHeaderLen {
 		return false
 	}
 	m := c.window()
 	defer m.release()
-	m.keys[0], m.bin[0] = r.key, binSlot{r.op, r.opaque}
+	m.hi = max(m.hi, 1) // release clears slot 0 also when no window forms
+	m.keys[0], m.bin[0], m.isSet[0] = r.key, binSlot{r.op, r.opaque}, set != nil
+	if set != nil {
+		m.sets[0] = winSet{it: *set}
+	}
 	n := 1
-	// Peek and Discard do not move the buffered bytes, so the keys taken
-	// below stay valid until the next read from c.br.
+	// Peek and Discard do not move the buffered bytes, so the keys and
+	// values taken below stay valid until the next read from c.br.
 	buf, _ := c.br.Peek(c.br.Buffered())
 	used := 0
+	st := &c.s.st
 	for n < m.size && len(buf)-used >= binHeaderLen {
 		h := buf[used : used+binHeaderLen]
 		op := h[1]
 		keylen := int(binary.BigEndian.Uint16(h[2:]))
-		bodylen := binary.BigEndian.Uint32(h[8:])
-		if h[0] != binReqMagic || (op != opGet && op != opGetQ && op != opGetK && op != opGetKQ) ||
-			h[4] != 0 || keylen == 0 || keylen > maxKeyLen || bodylen != uint32(keylen) ||
-			len(buf)-used-binHeaderLen < keylen {
-			break // not a plain get, malformed (binGet refuses it), or not all here
+		extlen := int(h[4])
+		bodylen := int64(binary.BigEndian.Uint32(h[8:]))
+		isGet := op == opGet || op == opGetQ || op == opGetK || op == opGetKQ
+		isSet := (op == opSet || op == opSetQ) && binary.BigEndian.Uint64(h[16:]) == 0
+		ok := h[0] == binReqMagic && keylen > 0 && keylen <= maxKeyLen && int64(len(buf)-used-binHeaderLen) >= bodylen &&
+			(isGet && extlen == 0 && bodylen == int64(keylen) ||
+				isSet && extlen == 8 && bodylen >= int64(8+keylen) && !c.tooLarge(nil, bodylen-8))
+		if !ok {
+			break // another request, malformed (served and refused as usual), or not all here
 		}
-		k := used + binHeaderLen
-		m.keys[n] = buf[k : k+keylen : k+keylen]
-		m.bin[n] = binSlot{op, binary.BigEndian.Uint32(h[12:])}
+		body := buf[used+binHeaderLen : used+binHeaderLen+int(bodylen)]
+		key := body[extlen : extlen+keylen : extlen+keylen]
+		if isGet && m.setHas(key, n) || isSet && m.has(key, n) {
+			break // its key is taken
+		}
+		m.keys[n], m.bin[n], m.isSet[n] = key, binSlot{op, binary.BigEndian.Uint32(h[12:])}, isSet
+		if isSet {
+			ext := body[:8]
+			m.sets[n] = winSet{it: Item{Key: key, Value: body[extlen+keylen : len(body) : len(body)],
+				Flags: binary.BigEndian.Uint32(ext), Exptime: c.s.normExptime(int64(binary.BigEndian.Uint32(ext[4:])))}}
+			st.cmdSet.Add(1)
+		} else {
+			st.cmdGet.Add(1)
+		}
 		n++
-		used = k + keylen
+		used += binHeaderLen + int(bodylen)
 	}
 	if n == 1 {
 		return false
 	}
 	c.br.Discard(used)
-	c.s.st.cmdGet.Add(uint64(n))
 	c.fetchWindow(m, n)
 	m.adapt(n)
 	for i := 0; i < n; i++ {
 		req := binReq{op: m.bin[i].op, opaque: m.bin[i].opaque, key: m.keys[i]}
+		if m.isSet[i] {
+			s := &m.sets[i]
+			quiet := req.op == opSetQ
+			if s.err == nil {
+				c.binStoreReply(&req, ModeSet, quiet, s.cas, nil)
+			} else {
+				cas, err := c.s.Backend.Store(c.ctx, ModeSet, &s.it)
+				c.binStoreReply(&req, ModeSet, quiet, cas, err)
+			}
+			continue
+		}
 		sl := &m.slots[i]
 		err, it := sl.err, &sl.it
 		if err != nil && !errors.Is(err, ErrNotFound) {

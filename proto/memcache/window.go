@@ -25,7 +25,8 @@ import (
 type winSet struct {
 	it      Item // Key and Value point into the input until the window is written
 	noreply bool
-	err     error // its outcome; errNotStarted if SetAsync declined
+	err     error  // its outcome; errNotStarted if SetAsync declined
+	cas     uint64 // the stored item's CAS unique, if err is nil
 }
 
 // pipelined serves a window that starts with the get of key (set == nil)
