@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -30,11 +31,14 @@ type asyncCall struct {
 	val     wire.Value     // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
+	delDone func(err error)
 
 	getArgs, setArgs func([]byte) []byte         // bound methods
 	onGet, onSet     func(res []byte, err error) // bound methods
 	onLocal          func(v *wire.Value)         // bound finishLocal
 	onLocalSet       func(ct uint64, err error)  // bound finishLocalSet
+	delArgs          func([]byte) []byte         // bound appendDeleteArgs
+	onDelete         func(res []byte, err error) // bound finishDelete
 }
 
 var asyncPool sync.Pool // of *asyncCall
@@ -46,13 +50,14 @@ func (g *Gateway) newAsync() *asyncCall {
 		a.getArgs, a.setArgs = a.appendGetArgs, a.appendSetArgs
 		a.onGet, a.onSet = a.finishGet, a.finishSet
 		a.onLocal, a.onLocalSet = a.finishLocal, a.finishLocalSet
+		a.delArgs, a.onDelete = a.appendDeleteArgs, a.finishDelete
 	}
 	a.g = g
 	return a
 }
 
 func (a *asyncCall) free() {
-	a.g, a.set, a.getDone, a.setDone = nil, nil, nil, nil
+	a.g, a.set, a.getDone, a.setDone, a.delDone = nil, nil, nil, nil, nil
 	a.val = wire.Value{}
 	a.it = memcache.Item{}
 	asyncPool.Put(a)
@@ -87,6 +92,16 @@ func (b *batch) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bo
 }
 
 func (b *batch) Flush() { b.rb.Flush() }
+
+// DeleteAsync implements memcache.AsyncDeleter.
+func (g *Gateway) DeleteAsync(key []byte, done func(err error)) bool {
+	return g.deleteAsync(nil, key, done)
+}
+
+// DeleteAsync implements memcache.AsyncDeleter.
+func (b *batch) DeleteAsync(key []byte, done func(err error)) bool {
+	return b.g.deleteAsync(&b.rb, key, done)
+}
 
 func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, done func(it *memcache.Item, err error)) bool {
 	a := g.newAsync()
@@ -227,4 +242,61 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 	}
 	a.free()
 	done(cas, err)
+}
+
+// deleteAsync sends the delete of key to its coordinator once; any failure
+// goes back to memcache, which deletes again through Delete (an answer
+// lost after the request left is reported as memcache.ErrMaybeApplied, so
+// that a second attempt finding no key reports the first one's success).
+func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) bool {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], key)
+	c := g.coordinatorConn(h)
+	if c == nil {
+		a.free()
+		return false
+	}
+	a.start, a.delDone = time.Now(), done
+	c.GoIn(rb, wire.SrvRemove, a.delArgs, g.cfg.WriteTimeout, a.onDelete)
+	return true
+}
+
+// coordinatorConn returns the live connection to the coordinator of h in
+// the write hash space, or nil.
+func (g *Gateway) coordinatorConn(h uint64) *rpc.Conn {
+	n, ok := g.whs.Load().Owners(h).Coordinator()
+	if !ok {
+		return nil
+	}
+	if cl := g.server(n.Addr); cl != nil {
+		return cl.Conn()
+	}
+	return nil
+}
+
+func (a *asyncCall) appendDeleteArgs(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 2)
+	b = msgpack.AppendRaw(b, a.dbkey)
+	return msgpack.AppendUint(b, 0)
+}
+
+func (a *asyncCall) finishDelete(res []byte, err error) {
+	g, done := a.g, a.delDone
+	if err == nil {
+		var st int
+		if st, _, err = statusResult(res); err == nil {
+			err = statusError(st)
+		}
+	} else {
+		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+		if maybeApplied(err) {
+			err = errors.Join(memcache.ErrMaybeApplied, err)
+		}
+	}
+	if err == nil || err == memcache.ErrNotFound {
+		g.observe(cmdDelete, a.start, err)
+	} // else the blocking retry observes it
+	a.free()
+	done(err)
 }

@@ -10,6 +10,7 @@ import (
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/memcache"
+	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
@@ -181,5 +182,51 @@ func TestWriteLocalPath(t *testing.T) {
 	g.SetAsync(&it, func(uint64, error) {})
 	if calls.Load() != before {
 		t.Error("WriteLocal was asked for a key coordinated elsewhere")
+	}
+}
+
+// Ensure that an asynchronous delete's answer becomes the error memcache
+// expects: nil for deleted, ErrNotFound, and for a failure
+// memcache.ErrMaybeApplied exactly when the delete may have happened (the
+// answer was lost), so that a retry finding no key reports success.
+func TestFinishDelete(t *testing.T) {
+	g := testGateway()
+	status := func(st int) []byte {
+		b := msgpack.AppendArrayHeader(nil, 2)
+		b = msgpack.AppendUint(b, uint64(st))
+		return msgpack.AppendUint(b, 9)
+	}
+	for _, tt := range []struct {
+		name     string
+		res      []byte
+		err      error
+		want     error
+		maybeApp bool
+	}{
+		{"deleted", status(wire.StatusOK), nil, nil, false},
+		{"not found", status(wire.StatusNotFound), nil, memcache.ErrNotFound, false},
+		{"bad reply", []byte{0xc1}, nil, ErrBadReply, false},
+		{"timeout", nil, rpc.ErrTimeout, rpc.ErrTimeout, true},
+		{"connection lost", nil, rpc.ErrConnLost, rpc.ErrConnLost, true},
+		{"replica unreachable", nil, &rpc.Error{Msg: wire.MsgReplication}, nil, true},
+		{"not the coordinator", nil, &rpc.Error{Msg: wire.MsgObsolete}, nil, false},
+	} {
+		a := g.newAsync()
+		var got error
+		calls := 0
+		a.delDone = func(err error) { calls++; got = err }
+		a.finishDelete(tt.res, tt.err)
+		if calls != 1 {
+			t.Fatalf("%s: done called %d times", tt.name, calls)
+		}
+		if tt.want != nil && !errors.Is(got, tt.want) || tt.want == nil && tt.err == nil && got != nil {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+		if tt.err != nil && got == nil {
+			t.Errorf("%s: a failure reported as success", tt.name)
+		}
+		if errors.Is(got, memcache.ErrMaybeApplied) != tt.maybeApp {
+			t.Errorf("%s: %v; maybe applied %v, want %v", tt.name, got, !tt.maybeApp, tt.maybeApp)
+		}
 	}
 }

@@ -40,6 +40,18 @@ type AsyncBackend interface {
 	SetAsync(it *Item, done func(cas uint64, err error)) bool
 }
 
+// AsyncDeleter is an AsyncBackend, or a Batch, that can also start the
+// deletes of a pipelined window.
+type AsyncDeleter interface {
+	// DeleteAsync starts Delete(key, 0) and reports whether it did. If it
+	// did, done is called exactly once, on any goroutine and possibly
+	// before DeleteAsync returns, with nil (deleted), ErrNotFound, or
+	// another error, after which the delete is served again with
+	// Backend.Delete (see ErrMaybeApplied). key is valid only during
+	// DeleteAsync.
+	DeleteAsync(key []byte, done func(err error)) bool
+}
+
 // errAsyncWrite wraps a failed write of an asynchronous reply.
 var errAsyncWrite = errors.New("memcache: writing reply")
 
@@ -288,8 +300,11 @@ type getMany struct {
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 
-	// Pipelined windows (window.go): which slots are sets, and theirs.
+	// Pipelined windows (window.go): which slots are writes (sets, or
+	// deletes where isDel), and theirs.
 	isSet    [manyWindow]bool
+	isDel    [manyWindow]bool
+	delDones [manyWindow]func(err error) // bound once
 	withCAS  [manyWindow]bool
 	sets     [manyWindow]winSet
 	setDones [manyWindow]func(cas uint64, err error) // bound once
@@ -309,6 +324,14 @@ func (c *conn) initMany() *getMany {
 	for i := range m.setDones {
 		m.setDones[i] = func(cas uint64, err error) {
 			m.sets[i].err, m.sets[i].cas = err, cas
+			if m.left.Add(-1) == 0 {
+				m.done <- struct{}{}
+			}
+		}
+	}
+	for i := range m.delDones {
+		m.delDones[i] = func(err error) {
+			m.sets[i].err = err
 			if m.left.Add(-1) == 0 {
 				m.done <- struct{}{}
 			}
@@ -369,7 +392,7 @@ func (m *getMany) release() {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		m.isSet[i], m.sets[i], m.gk[i], m.gd[i] = false, winSet{}, nil, nil
+		m.isSet[i], m.isDel[i], m.sets[i], m.gk[i], m.gd[i] = false, false, winSet{}, nil, nil
 	}
 	m.hi = 0
 }

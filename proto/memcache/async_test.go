@@ -20,12 +20,16 @@ import (
 
 // Modes of asyncBackend.
 const (
-	asyncOff    = iota // newTestServer uses memtest as is
-	asyncGo            // completions run on a goroutine of their own
-	asyncInline        // completions run before GetAsync/SetAsync return
-	asyncFail          // completions report an error: the request is served again, blocking
-	asyncRefuse        // GetAsync/SetAsync decline
+	asyncOff     = iota // newTestServer uses memtest as is
+	asyncGo             // completions run on a goroutine of their own
+	asyncInline         // completions run before GetAsync/SetAsync return
+	asyncFail           // completions report an error: the request is served again, blocking
+	asyncRefuse         // GetAsync/SetAsync decline
+	asyncApplied        // writes take effect, then report ErrMaybeApplied; gets fail
 )
+
+// errApplied is the error of asyncApplied's writes.
+var errApplied = fmt.Errorf("%w: answer lost in a test", memcache.ErrMaybeApplied)
 
 // testAsyncMode is the mode newTestServer wraps its backend in.
 var testAsyncMode = asyncOff
@@ -55,13 +59,28 @@ func (a *asyncBackend) run(f func()) bool {
 func (a *asyncBackend) GetAsync(key []byte, done func(*memcache.Item, error)) bool {
 	k := append([]byte(nil), key...)
 	return a.run(func() {
-		if a.mode == asyncFail {
+		if a.mode == asyncFail || a.mode == asyncApplied {
 			done(nil, errAsyncTest)
 			return
 		}
 		var it memcache.Item
 		err := a.Backend.Get(context.Background(), k, nil, &it)
 		done(&it, err)
+	})
+}
+
+func (a *asyncBackend) DeleteAsync(key []byte, done func(error)) bool {
+	k := append([]byte(nil), key...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(errAsyncTest)
+			return
+		}
+		err := a.Backend.Delete(context.Background(), k, 0)
+		if a.mode == asyncApplied && err == nil {
+			err = errApplied
+		}
+		done(err)
 	})
 }
 
@@ -75,6 +94,9 @@ func (a *asyncBackend) SetAsync(it *memcache.Item, done func(uint64, error)) boo
 			return
 		}
 		cas, err := a.Backend.Store(context.Background(), memcache.ModeSet, &c)
+		if a.mode == asyncApplied && err == nil {
+			cas, err = 0, errApplied
+		}
 		done(cas, err)
 	})
 }

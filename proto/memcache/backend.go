@@ -76,6 +76,10 @@ var (
 	ErrNonNumeric = errors.New("memcache: non-numeric value")
 	// ErrTooLarge: the backend refuses the item because of its size.
 	ErrTooLarge = errors.New("memcache: object too large")
+	// ErrMaybeApplied wraps the error of an asynchronous write that may
+	// have taken effect although it failed (the answer was lost): a delete
+	// served again that then finds no key reports it deleted.
+	ErrMaybeApplied = errors.New("memcache: write may have been applied")
 )
 
 // ErrServerClosed is returned by Serve after Close.

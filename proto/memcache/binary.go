@@ -268,7 +268,7 @@ func (c *conn) binGet(r *binReq) error {
 	if r.op != opTouch {
 		st.cmdGet.Add(1)
 	}
-	if !touch && c.binWindow(r, nil) {
+	if !touch && c.binWindow(r, nil, false) {
 		return nil
 	}
 	c.binGetReply(r, c.get(r.key, touch, exptime), &c.it)
@@ -366,7 +366,7 @@ func (c *conn) binStore(r *binReq) error {
 	if r.cas != 0 && (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) {
 		mode = ModeCAS // memcached: a CAS turns set, add and replace into cas
 	}
-	if mode == ModeSet && c.binWindow(r, &c.it) {
+	if mode == ModeSet && c.binWindow(r, &c.it, false) {
 		return nil
 	}
 	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -410,7 +410,16 @@ func (c *conn) binDelete(r *binReq) error {
 	if len(r.extras) != 0 || len(r.key) == 0 || len(r.value) != 0 {
 		return c.binInvalid(r)
 	}
-	err := c.s.Backend.Delete(c.ctx, r.key, r.cas)
+	if r.cas == 0 && c.binWindow(r, nil, true) {
+		return nil
+	}
+	c.binDeleteReply(r, c.s.Backend.Delete(c.ctx, r.key, r.cas))
+	return nil
+}
+
+// binDeleteReply counts and writes the reply to the delete r whose outcome
+// is err.
+func (c *conn) binDeleteReply(r *binReq, err error) {
 	switch {
 	case err == nil:
 		c.s.st.deleteHits.Add(1)
@@ -423,7 +432,6 @@ func (c *conn) binDelete(r *binReq) error {
 	default:
 		c.binServerError(r, err)
 	}
-	return nil
 }
 
 func (c *conn) binIncr(r *binReq) error {

@@ -32,21 +32,24 @@ type binSlot struct {
 	opaque uint32
 }
 
-// binWindow serves the request r with the plain gets and sets that follow
-// it in the buffered input, and reports whether it did; it does nothing
-// when no complete one follows. r is a valid get that is not a touch
-// (set nil) or a valid plain set whose item is *set; the caller counted
-// it.
-func (c *conn) binWindow(r *binReq, set *Item) bool {
+// binWindow serves the request r with the plain gets, sets and deletes
+// that follow it in the buffered input, and reports whether it did; it
+// does nothing when no complete one follows. r is a valid get that is not
+// a touch (set nil, !del), a valid plain set whose item is *set, which the
+// caller counted, or a valid delete without a CAS (del).
+func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 	if c.as.be == nil || c.br.Buffered() < binHeaderLen {
 		return false
 	}
 	m := c.window()
 	defer m.release()
 	m.hi = max(m.hi, 1) // release clears slot 0 also when no window forms
-	m.keys[0], m.bin[0], m.isSet[0] = r.key, binSlot{r.op, r.opaque}, set != nil
-	if set != nil {
+	m.keys[0], m.bin[0], m.isSet[0], m.isDel[0] = r.key, binSlot{r.op, r.opaque}, set != nil || del, del
+	switch {
+	case set != nil:
 		m.sets[0] = winSet{it: *set}
+	case del:
+		m.sets[0] = winSet{it: Item{Key: r.key}}
 	}
 	n := 1
 	// Peek and Discard do not move the buffered bytes, so the keys and
@@ -61,25 +64,30 @@ func (c *conn) binWindow(r *binReq, set *Item) bool {
 		extlen := int(h[4])
 		bodylen := int64(binary.BigEndian.Uint32(h[8:]))
 		isGet := op == opGet || op == opGetQ || op == opGetK || op == opGetKQ
-		isSet := (op == opSet || op == opSetQ) && binary.BigEndian.Uint64(h[16:]) == 0
+		noCAS := binary.BigEndian.Uint64(h[16:]) == 0
+		isSet := (op == opSet || op == opSetQ) && noCAS
+		isDel := (op == opDelete || op == opDeleteQ) && noCAS
 		ok := h[0] == binReqMagic && keylen > 0 && keylen <= maxKeyLen && int64(len(buf)-used-binHeaderLen) >= bodylen &&
-			(isGet && extlen == 0 && bodylen == int64(keylen) ||
+			((isGet || isDel) && extlen == 0 && bodylen == int64(keylen) ||
 				isSet && extlen == 8 && bodylen >= int64(8+keylen) && !c.tooLarge(nil, bodylen-8))
 		if !ok {
 			break // another request, malformed (served and refused as usual), or not all here
 		}
 		body := buf[used+binHeaderLen : used+binHeaderLen+int(bodylen)]
 		key := body[extlen : extlen+keylen : extlen+keylen]
-		if isGet && m.setHas(key, n) || isSet && m.has(key, n) {
+		if isGet && m.setHas(key, n) || !isGet && m.has(key, n) {
 			break // its key is taken
 		}
-		m.keys[n], m.bin[n], m.isSet[n] = key, binSlot{op, binary.BigEndian.Uint32(h[12:])}, isSet
-		if isSet {
+		m.keys[n], m.bin[n], m.isSet[n], m.isDel[n] = key, binSlot{op, binary.BigEndian.Uint32(h[12:])}, !isGet, isDel
+		switch {
+		case isDel:
+			m.sets[n] = winSet{it: Item{Key: key}}
+		case isSet:
 			ext := body[:8]
 			m.sets[n] = winSet{it: Item{Key: key, Value: body[extlen+keylen : len(body) : len(body)],
 				Flags: binary.BigEndian.Uint32(ext), Exptime: c.s.normExptime(int64(binary.BigEndian.Uint32(ext[4:])))}}
 			st.cmdSet.Add(1)
-		} else {
+		default:
 			st.cmdGet.Add(1)
 		}
 		n++
@@ -93,6 +101,10 @@ func (c *conn) binWindow(r *binReq, set *Item) bool {
 	m.adapt(n)
 	for i := 0; i < n; i++ {
 		req := binReq{op: m.bin[i].op, opaque: m.bin[i].opaque, key: m.keys[i]}
+		if m.isDel[i] {
+			c.binDeleteReply(&req, c.deleteAgain(m.keys[i], m.sets[i].err))
+			continue
+		}
 		if m.isSet[i] {
 			s := &m.sets[i]
 			quiet := req.op == opSetQ

@@ -69,6 +69,25 @@ var binWindowScripts = map[string]string{
 		binReq(0x0c, "a", "", "", 6, 0), binReq(0x0c, "b", "", "", 7, 0)),
 	"bad sets in a run": cat(binReq(0x11, "a", setExtras(0, 0), "x", 1, 0), binReq(0x11, "big", setExtras(0, 0), strings.Repeat("x", 2000), 2, 0),
 		binReq(0x11, "c", setExtras(0, 0), "x", 3, 0), binReq(0x0c, "c", "", "", 4, 0), binReq(0x11, "d", "abc", "x", 5, 0), binReq(0x11, "e", setExtras(0, 0), "x", 6, 0)),
+	"bulk deleteq": func() string {
+		var b strings.Builder
+		for i := range 30 {
+			b.WriteString(binReq(0x11, fmt.Sprintf("d%d", i), setExtras(0, 0), "v", uint32(i), 0))
+		}
+		for i := range 40 {
+			op := byte(0x14) // DELETEQ
+			if i%3 == 0 {
+				op = 0x04
+			}
+			b.WriteString(binReq(op, fmt.Sprintf("d%d", i), "", "", uint32(100+i), 0))
+		}
+		b.WriteString(binMget("d0", "d29", "d30"))
+		return b.String()
+	}(),
+	"deletes and the same key": cat(binReq(0x01, "a", setExtras(0, 0), "1", 1, 0), binReq(0x14, "a", "", "", 2, 0),
+		binReq(0x0c, "a", "", "", 3, 0), binReq(0x04, "a", "", "", 4, 0), binReq(0x11, "a", setExtras(0, 0), "2", 5, 0),
+		binReq(0x04, "a", "", "", 6, 0), binReq(0x04, "a", "", "", 7, 0), binReq(0x04, "b", "", "", 8, 5),
+		binReq(0x04, "c", "x", "", 9, 0), binReq(0x0c, "a", "", "", 10, 0)),
 	"incomplete at the end": cat(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0),
 		binReq(0x0d, "a", "", "", 2, 0), binReq(0x0d, "a", "", "", 3, 0), binReq(0x0c, "abc", "", "", 4, 0)[:26]),
 }
@@ -92,12 +111,13 @@ func TestBinaryWindows(t *testing.T) {
 				fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
 				s.ServeConn(fc)
 				want := fc.w.String()
-				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse, asyncApplied} {
 					got, _ := servePipelined(script, rd.wrap, mode)
 					w := want
-					if mode == asyncGo {
+					if mode == asyncGo || mode == asyncApplied {
 						// The sets of a window complete in any order, and
-						// so take their CAS uniques.
+						// so take their CAS uniques (asyncApplied stores
+						// each twice).
 						got, w = zeroBinCAS(got), zeroBinCAS(want)
 					}
 					if got != w {
@@ -115,6 +135,9 @@ func TestBinaryWindows(t *testing.T) {
 	}
 	if _, started := servePipelined(binWindowScripts["bulk setq"], whole, asyncInline); started < 40 {
 		t.Fatalf("bulk setq: %d requests started asynchronously, want at least 40", started)
+	}
+	if _, started := servePipelined(binWindowScripts["bulk deleteq"], whole, asyncInline); started < 70 {
+		t.Fatalf("bulk deleteq: %d requests started asynchronously, want at least 70", started)
 	}
 }
 

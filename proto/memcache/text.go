@@ -161,7 +161,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			return nil
 		}
 		if c.as.be != nil && c.br.Buffered() > 0 {
-			c.pipelined(key, withCAS, nil)
+			c.pipelined(key, withCAS, nil, false)
 			return nil
 		}
 		if c.getOne(key, withCAS, false, 0) {
@@ -296,7 +296,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 		return nil
 	}
 	if mode == ModeSet && c.as.be != nil && c.br.Buffered() > 0 {
-		c.pipelined(k, false, &c.it) // more requests behind it: a window
+		c.pipelined(k, false, &c.it, false) // more requests behind it: a window
 		return nil
 	}
 	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -393,7 +393,15 @@ func (c *conn) textDelete(tok [][]byte) {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
 		return
 	}
-	err := c.s.Backend.Delete(c.ctx, key, 0)
+	if c.as.be != nil && c.br.Buffered() > 0 {
+		c.pipelined(key, false, nil, true) // more requests behind it: a window
+		return
+	}
+	c.deleteReply(c.s.Backend.Delete(c.ctx, key, 0))
+}
+
+// deleteReply counts and writes the reply to a delete whose outcome is err.
+func (c *conn) deleteReply(err error) {
 	switch {
 	case err == nil:
 		c.s.st.deleteHits.Add(1)

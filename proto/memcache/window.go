@@ -2,6 +2,7 @@ package memcache
 
 import (
 	"bytes"
+	"errors"
 )
 
 // Pipelined windows. A text client that pipelines single-key gets and
@@ -29,16 +30,20 @@ type winSet struct {
 	cas     uint64 // the stored item's CAS unique, if err is nil
 }
 
-// pipelined serves a window that starts with the get of key (set == nil)
-// or the set in *set (whose key is key), which the caller has counted.
-func (c *conn) pipelined(key []byte, withCAS bool, set *Item) {
+// pipelined serves a window that starts with the get of key (set == nil,
+// !del), the set in *set (whose key is key), which the caller has
+// counted, or the delete of key (del).
+func (c *conn) pipelined(key []byte, withCAS bool, set *Item, del bool) {
 	m := c.window()
 	defer m.release()
 	st := &c.s.st
 	m.keys[0] = key
-	if set != nil {
+	switch {
+	case set != nil:
 		m.isSet[0], m.sets[0] = true, winSet{it: *set, noreply: c.noreply}
-	} else {
+	case del:
+		m.isSet[0], m.isDel[0], m.sets[0] = true, true, winSet{it: Item{Key: key}, noreply: c.noreply}
+	default:
 		m.withCAS[0] = withCAS
 	}
 	n := 1
@@ -58,6 +63,16 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item) {
 			}
 			m.keys[n], m.withCAS[n] = k, wc
 			st.cmdGet.Add(1)
+			n++
+			used += i + 1
+			continue
+		}
+		if k, noreply, ok := windowDelete(line); ok {
+			if m.has(k, n) {
+				break
+			}
+			m.keys[n], m.isSet[n], m.isDel[n] = k, true, true
+			m.sets[n] = winSet{it: Item{Key: k}, noreply: noreply}
 			n++
 			used += i + 1
 			continue
@@ -86,6 +101,10 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item) {
 			if c.writeSlot(m, i, m.withCAS[i]) {
 				c.bw.WriteString("END\r\n")
 			}
+			continue
+		}
+		if m.isDel[i] {
+			c.deleteReply(c.deleteAgain(s.it.Key, s.err))
 			continue
 		}
 		if s.err == nil {
@@ -117,6 +136,44 @@ func (m *getMany) setHas(key []byte, n int) bool {
 		}
 	}
 	return false
+}
+
+// deleteAgain returns the outcome of the windowed delete of key that
+// completed with err, serving it again with Backend.Delete unless err is
+// nil or ErrNotFound.
+func (c *conn) deleteAgain(key []byte, err error) error {
+	if err == nil || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	again := c.s.Backend.Delete(c.ctx, key, 0)
+	if errors.Is(again, ErrNotFound) && errors.Is(err, ErrMaybeApplied) {
+		return nil // the first attempt deleted it
+	}
+	return again
+}
+
+// windowDelete parses line if it is a delete a window may hold, "delete
+// KEY" or "delete KEY noreply", and returns the key.
+func windowDelete(line []byte) (key []byte, noreply, ok bool) {
+	cmd, rest := nextToken(line)
+	if string(cmd) != "delete" {
+		return nil, false, false
+	}
+	key, rest = nextToken(rest)
+	if len(key) == 0 || len(key) > maxKeyLen {
+		return nil, false, false
+	}
+	opt, rest := nextToken(rest)
+	if more, _ := nextToken(rest); len(more) != 0 {
+		return nil, false, false
+	}
+	switch string(opt) {
+	case "":
+		return key, false, true
+	case "noreply":
+		return key, true, true
+	}
+	return nil, false, false
 }
 
 // windowSet parses line if it is a plain set a window may hold, in the
@@ -187,9 +244,12 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 			continue
 		}
 		var ok bool
-		if m.batch != nil {
+		switch {
+		case m.isDel[i]:
+			ok = c.deleteStart(m, m.keys[i], m.delDones[i])
+		case m.batch != nil:
 			ok = m.batch.SetAsync(&m.sets[i].it, m.setDones[i])
-		} else {
+		default:
 			ok = c.as.be.SetAsync(&m.sets[i].it, m.setDones[i])
 		}
 		if !ok {
@@ -202,6 +262,18 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 	if m.left.Add(-1) != 0 {
 		<-m.done
 	}
+}
+
+// deleteStart starts one delete of a window through the batch, if there
+// is one, and reports whether it did.
+func (c *conn) deleteStart(m *getMany, key []byte, done func(err error)) bool {
+	if d, ok := m.batch.(AsyncDeleter); ok {
+		return d.DeleteAsync(key, done)
+	}
+	if d, ok := c.as.be.(AsyncDeleter); ok {
+		return d.DeleteAsync(key, done)
+	}
+	return false
 }
 
 // getStart starts one get of a window through the batch, if there is one.

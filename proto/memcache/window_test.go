@@ -33,6 +33,23 @@ func TestPipelinedSets(t *testing.T) {
 		"other commands":        "set a 0 0 1\r\n1\r\nadd a 0 0 1\r\n2\r\nset c 0 0 1\r\n3\r\nincr c 5\r\nset d 0 0 1 junk\r\n4\r\nget d\r\ndelete a\r\nget a\r\n",
 		"odd spellings":         "set a 0 0 1\r\n1\r\nset  b 0 0 1\r\n2\r\nset c 0 0 1 noreply extra\r\n3\r\nset d 0 0 -1\r\nset e 0 0 1\n5\r\nget e\r\n",
 		"incomplete at the end": "set a 0 0 1\r\n1\r\nset b 0 0 5\r\nabc",
+		"bulk delete": func() string {
+			var b strings.Builder
+			for i := range 30 {
+				fmt.Fprintf(&b, "set d%d 0 0 1 noreply\r\n%d\r\n", i, i%10)
+			}
+			for i := range 40 {
+				if i%2 == 0 {
+					fmt.Fprintf(&b, "delete d%d noreply\r\n", i)
+				} else {
+					fmt.Fprintf(&b, "delete d%d\r\n", i)
+				}
+			}
+			b.WriteString("get d0 d1 d29\r\nget d30\r\n")
+			return b.String()
+		}(),
+		"deletes and the same key": "set a 0 0 1\r\n1\r\ndelete a\r\nget a\r\ndelete a\r\nset a 0 0 1\r\n2\r\ndelete a\r\ndelete a\r\nget a\r\n",
+		"odd deletes":              "set a 0 0 1\r\n1\r\ndelete a 0\r\ndelete b 0 noreply\r\ndelete a junk\r\ndelete\r\ndelete a noreply more\r\nget a\r\n",
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
@@ -41,7 +58,7 @@ func TestPipelinedSets(t *testing.T) {
 				fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
 				s.ServeConn(fc)
 				want := fc.w.String()
-				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse} {
+				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse, asyncApplied} {
 					got, _ := servePipelined(script, rd.wrap, mode)
 					if casRE.ReplaceAllString(got, "$1 CAS") != casRE.ReplaceAllString(want, "$1 CAS") {
 						t.Fatalf("%s, mode %d:\n got %q\nwant %q", rd.name, mode, got, want)
@@ -49,6 +66,10 @@ func TestPipelinedSets(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Read whole, the 40 deletes too.
+	if _, started := servePipelined(scripts["bulk delete"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 70 {
+		t.Fatalf("bulk delete: %d requests started asynchronously, want at least the 30 sets and 40 deletes", started)
 	}
 	// Read whole, the 40 noreply sets go out in windows, asynchronously.
 	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
