@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -537,19 +538,35 @@ func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
 	if len(srv) == 0 {
 		return ErrNoServer
 	}
-	for _, a := range srv {
+	// Every server is asked, at once, also when one fails: a server that
+	// cannot be reached must not leave the ones after it unflushed.
+	errs := make([]error, len(srv))
+	var wg sync.WaitGroup
+	for i, a := range srv {
 		c := g.server(a)
 		if c == nil {
-			return ErrUnavailable
+			errs[i] = ErrUnavailable
+			continue
 		}
-		res, err := c.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 1)
-			return msgpack.AppendUint(b, at)
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := c.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
+				b = msgpack.AppendArrayHeader(b, 1)
+				return msgpack.AppendUint(b, at)
+			})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			res.Release()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		res.Release()
 	}
 	return nil
 }

@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// Ensure that flush_all asks every active server even when one fails, and
+// reports the failure: a server that cannot flush (here the first one
+// asked) must not leave the others unflushed.
+func TestFlushAllEveryServer(t *testing.T) {
+	const n = 3
+	var flushes [n]atomic.Int32
+	var failing atomic.Int32 // index of the server that refuses
+	addrs := make([]ring.Addr, n)
+	var nodes []ring.Node
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &rpc.Server{Handler: rpc.HandlerFunc(func(req *rpc.Request) {
+			if req.Method != wire.SrvFlush {
+				req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+				return
+			}
+			if int(failing.Load()) == i {
+				req.ReplyError(&rpc.Error{Msg: "store: disk full"})
+				return
+			}
+			flushes[i].Add(1)
+			req.Reply(msgpack.AppendNil)
+		})}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		addrs[i], _ = ring.ParseAddr(l.Addr().String(), 19800)
+		nodes = append(nodes, ring.Node{Addr: addrs[i], Active: true})
+	}
+	g := testGateway()
+	g.cfg.CallTimeout = 5 * time.Second
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	m := map[ring.Addr]*rpc.Client{}
+	g.servers.Store(&m)
+	hs := ring.New(nodes, 1)
+	g.rhs.Store(hs)
+	g.whs.Store(hs)
+	t.Cleanup(func() {
+		g.cancel()
+		for _, c := range *g.servers.Load() {
+			c.Close()
+		}
+	})
+	first := g.activeServers()[0]
+	for i, a := range addrs {
+		if a == first {
+			failing.Store(int32(i))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := g.doFlushAll(ctx, 0)
+	var re *rpc.Error
+	if !errors.As(err, &re) || re.Msg != "store: disk full" {
+		t.Fatalf("flush_all with a failing server: %v", err)
+	}
+	for i := range n {
+		want := int32(1)
+		if i == int(failing.Load()) {
+			want = 0
+		}
+		if got := flushes[i].Load(); got != want {
+			t.Errorf("server %d flushed %d times, want %d", i, got, want)
+		}
+	}
+}
