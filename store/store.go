@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kumofs/internal/durable"
 )
 
 // Errors returned by the store.
@@ -312,14 +314,4 @@ func (db *DB) acquire() (*gen, error) {
 
 // syncDir fsyncs the directory holding path, so a create or rename is
 // durable.
-func syncDir(path string) error {
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func syncDir(path string) error { return durable.SyncDir(filepath.Dir(path)) }

@@ -9,8 +9,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"kumofs/internal/durable"
 )
 
 // The flush file, <StorePath>.flush, keeps what flush_all decided across a
@@ -195,40 +196,8 @@ func loadFlushFile(path string) (flushRecord, error) {
 // durably: it writes path.tmp, fsyncs it, renames it over path and fsyncs
 // the folder. A crash leaves either the old file or the new one.
 func writeFlushFile(path string, r *flushRecord) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("server: writing the flush file: %w", err)
-	}
-	_, err = f.Write(appendFlushRecord(nil, r))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("server: writing the flush file: %w", err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.WriteFile(path, appendFlushRecord(nil, r), 0o644); err != nil {
 		return fmt.Errorf("server: writing the flush file: %w", err)
 	}
 	return nil
-}
-
-// syncDir fsyncs the folder dir, so that a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
