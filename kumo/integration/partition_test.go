@@ -219,7 +219,7 @@ func TestPartitionServerFromManager(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 1, 3)
 	l.setKeys("del", 200)
 	wait := l.load(14 * time.Second)
@@ -273,7 +273,7 @@ func TestPartitionBetweenManagers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 2, 3)
 	l.setKeys("del", 200)
 	wait := l.load(10 * time.Second)
@@ -302,7 +302,7 @@ func TestPartitionDuringReplace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 1, 3)
 	l.setKeys("del", 200)
 	// Data for the replace to move, then a verifying load.
@@ -365,7 +365,7 @@ func TestFencingStaleCoordinator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 1, 3)
 	gw2, g2ns := l.secondGateway("--retry-timeout", "2")
 	keys := l.victimKeys("fence", 2, 8)
@@ -423,7 +423,7 @@ func TestPartitionGatewayFromServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 1, 3)
 	l.setKeys("del", 200)
 	keys := l.victimKeys("cut", 2, 40)
@@ -458,7 +458,7 @@ func TestPartitionStaleGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("partition test in -short mode")
 	}
-	requirePymemcache(t)
+	requirePython(t, "pymemcache", "python3-pymemcache")
 	l := newPartitionLab(t, 1, 3)
 	gw2, g2ns := l.secondGateway()
 	keys := l.victimKeys("stale", 2, 20)

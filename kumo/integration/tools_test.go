@@ -28,11 +28,12 @@ func TestMemccapableEmbedded(t *testing.T) {
 	memtest.RunMemccapable(t, c.Gateway())
 }
 
-// requirePymemcache skips (or fails under KUMO_REQUIRE_TOOLS=1) when
-// Debian's python3-pymemcache is missing, after trying to install it.
-func requirePymemcache(t *testing.T) {
+// requirePython skips (or fails under KUMO_REQUIRE_TOOLS=1) when the
+// Debian package pkg that provides the Python module mod is missing, after
+// trying to install it.
+func requirePython(t *testing.T, mod, pkg string) {
 	t.Helper()
-	ok := func() bool { return exec.Command("/usr/bin/python3", "-c", "import pymemcache").Run() == nil }
+	ok := func() bool { return exec.Command("/usr/bin/python3", "-c", "import "+mod).Run() == nil }
 	if ok() {
 		return
 	}
@@ -41,18 +42,16 @@ func requirePymemcache(t *testing.T) {
 		return
 	}
 	if os.Getenv("KUMO_REQUIRE_TOOLS") == "1" {
-		t.Fatal("python3-pymemcache is not installed (KUMO_REQUIRE_TOOLS=1)")
+		t.Fatalf("%s is not installed (KUMO_REQUIRE_TOOLS=1)", pkg)
 	}
-	t.Skip("python3-pymemcache is not installed")
+	t.Skipf("%s is not installed", pkg)
 }
 
-// Ensure that a real client library works against the cluster: get_many,
-// gets/cas, incr/decr, add/replace, flags, expiry.
-func TestPymemcacheScenario(t *testing.T) {
-	t.Parallel()
-	requirePymemcache(t)
-	c := localcluster.StartT(t, localcluster.Options{})
-	cmd := exec.Command("/usr/bin/python3", "testdata/pymemcache_scenario.py", c.Gateway())
+// runScenario runs testdata/SCRIPT against addr with a deadline and fails
+// the test unless it exits 0.
+func runScenario(t *testing.T, script, addr string) {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/python3", "testdata/"+script, addr)
 	done := make(chan struct{})
 	var out []byte
 	var err error
@@ -65,6 +64,26 @@ func TestPymemcacheScenario(t *testing.T) {
 	}
 	t.Logf("%s", out)
 	if err != nil {
-		t.Fatalf("pymemcache scenario: %v", err)
+		t.Fatalf("%s: %v", script, err)
 	}
+}
+
+// Ensure that libmemcached, through pylibmc, works against the cluster in
+// both protocols: multi-key sets, gets and deletes (in the binary protocol
+// runs of quiet gets and a NOOP, served in windows), counters, add and
+// replace, append, gets/cas, flags.
+func TestPylibmcScenario(t *testing.T) {
+	t.Parallel()
+	requirePython(t, "pylibmc", "python3-pylibmc")
+	c := localcluster.StartT(t, localcluster.Options{})
+	runScenario(t, "pylibmc_scenario.py", c.Gateway())
+}
+
+// Ensure that a real client library works against the cluster: get_many,
+// gets/cas, incr/decr, add/replace, flags, expiry.
+func TestPymemcacheScenario(t *testing.T) {
+	t.Parallel()
+	requirePython(t, "pymemcache", "python3-pymemcache")
+	c := localcluster.StartT(t, localcluster.Options{})
+	runScenario(t, "pymemcache_scenario.py", c.Gateway())
 }
