@@ -106,25 +106,15 @@ func TestBinaryWindows(t *testing.T) {
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
-			for _, rd := range readers {
-				s := &memcache.Server{Backend: memtest.New(fixedClock), Now: fixedClock, MaxItemSize: 1024}
-				fc := &fakeConn{r: rd.wrap(strings.NewReader(script))}
-				s.ServeConn(fc)
-				want := fc.w.String()
-				for _, mode := range []int{asyncGo, asyncInline, asyncFail, asyncRefuse, asyncApplied} {
-					got, _ := servePipelined(script, rd.wrap, mode)
-					w := want
-					if mode == asyncGo || mode == asyncApplied {
-						// The sets of a window complete in any order, and
-						// so take their CAS uniques (asyncApplied stores
-						// each twice).
-						got, w = zeroBinCAS(got), zeroBinCAS(want)
-					}
-					if got != w {
-						t.Fatalf("%s, mode %d:\n got %x\nwant %x", rd.name, mode, got, w)
-					}
+			sameInEveryMode(t, script, func(mode int, s string) string {
+				if mode == asyncGo || mode == asyncApplied {
+					// The sets of a window complete in any order, and so
+					// take their CAS uniques (asyncApplied stores each
+					// twice).
+					return zeroBinCAS(s)
 				}
-			}
+				return s
+			})
 		})
 	}
 	// Read whole, the 42 keys of the multi-get and the 40 quiet sets start
