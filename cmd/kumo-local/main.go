@@ -42,11 +42,12 @@ type config struct {
 	verbose  bool
 	binDir   string
 	managers int
+	embedded bool
 }
 
 // parse parses the command line; code >= 0 means exit with it.
 func parse(args []string, stdout, stderr io.Writer) (cfg config, code int) {
-	fs := cli.New("kumo-local", "usage: kumo-local [-n SERVERS] [-t PORT] [-data DIR] [-v]\n"+
+	fs := cli.New("kumo-local", "usage: kumo-local [-n SERVERS] [-t PORT] [-data DIR] [-E] [-v]\n"+
 		"Starts a manager, servers and a gateway on 127.0.0.1; Ctrl-C stops everything.")
 	fs.Stdout, fs.Stderr = stdout, stderr
 	code = -1
@@ -57,6 +58,7 @@ func parse(args []string, stdout, stderr io.Writer) (cfg config, code int) {
 	fs.Int(&cfg.managers, "-M", "--managers", 1, "number of kumo-managers (1, or 2 for a pair)")
 	fs.String(&cfg.binDir, "-B", "--bin-dir", "", "folder of the kumo binaries (default: next to kumo-local)")
 	fs.Bool(&cfg.verbose, "-v", "--verbose", "run every daemon with -v")
+	fs.Bool(&cfg.embedded, "-E", "--embedded", "serve memcached from the first server (kumo-server -t) instead of a kumo-gateway")
 	err := fs.Parse(args)
 	switch {
 	case err != nil:
@@ -126,6 +128,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Managers:           cfg.managers,
 		GatewayTextPort:    cfg.port,
 		PreferDefaultPorts: true,
+		EmbeddedGateway:    cfg.embedded,
 		Verbose:            cfg.verbose,
 		Context:            ctx,
 	})

@@ -21,6 +21,7 @@ func TestParse(t *testing.T) {
 		{args: []string{"-n", "5", "-t", "11311", "-data", "/tmp/x", "-v", "-M", "2"},
 			want: config{servers: 5, port: 11311, data: "/tmp/x", verbose: true, managers: 2}, code: -1},
 		{args: []string{"--servers=1", "--data", "d"}, want: config{servers: 1, port: 11211, data: "d", managers: 1}, code: -1},
+		{args: []string{"-E"}, want: config{servers: 3, port: 11211, data: "./kumo-data", managers: 1, embedded: true}, code: -1},
 		{args: []string{"-n", "0"}, code: 1, stderr: "error: argument error `-n': 1 to 100 servers: 0\n"},
 		{args: []string{"-n", "x"}, code: 1, stderr: "error: argument error `-n': integer is expected: x\n"},
 		{args: []string{"-t", "70000"}, code: 1, stderr: "error: argument error `-t': port 1 to 65535: 70000\n"},
