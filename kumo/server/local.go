@@ -86,6 +86,9 @@ func (l *pipeListener) Addr() net.Addr { return l.addr }
 // does not serve the key now: not an active owner in its read hash space,
 // not ready, or the store failed). v and v.Data are valid only during f.
 func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	s.cmdGet.Add(1)
 	if err := s.readerCheck(dbkey); err != nil {
 		return err
@@ -129,12 +132,16 @@ var ErrNotLocal = errors.New("server: write not served in place")
 // not started: this server is not the key's coordinator now, the key
 // must first be fetched from its old owners (a rebalance), or the store
 // syncs every write (group commit wants each write on a goroutine of its
-// own). dbkey and v.Data are valid only during the call.
+// own), or the server is closing (the gateway using it must be closed
+// before the server). dbkey and v.Data are valid only during the call.
 //
 // The requests to the replicas are held in rb, if not nil, until the
 // caller flushes it (the batch of an event loop's round: one write per
 // replica for all the sets of the round).
 func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, rb *rpc.Batch, done func(ct uint64, err error)) error {
+	if s.closed.Load() {
+		return ErrClosed // the embedded gateway closes first; this is a backstop
+	}
 	if len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
 		return ErrNotLocal
 	}

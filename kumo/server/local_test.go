@@ -142,3 +142,17 @@ func TestWriteLocal(t *testing.T) {
 		t.Errorf("a refused WriteLocal stored %q", got.Data)
 	}
 }
+
+// Ensure that a closed server refuses local reads and writes instead of
+// touching a closed store.
+func TestLocalAfterClose(t *testing.T) {
+	s, _ := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	s.Close()
+	if err := s.ReadLocal(dbkey("k"), func(*wire.Value) { t.Error("f called after Close") }); !errors.Is(err, ErrClosed) {
+		t.Errorf("ReadLocal after Close: %v", err)
+	}
+	v := wire.Value{Data: []byte("x")}
+	if err := s.WriteLocal(dbkey("k"), &v, nil, func(uint64, error) { t.Error("done called after Close") }); !errors.Is(err, ErrClosed) {
+		t.Errorf("WriteLocal after Close: %v", err)
+	}
+}
