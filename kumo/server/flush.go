@@ -130,7 +130,11 @@ func (s *Server) handleFlush(req *rpc.Request) {
 		defer s.repl.Done()
 		if err := s.flushAll(at); err != nil {
 			s.log.Errorf("flush_all refused: %v", err)
-			req.ReplyError(&rpc.Error{Msg: err.Error()})
+			if errors.Is(err, errTooManyScheduled) {
+				req.ReplyError(&rpc.Error{Msg: err.Error()})
+			} else {
+				req.ReplyError(&rpc.Error{Msg: "server: cannot record the flush (see the server's log)"})
+			}
 			return
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })

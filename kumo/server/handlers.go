@@ -152,7 +152,7 @@ func (s *Server) handleGet(req *rpc.Request) {
 		s.m.miss.Inc()
 		req.Reply(msgpack.AppendNil)
 	case err != nil:
-		req.ReplyError(&rpc.Error{Msg: err.Error()})
+		req.ReplyError(s.storeError(err))
 	case !s.visible(&rec, start.Unix()):
 		s.m.miss.Inc()
 		req.Reply(msgpack.AppendNil)
@@ -431,12 +431,30 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 
 // storeError turns a store failure into the error a caller gets; a full
 // disk is also noted, to be reported to the managers.
+// storeError turns a failure of the store (or of a server file) into the
+// error a peer gets, and through a gateway a memcached client: the store's
+// own sentinel when it is one, else a fixed text, never a file path. The
+// full error goes to the log, at most once every storeErrorLogEvery.
 func (s *Server) storeError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
 		s.noteDiskFull()
+		return &rpc.Error{Msg: "store: no space left on device"}
 	}
-	return &rpc.Error{Msg: err.Error()}
+	for _, e := range []error{store.ErrCorrupt, store.ErrClosed, store.ErrFull, store.ErrInvalid, ErrClosed} {
+		if errors.Is(err, e) {
+			return &rpc.Error{Msg: e.Error()}
+		}
+	}
+	now := time.Now().UnixNano()
+	if last := s.storeErrLogged.Load(); now-last >= int64(storeErrorLogEvery) && s.storeErrLogged.CompareAndSwap(last, now) {
+		s.log.Errorf("store: %v", err)
+	}
+	return &rpc.Error{Msg: "store: I/O error (see the server's log)"}
 }
+
+// storeErrorLogEvery spaces out the log lines of store errors that a
+// failing disk would otherwise repeat for every request.
+const storeErrorLogEvery = 10 * time.Second
 
 func (s *Server) handleHashSpaceSync(req *rpc.Request) {
 	sp, err := wire.ReadSpaces(req.Params, 2)

@@ -3,7 +3,10 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"kumofs/kumo/wire"
@@ -154,5 +157,30 @@ func TestLocalAfterClose(t *testing.T) {
 	v := wire.Value{Data: []byte("x")}
 	if err := s.WriteLocal(dbkey("k"), &v, nil, func(uint64, error) { t.Error("done called after Close") }); !errors.Is(err, ErrClosed) {
 		t.Errorf("WriteLocal after Close: %v", err)
+	}
+}
+
+// Ensure that a store failure reaches peers (and so memcached clients)
+// without the server's file paths: the store's sentinel, a fixed text for
+// an I/O error, and "no space" (which also marks the disk full).
+func TestStoreErrorHidesPaths(t *testing.T) {
+	s, _ := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	pathErr := &os.PathError{Op: "write", Path: "/secret/place/s1.kch", Err: syscall.EIO}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("store: append: %w", pathErr), "store: I/O error (see the server's log)"},
+		{fmt.Errorf("store: append: %w", &os.PathError{Op: "write", Path: "/secret/x", Err: syscall.ENOSPC}), "store: no space left on device"},
+		{fmt.Errorf("reading /secret/x: %w", store.ErrCorrupt), store.ErrCorrupt.Error()},
+		{store.ErrFull, store.ErrFull.Error()},
+	} {
+		var re *rpc.Error
+		if err := s.storeError(tt.err); !errors.As(err, &re) || re.Msg != tt.want {
+			t.Errorf("storeError(%v) = %v, want %q", tt.err, err, tt.want)
+		}
+	}
+	if !s.diskFull.Load() {
+		t.Error("ENOSPC did not mark the disk full")
 	}
 }

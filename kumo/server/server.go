@@ -79,9 +79,10 @@ type Server struct {
 
 	mgrs []*rpc.Client
 
-	buckets  atomic.Uint64 // the store's slot capacity, for growth checks
-	growing  atomic.Bool   // an online Optimize is running
-	diskFull atomic.Bool   // a store write failed with ENOSPC
+	buckets        atomic.Uint64 // the store's slot capacity, for growth checks
+	growing        atomic.Bool   // an online Optimize is running
+	diskFull       atomic.Bool   // a store write failed with ENOSPC
+	storeErrLogged atomic.Int64  // unix nanoseconds of the last store error logged (storeError)
 
 	m serverMetrics
 
