@@ -19,6 +19,10 @@ var (
 	ErrNoServer    = errors.New("gateway: no server available")
 	ErrUnavailable = errors.New("gateway: cluster unavailable")
 	ErrBadReply    = errors.New("gateway: malformed reply from server")
+	// ErrMaybeApplied: a write that must not be applied twice (incr, decr,
+	// append, prepend) lost its answer after it was sent. It is not
+	// retried, since the lost attempt may have taken effect.
+	ErrMaybeApplied = errors.New("gateway: the server was lost before it answered; the request may have been applied")
 )
 
 var _ memcache.ArithBackend = (*Gateway)(nil)
@@ -150,7 +154,11 @@ func maybeApplied(err error) bool {
 // retrying with fresh hash spaces until the retry timeout. It reports
 // whether an earlier, failed attempt may have taken effect, so that callers
 // can read a retry's "not found"/"exists" answer in that light.
-func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
+//
+// A write that is not idempotent (once) is not retried after an attempt
+// that may have taken effect: it fails with ErrMaybeApplied instead of
+// risking a second increment or append.
+func (g *Gateway) write(ctx context.Context, h uint64, method uint32, once bool, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
@@ -185,6 +193,9 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			last = err
 			if maybeApplied(err) {
 				ambiguous = true
+				if once {
+					return true, ErrMaybeApplied
+				}
 			}
 			if !retryable(err) {
 				return ambiguous, err
@@ -338,7 +349,8 @@ func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memc
 	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
 	op := modes[mode]
 	var cas uint64
-	ambiguous, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
+	once := mode == memcache.ModeAppend || mode == memcache.ModePrepend
+	ambiguous, err := g.write(ctx, h, wire.SrvStore, once, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 4)
 		b = msgpack.AppendUint(b, op)
 		b = msgpack.AppendRaw(b, dbkey)
@@ -371,7 +383,7 @@ func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memc
 func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
-	ambiguous, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
+	ambiguous, err := g.write(ctx, h, wire.SrvRemove, false, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 2)
 		b = msgpack.AppendRaw(b, dbkey)
 		return msgpack.AppendUint(b, cas)
@@ -404,9 +416,9 @@ func (g *Gateway) doArith(ctx context.Context, key []byte, a *memcache.Arith, r 
 	// six of every server version.
 	ext := a.CAS != 0 || a.Touch
 	*r = memcache.ArithResult{}
-	// A retried incr after an ambiguous failure may apply twice: there is
-	// no request deduplication yet (noted in the issue).
-	_, err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
+	// Not retried after an attempt that may have been applied: there is no
+	// request deduplication, and a second increment would count twice.
+	_, err := g.write(ctx, h, wire.SrvArith, true, func(b []byte) []byte {
 		if ext {
 			b = msgpack.AppendArrayHeader(b, 9)
 		} else {
@@ -484,7 +496,7 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	want := it != nil
-	_, err := g.write(ctx, h, wire.SrvTouch, func(b []byte) []byte {
+	_, err := g.write(ctx, h, wire.SrvTouch, false, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 3)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, uint64(exptime32(exptime)))

@@ -14,13 +14,11 @@ import (
 	"kumofs/ring"
 )
 
-// Ensure that flush_all asks every active server even when one fails, and
-// reports the failure: a server that cannot flush (here the first one
-// asked) must not leave the others unflushed.
-func TestFlushAllEveryServer(t *testing.T) {
-	const n = 3
-	var flushes [n]atomic.Int32
-	var failing atomic.Int32 // index of the server that refuses
+// fakeCluster starts n RPC servers on 127.0.0.1 whose requests serve
+// calls (i: the server's index) and a gateway whose hash spaces hold them
+// all, active. Everything stops with the test.
+func fakeCluster(t *testing.T, n int, serve func(i int, req *rpc.Request)) (*Gateway, []ring.Addr) {
+	t.Helper()
 	addrs := make([]ring.Addr, n)
 	var nodes []ring.Node
 	for i := range n {
@@ -28,18 +26,7 @@ func TestFlushAllEveryServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &rpc.Server{Handler: rpc.HandlerFunc(func(req *rpc.Request) {
-			if req.Method != wire.SrvFlush {
-				req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
-				return
-			}
-			if int(failing.Load()) == i {
-				req.ReplyError(&rpc.Error{Msg: "store: disk full"})
-				return
-			}
-			flushes[i].Add(1)
-			req.Reply(msgpack.AppendNil)
-		})}
+		srv := &rpc.Server{Handler: rpc.HandlerFunc(func(req *rpc.Request) { serve(i, req) })}
 		go srv.Serve(l)
 		t.Cleanup(func() { srv.Close() })
 		addrs[i], _ = ring.ParseAddr(l.Addr().String(), 19800)
@@ -47,6 +34,8 @@ func TestFlushAllEveryServer(t *testing.T) {
 	}
 	g := testGateway()
 	g.cfg.CallTimeout = 5 * time.Second
+	g.cfg.WriteTimeout = 5 * time.Second
+	g.cfg.RetryTimeout = 3 * time.Second
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	m := map[ring.Addr]*rpc.Client{}
 	g.servers.Store(&m)
@@ -58,6 +47,28 @@ func TestFlushAllEveryServer(t *testing.T) {
 		for _, c := range *g.servers.Load() {
 			c.Close()
 		}
+	})
+	return g, addrs
+}
+
+// Ensure that flush_all asks every active server even when one fails, and
+// reports the failure: a server that cannot flush (here the first one
+// asked) must not leave the others unflushed.
+func TestFlushAllEveryServer(t *testing.T) {
+	const n = 3
+	var flushes [n]atomic.Int32
+	var failing atomic.Int32 // index of the server that refuses
+	g, addrs := fakeCluster(t, n, func(i int, req *rpc.Request) {
+		if req.Method != wire.SrvFlush {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		if int(failing.Load()) == i {
+			req.ReplyError(&rpc.Error{Msg: "store: disk full"})
+			return
+		}
+		flushes[i].Add(1)
+		req.Reply(msgpack.AppendNil)
 	})
 	first := g.activeServers()[0]
 	for i, a := range addrs {
