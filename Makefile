@@ -1,5 +1,5 @@
 # kumo — build, test and benchmark targets. Everything is standard-library Go;
-# test-only tools (memcached, libmemcached-tools, pymemcache, pylibmc, tokyocabinet) are
+# test-only tools (memcached, libmemcached-tools, pymemcache, pylibmc, Cache::Memcached, tokyocabinet) are
 # installed by scripts/install-test-tools.sh when a target needs them.
 
 GO       ?= go

@@ -8,6 +8,7 @@ command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tchtest     >/dev/null 2>&1 || need+=(tokyocabinet-bin)
 /usr/bin/python3 -c 'import pymemcache' >/dev/null 2>&1 || need+=(python3-pymemcache)
 /usr/bin/python3 -c 'import pylibmc' >/dev/null 2>&1 || need+=(python3-pylibmc)
+perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
 command -v iptables    >/dev/null 2>&1 || need+=(iptables)
 command -v ip          >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

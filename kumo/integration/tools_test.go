@@ -28,12 +28,30 @@ func TestMemccapableEmbedded(t *testing.T) {
 	memtest.RunMemccapable(t, c.Gateway())
 }
 
+// Ensure that Perl's Cache::Memcached (Debian libcache-memcached-perl)
+// works against the cluster: multi-key gets, counters, add/replace/delete,
+// references stored with flags, binary-safe values.
+func TestPerlScenario(t *testing.T) {
+	t.Parallel()
+	requirePackage(t, "libcache-memcached-perl", func() bool {
+		return exec.Command("perl", "-MCache::Memcached", "-e1").Run() == nil
+	})
+	c := localcluster.StartT(t, localcluster.Options{})
+	runScenario(t, "perl", "perl_scenario.pl", c.Gateway())
+}
+
 // requirePython skips (or fails under KUMO_REQUIRE_TOOLS=1) when the
 // Debian package pkg that provides the Python module mod is missing, after
 // trying to install it.
 func requirePython(t *testing.T, mod, pkg string) {
 	t.Helper()
-	ok := func() bool { return exec.Command("/usr/bin/python3", "-c", "import "+mod).Run() == nil }
+	requirePackage(t, pkg, func() bool { return exec.Command("/usr/bin/python3", "-c", "import "+mod).Run() == nil })
+}
+
+// requirePackage skips (or fails under KUMO_REQUIRE_TOOLS=1) unless ok
+// reports the Debian package pkg usable, after trying to install it.
+func requirePackage(t *testing.T, pkg string, ok func() bool) {
+	t.Helper()
 	if ok() {
 		return
 	}
@@ -47,11 +65,11 @@ func requirePython(t *testing.T, mod, pkg string) {
 	t.Skipf("%s is not installed", pkg)
 }
 
-// runScenario runs testdata/SCRIPT against addr with a deadline and fails
-// the test unless it exits 0.
-func runScenario(t *testing.T, script, addr string) {
+// runScenario runs testdata/SCRIPT with interpreter against addr with a
+// deadline and fails the test unless it exits 0.
+func runScenario(t *testing.T, interpreter, script, addr string) {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/python3", "testdata/"+script, addr)
+	cmd := exec.Command(interpreter, "testdata/"+script, addr)
 	done := make(chan struct{})
 	var out []byte
 	var err error
@@ -76,7 +94,7 @@ func TestPylibmcScenario(t *testing.T) {
 	t.Parallel()
 	requirePython(t, "pylibmc", "python3-pylibmc")
 	c := localcluster.StartT(t, localcluster.Options{})
-	runScenario(t, "pylibmc_scenario.py", c.Gateway())
+	runScenario(t, "/usr/bin/python3", "pylibmc_scenario.py", c.Gateway())
 }
 
 // Ensure that a real client library works against the cluster: get_many,
@@ -85,5 +103,5 @@ func TestPymemcacheScenario(t *testing.T) {
 	t.Parallel()
 	requirePython(t, "pymemcache", "python3-pymemcache")
 	c := localcluster.StartT(t, localcluster.Options{})
-	runScenario(t, "pymemcache_scenario.py", c.Gateway())
+	runScenario(t, "/usr/bin/python3", "pymemcache_scenario.py", c.Gateway())
 }
