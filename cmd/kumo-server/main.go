@@ -124,15 +124,16 @@ func main() {
 		textAddr, _ := cli.ListenAddr(text, 11411)
 		binAddr, _ := cli.ListenAddr(bin, 11511)
 		gw, err = gateway.New(gateway.Config{
-			Managers:   mgrs,
-			Text:       textAddr,
-			Binary:     binAddr,
-			Log:        log.With("gateway"),
-			Metrics:    gwReg,
-			Local:      self,
-			DialLocal:  srv.DialLocal,
-			ReadLocal:  srv.ReadLocal,
-			WriteLocal: srv.WriteLocal,
+			Managers:    mgrs,
+			Text:        textAddr,
+			Binary:      binAddr,
+			Log:         log.With("gateway"),
+			Metrics:     gwReg,
+			Local:       self,
+			DialLocal:   srv.DialLocal,
+			ReadLocal:   srv.ReadLocal,
+			WriteLocal:  srv.WriteLocal,
+			DeleteLocal: srv.DeleteLocal,
 			// Local reads and sets are answered in place, on the loop
 			// that read them: a loop per P, as memcached's threads.
 			// Measured against a goroutine per connection: 1 server,

@@ -39,6 +39,7 @@ type asyncCall struct {
 	onLocalSet       func(ct uint64, err error)  // bound finishLocalSet
 	delArgs          func([]byte) []byte         // bound appendDeleteArgs
 	onDelete         func(res []byte, err error) // bound finishDelete
+	onLocalDelete    func(found bool, err error) // bound finishLocalDelete
 }
 
 var asyncPool sync.Pool // of *asyncCall
@@ -50,7 +51,7 @@ func (g *Gateway) newAsync() *asyncCall {
 		a.getArgs, a.setArgs = a.appendGetArgs, a.appendSetArgs
 		a.onGet, a.onSet = a.finishGet, a.finishSet
 		a.onLocal, a.onLocalSet = a.finishLocal, a.finishLocalSet
-		a.delArgs, a.onDelete = a.appendDeleteArgs, a.finishDelete
+		a.delArgs, a.onDelete, a.onLocalDelete = a.appendDeleteArgs, a.finishDelete, a.finishLocalDelete
 	}
 	a.g = g
 	return a
@@ -252,27 +253,39 @@ func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) b
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], key)
-	c := g.coordinatorConn(h)
-	if c == nil {
+	n, ok := g.whs.Load().Owners(h).Coordinator()
+	if !ok {
 		a.free()
 		return false
 	}
 	a.start, a.delDone = time.Now(), done
+	if g.cfg.DeleteLocal != nil && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local &&
+		g.cfg.DeleteLocal(a.dbkey, rb, a.onLocalDelete) == nil {
+		return true // a is finishLocalDelete's now
+	}
+	var c *rpc.Conn
+	if cl := g.server(n.Addr); cl != nil {
+		c = cl.Conn()
+	}
+	if c == nil {
+		a.free()
+		return false
+	}
 	c.GoIn(rb, wire.SrvRemove, a.delArgs, g.cfg.WriteTimeout, a.onDelete)
 	return true
 }
 
-// coordinatorConn returns the live connection to the coordinator of h in
-// the write hash space, or nil.
-func (g *Gateway) coordinatorConn(h uint64) *rpc.Conn {
-	n, ok := g.whs.Load().Owners(h).Coordinator()
-	if !ok {
-		return nil
+// finishLocalDelete is done of DeleteLocal for deleteAsync.
+func (a *asyncCall) finishLocalDelete(found bool, err error) {
+	g, done := a.g, a.delDone
+	if err == nil && !found {
+		err = memcache.ErrNotFound
 	}
-	if cl := g.server(n.Addr); cl != nil {
-		return cl.Conn()
+	if err == nil || err == memcache.ErrNotFound {
+		g.observe(cmdDelete, a.start, err)
 	}
-	return nil
+	a.free()
+	done(err)
 }
 
 func (a *asyncCall) appendDeleteArgs(b []byte) []byte {

@@ -68,6 +68,10 @@ type Config struct {
 	// The requests to replicas may be held in rb (if not nil) until it is
 	// flushed.
 	WriteLocal func(dbkey []byte, v *wire.Value, rb *rpc.Batch, done func(ct uint64, err error)) error
+	// DeleteLocal, like WriteLocal, starts a delete (without CAS) whose
+	// coordinator is the local server in it directly; done gets whether a
+	// live value was deleted (kumo/server.Server.DeleteLocal).
+	DeleteLocal func(dbkey []byte, rb *rpc.Batch, done func(found bool, err error)) error
 }
 
 // Gateway is a running kumo-gateway.

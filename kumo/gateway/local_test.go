@@ -230,3 +230,42 @@ func TestFinishDelete(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that an embedded gateway starts a delete its own server
+// coordinates through DeleteLocal, reports found as deleted and not found
+// as memcache.ErrNotFound, and sends a refused one on through RPC.
+func TestDeleteLocalPath(t *testing.T) {
+	g := localGateway(t, func([]byte, func(*wire.Value)) error { return errors.New("no reads here") })
+	var found bool
+	var refuse error
+	calls := 0
+	g.cfg.DeleteLocal = func(dbkey []byte, _ *rpc.Batch, done func(bool, error)) error {
+		calls++
+		if want := wire.AppendDBKey(nil, ring.Hash([]byte("k")), []byte("k")); string(dbkey) != string(want) {
+			t.Errorf("DeleteLocal(%x), want %x", dbkey, want)
+		}
+		if refuse != nil {
+			return refuse
+		}
+		done(found, nil)
+		return nil
+	}
+	for _, tt := range []struct {
+		found bool
+		want  error
+	}{{true, nil}, {false, memcache.ErrNotFound}} {
+		found = tt.found
+		var got error
+		n := 0
+		if !g.DeleteAsync([]byte("k"), func(err error) { n++; got = err }) || n != 1 || got != tt.want {
+			t.Errorf("local delete, found %v: done %d times with %v, want %v", tt.found, n, got, tt.want)
+		}
+	}
+	refuse = ErrNoServer
+	if g.DeleteAsync([]byte("k"), func(error) { t.Error("done called for a refused local delete") }) {
+		t.Error("a refused local delete was started without a connection")
+	}
+	if calls != 3 {
+		t.Errorf("DeleteLocal called %d times, want 3", calls)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"kumofs/internal/memconn"
 	"kumofs/kumo/wire"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -139,36 +140,80 @@ var ErrNotLocal = errors.New("server: write not served in place")
 // caller flushes it (the batch of an event loop's round: one write per
 // replica for all the sets of the round).
 func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, rb *rpc.Batch, done func(ct uint64, err error)) error {
-	if s.closed.Load() {
-		return ErrClosed // the embedded gateway closes first; this is a backstop
-	}
-	if len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
-		return ErrNotLocal
-	}
-	h, _, _ := wire.SplitDBKey(dbkey)
-	w, r, err := s.coordinatorCheck(h)
+	h, w, r, err := s.localWriteCheck(dbkey)
 	if err != nil {
 		return err
-	}
-	if s.catchUpNeeded(h, w, r) {
-		return ErrNotLocal
 	}
 	s.cmdSet.Add(1)
 	op := writeOp{method: wire.SrvStore, mode: wire.OpSet, dbkey: dbkey,
 		val: wire.Value{Flags: v.Flags, Exptime: v.Exptime, Data: v.Data}}
-	s.decideAndReplicate(localReply(done), &op, h, w, r, rb)
+	s.decideAndReplicate(localSetReply(done), &op, h, w, r, rb)
 	return nil
 }
 
-// localReply hands the outcome of a WriteLocal to its done.
-type localReply func(ct uint64, err error)
+// DeleteLocal deletes dbkey for a gateway embedded in this process, as a
+// SrvRemove without a CAS would: done is called once, possibly before
+// DeleteLocal returns, with found (a live value was replaced by a
+// tombstone, on every replica) or an error. It refuses as WriteLocal does.
+func (s *Server) DeleteLocal(dbkey []byte, rb *rpc.Batch, done func(found bool, err error)) error {
+	h, w, r, err := s.localWriteCheck(dbkey)
+	if err != nil {
+		return err
+	}
+	s.cmdDelete.Add(1)
+	op := writeOp{method: wire.SrvRemove, dbkey: dbkey}
+	s.decideAndReplicate(localDeleteReply(done), &op, h, w, r, rb)
+	return nil
+}
 
-func (l localReply) fail(err error) { l(0, err) }
+// localWriteCheck returns the hash and hash spaces of a local write of
+// dbkey, or why it must go through RPC instead.
+func (s *Server) localWriteCheck(dbkey []byte) (h uint64, w, r *ring.HashSpace, err error) {
+	if s.closed.Load() {
+		return 0, nil, nil, ErrClosed // the embedded gateway closes first; this is a backstop
+	}
+	if len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
+		return 0, nil, nil, ErrNotLocal
+	}
+	h, _, _ = wire.SplitDBKey(dbkey)
+	if w, r, err = s.coordinatorCheck(h); err != nil {
+		return 0, nil, nil, err
+	}
+	if s.catchUpNeeded(h, w, r) {
+		return 0, nil, nil, ErrNotLocal
+	}
+	return h, w, r, nil
+}
 
-func (l localReply) status(_ *rpc.Batch, _ *writeOp, status int, ct uint64, _ func([]byte) []byte) {
+// localSetReply hands the outcome of a WriteLocal to its done (a func
+// type, so that it becomes a writeReply without allocating).
+type localSetReply func(ct uint64, err error)
+
+func (l localSetReply) fail(err error) { l(0, err) }
+
+func (l localSetReply) status(_ *rpc.Batch, _ *writeOp, status int, ct uint64, _ func([]byte) []byte) {
 	if status != wire.StatusOK { // not for a plain set; kept for completeness
-		l(0, &rpc.Error{Msg: "status " + strconv.Itoa(status)})
+		l(0, statusErr(status))
 		return
 	}
 	l(ct, nil)
 }
+
+// localDeleteReply hands the outcome of a DeleteLocal to its done.
+type localDeleteReply func(found bool, err error)
+
+func (l localDeleteReply) fail(err error) { l(false, err) }
+
+func (l localDeleteReply) status(_ *rpc.Batch, _ *writeOp, status int, _ uint64, _ func([]byte) []byte) {
+	switch status {
+	case wire.StatusOK:
+		l(true, nil)
+	case wire.StatusNotFound:
+		l(false, nil)
+	default:
+		l(false, statusErr(status))
+	}
+}
+
+// statusErr is a local write's unexpected status as an error.
+func statusErr(status int) error { return &rpc.Error{Msg: "status " + strconv.Itoa(status)} }

@@ -184,3 +184,45 @@ func TestStoreErrorHidesPaths(t *testing.T) {
 		t.Error("ENOSPC did not mark the disk full")
 	}
 }
+
+// Ensure that DeleteLocal deletes as SrvRemove does: found and a tombstone
+// for a live key (counted as a delete), not found for a missing or
+// already deleted one, and a refusal without done for a key coordinated
+// elsewhere.
+func TestDeleteLocal(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	del := func(key string) (found bool, derr, err error) {
+		t.Helper()
+		calls := 0
+		err = s.DeleteLocal(dbkey(key), nil, func(f bool, e error) { calls++; found, derr = f, e })
+		if want := map[bool]int{true: 0, false: 1}[err != nil]; calls != want {
+			t.Fatalf("DeleteLocal(%s) returned %v and called done %d times", key, err, calls)
+		}
+		return found, derr, err
+	}
+	storeKey(t, cl, wire.OpSet, "k", "v")
+	before := s.cmdDelete.Load()
+	if found, derr, err := del("k"); !found || derr != nil || err != nil {
+		t.Fatalf("delete of a live key: found %v, %v, %v", found, derr, err)
+	}
+	if d := s.cmdDelete.Load() - before; d != 1 {
+		t.Errorf("DeleteLocal counted %d deletes, want 1", d)
+	}
+	if _, ok := getKey(t, cl, wire.SrvGet, "k"); ok {
+		t.Error("k still readable after DeleteLocal")
+	}
+	if v, ok := getKey(t, cl, wire.SrvGetRaw, "k"); !ok || !v.Tombstone {
+		t.Errorf("k after DeleteLocal: %+v, %v; want a tombstone", v, ok)
+	}
+	for _, k := range []string{"k", "never"} {
+		if found, derr, err := del(k); found || derr != nil || err != nil {
+			t.Errorf("delete of %s: found %v, %v, %v; want not found", k, found, derr, err)
+		}
+	}
+	other, _ := ring.ParseAddr("127.0.0.1:19898", 19800)
+	s.whs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, s.clk.Now()))
+	var re *rpc.Error
+	if _, _, err := del("k"); !errors.As(err, &re) || re.Msg != wire.MsgObsolete {
+		t.Errorf("DeleteLocal of a key coordinated elsewhere: %v, want %q", err, wire.MsgObsolete)
+	}
+}
