@@ -90,7 +90,6 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.cmdGet.Add(1)
 	if err := s.readerCheck(dbkey); err != nil {
 		return err
 	}
@@ -98,6 +97,9 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 	bp := getBuf()
 	rec, buf, err := s.db.Get(dbkey, *bp)
 	*bp = buf
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		s.cmdGet.Add(1) // not for a refusal: the RPC that follows counts it
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.m.miss.Inc()

@@ -83,8 +83,12 @@ func TestReadLocal(t *testing.T) {
 	other, _ := ring.ParseAddr("127.0.0.1:19898", 19800)
 	s.rhs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, s.clk.Now()))
 	var re *rpc.Error
+	before := s.cmdGet.Load()
 	if _, _, err := readLocal(t, s, "k2"); !errors.As(err, &re) || re.Msg != wire.MsgObsolete {
 		t.Errorf("ReadLocal of a key owned elsewhere: %v, want %q", err, wire.MsgObsolete)
+	}
+	if d := s.cmdGet.Load() - before; d != 0 {
+		t.Errorf("a refused ReadLocal counted %d gets; the RPC that follows counts it", d)
 	}
 	s.rhs.Store(&ring.HashSpace{})
 	if _, _, err := readLocal(t, s, "k2"); !errors.As(err, &re) || re.Msg != wire.MsgNotReady {
