@@ -135,11 +135,16 @@ func main() {
 			WriteLocal:  srv.WriteLocal,
 			DeleteLocal: srv.DeleteLocal,
 			// Local reads and sets are answered in place, on the loop
-			// that read them: a loop per P, as memcached's threads.
-			// Measured against a goroutine per connection: 1 server,
-			// 90% gets 81.6k -> 83.4k, 100% sets 61.5k -> 67.6k ops/s
-			// (a single loop was slower: BENCHMARKS.md session 6).
-			EventLoops: runtime.GOMAXPROCS(0),
+			// that read them. Two loops per P: a reply's write wakes its
+			// client, and the kernel often preempts the loop's thread
+			// right there, holding up that loop's other connections
+			// until it runs again; with a second loop per P the P has
+			// other connections to serve meanwhile. 1 server, 90% gets,
+			// 2 Ps, side by side: 2 loops 101.0k, 3 loops 107.6k, 4 loops
+			// 109.0k ops/s (8 loops: 101.2k against 99.9k); sets,
+			// pipelined gets and 3 servers unchanged (BENCHMARKS.md,
+			// session 7).
+			EventLoops: 2 * runtime.GOMAXPROCS(0),
 		})
 		if err != nil {
 			log.Errorf("cannot start the embedded gateway: %v", err)

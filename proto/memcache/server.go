@@ -46,7 +46,8 @@ type Server struct {
 	// EventLoops is how many event loops serve the connections; 0 means
 	// one per two Ps (right when the backend's completions write the
 	// replies on goroutines of their own; a backend that answers in place,
-	// as an embedded gateway's local reads, wants one per P).
+	// as an embedded gateway's local reads, wants more: kumo-server runs
+	// two per P).
 	EventLoops int
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
