@@ -26,9 +26,10 @@ type asyncCall struct {
 	start   time.Time
 	kb      [maxKey]byte
 	dbkey   []byte
-	it      memcache.Item  // the get's result, valid during getDone
-	set     *memcache.Item // the set's item, valid only while it is sent
-	val     wire.Value     // a local set's value, valid only during WriteLocal
+	it      memcache.Item      // the get's result, valid during getDone
+	set     *memcache.Item     // the set's item, valid only while it is sent
+	mode    memcache.StoreMode // the set's: ModeSet, ModeAdd or ModeReplace
+	val     wire.Value         // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
 	delDone func(err error)
@@ -59,6 +60,7 @@ func (g *Gateway) newAsync() *asyncCall {
 
 func (a *asyncCall) free() {
 	a.g, a.set, a.getDone, a.setDone, a.delDone = nil, nil, nil, nil, nil
+	a.mode = memcache.ModeSet
 	a.val = wire.Value{}
 	a.it = memcache.Item{}
 	asyncPool.Put(a)
@@ -93,6 +95,23 @@ func (b *batch) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bo
 }
 
 func (b *batch) Flush() { b.rb.Flush() }
+
+// StoreAsync implements memcache.AsyncStorer.
+func (g *Gateway) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(cas uint64, err error)) bool {
+	return condStore(mode) && g.storeAsync(nil, mode, it, done)
+}
+
+// StoreAsync implements memcache.AsyncStorer.
+func (b *batch) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(cas uint64, err error)) bool {
+	return condStore(mode) && b.g.storeAsync(&b.rb, mode, it, done)
+}
+
+// condStore reports whether StoreAsync takes mode: add and replace, which
+// a second attempt cannot apply twice (append, prepend and cas go through
+// Store, which knows when not to retry).
+func condStore(mode memcache.StoreMode) bool {
+	return mode == memcache.ModeAdd || mode == memcache.ModeReplace
+}
 
 // DeleteAsync implements memcache.AsyncDeleter.
 func (g *Gateway) DeleteAsync(key []byte, done func(err error)) bool {
@@ -170,6 +189,16 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 }
 
 func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint64, err error)) bool {
+	return g.storeAsync(rb, memcache.ModeSet, it, done)
+}
+
+// storeAsync sends the store of it with mode (set, add or replace) to its
+// key's coordinator once; a plain set whose coordinator is the embedded
+// gateway's own server is decided and stored in place. Any failure goes
+// back to memcache, which stores again through Store (a conditional store
+// whose answer was lost after it left is reported as
+// memcache.ErrMaybeApplied, as deleteAsync's).
+func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcache.Item, done func(cas uint64, err error)) bool {
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], it.Key)
@@ -178,7 +207,7 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 		a.free()
 		return false
 	}
-	if g.cfg.WriteLocal != nil && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
+	if mode == memcache.ModeSet && g.cfg.WriteLocal != nil && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
 		a.start, a.setDone = time.Now(), done
 		a.val = wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
 		if g.cfg.WriteLocal(a.dbkey, &a.val, rb, a.onLocalSet) == nil {
@@ -196,7 +225,7 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 		a.free()
 		return false
 	}
-	a.start, a.setDone, a.set = time.Now(), done, it
+	a.start, a.setDone, a.set, a.mode = time.Now(), done, it, mode
 	c.GoIn(rb, wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
 	return true
 }
@@ -206,7 +235,7 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	it := a.set
 	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
 	b = msgpack.AppendArrayHeader(b, 4)
-	b = msgpack.AppendUint(b, wire.OpSet)
+	b = msgpack.AppendUint(b, modes[a.mode])
 	b = msgpack.AppendRaw(b, a.dbkey)
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
@@ -237,9 +266,12 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 		}
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+		if a.mode != memcache.ModeSet && maybeApplied(err) {
+			err = errors.Join(memcache.ErrMaybeApplied, err)
+		}
 	}
-	if err == nil {
-		g.observe(cmdStore, a.start, nil)
+	if err == nil || errors.Is(err, memcache.ErrNotStored) {
+		g.observe(cmdStore, a.start, err)
 	}
 	a.free()
 	done(cas, err)

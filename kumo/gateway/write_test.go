@@ -79,3 +79,84 @@ func isAppend(params []byte) bool {
 	mode, _, err := msgpack.ReadUint(p)
 	return err == nil && mode == wire.OpAppend
 }
+
+// Ensure that StoreAsync sends add and replace with their own mode, maps
+// the server's NotStored to memcache.ErrNotStored, reports an add whose
+// answer was lost as memcache.ErrMaybeApplied (memcache then decides, see
+// its storeAgain), and declines the modes a second attempt could apply
+// twice.
+func TestStoreAsync(t *testing.T) {
+	var lost atomic.Bool
+	modes := make(chan uint64, 8)
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		_, p, _ := msgpack.ReadArrayHeader(req.Params)
+		mode, _, _ := msgpack.ReadUint(p)
+		if req.Method != wire.SrvStore {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		modes <- mode
+		if lost.Load() {
+			req.Conn.Close() // applied, and the answer lost
+			return
+		}
+		st := uint64(wire.StatusOK)
+		if mode == wire.OpAdd {
+			st = wire.StatusNotStored
+		}
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, st)
+			return msgpack.AppendUint(b, 9)
+		})
+	})
+	store := func(mode memcache.StoreMode) (uint64, error) {
+		t.Helper()
+		type res struct {
+			cas uint64
+			err error
+		}
+		ch := make(chan res, 1)
+		it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
+		if !g.StoreAsync(mode, &it, func(cas uint64, err error) { ch <- res{cas, err} }) {
+			t.Fatalf("StoreAsync(%d) declined", mode)
+		}
+		select {
+		case r := <-ch:
+			return r.cas, r.err
+		case <-time.After(20 * time.Second):
+			t.Fatalf("StoreAsync(%d): no answer", mode)
+		}
+		return 0, nil
+	}
+	// The asynchronous path uses an open connection only: open it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	warm := memcache.Item{Key: []byte("a"), Value: []byte("x")}
+	if _, err := g.Store(ctx, memcache.ModeReplace, &warm); err != nil {
+		t.Fatal(err)
+	}
+	<-modes
+	if _, err := store(memcache.ModeAdd); !errors.Is(err, memcache.ErrNotStored) {
+		t.Errorf("add: %v, want ErrNotStored", err)
+	}
+	if m := <-modes; m != wire.OpAdd {
+		t.Errorf("add went out as mode %d, want %d", m, wire.OpAdd)
+	}
+	if cas, err := store(memcache.ModeReplace); err != nil || cas != 9 {
+		t.Errorf("replace: cas %d, %v; want 9, nil", cas, err)
+	}
+	if m := <-modes; m != wire.OpReplace {
+		t.Errorf("replace went out as mode %d, want %d", m, wire.OpReplace)
+	}
+	lost.Store(true)
+	if _, err := store(memcache.ModeAdd); !errors.Is(err, memcache.ErrMaybeApplied) {
+		t.Errorf("add whose answer was lost: %v, want ErrMaybeApplied", err)
+	}
+	it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
+	for _, mode := range []memcache.StoreMode{memcache.ModeSet, memcache.ModeAppend, memcache.ModePrepend, memcache.ModeCAS} {
+		if g.StoreAsync(mode, &it, func(uint64, error) { t.Errorf("mode %d: done called", mode) }) {
+			t.Errorf("StoreAsync took mode %d", mode)
+		}
+	}
+}

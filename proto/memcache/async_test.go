@@ -101,6 +101,26 @@ func (a *asyncBackend) SetAsync(it *memcache.Item, done func(uint64, error)) boo
 	})
 }
 
+func (a *asyncBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
+	if mode != memcache.ModeAdd && mode != memcache.ModeReplace {
+		return false
+	}
+	c := *it
+	c.Key = append([]byte(nil), it.Key...)
+	c.Value = append([]byte(nil), it.Value...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(0, errAsyncTest)
+			return
+		}
+		cas, err := a.Backend.Store(context.Background(), mode, &c)
+		if a.mode == asyncApplied && err == nil {
+			cas, err = 0, errApplied
+		}
+		done(cas, err)
+	})
+}
+
 // TestAsyncTranscripts runs every text and meta transcript (whole, one
 // byte and half reads) with each asynchronous mode: the replies must be
 // byte for byte those of the blocking path.

@@ -161,7 +161,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			return nil
 		}
 		if c.as.be != nil && c.br.Buffered() > 0 {
-			c.pipelined(key, withCAS, nil, false)
+			c.pipelined(key, withCAS, nil, ModeSet, false)
 			return nil
 		}
 		if c.getOne(key, withCAS, false, 0) {
@@ -295,8 +295,8 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	if mode == ModeSet && c.setAsync() {
 		return nil
 	}
-	if mode == ModeSet && c.as.be != nil && c.br.Buffered() > 0 {
-		c.pipelined(k, false, &c.it, false) // more requests behind it: a window
+	if (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) && c.as.be != nil && c.br.Buffered() > 0 {
+		c.pipelined(k, false, &c.it, mode, false) // more requests behind it: a window
 		return nil
 	}
 	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -394,7 +394,7 @@ func (c *conn) textDelete(tok [][]byte) {
 		return
 	}
 	if c.as.be != nil && c.br.Buffered() > 0 {
-		c.pipelined(key, false, nil, true) // more requests behind it: a window
+		c.pipelined(key, false, nil, ModeSet, true) // more requests behind it: a window
 		return
 	}
 	c.deleteReply(c.s.Backend.Delete(c.ctx, key, 0))

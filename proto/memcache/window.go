@@ -5,12 +5,14 @@ import (
 	"errors"
 )
 
-// Pipelined windows. A text client that pipelines single-key gets and
-// plain sets (a bulk load of "set ... noreply", a load generator's -P) is
+// Pipelined windows. A text client that pipelines single-key gets, plain
+// sets, adds and replaces (a bulk load of "set ... noreply", a load
+// generator's -P, pymemcache's adds, noreply by default) is
 // served a window at a time: the request at hand and those that directly
 // follow it in the buffer, up to the window's size, start together (the
 // gets with one MultiBatch.GetMulti when the backend has it, the sets with
-// SetAsync), and the replies are written in request order once all are
+// SetAsync, adds and replaces with AsyncStorer.StoreAsync, deletes with
+// AsyncDeleter.DeleteAsync), and the replies are written in request order once all are
 // done. Served one by one, every set would wait for its replication round
 // trip before the next request was even read.
 //
@@ -22,25 +24,27 @@ import (
 // the ordinary way after it. A get or set that fails is served again with
 // the blocking Backend methods, in its place.
 
-// winSet is a set held in a window.
+// winSet is a set, add or replace held in a window (or a delete, see
+// getMany.isDel).
 type winSet struct {
 	it      Item // Key and Value point into the input until the window is written
+	mode    StoreMode
 	noreply bool
 	err     error  // its outcome; errNotStarted if SetAsync declined
 	cas     uint64 // the stored item's CAS unique, if err is nil
 }
 
 // pipelined serves a window that starts with the get of key (set == nil,
-// !del), the set in *set (whose key is key), which the caller has
-// counted, or the delete of key (del).
-func (c *conn) pipelined(key []byte, withCAS bool, set *Item, del bool) {
+// !del), the store of *set with mode (set, add or replace; its key is
+// key), which the caller has counted, or the delete of key (del).
+func (c *conn) pipelined(key []byte, withCAS bool, set *Item, mode StoreMode, del bool) {
 	m := c.window()
 	defer m.release()
 	st := &c.s.st
 	m.keys[0] = key
 	switch {
 	case set != nil:
-		m.isSet[0], m.sets[0] = true, winSet{it: *set, noreply: c.noreply}
+		m.isSet[0], m.sets[0] = true, winSet{it: *set, mode: mode, noreply: c.noreply}
 	case del:
 		m.isSet[0], m.isDel[0], m.sets[0] = true, true, winSet{it: Item{Key: key}, noreply: c.noreply}
 	default:
@@ -107,12 +111,7 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item, del bool) {
 			c.deleteReply(c.deleteAgain(s.it.Key, s.err))
 			continue
 		}
-		if s.err == nil {
-			c.writeString("STORED\r\n")
-		} else {
-			_, err := c.s.Backend.Store(c.ctx, ModeSet, &s.it)
-			c.storeReply(err, false)
-		}
+		c.storeReply(c.storeAgain(s), false)
 	}
 	c.noreply = false
 }
@@ -176,10 +175,25 @@ func windowDelete(line []byte) (key []byte, noreply, ok bool) {
 	return nil, false, false
 }
 
-// windowSet parses line if it is a plain set a window may hold, in the
-// form textStore accepts: "set KEY FLAGS EXPTIME BYTES [noreply]", valid
-// numbers, not too large. It returns the set (without its value) and the
-// value's length.
+// storeAgain returns the outcome of the windowed store s, serving it again
+// with Backend.Store unless it succeeded or its condition failed. An add
+// whose first attempt may have stored the item (ErrMaybeApplied) and whose
+// second finds it there reports the first one's success, as deleteAgain.
+func (c *conn) storeAgain(s *winSet) error {
+	if s.err == nil || errors.Is(s.err, ErrNotStored) {
+		return s.err
+	}
+	_, again := c.s.Backend.Store(c.ctx, s.mode, &s.it)
+	if s.mode == ModeAdd && errors.Is(again, ErrNotStored) && errors.Is(s.err, ErrMaybeApplied) {
+		return nil
+	}
+	return again
+}
+
+// windowSet parses line if it is a set, add or replace a window may hold,
+// in the form textStore accepts: "set KEY FLAGS EXPTIME BYTES [noreply]"
+// (or add, replace), valid numbers, not too large. It returns the store
+// (without its value) and the value's length.
 func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 	var tok [6][]byte
 	n := 0
@@ -195,7 +209,18 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 		n++
 		r = r2
 	}
-	if n != 5 && n != 6 || string(tok[0]) != "set" {
+	var mode StoreMode
+	switch string(tok[0]) {
+	case "set":
+		mode = ModeSet
+	case "add":
+		mode = ModeAdd
+	case "replace":
+		mode = ModeReplace
+	default:
+		return winSet{}, 0, false
+	}
+	if n != 5 && n != 6 {
 		return winSet{}, 0, false
 	}
 	key := tok[1]
@@ -207,6 +232,7 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 	}
 	ws := winSet{
 		it:      Item{Key: key, Flags: uint32(flags), Exptime: c.s.normExptime(exp)},
+		mode:    mode,
 		noreply: n == 6 && string(tok[5]) == "noreply",
 	}
 	return ws, int(vlen), true
@@ -247,6 +273,8 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 		switch {
 		case m.isDel[i]:
 			ok = c.deleteStart(m, m.keys[i], m.delDones[i])
+		case m.sets[i].mode != ModeSet:
+			ok = c.storeStart(m, &m.sets[i], m.setDones[i])
 		case m.batch != nil:
 			ok = m.batch.SetAsync(&m.sets[i].it, m.setDones[i])
 		default:
@@ -272,6 +300,18 @@ func (c *conn) deleteStart(m *getMany, key []byte, done func(err error)) bool {
 	}
 	if d, ok := c.as.be.(AsyncDeleter); ok {
 		return d.DeleteAsync(key, done)
+	}
+	return false
+}
+
+// storeStart starts one add or replace of a window through the batch, if
+// there is one, and reports whether it did.
+func (c *conn) storeStart(m *getMany, s *winSet, done func(cas uint64, err error)) bool {
+	if st, ok := m.batch.(AsyncStorer); ok {
+		return st.StoreAsync(s.mode, &s.it, done)
+	}
+	if st, ok := c.as.be.(AsyncStorer); ok {
+		return st.StoreAsync(s.mode, &s.it, done)
 	}
 	return false
 }

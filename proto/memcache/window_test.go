@@ -50,6 +50,24 @@ func TestPipelinedSets(t *testing.T) {
 		}(),
 		"deletes and the same key": "set a 0 0 1\r\n1\r\ndelete a\r\nget a\r\ndelete a\r\nset a 0 0 1\r\n2\r\ndelete a\r\ndelete a\r\nget a\r\n",
 		"odd deletes":              "set a 0 0 1\r\n1\r\ndelete a 0\r\ndelete b 0 noreply\r\ndelete a junk\r\ndelete\r\ndelete a noreply more\r\nget a\r\n",
+		"bulk add and replace": func() string {
+			var b strings.Builder
+			for i := range 20 {
+				fmt.Fprintf(&b, "set r%d 0 0 1 noreply\r\n%d\r\n", i, i%10)
+			}
+			for i := range 40 { // r0..r19 exist: adds of those are NOT_STORED, replaces of the rest too
+				nr := ""
+				if i%3 == 0 {
+					nr = " noreply"
+				}
+				fmt.Fprintf(&b, "add r%d 1 0 2%s\r\na%d\r\n", i, nr, i%10)
+				fmt.Fprintf(&b, "replace s%d 2 0 2%s\r\nr%d\r\n", i, nr, i%10)
+			}
+			b.WriteString("get r0 r19 r20 r39\r\ngets s0\r\n")
+			return b.String()
+		}(),
+		"add and replace of one key": "add a 0 0 1\r\n1\r\nadd a 0 0 1\r\n2\r\nreplace a 0 0 1\r\n3\r\nget a\r\nreplace b 0 0 1\r\n4\r\nadd b 0 0 1\r\n5\r\nreplace b 0 0 1\r\n6\r\nget a b\r\n",
+		"odd adds":                   "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
@@ -59,6 +77,11 @@ func TestPipelinedSets(t *testing.T) {
 	// Read whole, the 40 deletes too.
 	if _, started := servePipelined(scripts["bulk delete"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 70 {
 		t.Fatalf("bulk delete: %d requests started asynchronously, want at least the 30 sets and 40 deletes", started)
+	}
+	// Read whole, the 20 sets and the 80 adds and replaces start
+	// asynchronously.
+	if _, started := servePipelined(scripts["bulk add and replace"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 100 {
+		t.Fatalf("bulk add and replace: %d requests started asynchronously, want at least 100", started)
 	}
 	// Read whole, the 40 noreply sets go out in windows, asynchronously.
 	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
