@@ -29,6 +29,8 @@ type asyncCall struct {
 	it      memcache.Item      // the get's result, valid during getDone
 	set     *memcache.Item     // the set's item, valid only while it is sent
 	mode    memcache.StoreMode // the set's: ModeSet, ModeAdd or ModeReplace
+	cmd     int                // a keyed write's metric: cmdDelete or cmdTouch
+	exptime uint32             // a touch's
 	val     wire.Value         // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
@@ -39,6 +41,7 @@ type asyncCall struct {
 	onLocal          func(v *wire.Value)         // bound finishLocal
 	onLocalSet       func(ct uint64, err error)  // bound finishLocalSet
 	delArgs          func([]byte) []byte         // bound appendDeleteArgs
+	touchArgs        func([]byte) []byte         // bound appendTouchArgs
 	onDelete         func(res []byte, err error) // bound finishDelete
 	onLocalDelete    func(found bool, err error) // bound finishLocalDelete
 }
@@ -53,6 +56,7 @@ func (g *Gateway) newAsync() *asyncCall {
 		a.onGet, a.onSet = a.finishGet, a.finishSet
 		a.onLocal, a.onLocalSet = a.finishLocal, a.finishLocalSet
 		a.delArgs, a.onDelete, a.onLocalDelete = a.appendDeleteArgs, a.finishDelete, a.finishLocalDelete
+		a.touchArgs = a.appendTouchArgs
 	}
 	a.g = g
 	return a
@@ -95,6 +99,16 @@ func (b *batch) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bo
 }
 
 func (b *batch) Flush() { b.rb.Flush() }
+
+// TouchAsync implements memcache.AsyncToucher.
+func (g *Gateway) TouchAsync(key []byte, exptime int64, done func(err error)) bool {
+	return g.touchAsync(nil, key, exptime, done)
+}
+
+// TouchAsync implements memcache.AsyncToucher.
+func (b *batch) TouchAsync(key []byte, exptime int64, done func(err error)) bool {
+	return b.g.touchAsync(&b.rb, key, exptime, done)
+}
 
 // StoreAsync implements memcache.AsyncStorer.
 func (g *Gateway) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(cas uint64, err error)) bool {
@@ -303,8 +317,42 @@ func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) b
 		a.free()
 		return false
 	}
+	a.cmd = cmdDelete
 	c.GoIn(rb, wire.SrvRemove, a.delArgs, g.cfg.WriteTimeout, a.onDelete)
 	return true
+}
+
+// touchAsync sends the touch of key to its coordinator once, and finishes
+// as deleteAsync: any failure goes back to memcache, which touches again
+// through Touch.
+func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func(err error)) bool {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], key)
+	n, ok := g.whs.Load().Owners(h).Coordinator()
+	if !ok {
+		a.free()
+		return false
+	}
+	var c *rpc.Conn
+	if cl := g.server(n.Addr); cl != nil {
+		c = cl.Conn()
+	}
+	if c == nil {
+		a.free()
+		return false
+	}
+	a.start, a.delDone, a.cmd, a.exptime = time.Now(), done, cmdTouch, exptime32(exptime)
+	c.GoIn(rb, wire.SrvTouch, a.touchArgs, g.cfg.WriteTimeout, a.onDelete)
+	return true
+}
+
+// appendTouchArgs appends SrvTouch's [DBKey, exptime, want_value].
+func (a *asyncCall) appendTouchArgs(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 3)
+	b = msgpack.AppendRaw(b, a.dbkey)
+	b = msgpack.AppendUint(b, uint64(a.exptime))
+	return msgpack.AppendBool(b, false)
 }
 
 // finishLocalDelete is done of DeleteLocal for deleteAsync.
@@ -326,6 +374,8 @@ func (a *asyncCall) appendDeleteArgs(b []byte) []byte {
 	return msgpack.AppendUint(b, 0)
 }
 
+// finishDelete is the completion of deleteAsync and touchAsync: both
+// answer [status, ...].
 func (a *asyncCall) finishDelete(res []byte, err error) {
 	g, done := a.g, a.delDone
 	if err == nil {
@@ -340,7 +390,7 @@ func (a *asyncCall) finishDelete(res []byte, err error) {
 		}
 	}
 	if err == nil || err == memcache.ErrNotFound {
-		g.observe(cmdDelete, a.start, err)
+		g.observe(a.cmd, a.start, err)
 	} // else the blocking retry observes it
 	a.free()
 	done(err)

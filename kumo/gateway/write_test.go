@@ -160,3 +160,72 @@ func TestStoreAsync(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that TouchAsync sends SrvTouch [DBKey, exptime, false] once, maps
+// NotFound to memcache.ErrNotFound, and reports a touch whose answer was
+// lost as memcache.ErrMaybeApplied.
+func TestTouchAsync(t *testing.T) {
+	var lost atomic.Bool
+	exps := make(chan uint64, 8)
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		if req.Method != wire.SrvTouch {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		_, p, _ := msgpack.ReadArrayHeader(req.Params)
+		key, p, _ := msgpack.ReadRaw(p)
+		exp, p, _ := msgpack.ReadUint(p)
+		want, _, _ := msgpack.ReadBool(p)
+		if want {
+			t.Errorf("touch asked for the value")
+		}
+		exps <- exp
+		if lost.Load() {
+			req.Conn.Close()
+			return
+		}
+		st := uint64(wire.StatusOK)
+		if key[len(key)-1] == 'x' { // the dbkey ends with the memcached key
+			st = wire.StatusNotFound
+		}
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, st)
+			return msgpack.AppendNil(b)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Touch(ctx, []byte("a"), 5); err != nil { // opens the connection
+		t.Fatal(err)
+	}
+	<-exps
+	touch := func(key string, exp int64) error {
+		t.Helper()
+		ch := make(chan error, 1)
+		if !g.TouchAsync([]byte(key), exp, func(err error) { ch <- err }) {
+			t.Fatalf("TouchAsync(%s) declined", key)
+		}
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatalf("TouchAsync(%s): no answer", key)
+		}
+		return nil
+	}
+	if err := touch("a", 77); err != nil {
+		t.Errorf("touch a: %v", err)
+	}
+	if e := <-exps; e != 77 {
+		t.Errorf("exptime on the wire %d, want 77", e)
+	}
+	if err := touch("x", 1); !errors.Is(err, memcache.ErrNotFound) {
+		t.Errorf("touch x: %v, want ErrNotFound", err)
+	}
+	<-exps
+	lost.Store(true)
+	if err := touch("a", 1); !errors.Is(err, memcache.ErrMaybeApplied) {
+		t.Errorf("touch whose answer was lost: %v, want ErrMaybeApplied", err)
+	}
+}

@@ -52,6 +52,17 @@ type AsyncDeleter interface {
 	DeleteAsync(key []byte, done func(err error)) bool
 }
 
+// AsyncToucher is an AsyncBackend, or a Batch, that can also start the
+// touches of a pipelined window.
+type AsyncToucher interface {
+	// TouchAsync starts Touch(key, exptime) and reports whether it did. If
+	// it did, done is called exactly once, on any goroutine and possibly
+	// before TouchAsync returns, with nil (touched), ErrNotFound, or
+	// another error, after which the touch is served again with
+	// Backend.Touch. key is valid only during TouchAsync.
+	TouchAsync(key []byte, exptime int64, done func(err error)) bool
+}
+
 // AsyncStorer is an AsyncBackend, or a Batch, that can also start the
 // conditional stores add and replace of a pipelined window.
 type AsyncStorer interface {
@@ -312,11 +323,12 @@ type getMany struct {
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 
-	// Pipelined windows (window.go): which slots are writes (sets, or
-	// deletes where isDel), and theirs.
+	// Pipelined windows (window.go): which slots are writes (stores, or
+	// deletes where isDel, touches where isTouch), and theirs.
 	isSet    [manyWindow]bool
 	isDel    [manyWindow]bool
-	delDones [manyWindow]func(err error) // bound once
+	isTouch  [manyWindow]bool
+	delDones [manyWindow]func(err error) // deletes' and touches', bound once
 	withCAS  [manyWindow]bool
 	sets     [manyWindow]winSet
 	setDones [manyWindow]func(cas uint64, err error) // bound once
@@ -404,7 +416,7 @@ func (m *getMany) release() {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		m.isSet[i], m.isDel[i], m.sets[i], m.gk[i], m.gd[i] = false, false, winSet{}, nil, nil
+		m.isSet[i], m.isDel[i], m.isTouch[i], m.sets[i], m.gk[i], m.gd[i] = false, false, false, winSet{}, nil, nil
 	}
 	m.hi = 0
 }

@@ -101,6 +101,21 @@ func (a *asyncBackend) SetAsync(it *memcache.Item, done func(uint64, error)) boo
 	})
 }
 
+func (a *asyncBackend) TouchAsync(key []byte, exptime int64, done func(error)) bool {
+	k := append([]byte(nil), key...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(errAsyncTest)
+			return
+		}
+		err := a.Backend.Touch(context.Background(), k, exptime)
+		if a.mode == asyncApplied && err == nil {
+			err = errApplied
+		}
+		done(err)
+	})
+}
+
 func (a *asyncBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
 	if mode != memcache.ModeAdd && mode != memcache.ModeReplace {
 		return false

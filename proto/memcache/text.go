@@ -161,7 +161,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			return nil
 		}
 		if c.as.be != nil && c.br.Buffered() > 0 {
-			c.pipelined(key, withCAS, nil, ModeSet, false)
+			c.pipelined(key, withCAS, winGet, winSet{})
 			return nil
 		}
 		if c.getOne(key, withCAS, false, 0) {
@@ -296,7 +296,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 		return nil
 	}
 	if (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) && c.as.be != nil && c.br.Buffered() > 0 {
-		c.pipelined(k, false, &c.it, mode, false) // more requests behind it: a window
+		c.pipelined(k, false, winStore, winSet{it: c.it, mode: mode}) // more requests behind it: a window
 		return nil
 	}
 	_, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -394,7 +394,7 @@ func (c *conn) textDelete(tok [][]byte) {
 		return
 	}
 	if c.as.be != nil && c.br.Buffered() > 0 {
-		c.pipelined(key, false, nil, ModeSet, true) // more requests behind it: a window
+		c.pipelined(key, false, winDelete, winSet{}) // more requests behind it: a window
 		return
 	}
 	c.deleteReply(c.s.Backend.Delete(c.ctx, key, 0))
@@ -432,7 +432,17 @@ func (c *conn) textTouch(tok [][]byte) {
 		return
 	}
 	c.s.st.cmdTouch.Add(1)
-	err := c.s.Backend.Touch(c.ctx, key, c.s.normExptime(e))
+	exp := c.s.normExptime(e)
+	if c.as.be != nil && c.br.Buffered() > 0 {
+		// More requests behind it: a window.
+		c.pipelined(key, false, winTouch, winSet{it: Item{Key: key, Exptime: exp}})
+		return
+	}
+	c.touchReply(c.s.Backend.Touch(c.ctx, key, exp))
+}
+
+// touchReply answers a touch that ended with err.
+func (c *conn) touchReply(err error) {
 	switch {
 	case err == nil:
 		c.s.st.touchHits.Add(1)

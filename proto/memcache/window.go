@@ -12,7 +12,8 @@ import (
 // follow it in the buffer, up to the window's size, start together (the
 // gets with one MultiBatch.GetMulti when the backend has it, the sets with
 // SetAsync, adds and replaces with AsyncStorer.StoreAsync, deletes with
-// AsyncDeleter.DeleteAsync), and the replies are written in request order once all are
+// AsyncDeleter.DeleteAsync, touches with AsyncToucher.TouchAsync), and the
+// replies are written in request order once all are
 // done. Served one by one, every set would wait for its replication round
 // trip before the next request was even read.
 //
@@ -34,19 +35,30 @@ type winSet struct {
 	cas     uint64 // the stored item's CAS unique, if err is nil
 }
 
-// pipelined serves a window that starts with the get of key (set == nil,
-// !del), the store of *set with mode (set, add or replace; its key is
-// key), which the caller has counted, or the delete of key (del).
-func (c *conn) pipelined(key []byte, withCAS bool, set *Item, mode StoreMode, del bool) {
+// The kinds of request that start a window.
+const (
+	winGet    = iota // a get of one key
+	winStore         // a set, add or replace (first's mode)
+	winDelete        // a delete
+	winTouch         // a touch (first's it.Exptime)
+)
+
+// pipelined serves a window that starts with the request of kind on key:
+// a get, or the write in first (whose it.Key is key; the caller has
+// counted it in the stats).
+func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 	m := c.window()
 	defer m.release()
 	st := &c.s.st
 	m.keys[0] = key
-	switch {
-	case set != nil:
-		m.isSet[0], m.sets[0] = true, winSet{it: *set, mode: mode, noreply: c.noreply}
-	case del:
+	first.noreply = c.noreply
+	switch kind {
+	case winStore:
+		m.isSet[0], m.sets[0] = true, first
+	case winDelete:
 		m.isSet[0], m.isDel[0], m.sets[0] = true, true, winSet{it: Item{Key: key}, noreply: c.noreply}
+	case winTouch:
+		m.isSet[0], m.isTouch[0], m.sets[0] = true, true, first
 	default:
 		m.withCAS[0] = withCAS
 	}
@@ -81,6 +93,17 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item, mode StoreMode, de
 			used += i + 1
 			continue
 		}
+		if k, exp, noreply, ok := c.windowTouch(line); ok {
+			if m.has(k, n) {
+				break
+			}
+			m.keys[n], m.isSet[n], m.isTouch[n] = k, true, true
+			m.sets[n] = winSet{it: Item{Key: k, Exptime: exp}, noreply: noreply}
+			st.cmdTouch.Add(1)
+			n++
+			used += i + 1
+			continue
+		}
 		ws, vlen, ok := c.windowSet(line)
 		if !ok {
 			break
@@ -109,6 +132,10 @@ func (c *conn) pipelined(key []byte, withCAS bool, set *Item, mode StoreMode, de
 		}
 		if m.isDel[i] {
 			c.deleteReply(c.deleteAgain(s.it.Key, s.err))
+			continue
+		}
+		if m.isTouch[i] {
+			c.touchReply(c.touchAgain(s))
 			continue
 		}
 		c.storeReply(c.storeAgain(s), false)
@@ -149,6 +176,43 @@ func (c *conn) deleteAgain(key []byte, err error) error {
 		return nil // the first attempt deleted it
 	}
 	return again
+}
+
+// touchAgain returns the outcome of the windowed touch s, serving it again
+// with Backend.Touch unless it was touched or not found. A second touch
+// does no harm where the first took effect; one that finds no item after a
+// first attempt that may have expired it (ErrMaybeApplied) reports the
+// first one's success, as deleteAgain.
+func (c *conn) touchAgain(s *winSet) error {
+	if s.err == nil || errors.Is(s.err, ErrNotFound) {
+		return s.err
+	}
+	again := c.s.Backend.Touch(c.ctx, s.it.Key, s.it.Exptime)
+	if errors.Is(again, ErrNotFound) && errors.Is(s.err, ErrMaybeApplied) {
+		return nil
+	}
+	return again
+}
+
+// windowTouch parses line if it is a touch a window may hold, "touch KEY
+// EXPTIME" or "touch KEY EXPTIME noreply" with a valid exptime, and
+// returns the key and the normalised exptime.
+func (c *conn) windowTouch(line []byte) (key []byte, exptime int64, noreply, ok bool) {
+	cmd, rest := nextToken(line)
+	if string(cmd) != "touch" {
+		return nil, 0, false, false
+	}
+	key, rest = nextToken(rest)
+	e, rest := nextToken(rest)
+	opt, rest := nextToken(rest)
+	if more, _ := nextToken(rest); len(key) == 0 || len(key) > maxKeyLen || len(more) != 0 {
+		return nil, 0, false, false
+	}
+	exp, valid := parseCInt32(e)
+	if !valid || len(opt) != 0 && string(opt) != "noreply" {
+		return nil, 0, false, false
+	}
+	return key, c.s.normExptime(exp), len(opt) != 0, true
 }
 
 // windowDelete parses line if it is a delete a window may hold, "delete
@@ -273,6 +337,8 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 		switch {
 		case m.isDel[i]:
 			ok = c.deleteStart(m, m.keys[i], m.delDones[i])
+		case m.isTouch[i]:
+			ok = c.touchStart(m, &m.sets[i], m.delDones[i])
 		case m.sets[i].mode != ModeSet:
 			ok = c.storeStart(m, &m.sets[i], m.setDones[i])
 		case m.batch != nil:
@@ -300,6 +366,18 @@ func (c *conn) deleteStart(m *getMany, key []byte, done func(err error)) bool {
 	}
 	if d, ok := c.as.be.(AsyncDeleter); ok {
 		return d.DeleteAsync(key, done)
+	}
+	return false
+}
+
+// touchStart starts one touch of a window through the batch, if there is
+// one, and reports whether it did.
+func (c *conn) touchStart(m *getMany, s *winSet, done func(err error)) bool {
+	if t, ok := m.batch.(AsyncToucher); ok {
+		return t.TouchAsync(s.it.Key, s.it.Exptime, done)
+	}
+	if t, ok := c.as.be.(AsyncToucher); ok {
+		return t.TouchAsync(s.it.Key, s.it.Exptime, done)
 	}
 	return false
 }

@@ -67,7 +67,24 @@ func TestPipelinedSets(t *testing.T) {
 			return b.String()
 		}(),
 		"add and replace of one key": "add a 0 0 1\r\n1\r\nadd a 0 0 1\r\n2\r\nreplace a 0 0 1\r\n3\r\nget a\r\nreplace b 0 0 1\r\n4\r\nadd b 0 0 1\r\n5\r\nreplace b 0 0 1\r\n6\r\nget a b\r\n",
-		"odd adds":                   "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
+		"bulk touch": func() string {
+			var b strings.Builder
+			for i := range 10 {
+				fmt.Fprintf(&b, "set t%d 0 0 1 noreply\r\n%d\r\n", i, i)
+			}
+			for i := range 30 { // t0..t9 exist
+				nr := ""
+				if i%2 == 0 {
+					nr = " noreply"
+				}
+				fmt.Fprintf(&b, "touch t%d %d%s\r\n", i, 100+i, nr)
+			}
+			b.WriteString("get t0 t9 t10\r\n")
+			return b.String()
+		}(),
+		"touch and the same key": "set a 0 0 1\r\n1\r\ntouch a 10\r\nget a\r\ntouch a -1\r\nget a\r\ntouch a 10\r\nset a 0 0 1\r\n2\r\ntouch a 0\r\nget a\r\n",
+		"odd touches":            "set a 0 0 1\r\n1\r\ntouch a\r\ntouch a x\r\ntouch a noreply\r\ntouch a 10 junk\r\ntouch a 10 noreply more\r\ntouch  a 5\r\ntouch b 5\r\nget a\r\n",
+		"odd adds":               "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
@@ -82,6 +99,17 @@ func TestPipelinedSets(t *testing.T) {
 	// asynchronously.
 	if _, started := servePipelined(scripts["bulk add and replace"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 100 {
 		t.Fatalf("bulk add and replace: %d requests started asynchronously, want at least 100", started)
+	}
+	// Read whole, the 10 sets and 30 touches start asynchronously, and
+	// the touches are counted as one by one.
+	out, started := servePipelined(scripts["bulk touch"]+"stats\r\n", func(r io.Reader) io.Reader { return r }, asyncInline)
+	if started < 40 {
+		t.Fatalf("bulk touch: %d requests started asynchronously, want at least 40", started)
+	}
+	for _, stat := range []string{"STAT cmd_touch 30\r\n", "STAT touch_hits 10\r\n", "STAT touch_misses 20\r\n"} {
+		if !strings.Contains(out, stat) {
+			t.Errorf("bulk touch: stats lack %q", stat)
+		}
 	}
 	// Read whole, the 40 noreply sets go out in windows, asynchronously.
 	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
