@@ -467,9 +467,12 @@ func TestAttachFourthServer(t *testing.T) {
 	}
 	frac := float64(moved) / n
 	t.Logf("attach of a 4th server: %d of %d keys (%.1f%%) gained the new owner", moved, n, 100*frac)
-	if frac > 0.85 || frac < 0.5 {
+	if frac > 0.9 || frac < 0.6 {
 		// With 4 servers each owns ~3/4 of the keys; the copies moved are
-		// moved/3n of all copies.
+		// moved/3n of all copies. The share depends on where the servers'
+		// (random) ports put their virtual nodes: over 300 random port
+		// sets it ranged 0.66-0.84 (p1 0.68, p99 0.83), and a CI run saw
+		// 0.855, so the bounds only catch a broken ring.
 		t.Fatalf("unexpected share of keys on the new server: %.2f", frac)
 	}
 	copiesMoved := float64(moved) / (3 * n)
