@@ -6,8 +6,9 @@ import (
 )
 
 // Pipelined windows. A text client that pipelines single-key gets, plain
-// sets, adds and replaces (a bulk load of "set ... noreply", a load
-// generator's -P, pymemcache's adds, noreply by default) is
+// sets, adds, replaces, deletes and touches (a bulk load of "set ...
+// noreply", a load generator's -P, pymemcache's adds and touches, noreply
+// by default) is
 // served a window at a time: the request at hand and those that directly
 // follow it in the buffer, up to the window's size, start together (the
 // gets with one MultiBatch.GetMulti when the backend has it, the sets with
@@ -25,8 +26,8 @@ import (
 // the ordinary way after it. A get or set that fails is served again with
 // the blocking Backend methods, in its place.
 
-// winSet is a set, add or replace held in a window (or a delete, see
-// getMany.isDel).
+// winSet is a set, add or replace held in a window, or a delete or touch
+// (see getMany.isDel and isTouch; a touch's exptime is in it.Exptime).
 type winSet struct {
 	it      Item // Key and Value point into the input until the window is written
 	mode    StoreMode
