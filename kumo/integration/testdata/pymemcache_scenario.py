@@ -58,6 +58,23 @@ check("delete", c.delete("py-b", noreply=False), True)
 check("delete missing", c.delete("py-b", noreply=False), False)
 check("deleted gone", c.get("py-b"), None)
 check("touch", c.touch("py-c", 100, noreply=False), True)
+
+# pymemcache sends add, replace and touch with noreply by default, so a
+# loop of them is a pipeline: the gateway serves it in windows.
+keys = ["py-p%d" % i for i in range(300)]
+for i, k in enumerate(keys):
+    c.add(k, b"a%d" % i)
+for i, k in enumerate(keys[::2]):
+    c.add(k, b"again")  # exists: not stored
+    c.replace(k, b"r%d" % (2 * i))
+for k in keys:
+    c.touch(k, 1000)
+c.touch("py-p-missing", 1000)
+got = c.get_many(keys)
+want = {k: (b"r%d" % i if i % 2 == 0 else b"a%d" % i) for i, k in enumerate(keys)}
+check("pipelined add, replace, touch", got, want)
+check("pipelined add of a missing key", c.add("py-p-new", b"n", noreply=False), True)
+check("touched missing key", c.get("py-p-missing"), None)
 check("version", c.version().startswith(b"1.6"), True)
 
 print(f"{passed} passed, {failed} failed")
