@@ -9,6 +9,7 @@ import (
 	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 )
 
 // The asynchronous fast path (memcache.AsyncBackend): a lone get or set is
@@ -167,10 +168,17 @@ func (g *Gateway) readConn(h uint64) (c *rpc.Conn, local bool) {
 	}
 	addr := o.At(i).Addr
 	local = g.cfg.ReadLocal != nil && g.cfg.DialLocal != nil && addr == g.cfg.Local
+	return g.openConn(addr), local
+}
+
+// openConn returns the open connection to the server at addr, or nil: the
+// asynchronous paths never wait for a dial (the blocking path they fall
+// back to does).
+func (g *Gateway) openConn(addr ring.Addr) *rpc.Conn {
 	if s := g.server(addr); s != nil {
-		c = s.Conn()
+		return s.Conn()
 	}
-	return c, local
+	return nil
 }
 
 // finishLocal is f of ReadLocal for getAsync: it answers the get on the
@@ -229,12 +237,7 @@ func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcach
 		}
 		a.val = wire.Value{}
 	}
-	cl := g.server(n.Addr)
-	if cl == nil {
-		a.free()
-		return false
-	}
-	c := cl.Conn()
+	c := g.openConn(n.Addr)
 	if c == nil {
 		a.free()
 		return false
@@ -309,10 +312,7 @@ func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) b
 		g.cfg.DeleteLocal(a.dbkey, rb, a.onLocalDelete) == nil {
 		return true // a is finishLocalDelete's now
 	}
-	var c *rpc.Conn
-	if cl := g.server(n.Addr); cl != nil {
-		c = cl.Conn()
-	}
+	c := g.openConn(n.Addr)
 	if c == nil {
 		a.free()
 		return false
@@ -330,13 +330,9 @@ func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], key)
 	n, ok := g.whs.Load().Owners(h).Coordinator()
-	if !ok {
-		a.free()
-		return false
-	}
 	var c *rpc.Conn
-	if cl := g.server(n.Addr); cl != nil {
-		c = cl.Conn()
+	if ok {
+		c = g.openConn(n.Addr)
 	}
 	if c == nil {
 		a.free()
