@@ -85,20 +85,7 @@ func (a *asyncBackend) DeleteAsync(key []byte, done func(error)) bool {
 }
 
 func (a *asyncBackend) SetAsync(it *memcache.Item, done func(uint64, error)) bool {
-	c := *it
-	c.Key = append([]byte(nil), it.Key...)
-	c.Value = append([]byte(nil), it.Value...)
-	return a.run(func() {
-		if a.mode == asyncFail {
-			done(0, errAsyncTest)
-			return
-		}
-		cas, err := a.Backend.Store(context.Background(), memcache.ModeSet, &c)
-		if a.mode == asyncApplied && err == nil {
-			cas, err = 0, errApplied
-		}
-		done(cas, err)
-	})
+	return a.store(memcache.ModeSet, it, done)
 }
 
 func (a *asyncBackend) TouchAsync(key []byte, exptime int64, done func(error)) bool {
@@ -120,6 +107,11 @@ func (a *asyncBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, do
 	if mode != memcache.ModeAdd && mode != memcache.ModeReplace {
 		return false
 	}
+	return a.store(mode, it, done)
+}
+
+// store runs Store(mode, it) as the mode of a says.
+func (a *asyncBackend) store(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
 	c := *it
 	c.Key = append([]byte(nil), it.Key...)
 	c.Value = append([]byte(nil), it.Value...)
