@@ -32,7 +32,9 @@ type asyncCall struct {
 	mode    memcache.StoreMode // the set's: ModeSet, ModeAdd or ModeReplace
 	cmd     int                // a keyed write's metric: cmdDelete or cmdTouch
 	exptime uint32             // a touch's
-	val     wire.Value         // a local set's value, valid only during WriteLocal
+	delta   uint64             // an incr's or decr's
+	decr    bool
+	val     wire.Value // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
 	delDone func(err error)
@@ -43,6 +45,8 @@ type asyncCall struct {
 	onLocalSet       func(ct uint64, err error)  // bound finishLocalSet
 	delArgs          func([]byte) []byte         // bound appendDeleteArgs
 	touchArgs        func([]byte) []byte         // bound appendTouchArgs
+	incrArgs         func([]byte) []byte         // bound appendIncrArgs
+	onIncr           func(res []byte, err error) // bound finishIncr
 	onDelete         func(res []byte, err error) // bound finishDelete
 	onLocalDelete    func(found bool, err error) // bound finishLocalDelete
 }
@@ -58,6 +62,7 @@ func (g *Gateway) newAsync() *asyncCall {
 		a.onLocal, a.onLocalSet = a.finishLocal, a.finishLocalSet
 		a.delArgs, a.onDelete, a.onLocalDelete = a.appendDeleteArgs, a.finishDelete, a.finishLocalDelete
 		a.touchArgs = a.appendTouchArgs
+		a.incrArgs, a.onIncr = a.appendIncrArgs, a.finishIncr
 	}
 	a.g = g
 	return a
@@ -109,6 +114,16 @@ func (g *Gateway) TouchAsync(key []byte, exptime int64, done func(err error)) bo
 // TouchAsync implements memcache.AsyncToucher.
 func (b *batch) TouchAsync(key []byte, exptime int64, done func(err error)) bool {
 	return b.g.touchAsync(&b.rb, key, exptime, done)
+}
+
+// IncrAsync implements memcache.AsyncIncrer.
+func (g *Gateway) IncrAsync(key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool {
+	return g.incrAsync(nil, key, delta, decr, done)
+}
+
+// IncrAsync implements memcache.AsyncIncrer.
+func (b *batch) IncrAsync(key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool {
+	return b.g.incrAsync(&b.rb, key, delta, decr, done)
 }
 
 // StoreAsync implements memcache.AsyncStorer.
@@ -341,6 +356,61 @@ func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func
 	a.start, a.delDone, a.cmd, a.exptime = time.Now(), done, cmdTouch, exptime32(exptime)
 	c.GoIn(rb, wire.SrvTouch, a.touchArgs, g.cfg.WriteTimeout, a.onDelete)
 	return true
+}
+
+// incrAsync sends the incr or decr of key to its coordinator once. An
+// answer lost after it left is reported as memcache.ErrMaybeApplied, and
+// memcache answers SERVER_ERROR (as Incr, which never sends it again);
+// any other failure goes back to memcache, which serves it through Incr.
+func (g *Gateway) incrAsync(rb *rpc.Batch, key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], key)
+	n, ok := g.whs.Load().Owners(h).Coordinator()
+	var c *rpc.Conn
+	if ok {
+		c = g.openConn(n.Addr)
+	}
+	if c == nil {
+		a.free()
+		return false
+	}
+	a.start, a.setDone, a.delta, a.decr = time.Now(), done, delta, decr
+	c.GoIn(rb, wire.SrvArith, a.incrArgs, g.cfg.WriteTimeout, a.onIncr)
+	return true
+}
+
+// appendIncrArgs appends SrvArith's six params of every server version:
+// [DBKey, delta, decr, create=false, initial, exptime].
+func (a *asyncCall) appendIncrArgs(b []byte) []byte {
+	b = msgpack.AppendArrayHeader(b, 6)
+	b = msgpack.AppendRaw(b, a.dbkey)
+	b = msgpack.AppendUint(b, a.delta)
+	b = msgpack.AppendBool(b, a.decr)
+	b = msgpack.AppendBool(b, false)
+	b = msgpack.AppendUint(b, 0)
+	return msgpack.AppendUint(b, 0)
+}
+
+func (a *asyncCall) finishIncr(res []byte, err error) {
+	g, done := a.g, a.setDone
+	var r memcache.ArithResult
+	if err == nil {
+		err = arithResult(res, &memcache.Arith{Delta: a.delta, Decr: a.decr}, 0, &r)
+		if errors.Is(err, ErrBadReply) { // it was applied, and the answer is unreadable
+			err = errors.Join(memcache.ErrMaybeApplied, err)
+		}
+	} else {
+		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+		if maybeApplied(err) {
+			err = errors.Join(memcache.ErrMaybeApplied, err)
+		}
+	}
+	if err == nil || errors.Is(err, memcache.ErrNotFound) || errors.Is(err, memcache.ErrNonNumeric) || errors.Is(err, memcache.ErrMaybeApplied) {
+		g.observe(cmdIncr, a.start, err)
+	} // else the blocking retry observes it
+	a.free()
+	done(r.Value, err)
 }
 
 // appendTouchArgs appends SrvTouch's [DBKey, exptime, want_value].

@@ -229,3 +229,92 @@ func TestTouchAsync(t *testing.T) {
 		t.Errorf("touch whose answer was lost: %v, want ErrMaybeApplied", err)
 	}
 }
+
+// Ensure that IncrAsync sends SrvArith's six params once, returns the new
+// value, maps NotFound and NonNumeric, and reports an incr whose answer was
+// lost as memcache.ErrMaybeApplied (memcache answers SERVER_ERROR rather
+// than send it again).
+func TestIncrAsync(t *testing.T) {
+	var lost atomic.Bool
+	var calls atomic.Int32
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		if req.Method != wire.SrvArith {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		calls.Add(1)
+		n, p, _ := msgpack.ReadArrayHeader(req.Params)
+		key, p, _ := msgpack.ReadRaw(p)
+		delta, p, _ := msgpack.ReadUint(p)
+		decr, p, _ := msgpack.ReadBool(p)
+		create, _, _ := msgpack.ReadBool(p)
+		if n != 6 || create {
+			t.Errorf("arith params: %d of them, create %v; want 6, false", n, create)
+		}
+		if lost.Load() {
+			req.Conn.Close()
+			return
+		}
+		st, val := uint64(wire.StatusOK), 100+delta
+		if decr {
+			val = 100 - delta
+		}
+		switch key[len(key)-1] { // the dbkey ends with the memcached key
+		case 'x':
+			st = wire.StatusNotFound
+		case 'w':
+			st = wire.StatusNonNumeric
+		}
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 5)
+			b = msgpack.AppendUint(b, st)
+			b = msgpack.AppendUint(b, val)
+			b = msgpack.AppendUint(b, 9)
+			b = msgpack.AppendBool(b, false)
+			return msgpack.AppendUint(b, 0)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, _, err := g.Incr(ctx, []byte("a"), 1, false, nil); err != nil { // opens the connection
+		t.Fatal(err)
+	}
+	incr := func(key string, delta uint64, decr bool) (uint64, error) {
+		t.Helper()
+		type res struct {
+			v   uint64
+			err error
+		}
+		ch := make(chan res, 1)
+		if !g.IncrAsync([]byte(key), delta, decr, func(v uint64, err error) { ch <- res{v, err} }) {
+			t.Fatalf("IncrAsync(%s) declined", key)
+		}
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		case <-time.After(20 * time.Second):
+			t.Fatalf("IncrAsync(%s): no answer", key)
+		}
+		return 0, nil
+	}
+	if v, err := incr("a", 5, false); v != 105 || err != nil {
+		t.Errorf("incr a 5: %d, %v; want 105", v, err)
+	}
+	if v, err := incr("a", 7, true); v != 93 || err != nil {
+		t.Errorf("decr a 7: %d, %v; want 93", v, err)
+	}
+	if _, err := incr("x", 1, false); !errors.Is(err, memcache.ErrNotFound) {
+		t.Errorf("incr x: %v, want ErrNotFound", err)
+	}
+	if _, err := incr("w", 1, false); !errors.Is(err, memcache.ErrNonNumeric) {
+		t.Errorf("incr w: %v, want ErrNonNumeric", err)
+	}
+	lost.Store(true)
+	before := calls.Load()
+	if _, err := incr("a", 1, false); !errors.Is(err, memcache.ErrMaybeApplied) {
+		t.Errorf("incr whose answer was lost: %v, want ErrMaybeApplied", err)
+	}
+	if got := calls.Load() - before; got != 1 {
+		t.Errorf("the lost incr reached the server %d times, want 1", got)
+	}
+}

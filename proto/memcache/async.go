@@ -63,6 +63,19 @@ type AsyncToucher interface {
 	TouchAsync(key []byte, exptime int64, done func(err error)) bool
 }
 
+// AsyncIncrer is an AsyncBackend, or a Batch, that can also start the
+// incr and decr of a pipelined window.
+type AsyncIncrer interface {
+	// IncrAsync starts Incr(key, delta, decr, nil) and reports whether it
+	// did. If it did, done is called exactly once, on any goroutine and
+	// possibly before IncrAsync returns, with the new value, ErrNotFound,
+	// ErrNonNumeric, an error wrapping ErrMaybeApplied (the request may
+	// have been applied: it is answered SERVER_ERROR, never sent again), or
+	// another error, after which the request is served again with
+	// Backend.Incr. key is valid only during IncrAsync.
+	IncrAsync(key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool
+}
+
 // AsyncStorer is an AsyncBackend, or a Batch, that can also start the
 // conditional stores add and replace of a pipelined window.
 type AsyncStorer interface {
@@ -324,10 +337,12 @@ type getMany struct {
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 
 	// Pipelined windows (window.go): which slots are writes (stores, or
-	// deletes where isDel, touches where isTouch), and theirs.
+	// deletes where isDel, touches where isTouch, incr and decr where
+	// isIncr), and theirs.
 	isSet    [manyWindow]bool
 	isDel    [manyWindow]bool
 	isTouch  [manyWindow]bool
+	isIncr   [manyWindow]bool
 	delDones [manyWindow]func(err error) // deletes' and touches', bound once
 	withCAS  [manyWindow]bool
 	sets     [manyWindow]winSet
@@ -416,7 +431,8 @@ func (m *getMany) release() {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		m.isSet[i], m.isDel[i], m.isTouch[i], m.sets[i], m.gk[i], m.gd[i] = false, false, false, winSet{}, nil, nil
+		m.isSet[i], m.isDel[i], m.isTouch[i], m.isIncr[i] = false, false, false, false
+		m.sets[i], m.gk[i], m.gd[i] = winSet{}, nil, nil
 	}
 	m.hi = 0
 }

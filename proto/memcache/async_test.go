@@ -103,6 +103,23 @@ func (a *asyncBackend) TouchAsync(key []byte, exptime int64, done func(error)) b
 	})
 }
 
+func (a *asyncBackend) IncrAsync(key []byte, delta uint64, decr bool, done func(uint64, error)) bool {
+	if a.mode == asyncApplied {
+		// A lost answer to an incr is answered SERVER_ERROR, unlike the
+		// blocking path's answer: TestWindowIncrMaybeApplied covers it.
+		return false
+	}
+	k := append([]byte(nil), key...)
+	return a.run(func() {
+		if a.mode == asyncFail {
+			done(0, errAsyncTest)
+			return
+		}
+		v, _, err := a.Backend.Incr(context.Background(), k, delta, decr, nil)
+		done(v, err)
+	})
+}
+
 func (a *asyncBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
 	if mode != memcache.ModeAdd && mode != memcache.ModeReplace {
 		return false

@@ -345,7 +345,17 @@ func (c *conn) textIncr(decr bool, tok [][]byte) {
 		c.writeString("CLIENT_ERROR invalid numeric delta argument\r\n")
 		return
 	}
+	if c.as.be != nil && c.br.Buffered() > 0 && (n == 3 || string(tok[3]) == "noreply") {
+		// More requests behind it: a window.
+		c.pipelined(key, false, winIncr, winSet{it: Item{Key: key}, delta: delta, decr: decr})
+		return
+	}
 	v, _, err := c.s.Backend.Incr(c.ctx, key, delta, decr, nil)
+	c.incrReply(decr, v, err)
+}
+
+// incrReply answers an incr or decr that ended with v or err.
+func (c *conn) incrReply(decr bool, v uint64, err error) {
 	st := &c.s.st
 	switch {
 	case err == nil:

@@ -6,14 +6,15 @@ import (
 )
 
 // Pipelined windows. A text client that pipelines single-key gets, plain
-// sets, adds, replaces, deletes and touches (a bulk load of "set ...
-// noreply", a load generator's -P, pymemcache's adds and touches, noreply
-// by default) is
+// sets, adds, replaces, deletes, touches, incrs and decrs (a bulk load of
+// "set ... noreply", a load generator's -P, pymemcache's adds and touches,
+// noreply by default, counters bumped with noreply) is
 // served a window at a time: the request at hand and those that directly
 // follow it in the buffer, up to the window's size, start together (the
 // gets with one MultiBatch.GetMulti when the backend has it, the sets with
 // SetAsync, adds and replaces with AsyncStorer.StoreAsync, deletes with
-// AsyncDeleter.DeleteAsync, touches with AsyncToucher.TouchAsync), and the
+// AsyncDeleter.DeleteAsync, touches with AsyncToucher.TouchAsync, incr and
+// decr with AsyncIncrer.IncrAsync), and the
 // replies are written in request order once all are
 // done. Served one by one, every set would wait for its replication round
 // trip before the next request was even read.
@@ -26,14 +27,17 @@ import (
 // the ordinary way after it. A get or set that fails is served again with
 // the blocking Backend methods, in its place.
 
-// winSet is a set, add or replace held in a window, or a delete or touch
-// (see getMany.isDel and isTouch; a touch's exptime is in it.Exptime).
+// winSet is a set, add or replace held in a window, or a delete, touch,
+// incr or decr (see getMany.isDel, isTouch and isIncr; a touch's exptime
+// is in it.Exptime).
 type winSet struct {
 	it      Item // Key and Value point into the input until the window is written
 	mode    StoreMode
+	delta   uint64 // incr, decr
+	decr    bool
 	noreply bool
 	err     error  // its outcome; errNotStarted if SetAsync declined
-	cas     uint64 // the stored item's CAS unique, if err is nil
+	cas     uint64 // the stored item's CAS unique, or an incr's value, if err is nil
 }
 
 // The kinds of request that start a window.
@@ -42,6 +46,7 @@ const (
 	winStore         // a set, add or replace (first's mode)
 	winDelete        // a delete
 	winTouch         // a touch (first's it.Exptime)
+	winIncr          // an incr or decr (first's delta and decr)
 )
 
 // pipelined serves a window that starts with the request of kind on key:
@@ -60,6 +65,8 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 		m.isSet[0], m.isDel[0], m.sets[0] = true, true, winSet{it: Item{Key: key}, noreply: c.noreply}
 	case winTouch:
 		m.isSet[0], m.isTouch[0], m.sets[0] = true, true, first
+	case winIncr:
+		m.isSet[0], m.isIncr[0], m.sets[0] = true, true, first
 	default:
 		m.withCAS[0] = withCAS
 	}
@@ -105,6 +112,15 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			used += i + 1
 			continue
 		}
+		if ws, ok := windowIncr(line); ok {
+			if m.has(ws.it.Key, n) {
+				break
+			}
+			m.keys[n], m.isSet[n], m.isIncr[n], m.sets[n] = ws.it.Key, true, true, ws
+			n++
+			used += i + 1
+			continue
+		}
 		ws, vlen, ok := c.windowSet(line)
 		if !ok {
 			break
@@ -137,6 +153,11 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 		}
 		if m.isTouch[i] {
 			c.touchReply(c.touchAgain(s))
+			continue
+		}
+		if m.isIncr[i] {
+			v, err := c.incrAgain(s)
+			c.incrReply(s.decr, v, err)
 			continue
 		}
 		c.storeReply(c.storeAgain(s), false)
@@ -193,6 +214,39 @@ func (c *conn) touchAgain(s *winSet) error {
 		return nil
 	}
 	return again
+}
+
+// incrAgain returns the new value of the windowed incr or decr s, serving
+// it again with Backend.Incr if it failed before it could have been
+// applied. One that may have been applied is never sent again (a second
+// increment would count twice): its error stands.
+func (c *conn) incrAgain(s *winSet) (uint64, error) {
+	if s.err == nil || errors.Is(s.err, ErrNotFound) || errors.Is(s.err, ErrNonNumeric) || errors.Is(s.err, ErrMaybeApplied) {
+		return s.cas, s.err
+	}
+	v, _, err := c.s.Backend.Incr(c.ctx, s.it.Key, s.delta, s.decr, nil)
+	return v, err
+}
+
+// windowIncr parses line if it is an incr or decr a window may hold, "incr
+// KEY DELTA" or "incr KEY DELTA noreply" with a valid delta (or decr).
+func windowIncr(line []byte) (winSet, bool) {
+	cmd, rest := nextToken(line)
+	decr := string(cmd) == "decr"
+	if !decr && string(cmd) != "incr" {
+		return winSet{}, false
+	}
+	key, rest := nextToken(rest)
+	d, rest := nextToken(rest)
+	opt, rest := nextToken(rest)
+	if more, _ := nextToken(rest); len(key) == 0 || len(key) > maxKeyLen || len(more) != 0 {
+		return winSet{}, false
+	}
+	delta, ok := parseCUint(d)
+	if !ok || len(opt) != 0 && string(opt) != "noreply" {
+		return winSet{}, false
+	}
+	return winSet{it: Item{Key: key}, delta: delta, decr: decr, noreply: len(opt) != 0}, true
 }
 
 // windowTouch parses line if it is a touch a window may hold, "touch KEY
@@ -340,6 +394,8 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 			ok = c.deleteStart(m, m.keys[i], m.delDones[i])
 		case m.isTouch[i]:
 			ok = c.touchStart(m, &m.sets[i], m.delDones[i])
+		case m.isIncr[i]:
+			ok = c.incrStart(m, &m.sets[i], m.setDones[i])
 		case m.sets[i].mode != ModeSet:
 			ok = c.storeStart(m, &m.sets[i], m.setDones[i])
 		case m.batch != nil:
@@ -379,6 +435,18 @@ func (c *conn) touchStart(m *getMany, s *winSet, done func(err error)) bool {
 	}
 	if t, ok := c.as.be.(AsyncToucher); ok {
 		return t.TouchAsync(s.it.Key, s.it.Exptime, done)
+	}
+	return false
+}
+
+// incrStart starts one incr or decr of a window through the batch, if there
+// is one, and reports whether it did.
+func (c *conn) incrStart(m *getMany, s *winSet, done func(val uint64, err error)) bool {
+	if t, ok := m.batch.(AsyncIncrer); ok {
+		return t.IncrAsync(s.it.Key, s.delta, s.decr, done)
+	}
+	if t, ok := c.as.be.(AsyncIncrer); ok {
+		return t.IncrAsync(s.it.Key, s.delta, s.decr, done)
 	}
 	return false
 }

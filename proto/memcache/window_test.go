@@ -1,6 +1,7 @@
 package memcache_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -84,7 +85,29 @@ func TestPipelinedSets(t *testing.T) {
 		}(),
 		"touch and the same key": "set a 0 0 1\r\n1\r\ntouch a 10\r\nget a\r\ntouch a -1\r\nget a\r\ntouch a 10\r\nset a 0 0 1\r\n2\r\ntouch a 0\r\nget a\r\n",
 		"odd touches":            "set a 0 0 1\r\n1\r\ntouch a\r\ntouch a x\r\ntouch a noreply\r\ntouch a 10 junk\r\ntouch a 10 noreply more\r\ntouch  a 5\r\ntouch b 5\r\nget a\r\n",
-		"odd adds":               "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
+		"bulk incr and decr": func() string {
+			var b strings.Builder
+			for i := range 10 {
+				fmt.Fprintf(&b, "set c%d 0 0 2 noreply\r\n%d0\r\n", i, i)
+			}
+			b.WriteString("set word 0 0 3 noreply\r\nabc\r\n")
+			for i := range 30 { // c0..c9 exist
+				nr := ""
+				if i%2 == 0 {
+					nr = " noreply"
+				}
+				op := "incr"
+				if i%3 == 0 {
+					op = "decr"
+				}
+				fmt.Fprintf(&b, "%s c%d %d%s\r\n", op, i, 7+i, nr)
+			}
+			b.WriteString("incr word 1\r\ndecr word 1\r\nincr c1 18446744073709551615\r\nget c0 c1 c9\r\n")
+			return b.String()
+		}(),
+		"incr and the same key": "set n 0 0 1\r\n5\r\nincr n 1\r\nincr n 1\r\nget n\r\ndecr n 100\r\nincr m 1\r\nset m 0 0 1\r\n1\r\nincr m 1\r\n",
+		"odd incrs":             "set n 0 0 1\r\n5\r\nincr n\r\nincr n x\r\nincr n noreply\r\nincr n 1 junk\r\nincr n 1 noreply more\r\nincr  n 2\r\ndecr n -1\r\nget n\r\n",
+		"odd adds":              "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
@@ -110,6 +133,10 @@ func TestPipelinedSets(t *testing.T) {
 		if !strings.Contains(out, stat) {
 			t.Errorf("bulk touch: stats lack %q", stat)
 		}
+	}
+	// Read whole, the 11 sets and 30 incrs and decrs start asynchronously.
+	if _, started := servePipelined(scripts["bulk incr and decr"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 41 {
+		t.Fatalf("bulk incr and decr: %d requests started asynchronously, want at least 41", started)
 	}
 	// Read whole, the 40 noreply sets go out in windows, asynchronously.
 	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
@@ -209,5 +236,32 @@ func TestPipelinedFailures(t *testing.T) {
 	}
 	if got := serve(failingAsync{}); got != want {
 		t.Fatalf("windows:\n got %q\nwant %q", got, want)
+	}
+}
+
+// lostIncrBackend applies every windowed incr and decr, then reports its
+// answer lost (an error wrapping ErrMaybeApplied).
+type lostIncrBackend struct{ *asyncBackend }
+
+func (l lostIncrBackend) IncrAsync(key []byte, delta uint64, decr bool, done func(uint64, error)) bool {
+	l.Backend.Incr(context.Background(), key, delta, decr, nil)
+	done(0, errApplied)
+	return true
+}
+
+// Ensure that a windowed incr or decr whose answer was lost after it was
+// applied is answered SERVER_ERROR and never sent again: a second attempt
+// would count twice.
+func TestWindowIncrMaybeApplied(t *testing.T) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncInline}
+	s := &memcache.Server{Backend: lostIncrBackend{ab}, Now: fixedClock}
+	fc := &fakeConn{r: strings.NewReader("set n 0 0 2\r\n10\r\nincr n 5\r\ndecr n 1 noreply\r\nincr n 1\r\nget n\r\n")}
+	s.ServeConn(fc)
+	want := "STORED\r\n" +
+		"SERVER_ERROR " + errApplied.Error() + "\r\n" +
+		"SERVER_ERROR " + errApplied.Error() + "\r\n" +
+		"VALUE n 0 2\r\n15\r\nEND\r\n"
+	if got := fc.w.String(); got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }

@@ -75,6 +75,16 @@ want = {k: (b"r%d" % i if i % 2 == 0 else b"a%d" % i) for i, k in enumerate(keys
 check("pipelined add, replace, touch", got, want)
 check("pipelined add of a missing key", c.add("py-p-new", b"n", noreply=False), True)
 check("touched missing key", c.get("py-p-missing"), None)
+
+# Counters bumped with noreply: a pipeline of incr and decr, in windows.
+c.set("py-ctr", b"0", noreply=False)
+for i in range(500):
+    c.incr("py-ctr", 2, noreply=True)
+    if i % 5 == 0:
+        c.decr("py-ctr", 1, noreply=True)
+c.incr("py-ctr-missing", 1, noreply=True)
+check("pipelined incr and decr", c.get("py-ctr"), b"900")
+check("pipelined incr of a missing key", c.get("py-ctr-missing"), None)
 check("version", c.version().startswith(b"1.6"), True)
 
 print(f"{passed} passed, {failed} failed")
