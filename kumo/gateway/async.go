@@ -337,20 +337,27 @@ func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) b
 	return true
 }
 
+// toCoordinator returns a new asyncCall for key (its dbkey set) and the
+// open connection to the key's coordinator, or nils if there is none.
+func (g *Gateway) toCoordinator(key []byte) (*asyncCall, *rpc.Conn) {
+	a := g.newAsync()
+	var h uint64
+	a.dbkey, h = g.dbKey(a.kb[:0], key)
+	if n, ok := g.whs.Load().Owners(h).Coordinator(); ok {
+		if c := g.openConn(n.Addr); c != nil {
+			return a, c
+		}
+	}
+	a.free()
+	return nil, nil
+}
+
 // touchAsync sends the touch of key to its coordinator once, and finishes
 // as deleteAsync: any failure goes back to memcache, which touches again
 // through Touch.
 func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func(err error)) bool {
-	a := g.newAsync()
-	var h uint64
-	a.dbkey, h = g.dbKey(a.kb[:0], key)
-	n, ok := g.whs.Load().Owners(h).Coordinator()
-	var c *rpc.Conn
-	if ok {
-		c = g.openConn(n.Addr)
-	}
-	if c == nil {
-		a.free()
+	a, c := g.toCoordinator(key)
+	if a == nil {
 		return false
 	}
 	a.start, a.delDone, a.cmd, a.exptime = time.Now(), done, cmdTouch, exptime32(exptime)
@@ -363,16 +370,8 @@ func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func
 // memcache answers SERVER_ERROR (as Incr, which never sends it again);
 // any other failure goes back to memcache, which serves it through Incr.
 func (g *Gateway) incrAsync(rb *rpc.Batch, key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool {
-	a := g.newAsync()
-	var h uint64
-	a.dbkey, h = g.dbKey(a.kb[:0], key)
-	n, ok := g.whs.Load().Owners(h).Coordinator()
-	var c *rpc.Conn
-	if ok {
-		c = g.openConn(n.Addr)
-	}
-	if c == nil {
-		a.free()
+	a, c := g.toCoordinator(key)
+	if a == nil {
 		return false
 	}
 	a.start, a.setDone, a.delta, a.decr = time.Now(), done, delta, decr
