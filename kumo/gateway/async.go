@@ -136,11 +136,14 @@ func (b *batch) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func
 	return condStore(mode) && b.g.storeAsync(&b.rb, mode, it, done)
 }
 
-// condStore reports whether StoreAsync takes mode: add and replace, which
-// a second attempt cannot apply twice (append, prepend and cas go through
-// Store, which knows when not to retry).
+// condStore reports whether StoreAsync takes mode: add, replace, append
+// and prepend (a plain set goes through SetAsync; cas through Store).
 func condStore(mode memcache.StoreMode) bool {
-	return mode == memcache.ModeAdd || mode == memcache.ModeReplace
+	switch mode {
+	case memcache.ModeAdd, memcache.ModeReplace, memcache.ModeAppend, memcache.ModePrepend:
+		return true
+	}
+	return false
 }
 
 // DeleteAsync implements memcache.AsyncDeleter.
@@ -229,7 +232,8 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 	return g.storeAsync(rb, memcache.ModeSet, it, done)
 }
 
-// storeAsync sends the store of it with mode (set, add or replace) to its
+// storeAsync sends the store of it with mode (set, add, replace, append or
+// prepend) to its
 // key's coordinator once; a plain set whose coordinator is the embedded
 // gateway's own server is decided and stored in place. Any failure goes
 // back to memcache, which stores again through Store (a conditional store
@@ -295,6 +299,8 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 			err = statusError(st)
 		} else if err == nil {
 			cas, _, _ = msgpack.ReadUint(p)
+		} else if a.mode != memcache.ModeSet { // it was applied, and the answer is unreadable
+			err = errors.Join(memcache.ErrMaybeApplied, err)
 		}
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))

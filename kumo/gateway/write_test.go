@@ -80,11 +80,10 @@ func isAppend(params []byte) bool {
 	return err == nil && mode == wire.OpAppend
 }
 
-// Ensure that StoreAsync sends add and replace with their own mode, maps
-// the server's NotStored to memcache.ErrNotStored, reports an add whose
-// answer was lost as memcache.ErrMaybeApplied (memcache then decides, see
-// its storeAgain), and declines the modes a second attempt could apply
-// twice.
+// Ensure that StoreAsync sends add, replace, append and prepend with their
+// own mode, maps the server's NotStored to memcache.ErrNotStored, reports
+// one whose answer was lost as memcache.ErrMaybeApplied (memcache then
+// decides, see its storeAgain), and declines set (SetAsync's) and cas.
 func TestStoreAsync(t *testing.T) {
 	var lost atomic.Bool
 	modes := make(chan uint64, 8)
@@ -96,7 +95,7 @@ func TestStoreAsync(t *testing.T) {
 			return
 		}
 		modes <- mode
-		if lost.Load() {
+		if lost.CompareAndSwap(true, false) {
 			req.Conn.Close() // applied, and the answer lost
 			return
 		}
@@ -149,12 +148,30 @@ func TestStoreAsync(t *testing.T) {
 	if m := <-modes; m != wire.OpReplace {
 		t.Errorf("replace went out as mode %d, want %d", m, wire.OpReplace)
 	}
+	if _, err := store(memcache.ModeAppend); err != nil {
+		t.Errorf("append: %v", err)
+	}
+	if m := <-modes; m != wire.OpAppend {
+		t.Errorf("append went out as mode %d, want %d", m, wire.OpAppend)
+	}
 	lost.Store(true)
 	if _, err := store(memcache.ModeAdd); !errors.Is(err, memcache.ErrMaybeApplied) {
 		t.Errorf("add whose answer was lost: %v, want ErrMaybeApplied", err)
 	}
+	<-modes
+	if _, err := g.Store(ctx, memcache.ModeReplace, &warm); err != nil { // a connection again
+		t.Fatal(err)
+	}
+	<-modes
+	lost.Store(true)
+	if _, err := store(memcache.ModePrepend); !errors.Is(err, memcache.ErrMaybeApplied) {
+		t.Errorf("prepend whose answer was lost: %v, want ErrMaybeApplied", err)
+	}
+	if m := <-modes; m != wire.OpPrepend {
+		t.Errorf("prepend went out as mode %d, want %d", m, wire.OpPrepend)
+	}
 	it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
-	for _, mode := range []memcache.StoreMode{memcache.ModeSet, memcache.ModeAppend, memcache.ModePrepend, memcache.ModeCAS} {
+	for _, mode := range []memcache.StoreMode{memcache.ModeSet, memcache.ModeCAS} {
 		if g.StoreAsync(mode, &it, func(uint64, error) { t.Errorf("mode %d: done called", mode) }) {
 			t.Errorf("StoreAsync took mode %d", mode)
 		}

@@ -77,14 +77,16 @@ type AsyncIncrer interface {
 }
 
 // AsyncStorer is an AsyncBackend, or a Batch, that can also start the
-// conditional stores add and replace of a pipelined window.
+// add, replace, append and prepend of a pipelined window.
 type AsyncStorer interface {
-	// StoreAsync starts Store(mode, it) for ModeAdd or ModeReplace and
-	// reports whether it did; it declines other modes. If it did, done is
-	// called exactly once as for SetAsync, with the stored item's CAS
-	// unique, ErrNotStored (the condition failed), or another error, after
-	// which the store is served again with Backend.Store (see
-	// ErrMaybeApplied). it and its slices are valid only during StoreAsync.
+	// StoreAsync starts Store(mode, it) for ModeAdd, ModeReplace,
+	// ModeAppend or ModePrepend and reports whether it did; it may decline
+	// any mode. If it did, done is called exactly once as for SetAsync, with
+	// the stored item's CAS unique, ErrNotStored (the condition failed), or
+	// another error, after which the store is served again with
+	// Backend.Store — except an append or prepend whose error wraps
+	// ErrMaybeApplied: it is answered SERVER_ERROR, never sent again. it and
+	// its slices are valid only during StoreAsync.
 	StoreAsync(mode StoreMode, it *Item, done func(cas uint64, err error)) bool
 }
 

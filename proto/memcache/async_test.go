@@ -121,7 +121,15 @@ func (a *asyncBackend) IncrAsync(key []byte, delta uint64, decr bool, done func(
 }
 
 func (a *asyncBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
-	if mode != memcache.ModeAdd && mode != memcache.ModeReplace {
+	switch mode {
+	case memcache.ModeAdd, memcache.ModeReplace:
+	case memcache.ModeAppend, memcache.ModePrepend:
+		if a.mode == asyncApplied {
+			// A lost answer to an append is answered SERVER_ERROR, unlike
+			// the blocking path's answer: TestWindowAppendMaybeApplied.
+			return false
+		}
+	default:
 		return false
 	}
 	return a.store(mode, it, done)

@@ -295,7 +295,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	if mode == ModeSet && c.setAsync() {
 		return nil
 	}
-	if (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) && c.as.be != nil && c.br.Buffered() > 0 {
+	if mode != ModeCAS && c.as.be != nil && c.br.Buffered() > 0 {
 		c.pipelined(k, false, winStore, winSet{it: c.it, mode: mode}) // more requests behind it: a window
 		return nil
 	}

@@ -6,13 +6,14 @@ import (
 )
 
 // Pipelined windows. A text client that pipelines single-key gets, plain
-// sets, adds, replaces, deletes, touches, incrs and decrs (a bulk load of
+// sets, adds, replaces, appends, prepends, deletes, touches, incrs and
+// decrs (a bulk load of
 // "set ... noreply", a load generator's -P, pymemcache's adds and touches,
 // noreply by default, counters bumped with noreply) is
 // served a window at a time: the request at hand and those that directly
 // follow it in the buffer, up to the window's size, start together (the
 // gets with one MultiBatch.GetMulti when the backend has it, the sets with
-// SetAsync, adds and replaces with AsyncStorer.StoreAsync, deletes with
+// SetAsync, the other stores but cas with AsyncStorer.StoreAsync, deletes with
 // AsyncDeleter.DeleteAsync, touches with AsyncToucher.TouchAsync, incr and
 // decr with AsyncIncrer.IncrAsync), and the
 // replies are written in request order once all are
@@ -27,9 +28,9 @@ import (
 // the ordinary way after it. A get or set that fails is served again with
 // the blocking Backend methods, in its place.
 
-// winSet is a set, add or replace held in a window, or a delete, touch,
-// incr or decr (see getMany.isDel, isTouch and isIncr; a touch's exptime
-// is in it.Exptime).
+// winSet is a set, add, replace, append or prepend held in a window, or a
+// delete, touch, incr or decr (see getMany.isDel, isTouch and isIncr; a
+// touch's exptime is in it.Exptime).
 type winSet struct {
 	it      Item // Key and Value point into the input until the window is written
 	mode    StoreMode
@@ -295,12 +296,16 @@ func windowDelete(line []byte) (key []byte, noreply, ok bool) {
 }
 
 // storeAgain returns the outcome of the windowed store s, serving it again
-// with Backend.Store unless it succeeded or its condition failed. An add
+// with Backend.Store unless it succeeded, its condition failed, or it is
+// an append or prepend that may have been applied. An add
 // whose first attempt may have stored the item (ErrMaybeApplied) and whose
 // second finds it there reports the first one's success, as deleteAgain.
 func (c *conn) storeAgain(s *winSet) error {
 	if s.err == nil || errors.Is(s.err, ErrNotStored) {
 		return s.err
+	}
+	if (s.mode == ModeAppend || s.mode == ModePrepend) && errors.Is(s.err, ErrMaybeApplied) {
+		return s.err // a second attempt could append twice
 	}
 	_, again := c.s.Backend.Store(c.ctx, s.mode, &s.it)
 	if s.mode == ModeAdd && errors.Is(again, ErrNotStored) && errors.Is(s.err, ErrMaybeApplied) {
@@ -309,9 +314,9 @@ func (c *conn) storeAgain(s *winSet) error {
 	return again
 }
 
-// windowSet parses line if it is a set, add or replace a window may hold,
-// in the form textStore accepts: "set KEY FLAGS EXPTIME BYTES [noreply]"
-// (or add, replace), valid numbers, not too large. It returns the store
+// windowSet parses line if it is a set, add, replace, append or prepend a
+// window may hold, in the form textStore accepts: "set KEY FLAGS EXPTIME
+// BYTES [noreply]" (or add, replace, append, prepend), valid numbers, not too large. It returns the store
 // (without its value) and the value's length.
 func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 	var tok [6][]byte
@@ -336,6 +341,10 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 		mode = ModeAdd
 	case "replace":
 		mode = ModeReplace
+	case "append":
+		mode = ModeAppend
+	case "prepend":
+		mode = ModePrepend
 	default:
 		return winSet{}, 0, false
 	}

@@ -107,7 +107,25 @@ func TestPipelinedSets(t *testing.T) {
 		}(),
 		"incr and the same key": "set n 0 0 1\r\n5\r\nincr n 1\r\nincr n 1\r\nget n\r\ndecr n 100\r\nincr m 1\r\nset m 0 0 1\r\n1\r\nincr m 1\r\n",
 		"odd incrs":             "set n 0 0 1\r\n5\r\nincr n\r\nincr n x\r\nincr n noreply\r\nincr n 1 junk\r\nincr n 1 noreply more\r\nincr  n 2\r\ndecr n -1\r\nget n\r\n",
-		"odd adds":              "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
+		"bulk append and prepend": func() string {
+			var b strings.Builder
+			for i := range 10 {
+				fmt.Fprintf(&b, "set l%d 0 0 1 noreply\r\n%d\r\n", i, i)
+			}
+			for i := range 30 { // l0..l9 exist
+				op, nr := "append", ""
+				if i%2 == 0 {
+					op = "prepend"
+				}
+				if i%3 == 0 {
+					nr = " noreply"
+				}
+				fmt.Fprintf(&b, "%s l%d 5 0 2%s\r\n<%d\r\n", op, i, nr, i%10)
+			}
+			b.WriteString("get l0 l1 l9 l10\r\nappend l1 0 0 1\r\nx\r\nprepend l1 0 0 1\r\ny\r\nget l1\r\n")
+			return b.String()
+		}(),
+		"odd adds": "add a 0 0 1\r\n1\r\nadd  b 0 0 1\r\n2\r\nreplace c 0 0 1 noreply extra\r\n3\r\nadd d 0 0 -1\r\nappend a 0 0 1\r\n9\r\nprepend a 0 0 1\r\n8\r\nget a b\r\n",
 	}
 	for name, script := range scripts {
 		t.Run(name, func(t *testing.T) {
@@ -133,6 +151,11 @@ func TestPipelinedSets(t *testing.T) {
 		if !strings.Contains(out, stat) {
 			t.Errorf("bulk touch: stats lack %q", stat)
 		}
+	}
+	// Read whole, the 10 sets and 30 appends and prepends start
+	// asynchronously.
+	if _, started := servePipelined(scripts["bulk append and prepend"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
+		t.Fatalf("bulk append and prepend: %d requests started asynchronously, want at least 40", started)
 	}
 	// Read whole, the 11 sets and 30 incrs and decrs start asynchronously.
 	if _, started := servePipelined(scripts["bulk incr and decr"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 41 {
@@ -261,6 +284,35 @@ func TestWindowIncrMaybeApplied(t *testing.T) {
 		"SERVER_ERROR " + errApplied.Error() + "\r\n" +
 		"SERVER_ERROR " + errApplied.Error() + "\r\n" +
 		"VALUE n 0 2\r\n15\r\nEND\r\n"
+	if got := fc.w.String(); got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
+// lostAppendBackend applies every windowed store, then reports its answer
+// lost (an error wrapping ErrMaybeApplied).
+type lostAppendBackend struct{ *asyncBackend }
+
+func (l lostAppendBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
+	l.Backend.Store(context.Background(), mode, it)
+	done(0, errApplied)
+	return true
+}
+
+// Ensure that a windowed append or prepend whose answer was lost after it
+// was applied is answered SERVER_ERROR and never sent again (a second
+// attempt would append twice), while an add in that state is answered by
+// its retry: STORED, the first attempt's success.
+func TestWindowAppendMaybeApplied(t *testing.T) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncInline}
+	s := &memcache.Server{Backend: lostAppendBackend{ab}, Now: fixedClock}
+	fc := &fakeConn{r: strings.NewReader("set a 0 0 1\r\n1\r\nappend a 0 0 1\r\n2\r\nprepend a 0 0 1 noreply\r\n0\r\n" +
+		"add b 0 0 1\r\n9\r\nget a b\r\n")}
+	s.ServeConn(fc)
+	want := "STORED\r\n" +
+		"SERVER_ERROR " + errApplied.Error() + "\r\n" +
+		"STORED\r\n" +
+		"VALUE a 0 3\r\n012\r\nVALUE b 0 1\r\n9\r\nEND\r\n"
 	if got := fc.w.String(); got != want {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}

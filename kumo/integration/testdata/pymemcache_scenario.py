@@ -76,6 +76,18 @@ check("pipelined add, replace, touch", got, want)
 check("pipelined add of a missing key", c.add("py-p-new", b"n", noreply=False), True)
 check("touched missing key", c.get("py-p-missing"), None)
 
+# append and prepend are noreply by default too: across keys they share
+# windows, on one key they go one by one, in order.
+for i, k in enumerate(keys[:100]):
+    c.append(k, b">")
+    c.prepend(k, b"<")
+want = {k: b"<" + want[k] + b">" for k in keys[:100]}
+check("pipelined append and prepend", c.get_many(keys[:100]), want)
+c.set("py-log", b"[", noreply=False)
+for i in range(50):
+    c.append("py-log", b"%d," % (i % 10))
+check("pipelined appends to one key", c.get("py-log"), b"[" + b"".join(b"%d," % (i % 10) for i in range(50)))
+
 # Counters bumped with noreply: a pipeline of incr and decr, in windows.
 c.set("py-ctr", b"0", noreply=False)
 for i in range(500):
