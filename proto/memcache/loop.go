@@ -318,8 +318,16 @@ func (lc *lconn) readable(b Batch) {
 		lc.mu.Unlock()
 		return
 	case lc.req.kind == reqIncomplete, lc.req.kind == reqOther, lc.req.n != lc.n:
-		lc.handoffLocked()
+		started := lc.handoffLocked()
 		lc.mu.Unlock()
+		// Let the goroutine run before this loop serves anything else: a
+		// goroutine started last runs first otherwise (the scheduler's
+		// runnext slot), and requests that arrived together on two
+		// connections would reach the backend in reverse order (two
+		// clients racing a cas for one item: the second one sent won).
+		for started != nil && !started.Load() {
+			runtime.Gosched()
+		}
 		return
 	}
 	lc.pending = true
@@ -463,12 +471,13 @@ func (lc *lconn) detachLocked() {
 
 // handoffLocked gives lc, with its unconsumed input, to a goroutine running
 // the ordinary connection code; if a request is pending, that happens when
-// it completes. lc.mu is held.
-func (lc *lconn) handoffLocked() {
+// it completes. It returns a flag the goroutine sets once it runs, or nil
+// if it started none. lc.mu is held.
+func (lc *lconn) handoffLocked() *atomic.Bool {
 	lc.detachLocked()
 	if lc.pending {
 		lc.handoff = true
-		return
+		return nil
 	}
 	var pre []byte
 	if lc.n > 0 {
@@ -481,16 +490,19 @@ func (lc *lconn) handoffLocked() {
 	if s.closed {
 		s.mu.Unlock()
 		lc.closeLocked()
-		return
+		return nil
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	lc.gone = true
 	nc := lc.nc
+	started := new(atomic.Bool)
 	go func() {
 		defer s.wg.Done()
+		started.Store(true)
 		s.serveOwned(nc, pre)
 	}()
+	return started
 }
 
 // closeLocked closes lc's connection. lc.mu is held and no request is

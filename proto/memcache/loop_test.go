@@ -244,6 +244,40 @@ func TestLoopTCP(t *testing.T) {
 	}
 }
 
+// TestLoopHandoffOrder: two connections whose requests leave the loop in
+// one round (a cas each, for the same item with the same unique) reach the
+// backend in the order they arrived, so the first cas sent wins as it does
+// with memcached. (A goroutine started last runs first unless the loop
+// yields to each as it starts it.) One P makes the order deterministic.
+func TestLoopHandoffOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, _, addr := newLoopServer(t, asyncInline)
+	a, ar := dialT(t, addr)
+	b, br := dialT(t, addr)
+	for i := range 20 {
+		fmt.Fprintf(a, "set k%d 0 0 1\r\nx\r\n", i)
+		expectLine(t, ar, "STORED\r\n")
+		cas := func(c net.Conn, r *bufio.Reader) string {
+			fmt.Fprintf(c, "gets k%d\r\n", i)
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(line)
+			expectLine(t, r, "x\r\nEND\r\n")
+			return f[len(f)-1]
+		}
+		ca, cb := cas(a, ar), cas(b, br)
+		if ca != cb {
+			t.Fatalf("uniques %s and %s differ", ca, cb)
+		}
+		fmt.Fprintf(a, "cas k%d 0 0 1 %s\r\na\r\n", i, ca)
+		fmt.Fprintf(b, "cas k%d 0 0 1 %s\r\nb\r\n", i, cb)
+		expectLine(t, ar, "STORED\r\n")
+		expectLine(t, br, "EXISTS\r\n")
+	}
+}
+
 // TestLoopClose: closing the server closes the loop's idle connections and
 // one with a request in flight, and counts them out.
 func TestLoopClose(t *testing.T) {
