@@ -1,6 +1,7 @@
 package memcache
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -113,6 +114,11 @@ func (c *conn) dispatchText(line []byte) error {
 		c.cacheMemlimit(tok[1])
 	default:
 		c.s.st.protoErrs.Add(1)
+		if n > 0 && bytes.HasPrefix(tok[n-1], []byte("HTTP/")) {
+			// An HTTP request line ("GET / HTTP/1.1"): memcached hangs up
+			// rather than answer each header line with an ERROR.
+			return errQuit
+		}
 		c.bw.WriteString("ERROR\r\n")
 	}
 	return nil
