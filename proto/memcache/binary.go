@@ -131,7 +131,19 @@ func (c *conn) serveBinary() error {
 				if keylen <= maxKeyLen && r.bodylen <= maxSwallow {
 					c.s.st.storeTooLarge.Add(1)
 					c.binError(&r, stTooBig)
-					if err := c.discard(int64(r.bodylen)); err != nil {
+					skip := int64(r.bodylen)
+					if (r.op == opSet || r.op == opSetQ) && keylen > 0 {
+						// As memcached: a failed set must not leave the
+						// old value behind.
+						var kb [maxKeyLen + 255]byte
+						ek := kb[:extlen+keylen]
+						if _, err := io.ReadFull(c.br, ek); err != nil {
+							return err
+						}
+						c.s.Backend.Delete(c.ctx, ek[extlen:], 0)
+						skip -= int64(len(ek))
+					}
+					if err := c.discard(skip); err != nil {
 						return err
 					}
 					continue
@@ -356,6 +368,9 @@ func (c *conn) binStore(r *binReq) error {
 	if c.tooLarge(r.key, int64(len(r.value))) {
 		c.s.st.storeTooLarge.Add(1)
 		c.binError(r, stTooBig)
+		if mode == ModeSet {
+			c.s.Backend.Delete(c.ctx, r.key, 0) // as the text protocol's set
+		}
 		return nil
 	}
 	c.it = Item{Key: r.key, Value: r.value, CAS: r.cas}

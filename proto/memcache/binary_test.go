@@ -51,6 +51,13 @@ var binaryCases = []transcript{
 		cat(binRes(0x30, 0x81, "", "", "Unknown command", 1, 0), binRes(0x20, 0x81, "", "", "Unknown command", 2, 0), binRes(0x0a, 0, "", "", "", 3, 0))},
 	{"too large swallowed", cat(binReq(0x01, "a", setExtras(0, 0), strings.Repeat("x", 976), 1, 0), binReq(0x01, "a", setExtras(0, 0), strings.Repeat("x", 5000), 2, 0), binReq(0x0a, "", "", "", 3, 0)),
 		cat(binRes(0x01, 3, "", "", "Too large.", 1, 0), binRes(0x01, 3, "", "", "Too large.", 2, 0), binRes(0x0a, 0, "", "", "", 3, 0))},
+	{"too large set deletes the old value", cat(
+		binReq(0x01, "a", setExtras(0, 0), "old", 1, 0), binReq(0x01, "a", setExtras(0, 0), strings.Repeat("x", 976), 2, 0), binReq(0x00, "a", "", "", 3, 0),
+		binReq(0x01, "b", setExtras(0, 0), "old", 4, 0), binReq(0x11, "b", setExtras(0, 0), strings.Repeat("x", 5000), 5, 0), binReq(0x00, "b", "", "", 6, 0),
+		binReq(0x01, "c", setExtras(0, 0), "old", 7, 0), binReq(0x02, "c", setExtras(0, 0), strings.Repeat("x", 5000), 8, 0), binReq(0x03, "c", setExtras(0, 0), strings.Repeat("x", 976), 9, 0), binReq(0x00, "c", "", "", 10, 0)),
+		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x01, 3, "", "", "Too large.", 2, 0), binRes(0x00, 1, "", "", "Not found", 3, 0),
+			binRes(0x01, 0, "", "", "", 4, 2), binRes(0x11, 3, "", "", "Too large.", 5, 0), binRes(0x00, 1, "", "", "Not found", 6, 0),
+			binRes(0x01, 0, "", "", "", 7, 3), binRes(0x02, 3, "", "", "Too large.", 8, 0), binRes(0x03, 3, "", "", "Too large.", 9, 0), binRes(0x00, 0, "", be32(0), "old", 10, 3))},
 	{"huge body length", "\x80\x00\x00\x01\x00\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x09" + be64(0), binRes(0x00, 4, "", "", "Invalid arguments", 9, 0)},
 	{"huge set body length", "\x80\x01\x00\x01\x08\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x09" + be64(0) + "partial", binRes(0x01, 4, "", "", "Invalid arguments", 9, 0)},
 	{"big set body swallowed until eof", "\x80\x01\x00\x01\x08\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x09" + be64(0) + "partial", binRes(0x01, 3, "", "", "Too large.", 9, 0)},

@@ -31,6 +31,11 @@ var manyTokens = strings.Repeat(" x", 30)
 
 // compatCases are checked against memcached by TestCompatAgainstMemcached.
 var compatCases = []transcript{
+	// An HTTP request line closes the connection without a reply.
+	{"http request line", "GET / HTTP/1.0\r\nversion\r\n", ""},
+	{"http request with a body", "PUT /x/y HTTP/1.1\r\nContent-Length: 0\r\n\r\n", ""},
+	{"http version alone", "HTTP/1.1\r\nversion\r\n", ""},
+	{"http not last", "GET / HTTP/1.0 x\r\nxyz HTTP\r\nget HTTP/1.1\r\n", "ERROR\r\nERROR\r\nEND\r\n"},
 	// Numbers are read with C's strtoull/strtol: a leading '+', leading
 	// white space, "-0", and white space after the digits are fine.
 	{"plus sign", "set n +5 +0 +1\r\n7\r\ngets n\r\nincr n +5\r\ndecr n +2\r\ntouch n +0\r\ncas n +1 -0 +2 +3\r\n42\r\ngat +0 n\r\nverbosity +1\r\nflush_all +0\r\nget n\r\n",

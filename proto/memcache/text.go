@@ -116,8 +116,9 @@ func (c *conn) dispatchText(line []byte) error {
 		c.s.st.protoErrs.Add(1)
 		if n > 0 && bytes.HasPrefix(tok[n-1], []byte("HTTP/")) {
 			// An HTTP request line ("GET / HTTP/1.1"): memcached hangs up
-			// rather than answer each header line with an ERROR.
-			return errQuit
+			// rather than answer each header line with an ERROR, and drops
+			// the replies it has not written yet.
+			return errHangUp
 		}
 		c.bw.WriteString("ERROR\r\n")
 	}
