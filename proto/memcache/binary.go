@@ -502,20 +502,24 @@ func (c *conn) binIncr(r *binReq) error {
 }
 
 func (c *conn) binStat(r *binReq) {
+	add := func(name, value string) {
+		c.binHeader(r, stOK, 0, len(name), len(name)+len(value), 0)
+		c.bw.WriteString(name)
+		c.bw.WriteString(value)
+	}
 	switch string(r.key) {
 	case "":
-		err := c.s.writeStats(c.ctx, func(name, value string) {
-			c.binHeader(r, stOK, 0, len(name), len(name)+len(value), 0)
-			c.bw.WriteString(name)
-			c.bw.WriteString(value)
-		})
-		if err != nil {
+		if err := c.s.writeStats(c.ctx, add); err != nil {
 			c.binServerError(r, err)
 			return
 		}
 	case "reset":
 		c.s.resetStats()
-	case "settings", "items", "slabs", "sizes", "conns":
+	case "settings":
+		c.settingsStats(add)
+	case "detail dump":
+		add("detailed", "END\r\n") // memcached's dump of no prefixes
+	case "items", "slabs", "sizes", "conns", "detail on", "detail off":
 	default:
 		c.binError(r, stNotFound)
 		return

@@ -530,11 +530,7 @@ func (c *conn) textStats(tok [][]byte) {
 		c.s.resetStats()
 		c.bw.WriteString("RESET\r\n")
 	case "settings":
-		add("item_size_max", itoa(int64(c.s.maxItem())))
-		add("maxconns", itoa(int64(c.s.MaxConns)))
-		add("evictions", "on")
-		add("cas_enabled", "yes")
-		add("binding_protocol", "auto-negotiate")
+		c.settingsStats(add)
 		c.bw.WriteString("END\r\n")
 	case "items", "slabs", "sizes", "conns", "extstore":
 		c.bw.WriteString("END\r\n")
@@ -549,6 +545,18 @@ func (c *conn) textStats(tok [][]byte) {
 	default:
 		c.bw.WriteString("ERROR\r\n")
 	}
+}
+
+// settingsStats gives "stats settings": the settings of memcached's that
+// mean something here, in memcached's order.
+func (c *conn) settingsStats(add func(name, value string)) {
+	add("maxconns", itoa(int64(c.s.MaxConns)))
+	add("evictions", "on")
+	add("domain_socket", "NULL")
+	add("cas_enabled", "yes")
+	add("binding_protocol", "auto-negotiate")
+	add("item_size_max", itoa(int64(c.s.maxItem())))
+	add("flush_enabled", "yes")
 }
 
 // maxDataLen is the longest data block memcached takes on a command line
