@@ -16,9 +16,6 @@ var (
 	errLineTooLong = errors.New("memcache: line too long")
 	errBadMagic    = errors.New("memcache: bad binary magic")
 	errBadPacket   = errors.New("memcache: invalid binary packet")
-	// errHangUp closes a connection at once, replies not yet written
-	// included, as memcached's conn_closing does (for an HTTP request).
-	errHangUp = errors.New("memcache: not a memcached client")
 	// errBackToLoop ends a connection's goroutine without closing it: the
 	// event loop serves it from here on.
 	errBackToLoop = errors.New("memcache: back to the event loop")
@@ -124,10 +121,6 @@ func (c *conn) serve() error {
 	c.settle()
 	if err == errBackToLoop {
 		return err // everything is written: flushReader checked
-	}
-	if err == errHangUp {
-		c.bw.Reset(nil) // dropped unwritten
-		return errQuit
 	}
 	if errors.Is(err, errQuit) || errors.Is(err, io.EOF) {
 		c.bw.Flush()

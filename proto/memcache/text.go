@@ -116,9 +116,11 @@ func (c *conn) dispatchText(line []byte) error {
 		c.s.st.protoErrs.Add(1)
 		if n > 0 && bytes.HasPrefix(tok[n-1], []byte("HTTP/")) {
 			// An HTTP request line ("GET / HTTP/1.1"): memcached hangs up
-			// rather than answer each header line with an ERROR, and drops
-			// the replies it has not written yet.
-			return errHangUp
+			// rather than answer each header line with an ERROR. (It also
+			// drops replies to earlier requests of the same read; those
+			// are written here, so that they do not depend on how the
+			// input was split into reads.)
+			return errQuit
 		}
 		c.bw.WriteString("ERROR\r\n")
 	}
