@@ -48,3 +48,14 @@ func TestParseCNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		us   int64
+		want string
+	}{{0, "0.000000"}, {42, "0.000042"}, {1000200, "1.000200"}, {37196544, "37.196544"}} {
+		if got := seconds(tc.us); got != tc.want {
+			t.Errorf("seconds(%d) = %q, want %q", tc.us, got, tc.want)
+		}
+	}
+}

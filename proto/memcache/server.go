@@ -325,6 +325,10 @@ func (s *Server) writeStats(ctx context.Context, add func(name, value string)) e
 	i("time", now.Unix())
 	add("version", s.version())
 	i("pointer_size", strconv.IntSize)
+	if user, sys, ok := cpuTimes(); ok {
+		add("rusage_user", seconds(user))
+		add("rusage_system", seconds(sys))
+	}
 	i("max_connections", int64(s.MaxConns))
 	i("curr_connections", s.st.currConns.Load())
 	i("total_connections", s.st.totalConns.Load())
@@ -351,10 +355,23 @@ func (s *Server) writeStats(ctx context.Context, add func(name, value string)) e
 	u("protocol_errors", s.st.protoErrs.Load())
 	i("item_size_max", int64(s.maxItem()))
 	i("threads", int64(runtime.GOMAXPROCS(0)))
+	// Counters monitoring tools expect that are zero by design: kumo does
+	// not evict, never stops listening (connections over the limit are
+	// refused one by one) and has no per-event request limit.
+	add("accepting_conns", "1")
+	add("listen_disabled_num", "0")
+	add("conn_yields", "0")
+	add("evictions", "0")
 	if s.Backend == nil {
 		return nil
 	}
 	return s.Backend.Stats(ctx, add)
+}
+
+// seconds formats microseconds as memcached's rusage: "1.000200".
+func seconds(us int64) string {
+	frac := strconv.FormatInt(us%1e6, 10)
+	return strconv.FormatInt(us/1e6, 10) + "." + "000000"[len(frac):] + frac
 }
 
 // resetStats is `stats reset`: zero the counters (not the connection gauges).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -142,9 +143,16 @@ func TestStats(t *testing.T) {
 		stats[f[1]] = f[2]
 	}
 	for k, v := range map[string]string{"version": "9.9.9", "curr_connections": "1", "total_connections": "1",
-		"cmd_get": "2", "cmd_set": "1", "get_hits": "1", "get_misses": "1", "curr_items": "1", "total_items": "1"} {
+		"cmd_get": "2", "cmd_set": "1", "get_hits": "1", "get_misses": "1", "curr_items": "1", "total_items": "1",
+		"accepting_conns": "1", "listen_disabled_num": "0", "conn_yields": "0", "evictions": "0"} {
 		if stats[k] != v {
 			t.Errorf("stat %s = %q, want %q", k, stats[k], v)
+		}
+	}
+	cpu := regexp.MustCompile(`^[0-9]+\.[0-9]{6}$`)
+	for _, k := range []string{"rusage_user", "rusage_system"} {
+		if !cpu.MatchString(stats[k]) {
+			t.Errorf("stat %s = %q, want seconds with 6 decimals", k, stats[k])
 		}
 	}
 }
