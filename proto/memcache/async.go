@@ -191,6 +191,7 @@ func (c *conn) finishGet(it *Item, err error) {
 	switch {
 	case err == nil:
 		st.getHits.Add(1)
+		c.s.detail.note(c.as.key, detailHit)
 		n := len(c.as.key) + len(it.Value) + 64
 		if c.as.reply == nil || cap(*c.as.reply) < n {
 			if c.as.reply != nil {
@@ -202,6 +203,7 @@ func (c *conn) finishGet(it *Item, err error) {
 		b = append(b, "END\r\n"...)
 	case errors.Is(err, ErrNotFound):
 		st.getMisses.Add(1)
+		c.s.detail.note(c.as.key, detailGet)
 		b = endReply
 	default:
 		go c.fallback()
@@ -409,9 +411,11 @@ func (c *conn) writeSlot(m *getMany, i int, withCAS bool) bool {
 	switch {
 	case sl.err == nil:
 		st.getHits.Add(1)
+		c.s.detail.note(m.keys[i], detailHit)
 		c.writeItem(m.keys[i], &sl.it, withCAS)
 	case errors.Is(sl.err, ErrNotFound):
 		st.getMisses.Add(1)
+		c.s.detail.note(m.keys[i], detailGet)
 	default:
 		return c.getOne(m.keys[i], withCAS, false, 0)
 	}

@@ -302,6 +302,7 @@ func (c *conn) binGetReply(r *binReq, err error, it *Item) {
 	case err == nil:
 		if withValue {
 			st.getHits.Add(1)
+			c.s.detail.note(r.key, detailHit)
 		}
 		if touch {
 			st.touchHits.Add(1)
@@ -324,6 +325,7 @@ func (c *conn) binGetReply(r *binReq, err error, it *Item) {
 	case errors.Is(err, ErrNotFound):
 		if withValue {
 			st.getMisses.Add(1)
+			c.s.detail.note(r.key, detailGet)
 		}
 		if touch {
 			st.touchMisses.Add(1)
@@ -365,6 +367,7 @@ func (c *conn) binStore(r *binReq) error {
 		return c.binInvalid(r)
 	}
 	c.s.st.cmdSet.Add(1)
+	c.s.detail.note(r.key, detailSet)
 	if c.tooLarge(r.key, int64(len(r.value))) {
 		c.s.st.storeTooLarge.Add(1)
 		c.binError(r, stTooBig)
@@ -435,6 +438,7 @@ func (c *conn) binDelete(r *binReq) error {
 // binDeleteReply counts and writes the reply to the delete r whose outcome
 // is err.
 func (c *conn) binDeleteReply(r *binReq, err error) {
+	c.s.detail.note(r.key, detailDel)
 	switch {
 	case err == nil:
 		c.s.st.deleteHits.Add(1)
@@ -518,8 +522,10 @@ func (c *conn) binStat(r *binReq) {
 	case "settings":
 		c.settingsStats(add)
 	case "detail dump":
-		add("detailed", "END\r\n") // memcached's dump of no prefixes
-	case "items", "slabs", "sizes", "conns", "detail on", "detail off":
+		add("detailed", string(c.s.detail.dump(c.scr[:0])))
+	case "detail on", "detail off":
+		c.s.detail.on.Store(string(r.key) == "detail on")
+	case "items", "slabs", "sizes", "conns":
 	default:
 		c.binError(r, stNotFound)
 		return

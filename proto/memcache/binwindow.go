@@ -87,6 +87,7 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 			m.sets[n] = winSet{it: Item{Key: key, Value: body[extlen+keylen : len(body) : len(body)],
 				Flags: binary.BigEndian.Uint32(ext), Exptime: c.s.normExptime(int64(binary.BigEndian.Uint32(ext[4:])))}}
 			st.cmdSet.Add(1)
+			c.s.detail.note(key, detailSet)
 		default:
 			st.cmdGet.Add(1)
 		}

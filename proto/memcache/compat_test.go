@@ -31,6 +31,14 @@ var manyTokens = strings.Repeat(" x", 30)
 
 // compatCases are checked against memcached by TestCompatAgainstMemcached.
 var compatCases = []transcript{
+	// stats detail (memcached's t/stats-detail.t): per-prefix counts of gets,
+	// hits, sets and deletes while on, cleared by stats reset, kept when off.
+	{"stats detail", "stats detail dump\r\nstats detail on\r\nset foo:123 0 0 6\r\nfooval\r\nstats detail dump\r\n" +
+		"get foo:123\r\nget foo:124 nodelim\r\ndelete foo:125\r\nadd foo:123 0 0 1\r\nx\r\nstats detail dump\r\n" +
+		"stats reset\r\nstats detail dump\r\ngets foo:123 :x\r\nstats detail off\r\nget foo:123\r\nstats detail dump\r\n",
+		"END\r\nOK\r\nSTORED\r\nPREFIX foo get 0 hit 0 set 1 del 0\r\nEND\r\n" +
+			"VALUE foo:123 0 6\r\nfooval\r\nEND\r\nEND\r\nNOT_FOUND\r\nNOT_STORED\r\nPREFIX foo get 2 hit 1 set 2 del 1\r\nEND\r\n" +
+			"RESET\r\nEND\r\nVALUE foo:123 0 6 1\r\nfooval\r\nEND\r\nOK\r\nVALUE foo:123 0 6\r\nfooval\r\nEND\r\nPREFIX  get 1 hit 0 set 0 del 0\r\nPREFIX foo get 1 hit 1 set 0 del 0\r\nEND\r\n"},
 	// An HTTP request line closes the connection without a reply.
 	{"http request line", "GET / HTTP/1.0\r\nversion\r\n", ""},
 	{"http request with a body", "PUT /x/y HTTP/1.1\r\nContent-Length: 0\r\n\r\n", ""},

@@ -356,6 +356,7 @@ func (lc *lconn) finishGet(it *Item, err error) {
 	case err == nil:
 		st.cmdGet.Add(1)
 		st.getHits.Add(1)
+		lc.lp.s.detail.note(lc.req.key, detailHit)
 		lc.reply = getBuf(len(lc.req.key) + len(it.Value) + 64)
 		if lc.req.binary {
 			b = appendBinGet((*lc.reply)[:0], &lc.req, it)
@@ -366,6 +367,7 @@ func (lc *lconn) finishGet(it *Item, err error) {
 	case errors.Is(err, ErrNotFound):
 		st.cmdGet.Add(1)
 		st.getMisses.Add(1)
+		lc.lp.s.detail.note(lc.req.key, detailGet)
 		b = endReply
 		if lc.req.binary {
 			lc.reply = getBuf(len(lc.req.key) + 64)
@@ -380,6 +382,9 @@ func (lc *lconn) finishGet(it *Item, err error) {
 
 // finishSet is the completion of a set the loop started.
 func (lc *lconn) finishSet(cas uint64, err error) {
+	if err == nil {
+		lc.lp.s.detail.note(lc.req.it.Key, detailSet)
+	}
 	switch {
 	case err != nil:
 		lc.retry()

@@ -108,11 +108,13 @@ func (c *conn) metaGet(tok [][]byte) {
 	switch {
 	case err == nil:
 		st.getHits.Add(1)
+		c.s.detail.note(key, detailHit)
 		if touch {
 			st.touchHits.Add(1)
 		}
 	case errors.Is(err, ErrNotFound):
 		st.getMisses.Add(1)
+		c.s.detail.note(key, detailGet)
 		if touch {
 			st.touchMisses.Add(1)
 		}
@@ -223,6 +225,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 		return c.discard(vlen + 2)
 	}
 	c.s.st.cmdSet.Add(1)
+	c.s.detail.note(key, detailSet)
 	if c.tooLarge(key, vlen) {
 		c.s.st.storeTooLarge.Add(1)
 		c.bw.WriteString("SERVER_ERROR object too large for cache\r\n")
@@ -330,6 +333,7 @@ func (c *conn) metaDelete(tok [][]byte) {
 	} else {
 		err = c.s.Backend.Delete(c.ctx, key, a.cas)
 	}
+	c.s.detail.note(key, detailDel)
 	var status string
 	switch {
 	case err == nil:

@@ -1,6 +1,9 @@
 package memcache
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 func TestParseCNumbers(t *testing.T) {
 	tests := []struct {
@@ -57,5 +60,32 @@ func TestSeconds(t *testing.T) {
 		if got := seconds(tc.us); got != tc.want {
 			t.Errorf("seconds(%d) = %q, want %q", tc.us, got, tc.want)
 		}
+	}
+}
+
+// TestPrefixStatsBounded: past maxPrefixes new prefixes are not counted,
+// known ones still are, and nothing is counted while detail is off.
+func TestPrefixStatsBounded(t *testing.T) {
+	var p prefixStats
+	p.note([]byte("off:1"), detailSet)
+	p.on.Store(true)
+	for i := range maxPrefixes + 10 {
+		p.note([]byte(strconv.Itoa(i)+":k"), detailGet)
+	}
+	p.note([]byte("0:k"), detailHit)
+	p.note([]byte("nodelimiter"), detailSet)
+	p.note([]byte("nul\x00:k"), detailSet)
+	if n := len(p.m); n != maxPrefixes {
+		t.Fatalf("%d prefixes kept, want %d", n, maxPrefixes)
+	}
+	if c := p.m["0"]; c == nil || *c != (prefixCount{get: 2, hit: 1}) {
+		t.Fatalf("prefix 0: %+v, want get 2 hit 1", c)
+	}
+	if p.m[strconv.Itoa(maxPrefixes)] != nil || p.m["off"] != nil || p.m["nul\x00"] != nil {
+		t.Fatal("counted a prefix past the bound, while off, or with a NUL")
+	}
+	p.reset()
+	if got := string(p.dump(nil)); got != "END\r\n" {
+		t.Fatalf("dump after reset: %q", got)
 	}
 }

@@ -67,7 +67,8 @@ type Server struct {
 	noLoop    bool           // connections get goroutines of their own
 	wg        sync.WaitGroup // connection and loop goroutines started by Serve
 
-	st counters
+	st     counters
+	detail prefixStats // stats detail
 }
 
 type counters struct {
@@ -385,6 +386,7 @@ func (s *Server) resetStats() {
 		&st.touchMisses, &st.storeTooLarge, &st.protoErrs} {
 		c.Store(0)
 	}
+	s.detail.reset()
 }
 
 // Buffer pools by size class. Buffers are handed out as *[]byte so that

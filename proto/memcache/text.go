@@ -211,12 +211,14 @@ func (c *conn) getOne(key []byte, withCAS, touch bool, exptime int64) bool {
 	switch {
 	case err == nil:
 		st.getHits.Add(1)
+		c.s.detail.note(key, detailHit)
 		if touch {
 			st.touchHits.Add(1)
 		}
 		c.writeValue(key, withCAS)
 	case errors.Is(err, ErrNotFound):
 		st.getMisses.Add(1)
+		c.s.detail.note(key, detailGet)
 		if touch {
 			st.touchMisses.Add(1)
 		}
@@ -281,6 +283,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 		return nil
 	}
 	c.s.st.cmdSet.Add(1)
+	c.s.detail.note(key, detailSet)
 	if c.tooLarge(key, vlen) {
 		c.s.st.storeTooLarge.Add(1)
 		c.writeString("SERVER_ERROR object too large for cache\r\n")
@@ -416,11 +419,13 @@ func (c *conn) textDelete(tok [][]byte) {
 		c.pipelined(key, false, winDelete, winSet{}) // more requests behind it: a window
 		return
 	}
-	c.deleteReply(c.s.Backend.Delete(c.ctx, key, 0))
+	c.deleteReply(key, c.s.Backend.Delete(c.ctx, key, 0))
 }
 
-// deleteReply counts and writes the reply to a delete whose outcome is err.
-func (c *conn) deleteReply(err error) {
+// deleteReply counts and writes the reply to a delete of key whose outcome
+// is err.
+func (c *conn) deleteReply(key []byte, err error) {
+	c.s.detail.note(key, detailDel)
 	switch {
 	case err == nil:
 		c.s.st.deleteHits.Add(1)
@@ -538,9 +543,10 @@ func (c *conn) textStats(tok [][]byte) {
 		c.bw.WriteString("END\r\n")
 	case "detail":
 		if len(tok) == 3 && (string(tok[2]) == "on" || string(tok[2]) == "off") {
+			c.s.detail.on.Store(string(tok[2]) == "on")
 			c.bw.WriteString("OK\r\n")
 		} else if len(tok) == 3 && string(tok[2]) == "dump" {
-			c.bw.WriteString("END\r\n")
+			c.bw.Write(c.s.detail.dump(c.scr[:0]))
 		} else {
 			c.bw.WriteString("ERROR\r\n")
 		}

@@ -133,6 +133,7 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 		ws.it.Value = buf[data : data+vlen : data+vlen]
 		m.keys[n], m.isSet[n], m.sets[n] = ws.it.Key, true, ws
 		st.cmdSet.Add(1)
+		c.s.detail.note(ws.it.Key, detailSet)
 		n++
 		used = data + vlen + 2
 	}
@@ -149,7 +150,7 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			continue
 		}
 		if m.isDel[i] {
-			c.deleteReply(c.deleteAgain(s.it.Key, s.err))
+			c.deleteReply(s.it.Key, c.deleteAgain(s.it.Key, s.err))
 			continue
 		}
 		if m.isTouch[i] {
