@@ -2,5 +2,5 @@
 
 package memcache
 
-// cpuTimes reports nothing where getrusage is missing.
-func cpuTimes() (user, sys int64, ok bool) { return 0, 0, false }
+// processCPU reports nothing where getrusage is missing.
+func processCPU() (user, sys int64, ok bool) { return 0, 0, false }

@@ -4,8 +4,8 @@ package memcache
 
 import "syscall"
 
-// cpuTimes returns the process's user and system CPU time in microseconds.
-func cpuTimes() (user, sys int64, ok bool) {
+// processCPU returns the process's user and system CPU time in microseconds.
+func processCPU() (user, sys int64, ok bool) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0, 0, false

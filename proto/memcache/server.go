@@ -369,6 +369,10 @@ func (s *Server) writeStats(ctx context.Context, add func(name, value string)) e
 	return s.Backend.Stats(ctx, add)
 }
 
+// cpuTimes is the process's CPU time for stats (a variable so that tests
+// can make stats replies reproducible).
+var cpuTimes = processCPU
+
 // seconds formats microseconds as memcached's rusage: "1.000200".
 func seconds(us int64) string {
 	frac := strconv.FormatInt(us%1e6, 10)

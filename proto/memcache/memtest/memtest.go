@@ -311,7 +311,6 @@ func (b *Backend) Stats(ctx context.Context, add func(name, value string)) error
 	add("curr_items", strconv.Itoa(n))
 	add("total_items", strconv.FormatUint(total, 10))
 	add("bytes", strconv.FormatInt(bytes, 10))
-	add("evictions", "0")
 	add("limit_maxbytes", "0")
 	return nil
 }
