@@ -430,7 +430,9 @@ func TestFlushNoWriteWhenNothingChanges(t *testing.T) {
 	}
 	flushAt(t, cl, 0)
 	fp := s.flushing.at.Load()
-	waitUntil(t, "sweep recorded", func() bool { return flushFileOf(t, path).Swept == fp })
+	// The counter is raised just after the file is renamed into place:
+	// wait for both.
+	waitUntil(t, "sweep recorded", func() bool { return flushFileOf(t, path).Swept == fp && s.flushing.writes.Load() >= 2 })
 	if n := s.flushing.writes.Load(); n != 2 {
 		t.Fatalf("%d writes for a flush and its sweep, want 2", n)
 	}
