@@ -615,6 +615,10 @@ func (g *Gateway) Stats(ctx context.Context, add func(name, value string)) error
 		bytes /= copies
 	}
 	add("curr_items", strconv.FormatUint(items, 10))
+	// Items stored through this gateway since it started (memcached's
+	// counts the items its own stores linked; stats reset does not clear
+	// this one, a metric too).
+	add("total_items", strconv.FormatUint(g.m.total[cmdStore][resOK].Value(), 10))
 	add("bytes", strconv.FormatUint(bytes, 10))
 	add("kumo_servers", strconv.Itoa(len(srv)))
 	return nil

@@ -176,6 +176,15 @@ func TestStoreAsync(t *testing.T) {
 			t.Errorf("StoreAsync took mode %d", mode)
 		}
 	}
+	// stats total_items counts the stores that succeeded: the two blocking
+	// replaces, the asynchronous replace and the append.
+	stats := map[string]string{}
+	if err := g.Stats(ctx, func(k, v string) { stats[k] = v }); err != nil {
+		t.Fatal(err)
+	}
+	if stats["total_items"] != "4" {
+		t.Errorf("total_items %q, want 4", stats["total_items"])
+	}
 }
 
 // Ensure that TouchAsync sends SrvTouch [DBKey, exptime, false] once, maps
