@@ -35,7 +35,7 @@ func (s *Server) checkDiskRoom() {
 	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
 		return
 	}
-	if free := st.Bavail * uint64(st.Bsize); free >= freeToRecover {
+	if free := uint64(st.Bavail) * uint64(st.Bsize); free >= freeToRecover {
 		s.diskFull.Store(false)
 		s.log.Infof("store: %d bytes free again; reporting the server healthy", free)
 	}

@@ -336,7 +336,7 @@ func startMemcached(ctx context.Context, prog string) (*exec.Cmd, string, error)
 		args = append(args, "-u", "nobody")
 	}
 	cmd := exec.Command(path, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
 	}
