@@ -7,7 +7,7 @@ BIN      ?= bin
 CMDS     := $(notdir $(wildcard cmd/*))
 export CGO_ENABLED := 0
 
-.PHONY: all build test test-short vet bench bench-store bench-rpc bench-memcache run clean tools
+.PHONY: all build test test-short vet cross bench bench-store bench-rpc bench-memcache run clean tools
 
 all: build
 
@@ -22,6 +22,13 @@ vet:
 # integration tests that start the real binaries on 127.0.0.1.
 test: vet
 	CGO_ENABLED=1 $(GO) test -race -timeout 18m ./...
+
+# Linux first, nothing that stops other Unixes later: the binaries and
+# packages must build for FreeBSD and macOS too (CI runs this; the tests may
+# stay Linux-only: network namespaces, Pdeathsig).
+cross:
+	GOOS=freebsd $(GO) build ./...
+	GOOS=darwin $(GO) build ./...
 
 test-short: vet
 	$(GO) test -short ./...
