@@ -1,9 +1,6 @@
 package server
 
-import (
-	"path/filepath"
-	"syscall"
-)
+import "path/filepath"
 
 // A server whose disk is full cannot store writes. It tells the managers
 // in its keepalives, and they mark it fault like a lost server, so that the
@@ -31,11 +28,7 @@ func (s *Server) checkDiskRoom() {
 	if err != nil {
 		path = s.cfg.StorePath
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		return
-	}
-	if free := uint64(st.Bavail) * uint64(st.Bsize); free >= freeToRecover {
+	if free, ok := diskFree(filepath.Dir(path)); ok && free >= freeToRecover {
 		s.diskFull.Store(false)
 		s.log.Infof("store: %d bytes free again; reporting the server healthy", free)
 	}
