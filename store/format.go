@@ -42,6 +42,14 @@ const (
 	recFlagsMask = recTombstone | recRemove
 )
 
+// Lease bits (the u32 at offset 28 of a record); 0 in tombstones and
+// removal markers.
+const (
+	leaseStale     = 1 << 0 // Record.Stale
+	leaseTokenSent = 1 << 1 // Record.TokenSent
+	leaseMask      = leaseStale | leaseTokenSent
+)
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // header is one decoded header copy.
@@ -141,7 +149,7 @@ func recSize(klen, vlen int, apow uint8) int64 {
 //
 //	0 u32 crc32c of bytes [4, 32+klen+vlen)   16 u64 clock
 //	4 u8 0xC7   5 u8 rflags   6 u16 klen        24 u32 exptime
-//	8 u32 vlen  12 u32 flags                    28 u32 reserved (0)
+//	8 u32 vlen  12 u32 flags                    28 u32 lease bits
 //	32 key, value, zero padding
 func appendRecord(b []byte, rec *Record, rf byte, apow uint8) []byte {
 	start := len(b)
@@ -160,7 +168,16 @@ func appendRecord(b []byte, rec *Record, rf byte, apow uint8) []byte {
 	le.PutUint32(p[12:], rec.Flags)
 	le.PutUint64(p[16:], rec.Clock)
 	le.PutUint32(p[24:], rec.Exptime)
-	le.PutUint32(p[28:], 0)
+	var lease uint32
+	if rf == 0 {
+		if rec.Stale {
+			lease |= leaseStale
+		}
+		if rec.TokenSent {
+			lease |= leaseTokenSent
+		}
+	}
+	le.PutUint32(p[28:], lease)
 	n := copy(p[recHdrSize:], rec.Key)
 	if vlen > 0 {
 		n += copy(p[recHdrSize+n:], rec.Value)
@@ -191,7 +208,8 @@ func recHead(p []byte) (klen, vlen int, rf byte, err error) {
 	klen = int(le.Uint16(p[6:]))
 	vlen = int(le.Uint32(p[8:]))
 	rf = p[5]
-	if klen == 0 || vlen > maxValueLen || (rf != 0 && vlen != 0) || le.Uint32(p[28:]) != 0 ||
+	lease := le.Uint32(p[28:])
+	if klen == 0 || vlen > maxValueLen || (rf != 0 && (vlen != 0 || lease != 0)) || lease&^leaseMask != 0 ||
 		rf == recTombstone|recRemove {
 		return 0, 0, 0, ErrCorrupt
 	}
@@ -225,6 +243,9 @@ func fillRecord(p []byte, klen, vlen int, rf byte, rec *Record) {
 	rec.Clock = le.Uint64(p[16:])
 	rec.Exptime = le.Uint32(p[24:])
 	rec.Tombstone = rf&recTombstone != 0
+	lease := le.Uint32(p[28:])
+	rec.Stale = lease&leaseStale != 0
+	rec.TokenSent = lease&leaseTokenSent != 0
 }
 
 // hashKey is FNV-1a-64 with a final avalanche (murmur3 fmix64), so both

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -126,4 +128,67 @@ func FuzzDecodeHeader(f *testing.F) {
 			t.Fatalf("re-encode differs:\n%x\n%x", again, p[:headerSize])
 		}
 	})
+}
+
+// Ensure that the lease bits round-trip through the log, a reopen and a
+// compaction, that a record carrying unknown lease bits, or lease bits on
+// a tombstone, is corrupt, and that a tombstone never stores them.
+func TestLeaseBits(t *testing.T) {
+	db, path := tempDB(t, nil)
+	recs := []Record{
+		{Key: []byte("plain"), Value: []byte("v"), Clock: 1},
+		{Key: []byte("stale"), Value: []byte("v"), Clock: 2, Stale: true},
+		{Key: []byte("token"), Value: []byte("v"), Clock: 3, TokenSent: true},
+		{Key: []byte("both"), Value: []byte(""), Clock: 4, Stale: true, TokenSent: true},
+		{Key: []byte("tomb"), Clock: 5, Tombstone: true, Stale: true, TokenSent: true},
+	}
+	for i := range recs {
+		if err := db.Put(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, w := range recs {
+			got := mustGet(t, db, string(w.Key))
+			stale, token := w.Stale && !w.Tombstone, w.TokenSent && !w.Tombstone
+			if got.Stale != stale || got.TokenSent != token || got.Tombstone != w.Tombstone || got.Clock != w.Clock {
+				t.Fatalf("%s: %s: got %+v", when, w.Key, got)
+			}
+		}
+	}
+	check("fresh")
+	if err := db.Compact(CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if db, err = Open(path, &Options{Sync: SyncNone}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	check("reopened")
+
+	enc := func(lease uint32, rf byte) []byte {
+		p := appendRecord(nil, &Record{Key: []byte("k"), Clock: 1}, rf, defaultApow)
+		binary.LittleEndian.PutUint32(p[28:], lease)
+		n := recHdrSize + 1
+		binary.LittleEndian.PutUint32(p[0:], crc32.Checksum(p[4:n], castagnoli))
+		return p
+	}
+	var rec Record
+	if _, _, err := decodeRecord(enc(leaseMask, 0), &rec); err != nil || !rec.Stale || !rec.TokenSent {
+		t.Fatalf("both bits: %v %+v", err, rec)
+	}
+	for _, c := range []struct {
+		lease uint32
+		rf    byte
+	}{{4, 0}, {1 << 31, 0}, {leaseStale, recTombstone}, {leaseTokenSent, recRemove}} {
+		if _, _, err := decodeRecord(enc(c.lease, c.rf), &rec); err != ErrCorrupt {
+			t.Fatalf("lease %#x rf %d: %v, want ErrCorrupt", c.lease, c.rf, err)
+		}
+	}
 }

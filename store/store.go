@@ -57,6 +57,11 @@ type Record struct {
 	Flags     uint32 // memcached flags
 	Exptime   uint32 // absolute unix seconds, 0 = never
 	Tombstone bool   // a cluster delete: Value empty, Clock = time of the delete
+
+	// Lease state of a value (memcached's meta commands); always false
+	// for a tombstone.
+	Stale     bool // marked stale (md I, ms I): served with X until replaced
+	TokenSent bool // a recache win token (mg W) is out: others get Z
 }
 
 // Options configure Open. The zero value (or nil) means SyncInterval with
