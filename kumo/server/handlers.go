@@ -39,7 +39,7 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.handleGetRaw(req)
 	case wire.SrvGetMulti:
 		s.handleGetMulti(req)
-	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch:
+	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch, wire.SrvLease:
 		s.cmdSet.Add(1)
 		s.async(req, s.handleWrite)
 	case wire.SrvRemove, wire.SrvDelete:
@@ -262,9 +262,22 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 	putBuf(bp)
 }
 
+// recordValue returns rec as a DBValue; its Data aliases rec.Value.
+func recordValue(rec *store.Record) wire.Value {
+	return wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value,
+		Tombstone: rec.Tombstone, Stale: rec.Stale, TokenSent: rec.TokenSent}
+}
+
+// valueRecord returns the record of v under dbkey; its Value aliases
+// v.Data.
+func valueRecord(dbkey []byte, v *wire.Value) store.Record {
+	return store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime,
+		Tombstone: v.Tombstone, Stale: v.Stale && !v.Tombstone, TokenSent: v.TokenSent && !v.Tombstone}
+}
+
 // appendRecordValue appends rec's DBValue as a msgpack raw.
 func appendRecordValue(b []byte, rec *store.Record) []byte {
-	v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+	v := recordValue(rec)
 	n := wire.DBValueLen(&v)
 	b = msgpack.AppendRawHeader(b, uint32(n))
 	return wire.AppendDBValue(b, &v)
@@ -420,7 +433,7 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	if s.flushed(v.Clock, v.Tombstone) {
 		return s.applyFlushed(dbkey) // stored before a flush_all: gone
 	}
-	rec := store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
+	rec := valueRecord(dbkey, &v)
 	ok, err := s.db.Update(&rec, newer(v.Clock))
 	if err != nil {
 		return false, s.storeError(err)

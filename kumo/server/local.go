@@ -112,7 +112,7 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 		f(nil)
 	default:
 		s.m.get.Inc()
-		v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+		v := recordValue(&rec)
 		f(&v)
 	}
 	putBuf(bp)

@@ -45,7 +45,7 @@ func (s *Server) handleRelay(req *rpc.Request) {
 		return
 	}
 	switch method {
-	case wire.SrvStore, wire.SrvArith, wire.SrvTouch, wire.SrvRemove, wire.SrvSet, wire.SrvDelete:
+	case wire.SrvStore, wire.SrvArith, wire.SrvTouch, wire.SrvRemove, wire.SrvSet, wire.SrvDelete, wire.SrvLease:
 	default:
 		req.ReplyError(errParams)
 		return

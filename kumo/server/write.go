@@ -31,8 +31,9 @@ type writeOp struct {
 	initial uint64
 	exptime uint32 // Arith create / Touch
 	want    bool   // Touch: return the value (gat)
-	touch   bool   // Arith: set an existing item's exptime to newExp
+	touch   bool   // Arith, Lease: set an existing item's exptime to newExp
 	newExp  uint32
+	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
 
 	// Set by decideAndReplicate for the Arith reply.
 	created bool   // the item was missing and created
@@ -162,6 +163,29 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		}
 		op.exptime = uint32(e)
 		op.want, err = rdb()
+		return bad(err)
+	case wire.SrvLease: // [DBKey, op, cas, touch, exptime]
+		if n < 5 {
+			return errParams
+		}
+		if op.dbkey, err = rraw(); err != nil {
+			return errParams
+		}
+		if op.lease, err = rd(); err != nil {
+			return errParams
+		}
+		if op.cas, err = rd(); err != nil {
+			return errParams
+		}
+		if op.touch, err = rdb(); err != nil {
+			return errParams
+		}
+		var e uint64
+		e, err = rd()
+		op.newExp = uint32(e)
+		if err == nil && op.lease != wire.LeaseWin && op.lease != wire.LeaseInvalidate {
+			return &rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown lease operation"}
+		}
 		return bad(err)
 	case wire.SrvRemove: // [DBKey, cas]
 		if n < 1 {
@@ -372,7 +396,7 @@ func (s *Server) restamp(h uint64, payload []byte, valOff int, ct uint64) (uint6
 	if err != nil {
 		return 0, nil, errParams
 	}
-	rec := store.Record{Key: dbkey, Value: v.Data, Clock: nct, Flags: v.Flags, Exptime: v.Exptime, Tombstone: v.Tombstone}
+	rec := valueRecord(dbkey, &v)
 	if _, err := s.db.Update(&rec, newer(nct)); err != nil {
 		return 0, nil, s.storeError(err)
 	}
@@ -393,6 +417,8 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			if exists {
 				return rec, wire.StatusNotStored, 0, nil
 			}
+			// mg N: the created item's win token goes to its creator.
+			rec.TokenSent = op.val.TokenSent
 		case wire.OpReplace:
 			if !exists {
 				return rec, wire.StatusNotStored, 0, nil
@@ -416,7 +442,13 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 				return rec, wire.StatusNotFound, 0, nil
 			}
 			if old.Clock != op.cas {
-				return rec, wire.StatusExists, 0, nil
+				if !op.val.Stale || op.cas > old.Clock {
+					return rec, wire.StatusExists, 0, nil
+				}
+				// ms I: a value computed from an older version is still
+				// stored, marked stale, keeping the exptime and token of
+				// the item it replaces (memcached's set-to-invalid).
+				rec.Exptime, rec.Stale, rec.TokenSent = old.Exptime, true, old.TokenSent
 			}
 		default:
 			return rec, 0, 0, &rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown store mode " + strconv.FormatUint(op.mode, 10)}
@@ -461,6 +493,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		// either, and the memcache.Backend contract says plain.
 		v := strconv.AppendUint(make([]byte, 0, 20), cur, 10)
 		rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
+		rec.Stale, rec.TokenSent = old.Stale, old.TokenSent // as memcached's in-place incr
 		if op.touch {
 			rec.Exptime = op.newExp
 		}
@@ -479,6 +512,29 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		}
 		rec.Value = append([]byte(nil), old.Value...)
 		rec.Flags, rec.Exptime = old.Flags, op.exptime
+		rec.Stale, rec.TokenSent = old.Stale, old.TokenSent // a touch keeps the lease state
+		return rec, wire.StatusOK, 0, nil
+	case wire.SrvLease:
+		if !exists {
+			return rec, wire.StatusNotFound, 0, nil
+		}
+		rec.Value = append([]byte(nil), old.Value...)
+		rec.Flags, rec.Exptime = old.Flags, old.Exptime
+		switch op.lease {
+		case wire.LeaseWin:
+			if old.Clock != op.cas || old.TokenSent {
+				return rec, wire.StatusExists, 0, nil
+			}
+			rec.Stale, rec.TokenSent = old.Stale, true
+		default: // wire.LeaseInvalidate, as memcached's md I
+			if op.cas != 0 && old.Clock != op.cas {
+				return rec, wire.StatusExists, 0, nil
+			}
+			rec.Stale = true
+			if op.touch {
+				rec.Exptime = op.newExp
+			}
+		}
 		return rec, wire.StatusOK, 0, nil
 	case wire.SrvRemove, wire.SrvDelete:
 		if !exists {
@@ -570,7 +626,7 @@ func replyStatus(req *rpc.Request, rb *rpc.Batch, op *writeOp, status int, ct ui
 // encodeRecord returns msgpack raw(DBKey) ‖ raw(DBValue) for replication,
 // and the offset at which raw(DBValue) starts.
 func encodeRecord(rec *store.Record) ([]byte, int) {
-	v := wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value, Tombstone: rec.Tombstone}
+	v := recordValue(rec)
 	n := wire.DBValueLen(&v)
 	b := make([]byte, 0, len(rec.Key)+n+10)
 	b = msgpack.AppendRaw(b, rec.Key)

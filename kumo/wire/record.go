@@ -9,6 +9,13 @@ import (
 const (
 	MetaFlags   = 0x0001 // 4 bytes of big-endian memcached flags follow the meta
 	MetaExptime = 0x0002 // 4 bytes of big-endian absolute exptime follow (after flags)
+	// Lease bits (memcached's meta commands; no bytes follow). In a stored
+	// or replicated value they are the record's state. In the value of a
+	// SrvStore request they ask: MetaTokenSent with OpAdd creates the item
+	// with its win token out (mg N); MetaStale with OpCAS lets a compare
+	// against an older CAS unique store the value marked stale (ms I).
+	MetaStale     = 0x0004
+	MetaTokenSent = 0x0008
 )
 
 // ErrBadValue reports a DBValue too short or with unknown meta bits.
@@ -38,6 +45,8 @@ type Value struct {
 	Exptime   uint32
 	Data      []byte
 	Tombstone bool
+	Stale     bool // MetaStale
+	TokenSent bool // MetaTokenSent
 }
 
 // DBValueLen returns the encoded length of v.
@@ -69,6 +78,12 @@ func AppendDBValue(b []byte, v *Value) []byte {
 	if v.Exptime != 0 {
 		meta |= MetaExptime
 	}
+	if v.Stale {
+		meta |= MetaStale
+	}
+	if v.TokenSent {
+		meta |= MetaTokenSent
+	}
 	b = binary.BigEndian.AppendUint16(b, meta)
 	if v.Flags != 0 {
 		b = binary.BigEndian.AppendUint32(b, v.Flags)
@@ -94,9 +109,11 @@ func ParseDBValue(b []byte) (Value, error) {
 	v.Clock = binary.BigEndian.Uint64(b)
 	meta := binary.BigEndian.Uint16(b[8:])
 	p := b[10:]
-	if meta&^(MetaFlags|MetaExptime) != 0 {
+	if meta&^(MetaFlags|MetaExptime|MetaStale|MetaTokenSent) != 0 {
 		return v, ErrBadValue
 	}
+	v.Stale = meta&MetaStale != 0
+	v.TokenSent = meta&MetaTokenSent != 0
 	if meta&MetaFlags != 0 {
 		if len(p) < 4 {
 			return v, ErrBadValue

@@ -20,6 +20,12 @@ func TestDBValueRoundTrip(t *testing.T) {
 		{Value{Clock: 1, Flags: 2, Exptime: 3, Data: []byte("")},
 			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3}},
 		{Value{Clock: 9, Tombstone: true}, []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Value{Clock: 1, Stale: true, Data: []byte("s")},
+			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 's'}},
+		{Value{Clock: 1, Flags: 5, TokenSent: true, Data: []byte("t")},
+			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 5, 't'}},
+		{Value{Clock: 1, Exptime: 6, Stale: true, TokenSent: true},
+			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 14, 0, 0, 0, 6}},
 	}
 	for i, c := range cases {
 		got := AppendDBValue(nil, &c.v)
@@ -34,7 +40,7 @@ func TestDBValueRoundTrip(t *testing.T) {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		if back.Clock != c.v.Clock || back.Flags != c.v.Flags || back.Exptime != c.v.Exptime ||
-			back.Tombstone != c.v.Tombstone || !bytes.Equal(back.Data, c.v.Data) {
+			back.Tombstone != c.v.Tombstone || back.Stale != c.v.Stale || back.TokenSent != c.v.TokenSent || !bytes.Equal(back.Data, c.v.Data) {
 			t.Fatalf("case %d: round trip %+v, want %+v", i, back, c.v)
 		}
 	}
@@ -44,7 +50,8 @@ func TestDBValueRoundTrip(t *testing.T) {
 func TestParseDBValueRejects(t *testing.T) {
 	for _, b := range [][]byte{
 		nil, {1}, {0, 0, 0, 0, 0, 0, 0, 0, 0}, // 9 bytes
-		{0, 0, 0, 0, 0, 0, 0, 0, 0, 4},                // unknown meta bit
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10},             // unknown meta bit
+		{0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0},             // unknown meta bit
 		{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},          // flags cut short
 		{0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0}, // exptime cut short
 	} {
@@ -62,8 +69,12 @@ func FuzzParseDBValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := AppendDBValue(nil, &v); len(got) != DBValueLen(&v) {
+		got := AppendDBValue(nil, &v)
+		if len(got) != DBValueLen(&v) {
 			t.Fatalf("length mismatch")
+		}
+		if back, err := ParseDBValue(got); err != nil || back.Stale != v.Stale || back.TokenSent != v.TokenSent {
+			t.Fatalf("re-encoded %+v: %v", back, err)
 		}
 	})
 }

@@ -104,6 +104,20 @@ const (
 	// store failed). At most MaxGetMulti keys. A server older than this
 	// method answers CodeProtocol; gateways then read key by key.
 	SrvGetMulti = 73
+	// SrvLease changes the lease state of a value, for memcached's meta
+	// commands: [DBKey, op, cas, touch bool, exptime] -> [status,
+	// clocktime]. LeaseWin hands out the win token of the value whose
+	// clocktime is cas (StatusExists if the value changed or its token is
+	// already out); LeaseInvalidate marks the value stale and takes its
+	// token back (md I), with a compare if cas != 0 and a new exptime if
+	// touch. The value is re-stamped and replicated like any write.
+	SrvLease = 74
+)
+
+// SrvLease operations.
+const (
+	LeaseWin        = 1
+	LeaseInvalidate = 2
 )
 
 // SrvGetMulti's per-key codes and limit.
