@@ -39,11 +39,13 @@
 //   - the version string is DefaultVersion, "1.6.18-kumo".
 //   - a command line longer than the read buffer gets an error line before
 //     the close (memcached closes silently beyond 2048 bytes).
-//   - meta: h and l always report 0. There are no stale items and no
-//     recache wins, so md I, mg R and ms I together with C are refused as
-//     memcached refuses a flag it lacks, and no X or Z flags are sent (W
-//     only on an mg N autovivify). E (explicit new CAS, as in later 1.6
-//     releases; 1.6.18 rejects it) is supported on ms and mg N only.
+//   - meta: h and l always report 0. Stale items and recache wins (md I,
+//     mg R, ms I with C; X and Z) need a LeaseBackend; without one those
+//     flags are refused as memcached refuses a flag it lacks, and W comes
+//     only with an mg N autovivify. A backend may give an item a new CAS
+//     unique when mg hands out its win token (memcached keeps it). E
+//     (explicit new CAS, as in later 1.6 releases; 1.6.18 rejects it) is
+//     supported on ms and mg N only.
 //   - memcached 1.6.18 loses an ma T when a reply still being written
 //     holds the item (an mg of that key earlier in the same batch); here
 //     T always applies.
@@ -105,6 +107,15 @@ type Item struct {
 	// meta E flag, for clients that keep uniques in step across pools);
 	// 0 = the backend picks the next one.
 	NewCAS uint64
+
+	// Lease state (memcached's meta commands, with a LeaseBackend; other
+	// backends leave both false). A read reports it. On Store, TokenSent
+	// with ModeAdd creates the item with its win token out (mg N), and
+	// Stale with ModeCAS lets a compare against an older CAS unique store
+	// the value marked stale, keeping the item's exptime and token (ms I
+	// C); any other store leaves an item with neither.
+	Stale     bool // marked stale (md I, ms I): mg reports X
+	TokenSent bool // a win token (mg W) is out: mg reports Z
 }
 
 // StoreMode selects what Store does.
@@ -195,6 +206,23 @@ type ArithResult struct {
 	// 0 = never; 0 if Created). ma reports TTLs in flag order, so a t
 	// before T shows it.
 	OldExptime int64
+}
+
+// LeaseBackend is an optional interface of a Backend for the leases of the
+// meta commands (memcached's recache and stale-while-revalidate: mg R, W,
+// X and Z, md I, ms I). Without it those flags are refused as memcached
+// refuses a flag it does not know, and mg hands out W only on an N
+// autovivify.
+type LeaseBackend interface {
+	// Win hands out key's win token: if the item still has CAS unique
+	// cas and no token out, it is marked TokenSent and its CAS unique
+	// returned (a backend may give it a new one, as with GetAndTouch).
+	// ErrExists if the item changed or its token is out, ErrNotFound.
+	Win(ctx context.Context, key []byte, cas uint64) (uint64, error)
+	// Invalidate marks key stale and takes its token back (md I), with a
+	// new CAS unique; cas != 0 makes it conditional (ErrExists), touch
+	// sets its exptime (absolute, 0 = never). ErrNotFound.
+	Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error
 }
 
 // ArithBackend is an optional interface of a Backend that decides an

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"kumofs/proto/memcache"
 )
 
 // Transcripts of memcached 1.6.18 edge cases found by a black-box audit.
@@ -119,25 +121,56 @@ var compatCases = []transcript{
 		"STORED\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nTOUCHED\r\nVALUE t 0 1\r\nx\r\nEND\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nHD c1\r\nSTORED\r\n"},
 }
 
-// kumoOnlyCases are where kumo answers differently from memcached 1.6.18
-// on purpose (see the package doc): the stale-item flags are refused with
-// memcached's answer to a flag it does not support.
-var kumoOnlyCases = []transcript{
-	// memcached: HD, then mg answers "VA 1 t-1 c2 X W"; no stale items here.
+// Leases of the meta commands (memcached's t/metaget.t "serve stale" and
+// recache flows): W goes to the request that autovivifies, finds the item
+// stale or (R) about to expire; Z to everyone after it; X while stale.
+var leaseCases = []transcript{
+	{"md I then a stale win", "set s 0 0 1\r\nx\r\nmd s I\r\nmd s I T30\r\nmg s v c t\r\nmg s v c\r\n",
+		"STORED\r\nHD\r\nHD\r\nVA 1 c3 t30 X W\r\nx\r\nVA 1 c3 Z X\r\nx\r\n"},
+	{"mg R recache win", "set r 0 100 1\r\nx\r\nmg r R200 t c v\r\nmg r R200 t c v\r\nmg r R50 c\r\n",
+		"STORED\r\nVA 1 t100 c1 W\r\nx\r\nVA 1 t100 c1 Z\r\nx\r\nHD c1 Z\r\n"},
+	{"mg R needs a ttl below it", "set t 0 0 1\r\nx\r\nmd t I T0\r\nmg t t T100 c\r\nmg t t\r\nset u 0 10 1\r\nx\r\nmg u R5 c\r\nmg u R10 c\r\nmg u R11 c t\r\n",
+		"STORED\r\nHD\r\nHD t-1 c2 X W\r\nHD t100 Z X\r\nSTORED\r\nHD c3\r\nHD c3\r\nHD c3 t10 W\r\n"},
+	{"mg N win then a cas store", "mg n N30 s c v t\r\nmg n N30 s c v t\r\nms n 2 C5000 T120\r\nnu\r\nms n 2 C1 T120\r\nmu\r\nmg n s c v t\r\n",
+		"VA 0 s0 c1 t30 W\r\n\r\nVA 0 s0 c1 t30 Z\r\n\r\nEX\r\nHD\r\nVA 2 s2 c2 t120\r\nmu\r\n"},
+	{"ms I stores stale under an older cas", "set toinv 0 0 3\r\nmoo\r\nmd toinv I T30\r\nmg toinv s t c v\r\nms toinv 1 T90 C0\r\nf\r\n" +
+		"ms toinv 1 I T90 C1\r\nf\r\nmg toinv s t c v\r\nms toinv 1 I T90 C9\r\nh\r\nms toinv 1 T90 C3\r\ng\r\nmg toinv s t c v\r\n",
+		"STORED\r\nHD\r\nVA 3 s3 t30 c2 X W\r\nmoo\r\nEX\r\nHD\r\nVA 1 s1 t30 c3 Z X\r\nf\r\nEX\r\nHD\r\nVA 1 s1 t90 c4\r\ng\r\n"},
+	{"md I compares, q, and ms I without C", "md nokey I\r\nset k 0 0 1\r\nx\r\nmd k I C9\r\nmd k I q C1\r\nmd k I C0\r\nmn\r\nmg k c\r\n" +
+		"ms k 1 I\r\ny\r\nmg k c v\r\nms k 1 I C1 MA\r\nz\r\nmg k v\r\n",
+		"NF\r\nSTORED\r\nEX\r\nEX\r\nMN\r\nHD c2 X W\r\nHD\r\nVA 1 c3\r\ny\r\nEX\r\nVA 1\r\ny\r\n"},
+	{"incr and touch keep the state, append clears it", "set a 0 0 1\r\n1\r\nmd a I\r\nincr a 1\r\nmg a c v\r\nmd a I\r\nappend a 0 0 1\r\n2\r\nmg a c v\r\n" +
+		"md a I\r\ntouch a 100\r\nmg a c v\r\nmg a c v\r\n",
+		"STORED\r\nHD\r\n2\r\nVA 1 c3 X W\r\n2\r\nHD\r\nSTORED\r\nVA 2 c5\r\n22\r\nHD\r\nTOUCHED\r\nVA 2 c6 X W\r\n22\r\nVA 2 c6 Z X\r\n22\r\n"},
+}
+
+// noLeaseCases are answered by a backend without leases
+// (memcache.LeaseBackend): the lease flags are refused with memcached's
+// answer to a flag it does not support, and W comes only with N.
+var noLeaseCases = []transcript{
 	{"md I refused", "set s 0 0 1\r\nx\r\nmd s I\r\nmd s I T30\r\nmg s v\r\n", "STORED\r\nCLIENT_ERROR invalid or duplicate flag\r\nCLIENT_ERROR invalid or duplicate flag\r\nVA 1\r\nx\r\n"},
-	// memcached: an item whose CAS is older than C is stored and marked stale.
 	{"ms I with C refused", "set s 0 0 1\r\nx\r\nms s 1 I C1\r\ny\r\nms s 1 I\r\nz\r\nmg s v\r\n", "STORED\r\nCLIENT_ERROR invalid flag\r\nHD\r\nVA 1\r\nz\r\n"},
-	// memcached: the recache win (W, then Z for the others).
 	{"mg R refused", "set r 0 100 1\r\nx\r\nmg r R200 t c v\r\n", "STORED\r\nCLIENT_ERROR invalid flag\r\n"},
+	{"mg N without Z", "mg n N30 c\r\nmg n N30 c\r\n", "HD c1 W\r\nHD c1\r\n"},
+}
+
+// kumoOnlyCases are where kumo answers differently from memcached 1.6.18
+// on purpose (see the package doc).
+var kumoOnlyCases = []transcript{
 	// memcached shows the negative TTL as an unsigned number (t4294967235).
 	{"ma T-1", "set c 0 0 1\r\n5\r\nma c T-1 v t\r\nmg c v\r\n", "STORED\r\nVA 1 t0\r\n6\r\nEN\r\n"},
 	// E (new CAS unique) comes from later memcached releases.
 	{"ms E", "ms k 1 E9 c\r\nx\r\n", "HD c9\r\n"},
 }
 
+// noLeases hides the backend's LeaseBackend (and ArithBackend).
+type noLeases struct{ memcache.Backend }
+
 func TestCompatTranscripts(t *testing.T) {
 	runTranscripts(t, compatCases)
+	runTranscripts(t, leaseCases)
 	runTranscripts(t, kumoOnlyCases)
+	runTranscriptsOn(t, noLeaseCases, func(s *memcache.Server) { s.Backend = noLeases{s.Backend} })
 }
 
 var compareMemcached = flag.Bool("memcached", false, "replay the compat transcripts against a real memcached (needs the memcached binary)")
@@ -153,7 +186,7 @@ func TestCompatAgainstMemcached(t *testing.T) {
 		t.Skip("no memcached binary")
 	}
 	version := regexp.MustCompile(`VERSION 1\.6\.18-kumo\r\n`)
-	for _, tc := range compatCases {
+	for _, tc := range append(compatCases[:len(compatCases):len(compatCases)], leaseCases...) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := startMemcached(t, bin)
 			got := memcachedReply(t, addr, tc.req)

@@ -65,7 +65,15 @@ func newTestServer(t testing.TB) (*memcache.Server, *memtest.Backend) {
 type ioReader = io.Reader
 
 func converse(t testing.TB, req []byte, wrap func(io.Reader) io.Reader) []byte {
+	return converseOn(t, req, wrap, nil)
+}
+
+// converseOn is converse on a server changed by setup (if not nil) first.
+func converseOn(t testing.TB, req []byte, wrap func(io.Reader) io.Reader, setup func(*memcache.Server)) []byte {
 	s, _ := newTestServer(t)
+	if setup != nil {
+		setup(s)
+	}
 	fc := &fakeConn{r: wrap(bytes.NewReader(req))}
 	s.ServeConn(fc)
 	return fc.w.Bytes()
@@ -79,10 +87,16 @@ type transcript struct {
 
 func runTranscripts(t *testing.T, cases []transcript) {
 	t.Helper()
+	runTranscriptsOn(t, cases, nil)
+}
+
+// runTranscriptsOn is runTranscripts on servers changed by setup.
+func runTranscriptsOn(t *testing.T, cases []transcript, setup func(*memcache.Server)) {
+	t.Helper()
 	for _, tc := range cases {
 		for _, rd := range readers {
 			t.Run(tc.name+"/"+rd.name, func(t *testing.T) {
-				got := converse(t, []byte(tc.req), rd.wrap)
+				got := converseOn(t, []byte(tc.req), rd.wrap, setup)
 				if string(got) != tc.want {
 					t.Errorf("request %q\n got %q\nwant %q", shorten(tc.req), got, tc.want)
 				}

@@ -11,13 +11,20 @@ import (
 // memcached checks it) and ignores those it gives no meaning, as memcached
 // does. What they do here:
 //
-//	mg <key> b c f h k l O q s t v T N E (h and l always report 0; E with N;
-//	         R is refused: no recache wins, so no W/Z tokens)
-//	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S) (I is refused
-//	         together with C: there are no stale items)
-//	md <key> b C k O q (I is refused: there are no stale items)
+//	mg <key> b c f h k l O q s t v T N R E (h and l always report 0)
+//	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S)
+//	md <key> b C I T k O q
 //	ma <key> b c k O q t v C D J M(I|+|D|-) N T
 //	mn, me <key>
+//
+// Leases (a backend with LeaseBackend; without one, mg R, md I and ms I
+// with C are refused as memcached refuses a flag it lacks, and W comes only
+// with an N autovivify): mg hands the win token (W) to the request that
+// autovivifies a missing item (N), that finds the item stale (X), or (R)
+// that finds it expiring within the R token's seconds, once per version;
+// later requests see Z until the item is replaced. md I marks an item
+// stale and takes its token back; ms I with C stores a value computed from
+// an older version (a lower CAS unique) marked stale.
 //
 // Return flags come back in request order; a base64 key comes back as
 // "k<key> b". A reply without an item (mg EN, ma NF and EX) and every md
@@ -71,7 +78,8 @@ func (c *conn) metaGet(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	key, ok := c.parseMeta(tok[1], flags, mgFlags, 'g', &a)
+	lb := c.s.leases()
+	key, ok := c.parseMeta(tok[1], flags, leaseFlags(mgFlags, lb, 'R'), 'g', &a)
 	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
@@ -93,17 +101,21 @@ func (c *conn) metaGet(tok [][]byte) {
 		oldExp, haveOld = c.it.Exptime, true
 	}
 	err := c.get(key, touch, c.s.normExptime(a.ttl))
-	won := false
+	won, created := false, false
 	if errors.Is(err, ErrNotFound) && a.has('N') {
-		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(lastTTL(flags, &a)), NewCAS: a.newCAS}
+		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(lastTTL(flags, &a)), NewCAS: a.newCAS,
+			TokenSent: true} // the win goes to this request
 		var cas uint64
 		cas, err = c.s.Backend.Store(c.ctx, ModeAdd, &c.it)
 		if err == nil {
 			c.it.CAS = cas
-			won = true
+			won, created = true, true
 		} else if errors.Is(err, ErrNotStored) {
 			err = c.get(key, false, 0)
 		}
+	}
+	if err == nil && !won && lb != nil {
+		won, err = c.winLease(lb, key, &a)
 	}
 	switch {
 	case err == nil:
@@ -146,7 +158,7 @@ func (c *conn) metaGet(tok [][]byte) {
 			// N and T as it meets them, so a t before them shows -1.
 			exp := c.it.Exptime
 			switch {
-			case won:
+			case created:
 				exp = createdExptime(c.s, flags, f, &a)
 			case haveOld && flagBefore(flags, 't', 'T'):
 				exp = oldExp
@@ -160,6 +172,13 @@ func (c *conn) metaGet(tok [][]byte) {
 		}
 		b = appendRetFlag(b, f, tok[1], c.it.CAS, &a)
 	}
+	// As memcached: Z for a token out before this request, then X, then W.
+	if c.it.TokenSent && !won && lb != nil {
+		b = append(b, " Z"...)
+	}
+	if c.it.Stale && lb != nil {
+		b = append(b, " X"...)
+	}
 	if won {
 		b = append(b, " W"...)
 	}
@@ -169,6 +188,39 @@ func (c *conn) metaGet(tok [][]byte) {
 		c.bw.Write(c.it.Value)
 		c.bw.WriteString("\r\n")
 	}
+}
+
+// winLease decides mg's win for the item just read into c.it: an item
+// that is stale, or (R) expires before the R token's time, and has no
+// token out, is won through lb, which checks again atomically. An item
+// that changed meanwhile is read again and judged again (a few times at
+// most); it may be gone (ErrNotFound).
+func (c *conn) winLease(lb LeaseBackend, key []byte, a *metaArgs) (bool, error) {
+	for try := 0; try < 3; try++ {
+		it := &c.it
+		recache := a.has('R') && it.Exptime != 0 && it.Exptime < c.s.normExptime(a.recache)
+		if it.TokenSent || !(it.Stale || recache) {
+			return false, nil
+		}
+		cas, err := lb.Win(c.ctx, key, it.CAS)
+		if err == nil {
+			it.CAS = cas
+			return true, nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return false, err
+		}
+		if err := c.get(key, false, 0); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// leases returns the backend's LeaseBackend, or nil.
+func (s *Server) leases() LeaseBackend {
+	lb, _ := s.Backend.(LeaseBackend)
+	return lb
 }
 
 func (c *conn) metaSet(tok [][]byte) error {
@@ -215,9 +267,9 @@ func (c *conn) metaSet(tok [][]byte) error {
 	case a.errstr != "":
 	case opaqueTooLong(flags):
 		a.errstr = errOpaqueLong
-	case a.has('I') && a.has('C'):
+	case a.has('I') && a.has('C') && c.s.leases() == nil:
 		// memcached would store an item whose CAS is older than C,
-		// marked stale; there are no stale items here.
+		// marked stale; this backend has no stale items.
 		a.errstr = errInvalidFlag
 	}
 	if a.errstr != "" {
@@ -263,6 +315,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 		case ModeSet, ModeReplace:
 			mode = ModeCAS
 			c.it.CAS = a.cas
+			c.it.Stale = a.has('I') // set-to-invalid against an older CAS unique
 		case ModeAppend, ModePrepend:
 			c.it.CAS = a.cas
 		}
@@ -314,7 +367,8 @@ func (c *conn) metaDelete(tok [][]byte) {
 	}
 	var a metaArgs
 	flags := tok[2:]
-	key, ok := c.parseMeta(tok[1], flags, mdFlags, 'd', &a)
+	lb := c.s.leases()
+	key, ok := c.parseMeta(tok[1], flags, leaseFlags(mdFlags, lb, 'I'), 'd', &a)
 	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
@@ -330,6 +384,9 @@ func (c *conn) metaDelete(tok [][]byte) {
 		if err = c.get(key, false, 0); err == nil {
 			err = ErrExists
 		}
+	} else if a.has('I') {
+		// Marked stale, not deleted; T sets its exptime.
+		err = lb.Invalidate(c.ctx, key, a.cas, a.has('T'), c.s.normExptime(a.ttl))
 	} else {
 		err = c.s.Backend.Delete(c.ctx, key, a.cas)
 	}
@@ -337,7 +394,9 @@ func (c *conn) metaDelete(tok [][]byte) {
 	var status string
 	switch {
 	case err == nil:
-		c.s.st.deleteHits.Add(1)
+		if !a.has('I') {
+			c.s.st.deleteHits.Add(1)
+		}
 		if a.has('q') {
 			return
 		}

@@ -27,12 +27,23 @@ func flagMask(s string) uint64 {
 // command (its _meta_flag_preparse).
 const metaCommon = "bcfhklqstuvCDFIJLMNOPRT"
 
+// The flags each command takes. mg R and md I need a LeaseBackend (see
+// leaseFlags).
 var (
 	mgFlags = flagMask(metaCommon+"E") &^ flagBit('R')
 	msFlags = flagMask(metaCommon + "E")
 	mdFlags = flagMask(metaCommon) &^ flagBit('I')
 	maFlags = flagMask(metaCommon)
 )
+
+// leaseFlags returns allowed plus the lease flag extra when the backend
+// has leases (lb != nil).
+func leaseFlags(allowed uint64, lb LeaseBackend, extra byte) uint64 {
+	if lb != nil {
+		return allowed | flagBit(extra)
+	}
+	return allowed
+}
 
 // maxOpaque is the longest O token memcached takes, without the O.
 const maxOpaque = 31
@@ -59,6 +70,7 @@ type metaArgs struct {
 	ttl     int64  // T
 	newCAS  uint64 // E
 	vivify  int64  // N
+	recache int64  // R
 	cas     uint64
 	flags   uint32
 	delta   uint64
@@ -124,7 +136,7 @@ func (c *conn) parseMeta(keyTok []byte, flags [][]byte, allowed uint64, cmd byte
 		case 'N':
 			a.vivify, ok = parseCInt32(arg)
 		case 'R':
-			_, ok = parseCInt32(arg)
+			a.recache, ok = parseCInt32(arg)
 		case 'C':
 			a.cas, ok = parseCUint(arg)
 		case 'E':

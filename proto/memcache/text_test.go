@@ -112,7 +112,7 @@ var metaCases = []transcript{
 	{"mg errors", "mg\r\nmg mk !\r\nmg " + k251 + " v\r\nmg k Tx\r\nmg k O" + strings.Repeat("o", 33) + "\r\n",
 		"ERROR\r\nCLIENT_ERROR invalid flag\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR opaque token too long\r\n"},
 	{"mg touch", "ms k 1 T10\r\nx\r\nmg k T300 t v\r\nmg k t\r\n", "HD\r\nVA 1 t300\r\nx\r\nHD t300\r\n"},
-	{"mg vivify", "mg k N30 t v c\r\nmg k N30 t v c\r\n", "VA 0 t30 c1 W\r\n\r\nVA 0 t30 c1\r\n\r\n"},
+	{"mg vivify", "mg k N30 t v c\r\nmg k N30 t v c\r\n", "VA 0 t30 c1 W\r\n\r\nVA 0 t30 c1 Z\r\n\r\n"},
 	{"base64 key", "ms Zm9v 1 b\r\nx\r\nget foo\r\nmg Zm9v b k v\r\nmd Zm9v b q\r\nget foo\r\nmg !!! b\r\n", "HD\r\nVALUE foo 0 1\r\nx\r\nEND\r\nVA 1 kZm9v b\r\nx\r\nEND\r\nCLIENT_ERROR error decoding key\r\n"},
 	// Replies without an item carry O and k, as memcached 1.6.18 sends them.
 	{"miss return flags", "mg nokey v k Oab s\r\nmg bm9rZXk= b Oz k\r\nmg nokey k q\r\nmd nokey k O1\r\nma nokey k O2 c v\r\nma nokey q Ox\r\nmn\r\n",

@@ -34,11 +34,14 @@ type entry struct {
 	exptime int64 // absolute unix seconds; 0 = never
 	cas     uint64
 	mtime   int64 // unix nanos of the last store
+	stale   bool  // memcache.Item.Stale
+	token   bool  // memcache.Item.TokenSent
 }
 
 var (
 	_ memcache.Backend      = (*Backend)(nil)
 	_ memcache.ArithBackend = (*Backend)(nil)
+	_ memcache.LeaseBackend = (*Backend)(nil)
 )
 
 // New returns an empty Backend using clock (nil = time.Now).
@@ -110,6 +113,7 @@ func (b *Backend) fill(e *entry, dst []byte, it *memcache.Item) {
 	it.Flags = e.flags
 	it.Exptime = e.exptime
 	it.CAS = e.cas
+	it.Stale, it.TokenSent = e.stale, e.token
 }
 
 // GetAndTouch implements memcache.Backend.
@@ -141,13 +145,22 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 			return 0, memcache.ErrNotStored
 		}
 	}
+	stale, token := false, false
 	if it.CAS != 0 || mode == memcache.ModeCAS {
 		if e == nil {
 			return 0, memcache.ErrNotFound
 		}
 		if e.cas != it.CAS {
-			return 0, memcache.ErrExists
+			if mode != memcache.ModeCAS || !it.Stale || it.CAS > e.cas {
+				return 0, memcache.ErrExists
+			}
+			// ms I against an older CAS unique: stored stale, keeping
+			// the exptime and the token.
+			stale, token = true, e.token
 		}
+	}
+	if mode == memcache.ModeAdd {
+		token = it.TokenSent
 	}
 	switch mode {
 	case memcache.ModeAppend:
@@ -168,8 +181,11 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		}
 		b.setValue(e, it.Value)
 		e.flags = it.Flags
-		e.exptime = it.Exptime
+		if !stale {
+			e.exptime = it.Exptime
+		}
 	}
+	e.stale, e.token = stale, token
 	b.totalItems++
 	e.mtime = now.UnixNano()
 	if it.NewCAS != 0 {
@@ -178,6 +194,41 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		e.cas = b.nextCAS()
 	}
 	return e.cas, nil
+}
+
+// Win implements memcache.LeaseBackend. The CAS unique is kept, as in
+// memcached.
+func (b *Backend) Win(ctx context.Context, key []byte, cas uint64) (uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	switch {
+	case e == nil:
+		return 0, memcache.ErrNotFound
+	case e.cas != cas || e.token:
+		return 0, memcache.ErrExists
+	}
+	e.token = true
+	return e.cas, nil
+}
+
+// Invalidate implements memcache.LeaseBackend.
+func (b *Backend) Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.lookup(key, b.now())
+	switch {
+	case e == nil:
+		return memcache.ErrNotFound
+	case cas != 0 && e.cas != cas:
+		return memcache.ErrExists
+	}
+	e.stale, e.token = true, false
+	if touch {
+		e.exptime = exptime
+	}
+	e.cas = b.nextCAS()
+	return nil
 }
 
 // Delete implements memcache.Backend.
@@ -269,7 +320,7 @@ func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *m
 	var num [20]byte
 	b.setValue(e, strconv.AppendUint(num[:0], v, 10))
 	e.mtime = now.UnixNano()
-	e.cas = b.nextCAS()
+	e.cas = b.nextCAS() // the lease state stays, as memcached's in-place incr keeps it
 	*r = memcache.ArithResult{Value: v, CAS: e.cas, OldExptime: e.exptime}
 	if a.Touch {
 		e.exptime = a.Exptime
