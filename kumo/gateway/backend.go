@@ -258,7 +258,8 @@ func valueItem(v *wire.Value, it *memcache.Item, now int64) error {
 	if v == nil || v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
 		return memcache.ErrNotFound
 	}
-	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock}
+	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock,
+		Stale: v.Stale, TokenSent: v.TokenSent}
 	return nil
 }
 
@@ -346,7 +347,10 @@ func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memc
 	}
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], it.Key)
-	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+	// The lease bits ask for mg N's token (add) and ms I's stale store
+	// (cas); the server ignores them for the other modes.
+	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value,
+		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64
 	once := mode == memcache.ModeAppend || mode == memcache.ModePrepend

@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
+	"kumofs/proto/msgpack"
+)
+
+var _ memcache.LeaseBackend = (*Gateway)(nil)
+
+// Win implements memcache.LeaseBackend: the key's coordinator marks the
+// version whose clock is cas as having its win token out, re-stamped (so
+// the item gets a new CAS unique, returned) and replicated like any write.
+// It is not retried once it may have been applied: a second attempt would
+// find the token out and the first attempt's win would be lost to every
+// client until the item is replaced or expires.
+func (g *Gateway) Win(ctx context.Context, key []byte, cas uint64) (uint64, error) {
+	start := time.Now()
+	ct, _, err := g.lease(ctx, key, wire.LeaseWin, cas, false, 0, true)
+	g.observe(cmdTouch, start, err)
+	return ct, err
+}
+
+// Invalidate implements memcache.LeaseBackend (md I) on the key's
+// coordinator.
+func (g *Gateway) Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error {
+	start := time.Now()
+	_, ambiguous, err := g.lease(ctx, key, wire.LeaseInvalidate, cas, touch, exptime, false)
+	if ambiguous && cas != 0 && errors.Is(err, memcache.ErrExists) {
+		// An earlier attempt may have marked it (and so changed its
+		// clock); the retry then compared against our own write.
+		var cur memcache.Item
+		if gerr := g.doGet(ctx, key, nil, &cur); gerr == nil && cur.Stale && !cur.TokenSent {
+			err = nil
+		}
+	}
+	g.observe(cmdDelete, start, err)
+	return err
+}
+
+// lease sends SrvLease to key's coordinator and returns the new clock.
+func (g *Gateway) lease(ctx context.Context, key []byte, op uint64, cas uint64, touch bool, exptime int64, once bool) (uint64, bool, error) {
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	var ct uint64
+	ambiguous, err := g.write(ctx, h, wire.SrvLease, once, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 5)
+		b = msgpack.AppendRaw(b, dbkey)
+		b = msgpack.AppendUint(b, op)
+		b = msgpack.AppendUint(b, cas)
+		b = msgpack.AppendBool(b, touch)
+		return msgpack.AppendUint(b, uint64(exptime32(exptime)))
+	}, func(res []byte) error {
+		st, p, err := statusResult(res)
+		if err != nil {
+			return err
+		}
+		if st == wire.StatusOK {
+			ct, _, _ = msgpack.ReadUint(p)
+		}
+		return statusError(st)
+	})
+	return ct, ambiguous, err
+}
