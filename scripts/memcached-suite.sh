@@ -9,7 +9,8 @@
 # suite is not part of this repository, and nothing here fetches it. Files
 # that start their own server with special flags, or test memcached's
 # internals (slabs, LRU, extstore, proxy, TLS, SASL), are left out. Output
-# of every file goes to $OUT (default: a temporary directory). Needs perl
+# of every file goes to $OUT (default: a temporary directory); TESTS="a b"
+# runs only t/a.t and t/b.t. Needs perl
 # and, for the comparison, a running memcached on MEMCACHED_PORT. (Against a
 # memcached built with extstore but started without it, metaget.t waits for
 # a flush that never comes, until its 300 s timeout.)
@@ -21,10 +22,11 @@ mport=${3:-}
 cd "$(dirname "$0")/.."
 make -s build
 OUT=${OUT:-$(mktemp -d)}
-tests="getset incrdecr cas noreply flags getandtouch touch flush-all multiversioning expirations
+mkdir -p "$OUT"
+tests=${TESTS:-"getset incrdecr cas noreply flags getandtouch touch flush-all multiversioning expirations
 bogus-commands malicious-commands chunked-items stats-detail metaget binary binary-get
 issue_3 issue_14 issue_22 issue_29 issue_41 issue_42 issue_70 issue_104 issue_108 issue_140
-issue_152 issue_163 issue_183 issue_192 issue_260"
+issue_152 issue_163 issue_183 issue_192 issue_260"}
 
 # The suite runs from a build directory: t/ and a memcached-debug binary it
 # asks for its -h output (the real memcached's if installed).
