@@ -74,6 +74,42 @@ func TestMetaLeases(t *testing.T) {
 			if v := a.line(); v != "new\r\n" {
 				t.Fatalf("value %q", v)
 			}
+			// Clients racing for one item's token: exactly one wins,
+			// for a recache and again once the item is invalidated.
+			if got := a.set("race", "x"); got != "STORED\r\n" {
+				t.Fatalf("set race: %q", got)
+			}
+			if got := a.cmd("touch race 10\r\n"); got != "TOUCHED\r\n" {
+				t.Fatalf("touch race: %q", got)
+			}
+			racers := make([]*mc, 8)
+			for i := range racers {
+				racers[i] = dial(t, c.Gateway())
+			}
+			for round, prep := range []string{"", "md race I\r\n"} {
+				if prep != "" {
+					if got := a.cmd(prep); got != "HD\r\n" {
+						t.Fatalf("%q: %q", prep, got)
+					}
+				}
+				for _, r := range racers {
+					r.send("mg race R30 v\r\n")
+				}
+				wins := 0
+				for _, r := range racers {
+					l := r.line()
+					r.line()
+					switch {
+					case regexp.MustCompile(` W\r\n$`).MatchString(l):
+						wins++
+					case !regexp.MustCompile(` Z( X)?\r\n$`).MatchString(l):
+						t.Fatalf("round %d: %q, want W or Z", round, l)
+					}
+				}
+				if wins != 1 {
+					t.Fatalf("round %d: %d winners, want 1", round, wins)
+				}
+			}
 			// Every copy holds the lease state: invalidate again and
 			// read each server's record.
 			if got := a.cmd("md k I\r\n"); got != "HD\r\n" {

@@ -14,6 +14,8 @@ const (
 	// SrvStore request they ask: MetaTokenSent with OpAdd creates the item
 	// with its win token out (mg N); MetaStale with OpCAS lets a compare
 	// against an older CAS unique store the value marked stale (ms I).
+	// Servers older than these bits refuse a value carrying them (and do
+	// not know SrvLease): upgrade servers before gateways.
 	MetaStale     = 0x0004
 	MetaTokenSent = 0x0008
 )
