@@ -271,12 +271,14 @@ func (c *conn) fallback() {
 // does not read cannot stall the goroutine running the completion.
 func (c *conn) writeAsync(b []byte) {
 	n, ok := c.as.raw.TryWrite(b)
+	c.s.st.bytesWritten.Add(uint64(n))
 	if ok && n == len(b) {
 		c.as.done <- nil
 		return
 	}
 	go func() {
-		_, err := c.nc.Write(b[n:])
+		m, err := c.nc.Write(b[n:])
+		c.s.st.bytesWritten.Add(uint64(m))
 		if err != nil {
 			err = fmt.Errorf("%w: %w", errAsyncWrite, err)
 		}

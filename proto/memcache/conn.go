@@ -79,7 +79,20 @@ func (f flushReader) Read(p []byte) (int, error) {
 		}
 		return 0, errBackToLoop
 	}
-	return c.nc.Read(p)
+	n, err := c.nc.Read(p)
+	c.s.st.bytesRead.Add(uint64(n))
+	return n, err
+}
+
+// countWriter writes to the connection and counts the bytes for stats.
+type countWriter struct {
+	c *conn
+}
+
+func (w countWriter) Write(p []byte) (int, error) {
+	n, err := w.c.nc.Write(p)
+	w.c.s.st.bytesWritten.Add(uint64(n))
+	return n, err
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -88,7 +101,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.fr)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(nc)
+	c.bw.Reset(countWriter{c})
 	c.in = getBuf(0)
 	c.out = getBuf(0)
 	c.initAsync()

@@ -294,6 +294,7 @@ func (lc *lconn) readable(b Batch) {
 	}
 	buf := *lc.buf
 	n, err := lc.rd.TryRead(buf[lc.n:])
+	lc.lp.s.st.bytesRead.Add(uint64(max(n, 0)))
 	switch {
 	case err == rawio.ErrWouldBlock:
 		lc.releaseIfEmpty()
@@ -415,12 +416,14 @@ func (lc *lconn) retry() {
 // goroutine of its own writes what the socket did not take.
 func (lc *lconn) send(b []byte) {
 	n, ok := lc.wr.TryWrite(b)
+	lc.lp.s.st.bytesWritten.Add(uint64(n))
 	if ok && n == len(b) {
 		lc.finish(nil)
 		return
 	}
 	go func() {
-		_, err := lc.nc.Write(b[n:])
+		m, err := lc.nc.Write(b[n:])
+		lc.lp.s.st.bytesWritten.Add(uint64(m))
 		lc.finish(err)
 	}()
 }

@@ -79,6 +79,7 @@ type counters struct {
 	incrHits, incrMisses, decrHits, decrMisses       atomic.Uint64
 	casHits, casMisses, casBadval                    atomic.Uint64
 	touchHits, touchMisses, storeTooLarge, protoErrs atomic.Uint64
+	bytesRead, bytesWritten                          atomic.Uint64 // client traffic
 }
 
 // Conns returns the client connections open now and accepted since start.
@@ -334,6 +335,8 @@ func (s *Server) writeStats(ctx context.Context, add func(name, value string)) e
 	i("curr_connections", s.st.currConns.Load())
 	i("total_connections", s.st.totalConns.Load())
 	i("rejected_connections", s.st.rejectedConns.Load())
+	u("bytes_read", s.st.bytesRead.Load())
+	u("bytes_written", s.st.bytesWritten.Load())
 	u("cmd_get", s.st.cmdGet.Load())
 	u("cmd_set", s.st.cmdSet.Load())
 	u("cmd_flush", s.st.cmdFlush.Load())
@@ -387,7 +390,7 @@ func (s *Server) resetStats() {
 	for _, c := range []*atomic.Uint64{&st.cmdGet, &st.cmdSet, &st.cmdFlush, &st.cmdTouch, &st.cmdMeta,
 		&st.getHits, &st.getMisses, &st.deleteHits, &st.deleteMisses, &st.incrHits, &st.incrMisses,
 		&st.decrHits, &st.decrMisses, &st.casHits, &st.casMisses, &st.casBadval, &st.touchHits,
-		&st.touchMisses, &st.storeTooLarge, &st.protoErrs} {
+		&st.touchMisses, &st.storeTooLarge, &st.protoErrs, &st.bytesRead, &st.bytesWritten} {
 		c.Store(0)
 	}
 	s.detail.reset()
