@@ -8,6 +8,7 @@ import (
 	"kumofs/kumo/wire"
 	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
 )
 
 var _ memcache.LeaseBackend = (*Gateway)(nil)
@@ -65,4 +66,51 @@ func (g *Gateway) lease(ctx context.Context, key []byte, op uint64, cas uint64, 
 		return statusError(st)
 	})
 	return ct, ambiguous, err
+}
+
+var _ memcache.AccessBackend = (*Gateway)(nil)
+
+// GetAccess implements memcache.AccessBackend through SrvGetAccess, which
+// the server that answers the read keeps in memory (approximate: see
+// wire.SrvGetAccess). An embedded gateway asks its own server through
+// RPC too. A server older than the method answers CodeProtocol; the item
+// is then read as by Get and reported as never read before.
+func (g *Gateway) GetAccess(ctx context.Context, key []byte, bump bool, dst []byte, it *memcache.Item) (bool, int64, error) {
+	start := time.Now()
+	var kb [maxKey]byte
+	dbkey, h := g.dbKey(kb[:0], key)
+	var fetched bool
+	var last uint64
+	err := g.read(ctx, h, wire.SrvGetAccess, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendRaw(b, dbkey)
+		return msgpack.AppendBool(b, bump)
+	}, func(res []byte) error {
+		n, p, err := msgpack.ReadArrayHeader(res)
+		if err != nil || n < 3 {
+			return ErrBadReply
+		}
+		val := p
+		if p, err = msgpack.Skip(p); err != nil {
+			return ErrBadReply
+		}
+		if fetched, p, err = msgpack.ReadBool(p); err != nil {
+			return ErrBadReply
+		}
+		if last, _, err = msgpack.ReadUint(p); err != nil {
+			return ErrBadReply
+		}
+		if err := getResult(val, it); err != nil {
+			return err
+		}
+		it.Value = append(dst[:0], it.Value...) // res is reused after the call
+		return nil
+	})
+	var re *rpc.Error
+	if errors.As(err, &re) && re.Code == rpc.CodeProtocol {
+		err = g.doGet(ctx, key, dst, it)
+		fetched, last = false, 0
+	}
+	g.observe(cmdGet, start, err)
+	return fetched, int64(last), err
 }

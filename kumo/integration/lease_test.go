@@ -13,7 +13,7 @@ import (
 // kumo-gateway and with an embedded gateway: the win token and the stale
 // mark are decided on the coordinator and replicated to every copy, so
 // one client wins, the others see Z, and a stale item is served with X
-// until it is replaced.
+// until it is replaced. mg h and l report earlier reads.
 func TestMetaLeases(t *testing.T) {
 	t.Parallel()
 	for _, emb := range []bool{false, true} {
@@ -48,9 +48,23 @@ func TestMetaLeases(t *testing.T) {
 				{a, "mg r R200 t\r\n", `^HD t(99|100) W\r\n$`, 0},
 				{b, "mg r R200 t\r\n", `^HD t(99|100) Z\r\n$`, 0},
 				{a, "md nokey I\r\n", `^NF\r\n$`, 0},
+				// h and l: the server that serves the key's reads knows.
+				{a, "set hl 0 0 1\r\nx\r\n", `^STORED\r\n$`, 0},
+				{a, "mg hl h l u\r\n", `^HD h0 l[01]\r\n$`, 0},
+				{b, "mg hl h\r\n", `^HD h0\r\n$`, 0},
+				{a, "mg hl h l\r\n", `^HD h1 l[01]\r\n$`, 0},
+				{a, "set hl 0 0 1\r\ny\r\n", `^STORED\r\n$`, 0},
+				{b, "gets hl\r\n", `^VALUE hl 0 1 \d+\r\n$`, 1},
+				{b, "", `^END\r\n$`, 0},
+				{a, "mg hl h\r\n", `^HD h1\r\n$`, 0},
 			}
 			for i, st := range steps {
-				got := st.m.cmd(st.send)
+				var got string
+				if st.send == "" {
+					got = st.m.line()
+				} else {
+					got = st.m.cmd(st.send)
+				}
 				if !regexp.MustCompile(st.want).MatchString(got) {
 					t.Fatalf("step %d %q: got %q, want %s", i, st.send, got, st.want)
 				}

@@ -37,6 +37,9 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.handleGet(req)
 	case wire.SrvGetRaw:
 		s.handleGetRaw(req)
+	case wire.SrvGetAccess:
+		s.cmdGet.Add(1)
+		s.handleGetAccess(req)
 	case wire.SrvGetMulti:
 		s.handleGetMulti(req)
 	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch, wire.SrvLease:
@@ -158,6 +161,7 @@ func (s *Server) handleGet(req *rpc.Request) {
 		req.Reply(msgpack.AppendNil)
 	default:
 		s.m.get.Inc()
+		s.noteRead(dbkey, &rec, start.Unix())
 		if req.Method == wire.SrvGetIfModified {
 			if since, _, err := msgpack.ReadUint(p); err == nil && rec.Clock <= since {
 				req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
@@ -227,6 +231,7 @@ func (s *Server) handleGetMulti(req *rpc.Request) {
 			o = msgpack.AppendUint(o, wire.GetMultiFailed)
 		default:
 			s.m.get.Inc()
+			s.noteRead(dbkey, &rec, now)
 			o = appendRecordValue(o, &rec)
 		}
 	}

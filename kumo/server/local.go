@@ -112,6 +112,7 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 		f(nil)
 	default:
 		s.m.get.Inc()
+		s.noteRead(dbkey, &rec, start.Unix())
 		v := recordValue(&rec)
 		f(&v)
 	}

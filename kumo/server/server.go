@@ -87,6 +87,7 @@ type Server struct {
 	m serverMetrics
 
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
+	access                    *accessTable  // reads of each key version, for mg h and l
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 
 	repl sync.WaitGroup // in-flight replications and background jobs
@@ -144,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		clk:     cfg.Clock,
 		db:      db,
+		access:  newAccessTable(),
 		start:   time.Now(),
 		ln:      ln,
 		peers:   make(map[ring.Addr]*rpc.Client),

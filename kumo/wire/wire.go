@@ -112,6 +112,14 @@ const (
 	// token back (md I), with a compare if cas != 0 and a new exptime if
 	// touch. The value is re-stamped and replicated like any write.
 	SrvLease = 74
+	// SrvGetAccess is SrvGet for memcached's mg h and l flags: [DBKey,
+	// bump bool] -> [DBValue | nil, fetched bool, last_access]. fetched
+	// says whether this version was read before, last_access (unix
+	// seconds) when it was last read, or else written; both as of before
+	// this read, which they then count unless bump is false (mg u). The
+	// answering server keeps them in memory only (see the server's access
+	// table): approximate, and per server.
+	SrvGetAccess = 75
 )
 
 // SrvLease operations.

@@ -39,7 +39,7 @@
 //   - the version string is DefaultVersion, "1.6.18-kumo".
 //   - a command line longer than the read buffer gets an error line before
 //     the close (memcached closes silently beyond 2048 bytes).
-//   - meta: h and l always report 0. Stale items and recache wins (md I,
+//   - meta: h and l need an AccessBackend (else they report 0). Stale items and recache wins (md I,
 //     mg R, ms I with C; X and Z) need a LeaseBackend; without one those
 //     flags are refused as memcached refuses a flag it lacks, and W comes
 //     only with an mg N autovivify. A backend may give an item a new CAS
@@ -223,6 +223,17 @@ type LeaseBackend interface {
 	// new CAS unique; cas != 0 makes it conditional (ErrExists), touch
 	// sets its exptime (absolute, 0 = never). ErrNotFound.
 	Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error
+}
+
+// AccessBackend is an optional interface of a Backend that knows when its
+// items are read, for the mg flags h (hit before) and l (seconds since the
+// last access). Without it both report 0.
+type AccessBackend interface {
+	// GetAccess is Get that also reports whether the item was read
+	// before and when it was last accessed (unix seconds: read, or else
+	// stored), as of before this call. The read counts unless bump is
+	// false (mg u).
+	GetAccess(ctx context.Context, key []byte, bump bool, dst []byte, it *Item) (fetched bool, last int64, err error)
 }
 
 // ArithBackend is an optional interface of a Backend that decides an

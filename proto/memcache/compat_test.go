@@ -142,6 +142,13 @@ var leaseCases = []transcript{
 	{"incr and touch keep the state, append clears it", "set a 0 0 1\r\n1\r\nmd a I\r\nincr a 1\r\nmg a c v\r\nmd a I\r\nappend a 0 0 1\r\n2\r\nmg a c v\r\n" +
 		"md a I\r\ntouch a 100\r\nmg a c v\r\nmg a c v\r\n",
 		"STORED\r\nHD\r\n2\r\nVA 1 c3 X W\r\n2\r\nHD\r\nSTORED\r\nVA 2 c5\r\n22\r\nHD\r\nTOUCHED\r\nVA 2 c6 X W\r\n22\r\nVA 2 c6 Z X\r\n22\r\n"},
+	// h and l (the clock stands still here, and memcached answers at once).
+	{"mg h and l", "set h 0 0 1\r\nx\r\nmg h h l\r\nmg h h\r\nset h 0 0 1\r\ny\r\nget h\r\nmg h h u\r\nset h 0 0 1\r\ny\r\ntouch h 100\r\nmg h h\r\n" +
+		"set h 0 0 1\r\ny\r\nmg h T30 h\r\nmg h h\r\nmg n N30 h l\r\nmg n h\r\nmg n h u\r\nappend h 0 0 1\r\nz\r\nmg h h\r\n",
+		"STORED\r\nHD h0 l0\r\nHD h1\r\nSTORED\r\nVALUE h 0 1\r\ny\r\nEND\r\nHD h1\r\nSTORED\r\nTOUCHED\r\nHD h1\r\n" +
+			"STORED\r\nHD h0\r\nHD h1\r\nHD h0 l0 W\r\nHD h1 Z\r\nHD h1 Z\r\nSTORED\r\nHD h0\r\n"},
+	{"me fetch", "set k 0 0 1\r\nx\r\nme k\r\nget k\r\nme k\r\nme nokey\r\n",
+		"STORED\r\nME k exp=-1 la=0 cas=1 fetch=no cls=1 size=61\r\nVALUE k 0 1\r\nx\r\nEND\r\nME k exp=-1 la=0 cas=1 fetch=yes cls=1 size=61\r\nEN\r\n"},
 }
 
 // noLeaseCases are answered by a backend without leases

@@ -81,3 +81,25 @@ func TestBinaryStat(t *testing.T) {
 		t.Fatalf("stats %v", stats)
 	}
 }
+
+// TestMetaLastAccess: mg l counts the seconds since the item was last
+// read, or else stored; u reads without counting.
+func TestMetaLastAccess(t *testing.T) {
+	clk := &testClock{t: t0}
+	s := &memcache.Server{Backend: memtest.New(clk.Now), Now: clk.Now}
+	say := func(req, want string) {
+		t.Helper()
+		fc := &fakeConn{r: strings.NewReader(req)}
+		s.ServeConn(fc)
+		if fc.w.String() != want {
+			t.Fatalf("%q: got %q, want %q", req, fc.w.String(), want)
+		}
+	}
+	say("set k 0 0 1\r\nx\r\n", "STORED\r\n")
+	clk.Add(5 * time.Second)
+	say("mg k l h\r\nmg k l h\r\n", "HD l5 h0\r\nHD l0 h1\r\n")
+	clk.Add(3 * time.Second)
+	say("mg k l u\r\nmg k l\r\nmg k l\r\n", "HD l3\r\nHD l3\r\nHD l0\r\n")
+	clk.Add(2 * time.Second)
+	say("get k\r\nmg k l\r\nset k 0 0 1\r\ny\r\nmg k h l\r\n", "VALUE k 0 1\r\nx\r\nEND\r\nHD l0\r\nSTORED\r\nHD h0 l0\r\n")
+}

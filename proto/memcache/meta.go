@@ -11,7 +11,8 @@ import (
 // memcached checks it) and ignores those it gives no meaning, as memcached
 // does. What they do here:
 //
-//	mg <key> b c f h k l O q s t v T N R E (h and l always report 0)
+//	mg <key> b c f h k l O q s t u v T N R E (h and l with an AccessBackend,
+//	         else 0)
 //	ms <key> <datalen> b c C E F I k O q s T M(E|A|P|R|S)
 //	md <key> b C I T k O q
 //	ma <key> b c k O q t v C D J M(I|+|D|-) N T
@@ -100,7 +101,23 @@ func (c *conn) metaGet(tok [][]byte) {
 	if touch && flagBefore(flags, 't', 'T') && c.get(key, false, 0) == nil {
 		oldExp, haveOld = c.it.Exptime, true
 	}
-	err := c.get(key, touch, c.s.normExptime(a.ttl))
+	// h and l report what the backend knew of earlier reads before this
+	// one, which counts as a read unless u is set.
+	var hit bool
+	var last int64
+	var err error
+	ab, _ := c.s.Backend.(AccessBackend)
+	switch {
+	case ab != nil && (a.has('h') || a.has('l')) && !touch:
+		hit, last, err = c.getAccess(ab, key, !a.has('u'))
+	case ab != nil && (a.has('h') || a.has('l')):
+		if hit, last, err = c.getAccess(ab, key, false); err != nil {
+			hit, last = false, 0
+		}
+		fallthrough
+	default:
+		err = c.get(key, touch, c.s.normExptime(a.ttl))
+	}
 	won, created := false, false
 	if errors.Is(err, ErrNotFound) && a.has('N') {
 		c.it = Item{Key: key, Value: (*c.out)[:0], Exptime: c.s.normExptime(lastTTL(flags, &a)), NewCAS: a.newCAS,
@@ -110,6 +127,12 @@ func (c *conn) metaGet(tok [][]byte) {
 		if err == nil {
 			c.it.CAS = cas
 			won, created = true, true
+			if ab != nil && !a.has('u') {
+				// memcached counts the autovivifying mg as the new
+				// item's first read.
+				var tmp Item
+				ab.GetAccess(c.ctx, key, true, nil, &tmp)
+			}
 		} else if errors.Is(err, ErrNotStored) {
 			err = c.get(key, false, 0)
 		}
@@ -166,9 +189,18 @@ func (c *conn) metaGet(tok [][]byte) {
 			b = append(b, " t"...)
 			b = appendInt(b, c.s.ttl(exp))
 		case 'h':
-			b = append(b, " h0"...)
+			if hit && !created {
+				b = append(b, " h1"...)
+			} else {
+				b = append(b, " h0"...)
+			}
 		case 'l':
-			b = append(b, " l0"...)
+			b = append(b, " l"...)
+			if last != 0 && !created {
+				b = appendInt(b, max(c.s.now().Unix()-last, 0))
+			} else {
+				b = append(b, '0')
+			}
 		}
 		b = appendRetFlag(b, f, tok[1], c.it.CAS, &a)
 	}
@@ -215,6 +247,16 @@ func (c *conn) winLease(lb LeaseBackend, key []byte, a *metaArgs) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// getAccess reads key into c.it through ab, as c.get does.
+func (c *conn) getAccess(ab AccessBackend, key []byte, bump bool) (bool, int64, error) {
+	fetched, last, err := ab.GetAccess(c.ctx, key, bump, (*c.out)[:0], &c.it)
+	if err == nil && len(c.it.Value) > cap(*c.out) {
+		putBuf(c.out) // as in c.get: a buffer of its size class for the next read
+		c.out = getBuf(len(c.it.Value))
+	}
+	return fetched, last, err
 }
 
 // leases returns the backend's LeaseBackend, or nil.
@@ -561,7 +603,14 @@ func (c *conn) metaDebug(tok [][]byte) {
 		c.bw.WriteString("CLIENT_ERROR bad command line format\r\n")
 		return
 	}
-	err := c.get(key, false, 0)
+	var fetched bool
+	var last int64
+	var err error
+	if ab, ok := c.s.Backend.(AccessBackend); ok {
+		fetched, last, err = c.getAccess(ab, key, false)
+	} else {
+		err = c.get(key, false, 0)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
@@ -576,9 +625,19 @@ func (c *conn) metaDebug(tok [][]byte) {
 	b = append(b, key...)
 	b = append(b, " exp="...)
 	b = appendInt(b, c.s.ttl(c.it.Exptime))
-	b = append(b, " la=0 cas="...)
+	b = append(b, " la="...)
+	if last != 0 {
+		b = appendInt(b, max(c.s.now().Unix()-last, 0))
+	} else {
+		b = append(b, '0')
+	}
+	b = append(b, " cas="...)
 	b = appendUint(b, c.it.CAS)
-	b = append(b, " fetch=no cls=1 size="...)
+	if fetched {
+		b = append(b, " fetch=yes cls=1 size="...)
+	} else {
+		b = append(b, " fetch=no cls=1 size="...)
+	}
 	b = appendUint(b, uint64(59+len(key)+len(c.it.Value)))
 	b = append(b, "\r\n"...)
 	c.bw.Write(b)

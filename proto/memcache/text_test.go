@@ -94,7 +94,7 @@ var textCases = []transcript{
 var metaCases = []transcript{
 	{"mn", "mn\r\n", "MN\r\n"},
 	{"ms mg flags", "ms mk 2 F5 T0\r\nhi\r\nmg mk v f t c k s Oabc\r\nmg nokey v\r\nmg nokey v q\r\nmn\r\n", "HD\r\nVA 2 f5 t-1 c1 kmk s2 Oabc\r\nhi\r\nEN\r\nMN\r\n"},
-	{"mg hit no value", "ms k 1 T100\r\nx\r\nmg k\r\nmg k s t h l q\r\n", "HD\r\nHD\r\nHD s1 t100 h0 l0\r\n"},
+	{"mg hit no value", "ms k 1 T100\r\nx\r\nmg k\r\nmg k s t h l q\r\n", "HD\r\nHD\r\nHD s1 t100 h1 l0\r\n"},
 	{"ms modes", "ms mk 1\r\nh\r\nms mk 1 ME\r\nx\r\nms mk 1 MA\r\ny\r\nms mk 1 MP\r\nz\r\nms nokey 1 MR\r\nz\r\nms mk 2 MR\r\nab\r\nms mk 1 MS\r\nc\r\nmg mk v\r\n",
 		"HD\r\nNS\r\nHD\r\nHD\r\nNS\r\nHD\r\nHD\r\nVA 1\r\nc\r\n"},
 	{"ms cas", "ms mc 1\r\nx\r\nms mc 1 C9\r\ny\r\nms mc 1 C1 c\r\nz\r\nms nokey 1 C1\r\nz\r\n", "HD\r\nEX\r\nHD c2\r\nNF\r\n"},

@@ -36,12 +36,15 @@ type entry struct {
 	mtime   int64 // unix nanos of the last store
 	stale   bool  // memcache.Item.Stale
 	token   bool  // memcache.Item.TokenSent
+	fetched bool  // read since stored (mg h)
+	atime   int64 // unix seconds of the last read or store (mg l)
 }
 
 var (
-	_ memcache.Backend      = (*Backend)(nil)
-	_ memcache.ArithBackend = (*Backend)(nil)
-	_ memcache.LeaseBackend = (*Backend)(nil)
+	_ memcache.Backend       = (*Backend)(nil)
+	_ memcache.ArithBackend  = (*Backend)(nil)
+	_ memcache.LeaseBackend  = (*Backend)(nil)
+	_ memcache.AccessBackend = (*Backend)(nil)
 )
 
 // New returns an empty Backend using clock (nil = time.Now).
@@ -98,14 +101,25 @@ func (b *Backend) setValue(e *entry, v []byte) {
 
 // Get implements memcache.Backend.
 func (b *Backend) Get(ctx context.Context, key, dst []byte, it *memcache.Item) error {
+	_, _, err := b.GetAccess(ctx, key, true, dst, it)
+	return err
+}
+
+// GetAccess implements memcache.AccessBackend.
+func (b *Backend) GetAccess(ctx context.Context, key []byte, bump bool, dst []byte, it *memcache.Item) (bool, int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.lookup(key, b.now())
+	now := b.now()
+	e := b.lookup(key, now)
 	if e == nil {
-		return memcache.ErrNotFound
+		return false, 0, memcache.ErrNotFound
 	}
 	b.fill(e, dst, it)
-	return nil
+	fetched, last := e.fetched, e.atime
+	if bump {
+		e.fetched, e.atime = true, now.Unix()
+	}
+	return fetched, last, nil
 }
 
 func (b *Backend) fill(e *entry, dst []byte, it *memcache.Item) {
@@ -125,6 +139,7 @@ func (b *Backend) GetAndTouch(ctx context.Context, key []byte, exptime int64, ds
 		return memcache.ErrNotFound
 	}
 	e.exptime = exptime
+	e.fetched, e.atime = true, b.now().Unix()
 	b.fill(e, dst, it)
 	return nil
 }
@@ -186,6 +201,7 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		}
 	}
 	e.stale, e.token = stale, token
+	e.fetched, e.atime = false, now.Unix()
 	b.totalItems++
 	e.mtime = now.UnixNano()
 	if it.NewCAS != 0 {
@@ -337,6 +353,7 @@ func (b *Backend) Touch(ctx context.Context, key []byte, exptime int64) error {
 		return memcache.ErrNotFound
 	}
 	e.exptime = exptime
+	e.fetched, e.atime = true, b.now().Unix() // memcached's touch reads the item
 	return nil
 }
 
