@@ -2,10 +2,7 @@
 
 package store
 
-import (
-	"syscall"
-	"unsafe"
-)
+import "syscall"
 
 // flock takes an exclusive, non-blocking lock on fd.
 func flock(fd uintptr) error {
@@ -29,15 +26,3 @@ func mmap(fd uintptr, n int) ([]byte, error) {
 }
 
 func munmap(b []byte) error { return syscall.Munmap(b) }
-
-// msync writes the dirty pages of b (page-aligned start) to the file.
-func msync(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	_, _, e := syscall.Syscall(syscall.SYS_MSYNC, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MS_SYNC)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
