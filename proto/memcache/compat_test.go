@@ -2,6 +2,7 @@ package memcache_test
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"kumofs/proto/memcache"
+	"kumofs/proto/memcache/memtest"
 )
 
 // Transcripts of memcached 1.6.18 edge cases found by a black-box audit.
@@ -252,4 +254,24 @@ func memcachedReply(t *testing.T, addr, req string) []byte {
 			return out.Bytes()
 		}
 	}
+}
+
+// failWin is a backend whose win claims fail (its coordinator unreachable).
+type failWin struct{ *memtest.Backend }
+
+func (failWin) Win(context.Context, []byte, uint64) (uint64, error) { return 0, errBoom }
+
+// Ensure that an mg whose win claim fails serves the item it read without
+// W (and Z), instead of failing the read.
+func TestWinClaimFails(t *testing.T) {
+	runTranscriptsOn(t, []transcript{
+		{"claim fails", "set s 0 0 1\r\nx\r\nmd s I\r\nmg s v\r\nset r 0 10 1\r\ny\r\nmg r R30 v\r\n",
+			"STORED\r\nHD\r\nVA 1 X\r\nx\r\nSTORED\r\nVA 1\r\ny\r\n"},
+	}, func(s *memcache.Server) {
+		be, _ := s.Backend.(*memtest.Backend)
+		if be == nil {
+			be = s.Backend.(*asyncBackend).Backend
+		}
+		s.Backend = failWin{be}
+	})
 }

@@ -226,7 +226,8 @@ func (c *conn) metaGet(tok [][]byte) {
 // that is stale, or (R) expires before the R token's time, and has no
 // token out, is won through lb, which checks again atomically. An item
 // that changed meanwhile is read again and judged again (a few times at
-// most); it may be gone (ErrNotFound).
+// most); it may be gone (ErrNotFound). A claim that fails otherwise
+// leaves the item served without W.
 func (c *conn) winLease(lb LeaseBackend, key []byte, a *metaArgs) (bool, error) {
 	for try := 0; try < 3; try++ {
 		it := &c.it
@@ -239,8 +240,14 @@ func (c *conn) winLease(lb LeaseBackend, key []byte, a *metaArgs) (bool, error) 
 			it.CAS = cas
 			return true, nil
 		}
-		if !errors.Is(err, ErrExists) {
+		if errors.Is(err, ErrNotFound) {
 			return false, err
+		}
+		if !errors.Is(err, ErrExists) {
+			// The item was read; only the claim failed (a server
+			// unreachable): serve it without the win rather than fail
+			// the read, which would send every client to the backend.
+			return false, nil
 		}
 		if err := c.get(key, false, 0); err != nil {
 			return false, err
