@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"kumofs/internal/localcluster"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -67,5 +68,24 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eachGateway runs f in parallel subtests on a cluster started with opts
+// behind a kumo-gateway process and on one whose first server embeds the
+// gateway (kumo-server -t).
+func eachGateway(t *testing.T, opts localcluster.Options, f func(t *testing.T, c *localcluster.Cluster)) {
+	t.Helper()
+	for _, emb := range []bool{false, true} {
+		name := "kumo-gateway"
+		if emb {
+			name = "embedded"
+		}
+		o := opts
+		o.EmbeddedGateway = emb
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f(t, localcluster.StartT(t, o))
+		})
 	}
 }

@@ -28,12 +28,13 @@ func (c *testClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// TestExptimeThroughServer drives relative, absolute and touched exptimes
-// and a delayed flush_all through the text protocol with a moving clock.
-func TestExptimeThroughServer(t *testing.T) {
+// clockedServer returns a moving clock at t0 and a function that sends a
+// request on a new connection to a server on that clock and checks the
+// replies.
+func clockedServer(t *testing.T) (*testClock, func(req, want string)) {
 	clk := &testClock{t: t0}
 	s := &memcache.Server{Backend: memtest.New(clk.Now), Now: clk.Now}
-	say := func(req, want string) {
+	return clk, func(req, want string) {
 		t.Helper()
 		fc := &fakeConn{r: strings.NewReader(req)}
 		s.ServeConn(fc)
@@ -41,6 +42,12 @@ func TestExptimeThroughServer(t *testing.T) {
 			t.Fatalf("%q: got %q, want %q", req, fc.w.String(), want)
 		}
 	}
+}
+
+// TestExptimeThroughServer drives relative, absolute and touched exptimes
+// and a delayed flush_all through the text protocol with a moving clock.
+func TestExptimeThroughServer(t *testing.T) {
+	clk, say := clockedServer(t)
 	say("set rel 0 10 1\r\nx\r\nset abs 0 1800000020 1\r\nx\r\nset tch 0 10 1\r\nx\r\ntouch tch 100\r\n", "STORED\r\nSTORED\r\nSTORED\r\nTOUCHED\r\n")
 	clk.Add(10 * time.Second)
 	say("get rel abs tch\r\n", "VALUE abs 0 1\r\nx\r\nVALUE tch 0 1\r\nx\r\nEND\r\n")
@@ -85,16 +92,7 @@ func TestBinaryStat(t *testing.T) {
 // TestMetaLastAccess: mg l counts the seconds since the item was last
 // read, or else stored; u reads without counting.
 func TestMetaLastAccess(t *testing.T) {
-	clk := &testClock{t: t0}
-	s := &memcache.Server{Backend: memtest.New(clk.Now), Now: clk.Now}
-	say := func(req, want string) {
-		t.Helper()
-		fc := &fakeConn{r: strings.NewReader(req)}
-		s.ServeConn(fc)
-		if fc.w.String() != want {
-			t.Fatalf("%q: got %q, want %q", req, fc.w.String(), want)
-		}
-	}
+	clk, say := clockedServer(t)
 	say("set k 0 0 1\r\nx\r\n", "STORED\r\n")
 	clk.Add(5 * time.Second)
 	say("mg k l h\r\nmg k l h\r\n", "HD l5 h0\r\nHD l0 h1\r\n")
