@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"sync"
@@ -304,7 +305,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 	}
 	s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 	switch req.Method {
-	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?]
+	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?, dedup?]
 		if n < 4 {
 			req.ReplyError(errParams)
 			return
@@ -328,9 +329,19 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			// space than ours may no longer be the coordinator (it may be
 			// cut off from the managers); refuse, so that it cannot
 			// acknowledge a write the current coordinator does not see.
-			if wc, _, err := msgpack.ReadUint(p); err == nil && wc < s.whs.Load().Clock() {
+			wc, rest, err := msgpack.ReadUint(p)
+			if err == nil && wc < s.whs.Load().Clock() {
 				req.ReplyError(&rpc.Error{Msg: wire.MsgObsolete})
 				return
+			}
+			if err == nil && n >= 6 && len(dbval) >= 8 {
+				// The write's request id: remember its outcome, so that
+				// a retry after the coordinator's death is answered
+				// with it rather than applied again (see dedupTable).
+				if id, e, derr := readDedup(rest); derr == nil && id != 0 {
+					e.clock = binary.BigEndian.Uint64(dbval)
+					s.dedup.put(id, e)
+				}
 			}
 		}
 		ok, err := s.applyNewest(dbkey, dbval)

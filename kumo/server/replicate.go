@@ -28,6 +28,7 @@ type replication struct {
 	h        uint64
 	wclock   atomic.Uint64 // clock of the whs the write is sent under (fencing)
 	payload  []byte        // raw(DBKey) ‖ raw(DBValue); immutable
+	tail     []byte        // the dedup parameter (appendDedup), or nil; immutable
 	deadline time.Time
 	pending  atomic.Int32
 	failed   atomic.Bool
@@ -48,7 +49,9 @@ type replication struct {
 // The requests to the replicas are held in sb, if not nil (the batch of
 // the read goroutine running the caller, see rpc.Batch), and done gets the
 // batch of the goroutine it runs on, if any, to send its reply with.
-func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, sb *rpc.Batch, done func(error, *rpc.Batch)) {
+//
+// tail, if not nil, is sent as the last parameter (see appendDedup).
+func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload, tail []byte, sb *rpc.Batch, done func(error, *rpc.Batch)) {
 	var buf [6]target
 	targets := s.replicaTargets(h, w, r, buf[:0])
 	if len(targets) == 0 {
@@ -56,7 +59,7 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload []byte, sb *r
 		return
 	}
 	start := time.Now()
-	rp := &replication{s: s, h: h, payload: payload, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error, rb *rpc.Batch) {
+	rp := &replication{s: s, h: h, payload: payload, tail: tail, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error, rb *rpc.Batch) {
 		s.m.replLat.Observe(since(start))
 		done(err, rb)
 	}}
@@ -153,11 +156,16 @@ func (rp *replication) send(t target, attempt int, sb *rpc.Batch) {
 		flags = 1
 	}
 	c.GoBatched(sb, wire.SrvReplicateSet, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 5)
+		if rp.tail != nil {
+			b = msgpack.AppendArrayHeader(b, 6)
+		} else {
+			b = msgpack.AppendArrayHeader(b, 5)
+		}
 		b = msgpack.AppendUint(b, s.clk.Now())
 		b = msgpack.AppendUint(b, flags)
 		b = append(b, rp.payload...)
-		return msgpack.AppendUint(b, rp.wclock.Load())
+		b = msgpack.AppendUint(b, rp.wclock.Load())
+		return append(b, rp.tail...)
 	}, s.cfg.CallTimeout, func(res []byte, err error, rb *rpc.Batch) {
 		if err == nil {
 			if c, _, perr := msgpack.ReadUint(res); perr == nil && c != 0 {

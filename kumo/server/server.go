@@ -88,6 +88,7 @@ type Server struct {
 
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
 	access                    *accessTable  // reads of each key version, for mg h and l
+	dedup                     *dedupTable   // outcomes of recent writes by request id
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 
 	repl sync.WaitGroup // in-flight replications and background jobs
@@ -146,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 		clk:     cfg.Clock,
 		db:      db,
 		access:  newAccessTable(),
+		dedup:   newDedupTable(),
 		start:   time.Now(),
 		ln:      ln,
 		peers:   make(map[ring.Addr]*rpc.Client),

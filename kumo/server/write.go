@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -34,6 +35,7 @@ type writeOp struct {
 	touch   bool   // Arith, Lease: set an existing item's exptime to newExp
 	newExp  uint32
 	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
+	reqID   uint64 // Arith, Store: the gateway's request id (0: none), see dedupTable
 
 	// Set by decideAndReplicate for the Arith reply.
 	created bool   // the item was missing and created
@@ -68,7 +70,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		return nil
 	}
 	switch req.Method {
-	case wire.SrvStore: // [mode, DBKey, DBValue, cas]
+	case wire.SrvStore: // [mode, DBKey, DBValue, cas, request_id]
 		if n < 3 {
 			return errParams
 		}
@@ -87,6 +89,9 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		}
 		if n >= 4 {
 			op.cas, err = rd()
+		}
+		if err == nil && n >= 5 {
+			op.reqID, err = rd()
 		}
 		return bad(err)
 	case wire.SrvSet: // kumofs [op, DBKey, DBValue]: the CAS compare rides in the value's clock
@@ -115,7 +120,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			return &rpc.Error{Code: rpc.CodeProtocol, Msg: "unsupported set operation"}
 		}
 		return nil
-	case wire.SrvArith: // [DBKey, delta, decr, create, initial, exptime, (cas, touch, new_exptime)]
+	case wire.SrvArith: // [DBKey, delta, decr, create, initial, exptime, (cas, touch, new_exptime, (request_id))]
 		if n < 6 {
 			return errParams
 		}
@@ -148,6 +153,9 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			}
 			e, err = rd()
 			op.newExp = uint32(e)
+		}
+		if err == nil && n >= 10 {
+			op.reqID, err = rd()
 		}
 		return bad(err)
 	case wire.SrvTouch: // [DBKey, exptime, want_value]
@@ -284,6 +292,12 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	if gerr == nil {
 		oldp = &old
 	}
+	if op.reqID != 0 {
+		if e, ok := s.dedup.get(op.reqID); ok {
+			s.answerDuplicate(rep, op, h, w, r, sb, e, oldp, mu, bp)
+			return
+		}
+	}
 	rec, status, num, err := s.decide(op, oldp, exists)
 	op.created = !exists
 	if exists {
@@ -314,11 +328,23 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	}
 	s.maybeGrow()
 	payload, valOff := encodeRecord(&rec)
+	var tail []byte
+	de := dedupEntry{clock: rec.Clock, num: num, created: op.created, oldExp: op.oldExp}
+	if op.reqID != 0 {
+		// Remembered before the lock is released: a retry of this write
+		// may arrive while it is still being replicated.
+		s.dedup.put(op.reqID, de)
+		tail = appendDedup(nil, op.reqID, &de)
+	}
 	mu.Unlock()
 	putBuf(bp)
 	start := time.Now()
-	s.replicateStamped(h, w, r, payload, valOff, rec.Clock, 0, sb, func(ct uint64, payload []byte, err error, rb *rpc.Batch) {
+	s.replicateStamped(h, w, r, payload, valOff, rec.Clock, 0, sb, tail, func(ct uint64, payload []byte, err error, rb *rpc.Batch) {
 		s.m.writeLat.Observe(since(start))
+		if op.reqID != 0 && ct != de.clock {
+			de.clock = ct // re-stamped
+			s.dedup.put(op.reqID, de)
+		}
 		if err != nil {
 			s.m.writeErr.Inc()
 			rep.fail(err)
@@ -336,14 +362,53 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	})
 }
 
+// answerDuplicate answers a write that was already applied (its request
+// id is in the dedup table, e) with its first outcome. If the version it
+// produced is still the current one (old), it is first replicated again,
+// since the first attempt may have failed before every replica stored it;
+// a newer version was replicated by the write that made it. It releases
+// mu and bp.
+func (s *Server) answerDuplicate(rep writeReply, op *writeOp, h uint64, w, r *ring.HashSpace, sb *rpc.Batch,
+	e dedupEntry, old *store.Record, mu *sync.Mutex, bp *[]byte) {
+	op.created, op.oldExp = e.created, e.oldExp
+	var payload []byte
+	var valOff int
+	if old != nil && old.Clock == e.clock {
+		payload, valOff = encodeRecord(old) // a copy: bp goes back below
+	}
+	mu.Unlock()
+	putBuf(bp)
+	s.log.Debugf("write %x answered from its first outcome (clock %x)", op.reqID, e.clock)
+	var extra func([]byte) []byte
+	if op.method == wire.SrvArith {
+		extra = func(b []byte) []byte { return msgpack.AppendUint(b, e.num) }
+	}
+	if payload == nil {
+		rep.status(nil, op, wire.StatusOK, e.clock, extra)
+		return
+	}
+	s.replicateStamped(h, w, r, payload, valOff, e.clock, 0, sb, appendDedup(nil, op.reqID, &e),
+		func(ct uint64, _ []byte, err error, rb *rpc.Batch) {
+			if ct != e.clock {
+				e.clock = ct
+				s.dedup.put(op.reqID, e)
+			}
+			if err != nil {
+				rep.fail(err)
+				return
+			}
+			rep.status(rb, op, wire.StatusOK, ct, extra)
+		})
+}
+
 // replicateStamped replicates payload (the record stamped ct, its DBValue
 // at valOff) and calls done with the final stamp and payload. When a
 // replica keeps a newer version of the key (newerError), it re-stamps the
 // write above it and replicates again, a few rounds at most.
 // sb and done's rb are as for Server.replicate.
 func (s *Server) replicateStamped(h uint64, w, r *ring.HashSpace, payload []byte, valOff int, ct uint64, round int,
-	sb *rpc.Batch, done func(ct uint64, payload []byte, err error, rb *rpc.Batch)) {
-	s.replicate(h, w, r, payload, sb, func(err error, rb *rpc.Batch) {
+	sb *rpc.Batch, tail []byte, done func(ct uint64, payload []byte, err error, rb *rpc.Batch)) {
+	s.replicate(h, w, r, payload, tail, sb, func(err error, rb *rpc.Batch) {
 		var ne *newerError
 		if !errors.As(err, &ne) {
 			done(ct, payload, err, rb)
@@ -360,7 +425,7 @@ func (s *Server) replicateStamped(h uint64, w, r *ring.HashSpace, payload []byte
 		case p2 == nil: // a newer write replaced ours here; it carries on
 			done(ct, payload, nil, rb)
 		default:
-			s.replicateStamped(h, s.whs.Load(), s.rhs.Load(), p2, valOff, nct, round+1, nil, done)
+			s.replicateStamped(h, s.whs.Load(), s.rhs.Load(), p2, valOff, nct, round+1, nil, tail, done)
 		}
 	})
 }

@@ -39,7 +39,7 @@ const (
 	SrvReplaceCopyStart   = 8  // [wseed, clock, full bool = false] -> true
 	SrvReplaceDeleteStart = 9  // [wseed, clock] -> true
 	SrvReplaceOffer       = 16 // [stream_addr_raw] (kumofs stream; unused by kumo)
-	SrvReplicateSet       = 32 // [clock, flags, DBKey, DBValue] -> bool stored
+	SrvReplicateSet       = 32 // [clock, flags, DBKey, DBValue, (whs_clock, (dedup))] -> bool stored | newer clocktime
 	SrvReplicateDelete    = 33 // [clock, flags, delete_clocktime, DBKey] -> bool deleted
 	SrvGet                = 34 // [DBKey] -> DBValue | nil
 	SrvSet                = 35 // [op, DBKey, DBValue] -> clocktime | false (cas failed) | nil
@@ -52,8 +52,13 @@ const (
 	// kumo extensions: numbers kumofs never used.
 
 	// SrvStore decides a memcached storage command atomically on the
-	// coordinator. [mode, DBKey, DBValue, cas] -> [status, clocktime].
-	// DBValue's clocktime field is ignored; flags/exptime ride in its meta.
+	// coordinator. [mode, DBKey, DBValue, cas, (request_id)] -> [status,
+	// clocktime]. DBValue's clocktime field is ignored; flags/exptime ride
+	// in its meta. A non-zero request_id (appends and prepends) makes a
+	// repeated request answered with the first one's outcome instead of
+	// applied again: the coordinator remembers recent ids and sends them to
+	// the replicas as SrvReplicateSet's last parameter, [request_id, value,
+	// created, old_exptime], so the next coordinator knows them too.
 	SrvStore = 64
 	// SrvArith is incr/decr. [DBKey, delta, decr bool, create bool,
 	// initial, exptime, (cas, touch bool, new_exptime)] -> [status, value,
@@ -63,7 +68,8 @@ const (
 	// exptime (touch); a created item gets exptime. created and
 	// old_exptime (the item's exptime before) are absent in replies of
 	// servers older than these fields, which also ignore them: upgrade
-	// servers before gateways.
+	// servers before gateways. A tenth param, request_id, deduplicates as
+	// SrvStore's does.
 	SrvArith = 65
 	// SrvTouch updates the exptime and optionally returns the value (gat).
 	// [DBKey, exptime, want_value bool] -> [status, DBValue | nil].

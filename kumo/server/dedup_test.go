@@ -1,0 +1,152 @@
+package server
+
+import (
+	"path/filepath"
+	"testing"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+)
+
+// Ensure that the dedup table remembers and updates outcomes and forgets
+// the oldest first.
+func TestDedupTable(t *testing.T) {
+	d := newDedupTable()
+	if _, ok := d.get(1); ok {
+		t.Fatal("empty table knows id 1")
+	}
+	d.put(1, dedupEntry{clock: 10, num: 5})
+	d.put(1, dedupEntry{clock: 11, num: 5}) // re-stamped: updated, not added twice
+	if e, ok := d.get(1); !ok || e.clock != 11 || e.num != 5 {
+		t.Fatalf("id 1: %+v %v", e, ok)
+	}
+	for id := uint64(2); id <= dedupSize+1; id++ {
+		d.put(id, dedupEntry{clock: id})
+	}
+	if _, ok := d.get(1); ok {
+		t.Fatal("the oldest id survived a full turn")
+	}
+	if e, ok := d.get(dedupSize + 1); !ok || e.clock != dedupSize+1 {
+		t.Fatalf("newest id: %+v %v", e, ok)
+	}
+	if len(d.m) != dedupSize {
+		t.Fatalf("%d entries, want %d", len(d.m), dedupSize)
+	}
+	id, e, err := readDedup(appendDedup(nil, 7, &dedupEntry{num: 3, created: true, oldExp: 9}))
+	if err != nil || id != 7 || e.num != 3 || !e.created || e.oldExp != 9 {
+		t.Fatalf("round trip: %d %+v %v", id, e, err)
+	}
+}
+
+func arithWithID(key string, delta, id uint64) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 10)
+		b = msgpack.AppendRaw(b, dbkey(key))
+		b = msgpack.AppendUint(b, delta)
+		b = msgpack.AppendBool(b, false)
+		b = msgpack.AppendBool(b, true) // create
+		b = msgpack.AppendUint(b, 100)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendBool(b, false)
+		b = msgpack.AppendUint(b, 0)
+		return msgpack.AppendUint(b, id)
+	}
+}
+
+// arithReply decodes [status, value, clocktime, created, old_exptime].
+func arithReply(t *testing.T, res []byte) (status, value, clock uint64, created bool) {
+	t.Helper()
+	_, p, err := msgpack.ReadArrayHeader(res)
+	if err == nil {
+		status, p, err = msgpack.ReadUint(p)
+	}
+	if err == nil {
+		value, p, err = msgpack.ReadUint(p)
+	}
+	if err == nil {
+		clock, p, err = msgpack.ReadUint(p)
+	}
+	if err == nil {
+		created, _, err = msgpack.ReadBool(p)
+	}
+	if err != nil {
+		t.Fatalf("arith reply % x: %v", res, err)
+	}
+	return
+}
+
+// Ensure that a write sent again with its request id is answered with
+// its first outcome and not applied twice: on the coordinator that
+// applied it, and on a server that only saw it replicated (the next
+// coordinator after the first one died).
+func TestDedupWrites(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	st, v1, c1, created := arithReply(t, call(t, cl, wire.SrvArith, arithWithID("n", 5, 42)))
+	if st != wire.StatusOK || v1 != 100 || !created {
+		t.Fatalf("first incr (creates): status %d value %d created %v", st, v1, created)
+	}
+	st, v2, _, _ := arithReply(t, call(t, cl, wire.SrvArith, arithWithID("n", 5, 43)))
+	if st != wire.StatusOK || v2 != 105 {
+		t.Fatalf("second incr: %d %d", st, v2)
+	}
+	// The first again: its outcome, nothing applied.
+	st, v, c, created := arithReply(t, call(t, cl, wire.SrvArith, arithWithID("n", 5, 42)))
+	if st != wire.StatusOK || v != 100 || c != c1 || !created {
+		t.Fatalf("repeated first incr: status %d value %d clock %x created %v; want 100 at %x, created", st, v, c, created, c1)
+	}
+	if got, _ := getKey(t, cl, wire.SrvGet, "n"); string(got.Data) != "105" {
+		t.Fatalf("n = %q after a repeated incr, want 105", got.Data)
+	}
+	// The second again, the current version: replicated again, answered.
+	if st, v, _, _ := arithReply(t, call(t, cl, wire.SrvArith, arithWithID("n", 5, 43))); st != wire.StatusOK || v != 105 {
+		t.Fatalf("repeated second incr: %d %d", st, v)
+	}
+
+	// Appends too.
+	storeKey(t, cl, wire.OpSet, "log", "a")
+	appendID := func(id uint64) []byte {
+		return call(t, cl, wire.SrvStore, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 5)
+			b = msgpack.AppendUint(b, wire.OpAppend)
+			b = msgpack.AppendRaw(b, dbkey("log"))
+			v := wire.Value{Data: []byte("b")}
+			b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+			b = wire.AppendDBValue(b, &v)
+			b = msgpack.AppendUint(b, 0)
+			return msgpack.AppendUint(b, id)
+		})
+	}
+	appendID(77)
+	appendID(77)
+	if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "ab" {
+		t.Fatalf("log = %q after an append sent twice, want ab", got.Data)
+	}
+
+	// A replica that got the write replicated answers its retry.
+	ct := s.clk.Now()
+	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
+		b = msgpack.AppendUint(b, ct)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendRaw(b, dbkey("m"))
+		v := wire.Value{Clock: ct, Data: []byte("8")}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, s.whs.Load().Clock())
+		return appendDedup(b, 99, &dedupEntry{num: 8, oldExp: 0})
+	})
+	st, v, c, created = arithReply(t, call(t, cl, wire.SrvArith, arithWithID("m", 1, 99)))
+	if st != wire.StatusOK || v != 8 || c != ct || created {
+		t.Fatalf("retry on the replica: status %d value %d clock %x created %v; want 8 at %x", st, v, c, created, ct)
+	}
+	if got, _ := getKey(t, cl, wire.SrvGet, "m"); string(got.Data) != "8" {
+		t.Fatalf("m = %q, want 8 (not applied again)", got.Data)
+	}
+	// Without an id every incr applies.
+	call(t, cl, wire.SrvArith, arithWithID("m", 1, 0))
+	call(t, cl, wire.SrvArith, arithWithID("m", 1, 0))
+	if got, _ := getKey(t, cl, wire.SrvGet, "m"); string(got.Data) != "10" {
+		t.Fatalf("m = %q, want 10", got.Data)
+	}
+}
