@@ -19,9 +19,10 @@ var (
 	ErrNoServer    = errors.New("gateway: no server available")
 	ErrUnavailable = errors.New("gateway: cluster unavailable")
 	ErrBadReply    = errors.New("gateway: malformed reply from server")
-	// ErrMaybeApplied: a write that must not be applied twice (incr, decr,
-	// append, prepend) lost its answer after it was sent. It is not
-	// retried, since the lost attempt may have taken effect.
+	// ErrMaybeApplied: a write that must not be applied twice and carries
+	// no request id (a lease win; incr, decr, append and prepend carry
+	// one and are sent again) lost its answer after it was sent. It is
+	// not retried, since the lost attempt may have taken effect.
 	ErrMaybeApplied = errors.New("gateway: the server was lost before it answered; the request may have been applied")
 )
 
@@ -157,7 +158,8 @@ func maybeApplied(err error) bool {
 //
 // A write that is not idempotent (once) is not retried after an attempt
 // that may have taken effect: it fails with ErrMaybeApplied instead of
-// risking a second increment or append.
+// risking a second application. (Incr, decr, append and prepend are not
+// once: they carry a request id that the servers deduplicate.)
 func (g *Gateway) write(ctx context.Context, h uint64, method uint32, once bool, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
@@ -353,14 +355,27 @@ func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memc
 		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64
-	once := mode == memcache.ModeAppend || mode == memcache.ModePrepend
-	ambiguous, err := g.write(ctx, h, wire.SrvStore, once, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 4)
+	// An append or prepend carries a request id and may be sent again
+	// after an attempt that may have been applied (see doArith).
+	var id uint64
+	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
+		id = g.nextReqID()
+	}
+	ambiguous, err := g.write(ctx, h, wire.SrvStore, false, func(b []byte) []byte {
+		if id != 0 {
+			b = msgpack.AppendArrayHeader(b, 5)
+		} else {
+			b = msgpack.AppendArrayHeader(b, 4)
+		}
 		b = msgpack.AppendUint(b, op)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 		b = wire.AppendDBValue(b, &v)
-		return msgpack.AppendUint(b, it.CAS)
+		b = msgpack.AppendUint(b, it.CAS)
+		if id != 0 {
+			b = msgpack.AppendUint(b, id)
+		}
+		return b
 	}, func(res []byte) error {
 		st, p, err := statusResult(res)
 		if err != nil {
@@ -416,30 +431,24 @@ func (g *Gateway) doArith(ctx context.Context, key []byte, a *memcache.Arith, r 
 		}
 		exp = exptime32(a.Create.Exptime)
 	}
-	// Only ma's C and T need the trailing params; plain incr/decr keep the
-	// six of every server version.
-	ext := a.CAS != 0 || a.Touch
 	*r = memcache.ArithResult{}
-	// Not retried after an attempt that may have been applied: there is no
-	// request deduplication, and a second increment would count twice.
-	_, err := g.write(ctx, h, wire.SrvArith, true, func(b []byte) []byte {
-		if ext {
-			b = msgpack.AppendArrayHeader(b, 9)
-		} else {
-			b = msgpack.AppendArrayHeader(b, 6)
-		}
+	// Retried after an attempt that may have been applied, with the same
+	// request id: the coordinator (or the next one) that already applied
+	// it answers with the first outcome (servers upgraded before gateways:
+	// an older server ignores the id and would count twice).
+	id := g.nextReqID()
+	_, err := g.write(ctx, h, wire.SrvArith, false, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 10)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, a.Delta)
 		b = msgpack.AppendBool(b, a.Decr)
 		b = msgpack.AppendBool(b, a.Create != nil)
 		b = msgpack.AppendUint(b, initial)
 		b = msgpack.AppendUint(b, uint64(exp))
-		if ext {
-			b = msgpack.AppendUint(b, a.CAS)
-			b = msgpack.AppendBool(b, a.Touch)
-			b = msgpack.AppendUint(b, uint64(exptime32(a.Exptime)))
-		}
-		return b
+		b = msgpack.AppendUint(b, a.CAS)
+		b = msgpack.AppendBool(b, a.Touch)
+		b = msgpack.AppendUint(b, uint64(exptime32(a.Exptime)))
+		return msgpack.AppendUint(b, id)
 	}, func(res []byte) error {
 		return arithResult(res, a, initial, r)
 	})

@@ -13,6 +13,7 @@ package gateway
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -94,6 +95,11 @@ type Gateway struct {
 	// error (a server older than the method): keys are then read one by one.
 	noMulti atomic.Bool
 
+	// reqBase and reqSeq make the request ids of writes that must not
+	// be applied twice (see nextReqID).
+	reqBase uint64
+	reqSeq  atomic.Uint64
+
 	mc  *memcache.Server
 	lns []net.Listener
 
@@ -121,7 +127,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 8 * time.Second
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{}),
+		reqBase: rand.Uint64()}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewRegistry()
 	}

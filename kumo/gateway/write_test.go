@@ -13,13 +13,15 @@ import (
 	"kumofs/proto/rpc"
 )
 
-// Ensure that a write that must not apply twice (incr, append) is not
-// retried once an attempt may have taken effect (the coordinator took it
-// and the connection died before the answer), and fails with
-// ErrMaybeApplied; while a set, which may apply twice, is retried and
-// succeeds.
-func TestNoRetryAfterMaybeApplied(t *testing.T) {
+// Ensure that a write that must not apply twice (incr, append) carries a
+// request id and, once an attempt may have taken effect (the coordinator
+// took it and the connection died before the answer), is sent again with
+// the same id (the server answers a repeated id with the first outcome,
+// see the server's dedupTable); a set, which may apply twice, carries none
+// and is retried too; each new write gets a new id.
+func TestRetryWithRequestID(t *testing.T) {
 	var calls [3]atomic.Int32 // by method: arith, append, set
+	ids := make(chan uint64, 16)
 	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
 		var n int32
 		switch {
@@ -33,6 +35,7 @@ func TestNoRetryAfterMaybeApplied(t *testing.T) {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return
 		}
+		ids <- lastUint(req.Params)
 		if n == 1 {
 			req.Conn.Close() // applied, and the answer lost
 			return
@@ -53,21 +56,53 @@ func TestNoRetryAfterMaybeApplied(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, _, err := g.Incr(ctx, []byte("n"), 1, false, nil); !errors.Is(err, ErrMaybeApplied) {
-		t.Errorf("incr whose answer was lost: %v, want ErrMaybeApplied", err)
+	sameID := func(what string) uint64 {
+		t.Helper()
+		a, b := <-ids, <-ids
+		if a == 0 || a != b {
+			t.Errorf("%s: request ids %d and %d, want the same, not 0", what, a, b)
+		}
+		return a
 	}
+	if v, _, err := g.Incr(ctx, []byte("n"), 1, false, nil); err != nil || v != 7 {
+		t.Errorf("incr whose first answer was lost: %d, %v; want 7 from the retry", v, err)
+	}
+	incrID := sameID("incr")
 	it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
-	if _, err := g.Store(ctx, memcache.ModeAppend, &it); !errors.Is(err, ErrMaybeApplied) {
-		t.Errorf("append whose answer was lost: %v, want ErrMaybeApplied", err)
+	if _, err := g.Store(ctx, memcache.ModeAppend, &it); err != nil {
+		t.Errorf("append whose first answer was lost: %v", err)
+	}
+	if id := sameID("append"); id == incrID {
+		t.Errorf("append reused the incr's request id %d", id)
 	}
 	if cas, err := g.Store(ctx, memcache.ModeSet, &it); err != nil || cas != 9 {
 		t.Errorf("set whose first answer was lost: cas %d, %v; want it retried", cas, err)
 	}
-	for i, want := range []int32{1, 1, 2} {
+	<-ids
+	<-ids
+	for i, want := range []int32{2, 2, 2} {
 		if got := calls[i].Load(); got != want {
 			t.Errorf("method %d reached the server %d times, want %d", i, got, want)
 		}
 	}
+}
+
+// lastUint returns the last parameter of an arith or append request (the
+// request id), or 0 if the request has no id (a set's last is its cas).
+func lastUint(params []byte) uint64 {
+	n, p, err := msgpack.ReadArrayHeader(params)
+	if err != nil || (n != 10 && n != 5) {
+		return 0
+	}
+	var v uint64
+	for i := uint32(0); i < n && err == nil; i++ {
+		if i == n-1 {
+			v, _, err = msgpack.ReadUint(p)
+			break
+		}
+		p, err = msgpack.Skip(p)
+	}
+	return v
 }
 
 // isAppend reports whether SrvStore params [mode, ...] ask for an append.
@@ -274,8 +309,10 @@ func TestIncrAsync(t *testing.T) {
 		delta, p, _ := msgpack.ReadUint(p)
 		decr, p, _ := msgpack.ReadBool(p)
 		create, _, _ := msgpack.ReadBool(p)
-		if n != 6 || create {
-			t.Errorf("arith params: %d of them, create %v; want 6, false", n, create)
+		// Incr (the blocking path, which opens the connection first)
+		// sends ten, the last a request id; IncrAsync six.
+		if (n != 6 && n != 10) || create {
+			t.Errorf("arith params: %d of them, create %v; want 6 or 10, false", n, create)
 		}
 		if lost.Load() {
 			req.Conn.Close()
