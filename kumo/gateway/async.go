@@ -34,6 +34,7 @@ type asyncCall struct {
 	exptime uint32             // a touch's
 	delta   uint64             // an incr's or decr's
 	decr    bool
+	reqID   uint64     // an incr's or decr's request id
 	val     wire.Value // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
@@ -371,30 +372,36 @@ func (g *Gateway) touchAsync(rb *rpc.Batch, key []byte, exptime int64, done func
 	return true
 }
 
-// incrAsync sends the incr or decr of key to its coordinator once. An
-// answer lost after it left is reported as memcache.ErrMaybeApplied, and
-// memcache answers SERVER_ERROR (as Incr, which never sends it again);
-// any other failure goes back to memcache, which serves it through Incr.
+// incrAsync sends the incr or decr of key to its coordinator, with a
+// request id. An answer lost after it left is waited for by sending it
+// again with the same id, blocking, on a goroutine of its own (the
+// servers answer a repeated id with the first outcome, see arith); any
+// other failure goes back to memcache, which serves it through Incr.
 func (g *Gateway) incrAsync(rb *rpc.Batch, key []byte, delta uint64, decr bool, done func(val uint64, err error)) bool {
 	a, c := g.toCoordinator(key)
 	if a == nil {
 		return false
 	}
-	a.start, a.setDone, a.delta, a.decr = time.Now(), done, delta, decr
+	a.start, a.setDone, a.delta, a.decr, a.reqID = time.Now(), done, delta, decr, g.nextReqID()
 	c.GoIn(rb, wire.SrvArith, a.incrArgs, g.cfg.WriteTimeout, a.onIncr)
 	return true
 }
 
-// appendIncrArgs appends SrvArith's six params of every server version:
-// [DBKey, delta, decr, create=false, initial, exptime].
+// appendIncrArgs appends SrvArith's ten params: [DBKey, delta, decr,
+// create=false, initial, exptime, cas=0, touch=false, new_exptime,
+// request_id].
 func (a *asyncCall) appendIncrArgs(b []byte) []byte {
-	b = msgpack.AppendArrayHeader(b, 6)
+	b = msgpack.AppendArrayHeader(b, 10)
 	b = msgpack.AppendRaw(b, a.dbkey)
 	b = msgpack.AppendUint(b, a.delta)
 	b = msgpack.AppendBool(b, a.decr)
 	b = msgpack.AppendBool(b, false)
 	b = msgpack.AppendUint(b, 0)
-	return msgpack.AppendUint(b, 0)
+	b = msgpack.AppendUint(b, 0)
+	b = msgpack.AppendUint(b, 0)
+	b = msgpack.AppendBool(b, false)
+	b = msgpack.AppendUint(b, 0)
+	return msgpack.AppendUint(b, a.reqID)
 }
 
 func (a *asyncCall) finishIncr(res []byte, err error) {
@@ -408,7 +415,23 @@ func (a *asyncCall) finishIncr(res []byte, err error) {
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
 		if maybeApplied(err) {
-			err = errors.Join(memcache.ErrMaybeApplied, err)
+			// Send it again with its id, blocking, off this goroutine.
+			ar := memcache.Arith{Delta: a.delta, Decr: a.decr}
+			dbkey, id, start := append([]byte(nil), a.dbkey...), a.reqID, a.start
+			h, _, _ := wire.SplitDBKey(dbkey)
+			a.free()
+			go func() {
+				var r memcache.ArithResult
+				err := g.arith(g.ctx, dbkey, h, &ar, 0, 0, id, &r)
+				g.observe(cmdIncr, start, err)
+				if err != nil && !errors.Is(err, memcache.ErrNotFound) && !errors.Is(err, memcache.ErrNonNumeric) {
+					// Never served again by memcache (a new id could
+					// count twice): SERVER_ERROR.
+					err = errors.Join(memcache.ErrMaybeApplied, err)
+				}
+				done(r.Value, err)
+			}()
+			return
 		}
 	}
 	if err == nil || errors.Is(err, memcache.ErrNotFound) || errors.Is(err, memcache.ErrNonNumeric) || errors.Is(err, memcache.ErrMaybeApplied) {

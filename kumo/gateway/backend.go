@@ -431,12 +431,16 @@ func (g *Gateway) doArith(ctx context.Context, key []byte, a *memcache.Arith, r 
 		}
 		exp = exptime32(a.Create.Exptime)
 	}
+	return g.arith(ctx, dbkey, h, a, initial, exp, g.nextReqID(), r)
+}
+
+// arith sends Arith a on dbkey with request id id. It is retried after an
+// attempt that may have been applied, with the same id: the coordinator
+// (or the next one) that already applied it answers with the first
+// outcome (servers upgraded before gateways: an older server ignores the
+// id and would count twice).
+func (g *Gateway) arith(ctx context.Context, dbkey []byte, h uint64, a *memcache.Arith, initial uint64, exp uint32, id uint64, r *memcache.ArithResult) error {
 	*r = memcache.ArithResult{}
-	// Retried after an attempt that may have been applied, with the same
-	// request id: the coordinator (or the next one) that already applied
-	// it answers with the first outcome (servers upgraded before gateways:
-	// an older server ignores the id and would count twice).
-	id := g.nextReqID()
 	_, err := g.write(ctx, h, wire.SrvArith, false, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 10)
 		b = msgpack.AppendRaw(b, dbkey)

@@ -291,13 +291,15 @@ func TestTouchAsync(t *testing.T) {
 	}
 }
 
-// Ensure that IncrAsync sends SrvArith's six params once, returns the new
-// value, maps NotFound and NonNumeric, and reports an incr whose answer was
-// lost as memcache.ErrMaybeApplied (memcache answers SERVER_ERROR rather
-// than send it again).
+// Ensure that IncrAsync sends SrvArith with a request id, returns the new
+// value, maps NotFound and NonNumeric, sends an incr whose answer was lost
+// again with the same id and returns the answer to that, and reports one
+// that never got an answer as memcache.ErrMaybeApplied (memcache answers
+// SERVER_ERROR rather than send it again under a new id).
 func TestIncrAsync(t *testing.T) {
-	var lost atomic.Bool
+	var drop atomic.Int32 // answers still to lose
 	var calls atomic.Int32
+	ids := make(chan uint64, 64)
 	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
 		if req.Method != wire.SrvArith {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
@@ -309,12 +311,15 @@ func TestIncrAsync(t *testing.T) {
 		delta, p, _ := msgpack.ReadUint(p)
 		decr, p, _ := msgpack.ReadBool(p)
 		create, _, _ := msgpack.ReadBool(p)
-		// Incr (the blocking path, which opens the connection first)
-		// sends ten, the last a request id; IncrAsync six.
-		if (n != 6 && n != 10) || create {
-			t.Errorf("arith params: %d of them, create %v; want 6 or 10, false", n, create)
+		if n != 10 || create {
+			t.Errorf("arith params: %d of them, create %v; want 10, false", n, create)
 		}
-		if lost.Load() {
+		select {
+		case ids <- lastUint(req.Params):
+		default:
+		}
+		if drop.Load() > 0 {
+			drop.Add(-1)
 			req.Conn.Close()
 			return
 		}
@@ -372,12 +377,22 @@ func TestIncrAsync(t *testing.T) {
 	if _, err := incr("w", 1, false); !errors.Is(err, memcache.ErrNonNumeric) {
 		t.Errorf("incr w: %v, want ErrNonNumeric", err)
 	}
-	lost.Store(true)
+	for len(ids) > 0 {
+		<-ids
+	}
+	drop.Store(1)
+	if v, err := incr("a", 2, false); v != 102 || err != nil {
+		t.Errorf("incr whose first answer was lost: %d, %v; want 102 from the second attempt", v, err)
+	}
+	if a, b := <-ids, <-ids; a == 0 || a != b {
+		t.Errorf("request ids of the two attempts: %d, %d; want the same", a, b)
+	}
+	drop.Store(1 << 20)
 	before := calls.Load()
 	if _, err := incr("a", 1, false); !errors.Is(err, memcache.ErrMaybeApplied) {
-		t.Errorf("incr whose answer was lost: %v, want ErrMaybeApplied", err)
+		t.Errorf("incr that never got an answer: %v, want ErrMaybeApplied", err)
 	}
-	if got := calls.Load() - before; got != 1 {
-		t.Errorf("the lost incr reached the server %d times, want 1", got)
+	if got := calls.Load() - before; got < 2 {
+		t.Errorf("the lost incr reached the server %d times, want it sent again", got)
 	}
 }

@@ -21,7 +21,8 @@ import (
 // answered SERVER_ERROR, and every key ends at exactly the increments
 // acknowledged (a lost one would leave it lower, a doubled one higher).
 // All keys have the killed server as their coordinator, and 16
-// connections keep increments in flight on it.
+// connections keep increments in flight on it, half of them pipelining
+// four at a time (served in windows).
 func TestIncrExactlyOnceUnderKill(t *testing.T) {
 	t.Parallel()
 	c := localcluster.StartT(t, localcluster.Options{Servers: 3})
@@ -56,34 +57,45 @@ func TestIncrExactlyOnceUnderKill(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := bufio.NewReader(nc)
-			for i := w; ; i++ {
+			// Odd workers pipeline four increments of different keys
+			// per write: the gateway serves those in a window.
+			depth := 1 + 3*(w%2)
+			var req strings.Builder
+			ks := make([]int, depth)
+			for i := w; ; i += depth {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				k := i % keys
+				req.Reset()
+				for j := range ks {
+					ks[j] = (i + j) % keys
+					fmt.Fprintf(&req, "incr %s 1\r\n", names[ks[j]])
+				}
 				nc.SetDeadline(time.Now().Add(30 * time.Second))
-				if _, err := fmt.Fprintf(nc, "incr %s 1\r\n", names[k]); err != nil {
+				if _, err := nc.Write([]byte(req.String())); err != nil {
 					errs <- err
 					return
 				}
-				l, err := r.ReadString('\n')
-				if err != nil {
-					errs <- err
-					return
-				}
-				switch {
-				case strings.HasPrefix(l, "SERVER_ERROR"):
-					failed[k].Add(1)
-				default:
-					if _, err := strconv.ParseUint(strings.TrimSuffix(l, "\r\n"), 10, 64); err != nil {
-						errs <- fmt.Errorf("incr %s: %q", names[k], l)
+				for _, k := range ks {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						errs <- err
 						return
 					}
-					acked[k].Add(1)
+					switch {
+					case strings.HasPrefix(l, "SERVER_ERROR"):
+						failed[k].Add(1)
+					default:
+						if _, err := strconv.ParseUint(strings.TrimSuffix(l, "\r\n"), 10, 64); err != nil {
+							errs <- fmt.Errorf("incr %s: %q", names[k], l)
+							return
+						}
+						acked[k].Add(1)
+					}
+					ops.Add(1)
 				}
-				ops.Add(1)
 			}
 		}()
 	}
