@@ -34,7 +34,8 @@ type asyncCall struct {
 	exptime uint32             // a touch's
 	delta   uint64             // an incr's or decr's
 	decr    bool
-	reqID   uint64     // an incr's or decr's request id
+	reqID   uint64     // an incr's, decr's, append's or prepend's request id
+	keep    *[]byte    // an append's or prepend's value, kept for a retry
 	val     wire.Value // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
@@ -54,6 +55,25 @@ type asyncCall struct {
 
 var asyncPool sync.Pool // of *asyncCall
 
+// keepPool holds the buffers that keep an async append's value for a
+// retry; buffers over 64 KiB are not kept.
+var keepPool sync.Pool // of *[]byte
+
+func getKeep(n int) *[]byte {
+	if b, _ := keepPool.Get().(*[]byte); b != nil && cap(*b) >= n {
+		return b
+	}
+	b := make([]byte, 0, max(n, 1024))
+	return &b
+}
+
+func putKeep(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		keepPool.Put(b)
+	}
+}
+
 func (g *Gateway) newAsync() *asyncCall {
 	a, _ := asyncPool.Get().(*asyncCall)
 	if a == nil {
@@ -70,6 +90,10 @@ func (g *Gateway) newAsync() *asyncCall {
 }
 
 func (a *asyncCall) free() {
+	if a.keep != nil {
+		putKeep(a.keep)
+		a.keep = nil
+	}
 	a.g, a.set, a.getDone, a.setDone, a.delDone = nil, nil, nil, nil, nil
 	a.mode = memcache.ModeSet
 	a.val = wire.Value{}
@@ -263,6 +287,13 @@ func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcach
 		return false
 	}
 	a.start, a.setDone, a.set, a.mode = time.Now(), done, it, mode
+	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
+		// Sent with a request id; the value is kept, since the item is
+		// gone once sent, for a retry if the answer is lost.
+		a.reqID = g.nextReqID()
+		a.keep = getKeep(len(it.Value))
+		*a.keep = append((*a.keep)[:0], it.Value...)
+	}
 	c.GoIn(rb, wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
 	return true
 }
@@ -271,12 +302,20 @@ func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcach
 func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	it := a.set
 	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
-	b = msgpack.AppendArrayHeader(b, 4)
+	if a.keep != nil {
+		b = msgpack.AppendArrayHeader(b, 5)
+	} else {
+		b = msgpack.AppendArrayHeader(b, 4)
+	}
 	b = msgpack.AppendUint(b, modes[a.mode])
 	b = msgpack.AppendRaw(b, a.dbkey)
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
-	return msgpack.AppendUint(b, 0)
+	b = msgpack.AppendUint(b, 0)
+	if a.keep != nil {
+		b = msgpack.AppendUint(b, a.reqID)
+	}
+	return b
 }
 
 // finishLocalSet is done of WriteLocal for setAsync.
@@ -305,6 +344,10 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 		}
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+		if a.keep != nil && maybeApplied(err) {
+			a.retryStore(done)
+			return
+		}
 		if a.mode != memcache.ModeSet && maybeApplied(err) {
 			err = errors.Join(memcache.ErrMaybeApplied, err)
 		}
@@ -314,6 +357,22 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 	}
 	a.free()
 	done(cas, err)
+}
+
+// retryStore sends an append or prepend whose answer was lost again with
+// its request id, blocking, on a goroutine of its own (see incrAsync).
+func (a *asyncCall) retryStore(done func(cas uint64, err error)) {
+	g, id, mode, start := a.g, a.reqID, a.mode, a.start
+	it := memcache.Item{Key: append([]byte(nil), a.dbkey[8:]...), Value: append([]byte(nil), *a.keep...)}
+	a.free()
+	go func() {
+		cas, err := g.store(g.ctx, mode, &it, id)
+		g.observe(cmdStore, start, err)
+		if err != nil && !errors.Is(err, memcache.ErrNotStored) {
+			err = errors.Join(memcache.ErrMaybeApplied, err) // never served again under a new id
+		}
+		done(cas, err)
+	}()
 }
 
 // deleteAsync sends the delete of key to its coordinator once; any failure

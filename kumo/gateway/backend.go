@@ -344,6 +344,18 @@ var modes = [...]uint64{
 
 // doStore is the body of Store.
 func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
+	// An append or prepend carries a request id and may be sent again
+	// after an attempt that may have been applied (see arith).
+	var id uint64
+	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
+		id = g.nextReqID()
+	}
+	return g.store(ctx, mode, it, id)
+}
+
+// store sends it with mode to the key's coordinator, with request id id
+// if not 0.
+func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcache.Item, id uint64) (uint64, error) {
 	if int(mode) >= len(modes) {
 		return 0, errors.New("gateway: unknown store mode")
 	}
@@ -355,12 +367,6 @@ func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memc
 		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64
-	// An append or prepend carries a request id and may be sent again
-	// after an attempt that may have been applied (see doArith).
-	var id uint64
-	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
-		id = g.nextReqID()
-	}
 	ambiguous, err := g.write(ctx, h, wire.SrvStore, false, func(b []byte) []byte {
 		if id != 0 {
 			b = msgpack.AppendArrayHeader(b, 5)

@@ -117,11 +117,14 @@ func isAppend(params []byte) bool {
 
 // Ensure that StoreAsync sends add, replace, append and prepend with their
 // own mode, maps the server's NotStored to memcache.ErrNotStored, reports
-// one whose answer was lost as memcache.ErrMaybeApplied (memcache then
-// decides, see its storeAgain), and declines set (SetAsync's) and cas.
+// an add whose answer was lost as memcache.ErrMaybeApplied (memcache then
+// decides, see its storeAgain), sends a prepend whose answer was lost
+// again with the same request id and value, and declines set (SetAsync's)
+// and cas.
 func TestStoreAsync(t *testing.T) {
 	var lost atomic.Bool
 	modes := make(chan uint64, 8)
+	ids := make(chan uint64, 8) // of appends and prepends
 	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
 		_, p, _ := msgpack.ReadArrayHeader(req.Params)
 		mode, _, _ := msgpack.ReadUint(p)
@@ -130,6 +133,9 @@ func TestStoreAsync(t *testing.T) {
 			return
 		}
 		modes <- mode
+		if mode == wire.OpAppend || mode == wire.OpPrepend {
+			ids <- lastUint(req.Params)
+		}
 		if lost.CompareAndSwap(true, false) {
 			req.Conn.Close() // applied, and the answer lost
 			return
@@ -198,12 +204,18 @@ func TestStoreAsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-modes
+	<-ids
 	lost.Store(true)
-	if _, err := store(memcache.ModePrepend); !errors.Is(err, memcache.ErrMaybeApplied) {
-		t.Errorf("prepend whose answer was lost: %v, want ErrMaybeApplied", err)
+	if cas, err := store(memcache.ModePrepend); err != nil || cas != 9 {
+		t.Errorf("prepend whose first answer was lost: cas %d, %v; want 9 from the second attempt", cas, err)
 	}
-	if m := <-modes; m != wire.OpPrepend {
-		t.Errorf("prepend went out as mode %d, want %d", m, wire.OpPrepend)
+	for range 2 {
+		if m := <-modes; m != wire.OpPrepend {
+			t.Errorf("prepend went out as mode %d, want %d", m, wire.OpPrepend)
+		}
+	}
+	if a, b := <-ids, <-ids; a == 0 || a != b {
+		t.Errorf("request ids of the prepend's two attempts: %d, %d; want the same", a, b)
 	}
 	it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
 	for _, mode := range []memcache.StoreMode{memcache.ModeSet, memcache.ModeCAS} {
@@ -212,13 +224,13 @@ func TestStoreAsync(t *testing.T) {
 		}
 	}
 	// stats total_items counts the stores that succeeded: the two blocking
-	// replaces, the asynchronous replace and the append.
+	// replaces, the asynchronous replace, the append and the prepend.
 	stats := map[string]string{}
 	if err := g.Stats(ctx, func(k, v string) { stats[k] = v }); err != nil {
 		t.Fatal(err)
 	}
-	if stats["total_items"] != "4" {
-		t.Errorf("total_items %q, want 4", stats["total_items"])
+	if stats["total_items"] != "5" {
+		t.Errorf("total_items %q, want 5", stats["total_items"])
 	}
 }
 

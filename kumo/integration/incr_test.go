@@ -20,13 +20,14 @@ import (
 // those it already holds with their first outcome. So no increment is
 // answered SERVER_ERROR, and every key ends at exactly the increments
 // acknowledged (a lost one would leave it lower, a doubled one higher).
+// Appends likewise: the last keys are logs that grow a byte per append.
 // All keys have the killed server as their coordinator, and 16
-// connections keep increments in flight on it, half of them pipelining
-// four at a time (served in windows).
+// connections keep writes in flight on it, half of them pipelining four at
+// a time (served in windows).
 func TestIncrExactlyOnceUnderKill(t *testing.T) {
 	t.Parallel()
 	c := localcluster.StartT(t, localcluster.Options{Servers: 3})
-	const keys, workers, victim = 12, 16, 1
+	const keys, logs, workers, victim = 12, 4, 16, 1 // keys[keys-logs:] are logs
 	m := dial(t, c.Gateway())
 	hs := whs(t, c.Manager(0))
 	victimAddr := c.Server(victim).Addr
@@ -37,8 +38,12 @@ func TestIncrExactlyOnceUnderKill(t *testing.T) {
 			names = append(names, name)
 		}
 	}
-	for _, name := range names {
-		if r := m.set(name, "0"); r != "STORED\r\n" {
+	for k, name := range names {
+		v := "0"
+		if k >= keys-logs {
+			v = ""
+		}
+		if r := m.set(name, v); r != "STORED\r\n" {
 			t.Fatalf("set %s: %q", name, r)
 		}
 	}
@@ -71,7 +76,11 @@ func TestIncrExactlyOnceUnderKill(t *testing.T) {
 				req.Reset()
 				for j := range ks {
 					ks[j] = (i + j) % keys
-					fmt.Fprintf(&req, "incr %s 1\r\n", names[ks[j]])
+					if ks[j] >= keys-logs {
+						fmt.Fprintf(&req, "append %s 0 0 1\r\nx\r\n", names[ks[j]])
+					} else {
+						fmt.Fprintf(&req, "incr %s 1\r\n", names[ks[j]])
+					}
 				}
 				nc.SetDeadline(time.Now().Add(30 * time.Second))
 				if _, err := nc.Write([]byte(req.String())); err != nil {
@@ -87,6 +96,12 @@ func TestIncrExactlyOnceUnderKill(t *testing.T) {
 					switch {
 					case strings.HasPrefix(l, "SERVER_ERROR"):
 						failed[k].Add(1)
+					case k >= keys-logs:
+						if l != "STORED\r\n" {
+							errs <- fmt.Errorf("append %s: %q", names[k], l)
+							return
+						}
+						acked[k].Add(1)
 					default:
 						if _, err := strconv.ParseUint(strings.TrimSuffix(l, "\r\n"), 10, 64); err != nil {
 							errs <- fmt.Errorf("incr %s: %q", names[k], l)
@@ -119,15 +134,18 @@ func TestIncrExactlyOnceUnderKill(t *testing.T) {
 			v, ok = m.get(key)
 			return ok
 		})
-		got, err := strconv.ParseInt(v, 10, 64)
+		got, err := int64(len(v)), error(nil)
+		if k < keys-logs {
+			got, err = strconv.ParseInt(v, 10, 64)
+		}
 		if err != nil {
 			t.Fatalf("%s = %q", key, v)
 		}
 		a, f := acked[k].Load(), failed[k].Load()
 		totalAcked, totalFailed = totalAcked+a, totalFailed+f
 		if got != a || f != 0 {
-			t.Errorf("%s = %d after %d acknowledged increments and %d answered SERVER_ERROR; want %d and none", key, got, a, f, a)
+			t.Errorf("%s = %d after %d acknowledged writes and %d answered SERVER_ERROR; want %d and none", key, got, a, f, a)
 		}
 	}
-	t.Logf("%d increments acknowledged, %d answered SERVER_ERROR", totalAcked, totalFailed)
+	t.Logf("%d increments and appends acknowledged, %d answered SERVER_ERROR", totalAcked, totalFailed)
 }
