@@ -32,13 +32,21 @@ import (
 // delete, touch, incr or decr (see getMany.isDel, isTouch and isIncr; a
 // touch's exptime is in it.Exptime).
 type winSet struct {
-	it      Item // Key and Value point into the input until the window is written
-	mode    StoreMode
-	delta   uint64 // incr, decr
-	decr    bool
-	noreply bool
-	err     error  // its outcome; errNotStarted if SetAsync declined
-	cas     uint64 // the stored item's CAS unique, or an incr's value, if err is nil
+	it    Item // Key and Value point into the input until the window is written
+	mode  StoreMode
+	delta uint64 // incr, decr
+	decr  bool
+	// Incrs of one key in a window go out as one, their deltas summed, on
+	// the first (the group's leader), and each gets the value it would
+	// have had in turn: total is the leader's sum, rem what the leader
+	// has not yet handed out of it while replying, and follow is
+	// 1 + the leader's index for the others (0 for a leader or any other
+	// request).
+	total, rem uint64
+	follow     int
+	noreply    bool
+	err        error  // its outcome; errNotStarted if SetAsync declined
+	cas        uint64 // the stored item's CAS unique, or an incr's value, if err is nil
 }
 
 // The kinds of request that start a window.
@@ -67,6 +75,7 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 	case winTouch:
 		m.isSet[0], m.isTouch[0], m.sets[0] = true, true, first
 	case winIncr:
+		first.total = first.delta
 		m.isSet[0], m.isIncr[0], m.sets[0] = true, true, first
 	default:
 		m.withCAS[0] = withCAS
@@ -114,7 +123,10 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			continue
 		}
 		if ws, ok := windowIncr(line); ok {
-			if m.has(ws.it.Key, n) {
+			if j := m.incrLeader(ws.it.Key, n); j >= 0 && !ws.decr {
+				ws.follow = j + 1 // joins the incrs of its key
+				m.sets[j].total += ws.delta
+			} else if m.has(ws.it.Key, n) {
 				break
 			}
 			m.keys[n], m.isSet[n], m.isIncr[n], m.sets[n] = ws.it.Key, true, true, ws
@@ -158,13 +170,38 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			continue
 		}
 		if m.isIncr[i] {
-			v, err := c.incrAgain(s)
-			c.incrReply(s.decr, v, err)
+			lead := s
+			if s.follow != 0 {
+				lead = &m.sets[s.follow-1]
+			} else {
+				s.cas, s.err = c.incrAgain(s)
+				s.rem = s.total
+			}
+			// Its value in turn: the group's result less the deltas of
+			// the incrs after it (mod 2^64, as incr wraps).
+			lead.rem -= s.delta
+			c.incrReply(s.decr, lead.cas-lead.rem, lead.err)
 			continue
 		}
 		c.storeReply(c.storeAgain(s), false)
 	}
 	c.noreply = false
+}
+
+// incrLeader returns the index of the incr (not decr) that leads the
+// incrs of key among the first n requests, if key's first request is one;
+// else -1. (A later request for key is then one of its group: any other
+// would have ended the window.)
+func (m *getMany) incrLeader(key []byte, n int) int {
+	for i := 0; i < n; i++ {
+		if bytes.Equal(m.keys[i], key) {
+			if m.isIncr[i] && !m.sets[i].decr && m.sets[i].follow == 0 {
+				return i
+			}
+			return -1
+		}
+	}
+	return -1
 }
 
 // has reports whether key is one of the first n keys of the window.
@@ -226,7 +263,7 @@ func (c *conn) incrAgain(s *winSet) (uint64, error) {
 	if s.err == nil || errors.Is(s.err, ErrNotFound) || errors.Is(s.err, ErrNonNumeric) || errors.Is(s.err, ErrMaybeApplied) {
 		return s.cas, s.err
 	}
-	v, _, err := c.s.Backend.Incr(c.ctx, s.it.Key, s.delta, s.decr, nil)
+	v, _, err := c.s.Backend.Incr(c.ctx, s.it.Key, s.total, s.decr, nil)
 	return v, err
 }
 
@@ -248,7 +285,7 @@ func windowIncr(line []byte) (winSet, bool) {
 	if !ok || len(opt) != 0 && string(opt) != "noreply" {
 		return winSet{}, false
 	}
-	return winSet{it: Item{Key: key}, delta: delta, decr: decr, noreply: len(opt) != 0}, true
+	return winSet{it: Item{Key: key}, delta: delta, total: delta, decr: decr, noreply: len(opt) != 0}, true
 }
 
 // windowTouch parses line if it is a touch a window may hold, "touch KEY
@@ -404,6 +441,8 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 			ok = c.deleteStart(m, m.keys[i], m.delDones[i])
 		case m.isTouch[i]:
 			ok = c.touchStart(m, &m.sets[i], m.delDones[i])
+		case m.isIncr[i] && m.sets[i].follow != 0:
+			ok = false // served with its group's leader
 		case m.isIncr[i]:
 			ok = c.incrStart(m, &m.sets[i], m.setDones[i])
 		case m.sets[i].mode != ModeSet:
@@ -453,10 +492,10 @@ func (c *conn) touchStart(m *getMany, s *winSet, done func(err error)) bool {
 // is one, and reports whether it did.
 func (c *conn) incrStart(m *getMany, s *winSet, done func(val uint64, err error)) bool {
 	if t, ok := m.batch.(AsyncIncrer); ok {
-		return t.IncrAsync(s.it.Key, s.delta, s.decr, done)
+		return t.IncrAsync(s.it.Key, s.total, s.decr, done)
 	}
 	if t, ok := c.as.be.(AsyncIncrer); ok {
-		return t.IncrAsync(s.it.Key, s.delta, s.decr, done)
+		return t.IncrAsync(s.it.Key, s.total, s.decr, done)
 	}
 	return false
 }

@@ -107,6 +107,22 @@ func TestPipelinedSets(t *testing.T) {
 		}(),
 		"incr and the same key": "set n 0 0 1\r\n5\r\nincr n 1\r\nincr n 1\r\nget n\r\ndecr n 100\r\nincr m 1\r\nset m 0 0 1\r\n1\r\nincr m 1\r\n",
 		"odd incrs":             "set n 0 0 1\r\n5\r\nincr n\r\nincr n x\r\nincr n noreply\r\nincr n 1 junk\r\nincr n 1 noreply more\r\nincr  n 2\r\ndecr n -1\r\nget n\r\n",
+		"one counter": func() string {
+			var b strings.Builder
+			b.WriteString("set c 0 0 1\r\n0\r\nset w 0 0 20\r\n18446744073709551613\r\nset t 0 0 2\r\nhi\r\n")
+			for i := range 100 {
+				nr := ""
+				if i%3 == 0 {
+					nr = " noreply"
+				}
+				fmt.Fprintf(&b, "incr c %d%s\r\n", i%4, nr)
+			}
+			// Wrapping at 2^64, a decr that ends the group, misses and
+			// non-numbers shared by the group.
+			b.WriteString("incr w 1\r\nincr w 2\r\nincr w 3\r\ndecr w 1\r\nincr w 1\r\n")
+			b.WriteString("incr none 1\r\nincr none 2 noreply\r\nincr none 3\r\nincr t 1\r\nincr t 1\r\nget c w\r\n")
+			return b.String()
+		}(),
 		"bulk append and prepend": func() string {
 			var b strings.Builder
 			for i := range 10 {
@@ -160,6 +176,10 @@ func TestPipelinedSets(t *testing.T) {
 	// Read whole, the 11 sets and 30 incrs and decrs start asynchronously.
 	if _, started := servePipelined(scripts["bulk incr and decr"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 41 {
 		t.Fatalf("bulk incr and decr: %d requests started asynchronously, want at least 41", started)
+	}
+	// Read whole, the 100 incrs of one counter go out as one per window.
+	if _, started := servePipelined(scripts["one counter"], func(r io.Reader) io.Reader { return r }, asyncInline); started > 30 {
+		t.Fatalf("one counter: %d requests started asynchronously, want the incrs of a key merged (at most 30)", started)
 	}
 	// Read whole, the 40 noreply sets go out in windows, asynchronously.
 	if _, started := servePipelined(scripts["bulk noreply"], func(r io.Reader) io.Reader { return r }, asyncInline); started < 40 {
