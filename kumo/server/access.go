@@ -73,19 +73,17 @@ func (s *Server) noteRead(dbkey []byte, rec *store.Record, now int64) {
 // or else written), as of before this read; bump false leaves them as
 // they are (mg u).
 func (s *Server) handleGetAccess(req *rpc.Request) {
-	n, p, err := msgpack.ReadArrayHeader(req.Params)
-	var dbkey []byte
+	dbkey, p, err := readDBKeyParam(req.Params)
 	bump := true
-	if err == nil && n >= 2 {
-		if dbkey, p, err = msgpack.ReadRaw(p); err == nil {
-			bump, _, err = msgpack.ReadBool(p)
+	if err == nil {
+		if bump, _, err = msgpack.ReadBool(p); err != nil {
+			err = errParams
 		}
 	}
-	if err != nil || n < 2 || len(dbkey) < 8 {
-		req.ReplyError(errParams)
-		return
+	if err == nil {
+		err = s.readerCheck(dbkey)
 	}
-	if err := s.readerCheck(dbkey); err != nil {
+	if err != nil {
 		req.ReplyError(err)
 		return
 	}
