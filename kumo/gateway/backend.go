@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -19,10 +20,9 @@ var (
 	ErrNoServer    = errors.New("gateway: no server available")
 	ErrUnavailable = errors.New("gateway: cluster unavailable")
 	ErrBadReply    = errors.New("gateway: malformed reply from server")
-	// ErrMaybeApplied: a write that must not be applied twice and carries
-	// no request id (a lease win; incr, decr, append and prepend carry
-	// one and are sent again) lost its answer after it was sent. It is
-	// not retried, since the lost attempt may have taken effect.
+	// ErrMaybeApplied wraps the error of a write that was given up (the
+	// retry timeout passed) after an attempt whose answer was lost: that
+	// attempt may have taken effect.
 	ErrMaybeApplied = errors.New("gateway: the server was lost before it answered; the request may have been applied")
 )
 
@@ -154,13 +154,14 @@ func maybeApplied(err error) bool {
 // write sends a write to the coordinator of h in the write hash space,
 // retrying with fresh hash spaces until the retry timeout. It reports
 // whether an earlier, failed attempt may have taken effect, so that callers
-// can read a retry's "not found"/"exists" answer in that light.
+// can read a retry's "not found"/"exists" answer in that light; a write
+// given up after such an attempt fails with ErrMaybeApplied.
 //
-// A write that is not idempotent (once) is not retried after an attempt
-// that may have taken effect: it fails with ErrMaybeApplied instead of
-// risking a second application. (Incr, decr, append and prepend are not
-// once: they carry a request id that the servers deduplicate.)
-func (g *Gateway) write(ctx context.Context, h uint64, method uint32, once bool, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
+// Every write may be sent again after an attempt that may have taken
+// effect: sets, deletes and touches do no harm twice, and the writes that
+// would (incr, decr, append, prepend, lease changes) carry a request id
+// that the servers deduplicate.
+func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
@@ -195,9 +196,6 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, once bool,
 			last = err
 			if maybeApplied(err) {
 				ambiguous = true
-				if once {
-					return true, ErrMaybeApplied
-				}
 			}
 			if !retryable(err) {
 				return ambiguous, err
@@ -207,7 +205,10 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, once bool,
 		g.m.retries.Inc()
 		if !g.backoff(ctx, attempt, deadline) {
 			g.log.Debugf("write failed: %v", last)
-			return ambiguous, last
+			if ambiguous {
+				return true, fmt.Errorf("%w: %w", ErrMaybeApplied, last)
+			}
+			return false, last
 		}
 	}
 }
@@ -367,7 +368,7 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64
-	ambiguous, err := g.write(ctx, h, wire.SrvStore, false, func(b []byte) []byte {
+	ambiguous, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
 		if id != 0 {
 			b = msgpack.AppendArrayHeader(b, 5)
 		} else {
@@ -408,7 +409,7 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
-	ambiguous, err := g.write(ctx, h, wire.SrvRemove, false, func(b []byte) []byte {
+	ambiguous, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 2)
 		b = msgpack.AppendRaw(b, dbkey)
 		return msgpack.AppendUint(b, cas)
@@ -447,7 +448,7 @@ func (g *Gateway) doArith(ctx context.Context, key []byte, a *memcache.Arith, r 
 // id and would count twice).
 func (g *Gateway) arith(ctx context.Context, dbkey []byte, h uint64, a *memcache.Arith, initial uint64, exp uint32, id uint64, r *memcache.ArithResult) error {
 	*r = memcache.ArithResult{}
-	_, err := g.write(ctx, h, wire.SrvArith, false, func(b []byte) []byte {
+	_, err := g.write(ctx, h, wire.SrvArith, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 10)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, a.Delta)
@@ -519,7 +520,7 @@ func (g *Gateway) touch(ctx context.Context, key []byte, exptime int64, dst []by
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	want := it != nil
-	_, err := g.write(ctx, h, wire.SrvTouch, false, func(b []byte) []byte {
+	_, err := g.write(ctx, h, wire.SrvTouch, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 3)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, uint64(exptime32(exptime)))

@@ -16,12 +16,12 @@ var _ memcache.LeaseBackend = (*Gateway)(nil)
 // Win implements memcache.LeaseBackend: the key's coordinator marks the
 // version whose clock is cas as having its win token out, re-stamped (so
 // the item gets a new CAS unique, returned) and replicated like any write.
-// It is not retried once it may have been applied: a second attempt would
-// find the token out and the first attempt's win would be lost to every
-// client until the item is replaced or expires.
+// It carries a request id, so an attempt whose answer was lost is sent
+// again and answered with the first outcome: the token is not lost to a
+// retry that would find it out.
 func (g *Gateway) Win(ctx context.Context, key []byte, cas uint64) (uint64, error) {
 	start := time.Now()
-	ct, _, err := g.lease(ctx, key, wire.LeaseWin, cas, false, 0, true)
+	ct, _, err := g.lease(ctx, key, wire.LeaseWin, cas, false, 0)
 	g.observe(cmdTouch, start, err)
 	return ct, err
 }
@@ -30,31 +30,27 @@ func (g *Gateway) Win(ctx context.Context, key []byte, cas uint64) (uint64, erro
 // coordinator.
 func (g *Gateway) Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error {
 	start := time.Now()
-	_, ambiguous, err := g.lease(ctx, key, wire.LeaseInvalidate, cas, touch, exptime, false)
-	if ambiguous && cas != 0 && errors.Is(err, memcache.ErrExists) {
-		// An earlier attempt may have marked it (and so changed its
-		// clock); the retry then compared against our own write.
-		var cur memcache.Item
-		if gerr := g.doGet(ctx, key, nil, &cur); gerr == nil && cur.Stale && !cur.TokenSent {
-			err = nil
-		}
-	}
+	_, _, err := g.lease(ctx, key, wire.LeaseInvalidate, cas, touch, exptime)
 	g.observe(cmdDelete, start, err)
 	return err
 }
 
-// lease sends SrvLease to key's coordinator and returns the new clock.
-func (g *Gateway) lease(ctx context.Context, key []byte, op uint64, cas uint64, touch bool, exptime int64, once bool) (uint64, bool, error) {
+// lease sends SrvLease to key's coordinator, with a request id (retried
+// after an attempt that may have been applied, see arith), and returns the
+// new clock.
+func (g *Gateway) lease(ctx context.Context, key []byte, op uint64, cas uint64, touch bool, exptime int64) (uint64, bool, error) {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
 	var ct uint64
-	ambiguous, err := g.write(ctx, h, wire.SrvLease, once, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 5)
+	id := g.nextReqID()
+	ambiguous, err := g.write(ctx, h, wire.SrvLease, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
 		b = msgpack.AppendRaw(b, dbkey)
 		b = msgpack.AppendUint(b, op)
 		b = msgpack.AppendUint(b, cas)
 		b = msgpack.AppendBool(b, touch)
-		return msgpack.AppendUint(b, uint64(exptime32(exptime)))
+		b = msgpack.AppendUint(b, uint64(exptime32(exptime)))
+		return msgpack.AppendUint(b, id)
 	}, func(res []byte) error {
 		st, p, err := statusResult(res)
 		if err != nil {

@@ -150,3 +150,44 @@ func TestDedupWrites(t *testing.T) {
 		t.Fatalf("m = %q, want 10", got.Data)
 	}
 }
+
+// Ensure that a lease win sent again with its request id gets its win,
+// not "exists" (the token it took is out by then).
+func TestDedupLeaseWin(t *testing.T) {
+	_, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	storeKey(t, cl, wire.OpSet, "k", "v")
+	v, _ := getKey(t, cl, wire.SrvGet, "k")
+	cas := v.Clock
+	win := func(id uint64) (status, clock uint64) {
+		res := call(t, cl, wire.SrvLease, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 6)
+			b = msgpack.AppendRaw(b, dbkey("k"))
+			b = msgpack.AppendUint(b, wire.LeaseWin)
+			b = msgpack.AppendUint(b, cas)
+			b = msgpack.AppendBool(b, false)
+			b = msgpack.AppendUint(b, 0)
+			return msgpack.AppendUint(b, id)
+		})
+		_, p, err := msgpack.ReadArrayHeader(res)
+		if err == nil {
+			status, p, err = msgpack.ReadUint(p)
+		}
+		if err == nil {
+			clock, _, err = msgpack.ReadUint(p)
+		}
+		if err != nil {
+			t.Fatalf("lease reply % x: %v", res, err)
+		}
+		return status, clock
+	}
+	st, c1 := win(5)
+	if st != wire.StatusOK {
+		t.Fatalf("first win: status %d", st)
+	}
+	if st, c2 := win(5); st != wire.StatusOK || c2 != c1 {
+		t.Fatalf("the win sent again: status %d clock %x; want OK at %x", st, c2, c1)
+	}
+	if st, _ := win(6); st != wire.StatusExists {
+		t.Fatalf("another client's win: status %d, want exists", st)
+	}
+}

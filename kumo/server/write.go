@@ -35,7 +35,7 @@ type writeOp struct {
 	touch   bool   // Arith, Lease: set an existing item's exptime to newExp
 	newExp  uint32
 	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
-	reqID   uint64 // Arith, Store: the gateway's request id (0: none), see dedupTable
+	reqID   uint64 // Arith, Store, Lease: the gateway's request id (0: none), see dedupTable
 
 	// Set by decideAndReplicate for the Arith reply.
 	created bool   // the item was missing and created
@@ -172,7 +172,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		op.exptime = uint32(e)
 		op.want, err = rdb()
 		return bad(err)
-	case wire.SrvLease: // [DBKey, op, cas, touch, exptime]
+	case wire.SrvLease: // [DBKey, op, cas, touch, exptime, (request_id)]
 		if n < 5 {
 			return errParams
 		}
@@ -193,6 +193,9 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		op.newExp = uint32(e)
 		if err == nil && op.lease != wire.LeaseWin && op.lease != wire.LeaseInvalidate {
 			return &rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown lease operation"}
+		}
+		if err == nil && n >= 6 {
+			op.reqID, err = rd()
 		}
 		return bad(err)
 	case wire.SrvRemove: // [DBKey, cas]

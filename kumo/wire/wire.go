@@ -111,8 +111,8 @@ const (
 	// method answers CodeProtocol; gateways then read key by key.
 	SrvGetMulti = 73
 	// SrvLease changes the lease state of a value, for memcached's meta
-	// commands: [DBKey, op, cas, touch bool, exptime] -> [status,
-	// clocktime]. LeaseWin hands out the win token of the value whose
+	// commands: [DBKey, op, cas, touch bool, exptime, (request_id)] ->
+	// [status, clocktime]; request_id as SrvStore's. LeaseWin hands out the win token of the value whose
 	// clocktime is cas (StatusExists if the value changed or its token is
 	// already out); LeaseInvalidate marks the value stale and takes its
 	// token back (md I), with a compare if cas != 0 and a new exptime if
