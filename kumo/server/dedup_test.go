@@ -191,3 +191,36 @@ func TestDedupLeaseWin(t *testing.T) {
 		t.Fatalf("another client's win: status %d, want exists", st)
 	}
 }
+
+// Ensure that a replica that keeps a newer version than a replicated
+// write (a leftover the coordinator re-stamps above) does not remember
+// the write's id: it has not stored that write.
+func TestDedupNotRememberedUnderNewer(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	replicate := func(ct uint64, val string, id uint64) []byte {
+		return call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 6)
+			b = msgpack.AppendUint(b, 0)
+			b = msgpack.AppendUint(b, 0)
+			b = msgpack.AppendRaw(b, dbkey("z"))
+			v := wire.Value{Clock: ct, Data: []byte(val)}
+			b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+			b = wire.AppendDBValue(b, &v)
+			b = msgpack.AppendUint(b, s.whs.Load().Clock())
+			return appendDedup(b, id, &dedupEntry{num: 1})
+		})
+	}
+	now := s.clk.Now()
+	ahead := now + 30<<32
+	replicate(ahead, "5", 0)
+	if res := replicate(now, "1", 321); msgpack.IsNil(res) {
+		t.Fatalf("older write: % x", res)
+	}
+	if _, ok := s.dedup.get(321); ok {
+		t.Fatal("the id of a write kept out by a newer version is remembered")
+	}
+	replicate(ahead+1, "1", 321)
+	if e, ok := s.dedup.get(321); !ok || e.clock != ahead+1 {
+		t.Fatalf("the id of the stored (re-stamped) write: %+v %v", e, ok)
+	}
+}

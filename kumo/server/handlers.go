@@ -310,6 +310,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			req.ReplyError(errParams)
 			return
 		}
+		stored := false
 		if p, err = msgpack.Skip(p); err != nil {
 			req.ReplyError(errParams)
 			return
@@ -335,12 +336,17 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 				return
 			}
 			if err == nil && n >= 6 && len(dbval) >= 8 {
-				// The write's request id: remember its outcome, so that
-				// a retry after the coordinator's death is answered
-				// with it rather than applied again (see dedupTable).
+				// The write's request id: remembered with its outcome
+				// once stored, so that a retry after the coordinator's
+				// death is answered with it rather than applied again
+				// (see dedupTable).
 				if id, e, derr := readDedup(rest); derr == nil && id != 0 {
 					e.clock = binary.BigEndian.Uint64(dbval)
-					s.dedup.put(id, e)
+					defer func() {
+						if stored {
+							s.dedup.put(id, e)
+						}
+					}()
 				}
 			}
 		}
@@ -349,6 +355,10 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			req.ReplyError(err)
 			return
 		}
+		// Remembered unless the replica keeps a newer version (an
+		// unacknowledged leftover the coordinator re-stamps above): then
+		// this write is not stored here until it comes again.
+		stored = true
 		if !ok && n >= 5 {
 			// A kumo coordinator (it sent the whs clock): if we keep a
 			// newer version than its write (an unacknowledged write of an
@@ -362,6 +372,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil && cur.Clock > v.Clock {
 				s.log.Debugf("replicate: %q at clock %x kept over %x", dbkey[8:], cur.Clock, v.Clock)
 				newer := cur.Clock
+				stored = false
 				req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, newer) })
 				return
 			}
