@@ -32,7 +32,8 @@ func storeParams(mode uint64, v wire.Value, cas uint64) []byte {
 // md I marks stale and takes the token back, ms I stores a value computed
 // from an older version as stale, keeping exptime and token, mg N's add
 // creates the item with its token out, a touch and an incr keep the state
-// and any other write clears it.
+// (an incr only while the number fits in the old value's bytes, which
+// memcached rewrites in place) and any other write clears it.
 func TestDecideLease(t *testing.T) {
 	old := store.Record{Value: []byte("v"), Clock: 77, Flags: 3, Exptime: 500}
 	stale := old
@@ -65,6 +66,7 @@ func TestDecideLease(t *testing.T) {
 		{"append clears the state", wire.SrvStore, storeParams(wire.OpAppend, wire.Value{Data: []byte("n")}, 0), &stale, wire.StatusOK, "vn", 500, false, false},
 		{"touch keeps the state", wire.SrvTouch, touchParams(40), &stale, wire.StatusOK, "v", 40, true, true},
 		{"incr keeps the state", wire.SrvArith, arithParams(1, false, 0, 0, false, 0, false, 0), &staleNum, wire.StatusOK, "42", 500, true, false},
+		{"an incr that outgrows the value clears the state", wire.SrvArith, arithParams(60, false, 0, 0, false, 0, false, 0), &staleNum, wire.StatusOK, "101", 500, false, false},
 	}
 	var s Server
 	for _, tt := range tests {

@@ -561,7 +561,12 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		// either, and the memcache.Backend contract says plain.
 		v := strconv.AppendUint(make([]byte, 0, 20), cur, 10)
 		rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
-		rec.Stale, rec.TokenSent = old.Stale, old.TokenSent // as memcached's in-place incr
+		// memcached rewrites a counter in place when the new number fits
+		// in the old value's bytes, keeping the item's lease state; a
+		// longer number makes a new item, without it.
+		if len(v) <= len(old.Value) {
+			rec.Stale, rec.TokenSent = old.Stale, old.TokenSent
+		}
 		if op.touch {
 			rec.Exptime = op.newExp
 		}

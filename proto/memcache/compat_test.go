@@ -144,6 +144,9 @@ var leaseCases = []transcript{
 	{"incr and touch keep the state, append clears it", "set a 0 0 1\r\n1\r\nmd a I\r\nincr a 1\r\nmg a c v\r\nmd a I\r\nappend a 0 0 1\r\n2\r\nmg a c v\r\n" +
 		"md a I\r\ntouch a 100\r\nmg a c v\r\nmg a c v\r\n",
 		"STORED\r\nHD\r\n2\r\nVA 1 c3 X W\r\n2\r\nHD\r\nSTORED\r\nVA 2 c5\r\n22\r\nHD\r\nTOUCHED\r\nVA 2 c6 X W\r\n22\r\nVA 2 c6 Z X\r\n22\r\n"},
+	{"an incr that outgrows the old value clears the state", "set g 0 0 1\r\n9\r\nmd g I\r\nincr g 1\r\nmg g c v\r\n" +
+		"set g 0 0 2\r\n10\r\nmd g I\r\nma g D5 MD\r\nmg g c\r\nma g D95\r\nmg g c\r\n",
+		"STORED\r\nHD\r\n10\r\nVA 2 c3\r\n10\r\nSTORED\r\nHD\r\nHD\r\nHD c6 X W\r\nHD\r\nHD c7\r\n"},
 	// h and l (the clock stands still here, and memcached answers at once).
 	{"mg h and l", "set h 0 0 1\r\nx\r\nmg h h l\r\nmg h h\r\nset h 0 0 1\r\ny\r\nget h\r\nmg h h u\r\nset h 0 0 1\r\ny\r\ntouch h 100\r\nmg h h\r\n" +
 		"set h 0 0 1\r\ny\r\nmg h T30 h\r\nmg h h\r\nmg n N30 h l\r\nmg n h\r\nmg n h u\r\nappend h 0 0 1\r\nz\r\nmg h h\r\n",

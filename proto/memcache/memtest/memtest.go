@@ -334,9 +334,15 @@ func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *m
 		v += a.Delta // wraps at 2^64 like memcached
 	}
 	var num [20]byte
-	b.setValue(e, strconv.AppendUint(num[:0], v, 10))
+	nv := strconv.AppendUint(num[:0], v, 10)
+	if len(nv) > len(e.value) {
+		// memcached rewrites a counter in place (keeping the lease
+		// state) only when the new number fits in the old bytes.
+		e.stale, e.token = false, false
+	}
+	b.setValue(e, nv)
 	e.mtime = now.UnixNano()
-	e.cas = b.nextCAS() // the lease state stays, as memcached's in-place incr keeps it
+	e.cas = b.nextCAS()
 	*r = memcache.ArithResult{Value: v, CAS: e.cas, OldExptime: e.exptime}
 	if a.Touch {
 		e.exptime = a.Exptime
