@@ -41,15 +41,17 @@ func TestDecideArith(t *testing.T) {
 		num     uint64
 		value   string
 		exptime uint32
+		empty   bool // the stored value is empty
 	}{
-		{"old peer: 6 fields", arithParams(1, false, 0, 0, false, 0, false, 0), true, wire.StatusOK, 42, "42", 500},
-		{"cas matches", arithParams(1, false, 0, 0, true, 77, false, 0), true, wire.StatusOK, 42, "42", 500},
-		{"cas differs", arithParams(1, false, 0, 0, true, 76, false, 0), true, wire.StatusExists, 0, "", 0},
-		{"cas 0 does not compare", arithParams(2, false, 0, 0, true, 0, false, 0), true, wire.StatusOK, 43, "43", 500},
-		{"touch", arithParams(1, false, 0, 0, true, 0, true, 900), true, wire.StatusOK, 42, "42", 900},
-		{"touch to never", arithParams(1, false, 0, 0, true, 0, true, 0), true, wire.StatusOK, 42, "42", 0},
-		{"missing", arithParams(1, false, 0, 0, true, 5, true, 900), false, wire.StatusNotFound, 0, "", 0},
-		{"create ignores cas and touch", arithParams(1, true, 9, 600, true, 5, true, 900), false, wire.StatusOK, 9, "9", 600},
+		{"old peer: 6 fields", arithParams(1, false, 0, 0, false, 0, false, 0), true, wire.StatusOK, 42, "42", 500, false},
+		{"cas matches", arithParams(1, false, 0, 0, true, 77, false, 0), true, wire.StatusOK, 42, "42", 500, false},
+		{"cas differs", arithParams(1, false, 0, 0, true, 76, false, 0), true, wire.StatusExists, 0, "", 0, false},
+		{"cas 0 does not compare", arithParams(2, false, 0, 0, true, 0, false, 0), true, wire.StatusOK, 43, "43", 500, false},
+		{"touch", arithParams(1, false, 0, 0, true, 0, true, 900), true, wire.StatusOK, 42, "42", 900, false},
+		{"touch to never", arithParams(1, false, 0, 0, true, 0, true, 0), true, wire.StatusOK, 42, "42", 0, false},
+		{"missing", arithParams(1, false, 0, 0, true, 5, true, 900), false, wire.StatusNotFound, 0, "", 0, false},
+		{"create ignores cas and touch", arithParams(1, true, 9, 600, true, 5, true, 900), false, wire.StatusOK, 9, "9", 600, false},
+		{"empty value: non-numeric before the cas compare", arithParams(1, false, 0, 0, true, 76, false, 0), true, wire.StatusNonNumeric, 0, "", 0, true},
 	}
 	var s Server
 	for _, tt := range tests {
@@ -61,6 +63,9 @@ func TestDecideArith(t *testing.T) {
 			var oldp *store.Record
 			if tt.exists {
 				o := old
+				if tt.empty {
+					o.Value = nil
+				}
 				oldp = &o
 			}
 			rec, status, num, err := s.decide(&op, oldp, tt.exists)

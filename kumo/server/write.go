@@ -540,6 +540,10 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			rec.Exptime = op.exptime
 			return rec, wire.StatusOK, op.initial, nil
 		}
+		if len(old.Value) == 0 {
+			// memcached refuses an empty value before comparing the CAS.
+			return rec, wire.StatusNonNumeric, 0, nil
+		}
 		if op.cas != 0 && old.Clock != op.cas {
 			return rec, wire.StatusExists, 0, nil
 		}

@@ -215,10 +215,11 @@ func (c *conn) binDispatch(r *binReq) error {
 		return c.binDelete(r)
 	case opIncrement, opIncrementQ, opDecrement, opDecrementQ:
 		return c.binIncr(r)
-	case opQuit:
-		c.binOK(r, false, 0)
-		return errQuit
-	case opQuitQ:
+	case opQuit, opQuitQ:
+		if r.bodylen != 0 {
+			return c.binInvalid(r)
+		}
+		c.binOK(r, r.op == opQuitQ, 0)
 		return errQuit
 	case opFlush, opFlushQ:
 		if len(r.key) != 0 || len(r.value) != 0 || (len(r.extras) != 0 && len(r.extras) != 4) {
@@ -235,8 +236,14 @@ func (c *conn) binDispatch(r *binReq) error {
 		}
 		c.binOK(r, r.op == opFlushQ, 0)
 	case opNoop:
+		if r.bodylen != 0 {
+			return c.binInvalid(r)
+		}
 		c.binOK(r, false, 0)
 	case opVersion:
+		if r.bodylen != 0 {
+			return c.binInvalid(r)
+		}
 		v := c.s.version()
 		c.binHeader(r, stOK, 0, 0, len(v), 0)
 		c.bw.WriteString(v)
@@ -246,6 +253,9 @@ func (c *conn) binDispatch(r *binReq) error {
 		}
 		c.binOK(r, false, 0)
 	case opStat:
+		if len(r.extras) != 0 || len(r.value) != 0 {
+			return c.binInvalid(r)
+		}
 		c.binStat(r)
 	default:
 		c.s.st.protoErrs.Add(1)

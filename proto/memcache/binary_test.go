@@ -77,6 +77,13 @@ var binaryCases = []transcript{
 	{"quit", binReq(0x07, "", "", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x07, 0, "", "", "", 1, 0)},
 	{"quitq", binReq(0x17, "", "", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0), ""},
 	{"truncated header", "\x80\x0a\x00", ""},
+	// memcached answers these with EINVAL and closes (seen against 1.6.18).
+	{"noop with a key", binReq(0x0a, "k", "", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x0a, 4, "", "", "Invalid arguments", 1, 0)},
+	{"noop with a value", binReq(0x0a, "", "", "x", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x0a, 4, "", "", "Invalid arguments", 1, 0)},
+	{"version with a value", binReq(0x0b, "", "", "x", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x0b, 4, "", "", "Invalid arguments", 1, 0)},
+	{"quit with a key", binReq(0x07, "k", "", "", 1, 0), binRes(0x07, 4, "", "", "Invalid arguments", 1, 0)},
+	{"quitq with a key", binReq(0x17, "k", "", "", 1, 0), binRes(0x17, 4, "", "", "Invalid arguments", 1, 0)},
+	{"stat with extras", binReq(0x10, "", "abcd", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x10, 4, "", "", "Invalid arguments", 1, 0)},
 }
 
 func TestBinaryTranscripts(t *testing.T) { runTranscripts(t, binaryCases) }

@@ -317,6 +317,9 @@ func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *m
 		*r = memcache.ArithResult{Value: v, CAS: e.cas, Created: true}
 		return nil
 	}
+	if len(e.value) == 0 {
+		return memcache.ErrNonNumeric // before the CAS compare, as memcached
+	}
 	if a.CAS != 0 && a.CAS != e.cas {
 		return memcache.ErrExists
 	}
