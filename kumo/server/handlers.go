@@ -450,8 +450,20 @@ func newer(ct uint64) func(old *store.Record) bool {
 	return func(old *store.Record) bool { return old == nil || old.Clock < ct }
 }
 
+// newerValue is newer for a value (not a tombstone) stamped ct: it also
+// wins over a tombstone stamped with the same clock. A flush point is its
+// server's own clock, and values stamped below it are gone, not the ones
+// stamped at it: another server's write made after the flush_all may carry
+// the very clock of this server's flush sweep tombstones, and must not lose
+// that tie here while its coordinator serves it. (Between a delete and a
+// write of two coordinators with equal clocks either order is right; this
+// one is the same everywhere.)
+func newerValue(ct uint64) func(old *store.Record) bool {
+	return func(old *store.Record) bool { return old == nil || old.Clock < ct || old.Clock == ct && old.Tombstone }
+}
+
 // applyNewest stores an encoded DBValue under dbkey if it is newer than what
-// is there.
+// is there (for a value: or a tombstone stamped with its clock, newerValue).
 func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	v, err := wire.ParseDBValue(dbval)
 	if err != nil {
@@ -461,7 +473,11 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 		return s.applyFlushed(dbkey) // stored before a flush_all: gone
 	}
 	rec := valueRecord(dbkey, &v)
-	ok, err := s.db.Update(&rec, newer(v.Clock))
+	pred := newer(v.Clock)
+	if !v.Tombstone {
+		pred = newerValue(v.Clock)
+	}
+	ok, err := s.db.Update(&rec, pred)
 	if err != nil {
 		return false, s.storeError(err)
 	}

@@ -202,39 +202,13 @@ func TestCompatAgainstMemcached(t *testing.T) {
 	version := regexp.MustCompile(`VERSION 1\.6\.18-kumo\r\n`)
 	for _, tc := range append(compatCases[:len(compatCases):len(compatCases)], leaseCases...) {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := startMemcached(t, bin)
+			addr := memtest.StartMemcached(t, bin)
 			got := memcachedReply(t, addr, tc.req)
 			want := version.ReplaceAllString(tc.want, "VERSION 1.6.18\r\n")
 			if string(got) != want {
 				t.Errorf("memcached answers %q\nwant            %q", got, want)
 			}
 		})
-	}
-}
-
-func startMemcached(t *testing.T, bin string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().(*net.TCPAddr)
-	l.Close()
-	cmd := exec.Command(bin, "-U", "0", "-l", "127.0.0.1", "-p", fmt.Sprint(addr.Port), "-u", "nobody")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr.String())
-		if err == nil {
-			c.Close()
-			return addr.String()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memcached did not start: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling for the port, not synchronising
 	}
 }
 

@@ -33,6 +33,37 @@ func StartServer(t testing.TB, s *memcache.Server) string {
 	return l.Addr().String()
 }
 
+// StartMemcached starts the memcached binary bin on a free 127.0.0.1 port
+// (-U 0: no UDP) and returns its address once it accepts connections. It
+// is killed when the test ends.
+func StartMemcached(t testing.TB, bin string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-U", "0", "-l", "127.0.0.1", "-p", port, "-u", "nobody")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memcached did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the port, not synchronising
+	}
+}
+
 // repoRoot finds the module root (the directory holding go.mod) above this
 // source file's package directory or the working directory.
 func repoRoot() string {
