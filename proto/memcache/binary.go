@@ -378,7 +378,11 @@ func (c *conn) binStore(r *binReq) error {
 	}
 	c.s.st.cmdSet.Add(1)
 	c.s.detail.note(r.key, detailSet)
-	if c.tooLarge(r.key, int64(len(r.value))) {
+	var flags uint32
+	if len(r.extras) == 8 {
+		flags = binary.BigEndian.Uint32(r.extras)
+	}
+	if c.tooLarge(r.key, int64(len(r.value)), flags) {
 		c.s.st.storeTooLarge.Add(1)
 		c.binError(r, stTooBig)
 		if mode == ModeSet {

@@ -69,7 +69,8 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		isDel := (op == opDelete || op == opDeleteQ) && noCAS
 		ok := h[0] == binReqMagic && keylen > 0 && keylen <= maxKeyLen && int64(len(buf)-used-binHeaderLen) >= bodylen &&
 			((isGet || isDel) && extlen == 0 && bodylen == int64(keylen) ||
-				isSet && extlen == 8 && bodylen >= int64(8+keylen) && !c.tooLarge(nil, bodylen-8))
+				isSet && extlen == 8 && bodylen >= int64(8+keylen) &&
+					itemSize(keylen, bodylen-int64(8+keylen), binary.BigEndian.Uint32(buf[used+binHeaderLen:])) <= int64(c.s.maxItem()))
 		if !ok {
 			break // another request, malformed (served and refused as usual), or not all here
 		}

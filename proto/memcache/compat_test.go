@@ -158,6 +158,21 @@ var leaseCases = []transcript{
 		"STORED\r\nME k exp=-1 la=0 cas=1 fetch=no cls=1 size=61\r\nVALUE k 0 1\r\nx\r\nEND\r\nME k exp=-1 la=0 cas=1 fetch=yes cls=1 size=61\r\nEN\r\n"},
 }
 
+// largeCases run on a server with memcached's default item size limit
+// (1 MiB); the other transcripts' server has 1 KiB.
+var largeCases = []transcript{
+	{"largest binary item", cat(binReq(0x01, "big", setExtras(5, 0), strings.Repeat("x", 1048510), 1, 0), binReq(0x01, "big", setExtras(5, 0), strings.Repeat("x", 1048511), 2, 0),
+		binReq(0x11, "big", setExtras(0, 0), strings.Repeat("x", 1048515), 3, 0), binReq(0x0a, "", "", "", 4, 0)),
+		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x01, 3, "", "", "Too large.", 2, 0), binRes(0x11, 3, "", "", "Too large.", 3, 0), binRes(0x0a, 0, "", "", "", 4, 0))},
+	// The largest item: memcached counts its header, the key's NUL, the
+	// value's CRLF, the CAS and nonzero flags against -I (1 MiB).
+	{"largest item", "set big 0 0 1048514\r\n" + strings.Repeat("x", 1048514) + "\r\nset big 0 0 1048515\r\n" + strings.Repeat("x", 1048515) +
+		"\r\nset big 5 0 1048510\r\n" + strings.Repeat("x", 1048510) + "\r\nset big 5 0 1048511\r\n" + strings.Repeat("x", 1048511) +
+		"\r\nms big 1048511 F5\r\n" + strings.Repeat("x", 1048511) + "\r\nms big 1048514\r\n" + strings.Repeat("x", 1048514) + "\r\nmg big s f\r\n",
+		"STORED\r\nSERVER_ERROR object too large for cache\r\nSTORED\r\nSERVER_ERROR object too large for cache\r\n" +
+			"SERVER_ERROR object too large for cache\r\nHD\r\nHD s1048514 f0\r\n"},
+}
+
 // noLeaseCases are answered by a backend without leases
 // (memcache.LeaseBackend): the lease flags are refused with memcached's
 // answer to a flag it does not support, and W comes only with N.
@@ -185,6 +200,7 @@ func TestCompatTranscripts(t *testing.T) {
 	runTranscripts(t, leaseCases)
 	runTranscripts(t, kumoOnlyCases)
 	runTranscriptsOn(t, noLeaseCases, func(s *memcache.Server) { s.Backend = noLeases{s.Backend} })
+	runTranscriptsOn(t, largeCases, func(s *memcache.Server) { s.MaxItemSize = 0 })
 }
 
 var compareMemcached = flag.Bool("memcached", false, "replay the compat transcripts against a real memcached (needs the memcached binary)")
@@ -200,7 +216,8 @@ func TestCompatAgainstMemcached(t *testing.T) {
 		t.Skip("no memcached binary")
 	}
 	version := regexp.MustCompile(`VERSION 1\.6\.18-kumo\r\n`)
-	for _, tc := range append(compatCases[:len(compatCases):len(compatCases)], leaseCases...) {
+	cases := append(compatCases[:len(compatCases):len(compatCases)], leaseCases...)
+	for _, tc := range append(cases, largeCases...) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := memtest.StartMemcached(t, bin)
 			got := memcachedReply(t, addr, tc.req)

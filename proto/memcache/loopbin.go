@@ -24,8 +24,11 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 	}
 	switch {
 	case (op == opGet || op == opGetK) && extlen == 0 && bodylen == int64(keylen):
+	case op == opSet && extlen == 8 && cas == 0 && len(b) < 28:
+		r.kind = reqIncomplete // its flags (which count in its size) are not here yet
+		return r
 	case op == opSet && extlen == 8 && cas == 0 &&
-		bodylen-int64(keylen+extlen)+int64(keylen)+itemOverhead <= int64(s.maxItem()):
+		itemSize(keylen, bodylen-int64(keylen+extlen), binary.BigEndian.Uint32(b[24:])) <= int64(s.maxItem()):
 	default:
 		return r // quiet and other commands, a set with a CAS, anything odd
 	}

@@ -327,7 +327,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 	}
 	c.s.st.cmdSet.Add(1)
 	c.s.detail.note(key, detailSet)
-	if c.tooLarge(key, vlen) {
+	if c.tooLarge(key, vlen, a.flags) {
 		c.s.st.storeTooLarge.Add(1)
 		c.bw.WriteString("SERVER_ERROR object too large for cache\r\n")
 		return c.discard(vlen + 2)

@@ -21,9 +21,25 @@ const DefaultVersion = "1.6.18-kumo"
 // DefaultMaxItemSize is the default item size limit (memcached's -I 1m).
 const DefaultMaxItemSize = 1 << 20
 
-// itemOverhead is what memcached counts against -I besides key and value
-// (item header, CAS, "\r\n"), so a 1 MiB value does not fit, as in memcached.
-const itemOverhead = 48
+// itemOverhead is what memcached 1.6 (64-bit) counts against -I besides
+// key and value: its item header (48 bytes), the key's NUL, the value's
+// "\r\n" and the CAS unique; nonzero client flags take flagsOverhead more.
+// So a 1 MiB value does not fit, and the largest that does is the same as
+// in memcached.
+const (
+	itemOverhead  = 48 + 1 + 2 + 8
+	flagsOverhead = 4
+)
+
+// itemSize is the size memcached gives an item of a keylen-byte key, a
+// vlen-byte value and client flags, to compare with -I.
+func itemSize(keylen int, vlen int64, flags uint32) int64 {
+	n := vlen + int64(keylen) + itemOverhead
+	if flags != 0 {
+		n += flagsOverhead
+	}
+	return n
+}
 
 const (
 	maxKeyLen    = 250

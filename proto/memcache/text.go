@@ -251,8 +251,8 @@ func (c *conn) writeItem(key []byte, it *Item, withCAS bool) {
 }
 
 // tooLarge reports whether a value of n bytes under key exceeds the limit.
-func (c *conn) tooLarge(key []byte, n int64) bool {
-	return n+int64(len(key))+itemOverhead > int64(c.s.maxItem())
+func (c *conn) tooLarge(key []byte, n int64, flags uint32) bool {
+	return itemSize(len(key), n, flags) > int64(c.s.maxItem())
 }
 
 // textStore serves set, add, replace, append, prepend and cas.
@@ -284,7 +284,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	}
 	c.s.st.cmdSet.Add(1)
 	c.s.detail.note(key, detailSet)
-	if c.tooLarge(key, vlen) {
+	if c.tooLarge(key, vlen, uint32(flags)) {
 		c.s.st.storeTooLarge.Add(1)
 		c.writeString("SERVER_ERROR object too large for cache\r\n")
 		if mode == ModeSet {

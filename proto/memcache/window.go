@@ -393,7 +393,7 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 	flags, ok1 := parseCUint(tok[2])
 	exp, ok2 := parseCInt32(tok[3])
 	vlen, ok3 := parseCInt32(tok[4])
-	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || vlen < 0 || vlen > maxDataLen || c.tooLarge(key, vlen) {
+	if len(key) > maxKeyLen || !ok1 || !ok2 || !ok3 || vlen < 0 || vlen > maxDataLen || c.tooLarge(key, vlen, uint32(flags)) {
 		return winSet{}, 0, false
 	}
 	ws := winSet{
