@@ -12,7 +12,7 @@ two servers by design; they are renamed in order of first appearance
 equal. Mode "cas" leaves out touch and gat (kumo gives a touched item a new
 CAS unique, memcached keeps it: README "Compatibility") and the stale
 items of md I, ms I and mg N (kumo gives the item a new CAS unique when it
-hands out a win token); mode "touch" has them but never shows a CAS unique,
+hands out a win token); mode "touch" has them and compares no CAS unique (gats shows one),
 and has the stale items only one command at a time (memcached rewrites a
 counter in place, keeping its stale mark, only if no reply still being
 sent refers to the item: in a pipeline after an mg it makes a new one). Expiry times are far in the future
@@ -76,7 +76,10 @@ def gen(r, mode, cas_seen, alone):
     exp = r.choice([b"0", b"0", b"1000", b"100000"])
     c = r.random()
     if r.random() < 0.05:
-        return r.choice(BAD + (BAD_ALONE if alone else []))(r, k)
+        req = r.choice(BAD + (BAD_ALONE if alone else []))(r, k)
+        if req.split(b" ")[0] in (b"incr", b"decr", b"ma"):
+            PADDED.add(k)
+        return req
     if c < 0.25:
         op = r.choice([b"set", b"add", b"replace", b"append", b"prepend"])
         v = value(r)
@@ -109,7 +112,8 @@ def gen(r, mode, cas_seen, alone):
     if c < 0.66 and mode == "touch":
         if r.random() < 0.5:
             return b"touch %s %s%s\r\n" % (k, exp, nr)
-        return b"gat %s %s\r\n" % (exp, b" ".join(r.sample(KEYS, r.randrange(1, 3))))
+        op = b"gats" if r.random() < 0.3 else b"gat"
+        return b"%s %s %s\r\n" % (op, exp, b" ".join(r.sample(KEYS, r.randrange(1, 3))))
     if c < 0.76:
         fl = [b"v", b"f", b"k", b"s", b"q", b"O123", b"t"]
         if mode == "cas":
@@ -188,6 +192,22 @@ BAD = [
     lambda r, k: b"set %s 0 0 1 noreply\r\nab\r\n" % k,
     lambda r, k: b"set %s 4294967296 0 1\r\na\r\n" % k,
     lambda r, k: b"incr %s 18446744073709551616\r\n" % k,
+    lambda r, k: b"set %s 0 -1 1\r\nx\r\n" % k,
+    lambda r, k: b"touch %s -1\r\n" % k,
+    lambda r, k: b"flush_all noreply\r\n",
+    lambda r, k: b"flush_all 0\r\n",
+    lambda r, k: b"mg %s b\r\n" % k,
+    lambda r, k: b"mg YWJj b v k\r\n",
+    lambda r, k: b"ms YWJj 2 b\r\nhi\r\n",
+    lambda r, k: b"md YWJj b q\r\n",
+    lambda r, k: b"ma %s MI N0 J5 v\r\n" % k,
+    lambda r, k: b"cas %s 0 0 1 0\r\nx\r\n" % k,
+    lambda r, k: b"incr %s 00001\r\n" % k,
+    lambda r, k: b"decr %s 18446744073709551615\r\n" % k,
+    lambda r, k: b"set %s 0 0 1 noreply extra\r\nx\r\n" % k,
+    lambda r, k: b"get %s %s %s %s\r\n" % (k, k, k, k),
+    lambda r, k: b"delete %s noreply extra\r\n" % k,
+    lambda r, k: b"touch %s 0 noreply extra\r\n" % k,
     lambda r, k: b"gat\r\n",
     lambda r, k: b"gat abc %s\r\n" % k,
 ]
@@ -197,10 +217,13 @@ class Renamer:
     """Renames CAS uniques in order of first appearance, per key (kumo's
     uniques are versions, unique per key, not across keys)."""
 
-    def __init__(self):
+    def __init__(self, erase=False):
         self.m = {}  # (key or None, unique) -> token
+        self.erase = erase  # every unique becomes "C" (mode touch)
 
     def name(self, key, n):
+        if self.erase:
+            return b"C"
         if (key, n) not in self.m:
             self.m[(key, n)] = b"C%d" % (len(self.m) + 1)
         return self.m[(key, n)]
@@ -273,7 +296,7 @@ def main():
     kc, mc = Conn(kport), Conn(mport)
     for c in (kc, mc):
         c.ask(b"flush_all\r\n")
-    kr, mr = Renamer(), Renamer()
+    kr, mr = Renamer(mode == "touch"), Renamer(mode == "touch")
     seen = {}
     hist = []
     for step in range(n):
