@@ -101,15 +101,15 @@ def gen(r, mode, seen, opaque):
     c = r.random()
     if c < 0.3:
         op = r.choice(STORES)
-        if op in (SET, SETQ):
+        if op in (SET, SETQ) and cas == 0:  # a CAS may not match
             PADDED.discard(k)
         return packet(op, k, struct.pack(">II", r.choice([0, 7, 2**32 - 1]), exp), value(r), opaque, cas), k
     if c < 0.4:
         op = r.choice(CATS)
         if k in PADDED:  # memcached's "0 " + "9" is not kumo's "09"
-            op = SET
-            PADDED.discard(k)
-            return packet(op, k, struct.pack(">II", 0, 0), value(r), opaque, cas), k
+            if cas == 0:
+                PADDED.discard(k)
+            return packet(SET, k, struct.pack(">II", 0, 0), value(r), opaque, cas), k
         return packet(op, k, b"", value(r), opaque, cas), k
     if c < 0.6:
         return packet(r.choice(GETS), k, opaque=opaque), k
