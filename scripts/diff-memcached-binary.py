@@ -91,8 +91,9 @@ def value(r):
     return bytes(r.choice(b"abcxyz") for _ in range(r.randrange(1, 10)))
 
 
-def gen(r, mode, seen, opaque):
-    """One packet and the key it is about."""
+def gen(r, mode, seen, opaque, last=True):
+    """One packet and the key it is about. Malformed ones (which end the
+    connection, dropping the packets after them) only when last."""
     k = r.choice(KEYS)
     cas = 0
     if mode == "cas" and r.random() < 0.3:
@@ -125,7 +126,7 @@ def gen(r, mode, seen, opaque):
         return packet(r.choice(TOUCHES), k, struct.pack(">I", exp), opaque=opaque), k
     if c < 0.93:
         return packet(VERSION, opaque=opaque), None
-    if c < 0.95:
+    if c < 0.95 and last:
         # malformed: extras missing, or a key where none belongs
         return r.choice([packet(SET, k, b"", b"x", opaque), packet(INCR, k, b"", b"", opaque),
                          packet(NOOP, k, opaque=opaque), packet(GET, b"", opaque=opaque)]), k
@@ -192,7 +193,7 @@ def main():
     for step in range(n):
         pk, keys = [], {}
         for j in range(pipe):
-            p, k = gen(r, mode, seen, j)
+            p, k = gen(r, mode, seen, j, j == pipe - 1)
             pk.append(p)
             keys[j] = k
         mreq = b"".join(pk)

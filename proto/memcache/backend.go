@@ -105,7 +105,7 @@ type Item struct {
 	CAS uint64
 	// NewCAS, on Store, is the CAS unique to give the stored item (the
 	// meta E flag, for clients that keep uniques in step across pools);
-	// 0 = the backend picks the next one.
+	// 0 = the backend picks the next one. Only a CASSetter is given one.
 	NewCAS uint64
 
 	// Lease state (memcached's meta commands, with a LeaseBackend; other
@@ -223,6 +223,14 @@ type LeaseBackend interface {
 	// new CAS unique; cas != 0 makes it conditional (ErrExists), touch
 	// sets its exptime (absolute, 0 = never). ErrNotFound.
 	Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error
+}
+
+// CASSetter is an optional interface of a Backend that stores an item with
+// the CAS unique a client chose (Item.NewCAS: memcached's meta E flag).
+// Without it the server refuses E as memcached 1.6.18 does ("invalid
+// flag"), rather than store with a unique the client did not ask for.
+type CASSetter interface {
+	SetsCAS()
 }
 
 // AccessBackend is an optional interface of a Backend that knows when its

@@ -181,6 +181,8 @@ var noLeaseCases = []transcript{
 	{"ms I with C refused", "set s 0 0 1\r\nx\r\nms s 1 I C1\r\ny\r\nms s 1 I\r\nz\r\nmg s v\r\n", "STORED\r\nCLIENT_ERROR invalid flag\r\nHD\r\nVA 1\r\nz\r\n"},
 	{"mg R refused", "set r 0 100 1\r\nx\r\nmg r R200 t c v\r\n", "STORED\r\nCLIENT_ERROR invalid flag\r\n"},
 	{"mg N without Z", "mg n N30 c\r\nmg n N30 c\r\n", "HD c1 W\r\nHD c1\r\n"},
+	// Nor a CASSetter: E is refused as by memcached 1.6.18.
+	{"E refused", "ms k 1 E9 c\r\nx\r\nmg k N30 E5 c\r\nmg k c\r\n", "CLIENT_ERROR invalid flag\r\nCLIENT_ERROR invalid flag\r\nEN\r\n"},
 }
 
 // kumoOnlyCases are where kumo answers differently from memcached 1.6.18

@@ -80,7 +80,7 @@ func (c *conn) metaGet(tok [][]byte) {
 	var a metaArgs
 	flags := tok[2:]
 	lb := c.s.leases()
-	key, ok := c.parseMeta(tok[1], flags, leaseFlags(mgFlags, lb, 'R'), 'g', &a)
+	key, ok := c.parseMeta(tok[1], flags, c.s.casFlags(leaseFlags(mgFlags, lb, 'R')), 'g', &a)
 	if !ok {
 		c.bw.WriteString(a.errstr)
 		return
@@ -296,7 +296,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 	var a metaArgs
 	flags := tok[3:]
 	mode := ModeSet
-	key, ok := c.parseMeta(tok[1], flags, msFlags, 's', &a)
+	key, ok := c.parseMeta(tok[1], flags, c.s.casFlags(msFlags), 's', &a)
 	if ok {
 		switch a.mode {
 		case 0, 'S', 's':

@@ -28,10 +28,10 @@ func flagMask(s string) uint64 {
 const metaCommon = "bcfhklqstuvCDFIJLMNOPRT"
 
 // The flags each command takes. mg R and md I need a LeaseBackend (see
-// leaseFlags).
+// leaseFlags), E of mg and ms a CASSetter (casFlags).
 var (
-	mgFlags = flagMask(metaCommon+"E") &^ flagBit('R')
-	msFlags = flagMask(metaCommon + "E")
+	mgFlags = flagMask(metaCommon) &^ flagBit('R')
+	msFlags = flagMask(metaCommon)
 	mdFlags = flagMask(metaCommon) &^ flagBit('I')
 	maFlags = flagMask(metaCommon)
 )
@@ -41,6 +41,15 @@ var (
 func leaseFlags(allowed uint64, lb LeaseBackend, extra byte) uint64 {
 	if lb != nil {
 		return allowed | flagBit(extra)
+	}
+	return allowed
+}
+
+// casFlags returns allowed plus E when the backend sets the CAS unique a
+// client chooses (CASSetter).
+func (s *Server) casFlags(allowed uint64) uint64 {
+	if _, ok := s.Backend.(CASSetter); ok {
+		return allowed | flagBit('E')
 	}
 	return allowed
 }

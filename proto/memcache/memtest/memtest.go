@@ -353,6 +353,9 @@ func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *m
 	return nil
 }
 
+// SetsCAS implements memcache.CASSetter: a store takes Item.NewCAS.
+func (b *Backend) SetsCAS() {}
+
 // Touch implements memcache.Backend.
 func (b *Backend) Touch(ctx context.Context, key []byte, exptime int64) error {
 	b.mu.Lock()
