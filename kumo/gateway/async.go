@@ -303,7 +303,7 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	it := a.set
 	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
 	if a.keep != nil {
-		b = msgpack.AppendArrayHeader(b, 5)
+		b = msgpack.AppendArrayHeader(b, 6)
 	} else {
 		b = msgpack.AppendArrayHeader(b, 4)
 	}
@@ -312,8 +312,9 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
 	b = msgpack.AppendUint(b, 0)
-	if a.keep != nil {
+	if a.keep != nil { // an append or prepend
 		b = msgpack.AppendUint(b, a.reqID)
+		b = msgpack.AppendUint(b, a.g.itemLimit())
 	}
 	return b
 }

@@ -343,6 +343,15 @@ var modes = [...]uint64{
 	memcache.ModeCAS:     wire.OpCAS,
 }
 
+// itemLimit is the item size limit the servers apply to appends and
+// prepends (the memcached front end's -I).
+func (g *Gateway) itemLimit() uint64 {
+	if g.cfg.MaxItemSize > 0 {
+		return uint64(g.cfg.MaxItemSize)
+	}
+	return memcache.DefaultMaxItemSize
+}
+
 // doStore is the body of Store.
 func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
 	// An append or prepend carries a request id and may be sent again
@@ -370,7 +379,7 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	var cas uint64
 	ambiguous, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
 		if id != 0 {
-			b = msgpack.AppendArrayHeader(b, 5)
+			b = msgpack.AppendArrayHeader(b, 6)
 		} else {
 			b = msgpack.AppendArrayHeader(b, 4)
 		}
@@ -379,8 +388,9 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 		b = wire.AppendDBValue(b, &v)
 		b = msgpack.AppendUint(b, it.CAS)
-		if id != 0 {
+		if id != 0 { // an append or prepend
 			b = msgpack.AppendUint(b, id)
+			b = msgpack.AppendUint(b, g.itemLimit())
 		}
 		return b
 	}, func(res []byte) error {

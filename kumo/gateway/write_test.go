@@ -35,7 +35,12 @@ func TestRetryWithRequestID(t *testing.T) {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return
 		}
-		ids <- lastUint(req.Params)
+		ids <- requestID(req.Params)
+		if req.Method == wire.SrvStore && isAppend(req.Params) {
+			if lim := nthUint(req.Params, 5); lim != memcache.DefaultMaxItemSize {
+				t.Errorf("append sent item size limit %d, want %d", lim, memcache.DefaultMaxItemSize)
+			}
+		}
 		if n == 1 {
 			req.Conn.Close() // applied, and the answer lost
 			return
@@ -87,21 +92,28 @@ func TestRetryWithRequestID(t *testing.T) {
 	}
 }
 
-// lastUint returns the last parameter of an arith or append request (the
-// request id), or 0 if the request has no id (a set's last is its cas).
-func lastUint(params []byte) uint64 {
+// requestID returns the request id of an arith or append request, or 0 if
+// the request has none (a set's last parameter is its cas).
+func requestID(params []byte) uint64 {
+	switch n, _, _ := msgpack.ReadArrayHeader(params); n {
+	case 10: // SrvArith
+		return nthUint(params, 9)
+	case 6: // SrvStore of an append or prepend: [..., request_id, limit]
+		return nthUint(params, 4)
+	}
+	return 0
+}
+
+// nthUint returns parameter i as a uint, or 0.
+func nthUint(params []byte, i int) uint64 {
 	n, p, err := msgpack.ReadArrayHeader(params)
-	if err != nil || (n != 10 && n != 5) {
+	if err != nil || i >= int(n) {
 		return 0
 	}
-	var v uint64
-	for i := uint32(0); i < n && err == nil; i++ {
-		if i == n-1 {
-			v, _, err = msgpack.ReadUint(p)
-			break
-		}
+	for ; i > 0 && err == nil; i-- {
 		p, err = msgpack.Skip(p)
 	}
+	v, _, _ := msgpack.ReadUint(p)
 	return v
 }
 
@@ -134,7 +146,7 @@ func TestStoreAsync(t *testing.T) {
 		}
 		modes <- mode
 		if mode == wire.OpAppend || mode == wire.OpPrepend {
-			ids <- lastUint(req.Params)
+			ids <- requestID(req.Params)
 		}
 		if lost.CompareAndSwap(true, false) {
 			req.Conn.Close() // applied, and the answer lost
@@ -327,7 +339,7 @@ func TestIncrAsync(t *testing.T) {
 			t.Errorf("arith params: %d of them, create %v; want 10, false", n, create)
 		}
 		select {
-		case ids <- lastUint(req.Params):
+		case ids <- requestID(req.Params):
 		default:
 		}
 		if drop.Load() > 0 {

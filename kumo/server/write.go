@@ -19,6 +19,15 @@ import (
 // maxValue bounds what append/prepend may grow a value to.
 const maxValue = 64 << 20
 
+// itemSize is the size memcached gives an item (see wire.ItemOverhead).
+func itemSize(keylen, vlen int, flags uint32) uint64 {
+	n := uint64(keylen) + uint64(vlen) + wire.ItemOverhead
+	if flags != 0 {
+		n += wire.ItemFlagsOverhead
+	}
+	return n
+}
+
 // writeOp is one decoded memcached write, decided on the coordinator.
 type writeOp struct {
 	method  uint32
@@ -36,6 +45,7 @@ type writeOp struct {
 	newExp  uint32
 	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
 	reqID   uint64 // Arith, Store, Lease: the gateway's request id (0: none), see dedupTable
+	limit   uint64 // Store: the item size limit of an append or prepend (0: none)
 
 	// Set by decideAndReplicate for the Arith reply.
 	created bool   // the item was missing and created
@@ -70,7 +80,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		return nil
 	}
 	switch req.Method {
-	case wire.SrvStore: // [mode, DBKey, DBValue, cas, request_id]
+	case wire.SrvStore: // [mode, DBKey, DBValue, cas, request_id, limit]
 		if n < 3 {
 			return errParams
 		}
@@ -92,6 +102,9 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		}
 		if err == nil && n >= 5 {
 			op.reqID, err = rd()
+		}
+		if err == nil && n >= 6 {
+			op.limit, err = rd()
 		}
 		return bad(err)
 	case wire.SrvSet: // kumofs [op, DBKey, DBValue]: the CAS compare rides in the value's clock
@@ -529,6 +542,12 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			if old.Clock != op.cas {
 				return rec, wire.StatusExists, 0, nil
 			}
+		}
+		if (op.mode == wire.OpAppend || op.mode == wire.OpPrepend) && op.limit > 0 &&
+			itemSize(len(op.dbkey)-8, len(rec.Value), old.Flags) > op.limit {
+			// memcached cannot allocate the longer item: not stored
+			// (after the CAS compare, as in memcached).
+			return rec, wire.StatusNotStored, 0, nil
 		}
 		return rec, wire.StatusOK, 0, nil
 	case wire.SrvArith:

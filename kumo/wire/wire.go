@@ -52,14 +52,21 @@ const (
 	// kumo extensions: numbers kumofs never used.
 
 	// SrvStore decides a memcached storage command atomically on the
-	// coordinator. [mode, DBKey, DBValue, cas, (request_id)] -> [status,
-	// clocktime]. DBValue's clocktime field is ignored; flags/exptime ride
+	// coordinator. [mode, DBKey, DBValue, cas, (request_id, limit)] ->
+	// [status, clocktime]. A non-zero limit (the gateway's -I) refuses an
+	// append or prepend whose result memcached would not fit in it
+	// (StatusNotStored, as memcached; ItemSize counts). DBValue's clocktime field is ignored; flags/exptime ride
 	// in its meta. A non-zero request_id (appends and prepends) makes a
 	// repeated request answered with the first one's outcome instead of
 	// applied again: the coordinator remembers recent ids and sends them to
 	// the replicas as SrvReplicateSet's last parameter, [request_id, value,
 	// created, old_exptime], so the next coordinator knows them too.
 	SrvStore = 64
+
+	// ItemOverhead and ItemFlagsOverhead are what memcached 1.6 counts
+	// against its item size limit besides key and value (see SrvStore).
+	ItemOverhead      = 48 + 1 + 2 + 8
+	ItemFlagsOverhead = 4
 	// SrvArith is incr/decr. [DBKey, delta, decr bool, create bool,
 	// initial, exptime, (cas, touch bool, new_exptime)] -> [status, value,
 	// clocktime, created bool, old_exptime]. The optional trailing

@@ -70,7 +70,7 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		ok := h[0] == binReqMagic && keylen > 0 && keylen <= maxKeyLen && int64(len(buf)-used-binHeaderLen) >= bodylen &&
 			((isGet || isDel) && extlen == 0 && bodylen == int64(keylen) ||
 				isSet && extlen == 8 && bodylen >= int64(8+keylen) &&
-					itemSize(keylen, bodylen-int64(8+keylen), binary.BigEndian.Uint32(buf[used+binHeaderLen:])) <= int64(c.s.maxItem()))
+					ItemSize(keylen, bodylen-int64(8+keylen), binary.BigEndian.Uint32(buf[used+binHeaderLen:])) <= int64(c.s.maxItem()))
 		if !ok {
 			break // another request, malformed (served and refused as usual), or not all here
 		}

@@ -161,6 +161,11 @@ var leaseCases = []transcript{
 // largeCases run on a server with memcached's default item size limit
 // (1 MiB); the other transcripts' server has 1 KiB.
 var largeCases = []transcript{
+	{"append and prepend stay within the limit", "set ap 0 0 1048000\r\n" + strings.Repeat("x", 1048000) + "\r\nappend ap 0 0 516\r\n" + strings.Repeat("y", 516) +
+		"\r\nprepend ap 0 0 515\r\n" + strings.Repeat("y", 515) + "\r\nappend ap 0 0 1\r\nz\r\nmg ap s\r\n" +
+		"set af 5 0 1048000\r\n" + strings.Repeat("x", 1048000) + "\r\nappend af 0 0 512\r\n" + strings.Repeat("y", 512) + "\r\nappend af 0 0 511\r\n" + strings.Repeat("y", 511) +
+		"\r\nappend af 0 0 1\r\nz\r\nms af 1 MA C1\r\nz\r\nmg af s\r\n",
+		"STORED\r\nNOT_STORED\r\nSTORED\r\nNOT_STORED\r\nHD s1048515\r\nSTORED\r\nNOT_STORED\r\nSTORED\r\nNOT_STORED\r\nEX\r\nHD s1048511\r\n"},
 	{"largest binary item", cat(binReq(0x01, "big", setExtras(5, 0), strings.Repeat("x", 1048510), 1, 0), binReq(0x01, "big", setExtras(5, 0), strings.Repeat("x", 1048511), 2, 0),
 		binReq(0x11, "big", setExtras(0, 0), strings.Repeat("x", 1048515), 3, 0), binReq(0x0a, "", "", "", 4, 0)),
 		cat(binRes(0x01, 0, "", "", "", 1, 1), binRes(0x01, 3, "", "", "Too large.", 2, 0), binRes(0x11, 3, "", "", "Too large.", 3, 0), binRes(0x0a, 0, "", "", "", 4, 0))},
@@ -202,7 +207,14 @@ func TestCompatTranscripts(t *testing.T) {
 	runTranscripts(t, leaseCases)
 	runTranscripts(t, kumoOnlyCases)
 	runTranscriptsOn(t, noLeaseCases, func(s *memcache.Server) { s.Backend = noLeases{s.Backend} })
-	runTranscriptsOn(t, largeCases, func(s *memcache.Server) { s.MaxItemSize = 0 })
+	runTranscriptsOn(t, largeCases, func(s *memcache.Server) {
+		s.MaxItemSize = 0
+		be := s.Backend
+		if ab, ok := be.(*asyncBackend); ok {
+			be = ab.Backend
+		}
+		be.(*memtest.Backend).MaxItemSize = memcache.DefaultMaxItemSize
+	})
 }
 
 var compareMemcached = flag.Bool("memcached", false, "replay the compat transcripts against a real memcached (needs the memcached binary)")

@@ -50,7 +50,8 @@ var readers = []struct {
 // clock, with a small item limit so size errors are cheap to provoke.
 func newTestServer(t testing.TB) (*memcache.Server, *memtest.Backend) {
 	be := memtest.New(fixedClock)
-	s := &memcache.Server{Backend: be, Now: fixedClock, MaxItemSize: 1024}
+	be.MaxItemSize = 1024
+	s := &memcache.Server{Backend: be, Now: fixedClock, MaxItemSize: be.MaxItemSize}
 	if testAsyncMode != asyncOff {
 		s.Backend = &asyncBackend{Backend: be, mode: testAsyncMode}
 	}

@@ -615,7 +615,7 @@ func parseLoopSet(b, args []byte, data int, s *Server) loopReq {
 	flags, ok1 := loopNum(f[1])
 	exp, ok2 := loopNum(f[2])
 	vlen, ok3 := loopNum(f[3])
-	if !loopKey(f[0]) || !ok1 || !ok2 || !ok3 || itemSize(len(f[0]), int64(vlen), uint32(flags)) > int64(s.maxItem()) {
+	if !loopKey(f[0]) || !ok1 || !ok2 || !ok3 || ItemSize(len(f[0]), int64(vlen), uint32(flags)) > int64(s.maxItem()) {
 		return r
 	}
 	end := data + vlen + 2

@@ -28,7 +28,7 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 		r.kind = reqIncomplete // its flags (which count in its size) are not here yet
 		return r
 	case op == opSet && extlen == 8 && cas == 0 &&
-		itemSize(keylen, bodylen-int64(keylen+extlen), binary.BigEndian.Uint32(b[24:])) <= int64(s.maxItem()):
+		ItemSize(keylen, bodylen-int64(keylen+extlen), binary.BigEndian.Uint32(b[24:])) <= int64(s.maxItem()):
 	default:
 		return r // quiet and other commands, a set with a CAS, anything odd
 	}

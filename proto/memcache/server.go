@@ -31,9 +31,10 @@ const (
 	flagsOverhead = 4
 )
 
-// itemSize is the size memcached gives an item of a keylen-byte key, a
-// vlen-byte value and client flags, to compare with -I.
-func itemSize(keylen int, vlen int64, flags uint32) int64 {
+// ItemSize is the size memcached gives an item of a keylen-byte key, a
+// vlen-byte value and client flags, to compare with -I. (kumo/wire counts
+// the same for the servers, which refuse appends that outgrow it.)
+func ItemSize(keylen int, vlen int64, flags uint32) int64 {
 	n := vlen + int64(keylen) + itemOverhead
 	if flags != 0 {
 		n += flagsOverhead

@@ -252,7 +252,7 @@ func (c *conn) writeItem(key []byte, it *Item, withCAS bool) {
 
 // tooLarge reports whether a value of n bytes under key exceeds the limit.
 func (c *conn) tooLarge(key []byte, n int64, flags uint32) bool {
-	return itemSize(len(key), n, flags) > int64(c.s.maxItem())
+	return ItemSize(len(key), n, flags) > int64(c.s.maxItem())
 }
 
 // textStore serves set, add, replace, append, prepend and cas.

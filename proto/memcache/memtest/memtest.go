@@ -17,6 +17,10 @@ import (
 type Backend struct {
 	// Clock, if set, replaces time.Now (for expiry tests). Set it before use.
 	Clock func() time.Time
+	// MaxItemSize, if set, is the item size limit (memcached's -I, as
+	// memcache.ItemSize counts) an append or prepend must stay within
+	// (memcache.ErrNotStored). Set it before use, like the server's.
+	MaxItemSize int
 
 	// mu protects all fields below. No other lock is taken while it is
 	// held, and Clock is called under it.
@@ -176,6 +180,10 @@ func (b *Backend) Store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	}
 	if mode == memcache.ModeAdd {
 		token = it.TokenSent
+	}
+	if (mode == memcache.ModeAppend || mode == memcache.ModePrepend) && b.MaxItemSize > 0 &&
+		memcache.ItemSize(len(it.Key), int64(len(e.value)+len(it.Value)), e.flags) > int64(b.MaxItemSize) {
+		return 0, memcache.ErrNotStored // memcached cannot allocate the longer item
 	}
 	switch mode {
 	case memcache.ModeAppend:
