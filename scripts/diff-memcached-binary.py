@@ -2,7 +2,7 @@
 """Differential check of the binary protocol: random packets, quiet ones
 included, sent to a kumo gateway and to a memcached, replies compared.
 
-    scripts/diff-memcached-binary.py KUMO_PORT MEMCACHED_PORT [-n N] [-seed S] [-mode cas|touch] [-pipe P]
+    scripts/diff-memcached-binary.py KUMO_PORT MEMCACHED_PORT [-n N] [-seed S] [-mode cas|touch] [-pipe P] [-progress K]
 
 Each request (P packets) ends with a NOOP, and the replies are read up to
 its answer, so quiet packets need no timing. Every packet's opaque is its
@@ -12,7 +12,8 @@ and memcached's differ by design). Mode "cas" sends known and bogus CAS
 uniques and leaves out TOUCH, GAT and GATQ (kumo gives a touched item a new
 CAS unique: README "Compatibility"); mode "touch" has them and compares
 only whether a CAS unique is zero. Both servers are flushed first. Prints
-the first difference and exits 1, or exits 0.
+the first difference and exits 1, or exits 0; with -progress K also
+"progress I" every K requests (a test can act on it).
 """
 import random
 import socket
@@ -173,7 +174,7 @@ def norm(replies, keys, ren, mode):
 def main():
     args = sys.argv[1:]
     kport, mport = int(args[0]), int(args[1])
-    n, seed, mode, pipe = 1000, 1, "cas", 1
+    n, seed, mode, pipe, progress = 1000, 1, "cas", 1, 0
     for i in range(2, len(args), 2):
         if args[i] == "-n":
             n = int(args[i + 1])
@@ -183,6 +184,8 @@ def main():
             mode = args[i + 1]
         elif args[i] == "-pipe":
             pipe = int(args[i + 1])
+        elif args[i] == "-progress":
+            progress = int(args[i + 1])
     r = random.Random(seed)
     kc, mc = Conn(kport), Conn(mport)
     for c in (kc, mc):
@@ -191,6 +194,8 @@ def main():
     seen = {}  # key -> memcached CAS unique last seen
     hist = []
     for step in range(n):
+        if progress and step and step % progress == 0:
+            print("progress %d" % step, flush=True)
         pk, keys = [], {}
         for j in range(pipe):
             p, k = gen(r, mode, seen, j, j == pipe - 1)

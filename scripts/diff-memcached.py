@@ -2,7 +2,7 @@
 """Differential check: random memcached text and meta commands sent one at a
 time to a kumo gateway and to a memcached, replies compared.
 
-    scripts/diff-memcached.py KUMO_PORT MEMCACHED_PORT [-n N] [-seed S] [-mode cas|touch] [-pipe P]
+    scripts/diff-memcached.py KUMO_PORT MEMCACHED_PORT [-n N] [-seed S] [-mode cas|touch] [-pipe P] [-progress K]
 
 Each request (one command, or P pipelined ones with -pipe) is followed by
 "mn" and the reply read up to its "MN", so noreply and quiet commands need
@@ -19,7 +19,8 @@ sent refers to the item: in a pipeline after an mg it makes a new one). Expiry t
 (no timing); "t" (TTL) flags are compared as present/absent, not by value.
 Keys of both servers should start empty: the script flushes both first.
 Prints the first differences with the commands that led there and exits 1,
-or prints "N commands, no difference" and exits 0.
+or prints "N requests, no difference" and exits 0; with -progress K also
+"progress I" every K requests (a test can act on it).
 """
 import random
 import re
@@ -280,7 +281,7 @@ def concrete(req, ren):
 def main():
     args = sys.argv[1:]
     kport, mport = int(args[0]), int(args[1])
-    n, seed, mode, pipe = 2000, 1, "cas", 1
+    n, seed, mode, pipe, progress = 2000, 1, "cas", 1, 0
     i = 2
     while i < len(args):
         if args[i] == "-n":
@@ -291,6 +292,8 @@ def main():
             mode = args[i + 1]
         elif args[i] == "-pipe":
             pipe = int(args[i + 1])
+        elif args[i] == "-progress":
+            progress = int(args[i + 1])
         i += 2
     r = random.Random(seed)
     kc, mc = Conn(kport), Conn(mport)
@@ -300,6 +303,8 @@ def main():
     seen = {}
     hist = []
     for step in range(n):
+        if progress and step and step % progress == 0:
+            print("progress %d" % step, flush=True)
         req = b"".join(gen(r, mode, seen, pipe == 1) for _ in range(pipe))
         w = req.split(b"\r\n")[0].split(b" ")
         # With several commands in flight, a meta reply's CAS cannot be

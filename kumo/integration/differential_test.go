@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -110,4 +111,83 @@ func checkReplicasAgree(t *testing.T, c *localcluster.Cluster, keys []string) {
 			}
 		}
 	}
+}
+
+// Ensure that changing the cluster under a client changes none of its
+// answers: the differential script runs against a 3-server cluster while
+// a server is added, one is killed with SIGKILL (its writes in flight are
+// retried on the next coordinator, counted once), the dead one is
+// detached and another added, each step at a fixed point of the script's
+// progress; every reply must still be memcached's.
+func TestDifferentialDuringRebalance(t *testing.T) {
+	bin := memtest.RequireTool(t, "memcached")
+	requirePackage(t, "python3", func() bool { return exec.Command("/usr/bin/python3", "-c", "pass").Run() == nil })
+	root, err := localcluster.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := []string{"5"}
+	if os.Getenv("KUMO_DIFF_SEEDS") != "" {
+		seeds = diffSeeds()
+	}
+	for _, seed := range seeds {
+		for _, script := range []string{"diff-memcached.py", "diff-memcached-binary.py"} {
+			t.Run(script+"/"+seed, func(t *testing.T) {
+				t.Parallel()
+				diffDuringRebalance(t, bin, filepath.Join(root, "scripts", script), seed)
+			})
+		}
+	}
+}
+
+func diffDuringRebalance(t *testing.T, bin, script, seed string) {
+	c := localcluster.StartT(t, localcluster.Options{})
+	mc := memtest.StartMemcached(t, bin)
+	_, mport, _ := strings.Cut(mc, ":")
+	_, kport, _ := strings.Cut(c.Gateway(), ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script,
+		kport, mport, "-n", "5000", "-seed", seed, "-mode", "cas", "-pipe", "4", "-progress", "1000")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]func() error{
+		"progress 1000": func() error { return addAndAttach(c) },
+		"progress 2000": func() error { return c.KillServer(1) },
+		"progress 3000": func() error { _, err := c.Ctl("detach"); return err },
+		"progress 4000": func() error { return addAndAttach(c) },
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if step := steps[line]; step != nil {
+			if err := step(); err != nil {
+				t.Errorf("%s: %v", line, err)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s%s", filepath.Base(script), err, out.Bytes(), stderr.Bytes())
+	}
+	if len(steps) > 0 && !strings.Contains(out.String(), "progress 4000") {
+		t.Fatalf("the script did not report its progress:\n%s", out.Bytes())
+	}
+}
+
+// addAndAttach starts one more server and attaches it.
+func addAndAttach(c *localcluster.Cluster) error {
+	if _, err := c.AddServer(); err != nil {
+		return err
+	}
+	_, err := c.Ctl("attach")
+	return err
 }
