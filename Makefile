@@ -64,6 +64,14 @@ CHAOS_LOOPS ?= 20
 chaos:
 	KUMO_CHAOS_LOOPS=$(CHAOS_LOOPS) $(GO) test -count=1 -timeout 90m -v -run 'TestScenarios' ./kumo/integration/ 2>&1 | tee chaos.log | grep -E '^\s*(---|ok|FAIL|PASS)|scenario_test'
 
+# The differential scripts against memcached while servers are added,
+# killed and detached under them, for 10 seeds. Not part of make test: it
+# shows a known gap now and then (an append or incr in flight while the
+# ring changes can be applied twice; README "Known gaps").
+.PHONY: test-rebalance-diff
+test-rebalance-diff:
+	KUMO_REBALANCE_DIFF=1 KUMO_DIFF_SEEDS="$(or $(SEEDS),1 2 3 4 5 6 7 8 9 10)" $(GO) test -count=1 -timeout 30m -v -run 'TestDifferentialDuringRebalance' ./kumo/integration/ 2>&1 | grep -vE '^\s+[0-9]{4}-' 
+
 # The manager's status page rendered in headless Chromium (installs Debian's
 # chromium when missing); run by CI after make test.
 .PHONY: test-ui

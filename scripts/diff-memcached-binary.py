@@ -22,6 +22,7 @@ import sys
 
 KEYS = [b"k0", b"k1", b"k2", b"num"]
 PADDED = set()  # keys a counter may have left space-padded in memcached
+BOGUS = 18446744073709551000  # a CAS unique neither server hands out
 
 GET, SET, ADD, REPLACE, DELETE, INCR, DECR = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 FLUSH, GETQ, NOOP, VERSION, GETK, GETKQ, APPEND, PREPEND = 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F
@@ -98,7 +99,7 @@ def gen(r, mode, seen, opaque, last=True):
     k = r.choice(KEYS)
     cas = 0
     if mode == "cas" and r.random() < 0.3:
-        cas = seen.get(k, 999999) if r.random() < 0.8 else 999999
+        cas = seen.get(k, BOGUS) if r.random() < 0.8 else BOGUS
     exp = r.choice([0, 0, 1000, 100000])
     c = r.random()
     if c < 0.3:
@@ -151,7 +152,7 @@ class Renamer:
         for (k, n), t in self.m.items():
             if k == key and t == tok:
                 return n
-        return 999999
+        return BOGUS
 
 
 def norm(replies, keys, ren, mode):
@@ -208,7 +209,7 @@ def main():
             c = struct.unpack(">Q", p[16:24])[0]
             if c:
                 tok = mr.name(keys[j], c) if (keys[j], c) in mr.m else None
-                c = kr.real(keys[j], tok) if tok else 999999
+                c = kr.real(keys[j], tok) if tok else BOGUS
                 p = p[:16] + struct.pack(">Q", c) + p[24:]
             kpk.append(p)
         a, b = kc.ask(b"".join(kpk)), mc.ask(mreq)

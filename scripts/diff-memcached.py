@@ -29,6 +29,9 @@ import sys
 
 KEYS = [b"k0", b"k1", b"k2", b"num", b"n2"]
 PADDED = set()  # keys a decrement may have left padded in memcached
+# A CAS unique neither server hands out: memcached counts up from 1, kumo's
+# are clocks below 2^63.
+BOGUS = b"18446744073709551000"
 # Keys an I flag may have made stale: memcached rewrites a counter in place,
 # keeping the stale mark, only when no reply still being sent refers to the
 # item, which depends on its timing; no incr or decr on them until a set.
@@ -94,7 +97,7 @@ def gen(r, mode, cas_seen, alone):
         return b"%s %s %s %s %d%s\r\n%s\r\n" % (op, k, flags, exp, len(v), nr, v)
     if c < 0.32 and mode == "cas":
         v = value(r)
-        cas = cas_seen.get(k, b"999999") if r.random() < 0.7 else b"999999"
+        cas = cas_seen.get(k, BOGUS) if r.random() < 0.7 else BOGUS
         return b"cas %s %s %s %d %s%s\r\n%s\r\n" % (k, flags, exp, len(v), cas, nr, v)
     if c < 0.45:
         ks = b" ".join(r.sample(KEYS, r.randrange(1, 4)))
@@ -131,7 +134,7 @@ def gen(r, mode, cas_seen, alone):
         if mode == "touch" and alone:
             fl.append(b"I")
         if mode == "cas":
-            fl += [b"c", b"C" + cas_seen.get(k, b"5")]
+            fl += [b"c", b"C" + cas_seen.get(k, BOGUS)]
         fl.append(b"M" + r.choice([b"E", b"A", b"P", b"R", b"S", b"X"]))
         pick = named(r.sample(fl, r.randrange(0, 4)), alone)
         if k in PADDED:
@@ -144,7 +147,7 @@ def gen(r, mode, cas_seen, alone):
         if mode == "touch" and alone:
             fl.append(b"I")
         if mode == "cas":
-            fl.append(b"C" + cas_seen.get(k, b"5"))
+            fl.append(b"C" + cas_seen.get(k, BOGUS))
         pick = named(r.sample(fl, r.randrange(0, 3)), alone)
         if b"I" in pick:
             STALE.add(k)
@@ -273,9 +276,9 @@ def last_cas(norm, k, cas_seen):
 
 
 def concrete(req, ren):
-    """Replaces the <Cn> tokens of req by ren's CAS uniques (unknown: 999999)."""
+    """Replaces the <Cn> tokens of req by ren's CAS uniques (unknown: BOGUS)."""
     inv = {v: kk[1] for kk, v in ren.m.items()}
-    return re.sub(rb"<(C\d+)>", lambda m: inv.get(m.group(1), b"999999"), req)
+    return re.sub(rb"<(C\d+)>", lambda m: inv.get(m.group(1), BOGUS), req)
 
 
 def main():
