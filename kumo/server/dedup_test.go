@@ -224,3 +224,61 @@ func TestDedupNotRememberedUnderNewer(t *testing.T) {
 		t.Fatalf("the id of the stored (re-stamped) write: %+v %v", e, ok)
 	}
 }
+
+// Ensure that a delete sent again with its request id gets its first
+// outcome (deleted), on the coordinator and on a replica that got the
+// tombstone replicated, while a delete that found no key leaves no id
+// behind: its retry finds no key either, and says so.
+func TestDedupDelete(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	remove := func(key string, id uint64) uint64 {
+		t.Helper()
+		res := call(t, cl, wire.SrvRemove, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendRaw(b, dbkey(key))
+			b = msgpack.AppendUint(b, 0)
+			return msgpack.AppendUint(b, id)
+		})
+		_, p, err := msgpack.ReadArrayHeader(res)
+		if err != nil {
+			t.Fatalf("remove reply %x: %v", res, err)
+		}
+		st, _, err := msgpack.ReadUint(p)
+		if err != nil {
+			t.Fatalf("remove reply %x: %v", res, err)
+		}
+		return st
+	}
+	storeKey(t, cl, wire.OpSet, "d", "x")
+	if st := remove("d", 51); st != wire.StatusOK {
+		t.Fatalf("first delete: status %d", st)
+	}
+	if st := remove("d", 51); st != wire.StatusOK {
+		t.Fatalf("the same delete again: status %d, want its first outcome", st)
+	}
+	if st := remove("d", 52); st != wire.StatusNotFound {
+		t.Fatalf("another delete: status %d, want not found", st)
+	}
+	if st := remove("none", 53); st != wire.StatusNotFound {
+		t.Fatalf("delete of no key: status %d", st)
+	}
+	if st := remove("none", 53); st != wire.StatusNotFound {
+		t.Fatalf("its retry: status %d, want not found", st)
+	}
+	// A replica that got the tombstone with the id answers the retry.
+	ct := s.clk.Now()
+	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
+		b = msgpack.AppendUint(b, ct)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendRaw(b, dbkey("r"))
+		v := wire.Value{Clock: ct, Tombstone: true}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, s.whs.Load().Clock())
+		return appendDedup(b, 54, &dedupEntry{})
+	})
+	if st := remove("r", 54); st != wire.StatusOK {
+		t.Fatalf("retry on the replica: status %d, want deleted", st)
+	}
+}
