@@ -44,7 +44,7 @@ type writeOp struct {
 	touch   bool   // Arith, Lease: set an existing item's exptime to newExp
 	newExp  uint32
 	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
-	reqID   uint64 // Arith, Store, Lease, Remove: the gateway's request id (0: none), see dedupTable
+	reqID   uint64 // Arith, Store, Lease: the gateway's request id (0: none), see dedupTable
 	limit   uint64 // Store: the item size limit of an append or prepend (0: none)
 
 	// Set by decideAndReplicate for the Arith reply.
@@ -211,7 +211,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			op.reqID, err = rd()
 		}
 		return bad(err)
-	case wire.SrvRemove: // [DBKey, cas, request_id]
+	case wire.SrvRemove: // [DBKey, cas]
 		if n < 1 {
 			return errParams
 		}
@@ -220,9 +220,6 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		}
 		if n >= 2 {
 			op.cas, err = rd()
-		}
-		if err == nil && n >= 3 {
-			op.reqID, err = rd()
 		}
 		return bad(err)
 	case wire.SrvDelete: // kumofs [flags, DBKey]

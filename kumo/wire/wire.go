@@ -81,9 +81,7 @@ const (
 	// SrvTouch updates the exptime and optionally returns the value (gat).
 	// [DBKey, exptime, want_value bool] -> [status, DBValue | nil].
 	SrvTouch = 66
-	// SrvRemove is a delete with an optional CAS compare. [DBKey, cas,
-	// (request_id)] -> [status, clocktime]; a request id makes a retry
-	// answered with the first outcome, as for SrvStore.
+	// SrvRemove is a delete with an optional CAS compare.
 	// [DBKey, cas] -> [status, clocktime].
 	SrvRemove = 67
 	// SrvFlush tombstones every record older than the given clocktime, at
