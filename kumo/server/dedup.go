@@ -16,18 +16,26 @@ const dedupSize = 1 << 16
 // coordinator notes a write when it stores it; replicas note it from the
 // replication message, so the answer survives the coordinator's death.
 // The oldest of dedupSize entries is forgotten first: a gateway retries
-// for seconds, so only writes that old can be applied twice.
+// for seconds, so only writes that old can be applied twice. A rebalance
+// copy of a version that a remembered write produced carries its id too
+// (byVersion), so that a new owner that got the version answers a retry
+// sent to it after the ring changed.
 type dedupTable struct {
-	mu   sync.Mutex // protects m, ring and next
-	m    map[uint64]dedupEntry
-	ring []uint64 // ids in insertion order, for eviction
-	next int
+	mu        sync.Mutex // protects m, byVersion, ring and next
+	m         map[uint64]dedupEntry
+	byVersion map[dedupVersion]uint64 // the id whose write produced a version
+	ring      []uint64                // ids in insertion order, for eviction
+	next      int
 }
 
-// dedupEntry is the outcome of one write: its version and, for incr and
-// decr, the reply's number, whether it created the item and the exptime
-// the item had before.
+// dedupVersion names a version of a key: the key's hash and its clock.
+type dedupVersion struct{ h, clock uint64 }
+
+// dedupEntry is the outcome of one write: the key's hash, its version
+// and, for incr and decr, the reply's number, whether it created the item
+// and the exptime the item had before.
 type dedupEntry struct {
+	h       uint64
 	clock   uint64
 	num     uint64
 	created bool
@@ -35,7 +43,8 @@ type dedupEntry struct {
 }
 
 func newDedupTable() *dedupTable {
-	return &dedupTable{m: make(map[uint64]dedupEntry), ring: make([]uint64, dedupSize)}
+	return &dedupTable{m: make(map[uint64]dedupEntry), byVersion: make(map[dedupVersion]uint64),
+		ring: make([]uint64, dedupSize)}
 }
 
 // get returns the outcome of write id, if remembered.
@@ -49,15 +58,40 @@ func (d *dedupTable) get(id uint64) (dedupEntry, bool) {
 // put remembers (or updates) the outcome of write id.
 func (d *dedupTable) put(id uint64, e dedupEntry) {
 	d.mu.Lock()
-	if _, ok := d.m[id]; !ok {
+	if prev, ok := d.m[id]; ok {
+		d.unindex(id, prev)
+	} else {
 		if old := d.ring[d.next]; old != 0 {
+			d.unindex(old, d.m[old])
 			delete(d.m, old)
 		}
 		d.ring[d.next] = id
 		d.next = (d.next + 1) % len(d.ring)
 	}
 	d.m[id] = e
+	d.byVersion[dedupVersion{e.h, e.clock}] = id
 	d.mu.Unlock()
+}
+
+// unindex drops e's version from byVersion if it still names id. The
+// caller holds d.mu.
+func (d *dedupTable) unindex(id uint64, e dedupEntry) {
+	v := dedupVersion{e.h, e.clock}
+	if d.byVersion[v] == id {
+		delete(d.byVersion, v)
+	}
+}
+
+// byVersionOf returns the id and outcome of the remembered write that
+// produced the version of key hash h stamped clock, if any.
+func (d *dedupTable) byVersionOf(h, clock uint64) (uint64, dedupEntry, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id, ok := d.byVersion[dedupVersion{h, clock}]
+	if !ok {
+		return 0, dedupEntry{}, false
+	}
+	return id, d.m[id], true
 }
 
 // appendDedup appends the replication message's optional last parameter,

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"encoding/binary"
 	"path/filepath"
 	"testing"
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
+	"kumofs/store"
 )
 
 // Ensure that the dedup table remembers and updates outcomes and forgets
@@ -222,5 +224,84 @@ func TestDedupNotRememberedUnderNewer(t *testing.T) {
 	replicate(ahead+1, "1", 321)
 	if e, ok := s.dedup.get(321); !ok || e.clock != ahead+1 {
 		t.Fatalf("the id of the stored (re-stamped) write: %+v %v", e, ok)
+	}
+}
+// Ensure that a rebalance copy carries the request id of the write that
+// made the version it copies, and that the new owner answers a retry of
+// that write from it instead of applying it again (an append in flight
+// while the ring changed was applied twice before: its old coordinator
+// was fenced after applying it, and the gateway's retry reached a new
+// owner that had the value from the copy but not the id).
+func TestDedupTravelsWithRebalance(t *testing.T) {
+	// The table finds a write by the version it made, also re-stamped,
+	// and forgets it with the write.
+	d := newDedupTable()
+	d.put(5, dedupEntry{h: 1, clock: 10})
+	d.put(5, dedupEntry{h: 1, clock: 11}) // re-stamped
+	if _, _, ok := d.byVersionOf(1, 10); ok {
+		t.Fatal("the version before the re-stamp is still indexed")
+	}
+	if id, e, ok := d.byVersionOf(1, 11); !ok || id != 5 || e.clock != 11 {
+		t.Fatalf("byVersionOf(1, 11) = %d %+v %v", id, e, ok)
+	}
+	for id := uint64(6); id < 6+dedupSize; id++ {
+		d.put(id, dedupEntry{h: 2, clock: id})
+	}
+	if _, _, ok := d.byVersionOf(1, 11); ok {
+		t.Fatal("an evicted write is still indexed")
+	}
+
+	// The sender: a version a remembered write made goes with its id.
+	src, _ := startAlone(t, filepath.Join(t.TempDir(), "src"))
+	h := binary.BigEndian.Uint64(dbkey("log"))
+	src.dedup.put(88, dedupEntry{h: h, clock: 1234})
+	b := &batcher{s: src}
+	b.add(&store.Record{Key: dbkey("log"), Value: []byte("ab"), Clock: 1234})
+	b.add(&store.Record{Key: dbkey("other"), Value: []byte("x"), Clock: 1234})
+	p := b.buf
+	for i, want := range []uint32{3, 2} {
+		n, rest, err := msgpack.ReadArrayHeader(p)
+		if err != nil || n != want {
+			t.Fatalf("pair %d has %d elements (%v), want %d", i, n, err, want)
+		}
+		p = rest
+		for j := uint32(0); j < n; j++ {
+			if j == 2 {
+				if id, _, err := readDedup(p); err != nil || id != 88 {
+					t.Fatalf("pair %d's request id: %d %v", i, id, err)
+				}
+			}
+			if p, err = msgpack.Skip(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The receiver remembers it, and answers the append's retry.
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	ct := s.clk.Now()
+	call(t, cl, wire.SrvReplicateBatch, func(p []byte) []byte {
+		p = msgpack.AppendArrayHeader(p, 2)
+		p = msgpack.AppendUint(p, ct)
+		p = msgpack.AppendArrayHeader(p, 1)
+		p = msgpack.AppendArrayHeader(p, 3)
+		p = msgpack.AppendRaw(p, dbkey("log"))
+		v := wire.Value{Clock: ct, Data: []byte("ab")}
+		p = msgpack.AppendRawHeader(p, uint32(wire.DBValueLen(&v)))
+		p = wire.AppendDBValue(p, &v)
+		return appendDedup(p, 88, &dedupEntry{})
+	})
+	call(t, cl, wire.SrvStore, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 5)
+		b = msgpack.AppendUint(b, wire.OpAppend)
+		b = msgpack.AppendRaw(b, dbkey("log"))
+		v := wire.Value{Data: []byte("b")}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, 0)
+		return msgpack.AppendUint(b, 88)
+	})
+	if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "ab" {
+		t.Fatalf("log = %q after the retry on the new owner, want ab (not appended twice)", got.Data)
 	}
 }

@@ -341,7 +341,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 				// death is answered with it rather than applied again
 				// (see dedupTable).
 				if id, e, derr := readDedup(rest); derr == nil && id != 0 {
-					e.clock = binary.BigEndian.Uint64(dbval)
+					e.h, e.clock = binary.BigEndian.Uint64(dbkey), binary.BigEndian.Uint64(dbval)
 					defer func() {
 						if stored {
 							s.dedup.put(id, e)
@@ -404,7 +404,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			return
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
-	case wire.SrvReplicateBatch: // [clock, [[DBKey, DBValue]...]]
+	case wire.SrvReplicateBatch: // [clock, [[DBKey, DBValue, (dedup)]...]]
 		m, p, err := msgpack.ReadArrayHeader(p)
 		if err != nil {
 			req.ReplyError(errParams)
@@ -426,7 +426,18 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 				req.ReplyError(errParams)
 				return
 			}
+			// A third element is the request id of the write that made
+			// this version (appendDedup), remembered once it is stored
+			// here, so that a retry of that write sent to this new owner
+			// is answered, not applied again.
+			var id uint64
+			var de dedupEntry
 			for j := uint32(2); j < pn; j++ {
+				if j == 2 && len(v) >= 8 {
+					if id, de, err = readDedup(p); err != nil {
+						id = 0
+					}
+				}
 				if p, err = msgpack.Skip(p); err != nil {
 					req.ReplyError(errParams)
 					return
@@ -439,6 +450,10 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			}
 			if ok {
 				applied++
+				if id != 0 {
+					de.h, de.clock = binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)
+					s.dedup.put(id, de)
+				}
 			}
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, uint64(applied)) })

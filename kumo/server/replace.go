@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -72,9 +73,23 @@ func (b *batcher) add(rec *store.Record) {
 	if t, ok := b.s.asFlushed(rec); ok {
 		rec = &t // a value older than a flush_all goes as its tombstone
 	}
-	b.buf = msgpack.AppendArrayHeader(b.buf, 2)
+	// The version a remembered write made goes with its request id: a
+	// retry of that write reaching the new owner gets the first outcome.
+	var id uint64
+	var de dedupEntry
+	if len(rec.Key) >= 8 {
+		id, de, _ = b.s.dedup.byVersionOf(binary.BigEndian.Uint64(rec.Key), rec.Clock)
+	}
+	if id != 0 {
+		b.buf = msgpack.AppendArrayHeader(b.buf, 3)
+	} else {
+		b.buf = msgpack.AppendArrayHeader(b.buf, 2)
+	}
 	enc, _ := encodeRecord(rec)
 	b.buf = append(b.buf, enc...)
+	if id != 0 {
+		b.buf = appendDedup(b.buf, id, &de)
+	}
 	b.count++
 	if b.count >= batchRecords || len(b.buf) >= batchBytes {
 		b.flush()

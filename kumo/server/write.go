@@ -345,7 +345,7 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	s.maybeGrow()
 	payload, valOff := encodeRecord(&rec)
 	var tail []byte
-	de := dedupEntry{clock: rec.Clock, num: num, created: op.created, oldExp: op.oldExp}
+	de := dedupEntry{h: h, clock: rec.Clock, num: num, created: op.created, oldExp: op.oldExp}
 	if op.reqID != 0 {
 		// Remembered before the lock is released: a retry of this write
 		// may arrive while it is still being replicated.
