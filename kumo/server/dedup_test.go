@@ -226,6 +226,7 @@ func TestDedupNotRememberedUnderNewer(t *testing.T) {
 		t.Fatalf("the id of the stored (re-stamped) write: %+v %v", e, ok)
 	}
 }
+
 // Ensure that a rebalance copy carries the request id of the write that
 // made the version it copies, and that the new owner answers a retry of
 // that write from it instead of applying it again (an append in flight
