@@ -67,7 +67,8 @@ chaos:
 # The differential scripts against memcached while servers are added,
 # killed and detached under them, for 10 seeds. Not part of make test: it
 # may show a known gap (a delete of a missing key answered DELETED after
-# its coordinator died; README "Known gaps").
+# its coordinator died, a flush_all that misses a server being added;
+# README "Known gaps").
 .PHONY: test-rebalance-diff
 test-rebalance-diff:
 	KUMO_REBALANCE_DIFF=1 KUMO_DIFF_SEEDS="$(or $(SEEDS),1 2 3 4 5 6 7 8 9 10)" $(GO) test -count=1 -timeout 30m -v -run 'TestDifferentialDuringRebalance' ./kumo/integration/ 2>&1 | grep -vE '^\s+[0-9]{4}-' 
