@@ -50,7 +50,7 @@ func FuzzBinary(f *testing.F) {
 		in = append([]byte{0x80}, in...)
 		whole := converse(nil, in, func(r ioReader) ioReader { return r })
 		split := converse(nil, in, iotest.HalfReader)
-		if !bytes.Equal(whole, split) {
+		if !bytes.Equal(maskBinaryByteCounts(whole), maskBinaryByteCounts(split)) {
 			t.Fatalf("reply depends on read sizes:\nwhole %x\nsplit %x", whole, split)
 		}
 		for p := whole; len(p) > 0; {
@@ -65,4 +65,32 @@ func FuzzBinary(f *testing.F) {
 			p = p[24+body:]
 		}
 	})
+}
+
+// maskBinaryByteCounts returns the response stream b with the values of
+// the STAT packets bytes_read and bytes_written emptied (see bytesRE); a
+// stream it cannot parse comes back as it is.
+func maskBinaryByteCounts(b []byte) []byte {
+	var out []byte
+	for p := b; len(p) > 0; {
+		if len(p) < 24 {
+			return b
+		}
+		body := int(binary.BigEndian.Uint32(p[8:]))
+		keylen := int(binary.BigEndian.Uint16(p[2:]))
+		extlen := int(p[4])
+		if len(p) < 24+body || keylen+extlen > body {
+			return b
+		}
+		pkt := p[:24+body]
+		key := string(pkt[24+extlen : 24+extlen+keylen])
+		if pkt[1] == 0x10 && (key == "bytes_read" || key == "bytes_written") {
+			h := append([]byte(nil), pkt[:24+extlen+keylen]...)
+			binary.BigEndian.PutUint32(h[8:], uint32(extlen+keylen))
+			pkt = h
+		}
+		out = append(out, pkt...)
+		p = p[24+body:]
+	}
+	return out
 }
