@@ -56,6 +56,20 @@ func arithWithID(key string, delta, id uint64) func([]byte) []byte {
 	}
 }
 
+// appendWithID is a SrvStore appending data to key with request id id.
+func appendWithID(key, data string, id uint64) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 5)
+		b = msgpack.AppendUint(b, wire.OpAppend)
+		b = msgpack.AppendRaw(b, dbkey(key))
+		v := wire.Value{Data: []byte(data)}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, 0)
+		return msgpack.AppendUint(b, id)
+	}
+}
+
 // arithReply decodes [status, value, clocktime, created, old_exptime].
 func arithReply(t *testing.T, res []byte) (status, value, clock uint64, created bool) {
 	t.Helper()
@@ -107,20 +121,8 @@ func TestDedupWrites(t *testing.T) {
 
 	// Appends too.
 	storeKey(t, cl, wire.OpSet, "log", "a")
-	appendID := func(id uint64) []byte {
-		return call(t, cl, wire.SrvStore, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 5)
-			b = msgpack.AppendUint(b, wire.OpAppend)
-			b = msgpack.AppendRaw(b, dbkey("log"))
-			v := wire.Value{Data: []byte("b")}
-			b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-			b = wire.AppendDBValue(b, &v)
-			b = msgpack.AppendUint(b, 0)
-			return msgpack.AppendUint(b, id)
-		})
-	}
-	appendID(77)
-	appendID(77)
+	call(t, cl, wire.SrvStore, appendWithID("log", "b", 77))
+	call(t, cl, wire.SrvStore, appendWithID("log", "b", 77))
 	if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "ab" {
 		t.Fatalf("log = %q after an append sent twice, want ab", got.Data)
 	}
@@ -292,16 +294,7 @@ func TestDedupTravelsWithRebalance(t *testing.T) {
 		p = wire.AppendDBValue(p, &v)
 		return appendDedup(p, 88, &dedupEntry{})
 	})
-	call(t, cl, wire.SrvStore, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 5)
-		b = msgpack.AppendUint(b, wire.OpAppend)
-		b = msgpack.AppendRaw(b, dbkey("log"))
-		v := wire.Value{Data: []byte("b")}
-		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		b = msgpack.AppendUint(b, 0)
-		return msgpack.AppendUint(b, 88)
-	})
+	call(t, cl, wire.SrvStore, appendWithID("log", "b", 88))
 	if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "ab" {
 		t.Fatalf("log = %q after the retry on the new owner, want ab (not appended twice)", got.Data)
 	}
