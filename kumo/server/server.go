@@ -72,7 +72,7 @@ type Server struct {
 	hsMu       sync.Mutex  // serializes hash-space adoption (readers use the atomics)
 	refreshing atomic.Bool // a fenced write is fetching the hash spaces
 
-	stripes [4096]sync.Mutex // per-key serialization of read-modify-write on the coordinator
+	stripes [numStripes]sync.Mutex // per-key serialization of read-modify-write on the coordinator
 
 	peersMu sync.Mutex // protects peers; taken after hsMu, never before
 	peers   map[ring.Addr]*rpc.Client
@@ -141,6 +141,10 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	// Request ids survive a restart in <StorePath>.ids; without the file
+	// (it cannot be created: a read-only or full disk) they are kept in
+	// memory, as a warning says.
+	ids, fresh, idsErr := openDedupFile(cfg.StorePath+".ids", dedupSize, numStripes)
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Log,
@@ -158,6 +162,17 @@ func New(cfg Config) (*Server, error) {
 	s.inc = randUint64()
 	s.kaNow = make(chan struct{}, 1)
 	s.buckets.Store(db.Stats().Buckets)
+	if idsErr != nil {
+		s.log.Warnf("%v; request ids of incr, decr, append and prepend are kept in memory only", idsErr)
+	} else {
+		s.dedup.attach(ids)
+		if n := s.resolvePendingIDs(); n > 0 {
+			s.log.Infof("request ids: %d writes stored just before the last run ended noted", n)
+		}
+		if !fresh {
+			s.log.Infof("request ids: %d recent writes remembered from the last run", s.dedup.len())
+		}
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewRegistry()
 	}
@@ -185,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.StreamPort > 0 {
 		if err := s.listenStream(); err != nil {
 			s.rpcSrv.Close()
+			s.closeDedup()
 			db.Close()
 			return nil, err
 		}
@@ -303,7 +319,47 @@ func (s *Server) Close() error {
 	}
 	s.streams = nil
 	s.streamMu.Unlock()
+	s.closeDedup()
 	return s.db.Close()
+}
+
+// resolvePendingIDs settles the pending slots of the request-id file at
+// start (see dedupFile): a write whose key holds exactly the version it
+// names was stored before the last run ended, and its id joins the table;
+// any other was not. It returns how many joined. It holds the table's
+// lock while reading the store (which takes no locks to read).
+func (s *Server) resolvePendingIDs() int {
+	d := s.dedup
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := d.file
+	if f == nil {
+		return 0
+	}
+	n := 0
+	for j := range f.pending {
+		sl, dbkey, ok := f.readPending(j)
+		if !ok {
+			continue
+		}
+		if _, known := d.m[sl.id]; !known {
+			if rec, _, err := s.db.Get(dbkey, nil); err == nil && rec.Clock == sl.e.clock {
+				d.putLocked(sl.id, sl.e)
+				n++
+			}
+		}
+		f.clearPending(j)
+	}
+	return n
+}
+
+// closeDedup closes the request-id file, if the dedup table has one.
+func (s *Server) closeDedup() {
+	if f := s.dedup.detach(); f != nil {
+		if err := f.close(); err != nil {
+			s.log.Warnf("closing the request-id file: %v", err)
+		}
+	}
 }
 
 func (s *Server) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {

@@ -292,7 +292,8 @@ func (r *rpcReply) status(rb *rpc.Batch, op *writeOp, status int, ct uint64, ext
 // outcome.
 func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r *ring.HashSpace, sb *rpc.Batch) {
 	now := time.Now().Unix()
-	mu := &s.stripes[h%uint64(len(s.stripes))]
+	stripe := int(h % numStripes)
+	mu := &s.stripes[stripe]
 	mu.Lock()
 	bp := getBuf()
 	old, buf, gerr := s.db.Get(op.dbkey, *bp)
@@ -336,22 +337,28 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		s.clk.Advance(oldp.Clock)
 	}
 	rec.Clock = s.clk.Now()
+	de := dedupEntry{h: h, clock: rec.Clock, num: num, created: op.created, oldExp: op.oldExp}
+	if op.reqID != 0 {
+		s.dedup.begin(stripe, op.reqID, &de, op.dbkey)
+	}
 	if _, err := s.db.Update(&rec, newer(rec.Clock)); err != nil {
+		if op.reqID != 0 {
+			s.dedup.abort(stripe)
+		}
 		mu.Unlock()
 		putBuf(bp)
 		rep.fail(s.storeError(err))
 		return
 	}
-	s.maybeGrow()
-	payload, valOff := encodeRecord(&rec)
 	var tail []byte
-	de := dedupEntry{h: h, clock: rec.Clock, num: num, created: op.created, oldExp: op.oldExp}
 	if op.reqID != 0 {
 		// Remembered before the lock is released: a retry of this write
 		// may arrive while it is still being replicated.
-		s.dedup.put(op.reqID, de)
+		s.dedup.commit(stripe, op.reqID, de)
 		tail = appendDedup(nil, op.reqID, &de)
 	}
+	s.maybeGrow()
+	payload, valOff := encodeRecord(&rec)
 	mu.Unlock()
 	putBuf(bp)
 	start := time.Now()
