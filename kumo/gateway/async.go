@@ -376,10 +376,10 @@ func (a *asyncCall) retryStore(done func(cas uint64, err error)) {
 	}()
 }
 
-// deleteAsync sends the delete of key to its coordinator once; any failure
-// goes back to memcache, which deletes again through Delete (an answer
-// lost after the request left is reported as memcache.ErrMaybeApplied, so
-// that a second attempt finding no key reports the first one's success).
+// deleteAsync sends the delete of key to its coordinator with a request
+// id. An answer lost after the request left is waited for again with the
+// same id, blocking, on a goroutine of its own (see incrAsync); any other
+// failure goes back to memcache, which deletes again through Delete.
 func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) bool {
 	a := g.newAsync()
 	var h uint64
@@ -400,6 +400,7 @@ func (g *Gateway) deleteAsync(rb *rpc.Batch, key []byte, done func(err error)) b
 		return false
 	}
 	a.cmd = cmdDelete
+	a.reqID = g.nextReqID()
 	c.GoIn(rb, wire.SrvRemove, a.delArgs, g.cfg.WriteTimeout, a.onDelete)
 	return true
 }
@@ -523,9 +524,10 @@ func (a *asyncCall) finishLocalDelete(found bool, err error) {
 }
 
 func (a *asyncCall) appendDeleteArgs(b []byte) []byte {
-	b = msgpack.AppendArrayHeader(b, 2)
+	b = msgpack.AppendArrayHeader(b, 3)
 	b = msgpack.AppendRaw(b, a.dbkey)
-	return msgpack.AppendUint(b, 0)
+	b = msgpack.AppendUint(b, 0)
+	return msgpack.AppendUint(b, a.reqID)
 }
 
 // finishDelete is the completion of deleteAsync and touchAsync: both
@@ -539,6 +541,21 @@ func (a *asyncCall) finishDelete(res []byte, err error) {
 		}
 	} else {
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
+		if maybeApplied(err) && a.cmd == cmdDelete {
+			// Send it again with its id, blocking, off this goroutine.
+			dbkey, id, start := append([]byte(nil), a.dbkey...), a.reqID, a.start
+			h, _, _ := wire.SplitDBKey(dbkey)
+			a.free()
+			go func() {
+				err := g.remove(g.ctx, dbkey, h, 0, id)
+				g.observe(cmdDelete, start, err)
+				if err != nil && !errors.Is(err, memcache.ErrNotFound) {
+					err = errors.Join(memcache.ErrMaybeApplied, err)
+				}
+				done(err)
+			}()
+			return
+		}
 		if maybeApplied(err) {
 			err = errors.Join(memcache.ErrMaybeApplied, err)
 		}

@@ -419,10 +419,20 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
-	ambiguous, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 2)
+	return g.remove(ctx, dbkey, h, cas, g.nextReqID())
+}
+
+// remove deletes dbkey with request id id. A retry after an attempt that
+// may have been applied carries the same id, so the coordinator (or the
+// next one) that already deleted the key answers with that outcome, and a
+// retry that finds no key means there was none (servers upgraded before
+// gateways: an older server ignores the id).
+func (g *Gateway) remove(ctx context.Context, dbkey []byte, h, cas, id uint64) error {
+	_, err := g.write(ctx, h, wire.SrvRemove, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
 		b = msgpack.AppendRaw(b, dbkey)
-		return msgpack.AppendUint(b, cas)
+		b = msgpack.AppendUint(b, cas)
+		return msgpack.AppendUint(b, id)
 	}, func(res []byte) error {
 		st, _, err := statusResult(res)
 		if err != nil {
@@ -430,9 +440,6 @@ func (g *Gateway) doDelete(ctx context.Context, key []byte, cas uint64) error {
 		}
 		return statusError(st)
 	})
-	if ambiguous && errors.Is(err, memcache.ErrNotFound) {
-		return nil // the earlier attempt deleted it
-	}
 	return err
 }
 

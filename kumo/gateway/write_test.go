@@ -13,14 +13,14 @@ import (
 	"kumofs/proto/rpc"
 )
 
-// Ensure that a write that must not apply twice (incr, append) carries a
+// Ensure that a write that must not apply twice (incr, append, delete) carries a
 // request id and, once an attempt may have taken effect (the coordinator
 // took it and the connection died before the answer), is sent again with
 // the same id (the server answers a repeated id with the first outcome,
 // see the server's dedupTable); a set, which may apply twice, carries none
 // and is retried too; each new write gets a new id.
 func TestRetryWithRequestID(t *testing.T) {
-	var calls [3]atomic.Int32 // by method: arith, append, set
+	var calls [4]atomic.Int32 // by method: arith, append, set, remove
 	ids := make(chan uint64, 16)
 	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
 		var n int32
@@ -31,6 +31,8 @@ func TestRetryWithRequestID(t *testing.T) {
 			n = calls[1].Add(1)
 		case req.Method == wire.SrvStore:
 			n = calls[2].Add(1)
+		case req.Method == wire.SrvRemove:
+			n = calls[3].Add(1)
 		default:
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return
@@ -85,7 +87,11 @@ func TestRetryWithRequestID(t *testing.T) {
 	}
 	<-ids
 	<-ids
-	for i, want := range []int32{2, 2, 2} {
+	if err := g.Delete(ctx, []byte("a"), 0); err != nil {
+		t.Errorf("delete whose first answer was lost: %v", err)
+	}
+	sameID("delete")
+	for i, want := range []int32{2, 2, 2, 2} {
 		if got := calls[i].Load(); got != want {
 			t.Errorf("method %d reached the server %d times, want %d", i, got, want)
 		}
@@ -100,6 +106,8 @@ func requestID(params []byte) uint64 {
 		return nthUint(params, 9)
 	case 6: // SrvStore of an append or prepend: [..., request_id, limit]
 		return nthUint(params, 4)
+	case 3: // SrvRemove: [DBKey, cas, request_id]
+		return nthUint(params, 2)
 	}
 	return 0
 }
@@ -418,5 +426,75 @@ func TestIncrAsync(t *testing.T) {
 	}
 	if got := calls.Load() - before; got < 2 {
 		t.Errorf("the lost incr reached the server %d times, want it sent again", got)
+	}
+}
+
+// Ensure that an asynchronous delete whose answer was lost is sent again
+// with the same request id, and that the retry's answer is the one given:
+// deleted from the first outcome, or not found when there was no key
+// (before request ids a lost answer and a missing key made "deleted").
+func TestDeleteAsyncRetry(t *testing.T) {
+	var lost atomic.Bool
+	var status atomic.Uint64
+	ids := make(chan uint64, 8)
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		if req.Method != wire.SrvRemove {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		ids <- requestID(req.Params)
+		if lost.CompareAndSwap(true, false) {
+			req.Conn.Close() // the answer lost
+			return
+		}
+		st := status.Load()
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, st)
+			return msgpack.AppendUint(b, 9)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Delete(ctx, []byte("k"), 0); err != nil { // opens the connection
+		t.Fatal(err)
+	}
+	<-ids
+	recvID := func() uint64 {
+		t.Helper()
+		select {
+		case id := <-ids:
+			return id
+		case <-time.After(5 * time.Second):
+			t.Fatal("the delete was not sent again")
+			return 0
+		}
+	}
+	del := func() error {
+		t.Helper()
+		res := make(chan error, 1)
+		if !g.DeleteAsync([]byte("k"), func(err error) { res <- err }) {
+			t.Fatal("DeleteAsync did not start")
+		}
+		select {
+		case err := <-res:
+			return err
+		case <-ctx.Done():
+			t.Fatal("delete never finished")
+			return nil
+		}
+	}
+	for _, tt := range []struct {
+		st   uint64
+		want error
+	}{{wire.StatusOK, nil}, {wire.StatusNotFound, memcache.ErrNotFound}} {
+		status.Store(tt.st)
+		lost.Store(true)
+		if err := del(); !errors.Is(err, tt.want) && err != tt.want {
+			t.Errorf("retry answered status %d: %v, want %v", tt.st, err, tt.want)
+		}
+		if a, b := recvID(), recvID(); a == 0 || a != b {
+			t.Errorf("request ids of the delete's two attempts: %d, %d; want the same", a, b)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -297,5 +298,97 @@ func TestDedupTravelsWithRebalance(t *testing.T) {
 	call(t, cl, wire.SrvStore, appendWithID("log", "b", 88))
 	if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "ab" {
 		t.Fatalf("log = %q after the retry on the new owner, want ab (not appended twice)", got.Data)
+	}
+}
+
+// Ensure that a delete sent again with its request id gets its first
+// outcome (deleted), on the coordinator and on a replica that got the
+// tombstone replicated, while a delete that found no key leaves no id
+// behind: its retry finds no key either, and says so.
+func TestDedupDelete(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	remove := func(key string, id uint64) uint64 {
+		t.Helper()
+		res := call(t, cl, wire.SrvRemove, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendRaw(b, dbkey(key))
+			b = msgpack.AppendUint(b, 0)
+			return msgpack.AppendUint(b, id)
+		})
+		_, p, err := msgpack.ReadArrayHeader(res)
+		if err != nil {
+			t.Fatalf("remove reply %x: %v", res, err)
+		}
+		st, _, err := msgpack.ReadUint(p)
+		if err != nil {
+			t.Fatalf("remove reply %x: %v", res, err)
+		}
+		return st
+	}
+	storeKey(t, cl, wire.OpSet, "d", "x")
+	if st := remove("d", 51); st != wire.StatusOK {
+		t.Fatalf("first delete: status %d", st)
+	}
+	if st := remove("d", 51); st != wire.StatusOK {
+		t.Fatalf("the same delete again: status %d, want its first outcome", st)
+	}
+	if st := remove("d", 52); st != wire.StatusNotFound {
+		t.Fatalf("another delete: status %d, want not found", st)
+	}
+	if st := remove("none", 53); st != wire.StatusNotFound {
+		t.Fatalf("delete of no key: status %d", st)
+	}
+	if st := remove("none", 53); st != wire.StatusNotFound {
+		t.Fatalf("its retry: status %d, want not found", st)
+	}
+	// A replica that got the tombstone with the id answers the retry.
+	ct := s.clk.Now()
+	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
+		b = msgpack.AppendUint(b, ct)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendRaw(b, dbkey("r"))
+		v := wire.Value{Clock: ct, Tombstone: true}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, s.whs.Load().Clock())
+		return appendDedup(b, 54, &dedupEntry{})
+	})
+	if st := remove("r", 54); st != wire.StatusOK {
+		t.Fatalf("retry on the replica: status %d, want deleted", st)
+	}
+}
+
+// Ensure that a coordinator catching up on a key during a rebalance gets
+// the request id of the write that made the version it fetches, and
+// answers that write's retry instead of applying it again (chaos
+// scenarios saw a retried delete answered NOT_FOUND by a server that had
+// just been attached again and caught up on the tombstone, id-less).
+func TestDedupTravelsWithCatchUp(t *testing.T) {
+	src, scl := startAlone(t, filepath.Join(t.TempDir(), "src"))
+	storeKey(t, scl, wire.OpSet, "log", "a")
+	call(t, scl, wire.SrvStore, appendWithID("log", "b", 61))
+
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	srcAddr, err := ring.ParseAddr(src.Addr().String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ring.New([]ring.Node{{Addr: srcAddr, Active: true}}, s.clk.Now())
+	if err := s.catchUp(dbkey("log"), binary.BigEndian.Uint64(dbkey("log")), r); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := getKey(t, cl, wire.SrvGetRaw, "log"); string(got.Data) != "ab" {
+		t.Fatalf("log = %q after the catch-up, want ab", got.Data)
+	}
+	call(t, cl, wire.SrvStore, appendWithID("log", "b", 61))
+	if got, _ := getKey(t, cl, wire.SrvGetRaw, "log"); string(got.Data) != "ab" {
+		t.Fatalf("log = %q after the append's retry, want ab (not appended twice)", got.Data)
+	}
+	// A key whose version no remembered write made comes without an id;
+	// an older server's bare DBValue reply reads the same.
+	raw, id, _, err := readRawWithID(msgpack.AppendRaw(nil, []byte("\x00\x00\x00\x00\x00\x00\x00\x07")))
+	if err != nil || id != 0 || len(raw) != 8 {
+		t.Fatalf("bare reply: %x %d %v", raw, id, err)
 	}
 }

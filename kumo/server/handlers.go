@@ -246,11 +246,13 @@ func (s *Server) handleGetMulti(req *rpc.Request) {
 // handleGetRaw answers GetRaw [DBKey] with the stored DBValue, tombstones
 // included, or nil.
 func (s *Server) handleGetRaw(req *rpc.Request) {
-	dbkey, _, err := readDBKeyParam(req.Params)
+	dbkey, p, err := readDBKeyParam(req.Params)
 	if err != nil {
 		req.ReplyError(err)
 		return
 	}
+	withID, _, err := msgpack.ReadBool(p)
+	withID = withID && err == nil
 	bp := getBuf()
 	rec, buf, err := s.db.Get(dbkey, *bp)
 	*bp = buf
@@ -263,7 +265,22 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 		if t, ok := s.asFlushed(&rec); ok {
 			rec = t // stored before a flush_all: its tombstone
 		}
-		req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
+		if !withID {
+			req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
+			break
+		}
+		// The id of the write that made this version goes with it, as
+		// with a rebalance copy: a coordinator catching up must answer
+		// that write's retry, not apply it again.
+		id, e, ok := s.dedup.byVersionOf(binary.BigEndian.Uint64(dbkey), rec.Clock)
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = appendRecordValue(b, &rec)
+			if !ok {
+				return msgpack.AppendNil(b)
+			}
+			return appendDedup(b, id, &e)
+		})
 	}
 	putBuf(bp)
 }

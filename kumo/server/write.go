@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"strconv"
@@ -44,7 +43,7 @@ type writeOp struct {
 	touch   bool   // Arith, Lease: set an existing item's exptime to newExp
 	newExp  uint32
 	lease   uint64 // Lease: wire.LeaseWin or wire.LeaseInvalidate
-	reqID   uint64 // Arith, Store, Lease: the gateway's request id (0: none), see dedupTable
+	reqID   uint64 // Arith, Store, Lease, Remove: the gateway's request id (0: none), see dedupTable
 	limit   uint64 // Store: the item size limit of an append or prepend (0: none)
 
 	// Set by decideAndReplicate for the Arith reply.
@@ -211,7 +210,7 @@ func (op *writeOp) parse(req *rpc.Request) error {
 			op.reqID, err = rd()
 		}
 		return bad(err)
-	case wire.SrvRemove: // [DBKey, cas]
+	case wire.SrvRemove: // [DBKey, cas, request_id]
 		if n < 1 {
 			return errParams
 		}
@@ -220,6 +219,9 @@ func (op *writeOp) parse(req *rpc.Request) error {
 		}
 		if n >= 2 {
 			op.cas, err = rd()
+		}
+		if err == nil && n >= 3 {
+			op.reqID, err = rd()
 		}
 		return bad(err)
 	case wire.SrvDelete: // kumofs [flags, DBKey]
@@ -736,52 +738,4 @@ func encodeRecord(rec *store.Record) ([]byte, int) {
 	off := len(b)
 	b = msgpack.AppendRawHeader(b, uint32(n))
 	return wire.AppendDBValue(b, &v), off
-}
-
-// catchUpNeeded reports whether s coordinates h under w without having been
-// an active owner of h under r: during a rebalance, a new or recovered
-// server does not hold the key's latest record yet, and a read-modify-write
-// decided on its local copy would be wrong.
-func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
-	return r != nil && !r.Empty() && r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
-}
-
-// catchUp fetches the key's record from the active owners in the read hash
-// space and applies it locally, newest clock wins.
-func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
-	o := r.Owners(h)
-	var last error = &rpc.Error{Msg: wire.MsgNotReady}
-	for i := 0; i < o.Len(); i++ {
-		n := o.At(i)
-		if !n.Active || n.Addr == s.cfg.Self {
-			continue
-		}
-		c := s.peer(n.Addr)
-		if c == nil {
-			return ErrClosed
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
-		res, err := c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 1)
-			return msgpack.AppendRaw(b, dbkey)
-		})
-		cancel()
-		if err != nil {
-			s.m.rpcErrs.Count(rpc.ErrorKind(err))
-			s.log.Debugf("catch up from %s: %v", n.Addr, err)
-			last = err
-			continue
-		}
-		defer res.Release()
-		if msgpack.IsNil(res.Bytes()) {
-			return nil
-		}
-		raw, _, err := msgpack.ReadRaw(res.Bytes())
-		if err != nil {
-			return errParams
-		}
-		_, err = s.applyNewest(dbkey, raw)
-		return err
-	}
-	return last
 }

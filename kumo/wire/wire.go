@@ -81,7 +81,9 @@ const (
 	// SrvTouch updates the exptime and optionally returns the value (gat).
 	// [DBKey, exptime, want_value bool] -> [status, DBValue | nil].
 	SrvTouch = 66
-	// SrvRemove is a delete with an optional CAS compare.
+	// SrvRemove is a delete with an optional CAS compare. [DBKey, cas,
+	// (request_id)] -> [status, clocktime]; a request id makes a retry
+	// answered with the first outcome, as for SrvStore.
 	// [DBKey, cas] -> [status, clocktime].
 	SrvRemove = 67
 	// SrvFlush tombstones every record older than the given clocktime, at
@@ -93,7 +95,10 @@ const (
 	// SrvGetRaw returns the stored record whatever it is: a value, a
 	// tombstone (8-byte DBValue) or nil, without checking ownership. For
 	// coordinators catching up during a rebalance, and for checks.
-	// [DBKey] -> DBValue | nil.
+	// [DBKey] -> DBValue | nil. [DBKey, true] -> [DBValue, dedup | nil] |
+	// nil: with the request id and outcome of the write that made the
+	// version, if the server remembers it (an older server ignores the
+	// flag and answers the DBValue alone).
 	SrvGetRaw = 70
 	// SrvHashSpaceRequest returns the server's hash spaces, as
 	// MgrHashSpaceRequest does. Gateways and servers that cannot reach

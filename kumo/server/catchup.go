@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+	"kumofs/ring"
+)
+
+// readRawWithID decodes a SrvGetRaw reply asked with the request id:
+// [DBValue, dedup | nil], or a bare DBValue from an older server. id is 0
+// when the reply names no write.
+func readRawWithID(p []byte) (raw []byte, id uint64, e dedupEntry, err error) {
+	if n, rest, aerr := msgpack.ReadArrayHeader(p); aerr == nil {
+		if n < 1 {
+			return nil, 0, e, errParams
+		}
+		if raw, rest, err = msgpack.ReadRaw(rest); err != nil || len(raw) < 8 {
+			return nil, 0, e, errParams
+		}
+		if n >= 2 && !msgpack.IsNil(rest) {
+			if id, e, err = readDedup(rest); err != nil {
+				return nil, 0, e, errParams
+			}
+		}
+		return raw, id, e, nil
+	}
+	if raw, _, err = msgpack.ReadRaw(p); err != nil || len(raw) < 8 {
+		return nil, 0, e, errParams
+	}
+	return raw, 0, e, nil
+}
+
+// catchUpNeeded reports whether s coordinates h under w without having been
+// an active owner of h under r: during a rebalance, a new or recovered
+// server does not hold the key's latest record yet, and a read-modify-write
+// decided on its local copy would be wrong.
+func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
+	return r != nil && !r.Empty() && r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
+}
+
+// catchUp fetches the key's record from the active owners in the read hash
+// space and applies it locally, newest clock wins.
+func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
+	o := r.Owners(h)
+	var last error = &rpc.Error{Msg: wire.MsgNotReady}
+	for i := 0; i < o.Len(); i++ {
+		n := o.At(i)
+		if !n.Active || n.Addr == s.cfg.Self {
+			continue
+		}
+		c := s.peer(n.Addr)
+		if c == nil {
+			return ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
+		res, err := c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendRaw(b, dbkey)
+			return msgpack.AppendBool(b, true) // with the write's request id
+		})
+		cancel()
+		if err != nil {
+			s.m.rpcErrs.Count(rpc.ErrorKind(err))
+			s.log.Debugf("catch up from %s: %v", n.Addr, err)
+			last = err
+			continue
+		}
+		defer res.Release()
+		if msgpack.IsNil(res.Bytes()) {
+			return nil
+		}
+		raw, id, de, err := readRawWithID(res.Bytes())
+		if err != nil {
+			return errParams
+		}
+		if _, err = s.applyNewest(dbkey, raw); err != nil {
+			return err
+		}
+		if id != 0 {
+			// The write that made this version was applied: its retry,
+			// which may be what we are catching up for, gets its outcome.
+			de.h, de.clock = h, binary.BigEndian.Uint64(raw)
+			s.dedup.put(id, de)
+		}
+		return nil
+	}
+	return last
+}
