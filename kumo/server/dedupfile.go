@@ -89,6 +89,10 @@ func openDedupFile(path string, slots, pending int) (d *dedupFile, fresh bool, e
 		m, err = mapShared(f, size)
 	}
 	if err != nil {
+		if fresh {
+			// Give back what a full disk let us write: the store needs it.
+			f.Truncate(0)
+		}
 		f.Close()
 		return nil, false, fmt.Errorf("%w %s: %w", errIDsFile, path, err)
 	}

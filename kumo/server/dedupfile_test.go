@@ -268,3 +268,20 @@ func FuzzPendingSlot(f *testing.F) {
 		}
 	})
 }
+
+// Ensure that a server whose request-id file cannot be created starts
+// anyway and keeps the ids in memory.
+func TestDedupFileUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	if err := os.Mkdir(path+".ids", 0o755); err != nil { // a directory where the file belongs
+		t.Fatal(err)
+	}
+	s, cl := startAlone(t, path)
+	if s.dedup.file != nil {
+		t.Fatal("the table has a file")
+	}
+	call(t, cl, wire.SrvArith, arithWithID("n", 5, 42))
+	if _, v, _, _ := arithReply(t, call(t, cl, wire.SrvArith, arithWithID("n", 5, 42))); v != 100 {
+		t.Fatalf("incr 42 again: %d, want its first outcome 100", v)
+	}
+}
