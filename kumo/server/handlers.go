@@ -323,78 +323,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 	s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
 	switch req.Method {
 	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?, dedup?]
-		if n < 4 {
-			req.ReplyError(errParams)
-			return
-		}
-		stored := false
-		if p, err = msgpack.Skip(p); err != nil {
-			req.ReplyError(errParams)
-			return
-		}
-		dbkey, p, err := msgpack.ReadRaw(p)
-		if err != nil || len(dbkey) < 8 {
-			req.ReplyError(errParams)
-			return
-		}
-		dbval, p, err := msgpack.ReadRaw(p)
-		if err != nil {
-			req.ReplyError(errParams)
-			return
-		}
-		if n >= 5 {
-			// Fencing: a coordinator deciding under an older write hash
-			// space than ours may no longer be the coordinator (it may be
-			// cut off from the managers); refuse, so that it cannot
-			// acknowledge a write the current coordinator does not see.
-			wc, rest, err := msgpack.ReadUint(p)
-			if err == nil && wc < s.whs.Load().Clock() {
-				req.ReplyError(&rpc.Error{Msg: wire.MsgObsolete})
-				return
-			}
-			if err == nil && n >= 6 && len(dbval) >= 8 {
-				// The write's request id: remembered with its outcome
-				// once stored, so that a retry after the coordinator's
-				// death is answered with it rather than applied again
-				// (see dedupTable).
-				if id, e, derr := readDedup(rest); derr == nil && id != 0 {
-					e.h, e.clock = binary.BigEndian.Uint64(dbkey), binary.BigEndian.Uint64(dbval)
-					defer func() {
-						if stored {
-							s.dedup.put(id, e)
-						}
-					}()
-				}
-			}
-		}
-		ok, err := s.applyNewest(dbkey, dbval)
-		if err != nil {
-			req.ReplyError(err)
-			return
-		}
-		// Remembered unless the replica keeps a newer version (an
-		// unacknowledged leftover the coordinator re-stamps above): then
-		// this write is not stored here until it comes again.
-		stored = true
-		if !ok && n >= 5 {
-			// A kumo coordinator (it sent the whs clock): if we keep a
-			// newer version than its write (an unacknowledged write of an
-			// earlier coordinator, stamped by a clock that ran ahead),
-			// say which, so that it re-stamps its write above it instead
-			// of acknowledging a write this owner does not serve.
-			bp := getBuf()
-			cur, buf, gerr := s.db.Get(dbkey, *bp)
-			*bp = buf
-			putBuf(bp)
-			if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil && cur.Clock > v.Clock {
-				s.log.Debugf("replicate: %q at clock %x kept over %x", dbkey[8:], cur.Clock, v.Clock)
-				newer := cur.Clock
-				stored = false
-				req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, newer) })
-				return
-			}
-		}
-		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+		s.handleReplicateSet(req, n, p)
 	case wire.SrvReplicateDelete: // [clock, flags, delete_clocktime, DBKey]
 		if n < 4 {
 			req.ReplyError(errParams)
@@ -475,6 +404,105 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, uint64(applied)) })
 	}
+}
+
+// handleReplicateSet applies one record a coordinator replicates: the
+// params after the clock, p, are [flags, DBKey, DBValue, whs_clock?,
+// dedup?] (n counts the clock too).
+func (s *Server) handleReplicateSet(req *rpc.Request, n uint32, p []byte) {
+	if n < 4 {
+		req.ReplyError(errParams)
+		return
+	}
+	p, err := msgpack.Skip(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	dbkey, p, err := msgpack.ReadRaw(p)
+	if err != nil || len(dbkey) < 8 {
+		req.ReplyError(errParams)
+		return
+	}
+	dbval, p, err := msgpack.ReadRaw(p)
+	if err != nil || len(dbval) < 8 {
+		req.ReplyError(errParams)
+		return
+	}
+	var id uint64
+	var e dedupEntry
+	if n >= 5 {
+		// Fencing: a coordinator deciding under an older write hash
+		// space than ours may no longer be the coordinator (it may be
+		// cut off from the managers); refuse, so that it cannot
+		// acknowledge a write the current coordinator does not see.
+		wc, rest, err := msgpack.ReadUint(p)
+		if err == nil && wc < s.whs.Load().Clock() {
+			req.ReplyError(&rpc.Error{Msg: wire.MsgObsolete})
+			return
+		}
+		if err == nil && n >= 6 {
+			// The write's request id: remembered with its outcome once
+			// stored, so that a retry after the coordinator's death is
+			// answered with it rather than applied again (see
+			// dedupTable).
+			if id, e, err = readDedup(rest); err != nil {
+				id = 0
+			}
+		}
+	}
+	if id != 0 {
+		// Noted as pending before the record is stored, under the key's
+		// lock stripe, as on a coordinator, so that a kill in between
+		// cannot lose it (see dedupFile).
+		e.h, e.clock = binary.BigEndian.Uint64(dbkey), binary.BigEndian.Uint64(dbval)
+		stripe := int(e.h % numStripes)
+		s.stripes[stripe].Lock()
+		s.dedup.begin(stripe, id, &e, dbkey)
+	}
+	ok, newer, err := s.applyReplicated(dbkey, dbval, n >= 5)
+	if id != 0 {
+		// Remembered unless the replica keeps a newer version (an
+		// unacknowledged leftover the coordinator re-stamps above): then
+		// this write is not stored here until it comes again.
+		stripe := int(e.h % numStripes)
+		if err == nil && newer == 0 {
+			s.dedup.commit(stripe, id, e)
+		} else {
+			s.dedup.abort(stripe)
+		}
+		s.stripes[stripe].Unlock()
+	}
+	switch {
+	case err != nil:
+		req.ReplyError(err)
+	case newer != 0:
+		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, newer) })
+	default:
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
+	}
+}
+
+// applyReplicated stores a replicated DBValue under dbkey, newest clock
+// wins, and reports whether it was stored. For a kumo coordinator (kumo:
+// it sent the whs clock), newer is the clock of a newer version kept
+// here instead (an unacknowledged write of an earlier coordinator,
+// stamped by a clock that ran ahead), 0 if none, so that it re-stamps its
+// write above it instead of acknowledging a write this owner does not
+// serve.
+func (s *Server) applyReplicated(dbkey, dbval []byte, kumo bool) (ok bool, newer uint64, err error) {
+	if ok, err = s.applyNewest(dbkey, dbval); err != nil || ok || !kumo {
+		return ok, 0, err
+	}
+	bp := getBuf()
+	cur, buf, gerr := s.db.Get(dbkey, *bp)
+	*bp = buf
+	putBuf(bp)
+	if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil && cur.Clock > v.Clock {
+		s.log.Debugf("replicate: %q at clock %x kept over %x", dbkey[8:], cur.Clock, v.Clock)
+		return false, cur.Clock, nil
+	}
+	return false, 0, nil
 }
 
 // newer is the newest-clock-wins predicate.
