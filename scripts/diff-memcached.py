@@ -304,7 +304,7 @@ def main():
         c.ask(b"flush_all\r\n")
     kr, mr = Renamer(mode == "touch"), Renamer(mode == "touch")
     seen = {}
-    hist = []
+    hist, replies = [], []
     for step in range(n):
         if progress and step and step % progress == 0:
             print("progress %d" % step, flush=True)
@@ -318,10 +318,22 @@ def main():
         na, nb = kr.norm(a, k), mr.norm(b, k)
         last_cas(nb, k, seen)
         hist.append(mreq)
+        replies.append((a, b))
         if na != nb:
             print("difference at request %d (seed %d, mode %s, pipe %d):" % (step + 1, seed, mode, pipe))
             for h in hist[-6:]:
                 print("  >", h)
+            if k is None:
+                # Pipelined: the earlier requests naming a key of this one,
+                # with memcached's replies.
+                keys = set(re.findall(rb"(?:^|\n)\w+ (\w+)", req))
+                print("  earlier requests on %s, and kumo's (k<) and memcached's (m<) replies:" % b",".join(sorted(keys)).decode())
+                old = [(h, rep) for h, rep in zip(hist[:-6], replies[:-6])
+                       if any((b" " + kk + b" ") in h or (b" " + kk + b"\r") in h for kk in keys)]
+                for h, (ra, rb) in old[-8:]:
+                    print("  > ", h)
+                    print("  k<", ra)
+                    print("  m<", rb)
             if k is not None:
                 print("  earlier commands on %r:" % k)
                 for h in [h for h in hist[:-6] if (b" " + k + b" ") in h or (b" " + k + b"\r") in h][-10:]:

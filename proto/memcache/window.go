@@ -335,9 +335,10 @@ func windowDelete(line []byte) (key []byte, noreply, ok bool) {
 
 // storeAgain returns the outcome of the windowed store s, serving it again
 // with Backend.Store unless it succeeded, its condition failed, or it is
-// an append or prepend that may have been applied. An add
-// whose first attempt may have stored the item (ErrMaybeApplied) and whose
-// second finds it there reports the first one's success, as deleteAgain.
+// an append or prepend that may have been applied. An add whose first
+// attempt may have stored the item (ErrMaybeApplied) and whose second
+// finds one there reports the first one's success if that item is ours
+// (same flags and value); an item someone stored before is NOT_STORED.
 func (c *conn) storeAgain(s *winSet) error {
 	if s.err == nil || errors.Is(s.err, ErrNotStored) {
 		return s.err
@@ -347,7 +348,10 @@ func (c *conn) storeAgain(s *winSet) error {
 	}
 	_, again := c.s.Backend.Store(c.ctx, s.mode, &s.it)
 	if s.mode == ModeAdd && errors.Is(again, ErrNotStored) && errors.Is(s.err, ErrMaybeApplied) {
-		return nil
+		var cur Item
+		if c.s.Backend.Get(c.ctx, s.it.Key, nil, &cur) == nil && cur.Flags == s.it.Flags && bytes.Equal(cur.Value, s.it.Value) {
+			return nil
+		}
 	}
 	return again
 }

@@ -309,6 +309,34 @@ func TestWindowIncrMaybeApplied(t *testing.T) {
 	}
 }
 
+// lostAddBackend reports every windowed add's answer lost (an error
+// wrapping ErrMaybeApplied) without applying it.
+type lostAddBackend struct{ *asyncBackend }
+
+func (l lostAddBackend) StoreAsync(mode memcache.StoreMode, it *memcache.Item, done func(uint64, error)) bool {
+	if mode != memcache.ModeAdd {
+		return l.asyncBackend.StoreAsync(mode, it, done)
+	}
+	done(0, errApplied)
+	return true
+}
+
+// Ensure that a windowed add whose answer was lost, and whose retry finds
+// an item, is answered STORED only if that item is its own (flags and
+// value): an item stored before the add is NOT_STORED, as memcached says.
+func TestWindowAddMaybeAppliedFindsOther(t *testing.T) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncInline}
+	s := &memcache.Server{Backend: lostAddBackend{ab}, Now: fixedClock}
+	fc := &fakeConn{r: strings.NewReader("set b 0 0 1\r\n1\r\nadd b 0 0 1\r\n9\r\nadd c 0 0 1\r\n9\r\n" +
+		"set d 5 0 1\r\n9\r\nadd d 0 0 1\r\n9\r\nget b c d\r\n")}
+	s.ServeConn(fc)
+	want := "STORED\r\nNOT_STORED\r\nSTORED\r\nSTORED\r\nNOT_STORED\r\n" +
+		"VALUE b 0 1\r\n1\r\nVALUE c 0 1\r\n9\r\nVALUE d 5 1\r\n9\r\nEND\r\n"
+	if got := fc.w.String(); got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
 // lostAppendBackend applies every windowed store, then reports its answer
 // lost (an error wrapping ErrMaybeApplied).
 type lostAppendBackend struct{ *asyncBackend }
