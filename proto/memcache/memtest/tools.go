@@ -3,10 +3,12 @@ package memtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +37,27 @@ func StartServer(t testing.TB, s *memcache.Server) string {
 
 // StartMemcached starts the memcached binary bin on a free 127.0.0.1 port
 // (-U 0: no UDP) and returns its address once it accepts connections. It
-// is killed when the test ends.
+// is killed when the test ends. The port is chosen free and then handed to
+// memcached, so another process may take it in between (tests start many
+// daemons at once): the memcached that answers must report our process's
+// pid in its stats, or a new port is tried. Without that check two
+// parallel tests could share one memcached and see each other's keys.
 func StartMemcached(t testing.TB, bin string) string {
 	t.Helper()
+	var last error
+	for range 5 {
+		addr, err := startMemcached(t, bin)
+		if err == nil {
+			return addr
+		}
+		last = err
+	}
+	t.Fatalf("memcached did not start: %v", last)
+	return ""
+}
+
+// startMemcached is one attempt of StartMemcached.
+func startMemcached(t testing.TB, bin string) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,19 +69,54 @@ func StartMemcached(t testing.TB, bin string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() { cmd.Process.Kill(); <-exited }
+	want := "STAT pid " + strconv.Itoa(cmd.Process.Pid) + "\r\n"
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
+		select {
+		case <-exited:
+			return "", errors.New("memcached exited (port " + port + " taken?)")
+		default:
+		}
+		if stats, err := askStats(addr); err == nil {
+			if !strings.Contains(stats, want) {
+				stop()
+				return "", errors.New("port " + port + " answered by another memcached")
+			}
+			t.Cleanup(stop)
+			return addr, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("memcached did not start: %v", err)
+			stop()
+			return "", errors.New("memcached did not accept connections on port " + port)
 		}
 		time.Sleep(10 * time.Millisecond) // polling for the port, not synchronising
 	}
+}
+
+// askStats returns the reply to "stats" at addr, up to its END line.
+func askStats(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("stats\r\n")); err != nil {
+		return "", err
+	}
+	var b []byte
+	buf := make([]byte, 4096)
+	for !bytes.HasSuffix(b, []byte("END\r\n")) {
+		n, err := c.Read(buf)
+		if err != nil {
+			return "", err
+		}
+		b = append(b, buf[:n]...)
+	}
+	return string(b), nil
 }
 
 // repoRoot finds the module root (the directory holding go.mod) above this
