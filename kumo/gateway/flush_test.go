@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,6 +89,51 @@ func TestFlushAllEveryServer(t *testing.T) {
 		if i == int(failing.Load()) {
 			want = 0
 		}
+		if got := flushes[i].Load(); got != want {
+			t.Errorf("server %d flushed %d times, want %d", i, got, want)
+		}
+	}
+}
+
+// Ensure that flush_all also flushes a server that appears in the hash
+// spaces while it runs (one attached meanwhile, which may hold a rebalance
+// copy made before its sources flushed), and that a server failing the
+// flush counts as flushed once it leaves the hash spaces (marked fault: the
+// replace that brings it back copies the tombstones to it).
+func TestFlushAllLateAndLeavingServers(t *testing.T) {
+	const n = 4
+	var flushes [n]atomic.Int32
+	var g *Gateway
+	var addrs []ring.Addr
+	var once sync.Once
+	g, addrs = fakeCluster(t, n, func(i int, req *rpc.Request) {
+		if req.Method != wire.SrvFlush {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		if i == 3 { // failing, then marked fault; server 2 attached meanwhile
+			once.Do(func() {
+				hs := ring.New([]ring.Node{{Addr: addrs[0], Active: true}, {Addr: addrs[1], Active: true},
+					{Addr: addrs[2], Active: true}, {Addr: addrs[3]}}, 2)
+				g.whs.Store(hs)
+				g.rhs.Store(hs)
+			})
+			req.ReplyError(&rpc.Error{Msg: "rpc: connection lost"})
+			return
+		}
+		flushes[i].Add(1)
+		req.Reply(msgpack.AppendNil)
+	})
+	hs := ring.New([]ring.Node{{Addr: addrs[0], Active: true}, {Addr: addrs[1], Active: true},
+		{Addr: addrs[3], Active: true}}, 1)
+	g.whs.Store(hs)
+	g.rhs.Store(hs)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.doFlushAll(ctx, 0); err != nil {
+		t.Fatalf("flush_all: %v", err)
+	}
+	for i, want := range []int32{1, 1, 1, 0} {
 		if got := flushes[i].Load(); got != want {
 			t.Errorf("server %d flushed %d times, want %d", i, got, want)
 		}
