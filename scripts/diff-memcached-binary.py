@@ -14,6 +14,12 @@ CAS unique: README "Compatibility"); mode "touch" has them and compares
 only whether a CAS unique is zero. Both servers are flushed first. Prints
 the first difference and exits 1, or exits 0; with -progress K also
 "progress I" every K requests (a test can act on it).
+
+Known noise: under load (pipelined requests, a busy machine) memcached
+1.6.18 sometimes answers an incr or decr "non-numeric" where another
+memcached given the same commands answers a number (run the script with
+two memcached ports to see it), so a difference of that kind alone is
+memcached's, not kumo's.
 """
 import random
 import socket

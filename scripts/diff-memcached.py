@@ -21,6 +21,12 @@ Keys of both servers should start empty: the script flushes both first.
 Prints the first differences with the commands that led there and exits 1,
 or prints "N requests, no difference" and exits 0; with -progress K also
 "progress I" every K requests (a test can act on it).
+
+Known noise: under load (pipelined requests, a busy machine) memcached
+1.6.18 sometimes answers an incr or decr "non-numeric" where another
+memcached given the same commands answers a number (run the script with
+two memcached ports to see it), so a difference of that kind alone is
+memcached's, not kumo's.
 """
 import random
 import re
