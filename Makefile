@@ -65,10 +65,9 @@ chaos:
 	KUMO_CHAOS_LOOPS=$(CHAOS_LOOPS) $(GO) test -count=1 -timeout 90m -v -run 'TestScenarios' ./kumo/integration/ 2>&1 | tee chaos.log | grep -E '^\s*(---|ok|FAIL|PASS)|scenario_test'
 
 # The differential scripts against memcached while servers are added,
-# killed and detached under them, for 10 seeds. Not part of make test: it
-# may show a known gap (a delete of a missing key answered DELETED after
-# its coordinator died, a flush_all that misses a server being added;
-# README "Known gaps").
+# killed and detached under them, for 10 seeds. Not part of make test: now
+# and then memcached itself answers an incr or decr "non-numeric" under
+# load where kumo gives a number (README "Known gaps").
 .PHONY: test-rebalance-diff
 test-rebalance-diff:
 	KUMO_REBALANCE_DIFF=1 KUMO_DIFF_SEEDS="$(or $(SEEDS),1 2 3 4 5 6 7 8 9 10)" $(GO) test -count=1 -timeout 30m -v -run 'TestDifferentialDuringRebalance' ./kumo/integration/ 2>&1 | grep -vE '^\s+[0-9]{4}-' 
