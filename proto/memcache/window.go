@@ -242,14 +242,16 @@ func (c *conn) deleteAgain(key []byte, err error) error {
 // touchAgain returns the outcome of the windowed touch s, serving it again
 // with Backend.Touch unless it was touched or not found. A second touch
 // does no harm where the first took effect; one that finds no item after a
-// first attempt that may have expired it (ErrMaybeApplied) reports the
-// first one's success, as deleteAgain.
+// first attempt that may have expired it (ErrMaybeApplied, and an exptime
+// already past) reports the first one's success. With a later exptime the
+// first attempt cannot have removed the item: it was not there.
 func (c *conn) touchAgain(s *winSet) error {
 	if s.err == nil || errors.Is(s.err, ErrNotFound) {
 		return s.err
 	}
 	again := c.s.Backend.Touch(c.ctx, s.it.Key, s.it.Exptime)
-	if errors.Is(again, ErrNotFound) && errors.Is(s.err, ErrMaybeApplied) {
+	if errors.Is(again, ErrNotFound) && errors.Is(s.err, ErrMaybeApplied) &&
+		s.it.Exptime != 0 && s.it.Exptime <= c.s.now().Unix() {
 		return nil
 	}
 	return again

@@ -337,6 +337,29 @@ func TestWindowAddMaybeAppliedFindsOther(t *testing.T) {
 	}
 }
 
+// lostTouchBackend reports every windowed touch's answer lost without
+// applying it.
+type lostTouchBackend struct{ *asyncBackend }
+
+func (l lostTouchBackend) TouchAsync(key []byte, exptime int64, done func(error)) bool {
+	done(errApplied)
+	return true
+}
+
+// Ensure that a windowed touch whose answer was lost, and whose retry
+// finds no item, is TOUCHED only if its exptime is past (the first attempt
+// may have expired the item): with a later exptime the item was not there.
+func TestWindowTouchMaybeAppliedFindsNone(t *testing.T) {
+	ab := &asyncBackend{Backend: memtest.New(fixedClock), mode: asyncInline}
+	s := &memcache.Server{Backend: lostTouchBackend{ab}, Now: fixedClock}
+	fc := &fakeConn{r: strings.NewReader("touch a 100\r\ntouch b -1\r\nset c 0 0 1\r\n1\r\ntouch c 100\r\n")}
+	s.ServeConn(fc)
+	want := "NOT_FOUND\r\nTOUCHED\r\nSTORED\r\nTOUCHED\r\n"
+	if got := fc.w.String(); got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
 // lostAppendBackend applies every windowed store, then reports its answer
 // lost (an error wrapping ErrMaybeApplied).
 type lostAppendBackend struct{ *asyncBackend }
