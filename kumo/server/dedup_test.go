@@ -71,6 +71,21 @@ func appendWithID(key, data string, id uint64) func([]byte) []byte {
 	}
 }
 
+// replicateWithID is a SrvReplicateSet of v under key, from a coordinator
+// deciding under s's write hash space, with request id id and outcome e.
+func replicateWithID(s *Server, key string, v wire.Value, id uint64, e dedupEntry) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 6)
+		b = msgpack.AppendUint(b, 0) // the sender's clock: none
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendRaw(b, dbkey(key))
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		b = msgpack.AppendUint(b, s.whs.Load().Clock())
+		return appendDedup(b, id, &e)
+	}
+}
+
 // arithReply decodes [status, value, clocktime, created, old_exptime].
 func arithReply(t *testing.T, res []byte) (status, value, clock uint64, created bool) {
 	t.Helper()
@@ -130,17 +145,7 @@ func TestDedupWrites(t *testing.T) {
 
 	// A replica that got the write replicated answers its retry.
 	ct := s.clk.Now()
-	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 6)
-		b = msgpack.AppendUint(b, ct)
-		b = msgpack.AppendUint(b, 0)
-		b = msgpack.AppendRaw(b, dbkey("m"))
-		v := wire.Value{Clock: ct, Data: []byte("8")}
-		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		b = msgpack.AppendUint(b, s.whs.Load().Clock())
-		return appendDedup(b, 99, &dedupEntry{num: 8, oldExp: 0})
-	})
+	call(t, cl, wire.SrvReplicateSet, replicateWithID(s, "m", wire.Value{Clock: ct, Data: []byte("8")}, 99, dedupEntry{num: 8}))
 	st, v, c, created = arithReply(t, call(t, cl, wire.SrvArith, arithWithID("m", 1, 99)))
 	if st != wire.StatusOK || v != 8 || c != ct || created {
 		t.Fatalf("retry on the replica: status %d value %d clock %x created %v; want 8 at %x", st, v, c, created, ct)
@@ -203,17 +208,7 @@ func TestDedupLeaseWin(t *testing.T) {
 func TestDedupNotRememberedUnderNewer(t *testing.T) {
 	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
 	replicate := func(ct uint64, val string, id uint64) []byte {
-		return call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 6)
-			b = msgpack.AppendUint(b, 0)
-			b = msgpack.AppendUint(b, 0)
-			b = msgpack.AppendRaw(b, dbkey("z"))
-			v := wire.Value{Clock: ct, Data: []byte(val)}
-			b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-			b = wire.AppendDBValue(b, &v)
-			b = msgpack.AppendUint(b, s.whs.Load().Clock())
-			return appendDedup(b, id, &dedupEntry{num: 1})
-		})
+		return call(t, cl, wire.SrvReplicateSet, replicateWithID(s, "z", wire.Value{Clock: ct, Data: []byte(val)}, id, dedupEntry{num: 1}))
 	}
 	now := s.clk.Now()
 	ahead := now + 30<<32
@@ -343,17 +338,7 @@ func TestDedupDelete(t *testing.T) {
 	}
 	// A replica that got the tombstone with the id answers the retry.
 	ct := s.clk.Now()
-	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 6)
-		b = msgpack.AppendUint(b, ct)
-		b = msgpack.AppendUint(b, 0)
-		b = msgpack.AppendRaw(b, dbkey("r"))
-		v := wire.Value{Clock: ct, Tombstone: true}
-		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		b = msgpack.AppendUint(b, s.whs.Load().Clock())
-		return appendDedup(b, 54, &dedupEntry{})
-	})
+	call(t, cl, wire.SrvReplicateSet, replicateWithID(s, "r", wire.Value{Clock: ct, Tombstone: true}, 54, dedupEntry{}))
 	if st := remove("r", 54); st != wire.StatusOK {
 		t.Fatalf("retry on the replica: status %d, want deleted", st)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"kumofs/kumo/wire"
-	"kumofs/proto/msgpack"
 	"kumofs/store"
 )
 
@@ -139,17 +138,7 @@ func TestDedupAfterRestart(t *testing.T) {
 	storeKey(t, cl, wire.OpSet, "log", "a")
 	call(t, cl, wire.SrvStore, appendWithID("log", "b", 44))
 	ct := s.clk.Now()
-	call(t, cl, wire.SrvReplicateSet, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 6)
-		b = msgpack.AppendUint(b, ct)
-		b = msgpack.AppendUint(b, 0)
-		b = msgpack.AppendRaw(b, dbkey("m"))
-		v := wire.Value{Clock: ct, Data: []byte("8")}
-		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		b = msgpack.AppendUint(b, s.whs.Load().Clock())
-		return appendDedup(b, 99, &dedupEntry{num: 8})
-	})
+	call(t, cl, wire.SrvReplicateSet, replicateWithID(s, "m", wire.Value{Clock: ct, Data: []byte("8")}, 99, dedupEntry{num: 8}))
 	cl.Close()
 	s.Close()
 
