@@ -163,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 	s.kaNow = make(chan struct{}, 1)
 	s.buckets.Store(db.Stats().Buckets)
 	if idsErr != nil {
-		s.log.Warnf("%v; request ids of incr, decr, append and prepend are kept in memory only", idsErr)
+		s.log.Warnf("%v; request ids of incr, decr, append, prepend and delete are kept in memory only", idsErr)
 	} else {
 		s.dedup.attach(ids)
 		if n := s.resolvePendingIDs(); n > 0 {
