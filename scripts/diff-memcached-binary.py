@@ -46,6 +46,20 @@ def packet(op, key=b"", extras=b"", value=b"", opaque=0, cas=0):
     return struct.pack(">BBHBBHIIQ", 0x80, op, len(key), len(extras), 0, 0, body, opaque, cas) + extras + key + value
 
 
+def text_get(port, key):
+    """Returns the text protocol's answer to "get key" at port."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"get " + key + b"\r\n")
+    b = b""
+    while not b.endswith(b"END\r\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        b += d
+    s.close()
+    return b
+
+
 class Conn:
     def __init__(self, port):
         self.port = port
@@ -233,6 +247,9 @@ def main():
                 print("  >", h.hex())
             print("  kumo:     ", na)
             print("  memcached:", nb)
+            print("  values now (text get on a new connection):")
+            for key in KEYS:
+                print("   ", key, "kumo", text_get(kport, key), "memcached", text_get(mport, key))
             sys.exit(1)
     print("%d requests, no difference (binary, seed %d, mode %s, pipe %d)" % (n, seed, mode, pipe))
 

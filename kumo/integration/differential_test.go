@@ -52,11 +52,20 @@ func TestDifferentialMemcached(t *testing.T) {
 			} {
 				for _, mode := range []string{"cas", "touch"} {
 					for _, seed := range diffSeeds() {
-						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-						cmd := exec.CommandContext(ctx, "/usr/bin/python3", filepath.Join(root, "scripts", run.script),
-							kport, mport, "-n", run.n, "-seed", seed, "-mode", mode, "-pipe", run.pipe)
-						out, err := cmd.CombinedOutput()
-						cancel()
+						runScript := func() ([]byte, error) {
+							ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+							defer cancel()
+							return exec.CommandContext(ctx, "/usr/bin/python3", filepath.Join(root, "scripts", run.script),
+								kport, mport, "-n", run.n, "-seed", seed, "-mode", mode, "-pipe", run.pipe).CombinedOutput()
+						}
+						out, err := runScript()
+						if err != nil && memcachedIncrNoise(out) {
+							// memcached's own nondeterminism (the scripts'
+							// docs): the same commands again must agree.
+							t.Logf("%s -seed %s -mode %s -pipe %s: memcached alone answered an incr or decr non-numeric; running it again:\n%s",
+								run.script, seed, mode, run.pipe, out)
+							out, err = runScript()
+						}
 						if err != nil {
 							t.Fatalf("%s -seed %s -mode %s -pipe %s: %v\n%s", run.script, seed, mode, run.pipe, err, out)
 						}
@@ -66,6 +75,24 @@ func TestDifferentialMemcached(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memcachedIncrNoise reports whether a script's failure may be the kind
+// memcached 1.6.18 shows against itself under load: memcached's replies
+// have more incr or decr answers "non-numeric" than kumo's. The caller
+// runs the same commands once more, and that run must agree entirely.
+func memcachedIncrNoise(out []byte) bool {
+	var kumo, mc string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, "kumo:"); ok {
+			kumo = strings.ToLower(v)
+		}
+		if v, ok := strings.CutPrefix(l, "memcached:"); ok {
+			mc = strings.ToLower(v)
+		}
+	}
+	return strings.Count(mc, "non-numeric") > strings.Count(kumo, "non-numeric")
 }
 
 // diffSeeds are the seeds each script runs with: 1 and 2, or the
@@ -200,4 +227,24 @@ func addAndAttach(c *localcluster.Cluster) error {
 	}
 	_, err := c.Ctl("attach")
 	return err
+}
+
+// Ensure that memcachedIncrNoise tells memcached's non-numeric noise from
+// other differences.
+func TestMemcachedIncrNoise(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want bool
+	}{
+		{"difference at request 445\n  kumo:      [('0x5', 0, 0, 'c', b'', b'', b'4')]\n" +
+			"  memcached: [('0x5', 6, 0, '0', b'', b'', b'Non-numeric server-side value for incr or decr')]\n", true},
+		{"  kumo:      b'18446744073709551615\\r\\n'\n  memcached: b'CLIENT_ERROR cannot increment or decrement non-numeric value\\r\\n'\n", true},
+		{"  kumo:      b'STORED\\r\\n'\n  memcached: b'NOT_STORED\\r\\n'\n", false},
+		{"  kumo:      b'CLIENT_ERROR cannot increment or decrement non-numeric value\\r\\n'\n" +
+			"  memcached: b'CLIENT_ERROR cannot increment or decrement non-numeric value\\r\\nEND\\r\\n'\n", false},
+	} {
+		if got := memcachedIncrNoise([]byte(c.out)); got != c.want {
+			t.Errorf("memcachedIncrNoise(%q) = %v, want %v", c.out, got, c.want)
+		}
+	}
 }
