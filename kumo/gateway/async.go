@@ -510,7 +510,11 @@ func (a *asyncCall) appendTouchArgs(b []byte) []byte {
 	return msgpack.AppendBool(b, false)
 }
 
-// finishLocalDelete is done of DeleteLocal for deleteAsync.
+// finishLocalDelete is done of DeleteLocal for deleteAsync. A delete the
+// local server stored and could not replicate (or whose replication's
+// answer was lost) may have taken effect: that is reported as
+// memcache.ErrMaybeApplied, so that memcache's second attempt, which
+// finds the tombstone, reports the first one's success.
 func (a *asyncCall) finishLocalDelete(found bool, err error) {
 	g, done := a.g, a.delDone
 	if err == nil && !found {
@@ -518,6 +522,8 @@ func (a *asyncCall) finishLocalDelete(found bool, err error) {
 	}
 	if err == nil || err == memcache.ErrNotFound {
 		g.observe(cmdDelete, a.start, err)
+	} else if maybeApplied(err) {
+		err = errors.Join(memcache.ErrMaybeApplied, err)
 	}
 	a.free()
 	done(err)

@@ -232,12 +232,14 @@ func TestFinishDelete(t *testing.T) {
 }
 
 // Ensure that an embedded gateway starts a delete its own server
-// coordinates through DeleteLocal, reports found as deleted and not found
-// as memcache.ErrNotFound, and sends a refused one on through RPC.
+// coordinates through DeleteLocal, reports found as deleted, not found as
+// memcache.ErrNotFound and a failed replication as maybe applied (memcache
+// then reads its retry's "not found" as the first attempt's success), and
+// sends a refused one on through RPC.
 func TestDeleteLocalPath(t *testing.T) {
 	g := localGateway(t, func([]byte, func(*wire.Value)) error { return errors.New("no reads here") })
 	var found bool
-	var refuse error
+	var refuse, fail error
 	calls := 0
 	g.cfg.DeleteLocal = func(dbkey []byte, _ *rpc.Batch, done func(bool, error)) error {
 		calls++
@@ -247,7 +249,7 @@ func TestDeleteLocalPath(t *testing.T) {
 		if refuse != nil {
 			return refuse
 		}
-		done(found, nil)
+		done(found, fail)
 		return nil
 	}
 	for _, tt := range []struct {
@@ -261,11 +263,17 @@ func TestDeleteLocalPath(t *testing.T) {
 			t.Errorf("local delete, found %v: done %d times with %v, want %v", tt.found, n, got, tt.want)
 		}
 	}
+	fail = &rpc.Error{Msg: wire.MsgReplication}
+	var got error
+	if !g.DeleteAsync([]byte("k"), func(err error) { got = err }) || !errors.Is(got, memcache.ErrMaybeApplied) {
+		t.Errorf("local delete whose replication failed: %v, want memcache.ErrMaybeApplied", got)
+	}
+	fail = nil
 	refuse = ErrNoServer
 	if g.DeleteAsync([]byte("k"), func(error) { t.Error("done called for a refused local delete") }) {
 		t.Error("a refused local delete was started without a connection")
 	}
-	if calls != 3 {
-		t.Errorf("DeleteLocal called %d times, want 3", calls)
+	if calls != 4 {
+		t.Errorf("DeleteLocal called %d times, want 4", calls)
 	}
 }
