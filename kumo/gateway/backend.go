@@ -355,10 +355,13 @@ func (g *Gateway) itemLimit() uint64 {
 
 // doStore is the body of Store.
 func (g *Gateway) doStore(ctx context.Context, mode memcache.StoreMode, it *memcache.Item) (uint64, error) {
-	// An append or prepend carries a request id and may be sent again
-	// after an attempt that may have been applied (see arith).
+	// Every store but a plain set carries a request id and may be sent
+	// again after an attempt that may have been applied (see arith): an
+	// append or prepend must not apply twice, and an add, replace or cas
+	// whose first attempt stored the item must not be answered NOT_STORED
+	// or EXISTS by its retry, which would find that very item.
 	var id uint64
-	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
+	if mode != memcache.ModeSet {
 		id = g.nextReqID()
 	}
 	return g.store(ctx, mode, it, id)
@@ -378,7 +381,7 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64
-	ambiguous, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
+	_, err := g.write(ctx, h, wire.SrvStore, func(b []byte) []byte {
 		if id != 0 {
 			b = msgpack.AppendArrayHeader(b, 6)
 		} else {
@@ -389,7 +392,7 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 		b = wire.AppendDBValue(b, &v)
 		b = msgpack.AppendUint(b, it.CAS)
-		if id != 0 { // an append or prepend
+		if id != 0 { // the limit applies to appends and prepends
 			b = msgpack.AppendUint(b, id)
 			b = msgpack.AppendUint(b, g.itemLimit())
 		}
@@ -404,15 +407,6 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 		}
 		return statusError(st)
 	})
-	if ambiguous && (errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrExists)) &&
-		(mode == memcache.ModeAdd || mode == memcache.ModeReplace || mode == memcache.ModeCAS) {
-		// An earlier attempt may have stored it and the retry then saw
-		// our own write: if the item is exactly ours, it was stored.
-		var cur memcache.Item
-		if gerr := g.doGet(ctx, it.Key, nil, &cur); gerr == nil && cur.Flags == it.Flags && string(cur.Value) == string(it.Value) {
-			return cur.CAS, nil
-		}
-	}
 	return cas, err
 }
 

@@ -498,3 +498,54 @@ func TestDeleteAsyncRetry(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that an add, replace or cas whose first answer was lost is sent
+// again with the same request id (the server answers a stored first
+// attempt from its ids) and that the retry's NOT_STORED or EXISTS stands,
+// also when the item there happens to equal ours: it is not our write.
+func TestConditionalStoreRetry(t *testing.T) {
+	var calls atomic.Int32
+	ids := make(chan uint64, 8)
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		switch req.Method {
+		case wire.SrvStore:
+			ids <- requestID(req.Params)
+			if calls.Add(1)%2 == 1 {
+				req.Conn.Close() // the answer is lost; here it was not applied
+				return
+			}
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			mode, _, _ := msgpack.ReadUint(p)
+			st := uint64(wire.StatusNotStored)
+			if mode == wire.OpCAS {
+				st = wire.StatusExists
+			}
+			req.Reply(func(b []byte) []byte {
+				b = msgpack.AppendArrayHeader(b, 1)
+				return msgpack.AppendUint(b, st)
+			})
+		case wire.SrvGet: // the item there equals ours
+			v := wire.Value{Data: []byte("9")}
+			req.Reply(func(b []byte) []byte {
+				b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+				return wire.AppendDBValue(b, &v)
+			})
+		default:
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		mode memcache.StoreMode
+		want error
+	}{{memcache.ModeAdd, memcache.ErrNotStored}, {memcache.ModeReplace, memcache.ErrNotStored}, {memcache.ModeCAS, memcache.ErrExists}} {
+		it := memcache.Item{Key: []byte("k"), Value: []byte("9"), CAS: 5}
+		if _, err := g.Store(ctx, c.mode, &it); !errors.Is(err, c.want) {
+			t.Errorf("%v whose first answer was lost: %v, want %v", c.mode, err, c.want)
+		}
+		if a, b := <-ids, <-ids; a == 0 || a != b {
+			t.Errorf("%v: request ids %d and %d, want the same, not 0", c.mode, a, b)
+		}
+	}
+}

@@ -59,15 +59,66 @@ func arithWithID(key string, delta, id uint64) func([]byte) []byte {
 
 // appendWithID is a SrvStore appending data to key with request id id.
 func appendWithID(key, data string, id uint64) func([]byte) []byte {
+	return storeWithID(wire.OpAppend, key, data, 0, id)
+}
+
+// storeWithID is a SrvStore with mode op of data under key, compared with
+// cas, with request id id.
+func storeWithID(op uint64, key, data string, cas, id uint64) func([]byte) []byte {
 	return func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 5)
-		b = msgpack.AppendUint(b, wire.OpAppend)
+		b = msgpack.AppendUint(b, op)
 		b = msgpack.AppendRaw(b, dbkey(key))
 		v := wire.Value{Data: []byte(data)}
 		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 		b = wire.AppendDBValue(b, &v)
-		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendUint(b, cas)
 		return msgpack.AppendUint(b, id)
+	}
+}
+
+// Ensure that an add or cas sent again with its request id after it
+// stored the item is answered with its first outcome (stored, the CAS of
+// the version it made), not NOT_STORED or EXISTS from its own item, and
+// that an add that failed leaves no id: its retry fails the same way.
+func TestDedupConditionalStores(t *testing.T) {
+	_, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	store := func(op uint64, key, data string, cas, id uint64) (st, ct uint64) {
+		t.Helper()
+		_, p, err := msgpack.ReadArrayHeader(call(t, cl, wire.SrvStore, storeWithID(op, key, data, cas, id)))
+		if err == nil {
+			st, p, err = msgpack.ReadUint(p)
+		}
+		if err == nil && st == wire.StatusOK {
+			ct, _, err = msgpack.ReadUint(p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, ct
+	}
+	st, c1 := store(wire.OpAdd, "a", "1", 0, 71)
+	if st != wire.StatusOK {
+		t.Fatalf("add: status %d", st)
+	}
+	if st, c := store(wire.OpAdd, "a", "1", 0, 71); st != wire.StatusOK || c != c1 {
+		t.Fatalf("the add again: status %d clock %x, want stored at %x", st, c, c1)
+	}
+	if st, _ := store(wire.OpAdd, "a", "1", 0, 72); st != wire.StatusNotStored {
+		t.Fatalf("another add: status %d, want not stored", st)
+	}
+	if st, _ := store(wire.OpAdd, "a", "1", 0, 72); st != wire.StatusNotStored {
+		t.Fatalf("that add again: status %d, want not stored", st)
+	}
+	st, c2 := store(wire.OpCAS, "a", "2", c1, 73)
+	if st != wire.StatusOK {
+		t.Fatalf("cas: status %d", st)
+	}
+	if st, c := store(wire.OpCAS, "a", "2", c1, 73); st != wire.StatusOK || c != c2 {
+		t.Fatalf("the cas again: status %d clock %x, want stored at %x", st, c, c2)
+	}
+	if st, _ := store(wire.OpCAS, "a", "2", c1, 74); st != wire.StatusExists {
+		t.Fatalf("a cas with the old unique: status %d, want exists", st)
 	}
 }
 
