@@ -76,15 +76,7 @@ func call(t *testing.T, cl *rpc.Client, method uint32, args func([]byte) []byte)
 // store runs SrvStore (mode: wire.OpSet, OpAdd ...) and returns the status.
 func storeKey(t *testing.T, cl *rpc.Client, mode uint64, key, val string) uint64 {
 	t.Helper()
-	res := call(t, cl, wire.SrvStore, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 4)
-		b = msgpack.AppendUint(b, mode)
-		b = msgpack.AppendRaw(b, dbkey(key))
-		v := wire.Value{Data: []byte(val)}
-		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		return msgpack.AppendUint(b, 0)
-	})
+	res := call(t, cl, wire.SrvStore, storeWithID(mode, key, val, 0, 0))
 	_, p, err := msgpack.ReadArrayHeader(res)
 	if err != nil {
 		t.Fatal(err)
