@@ -34,9 +34,10 @@ type asyncCall struct {
 	exptime uint32             // a touch's
 	delta   uint64             // an incr's or decr's
 	decr    bool
-	reqID   uint64     // an incr's, decr's, append's or prepend's request id
-	keep    *[]byte    // an append's or prepend's value, kept for a retry
-	val     wire.Value // a local set's value, valid only during WriteLocal
+	reqID   uint64        // a request id: incr, decr, delete, add, replace, append, prepend
+	keep    *[]byte       // a store's value, kept for a retry (not a plain set's)
+	keepIt  memcache.Item // the kept store's flags and exptime
+	val     wire.Value    // a local set's value, valid only during WriteLocal
 	getDone func(it *memcache.Item, err error)
 	setDone func(cas uint64, err error)
 	delDone func(err error)
@@ -258,12 +259,11 @@ func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint6
 }
 
 // storeAsync sends the store of it with mode (set, add, replace, append or
-// prepend) to its
-// key's coordinator once; a plain set whose coordinator is the embedded
-// gateway's own server is decided and stored in place. Any failure goes
-// back to memcache, which stores again through Store (a conditional store
-// whose answer was lost after it left is reported as
-// memcache.ErrMaybeApplied, as deleteAsync's).
+// prepend) to its key's coordinator; a plain set whose coordinator is the
+// embedded gateway's own server is decided and stored in place. Every mode
+// but set carries a request id, and one whose answer was lost after it
+// left is sent again with it, blocking (retryStore); any other failure
+// goes back to memcache, which stores again through Store.
 func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcache.Item, done func(cas uint64, err error)) bool {
 	a := g.newAsync()
 	var h uint64
@@ -287,12 +287,13 @@ func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcach
 		return false
 	}
 	a.start, a.setDone, a.set, a.mode = time.Now(), done, it, mode
-	if mode == memcache.ModeAppend || mode == memcache.ModePrepend {
+	if mode != memcache.ModeSet {
 		// Sent with a request id; the value is kept, since the item is
 		// gone once sent, for a retry if the answer is lost.
 		a.reqID = g.nextReqID()
 		a.keep = getKeep(len(it.Value))
 		*a.keep = append((*a.keep)[:0], it.Value...)
+		a.keepIt = memcache.Item{Flags: it.Flags, Exptime: it.Exptime}
 	}
 	c.GoIn(rb, wire.SrvStore, a.setArgs, g.cfg.WriteTimeout, a.onSet)
 	return true
@@ -312,7 +313,7 @@ func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
 	b = msgpack.AppendUint(b, 0)
-	if a.keep != nil { // an append or prepend
+	if a.keep != nil { // not a plain set: a request id, and the limit of appends
 		b = msgpack.AppendUint(b, a.reqID)
 		b = msgpack.AppendUint(b, a.g.itemLimit())
 	}
@@ -360,11 +361,15 @@ func (a *asyncCall) finishSet(res []byte, err error) {
 	done(cas, err)
 }
 
-// retryStore sends an append or prepend whose answer was lost again with
-// its request id, blocking, on a goroutine of its own (see incrAsync).
+// retryStore sends an add, replace, append or prepend whose answer was
+// lost again with its request id, blocking, on a goroutine of its own (see
+// incrAsync): the servers answer a first attempt they applied from their
+// ids, so the retry's NOT_STORED stands.
 func (a *asyncCall) retryStore(done func(cas uint64, err error)) {
 	g, id, mode, start := a.g, a.reqID, a.mode, a.start
-	it := memcache.Item{Key: append([]byte(nil), a.dbkey[8:]...), Value: append([]byte(nil), *a.keep...)}
+	it := a.keepIt
+	it.Key = append([]byte(nil), a.dbkey[8+len(g.cfg.KeyPrefix):]...) // store prefixes it again
+	it.Value = append([]byte(nil), *a.keep...)
 	a.free()
 	go func() {
 		cas, err := g.store(g.ctx, mode, &it, id)

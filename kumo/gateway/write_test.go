@@ -136,18 +136,23 @@ func isAppend(params []byte) bool {
 }
 
 // Ensure that StoreAsync sends add, replace, append and prepend with their
-// own mode, maps the server's NotStored to memcache.ErrNotStored, reports
-// an add whose answer was lost as memcache.ErrMaybeApplied (memcache then
-// decides, see its storeAgain), sends a prepend whose answer was lost
-// again with the same request id and value, and declines set (SetAsync's)
-// and cas.
+// own mode, maps the server's NotStored to memcache.ErrNotStored, sends an
+// add or prepend whose answer was lost again with the same request id,
+// key (without a second key prefix), value, flags and exptime, so that
+// the second attempt's answer stands, and declines set (SetAsync's) and
+// cas.
 func TestStoreAsync(t *testing.T) {
 	var lost atomic.Bool
 	modes := make(chan uint64, 8)
 	ids := make(chan uint64, 8) // of appends and prepends
+	type sent struct {
+		id, flags, exptime uint64
+		key, value         string
+	}
+	adds := make(chan sent, 8)
 	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
 		_, p, _ := msgpack.ReadArrayHeader(req.Params)
-		mode, _, _ := msgpack.ReadUint(p)
+		mode, p, _ := msgpack.ReadUint(p)
 		if req.Method != wire.SrvStore {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return
@@ -155,6 +160,12 @@ func TestStoreAsync(t *testing.T) {
 		modes <- mode
 		if mode == wire.OpAppend || mode == wire.OpPrepend {
 			ids <- requestID(req.Params)
+		}
+		if mode == wire.OpAdd {
+			dbkey, p, _ := msgpack.ReadRaw(p)
+			raw, _, _ := msgpack.ReadRaw(p)
+			v, _ := wire.ParseDBValue(raw)
+			adds <- sent{requestID(req.Params), uint64(v.Flags), uint64(v.Exptime), string(dbkey[8:]), string(v.Data)}
 		}
 		if lost.CompareAndSwap(true, false) {
 			req.Conn.Close() // applied, and the answer lost
@@ -177,7 +188,7 @@ func TestStoreAsync(t *testing.T) {
 			err error
 		}
 		ch := make(chan res, 1)
-		it := memcache.Item{Key: []byte("a"), Value: []byte("x")}
+		it := memcache.Item{Key: []byte("a"), Value: []byte("x"), Flags: 7, Exptime: 2000000000}
 		if !g.StoreAsync(mode, &it, func(cas uint64, err error) { ch <- res{cas, err} }) {
 			t.Fatalf("StoreAsync(%d) declined", mode)
 		}
@@ -189,6 +200,7 @@ func TestStoreAsync(t *testing.T) {
 		}
 		return 0, nil
 	}
+	g.cfg.KeyPrefix = []byte("p:")
 	// The asynchronous path uses an open connection only: open it.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -215,11 +227,18 @@ func TestStoreAsync(t *testing.T) {
 	if m := <-modes; m != wire.OpAppend {
 		t.Errorf("append went out as mode %d, want %d", m, wire.OpAppend)
 	}
+	<-adds
 	lost.Store(true)
-	if _, err := store(memcache.ModeAdd); !errors.Is(err, memcache.ErrMaybeApplied) {
-		t.Errorf("add whose answer was lost: %v, want ErrMaybeApplied", err)
+	if _, err := store(memcache.ModeAdd); !errors.Is(err, memcache.ErrNotStored) {
+		t.Errorf("add whose first answer was lost: %v, want ErrNotStored from the second attempt", err)
 	}
 	<-modes
+	<-modes
+	want := sent{flags: 7, exptime: 2000000000, key: "p:a", value: "x"}
+	a, b := <-adds, <-adds
+	if want.id = a.id; a.id == 0 || a != want || b != want {
+		t.Errorf("the add's two attempts: %+v and %+v; want both %+v, a request id", a, b, want)
+	}
 	if _, err := g.Store(ctx, memcache.ModeReplace, &warm); err != nil { // a connection again
 		t.Fatal(err)
 	}
