@@ -23,6 +23,9 @@ func (g *Gateway) Win(ctx context.Context, key []byte, cas uint64) (uint64, erro
 	start := time.Now()
 	ct, _, err := g.lease(ctx, key, wire.LeaseWin, cas, false, 0)
 	g.observe(cmdTouch, start, err)
+	if lost, ok := err.(*memcache.LeaseLostError); ok {
+		return 0, lost
+	}
 	return ct, err
 }
 
@@ -56,8 +59,18 @@ func (g *Gateway) lease(ctx context.Context, key []byte, op uint64, cas uint64, 
 		if err != nil {
 			return err
 		}
-		if st == wire.StatusOK {
+		switch st {
+		case wire.StatusOK:
 			ct, _, _ = msgpack.ReadUint(p)
+		case wire.StatusExists:
+			// The version the lease lost to, from servers that say.
+			cur, p, err := msgpack.ReadUint(p)
+			if err != nil {
+				break
+			}
+			if tok, _, err := msgpack.ReadBool(p); err == nil && cur != 0 {
+				return &memcache.LeaseLostError{CAS: cur, TokenSent: tok}
+			}
 		}
 		return statusError(st)
 	})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"path/filepath"
 	"testing"
 
 	"kumofs/kumo/wire"
@@ -112,5 +113,55 @@ func TestParseLeaseRejects(t *testing.T) {
 		if err := op.parse(&rpc.Request{Method: wire.SrvLease, Params: p}); err == nil {
 			t.Fatalf("parse(% x) accepted", p)
 		}
+	}
+}
+
+// Ensure that a win that loses says what it lost to: the current version's
+// clock and whether its token is out. An embedded gateway reads a replica,
+// which may not have stored the winner's version yet; without this, a
+// loser that read that replica again found the version it had tried and,
+// after a few such tries, answered neither W nor Z.
+func TestLeaseLostReply(t *testing.T) {
+	_, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	storeKey(t, cl, wire.OpSet, "k", "v")
+	v, _ := getKey(t, cl, wire.SrvGet, "k")
+	win := func(cas uint64) (status, clock uint64, token bool) {
+		res := call(t, cl, wire.SrvLease, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 5)
+			b = msgpack.AppendRaw(b, dbkey("k"))
+			b = msgpack.AppendUint(b, wire.LeaseWin)
+			b = msgpack.AppendUint(b, cas)
+			b = msgpack.AppendBool(b, false)
+			return msgpack.AppendUint(b, 0)
+		})
+		n, p, err := msgpack.ReadArrayHeader(res)
+		if err == nil && n != 3 {
+			t.Fatalf("lease reply % x: %d elements, want 3", res, n)
+		}
+		if err == nil {
+			status, p, err = msgpack.ReadUint(p)
+		}
+		if err == nil {
+			clock, p, err = msgpack.ReadUint(p)
+		}
+		if err == nil {
+			token, _, err = msgpack.ReadBool(p)
+		}
+		if err != nil {
+			t.Fatalf("lease reply % x: %v", res, err)
+		}
+		return status, clock, token
+	}
+	st, won, tok := win(v.Clock)
+	if st != wire.StatusOK || won <= v.Clock || tok {
+		t.Fatalf("win = status %d clock %x token %v; want OK, a clock above %x", st, won, tok, v.Clock)
+	}
+	if st, c, tok := win(v.Clock); st != wire.StatusExists || c != won || !tok {
+		t.Fatalf("losing win = status %d clock %x token %v; want exists at %x with the token out", st, c, tok, won)
+	}
+	storeKey(t, cl, wire.OpSet, "k", "w") // a set clears the token
+	cur, _ := getKey(t, cl, wire.SrvGet, "k")
+	if st, c, tok := win(won); st != wire.StatusExists || c != cur.Clock || tok {
+		t.Fatalf("win on a changed item = status %d clock %x token %v; want exists at %x, no token", st, c, tok, cur.Clock)
 	}
 }

@@ -323,13 +323,22 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		op.oldExp = old.Exptime
 	}
 	if err != nil || status != wire.StatusOK {
+		var ct uint64
+		var extra func([]byte) []byte
+		if status == wire.StatusExists && op.method == wire.SrvLease && exists {
+			// The version the lease lost to (see wire.SrvLease).
+			ct, extra = old.Clock, appendFalse
+			if old.TokenSent {
+				extra = appendTrue
+			}
+		}
 		mu.Unlock()
 		putBuf(bp)
 		if err != nil {
 			rep.fail(err)
 			return
 		}
-		rep.status(nil, op, status, 0, nil)
+		rep.status(nil, op, status, ct, extra)
 		return
 	}
 	if oldp != nil {
@@ -654,6 +663,9 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 	return rec, 0, 0, errParams
 }
 
+func appendTrue(b []byte) []byte  { return msgpack.AppendBool(b, true) }
+func appendFalse(b []byte) []byte { return msgpack.AppendBool(b, false) }
+
 // parseCounter reads a stored value as incr/decr do, like memcached's
 // safe_strtoull: leading white space, an optional '+', decimal digits that
 // fit 64 bits, then white space or the end; whatever follows the first
@@ -718,6 +730,16 @@ func replyStatus(req *rpc.Request, rb *rpc.Batch, op *writeOp, status int, ct ui
 				return extra(b)
 			}
 			return msgpack.AppendNil(b)
+		})
+	case wire.SrvLease: // [status, clocktime, token_out]
+		req.ReplyIn(rb, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 3)
+			b = msgpack.AppendUint(b, uint64(status))
+			b = msgpack.AppendUint(b, ct)
+			if extra != nil {
+				return extra(b)
+			}
+			return msgpack.AppendBool(b, false)
 		})
 	default: // Store, Remove: [status, clocktime]
 		req.ReplyIn(rb, func(b []byte) []byte {

@@ -124,9 +124,11 @@ const (
 	SrvGetMulti = 73
 	// SrvLease changes the lease state of a value, for memcached's meta
 	// commands: [DBKey, op, cas, touch bool, exptime, (request_id)] ->
-	// [status, clocktime]; request_id as SrvStore's. LeaseWin hands out the win token of the value whose
-	// clocktime is cas (StatusExists if the value changed or its token is
-	// already out); LeaseInvalidate marks the value stale and takes its
+	// [status, clocktime, token_out]; request_id as SrvStore's. LeaseWin
+	// hands out the win token of the value whose clocktime is cas
+	// (StatusExists if the value changed or its token is already out: then
+	// clocktime and token_out describe the version it lost to; servers
+	// before token_out answer [status, 0]); LeaseInvalidate marks the value stale and takes its
 	// token back (md I), with a compare if cas != 0 and a new exptime if
 	// touch. The value is re-stamped and replicated like any write.
 	SrvLease = 74

@@ -217,13 +217,28 @@ type LeaseBackend interface {
 	// Win hands out key's win token: if the item still has CAS unique
 	// cas and no token out, it is marked TokenSent and its CAS unique
 	// returned (a backend may give it a new one, as with GetAndTouch).
-	// ErrExists if the item changed or its token is out, ErrNotFound.
+	// ErrExists if the item changed or its token is out (possibly as a
+	// *LeaseLostError that says which), ErrNotFound.
 	Win(ctx context.Context, key []byte, cas uint64) (uint64, error)
 	// Invalidate marks key stale and takes its token back (md I), with a
 	// new CAS unique; cas != 0 makes it conditional (ErrExists), touch
 	// sets its exptime (absolute, 0 = never). ErrNotFound.
 	Invalidate(ctx context.Context, key []byte, cas uint64, touch bool, exptime int64) error
 }
+
+// LeaseLostError is an ErrExists from LeaseBackend.Win that also tells
+// what the item it lost to is like now: a backend whose reads may lag its
+// writes (a replica that has not stored the win yet) says so, rather than
+// let the caller read the version it already tried again.
+type LeaseLostError struct {
+	CAS       uint64 // the item's CAS unique now
+	TokenSent bool   // its win token is out: another client won
+}
+
+func (e *LeaseLostError) Error() string { return "memcache: lease lost (exists)" }
+
+// Is reports that a LeaseLostError is an ErrExists.
+func (e *LeaseLostError) Is(target error) bool { return target == ErrExists }
 
 // CASSetter is an optional interface of a Backend that stores an item with
 // the CAS unique a client chose (Item.NewCAS: memcached's meta E flag).

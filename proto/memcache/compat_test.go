@@ -285,3 +285,35 @@ func TestWinClaimFails(t *testing.T) {
 		s.Backend = failWin{be}
 	})
 }
+
+// lostWin is a backend whose reads lag its wins: every claim loses to a
+// win its reads do not show yet (an embedded gateway reading a replica).
+type lostWin struct {
+	*memtest.Backend
+	token bool
+}
+
+func (l lostWin) Win(_ context.Context, _ []byte, cas uint64) (uint64, error) {
+	return 0, &memcache.LeaseLostError{CAS: cas + 1, TokenSent: l.token}
+}
+
+// Ensure that an mg whose claim lost to another client's win answers Z,
+// even when reading again would still show the version it tried; a claim
+// lost to a change without a token out is no reason for Z.
+func TestWinLostToLaggingRead(t *testing.T) {
+	for _, token := range []bool{true, false} {
+		want := "STORED\r\nVA 1 Z\r\ny\r\n"
+		if !token {
+			want = "STORED\r\nVA 1\r\ny\r\n"
+		}
+		runTranscriptsOn(t, []transcript{
+			{"lost", "set r 0 10 1\r\ny\r\nmg r R30 v\r\n", want},
+		}, func(s *memcache.Server) {
+			be, _ := s.Backend.(*memtest.Backend)
+			if be == nil {
+				be = s.Backend.(*asyncBackend).Backend
+			}
+			s.Backend = lostWin{be, token}
+		})
+	}
+}

@@ -249,6 +249,15 @@ func (c *conn) winLease(lb LeaseBackend, key []byte, a *metaArgs) (bool, error) 
 			// the read, which would send every client to the backend.
 			return false, nil
 		}
+		var lost *LeaseLostError
+		if errors.As(err, &lost) && lost.TokenSent {
+			// Another client won. Reading again could still give the
+			// version just tried (a read may lag the win), so answer Z
+			// now, with the value and CAS unique as read: a CAS unique
+			// from after the win could pair with an older value.
+			it.TokenSent = true
+			return false, nil
+		}
 		if err := c.get(key, false, 0); err != nil {
 			return false, err
 		}
