@@ -6,6 +6,7 @@ need=()
 command -v memcached   >/dev/null 2>&1 || need+=(memcached)
 command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tchtest     >/dev/null 2>&1 || need+=(tokyocabinet-bin)
+command -v nutcracker  >/dev/null 2>&1 || need+=(nutcracker) # twemproxy, for make bench-cluster
 /usr/bin/python3 -c 'import pymemcache' >/dev/null 2>&1 || need+=(python3-pymemcache)
 /usr/bin/python3 -c 'import pylibmc' >/dev/null 2>&1 || need+=(python3-pylibmc)
 perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
@@ -19,3 +20,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# nutcracker's package starts a system-wide twemproxy where systemd runs;
+# the benchmark starts its own.
+if [[ " ${need[*]} " == *" nutcracker "* ]] && command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now nutcracker >/dev/null 2>&1 || true
+fi

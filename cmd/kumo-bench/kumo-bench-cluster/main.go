@@ -6,7 +6,9 @@
 // (kumo-server -t), runs the same
 // kumo-bench loads against each in alternation for several rounds, and
 // prints the medians and their ratios to memcached as a Markdown table for
-// BENCHMARKS.md.
+// BENCHMARKS.md. When twemproxy (Debian's nutcracker) is installed, the
+// same memcached is also measured through it: memcached with a proxy in
+// front, which pays for one process hop as kumo-gateway does.
 //
 //	kumo-bench-cluster [-B BINDIR] [-t 10s] [-rounds 3] [-pprof DIR]
 //
@@ -49,6 +51,7 @@ type config struct {
 	size      int
 	keys      int
 	memcached string
+	twemproxy string
 	pprofDir  string
 
 	// loadavg at the start and the end of the rounds, for the record.
@@ -124,6 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Int(&c.size, "-d", "--data-size", 1024, "value size")
 	fs.Int(&c.keys, "-keys", "--keys", 10000, "key space")
 	fs.String(&c.memcached, "-memcached", "--memcached", "memcached", "the memcached program")
+	fs.String(&c.twemproxy, "-twemproxy", "--twemproxy", "nutcracker", "the twemproxy program; the twemproxy column is left out when it is not installed")
 	fs.String(&c.pprofDir, "-pprof", "--pprof", "", "write CPU profile tops of the daemons into this folder")
 	fs.Exit(fs.Parse(args))
 	if code >= 0 {
@@ -213,6 +217,21 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 	defer func() { mc.Process.Kill(); mc.Wait() }()
 
 	targets := []*target{{name: "memcached", addr: mcAddr}}
+	tpDir, err := os.MkdirTemp("", "kumo-bench-cluster-twemproxy-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tpDir)
+	if _, err := exec.LookPath(c.twemproxy); err != nil {
+		logf("%s not found: no %s column (scripts/install-test-tools.sh installs it)", c.twemproxy, twemproxyName)
+	} else {
+		tp, tpAddr, err := startTwemproxy(ctx, c.twemproxy, mcAddr, tpDir)
+		if err != nil {
+			return err
+		}
+		defer func() { tp.Process.Kill(); tp.Wait() }()
+		targets = append(targets, &target{name: twemproxyName, addr: tpAddr})
+	}
 	for _, kind := range []struct {
 		n        int
 		embedded bool
@@ -256,6 +275,9 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 
 	common := []string{"-c", strconv.Itoa(c.conns), "-d", strconv.Itoa(c.size), "-keys", strconv.Itoa(c.keys), "-q", "-json"}
 	for _, t := range targets {
+		if t.name == twemproxyName {
+			continue // the same memcached
+		}
 		logf("preloading %s (%s)", t.name, t.addr)
 		if _, err := kumoBench(ctx, kb, append([]string{"-s", t.addr, "-preload", "-n", "1"}, common...)); err != nil {
 			return fmt.Errorf("preload %s: %w", t.name, err)
@@ -295,7 +317,13 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 	printTables(stdout, c, loads, targets, results)
 
 	if c.pprofDir != "" {
-		if err := profile(ctx, c, kb, common, targets[1:3], logf); err != nil {
+		var profiled []*target
+		for _, t := range targets {
+			if t.gwPprof != "" {
+				profiled = append(profiled, t)
+			}
+		}
+		if err := profile(ctx, c, kb, common, profiled, logf); err != nil {
 			return err
 		}
 	}

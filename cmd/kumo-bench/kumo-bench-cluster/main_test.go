@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"kumofs/proto/memcache/memtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -132,4 +137,60 @@ func TestFindBinDir(t *testing.T) {
 			t.Errorf("findBinDir(%q, %v) = %q, %v; want error %q", tt.dir, tt.explicit, got, err, tt.err)
 		}
 	}
+}
+
+func TestTwemproxyConfig(t *testing.T) {
+	want := "kumo_bench:\n  listen: 127.0.0.1:7001\n  hash: fnv1a_64\n  distribution: ketama\n" +
+		"  timeout: 2000\n  servers:\n   - 127.0.0.1:7002:1\n"
+	if got := twemproxyConfig("127.0.0.1:7001", "127.0.0.1:7002"); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// Ensure that the twemproxy target reaches the memcached behind it: a set
+// through the proxy is read back from memcached itself.
+func TestStartTwemproxy(t *testing.T) {
+	memtest.RequireTool(t, "memcached")
+	memtest.RequireTool(t, "nutcracker")
+	ctx := context.Background()
+	mc, mcAddr, err := startMemcached(ctx, "memcached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mc.Process.Kill(); mc.Wait() })
+	tp, addr, err := startTwemproxy(ctx, "nutcracker", mcAddr, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Process.Kill(); tp.Wait() })
+	if got := roundTrip(t, addr, "set k 5 0 2\r\nhi\r\n", 1); got != "STORED\r\n" {
+		t.Fatalf("set through twemproxy: %q", got)
+	}
+	if got := roundTrip(t, mcAddr, "get k\r\n", 3); got != "VALUE k 5 2\r\nhi\r\nEND\r\n" {
+		t.Fatalf("get from memcached: %q", got)
+	}
+}
+
+// roundTrip sends req to addr and returns the first lines lines of the reply.
+func roundTrip(t *testing.T, addr, req string, lines int) string {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(nc)
+	var b strings.Builder
+	for range lines {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%q after %q: %v", req, b.String(), err)
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }
