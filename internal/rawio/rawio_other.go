@@ -22,3 +22,9 @@ func (r *Reader) Init(c net.Conn) bool { return false }
 
 // TryRead reads nothing and reports ErrWouldBlock's absence: an error.
 func (r *Reader) TryRead(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }
+
+// Read reads nothing and fails: Init reported false.
+func (r *Reader) Read(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }
+
+// Write writes nothing and fails: Init reported false.
+func (w *Writer) Write(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }

@@ -3,16 +3,20 @@
 package rawio
 
 import (
+	"io"
 	"net"
+	"os"
 	"syscall"
 )
 
 type writer struct {
+	c   net.Conn
 	rc  syscall.RawConn // nil: the conn has no file descriptor
 	b   []byte
 	n   int
 	err error
 	fn  func(fd uintptr) bool // write, bound once
+	wfn func(fd uintptr) bool // writeAll, bound once
 }
 
 // Init prepares w for c and reports whether c supports raw writes (a TCP or
@@ -22,13 +26,51 @@ func (w *Writer) Init(c net.Conn) bool {
 	if rc == nil {
 		return false
 	}
-	w.w.rc = rc
+	w.w.c, w.w.rc = c, rc
 	w.w.fn = w.w.write
+	w.w.wfn = w.w.writeAll
 	return true
 }
 
+// writeAll writes w.b until it is all written (w.n counts), a write fails
+// (w.err) or the socket is full (false: the runtime waits until it is
+// writable and calls again).
+func (w *writer) writeAll(fd uintptr) bool {
+	for len(w.b) > 0 {
+		n, err := rawWrite(int(fd), w.b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			w.err = err
+			return true
+		}
+		w.n += n
+		w.b = w.b[n:]
+	}
+	return true
+}
+
+// Write writes all of b like the conn's Write: it waits (in the runtime's
+// poller, honouring the conn's deadlines) while the socket is full. w must
+// have been initialized for a socket.
+func (w *Writer) Write(b []byte) (n int, err error) {
+	w.w.b, w.w.n, w.w.err = b, 0, nil
+	err = w.w.rc.Write(w.w.wfn)
+	n, w.w.b = w.w.n, nil
+	if err == nil {
+		err = w.w.err
+	}
+	if err != nil {
+		err = opError("write", w.w.c, err)
+	}
+	return n, err
+}
+
 func (w *writer) write(fd uintptr) bool {
-	w.n, w.err = syscall.Write(int(fd), w.b)
+	w.n, w.err = rawWrite(int(fd), w.b)
 	return true // one attempt, whatever it did
 }
 
@@ -50,11 +92,13 @@ func (w *Writer) TryWrite(b []byte) (n int, ok bool) {
 }
 
 type reader struct {
+	c   net.Conn
 	rc  syscall.RawConn // nil: the conn has no file descriptor
 	b   []byte
 	n   int
 	err error
 	fn  func(fd uintptr) bool // read, bound once
+	wfn func(fd uintptr) bool // readWait, bound once
 }
 
 // Init prepares r for c and reports whether c supports raw reads.
@@ -63,14 +107,60 @@ func (r *Reader) Init(c net.Conn) bool {
 	if rc == nil {
 		return false
 	}
-	r.r.rc = rc
+	r.r.c, r.r.rc = c, rc
 	r.r.fn = r.r.read
+	r.r.wfn = r.r.readWait
 	return true
+}
+
+// readWait is read that has the runtime wait for the socket on EAGAIN.
+func (r *reader) readWait(fd uintptr) bool {
+	r.read(fd)
+	return r.err != syscall.EAGAIN
+}
+
+// Read reads into b like the conn's Read: it waits (in the runtime's
+// poller, honouring the conn's deadlines) until something arrives, and
+// returns io.EOF at the end of the stream. r must have been initialized
+// for a socket.
+func (r *Reader) Read(b []byte) (n int, err error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r.r.b = b
+	err = r.r.rc.Read(r.r.wfn)
+	r.r.b = nil
+	switch {
+	case err != nil:
+		return 0, opError("read", r.r.c, err)
+	case r.r.err != nil:
+		return 0, opError("read", r.r.c, r.r.err)
+	case r.r.n < 0:
+		return 0, opError("read", r.r.c, syscall.EIO)
+	case r.r.n == 0:
+		return 0, io.EOF
+	}
+	return r.r.n, nil
+}
+
+// opError makes err what c's own Read or Write (op) would have returned: a
+// *net.OpError naming op and the addresses, around the system call error
+// or the poller's (a deadline, a closed conn).
+func opError(op string, c net.Conn, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		e := *oe // the raw conn's: "raw-read" or "raw-write"
+		e.Op = op
+		return &e
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 func (r *reader) read(fd uintptr) bool {
 	for {
-		r.n, r.err = syscall.Read(int(fd), r.b)
+		r.n, r.err = rawRead(int(fd), r.b)
 		if r.err != syscall.EINTR {
 			return true // one attempt, whatever it did
 		}

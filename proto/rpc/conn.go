@@ -72,6 +72,11 @@ type Conn struct {
 	// method if it has one, else a raw socket write; nil if nc supports
 	// neither. Used only by the goroutine that set writing.
 	tryWrite func(b []byte) (n int, ok bool)
+	// read and write block like nc's Read and Write, through rawio (which
+	// on Linux does not wake the runtime's sysmon thread) where nc is a
+	// socket. read is the read goroutine's, write the one that set writing.
+	read  func(b []byte) (int, error)
+	write func(b []byte) (int, error)
 
 	lastRead atomic.Int64 // monotime of the last bytes read from the peer
 
@@ -99,6 +104,13 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		c.tryWrite = tw.TryWrite // an in-process conn (internal/memconn)
 	} else if w := new(rawio.Writer); w.Init(nc) {
 		c.tryWrite = w.TryWrite
+	}
+	c.read, c.write = nc.Read, nc.Write
+	if r := new(rawio.Reader); r.Init(nc) {
+		c.read = r.Read
+	}
+	if w := new(rawio.Writer); w.Init(nc) {
+		c.write = w.Write
 	}
 	c.lastRead.Store(monotime())
 	return c
@@ -298,7 +310,7 @@ func (c *Conn) writeBatch() bool {
 	c.wmu.Unlock()
 
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
-	_, err := c.nc.Write(buf)
+	_, err := c.write(buf)
 
 	c.wmu.Lock()
 	c.writing = false

@@ -92,7 +92,7 @@ func (c *Conn) readFrames() error {
 				buf = nb
 			}
 		}
-		n, err := c.nc.Read(buf[w:])
+		n, err := c.read(buf[w:])
 		if n > 0 {
 			c.lastRead.Store(monotime())
 		}
