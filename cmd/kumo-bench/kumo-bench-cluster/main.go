@@ -364,22 +364,32 @@ func startMemcached(ctx context.Context, prog string) (*exec.Cmd, string, error)
 		args = append(args, "-u", "nobody")
 	}
 	cmd := exec.Command(path, args...)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := startListening(ctx, cmd, addr); err != nil {
+		return nil, "", fmt.Errorf("memcached on %s: %w", addr, err)
+	}
+	return cmd, addr, nil
+}
+
+// startListening starts cmd (to die with this process) and waits until it
+// accepts connections on addr; it kills cmd if that does not happen within
+// 10 s.
+func startListening(ctx context.Context, cmd *exec.Cmd, addr string) error {
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		nc, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			nc.Close()
-			return cmd, addr, nil
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			cmd.Process.Kill()
 			cmd.Wait()
-			return nil, "", fmt.Errorf("memcached on %s: %w", addr, err)
+			return err
 		}
 		time.Sleep(50 * time.Millisecond) // poll until it listens
 	}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"kumofs/internal/localcluster"
 )
@@ -55,22 +54,8 @@ func startTwemproxy(ctx context.Context, prog, backend, dir string) (*exec.Cmd, 
 	}
 	cmd := exec.Command(path, "-c", conf, "-a", "127.0.0.1", "-s", strconv.Itoa(stats),
 		"-o", filepath.Join(dir, "twemproxy.log"))
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
+	if err := startListening(ctx, cmd, addr); err != nil {
+		return nil, "", fmt.Errorf("twemproxy on %s: %w (log in %s)", addr, err, dir)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		nc, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			nc.Close()
-			return cmd, addr, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, "", fmt.Errorf("twemproxy on %s: %w (log in %s)", addr, err, dir)
-		}
-		time.Sleep(50 * time.Millisecond) // poll until it listens
-	}
+	return cmd, addr, nil
 }
