@@ -18,14 +18,12 @@ var _ memcache.LeaseBackend = (*Gateway)(nil)
 // the item gets a new CAS unique, returned) and replicated like any write.
 // It carries a request id, so an attempt whose answer was lost is sent
 // again and answered with the first outcome: the token is not lost to a
-// retry that would find it out.
+// retry that would find it out. A claim that lost is a
+// *memcache.LeaseLostError when the server says what it lost to.
 func (g *Gateway) Win(ctx context.Context, key []byte, cas uint64) (uint64, error) {
 	start := time.Now()
 	ct, _, err := g.lease(ctx, key, wire.LeaseWin, cas, false, 0)
 	g.observe(cmdTouch, start, err)
-	if lost, ok := err.(*memcache.LeaseLostError); ok {
-		return 0, lost
-	}
 	return ct, err
 }
 

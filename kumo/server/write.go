@@ -325,7 +325,7 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	if err != nil || status != wire.StatusOK {
 		var ct uint64
 		var extra func([]byte) []byte
-		if status == wire.StatusExists && op.method == wire.SrvLease && exists {
+		if status == wire.StatusExists && op.method == wire.SrvLease && op.lease == wire.LeaseWin && exists {
 			// The version the lease lost to (see wire.SrvLease).
 			ct, extra = old.Clock, appendFalse
 			if old.TokenSent {
