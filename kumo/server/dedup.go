@@ -2,12 +2,23 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	"kumofs/proto/msgpack"
 )
 
-// dedupSize is how many recent writes a server remembers by request id.
-const dedupSize = 1 << 16
+// Sizing of the dedup table. It starts with dedupSize slots and doubles
+// when the write it would forget to make room is younger than dedupKeep,
+// up to dedupMaxSize slots: a gateway retries a write for 10 s by default
+// (kumo-gateway --retry-timeout), so an id must outlive that however fast
+// the writes with ids come; a table at its largest forgets its oldest id
+// whatever its age, which the server logs. It never shrinks while the
+// server runs.
+const (
+	dedupSize    = 1 << 16
+	dedupMaxSize = 1 << 20
+	dedupKeep    = 30 // seconds
+)
 
 // numStripes is the number of lock stripes that serialize the
 // read-modify-writes of a coordinator (Server.stripes), and of pending
@@ -20,8 +31,9 @@ const numStripes = 4096
 // again and get the first outcome instead of a second increment. The
 // coordinator notes a write when it stores it; replicas note it from the
 // replication message, so the answer survives the coordinator's death.
-// The oldest of dedupSize entries is forgotten first: a gateway retries
-// for seconds, so only writes that old can be applied twice. A rebalance
+// The oldest entry is forgotten first, and only once it is older than
+// dedupKeep or the table has dedupMaxSize entries (see the sizing above):
+// only writes that old can be applied twice. A rebalance
 // copy of a version that a remembered write produced carries its id too
 // (byVersion), so that a new owner that got the version answers a retry
 // sent to it after the ring changed. With a file (the request-id file,
@@ -29,22 +41,33 @@ const numStripes = 4096
 // reaches a coordinator killed and started again meanwhile is answered,
 // not applied a second time.
 type dedupTable struct {
+	// Set before use, then read-only: how long an entry is kept at
+	// least (seconds; 0: the ring never grows), the most slots it grows
+	// to, the clock (unix seconds), and where growing (infof) and
+	// forgetting young ids (warnf) are logged (nil: not logged).
+	keep         int64
+	maxSlots     int
+	now          func() int64
+	infof, warnf func(format string, args ...any)
+
 	mu        sync.Mutex              // protects everything below and writes to file's mapping
 	m         map[uint64]int32        // id → its slot
-	slots     []dedupSlot             // a ring of dedupSize; next is the oldest
+	slots     []dedupSlot             // a ring; next is the oldest
 	byVersion map[dedupVersion]uint64 // the id whose write produced a version
 	next      int
 	seq       uint64     // the seq of the newest slot
 	file      *dedupFile // nil: in memory only
+	warned    int64      // when forgetting a young entry was last logged
 }
 
 // dedupSlot is one remembered write: its id (0: the slot is free), its
-// outcome and its insertion number, which orders the slots of a file
-// read back after a restart.
+// outcome, its insertion number, which orders the slots of a file read
+// back after a restart, and when it was noted (unix seconds).
 type dedupSlot struct {
 	id  uint64
 	seq uint64
 	e   dedupEntry
+	at  uint32
 }
 
 // dedupVersion names a version of a key: the key's hash and its clock.
@@ -62,15 +85,21 @@ type dedupEntry struct {
 }
 
 func newDedupTable() *dedupTable {
-	return &dedupTable{m: make(map[uint64]int32), byVersion: make(map[dedupVersion]uint64),
+	return &dedupTable{keep: dedupKeep, maxSlots: dedupMaxSize, now: unixNow,
+		m: make(map[uint64]int32), byVersion: make(map[dedupVersion]uint64),
 		slots: make([]dedupSlot, dedupSize)}
 }
+
+func unixNow() int64 { return time.Now().Unix() }
 
 // attach makes f the table's file: the table, which must be empty, takes
 // the writes f remembers, and every later change is written to f.
 func (d *dedupTable) attach(f *dedupFile) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if len(d.slots) != f.slots {
+		d.slots = make([]dedupSlot, f.slots)
+	}
 	newest := -1
 	for i := range d.slots {
 		sl, ok := f.read(i)
@@ -167,19 +196,63 @@ func (d *dedupTable) putLocked(id uint64, e dedupEntry) {
 		d.unindex(id, d.slots[i].e)
 		d.slots[i].e = e
 	} else {
+		now := d.now()
+		if old := d.slots[d.next]; old.id != 0 && d.keep > 0 && int64(old.at) > now-d.keep {
+			d.makeRoom(now)
+		}
 		i = int32(d.next)
 		if old := d.slots[i]; old.id != 0 {
 			d.unindex(old.id, old.e)
 			delete(d.m, old.id)
 		}
 		d.seq++
-		d.slots[i] = dedupSlot{id: id, seq: d.seq, e: e}
+		d.slots[i] = dedupSlot{id: id, seq: d.seq, e: e, at: uint32(now)}
 		d.m[id] = i
 		d.next = (d.next + 1) % len(d.slots)
 	}
 	d.byVersion[dedupVersion{e.h, e.clock}] = id
 	if d.file != nil {
 		d.file.write(int(i), &d.slots[i])
+	}
+}
+
+// makeRoom doubles the ring, whose oldest entry (at next) is younger than
+// d.keep, if it may grow; otherwise that entry is forgotten, which is
+// logged at most once a minute. The caller holds d.mu.
+func (d *dedupTable) makeRoom(now int64) {
+	n := len(d.slots)
+	if n*2 > d.maxSlots {
+		if now-d.warned >= 60 {
+			d.warned = now
+			logTo(d.warnf, "request ids: forgetting ids younger than %d s (%d remembered, the most there is room for): a write retried that late would be applied twice", d.keep, n)
+		}
+		return
+	}
+	if d.file != nil {
+		if err := d.file.grow(2*n, d.next); err != nil {
+			d.maxSlots = n // a full disk, say: do not try again at every write
+			logTo(d.warnf, "request ids: cannot grow the file past %d ids: %v", n, err)
+			return
+		}
+	}
+	// The free half goes where the ring writes next: the slots from next
+	// on move up by n.
+	slots := make([]dedupSlot, 2*n)
+	copy(slots, d.slots[:d.next])
+	copy(slots[d.next+n:], d.slots[d.next:])
+	for j := d.next; j < n; j++ {
+		if id := d.slots[j].id; id != 0 {
+			d.m[id] = int32(j + n)
+		}
+	}
+	d.slots = slots
+	logTo(d.infof, "request ids: remembering up to %d writes (the last %d s needed more)", 2*n, d.keep)
+}
+
+// logTo logs through logf, if set.
+func logTo(logf func(format string, args ...any), format string, args ...any) {
+	if logf != nil {
+		logf(format, args...)
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 // the oldest first.
 func TestDedupTable(t *testing.T) {
 	d := newDedupTable()
+	d.keep = 0 // a ring of fixed size
 	if _, ok := d.get(1); ok {
 		t.Fatal("empty table knows id 1")
 	}
@@ -286,6 +288,7 @@ func TestDedupTravelsWithRebalance(t *testing.T) {
 	// The table finds a write by the version it made, also re-stamped,
 	// and forgets it with the write.
 	d := newDedupTable()
+	d.keep = 0 // a ring of fixed size
 	d.put(5, dedupEntry{h: 1, clock: 10})
 	d.put(5, dedupEntry{h: 1, clock: 11}) // re-stamped
 	if _, _, ok := d.byVersionOf(1, 10); ok {
@@ -426,5 +429,134 @@ func TestDedupTravelsWithCatchUp(t *testing.T) {
 	raw, id, _, err := readRawWithID(msgpack.AppendRaw(nil, []byte("\x00\x00\x00\x00\x00\x00\x00\x07")))
 	if err != nil || id != 0 || len(raw) != 8 {
 		t.Fatalf("bare reply: %x %d %v", raw, id, err)
+	}
+}
+
+// fillDedup puts ids from, from+1, … to (inclusive) into d at time now.
+func fillDedup(d *dedupTable, clock *int64, now int64, from, to uint64) {
+	*clock = now
+	for id := from; id <= to; id++ {
+		d.put(id, dedupEntry{h: id, clock: id * 10})
+	}
+}
+
+// checkIDs fails unless d remembers exactly the ids from..to (inclusive)
+// among those from lo to hi.
+func checkIDs(t *testing.T, d *dedupTable, lo, hi, from, to uint64) {
+	t.Helper()
+	for id := lo; id <= hi; id++ {
+		e, ok := d.get(id)
+		if want := id >= from && id <= to; ok != want || ok && e != (dedupEntry{h: id, clock: id * 10}) {
+			t.Fatalf("id %d: %+v %v, want remembered %v", id, e, ok, want)
+		}
+	}
+}
+
+// Ensure that the ring doubles, in memory and in its file, instead of
+// forgetting an id younger than d.keep; that it keeps forgetting the
+// oldest first afterwards, also reopened; that ids older than d.keep are
+// forgotten without growing; and that a ring at its largest forgets the
+// oldest whatever its age, saying so once.
+func TestDedupGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.ids")
+	var clock int64
+	d, _ := openTable(t, path)
+	d.keep, d.now = 30, func() int64 { return clock }
+
+	// Ids 1..100 are old by the time the ring wraps: they go without
+	// growing it. Id 101 is not: the next put grows it, with the ring's
+	// next position (100) in the middle, so that slots move.
+	fillDedup(d, &clock, 1000, 1, 100)
+	fillDedup(d, &clock, 2000, 101, dedupSize+100)
+	if len(d.slots) != dedupSize || d.next != 100 {
+		t.Fatalf("%d slots, next %d; want %d, 100", len(d.slots), d.next, dedupSize)
+	}
+	checkIDs(t, d, 1, dedupSize+100, 101, dedupSize+100)
+	fillDedup(d, &clock, 2001, dedupSize+101, dedupSize+101)
+	if len(d.slots) != 2*dedupSize || d.len() != dedupSize+1 {
+		t.Fatalf("after a young id was due: %d slots, %d ids", len(d.slots), d.len())
+	}
+	checkIDs(t, d, 1, dedupSize+101, 101, dedupSize+101)
+	if id, _, ok := d.byVersionOf(101, 1010); !ok || id != 101 {
+		t.Fatalf("version of id 101 after growing: %d %v", id, ok)
+	}
+	closeTable(t, d)
+
+	// Reopened: the grown ring, in the same order.
+	d, fresh := openTable(t, path)
+	d.keep, d.now = 30, func() int64 { return clock }
+	if fresh || len(d.slots) != 2*dedupSize || d.len() != dedupSize+1 {
+		t.Fatalf("reopened: fresh %v, %d slots, %d ids", fresh, len(d.slots), d.len())
+	}
+	checkIDs(t, d, 1, dedupSize+101, 101, dedupSize+101)
+	// Fill the free half while the ids are young, then one more once
+	// they are old: it replaces the oldest, id 101.
+	fillDedup(d, &clock, 2002, dedupSize+102, 2*dedupSize+100)
+	if len(d.slots) != 2*dedupSize {
+		t.Fatalf("%d slots after filling the free half", len(d.slots))
+	}
+	fillDedup(d, &clock, 3000, 2*dedupSize+101, 2*dedupSize+101)
+	if len(d.slots) != 2*dedupSize {
+		t.Fatalf("grew for an old id: %d slots", len(d.slots))
+	}
+	checkIDs(t, d, 100, 2*dedupSize+101, 102, 2*dedupSize+101)
+
+	// At its largest the ring forgets young ids, and says so once.
+	var warned []string
+	d.maxSlots = 2 * dedupSize
+	d.warnf = func(format string, args ...any) { warned = append(warned, format) }
+	fillDedup(d, &clock, 3001, 2*dedupSize+102, 4*dedupSize+200)
+	if len(d.slots) != 2*dedupSize || len(warned) != 1 {
+		t.Fatalf("at its largest: %d slots, %d warnings", len(d.slots), len(warned))
+	}
+	checkIDs(t, d, 2*dedupSize+150, 4*dedupSize+200, 2*dedupSize+201, 4*dedupSize+200)
+}
+
+// Ensure that a process killed while the ring grows leaves a file that
+// opens with every id it remembered: killed once the slots are copied
+// (the header still says the old size) or once the header says the new
+// size (the moved slots are there twice).
+func TestDedupGrowKilled(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db.ids")
+	var clock int64
+	d, _ := openTable(t, path)
+	d.keep, d.now = 30, func() int64 { return clock }
+	fillDedup(d, &clock, 1000, 1, 100)
+	fillDedup(d, &clock, 2000, 101, dedupSize+100)
+
+	snaps := map[int][]byte{}
+	idsGrowHook = func(step int) {
+		b, err := os.ReadFile(path) // the shared mapping's pages
+		if err != nil {
+			t.Error(err)
+		}
+		snaps[step] = b
+	}
+	t.Cleanup(func() { idsGrowHook = nil })
+	fillDedup(d, &clock, 2001, dedupSize+101, dedupSize+101)
+	idsGrowHook = nil
+	if len(snaps) != 2 {
+		t.Fatalf("grow stopped at %d points, want 2", len(snaps))
+	}
+	for step, slots := range map[int]int{1: dedupSize, 2: 2 * dedupSize} {
+		p := filepath.Join(dir, "killed.ids")
+		if err := os.WriteFile(p, snaps[step], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, fresh := openTable(t, p)
+		if fresh || len(d.slots) != slots || d.len() != dedupSize {
+			t.Fatalf("killed at step %d: fresh %v, %d slots, %d ids; want %d slots, %d ids",
+				step, fresh, len(d.slots), d.len(), slots, dedupSize)
+		}
+		checkIDs(t, d, 1, dedupSize+101, 101, dedupSize+100)
+		// The oldest is still forgotten first.
+		d.put(1<<40, dedupEntry{h: 1})
+		if step == 1 {
+			checkIDs(t, d, 100, dedupSize+101, 102, dedupSize+100)
+		} else {
+			checkIDs(t, d, 100, dedupSize+101, 101, dedupSize+100) // the free half takes it
+		}
+		closeTable(t, d)
 	}
 }

@@ -15,11 +15,12 @@ import (
 // path and whether the file was fresh.
 func openTable(t *testing.T, path string) (*dedupTable, bool) {
 	t.Helper()
-	f, fresh, err := openDedupFile(path, dedupSize, numStripes)
+	f, fresh, err := openDedupFile(path, dedupSize, dedupMaxSize, numStripes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := newDedupTable()
+	d.keep = 0 // a ring of fixed size unless a test says otherwise
 	d.attach(f)
 	t.Cleanup(func() {
 		if f := d.detach(); f != nil {
@@ -94,7 +95,7 @@ func TestDedupFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[idsHeader+int(slot)*idsSlotSize+20] ^= 1
+	b[idsHeader+numStripes*idsPendingSize+int(slot)*idsSlotSize+20] ^= 1
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	// Request ids survive a restart in <StorePath>.ids; without the file
 	// (it cannot be created: a read-only or full disk) they are kept in
 	// memory, as a warning says.
-	ids, fresh, idsErr := openDedupFile(cfg.StorePath+".ids", dedupSize, numStripes)
+	ids, fresh, idsErr := openDedupFile(cfg.StorePath+".ids", dedupSize, dedupMaxSize, numStripes)
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Log,
@@ -162,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 	s.inc = randUint64()
 	s.kaNow = make(chan struct{}, 1)
 	s.buckets.Store(db.Stats().Buckets)
+	s.dedup.infof, s.dedup.warnf = s.log.Infof, s.log.Warnf
 	if idsErr != nil {
 		s.log.Warnf("%v; request ids of incr, decr, append, prepend and delete are kept in memory only", idsErr)
 	} else {
