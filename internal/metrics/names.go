@@ -34,6 +34,7 @@ const (
 	ReplicateDuration   = "kumo_replicate_duration_seconds"
 	ReplacePhase        = "kumo_replace_phase"
 	ReplaceRecordsTotal = "kumo_replace_records_total"
+	RequestIDs          = "kumo_request_ids"
 
 	// kumo-manager.
 	Servers           = "kumo_servers"
@@ -77,6 +78,7 @@ var Catalog = []Desc{
 	{ReplicateDuration, "histogram", nil, "server", "Time a coordinator waited for its replicas to store one write, in seconds."},
 	{ReplicateTotal, "counter", []string{"result"}, "server", "Replications of a write to one replica (result: ok, retry, error)."},
 	{RequestDuration, "histogram", []string{"cmd"}, "server, gateway", "Request latency by command, in seconds (gateway: client request to reply; server: RPC handling)."},
+	{RequestIDs, "gauge", []string{"kind"}, "server", "Request ids of recent writes the server remembers, so that a retried write is not applied twice (kind: remembered, capacity)."},
 	{RequestsTotal, "counter", []string{"cmd", "result"}, "server, gateway", "Requests by command and result (result: hit, miss, ok, not_stored, exists, not_found, error)."},
 	{RPCErrorsTotal, "counter", []string{"kind"}, "all", "Failed cluster RPCs (kind: timeout, conn_lost, peer_down, remote)."},
 	{Servers, "gauge", []string{"state"}, "manager", "Servers in the hash space by state (state: active, fault, not_attached)."},

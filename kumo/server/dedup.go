@@ -140,6 +140,14 @@ func (d *dedupTable) len() int {
 	return len(d.m)
 }
 
+// sizes returns the number of writes remembered and how many the ring
+// holds now.
+func (d *dedupTable) sizes() (n, capacity int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m), len(d.slots)
+}
+
 // get returns the outcome of write id, if remembered.
 func (d *dedupTable) get(id uint64) (dedupEntry, bool) {
 	d.mu.Lock()

@@ -473,8 +473,8 @@ func TestDedupGrows(t *testing.T) {
 	}
 	checkIDs(t, d, 1, dedupSize+100, 101, dedupSize+100)
 	fillDedup(d, &clock, 2001, dedupSize+101, dedupSize+101)
-	if len(d.slots) != 2*dedupSize || d.len() != dedupSize+1 {
-		t.Fatalf("after a young id was due: %d slots, %d ids", len(d.slots), d.len())
+	if n, c := d.sizes(); n != dedupSize+1 || c != 2*dedupSize {
+		t.Fatalf("after a young id was due: %d ids, room for %d", n, c)
 	}
 	checkIDs(t, d, 1, dedupSize+101, 101, dedupSize+101)
 	if id, _, ok := d.byVersionOf(101, 1010); !ok || id != 101 {

@@ -45,6 +45,12 @@ func (s *Server) registerMetrics(reg *metrics.Registry) {
 	cv := reg.NewCounterVec(metrics.ReplaceRecordsTotal, metrics.Help(metrics.ReplaceRecordsTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"error"}})
 	s.m.copyOK, s.m.copyErr = cv.With("ok"), cv.With("error")
+	reg.NewGaugeVecFunc(metrics.RequestIDs, metrics.Help(metrics.RequestIDs), []string{"kind"},
+		func(emit func([]string, float64)) {
+			n, c := s.dedup.sizes()
+			emit([]string{"remembered"}, float64(n))
+			emit([]string{"capacity"}, float64(c))
+		})
 	reg.NewGaugeFunc(metrics.StoreFull, metrics.Help(metrics.StoreFull), func() float64 {
 		if s.diskFull.Load() {
 			return 1
