@@ -342,6 +342,46 @@ func TestTouchAsync(t *testing.T) {
 	}
 }
 
+// Ensure that a blocking touch whose first attempt was lost after it left
+// and whose retry finds no item reports success when its exptime is
+// already past (the first attempt expired the item), and NOT_FOUND when it
+// is not (the first attempt cannot have removed it), and that a gat in the
+// first case misses.
+func TestTouchMayHaveExpired(t *testing.T) {
+	var calls atomic.Int32
+	g, _ := fakeCluster(t, 1, func(_ int, req *rpc.Request) {
+		if req.Method != wire.SrvTouch {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		if calls.Add(1)%2 == 1 {
+			req.Conn.Close() // applied, and the answer lost
+			return
+		}
+		req.Reply(func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendUint(b, wire.StatusNotFound)
+			return msgpack.AppendNil(b)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	past := time.Now().Unix() - 1
+	if err := g.Touch(ctx, []byte("a"), past); err != nil {
+		t.Errorf("touch to a past exptime, first answer lost, then not found: %v, want touched", err)
+	}
+	if err := g.Touch(ctx, []byte("a"), past+3600); !errors.Is(err, memcache.ErrNotFound) {
+		t.Errorf("touch to a later exptime, first answer lost, then not found: %v, want ErrNotFound", err)
+	}
+	var it memcache.Item
+	if err := g.GetAndTouch(ctx, []byte("a"), past, nil, &it); !errors.Is(err, memcache.ErrNotFound) {
+		t.Errorf("gat to a past exptime, first answer lost, then not found: %v, want ErrNotFound", err)
+	}
+	if got := calls.Load(); got != 6 {
+		t.Errorf("%d touches reached the server, want 6", got)
+	}
+}
+
 // Ensure that IncrAsync sends SrvArith with a request id, returns the new
 // value, maps NotFound and NonNumeric, sends an incr whose answer was lost
 // again with the same id and returns the answer to that, and reports one
