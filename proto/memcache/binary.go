@@ -290,7 +290,7 @@ func (c *conn) binGet(r *binReq) error {
 	if r.op != opTouch {
 		st.cmdGet.Add(1)
 	}
-	if !touch && c.binWindow(r, nil, false) {
+	if !touch && c.binWindow(r, nil, 0, false) {
 		return nil
 	}
 	c.binGetReply(r, c.get(r.key, touch, exptime), &c.it)
@@ -398,7 +398,7 @@ func (c *conn) binStore(r *binReq) error {
 	if r.cas != 0 && (mode == ModeSet || mode == ModeAdd || mode == ModeReplace) {
 		mode = ModeCAS // memcached: a CAS turns set, add and replace into cas
 	}
-	if mode == ModeSet && c.binWindow(r, &c.it, false) {
+	if r.cas == 0 && c.binWindow(r, &c.it, mode, false) {
 		return nil
 	}
 	cas, err := c.s.Backend.Store(c.ctx, mode, &c.it)
@@ -442,7 +442,7 @@ func (c *conn) binDelete(r *binReq) error {
 	if len(r.extras) != 0 || len(r.key) == 0 || len(r.value) != 0 {
 		return c.binInvalid(r)
 	}
-	if r.cas == 0 && c.binWindow(r, nil, true) {
+	if r.cas == 0 && c.binWindow(r, nil, 0, true) {
 		return nil
 	}
 	c.binDeleteReply(r, c.s.Backend.Delete(c.ctx, r.key, r.cas))

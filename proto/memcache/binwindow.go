@@ -9,18 +9,22 @@ import (
 // gets (GETQ or GETKQ, one per key) closed by a NOOP or a plain GET:
 // libmemcached's mget, pylibmc's get_multi, spymemcached's getBulk, or
 // kumo-bench -binary -mget. It loads many with a run of quiet sets (SETQ)
-// closed the same way. Served one packet at a time, every key waited for
-// its own round trip to a server before the next packet was read.
+// closed the same way, and a client in noreply mode (libmemcached's) sends
+// every storage command and delete quiet. Served one packet at a time,
+// every key waited for its own round trip to a server before the next
+// packet was read.
 //
-// A plain get (GET, GETQ, GETK, GETKQ) or plain set (SET or SETQ without a
-// CAS) that has more of them right behind it in the buffered input is
-// served with them as a window, under the rules of text windows
-// (window.go): the requests start together (the gets with one message per
-// server where MultiBatch allows), the replies are written in packet order
-// once all are done, each exactly as binGet or binStore would write it,
-// and a window holds only requests whose order cannot matter (a set's key
-// appears nowhere else in it). A get or set that fails is served again
-// with the blocking Backend method, in its place.
+// A plain get (GET, GETQ, GETK, GETKQ), store (SET, ADD, REPLACE, APPEND,
+// PREPEND or their quiet forms, without a CAS) or delete (DELETE or
+// DELETEQ, without a CAS) that has more of them right behind it in the
+// buffered input is served with them as a window, under the rules of text
+// windows (window.go): the requests start together (the gets with one
+// message per server where MultiBatch allows), the replies are written in
+// packet order once all are done, each exactly as binGet, binStore or
+// binDelete would write it, and a window holds only requests whose order
+// cannot matter (a write's key appears nowhere else in it). A request that
+// fails is served again with the blocking Backend method, in its place,
+// where serving it again is safe (see storeAgain and deleteAgain).
 
 // binHeaderLen is the length of a binary request header.
 const binHeaderLen = 24
@@ -32,12 +36,36 @@ type binSlot struct {
 	opaque uint32
 }
 
-// binWindow serves the request r with the plain gets, sets and deletes
+// binStoreOp returns the store mode of a binary storage opcode and
+// whether its request carries flags and exptime (8 bytes of extras).
+func binStoreOp(op uint8) (mode StoreMode, ext8, ok bool) {
+	switch op {
+	case opSet, opSetQ:
+		return ModeSet, true, true
+	case opAdd, opAddQ:
+		return ModeAdd, true, true
+	case opReplace, opReplaceQ:
+		return ModeReplace, true, true
+	case opAppend, opAppendQ:
+		return ModeAppend, false, true
+	case opPrepend, opPrependQ:
+		return ModePrepend, false, true
+	}
+	return 0, false, false
+}
+
+// binQuietStore reports whether op is the quiet form of a storage command.
+func binQuietStore(op uint8) bool {
+	return op == opSetQ || op == opAddQ || op == opReplaceQ || op == opAppendQ || op == opPrependQ
+}
+
+// binWindow serves the request r with the plain gets, stores and deletes
 // that follow it in the buffered input, and reports whether it did; it
 // does nothing when no complete one follows. r is a valid get that is not
-// a touch (set nil, !del), a valid plain set whose item is *set, which the
-// caller counted, or a valid delete without a CAS (del).
-func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
+// a touch (set nil, !del), a valid store without a CAS whose item is *set
+// and whose mode is mode, which the caller counted, or a valid delete
+// without a CAS (del).
+func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
 	if c.as.be == nil || c.br.Buffered() < binHeaderLen {
 		return false
 	}
@@ -47,7 +75,7 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 	m.keys[0], m.bin[0], m.isSet[0], m.isDel[0] = r.key, binSlot{r.op, r.opaque}, set != nil || del, del
 	switch {
 	case set != nil:
-		m.sets[0] = winSet{it: *set}
+		m.sets[0] = winSet{it: *set, mode: mode}
 	case del:
 		m.sets[0] = winSet{it: Item{Key: r.key}}
 	}
@@ -65,12 +93,17 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		bodylen := int64(binary.BigEndian.Uint32(h[8:]))
 		isGet := op == opGet || op == opGetQ || op == opGetK || op == opGetKQ
 		noCAS := binary.BigEndian.Uint64(h[16:]) == 0
-		isSet := (op == opSet || op == opSetQ) && noCAS
+		smode, ext8, isSet := binStoreOp(op)
+		isSet = isSet && noCAS
 		isDel := (op == opDelete || op == opDeleteQ) && noCAS
+		wantExt := 0
+		if ext8 {
+			wantExt = 8
+		}
 		ok := h[0] == binReqMagic && keylen > 0 && keylen <= maxKeyLen && int64(len(buf)-used-binHeaderLen) >= bodylen &&
 			((isGet || isDel) && extlen == 0 && bodylen == int64(keylen) ||
-				isSet && extlen == 8 && bodylen >= int64(8+keylen) &&
-					ItemSize(keylen, bodylen-int64(8+keylen), binary.BigEndian.Uint32(buf[used+binHeaderLen:])) <= int64(c.s.maxItem()))
+				isSet && extlen == wantExt && bodylen >= int64(extlen+keylen) &&
+					!c.binTooLarge(keylen, bodylen-int64(extlen+keylen), buf[used+binHeaderLen:used+binHeaderLen+extlen]))
 		if !ok {
 			break // another request, malformed (served and refused as usual), or not all here
 		}
@@ -84,9 +117,12 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		case isDel:
 			m.sets[n] = winSet{it: Item{Key: key}}
 		case isSet:
-			ext := body[:8]
-			m.sets[n] = winSet{it: Item{Key: key, Value: body[extlen+keylen : len(body) : len(body)],
-				Flags: binary.BigEndian.Uint32(ext), Exptime: c.s.normExptime(int64(binary.BigEndian.Uint32(ext[4:])))}}
+			m.sets[n] = winSet{it: Item{Key: key, Value: body[extlen+keylen : len(body) : len(body)]}, mode: smode}
+			if ext8 {
+				ext := body[:8]
+				m.sets[n].it.Flags = binary.BigEndian.Uint32(ext)
+				m.sets[n].it.Exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(ext[4:])))
+			}
 			st.cmdSet.Add(1)
 			c.s.detail.note(key, detailSet)
 		default:
@@ -109,12 +145,16 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		}
 		if m.isSet[i] {
 			s := &m.sets[i]
-			quiet := req.op == opSetQ
-			if s.err == nil {
-				c.binStoreReply(&req, ModeSet, quiet, s.cas, nil)
-			} else {
+			quiet := binQuietStore(req.op)
+			switch {
+			case s.err == nil:
+				c.binStoreReply(&req, s.mode, quiet, s.cas, nil)
+			case s.mode == ModeSet:
 				cas, err := c.s.Backend.Store(c.ctx, ModeSet, &s.it)
 				c.binStoreReply(&req, ModeSet, quiet, cas, err)
+			default:
+				cas, err := c.storeAgain(s)
+				c.binStoreReply(&req, s.mode, quiet, cas, err)
 			}
 			continue
 		}
@@ -126,4 +166,16 @@ func (c *conn) binWindow(r *binReq, set *Item, del bool) bool {
 		c.binGetReply(&req, err, it)
 	}
 	return true
+}
+
+// binTooLarge reports whether a stored item of a key of keylen bytes and a
+// value of vlen, with the flags in ext (8 bytes of extras, or none: 0),
+// exceeds the item size limit; such a request is served alone, as binStore
+// refuses it.
+func (c *conn) binTooLarge(keylen int, vlen int64, ext []byte) bool {
+	var flags uint32
+	if len(ext) == 8 {
+		flags = binary.BigEndian.Uint32(ext)
+	}
+	return ItemSize(keylen, vlen, flags) > int64(c.s.maxItem())
 }

@@ -88,6 +88,41 @@ var binWindowScripts = map[string]string{
 		binReq(0x0c, "a", "", "", 3, 0), binReq(0x04, "a", "", "", 4, 0), binReq(0x11, "a", setExtras(0, 0), "2", 5, 0),
 		binReq(0x04, "a", "", "", 6, 0), binReq(0x04, "a", "", "", 7, 0), binReq(0x04, "b", "", "", 8, 5),
 		binReq(0x04, "c", "x", "", 9, 0), binReq(0x0c, "a", "", "", 10, 0)),
+	"bulk quiet stores": func() string {
+		var b strings.Builder
+		for i := range 20 {
+			b.WriteString(binReq(0x11, fmt.Sprintf("q%d", i), setExtras(uint32(i), 0), "v", uint32(i), 0))
+		}
+		// ADDQ, REPLACEQ, APPENDQ, PREPENDQ and their loud forms, on
+		// stored keys (q0-q19) and missing ones (m0-m19).
+		ops := []byte{0x12, 0x13, 0x19, 0x1a, 0x02, 0x03, 0x0e, 0x0f}
+		for i := range 40 {
+			op := ops[i%len(ops)]
+			key := fmt.Sprintf("q%d", i/2)
+			if i%2 == 1 {
+				key = fmt.Sprintf("m%d", i/2)
+			}
+			ext := setExtras(uint32(100+i), 0)
+			if op == 0x19 || op == 0x1a || op == 0x0e || op == 0x0f {
+				ext = ""
+			}
+			b.WriteString(binReq(op, key, ext, fmt.Sprintf("<%d>", i), uint32(100+i), 0))
+		}
+		b.WriteString(binReq(0x0a, "", "", "", 200, 0))
+		var keys []string
+		for i := range 20 {
+			keys = append(keys, fmt.Sprintf("q%d", i), fmt.Sprintf("m%d", i))
+		}
+		b.WriteString(binMget(keys...))
+		return b.String()
+	}(),
+	"stores of one key in a run": cat(binReq(0x12, "a", setExtras(1, 0), "1", 1, 0), binReq(0x19, "a", "", "2", 2, 0),
+		binReq(0x1a, "a", "", "0", 3, 0), binReq(0x13, "b", setExtras(2, 0), "x", 4, 0), binReq(0x12, "b", setExtras(3, 0), "y", 5, 0),
+		binReq(0x13, "b", setExtras(4, 0), "z", 6, 0), binReq(0x0c, "a", "", "", 7, 0), binReq(0x0c, "b", "", "", 8, 0)),
+	"bad stores in a run": cat(binReq(0x12, "a", setExtras(0, 0), "x", 1, 0), binReq(0x19, "a2", setExtras(0, 0), "x", 2, 0),
+		binReq(0x12, "c", setExtras(0, 0), "x", 3, 0), binReq(0x13, "big", setExtras(0, 0), strings.Repeat("x", 2000), 4, 0),
+		binReq(0x12, "d", setExtras(0, 0), "x", 5, 0), binReq(0x12, "e", setExtras(0, 0), "x", 6, 7), binReq(0x1a, "f", "", "x", 7, 0),
+		binReq(0x0c, "c", "", "", 8, 0)),
 	"incomplete at the end": cat(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0),
 		binReq(0x0d, "a", "", "", 2, 0), binReq(0x0d, "a", "", "", 3, 0), binReq(0x0c, "abc", "", "", 4, 0)[:26]),
 }
@@ -128,6 +163,9 @@ func TestBinaryWindows(t *testing.T) {
 	}
 	if _, started := servePipelined(binWindowScripts["bulk deleteq"], whole, asyncInline); started < 70 {
 		t.Fatalf("bulk deleteq: %d requests started asynchronously, want at least 70", started)
+	}
+	if _, started := servePipelined(binWindowScripts["bulk quiet stores"], whole, asyncInline); started < 100 {
+		t.Fatalf("bulk quiet stores: %d requests started asynchronously, want at least 100", started)
 	}
 }
 

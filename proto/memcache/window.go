@@ -183,7 +183,8 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			c.incrReply(s.decr, lead.cas-lead.rem, lead.err)
 			continue
 		}
-		c.storeReply(c.storeAgain(s), false)
+		_, err := c.storeAgain(s)
+		c.storeReply(err, false)
 	}
 	c.noreply = false
 }
@@ -335,27 +336,28 @@ func windowDelete(line []byte) (key []byte, noreply, ok bool) {
 	return nil, false, false
 }
 
-// storeAgain returns the outcome of the windowed store s, serving it again
+// storeAgain returns the outcome of the windowed store s (the stored
+// item's CAS unique, if it succeeded, and the error), serving it again
 // with Backend.Store unless it succeeded, its condition failed, or it is
 // an append or prepend that may have been applied. An add whose first
 // attempt may have stored the item (ErrMaybeApplied) and whose second
 // finds one there reports the first one's success if that item is ours
 // (same flags and value); an item someone stored before is NOT_STORED.
-func (c *conn) storeAgain(s *winSet) error {
+func (c *conn) storeAgain(s *winSet) (uint64, error) {
 	if s.err == nil || errors.Is(s.err, ErrNotStored) {
-		return s.err
+		return s.cas, s.err
 	}
 	if (s.mode == ModeAppend || s.mode == ModePrepend) && errors.Is(s.err, ErrMaybeApplied) {
-		return s.err // a second attempt could append twice
+		return 0, s.err // a second attempt could append twice
 	}
-	_, again := c.s.Backend.Store(c.ctx, s.mode, &s.it)
+	cas, again := c.s.Backend.Store(c.ctx, s.mode, &s.it)
 	if s.mode == ModeAdd && errors.Is(again, ErrNotStored) && errors.Is(s.err, ErrMaybeApplied) {
 		var cur Item
 		if c.s.Backend.Get(c.ctx, s.it.Key, nil, &cur) == nil && cur.Flags == s.it.Flags && bytes.Equal(cur.Value, s.it.Value) {
-			return nil
+			return cur.CAS, nil
 		}
 	}
-	return again
+	return cas, again
 }
 
 // windowSet parses line if it is a set, add, replace, append or prepend a
