@@ -355,23 +355,11 @@ func (c *conn) binGetReply(r *binReq, err error, it *Item) {
 }
 
 func (c *conn) binStore(r *binReq) error {
-	var mode StoreMode
-	quiet := false
-	switch r.op {
-	case opSet, opSetQ:
-		mode, quiet = ModeSet, r.op == opSetQ
-	case opAdd, opAddQ:
-		mode, quiet = ModeAdd, r.op == opAddQ
-	case opReplace, opReplaceQ:
-		mode, quiet = ModeReplace, r.op == opReplaceQ
-	case opAppend, opAppendQ:
-		mode, quiet = ModeAppend, r.op == opAppendQ
-	default:
-		mode, quiet = ModePrepend, r.op == opPrependQ
-	}
-	wantExt := 8
-	if mode == ModeAppend || mode == ModePrepend {
-		wantExt = 0
+	mode, ext8, _ := binStoreOp(r.op) // the caller dispatches only storage commands here
+	quiet := binQuietStore(r.op)
+	wantExt := 0
+	if ext8 {
+		wantExt = 8
 	}
 	if len(r.extras) != wantExt || len(r.key) == 0 {
 		return c.binInvalid(r)
