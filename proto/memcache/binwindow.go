@@ -145,17 +145,8 @@ func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
 		}
 		if m.isSet[i] {
 			s := &m.sets[i]
-			quiet := binQuietStore(req.op)
-			switch {
-			case s.err == nil:
-				c.binStoreReply(&req, s.mode, quiet, s.cas, nil)
-			case s.mode == ModeSet:
-				cas, err := c.s.Backend.Store(c.ctx, ModeSet, &s.it)
-				c.binStoreReply(&req, ModeSet, quiet, cas, err)
-			default:
-				cas, err := c.storeAgain(s)
-				c.binStoreReply(&req, s.mode, quiet, cas, err)
-			}
+			cas, err := c.storeAgain(s)
+			c.binStoreReply(&req, s.mode, binQuietStore(req.op), cas, err)
 			continue
 		}
 		sl := &m.slots[i]
