@@ -168,8 +168,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.logf("memcache: accept: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
@@ -193,6 +192,19 @@ func (s *Server) Serve(l net.Listener) error {
 			s.ServeConn(nc)
 		}()
 	}
+}
+
+// retryAccept reports whether an Accept error is one to wait out rather
+// than stop serving on: a timeout, or a temporary condition such as running
+// out of file descriptors (EMFILE, ENFILE), which passes once connections
+// close.
+func retryAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
 }
 
 // ServeConn serves one connection on the calling goroutine until the peer

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,5 +278,44 @@ func TestRepliesBatched(t *testing.T) {
 	}
 	if wc.writes != 1 {
 		t.Fatalf("%d writes for one batch, want 1", wc.writes)
+	}
+}
+
+// emfileListener fails its first n Accepts the way a process out of file
+// descriptors does.
+type emfileListener struct {
+	net.Listener
+	n int
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.n > 0 {
+		l.n--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfDescriptors: running out of file descriptors is waited
+// out; the listener keeps serving once descriptors are free again (it used
+// to stop for good).
+func TestAcceptOutOfDescriptors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &memcache.Server{Backend: memtest.New(nil), Logf: func(string, ...any) {}}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(&emfileListener{Listener: l, n: 3}) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != memcache.ErrServerClosed {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	c := dial(t, l.Addr().String())
+	c.Write([]byte("mn\r\n"))
+	if got := readN(t, c, 4); got != "MN\r\n" {
+		t.Fatalf("got %q", got)
 	}
 }
