@@ -51,8 +51,9 @@ type Conn struct {
 	nextID uint32
 	err    error // why the conn closed; nil while open
 
-	wmu     sync.Mutex // protects wbuf, spare, writing, batching, held, wclosed, wdrain
+	wmu     sync.Mutex // protects wbuf, spare, writing, batching, held, wclosed, wdrain, owed, owedOut
 	wcond   sync.Cond  // on wmu: wbuf became non-empty, writing ended, or wclosed or wdrain was set
+	dcond   sync.Cond  // on wmu: congested was cleared, or wclosed was set
 	wbuf    []byte
 	spare   []byte // the buffer of the last finished write, reused for wbuf
 	writing bool   // a goroutine is writing a batch taken from wbuf
@@ -67,6 +68,19 @@ type Conn struct {
 	wkeep    bufKeeper // whether a written buffer is reused as spare
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
+
+	// Replies owed to the peer: the bytes of replies in wbuf (owed) and in
+	// the write in progress (owedOut). While they exceed replyHigh the
+	// read goroutine takes no further request (congested is set), until a
+	// write brings them under replyHigh/2: a peer that asks for more than
+	// it reads is slowed down by TCP instead of making the backlog grow to
+	// maxBacklog and losing the connection (a gateway's one connection to
+	// a server carries every client's gets). Only replies count: pausing
+	// the reads of a conn whose backlog is its own requests would stall
+	// two servers that replicate heavily to each other.
+	owed, owedOut int
+	replyHigh     int
+	congested     atomic.Bool
 
 	// tryWrite makes one non-blocking write (see rawio): nc's own TryWrite
 	// method if it has one, else a raw socket write; nil if nc supports
@@ -98,8 +112,10 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 		writerDone: make(chan struct{}),
 		finished:   make(chan struct{}),
 		maxBacklog: max(2*cfg.maxFrame, 1<<20),
+		replyHigh:  max(cfg.maxFrame/2, 256<<10), // a quarter of maxBacklog
 	}
 	c.wcond.L = &c.wmu
+	c.dcond.L = &c.wmu
 	if tw, ok := nc.(interface{ TryWrite([]byte) (int, bool) }); ok {
 		c.tryWrite = tw.TryWrite // an in-process conn (internal/memconn)
 	} else if w := new(rawio.Writer); w.Init(nc) {
@@ -217,6 +233,7 @@ func (c *Conn) close(err error) {
 		c.wmu.Lock()
 		c.wclosed = true
 		c.wcond.Signal()
+		c.dcond.Broadcast()
 		c.wmu.Unlock()
 
 		if err == errSilent || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -307,6 +324,7 @@ func (c *Conn) writeBatch() bool {
 	buf := c.wbuf
 	c.wbuf = c.spare[:0]
 	c.spare = nil
+	c.owedOut, c.owed = c.owed, 0
 	c.wmu.Unlock()
 
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
@@ -314,6 +332,8 @@ func (c *Conn) writeBatch() bool {
 
 	c.wmu.Lock()
 	c.writing = false
+	c.owedOut = 0
+	c.decongest()
 	if c.wkeep.keep(buf) {
 		c.spare = buf[:0]
 	}
@@ -412,6 +432,7 @@ func (c *Conn) tryWriteBatch() {
 	buf := c.wbuf
 	c.wbuf = c.spare[:0]
 	c.spare = nil
+	c.owedOut, c.owed = c.owed, 0
 	c.wmu.Unlock()
 
 	n, _ := c.tryWrite(buf)
@@ -422,9 +443,12 @@ func (c *Conn) tryWriteBatch() {
 		rest := buf[:copy(buf, buf[n:])]
 		c.spare = c.wbuf[:0]
 		c.wbuf = append(rest, c.wbuf...)
+		c.owed += min(c.owedOut, len(rest)) // the replies are as likely at the end
 	} else if c.wkeep.keep(buf) {
 		c.spare = buf[:0]
 	}
+	c.owedOut = 0
+	c.decongest()
 	if len(c.wbuf) > 0 {
 		c.wcond.Signal()
 	}
@@ -527,12 +551,49 @@ func (c *Conn) writeResponseIn(bt *Batch, msgid uint32, appendErr, appendResult 
 		b = msgpack.AppendUint(b[:mark], CodeServer)
 		b = msgpack.AppendNil(b)
 		c.wbuf = b
+		c.owe(len(b) - start)
 		c.endFrame(start)
 		c.logf("reply to msgid %d: %v", msgid, ErrBadMessage)
 		return
 	}
 	c.wbuf = b
+	c.owe(len(b) - start)
 	c.endFrame(start)
+}
+
+// owe counts a reply of n bytes just appended to wbuf; wmu is held.
+func (c *Conn) owe(n int) {
+	c.owed += n
+	if c.owed+c.owedOut > c.replyHigh && !c.congested.Load() {
+		c.congested.Store(true)
+	}
+}
+
+// decongest clears congested once a write has brought the replies owed
+// under half of replyHigh; wmu is held.
+func (c *Conn) decongest() {
+	if c.congested.Load() && c.owed+c.owedOut <= c.replyHigh/2 {
+		c.congested.Store(false)
+		c.dcond.Broadcast()
+	}
+}
+
+// waitReplies is called by the read goroutine, outside a batch, while
+// congested is set: it hands the backlog to the writer goroutine and waits
+// until the replies owed drop under half of replyHigh. It reports false if
+// the conn closed meanwhile (a peer that reads nothing is cut off by the
+// writer's WriteTimeout).
+func (c *Conn) waitReplies() bool {
+	c.wmu.Lock()
+	if len(c.wbuf) > 0 && !c.writing && !c.holding() {
+		c.wcond.Signal()
+	}
+	for c.congested.Load() && !c.wclosed {
+		c.dcond.Wait()
+	}
+	ok := !c.wclosed
+	c.wmu.Unlock()
+	return ok
 }
 
 // ---- calls ----

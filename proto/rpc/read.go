@@ -61,6 +61,16 @@ func (c *Conn) readFrames() error {
 				c.logf("closing connection: frame larger than %d bytes (%d)", c.cfg.maxFrame, n)
 				return errFrameTooLarge
 			}
+			if c.congested.Load() {
+				// The peer asks for more than it reads: serve the rest
+				// of this read once it has read most of what it asked.
+				c.rb.Flush()
+				c.endBatch()
+				if !c.waitReplies() {
+					return ErrClosed
+				}
+				c.beginBatch()
+			}
 			if err := c.dispatch(buf[r : r+n]); err != nil {
 				c.logf("closing connection: %v", err)
 				return err
