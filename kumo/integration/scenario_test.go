@@ -574,6 +574,42 @@ func TestDeletedKeyStaysDeletedAfterGarbageTime(t *testing.T) {
 	l.checkPlacement(t, c, 1)
 }
 
+// Ensure that a cluster that took no writes for longer than the garbage
+// time keeps its data when every server is killed and restarted: a server
+// was away only as long as it was down, not since its last write (it used
+// to discard its whole store, and with every server doing so the cluster
+// lost every key).
+func TestIdleClusterRestartKeepsData(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gX", "4"}})
+	m := dial(t, c.Gateway())
+	for i := 0; i < 50; i++ {
+		if r := m.set(fmt.Sprintf("idle%d", i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	idle := time.Now()
+	eventually(t, 20*time.Second, "the cluster to idle past -gX", func() bool { return time.Since(idle) > 6*time.Second })
+	all := []int{0, 1, 2}
+	offs := make([]int64, len(all))
+	for _, i := range all {
+		offs[i] = c.Server(i).LogSize()
+	}
+	kill(t, c, 0, all...)
+	restartAndAttach(t, c, 0, all...)
+	for _, i := range all {
+		if err := c.Server(i).WaitLogAfter(offs[i], "discarding", 10*time.Millisecond); err == nil {
+			t.Fatalf("%s discarded its store after an idle %v", c.Server(i).Addr, time.Since(idle).Round(time.Second))
+		}
+	}
+	m = dial(t, c.Gateway())
+	for i := 0; i < 50; i++ {
+		if v, ok := m.get(fmt.Sprintf("idle%d", i)); !ok || v != "v" {
+			t.Fatalf("idle%d after the restart: %q %v", i, v, ok)
+		}
+	}
+}
+
 // Ensure that the opt-in finer placement (--virtual-nodes on the manager)
 // reaches every node through the hash space: keys land exactly on the
 // owners of the 1024-virtual-node ring, also after a 4th server joins.

@@ -228,10 +228,11 @@ func randUint64() uint64 {
 	}
 }
 
-// openStore opens the server's store. A store last written longer ago than
-// the garbage time is emptied first: while this server was away, the other
-// servers may have purged tombstones of keys deleted meanwhile, and its old
-// copies of those keys would bring them back.
+// openStore opens the server's store. A store last marked current (see
+// markCurrent) or written longer ago than the garbage time is emptied
+// first: while this server was away, the other servers may have purged
+// tombstones of keys deleted meanwhile, and its old copies of those keys
+// would bring them back.
 func openStore(cfg *Config) (*store.DB, error) {
 	fi, statErr := os.Stat(cfg.StorePath)
 	db, err := store.Open(cfg.StorePath, &cfg.Store)
@@ -245,7 +246,7 @@ func openStore(cfg *Config) (*store.DB, error) {
 	if age <= cfg.GarbageMax {
 		return db, nil
 	}
-	cfg.Log.Warnf("store %s was last written %v ago, longer than the garbage time %v: discarding its %d records so that deleted keys cannot come back",
+	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records so that deleted keys cannot come back",
 		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
 	buckets := db.Stats().Buckets
 	if err := db.Close(); err != nil {
@@ -258,6 +259,24 @@ func openStore(cfg *Config) (*store.DB, error) {
 		return nil, err
 	}
 	return store.Open(cfg.StorePath, &cfg.Store)
+}
+
+// markCurrent sets the store file's modification time to now while this
+// server is an active owner in its write hash space, receiving every write
+// and delete for its keys. openStore measures how long the server was away
+// from that time: writes through the shared mapping do not reliably move
+// it, and a server of a cluster that took no writes for the garbage time
+// must not discard its store when it restarts (a whole cluster restarted
+// after an idle hour would lose every key).
+func (s *Server) markCurrent() {
+	w := s.whs.Load()
+	if w == nil || !w.IsActive(s.cfg.Self) {
+		return
+	}
+	now := time.Now()
+	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
+		s.log.Warnf("store %s: cannot record that it is current: %v", s.cfg.StorePath, err)
+	}
 }
 
 // maybeGrow rebuilds the store online with twice the slots once it is 3/4
@@ -398,12 +417,13 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 	return c
 }
 
-// maintenanceLoop compacts the store when dead space dominates, and at
+// maintenanceLoop marks the store current (markCurrent) every few seconds,
+// compacts it when dead space dominates, and at
 // least every garbage time so that old tombstones and expired items are
 // purged.
 func (s *Server) maintenanceLoop() {
 	defer s.loops.Done()
-	t := time.NewTicker(min(time.Minute, max(s.cfg.GarbageMax/2, time.Second)))
+	t := time.NewTicker(min(5*time.Second, max(s.cfg.GarbageMax/8, time.Second)))
 	defer t.Stop()
 	last := time.Now()
 	for {
@@ -412,6 +432,7 @@ func (s *Server) maintenanceLoop() {
 			return
 		case <-t.C:
 		}
+		s.markCurrent()
 		st := s.db.Stats()
 		if (st.DeadBytes > 64<<20 && st.DeadBytes > st.LiveBytes) || time.Since(last) > s.cfg.GarbageMax {
 			last = time.Now()
