@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -130,23 +129,18 @@ func (s *Server) handleFlush(req *rpc.Request) {
 		defer s.repl.Done()
 		if err := s.flushAll(at); err != nil {
 			s.log.Errorf("flush_all refused: %v", err)
-			if errors.Is(err, errTooManyScheduled) {
-				req.ReplyError(&rpc.Error{Msg: err.Error()})
-			} else {
-				req.ReplyError(&rpc.Error{Msg: "server: cannot record the flush (see the server's log)"})
-			}
+			req.ReplyError(&rpc.Error{Msg: "server: cannot record the flush (see the server's log)"})
 			return
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	}()
 }
 
-// errTooManyScheduled refuses a delayed flush_all beyond maxScheduled
-// pending ones.
-var errTooManyScheduled = errors.New("server: too many delayed flush_all pending")
-
 // flushAll is handleFlush's work: the flush point rises, or a delayed flush
-// is scheduled, durably.
+// is scheduled, durably. As in memcached, a flush_all replaces the delayed
+// one still pending, if any: "flush_all 60" then "flush_all" flushes once,
+// now, and does not wipe a minute later what was written after the second;
+// "flush_all 60" then "flush_all 600" flushes once, in ten minutes.
 func (s *Server) flushAll(at uint64) error {
 	switch {
 	case at == 0:
@@ -156,10 +150,10 @@ func (s *Server) flushAll(at uint64) error {
 	}
 	var added bool
 	err := s.commitFlush(func(r *flushRecord) error {
-		added = r.schedule(at)
-		if added && len(r.Sched) > maxScheduled {
-			return errTooManyScheduled // r is dropped
+		if !slices.Equal(r.Sched, []uint64{at}) {
+			r.Sched = nil
 		}
+		added = r.schedule(at)
 		return nil
 	})
 	if err == nil && added {
@@ -168,10 +162,12 @@ func (s *Server) flushAll(at uint64) error {
 	return err
 }
 
-// flushTo raises the flush point to fc, durably, and starts a sweep.
+// flushTo raises the flush point to fc, durably, drops the delayed flushes
+// still pending, and starts a sweep.
 func (s *Server) flushTo(fc uint64) error {
 	if err := s.commitFlush(func(r *flushRecord) error {
 		r.At = max(r.At, fc)
+		r.Sched = nil
 		return nil
 	}); err != nil {
 		return err
@@ -244,23 +240,27 @@ func (s *Server) armFlush(at uint64) {
 	s.flushTimers = append(s.flushTimers, time.AfterFunc(d, func() { s.fireFlush(at) }))
 }
 
-// fireFlush puts the delayed flush at unix second at in force: the flush
-// point rises to at<<32 and at leaves the flush file's schedule, in one
-// write. If that write fails the flush is in force anyway: the file still
-// schedules it, and a restart fires it at once.
+// fireFlush puts the delayed flush at unix second at in force, unless a
+// later flush_all replaced it: the flush point rises to at<<32 and at
+// leaves the flush file's schedule, in one write. If that write fails the
+// flush is in force anyway: the file still schedules it, and a restart
+// fires it at once.
 func (s *Server) fireFlush(at uint64) {
 	if !s.flushJob() {
 		return
 	}
 	defer s.repl.Done()
+	fired := false
 	if err := s.commitFlush(func(r *flushRecord) error {
-		r.fire(at)
+		fired = r.fire(at)
 		return nil
-	}); err != nil {
+	}); err != nil && fired {
 		s.log.Errorf("delayed flush_all of %d: %v (in force; the next start fires it again)", at, err)
 		s.raiseFlush(at << 32)
 	}
-	s.startSweep()
+	if fired {
+		s.startSweep()
+	}
 }
 
 // openFlushFile reads, for New, the flush file of the store at

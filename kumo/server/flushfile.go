@@ -30,7 +30,7 @@ const (
 	flushMagic       = "kumoflsh"
 	flushVersion     = 1
 	flushHeaderLen   = len(flushMagic) + 4 + 8 + 8 + 4
-	maxScheduled     = 1024 // delayed flush_alls a server keeps pending
+	maxScheduled     = 1024 // the most a flush file lists (a flush_all replaces the pending one; older versions kept several)
 	maxFlushFileSize = flushHeaderLen + 8*maxScheduled + 4
 )
 
@@ -80,13 +80,17 @@ func (r *flushRecord) schedule(at uint64) bool {
 	return true
 }
 
-// fire puts the delayed flush at unix second at in force: the flush point
-// rises to at<<32 and at leaves the schedule.
-func (r *flushRecord) fire(at uint64) {
-	r.At = max(r.At, at<<32)
-	if i, found := slices.BinarySearch(r.Sched, at); found {
-		r.Sched = slices.Delete(r.Sched, i, i+1)
+// fire puts the delayed flush at unix second at in force, if it is
+// scheduled: the flush point rises to at<<32 and at leaves the schedule.
+// It reports whether at was scheduled.
+func (r *flushRecord) fire(at uint64) bool {
+	i, found := slices.BinarySearch(r.Sched, at)
+	if !found {
+		return false
 	}
+	r.At = max(r.At, at<<32)
+	r.Sched = slices.Delete(r.Sched, i, i+1)
+	return true
 }
 
 // prune drops the scheduled flushes that are moot: a flush point not above

@@ -242,10 +242,18 @@ func TestFlushRecordSchedule(t *testing.T) {
 	if r.schedule(20) || r.schedule(30) || !r.schedule(31) {
 		t.Fatalf("schedule of moot, present, new: %+v", r)
 	}
-	r.fire(40) // not scheduled: only the flush point moves
-	r.prune()
-	if want := (flushRecord{At: 40 << 32}); !r.equal(&want) || r.Sched != nil {
+	if r.fire(40) { // not scheduled (a later flush_all replaced it): nothing moves
+		t.Fatalf("fire(40) reported a scheduled flush")
+	}
+	if want := (flushRecord{At: 20 << 32, Sched: []uint64{30, 31}}); !r.equal(&want) {
 		t.Fatalf("after fire(40): %+v", r)
+	}
+	if !r.fire(31) {
+		t.Fatalf("fire(31) did not report it scheduled")
+	}
+	r.prune()
+	if want := (flushRecord{At: 31 << 32}); !r.equal(&want) || r.Sched != nil {
+		t.Fatalf("after fire(31): %+v", r)
 	}
 }
 
@@ -466,9 +474,11 @@ func TestFlushFiredWriteFailure(t *testing.T) {
 	})
 }
 
-// Ensure that a server keeps at most maxScheduled delayed flushes pending
-// and refuses one more with an error, while an immediate flush still works.
-func TestFlushScheduleLimit(t *testing.T) {
+// Ensure that a flush_all replaces the delayed flushes still pending, as in
+// memcached: a later delayed one leaves only itself scheduled (also over a
+// flush file of an older version that lists many), and an immediate one
+// leaves none, so none fires later and wipes what was written after it.
+func TestFlushReplacesSchedule(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db.kch")
 	base := uint64(time.Now().Unix() + 3600)
 	var rec flushRecord
@@ -479,13 +489,21 @@ func TestFlushScheduleLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, cl := startAlone(t, path)
-	var re *rpc.Error
-	if err := flushErr(t, cl, base+maxScheduled); !errors.As(err, &re) || re.Msg != "server: too many delayed flush_all pending" {
-		t.Fatalf("flush beyond the limit: %v", err)
+	flushAt(t, cl, base+maxScheduled)
+	if got := flushFileOf(t, path); !got.equal(&flushRecord{Sched: []uint64{base + maxScheduled}}) {
+		t.Fatalf("flush file after a delayed flush: at %#x, scheduled %v", got.At, got.Sched)
 	}
-	flushAt(t, cl, base) // scheduled already: no change, no error
+	flushAt(t, cl, base) // earlier than the pending one: replaces it too
+	if got := flushFileOf(t, path); !got.equal(&flushRecord{Sched: []uint64{base}}) {
+		t.Fatalf("flush file after an earlier delayed flush: at %#x, scheduled %v", got.At, got.Sched)
+	}
+	// A timer of a replaced flush changes nothing when it fires.
+	s.fireFlush(base + 1)
+	if got := s.flushing.at.Load(); got != 0 {
+		t.Fatalf("a replaced delayed flush fired: flush point %#x", got)
+	}
 	flushAt(t, cl, 0)
-	if got := flushFileOf(t, path); got.At != s.flushing.at.Load() || len(got.Sched) != maxScheduled {
-		t.Fatalf("flush file: at %#x, %d scheduled", got.At, len(got.Sched))
+	if got := flushFileOf(t, path); got.At != s.flushing.at.Load() || got.At == 0 || got.Sched != nil {
+		t.Fatalf("flush file after flush_all: at %#x, scheduled %v", got.At, got.Sched)
 	}
 }
