@@ -118,6 +118,10 @@ var compatCases = []transcript{
 	// the message to others); the mode and then the O length come after.
 	{"meta error precedence", "mg k Tx Tx\r\nmg k Dx C1 C1\r\nmg k D J\r\nmg k M Dx\r\nmg k Fx M\r\nmg k Tx Fx\r\nmg k Fx\r\nmg !!! b Tx\r\nmg !!! Tx b\r\nmg !!! b F\r\nms !!! 1 MX b\r\nx\r\nms k 1 MX Tx\r\nx\r\nmg k O" + strings.Repeat("x", 32) + " Tx\r\nms k 1 MX O" + strings.Repeat("x", 32) + "\r\nx\r\nmn\r\n",
 		"CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid numeric initial value\r\nCLIENT_ERROR invalid numeric delta value\r\nCLIENT_ERROR incorrect length for M token\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR error decoding key\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR bad token in command line format\r\nCLIENT_ERROR invalid mode for ms M token\r\nMN\r\n"},
+	// A key token over 250 bytes is refused by ms before its data too when
+	// it is base64 (b), as by mg, md and ma: the data is read as a command.
+	{"ms long base64 key", "ms " + strings.Repeat("eHh4", 67) + " 1 b\r\nz\r\nmg " + strings.Repeat("eHh4", 67) + " b v\r\nmn\r\n",
+		"CLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nMN\r\n"},
 	{"ma on an empty value is non-numeric before the cas compare", "set e 0 0 0\r\n\r\nma e C99\r\nincr e 1\r\nset n 0 0 1\r\n5\r\nma n C99\r\n",
 		"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nEX\r\n"},
 	// touch, gat, gats and mg T keep the CAS unique.

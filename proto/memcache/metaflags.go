@@ -265,9 +265,11 @@ func (c *conn) metaTooManyTokens(cmd []byte, tok [][]byte) bool {
 
 // msKeyTooLong reports whether the key token of ms line tok is refused
 // before its data length is known (so the data is then read as a command):
-// over 250 bytes, or over what 250 bytes take in base64 with b.
+// over 250 bytes, also a base64 one (b), as memcached 1.6.18 refuses it and
+// as mg, md and ma refuse it (metaPrecheck): an item ms could store under
+// a longer base64 token could not be read or deleted by key.
 func msKeyTooLong(tok [][]byte) bool {
-	return len(tok[1]) > maxKeyLen*4/3+4 || (len(tok[1]) > maxKeyLen && !hasFlag(tok[3:], 'b'))
+	return len(tok[1]) > maxKeyLen
 }
 
 // flagBefore reports whether flag x comes before flag y in flags (both
