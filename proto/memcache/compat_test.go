@@ -122,6 +122,9 @@ var compatCases = []transcript{
 	// it is base64 (b), as by mg, md and ma: the data is read as a command.
 	{"ms long base64 key", "ms " + strings.Repeat("eHh4", 67) + " 1 b\r\nz\r\nmg " + strings.Repeat("eHh4", 67) + " b v\r\nmn\r\n",
 		"CLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nMN\r\n"},
+	// A NUL ends a command line, as in a C string.
+	{"nul in a line", "set a\x00b 0 0 1\r\nx\r\nversion\x00 junk\r\nget a\x00b\r\nmn\r\n",
+		"ERROR\r\nERROR\r\nVERSION 1.6.18-kumo\r\nEND\r\nMN\r\n"},
 	{"ma on an empty value is non-numeric before the cas compare", "set e 0 0 0\r\n\r\nma e C99\r\nincr e 1\r\nset n 0 0 1\r\n5\r\nma n C99\r\n",
 		"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nEX\r\n"},
 	// touch, gat, gats and mg T keep the CAS unique.

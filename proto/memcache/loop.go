@@ -573,6 +573,9 @@ func parseLoopReq(b []byte, s *Server) loopReq {
 	if i > 0 && b[i-1] == '\r' {
 		line = b[:i-1]
 	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		return r // a NUL ends the line: serveText cuts it there
+	}
 	switch {
 	case bytes.HasPrefix(line, []byte("get ")):
 		r.key = line[4:]

@@ -23,6 +23,12 @@ func (c *conn) serveText() error {
 			}
 			return err
 		}
+		if i := bytes.IndexByte(line, 0); i >= 0 {
+			// memcached parses the line as a C string: a NUL ends it
+			// ("set a\x00b 0 0 1" is "set a", an ERROR, and its data
+			// line another), so no key holds a NUL.
+			line = line[:i]
+		}
 		c.noreply, c.lone = false, false
 		if err := c.dispatchText(line); err != nil {
 			return err
