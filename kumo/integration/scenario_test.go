@@ -610,6 +610,48 @@ func TestIdleClusterRestartKeepsData(t *testing.T) {
 	}
 }
 
+// Ensure that when every owner of a key was fault before an attach (one
+// server failed, the writes went on without it, then the others went down
+// too), the attach brings the stale copies up to date: the replace used to
+// copy nothing, as no owner had been active, and reads of the server that
+// missed the writes returned the old values.
+func TestAllOwnersFaultThenAttach(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{})
+	m := dial(t, c.Gateway())
+	const n = 60
+	for i := 0; i < n; i++ {
+		if r := m.set(fmt.Sprintf("af%d", i), "v1"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	kill(t, c, 0, 0)
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("af%d", i)
+		if r := m.set(k, "v2"); r != "STORED\r\n" {
+			t.Fatalf("set %s with a server down: %q", k, r)
+		}
+		if i%3 == 0 {
+			if r := m.cmd("delete " + k + "\r\n"); r != "DELETED\r\n" {
+				t.Fatalf("delete %s: %q", k, r)
+			}
+		}
+	}
+	kill(t, c, 0, 1, 2)
+	restartAndAttach(t, c, 0, 0, 1, 2)
+	m = dial(t, c.Gateway())
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("af%d", i)
+		v, ok := m.get(k)
+		if i%3 == 0 && ok {
+			t.Fatalf("deleted %s came back: %q", k, v)
+		}
+		if i%3 != 0 && (!ok || v != "v2") {
+			t.Fatalf("%s after the attach: %q %v, want v2", k, v, ok)
+		}
+	}
+}
+
 // Ensure that the opt-in finer placement (--virtual-nodes on the manager)
 // reaches every node through the hash space: keys land exactly on the
 // owners of the 1024-virtual-node ring, also after a 4th server joins.

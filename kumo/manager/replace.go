@@ -38,11 +38,12 @@ func (m *Manager) attach() {
 		m.log.Infof("placement: %d virtual nodes per server", n)
 	}
 	m.whs = w
-	if m.rhs.Empty() {
-		// No server holds data yet: nothing to copy, read from the new
-		// space at once.
-		m.rhs = w
-	}
+	// The read hash space stays as it is until the copy is done, also when
+	// it has no active server: that does not mean that no server holds
+	// data (every server may have been marked fault, one of them long
+	// before the others, or the managers may have restarted and know
+	// nothing), and reading from the new space at once would serve the
+	// stale copies the replace is about to bring up to date.
 	m.log.Infof("attached: %d servers in the hash space", len(w.Nodes()))
 }
 

@@ -158,8 +158,8 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 		}
 		return m
 	}
-	srcActive, dstActive := activeIn(src), activeIn(dst)
-	if len(dstActive) == 0 || (!full && len(srcActive) == 0) {
+	dstActive := activeIn(dst)
+	if len(dstActive) == 0 {
 		return true
 	}
 	batches := make(map[ring.Addr]*batcher)
@@ -199,7 +199,20 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 				break
 			}
 		}
-		if !found || sender != s.cfg.Self {
+		if !found {
+			// No owner was active before (every one of them was fault,
+			// as when the whole cluster went down after one server had
+			// failed): the servers coming back hold copies of different
+			// ages, and none is known to be current. Each holder sends
+			// its copy to the new owners, which keep the newest.
+			for i := 0; i < do.Len(); i++ {
+				if n := do.At(i); n.Active && n.Addr != s.cfg.Self {
+					get(n.Addr).add(rec)
+				}
+			}
+			return nil
+		}
+		if sender != s.cfg.Self {
 			return nil
 		}
 	next:
