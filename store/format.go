@@ -33,6 +33,10 @@ const (
 	flagFatal    = 1 << 1 // an I/O error was seen
 	flagRepaired = 1 << 2 // the file was rebuilt by repair
 	flagRebuild  = 1 << 3 // the slot table is being rebuilt: rebuild it again
+	// flagTombs: bytes 96..103 count the live tombstones. Every header
+	// written has it; one without it (written before the count existed)
+	// has the count recomputed at open. Kept out of header.flags.
+	flagTombs = 1 << 4
 )
 
 // Record flags (byte 5 of a record).
@@ -64,8 +68,10 @@ type header struct {
 	rnum       uint64
 	liveBytes  uint64
 	delSlots   uint64
-	created    int64 // unix nanoseconds
-	modified   int64 // unix nanoseconds of the last checkpoint
+	tombs      uint64 // live tombstones, if hasTombs
+	hasTombs   bool   // the header counted them (flagTombs)
+	created    int64  // unix nanoseconds
+	modified   int64  // unix nanoseconds of the last checkpoint
 }
 
 // logStartFor returns the first log offset of a file with bnum slots.
@@ -83,7 +89,7 @@ func appendHeader(b []byte, h *header) []byte {
 	p[10] = h.apow
 	p[11] = 3 // log2(slotsPerBkt)
 	p[12] = hashAlgFNV1a
-	le.PutUint16(p[14:], h.flags)
+	le.PutUint16(p[14:], h.flags|flagTombs)
 	le.PutUint64(p[16:], h.seq)
 	le.PutUint64(p[24:], h.bnum)
 	le.PutUint64(p[32:], h.logStart)
@@ -94,6 +100,7 @@ func appendHeader(b []byte, h *header) []byte {
 	le.PutUint64(p[72:], h.delSlots)
 	le.PutUint64(p[80:], uint64(h.created))
 	le.PutUint64(p[88:], uint64(h.modified))
+	le.PutUint64(p[96:], h.tombs)
 	le.PutUint32(p[252:], crc32.Checksum(p[:252], castagnoli))
 	return append(b, p[:]...)
 }
@@ -112,13 +119,19 @@ func decodeHeader(p []byte) (header, error) {
 	if le.Uint16(p[8:]) != formatVer || p[11] != 3 || p[12] != hashAlgFNV1a || p[13] != 0 {
 		return h, ErrBadHeader
 	}
-	for _, c := range p[96:252] {
+	flags := le.Uint16(p[14:])
+	zero := 96
+	if flags&flagTombs != 0 {
+		zero = 104
+		h.tombs, h.hasTombs = le.Uint64(p[96:]), true
+	}
+	for _, c := range p[zero:252] {
 		if c != 0 {
 			return h, ErrBadHeader
 		}
 	}
 	h.apow = p[10]
-	h.flags = le.Uint16(p[14:])
+	h.flags = flags &^ flagTombs
 	h.seq = le.Uint64(p[16:])
 	h.bnum = le.Uint64(p[24:])
 	h.logStart = le.Uint64(p[32:])

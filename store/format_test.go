@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "update golden files in testdata/")
 func goldenHeader() header {
 	return header{apow: defaultApow, flags: flagOpen, seq: 7, bnum: 200000, logStart: logStartFor(200000),
 		checkpoint: logStartFor(200000) + 4096, logEnd: logStartFor(200000) + 4096, rnum: 3, liveBytes: 144,
-		delSlots: 1, created: 1764000000_000000000, modified: 1764000001_000000000}
+		delSlots: 1, tombs: 1, hasTombs: true, created: 1764000000_000000000, modified: 1764000001_000000000}
 }
 
 func goldenRecords() []byte {
@@ -54,6 +54,16 @@ func TestGolden(t *testing.T) {
 	got, err := decodeHeader(appendHeader(nil, &h))
 	if err != nil || got != h {
 		t.Fatalf("header round trip: %v %+v", err, got)
+	}
+	// A header written before the tombstone count decodes without one.
+	old, err := os.ReadFile(filepath.Join("testdata", "header_v1_notombs.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = decodeHeader(old)
+	h.tombs, h.hasTombs = 0, false
+	if err != nil || got != h {
+		t.Fatalf("old header: %v %+v, want %+v", err, got, h)
 	}
 }
 
@@ -124,8 +134,18 @@ func FuzzDecodeHeader(f *testing.F) {
 			}
 			return
 		}
-		if again := appendHeader(nil, &h); !bytes.Equal(again, p[:headerSize]) {
-			t.Fatalf("re-encode differs:\n%x\n%x", again, p[:headerSize])
+		again := appendHeader(nil, &h)
+		if h.hasTombs {
+			if !bytes.Equal(again, p[:headerSize]) {
+				t.Fatalf("re-encode differs:\n%x\n%x", again, p[:headerSize])
+			}
+			return
+		}
+		// A header from before the tombstone count re-encodes with it.
+		h2, err := decodeHeader(again)
+		h.hasTombs = true
+		if err != nil || h2 != h {
+			t.Fatalf("re-encode of an old header: %v %+v, want %+v", err, h2, h)
 		}
 	})
 }

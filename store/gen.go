@@ -51,6 +51,7 @@ type gen struct {
 	// writer's next atomic store. Written under writeMu, after the slot.
 	pubEnd atomic.Int64
 	rnum   atomic.Int64 // live keys (including tombstones)
+	tombs  atomic.Int64 // live tombstones (counted in rnum too)
 	live   atomic.Int64 // aligned bytes of live records
 	del    atomic.Int64 // removed slots
 
@@ -262,5 +263,6 @@ func (g *gen) checkpointPrivate(flags uint16) error {
 func (g *gen) fillCounters(h *header, end int64) {
 	h.checkpoint, h.logEnd = uint64(end), uint64(end)
 	h.rnum, h.liveBytes, h.delSlots = uint64(g.rnum.Load()), uint64(g.live.Load()), uint64(g.del.Load())
+	h.tombs = uint64(g.tombs.Load())
 	h.modified = nowNano()
 }

@@ -203,6 +203,9 @@ func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) er
 	if wasLive {
 		g.rnum.Add(-1)
 		g.live.Add(-r.oldLen)
+		if r.old.Tombstone {
+			g.tombs.Add(-1)
+		}
 	}
 	if wasRemoved {
 		g.del.Add(-1)
@@ -212,6 +215,9 @@ func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) er
 	} else {
 		g.rnum.Add(1)
 		g.live.Add(size)
+		if rf&recTombstone != 0 {
+			g.tombs.Add(1)
+		}
 	}
 	return nil
 }

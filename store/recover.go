@@ -138,7 +138,7 @@ func (g *gen) replay(rec *Record, rf byte, off int64, scratch *[]byte) error {
 
 // recount recomputes the counters from the slot table.
 func (g *gen) recount(scratch *[]byte) error {
-	var rnum, live, del int64
+	var rnum, live, del, tombs int64
 	end := g.logEnd.Load()
 	for _, s := range g.slots {
 		switch {
@@ -146,16 +146,20 @@ func (g *gen) recount(scratch *[]byte) error {
 		case slotHint(s) == 0:
 			del++
 		default:
-			_, klen, vlen, _, err := g.record(slotOff(s, g.apow), end, scratch)
+			_, klen, vlen, rf, err := g.record(slotOff(s, g.apow), end, scratch)
 			if err != nil {
 				return fmt.Errorf("%w (slot points at a bad record)", ErrCorrupt)
 			}
 			rnum++
+			if rf&recTombstone != 0 {
+				tombs++
+			}
 			live += recSize(klen, vlen, g.apow)
 		}
 	}
 	g.rnum.Store(rnum)
 	g.live.Store(live)
 	g.del.Store(del)
+	g.tombs.Store(tombs)
 	return nil
 }

@@ -10,6 +10,7 @@ type Stats struct {
 	Path         string
 	Buckets      uint64 // slot capacity (the bucket number)
 	Records      uint64 // live keys, tombstones included
+	Tombstones   uint64 // live keys that are tombstones (cluster deletes)
 	UsedSlots    uint64 // slots holding a live record (== Records)
 	DeletedSlots uint64 // slots marked removed
 	LiveBytes    uint64 // aligned bytes of live records
@@ -46,6 +47,7 @@ func (db *DB) Stats() Stats {
 		LogEnd: uint64(g.logEnd.Load()), Checkpoint: uint64(g.ckpt.Load()), Alignment: 1 << g.apow,
 		Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified), Created: time.Unix(0, h.created)}
 	st.UsedSlots = st.Records
+	st.Tombstones = uint64(g.tombs.Load())
 	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
 	st.GroupSyncs = db.groupSyncs.Load()
 	if fi, err := g.f.Stat(); err == nil {
@@ -93,6 +95,7 @@ func Inform(path string) (Stats, error) {
 		Alignment: 1 << h.apow, Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified),
 		Created: time.Unix(0, h.created)}
 	st.UsedSlots = st.Records
+	st.Tombstones = h.tombs // 0 in a header from before the count
 	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
 	return st, nil
 }

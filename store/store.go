@@ -230,6 +230,13 @@ func openGen(path string, buckets uint64, create bool) (*gen, error) {
 		g.rnum.Store(int64(h.rnum))
 		g.live.Store(int64(h.liveBytes))
 		g.del.Store(int64(h.delSlots))
+		g.tombs.Store(int64(h.tombs))
+		if !h.hasTombs {
+			// Written before headers counted tombstones: count them
+			// once (every later header does).
+			var scratch []byte
+			err = g.recount(&scratch)
+		}
 	}
 	if err != nil {
 		g.release()

@@ -689,7 +689,14 @@ func (g *Gateway) Stats(ctx context.Context, add func(name, value string)) error
 		if c == nil {
 			continue
 		}
-		for _, code := range []uint64{wire.StatDBItems, wire.StatDBBytes} {
+		// Items are the records that are not tombstones (deleted or
+		// flushed keys); a server older than that count answers nil to
+		// StatDBLive, and its record count stands in.
+		haveLive := false
+		for _, code := range []uint64{wire.StatDBLive, wire.StatDBItems, wire.StatDBBytes} {
+			if code == wire.StatDBItems && haveLive {
+				continue
+			}
 			res, err := c.Call(ctx, wire.SrvGetStatus, func(b []byte) []byte {
 				b = msgpack.AppendArrayHeader(b, 1)
 				return msgpack.AppendUint(b, code)
@@ -697,11 +704,17 @@ func (g *Gateway) Stats(ctx context.Context, add func(name, value string)) error
 			if err != nil {
 				continue
 			}
-			v, _, _ := msgpack.ReadUint(res.Bytes())
+			v, _, verr := msgpack.ReadUint(res.Bytes())
 			res.Release()
-			if code == wire.StatDBItems {
+			switch code {
+			case wire.StatDBLive:
+				if verr == nil {
+					items += v
+					haveLive = true
+				}
+			case wire.StatDBItems:
 				items += v
-			} else {
+			default:
 				bytes += v
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"kumofs/internal/localcluster"
 )
@@ -57,5 +58,54 @@ func TestStatsBytes(t *testing.T) {
 				strconv.FormatUint(r1, 10), strconv.FormatUint(w1, 10), strconv.Itoa(n0)}, " "))
 		}
 		t.Fatalf("bytes_read/bytes_written never as expected; last read0 written0 read1 written1 reply0: %s", got)
+	})
+}
+
+// Ensure that curr_items counts the items a client can read, cluster-wide:
+// deleted and flushed keys (tombstones on the servers) are not items, as
+// memcached's curr_items drops on delete and flush_all.
+func TestStatsCurrItems(t *testing.T) {
+	t.Parallel()
+	eachGateway(t, localcluster.Options{}, func(t *testing.T, c *localcluster.Cluster) {
+		m := dial(t, c.Gateway())
+		items := func() string {
+			m.send("stats\r\n")
+			v := ""
+			for {
+				l := m.line()
+				if l == "END\r\n" {
+					return v
+				}
+				if f := strings.Fields(l); len(f) == 3 && f[1] == "curr_items" {
+					v = f[2]
+				}
+			}
+		}
+		base, err := strconv.Atoi(items()) // the cluster's readiness probes leave a key or so
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			if r := m.set("ci"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+				t.Fatal(r)
+			}
+		}
+		if got := items(); got != strconv.Itoa(base+10) {
+			t.Fatalf("curr_items after 10 sets: %s", got)
+		}
+		for i := 0; i < 4; i++ {
+			if r := m.cmd("delete ci" + strconv.Itoa(i) + "\r\n"); r != "DELETED\r\n" {
+				t.Fatal(r)
+			}
+		}
+		if got := items(); got != strconv.Itoa(base+6) {
+			t.Fatalf("curr_items after 4 deletes: %s", got)
+		}
+		if r := m.cmd("flush_all\r\n"); r != "OK\r\n" {
+			t.Fatal(r)
+		}
+		// The servers turn flushed values into tombstones in the
+		// background, right after the OK.
+		eventually(t, 10*time.Second, "curr_items 0 after flush_all", func() bool { return items() == "0" })
 	})
 }

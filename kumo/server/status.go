@@ -54,6 +54,9 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 		u(s.cmdDelete.Load())
 	case wire.StatDBItems:
 		u(uint64(s.db.Len()))
+	case wire.StatDBLive:
+		st := s.db.Stats()
+		u(st.Records - min(st.Tombstones, st.Records))
 	case wire.StatClockTime:
 		u(s.clk.Current())
 	case wire.StatRHS:

@@ -198,6 +198,7 @@ const (
 	StatDBBytes    = 64 // kumo: live bytes in the store
 	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
 	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
+	StatDBLive     = 67 // kumo: records in the store that are not tombstones
 )
 
 // Health a server reports in its keepalives.
