@@ -287,8 +287,8 @@ func (c *conn) binGet(r *binReq) error {
 		exptime = c.s.normExptime(int64(binary.BigEndian.Uint32(r.extras)))
 		st.cmdTouch.Add(1)
 	}
-	if r.op != opTouch {
-		st.cmdGet.Add(1)
+	if !touch {
+		st.cmdGet.Add(1) // memcached counts GAT and TOUCH as touches only
 	}
 	if !touch && c.binWindow(r, nil, 0, false) {
 		return nil
@@ -311,11 +311,12 @@ func (c *conn) binGetReply(r *binReq, err error, it *Item) {
 	switch {
 	case err == nil:
 		if withValue {
-			st.getHits.Add(1)
 			c.s.detail.note(r.key, detailHit)
 		}
 		if touch {
 			st.touchHits.Add(1)
+		} else {
+			st.getHits.Add(1)
 		}
 		klen := 0
 		if withKey {
@@ -334,11 +335,12 @@ func (c *conn) binGetReply(r *binReq, err error, it *Item) {
 		c.bw.Write(it.Value[:vlen])
 	case errors.Is(err, ErrNotFound):
 		if withValue {
-			st.getMisses.Add(1)
 			c.s.detail.note(r.key, detailGet)
 		}
 		if touch {
 			st.touchMisses.Add(1)
+		} else {
+			st.getMisses.Add(1)
 		}
 		if quiet {
 			return

@@ -90,11 +90,7 @@ func (c *conn) metaGet(tok [][]byte) {
 		return
 	}
 	st := &c.s.st
-	st.cmdGet.Add(1)
 	touch := a.has('T')
-	if touch {
-		st.cmdTouch.Add(1)
-	}
 	// memcached applies T where it stands among the flags: a t before it
 	// shows the exptime the item had. Only then is it read first.
 	oldExp, haveOld := int64(0), false
@@ -142,22 +138,26 @@ func (c *conn) metaGet(tok [][]byte) {
 	}
 	switch {
 	case err == nil:
-		st.getHits.Add(1)
 		c.s.detail.note(key, detailHit)
-		if touch {
+		// memcached counts an mg with T that finds the item as a touch
+		// only, and one that misses as a get only.
+		if touch && !created {
+			st.cmdTouch.Add(1)
 			st.touchHits.Add(1)
+		} else {
+			st.cmdGet.Add(1)
+			st.getHits.Add(1)
 		}
 	case errors.Is(err, ErrNotFound):
+		st.cmdGet.Add(1)
 		st.getMisses.Add(1)
 		c.s.detail.note(key, detailGet)
-		if touch {
-			st.touchMisses.Add(1)
-		}
 		if !a.has('q') {
 			c.metaMiss("EN", flags, tok[1], &a)
 		}
 		return
 	default:
+		st.cmdGet.Add(1)
 		c.serverError(err)
 		return
 	}

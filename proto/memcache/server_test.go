@@ -3,6 +3,7 @@ package memcache_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"context"
 	"errors"
 	"fmt"
@@ -317,5 +318,78 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 	c.Write([]byte("mn\r\n"))
 	if got := readN(t, c, 4); got != "MN\r\n" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// readStats sends stats on c and returns the counters.
+func readStats(t *testing.T, c net.Conn, r *bufio.Reader) map[string]string {
+	t.Helper()
+	c.Write([]byte("stats\r\n"))
+	stats := map[string]string{}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "END\r\n" {
+			return stats
+		}
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" {
+			stats[f[1]] = f[2]
+		}
+	}
+}
+
+// TestTouchCounters: gat, gats, binary GAT and TOUCH count as touches
+// only, and an mg with T as a touch when it finds the item and as a get
+// when it misses, as memcached 1.6.18 counts them (checked against it).
+func TestTouchCounters(t *testing.T) {
+	for _, tc := range []struct {
+		name, req, replies string
+		want               map[string]string
+	}{
+		{"text", "set a 0 0 1\r\nx\r\ngat 0 a\r\ngat 0 b\r\ngats 0 a\r\nmg a T30 v\r\nmg b T30\r\n",
+			"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nEND\r\nVALUE a 0 1 ",
+			map[string]string{"cmd_get": "1", "get_hits": "0", "get_misses": "1", "cmd_touch": "4", "touch_hits": "3", "touch_misses": "1"}},
+		{"binary", binReq(0x01, "a", setExtras(0, 0), "x", 1, 0) + binReq(0x1d, "a", be32(0), "", 2, 0) +
+			binReq(0x1d, "b", be32(0), "", 3, 0) + binReq(0x1c, "a", be32(0), "", 4, 0) + binReq(0x1c, "b", be32(0), "", 5, 0) +
+			binReq(0x0a, "", "", "", 6, 0),
+			"",
+			map[string]string{"cmd_get": "0", "get_hits": "0", "get_misses": "0", "cmd_touch": "4", "touch_hits": "2", "touch_misses": "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
+			c := dial(t, addr)
+			c.Write([]byte(tc.req))
+			r := bufio.NewReader(c)
+			if tc.name == "text" {
+				// Up to the first gats reply, then the rest of the
+				// lines until mg b's EN.
+				readN(t, r, len(tc.replies))
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					if line == "EN\r\n" {
+						break
+					}
+				}
+			} else {
+				// Replies to the set, GAT a, GAT b, TOUCH a, TOUCH b
+				// and the NOOP: read through the NOOP's header.
+				for i := 0; i < 6; i++ {
+					hdr := []byte(readN(t, r, 24))
+					readN(t, r, int(binary.BigEndian.Uint32(hdr[8:12])))
+				}
+			}
+			sc := dial(t, addr) // a text connection: stats are server-wide
+			stats := readStats(t, sc, bufio.NewReader(sc))
+			for k, v := range tc.want {
+				if stats[k] != v {
+					t.Errorf("stat %s = %q, want %q", k, stats[k], v)
+				}
+			}
+		})
 	}
 }

@@ -196,9 +196,10 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 			break
 		}
 		r = r2
-		st.cmdGet.Add(1)
 		if touch {
-			st.cmdTouch.Add(1)
+			st.cmdTouch.Add(1) // memcached counts a gat as a touch only
+		} else {
+			st.cmdGet.Add(1)
 		}
 		if !c.getOne(key, withCAS, touch, exptime) {
 			return nil
@@ -216,17 +217,19 @@ func (c *conn) getOne(key []byte, withCAS, touch bool, exptime int64) bool {
 	err := c.get(key, touch, exptime)
 	switch {
 	case err == nil:
-		st.getHits.Add(1)
 		c.s.detail.note(key, detailHit)
 		if touch {
 			st.touchHits.Add(1)
+		} else {
+			st.getHits.Add(1)
 		}
 		c.writeValue(key, withCAS)
 	case errors.Is(err, ErrNotFound):
-		st.getMisses.Add(1)
 		c.s.detail.note(key, detailGet)
 		if touch {
 			st.touchMisses.Add(1)
+		} else {
+			st.getMisses.Add(1)
 		}
 	default:
 		c.serverError(err)
