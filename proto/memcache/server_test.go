@@ -127,24 +127,10 @@ func TestMaxConns(t *testing.T) {
 func TestStats(t *testing.T) {
 	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil), Version: "9.9.9"})
 	c := dial(t, addr)
-	c.Write([]byte("set a 0 0 1\r\nx\r\nget a b\r\nstats\r\n"))
+	c.Write([]byte("set a 0 0 1\r\nx\r\nget a b\r\n"))
 	r := bufio.NewReader(c)
 	readN(t, r, len("STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"))
-	stats := map[string]string{}
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == "END\r\n" {
-			break
-		}
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "STAT" {
-			t.Fatalf("bad stats line %q", line)
-		}
-		stats[f[1]] = f[2]
-	}
+	stats := readStats(t, c, r)
 	for k, v := range map[string]string{"version": "9.9.9", "curr_connections": "1", "total_connections": "1",
 		"cmd_get": "2", "cmd_set": "1", "get_hits": "1", "get_misses": "1", "curr_items": "1", "total_items": "1",
 		"accepting_conns": "1", "listen_disabled_num": "0", "conn_yields": "0", "evictions": "0"} {
@@ -334,9 +320,11 @@ func readStats(t *testing.T, c net.Conn, r *bufio.Reader) map[string]string {
 		if line == "END\r\n" {
 			return stats
 		}
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" {
-			stats[f[1]] = f[2]
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "STAT" {
+			t.Fatalf("bad stats line %q", line)
 		}
+		stats[f[1]] = f[2]
 	}
 }
 
