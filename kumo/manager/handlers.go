@@ -135,7 +135,7 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	m.mu.Lock()
 	if a, ok := req.Conn.Value().(ring.Addr); ok {
 		addr = a
-		if s := m.servers[a]; s != nil && s.conn == req.Conn {
+		if s := m.servers[a]; s != nil && (s.conn == req.Conn || s.promote(req.Conn)) {
 			s.lastSeen = time.Now()
 			if inc != 0 {
 				if s.inc != 0 && s.inc != inc {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,14 @@ type Config struct {
 
 // srvState is what the manager knows of one connected server.
 type srvState struct {
-	conn     *rpc.Conn
+	conn *rpc.Conn // the connection its keepalives come on
+	// others are further open connections that said hello with the same
+	// address: the previous connection of a server that reconnected, or
+	// one from a stranger claiming the address. One that sends a
+	// keepalive becomes conn; when conn closes, an open one takes its
+	// place, so closing a stranger's connection does not mark the server
+	// lost.
+	others   []*rpc.Conn
 	inc      uint64 // incarnation the server reported
 	lastSeen time.Time
 	lost     *time.Timer
@@ -210,7 +218,11 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 			s.lost.Stop()
 			s.lost = nil
 		}
+		if s.conn != nil && s.conn != c {
+			s.others = append(s.others, s.conn)
+		}
 		s.conn = c
+		s.others = slices.DeleteFunc(s.others, connClosed)
 		s.lastSeen = time.Now()
 		isNew := false
 		if !m.whs.IsActive(addr) && !m.isNewcomer(addr) {
@@ -254,15 +266,58 @@ func (m *Manager) onClose(c *rpc.Conn) {
 		return
 	}
 	s := m.servers[addr]
-	if s == nil || s.conn != c {
+	if s == nil {
+		m.mu.Unlock()
+		return
+	}
+	if s.conn != c {
+		s.others = slices.DeleteFunc(s.others, func(o *rpc.Conn) bool { return o == c })
 		m.mu.Unlock()
 		return
 	}
 	s.conn = nil
+	for len(s.others) > 0 && s.conn == nil {
+		o := s.others[len(s.others)-1]
+		s.others = s.others[:len(s.others)-1]
+		if !connClosed(o) {
+			s.conn = o
+		}
+	}
+	if s.conn != nil {
+		m.mu.Unlock()
+		return
+	}
 	if s.lost == nil {
 		s.lost = time.AfterFunc(m.cfg.LostTimeout, func() { m.lostIfGone(addr) })
 	}
 	m.mu.Unlock()
+}
+
+// connClosed reports whether c has closed.
+func connClosed(c *rpc.Conn) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// promote makes c, one of s.others, the connection s is watched on (its
+// keepalives come there); it reports false if c is not one of them.
+// Called with m.mu held.
+func (s *srvState) promote(c *rpc.Conn) bool {
+	i := slices.Index(s.others, c)
+	if i < 0 {
+		return false
+	}
+	if s.conn != nil {
+		s.others[i] = s.conn
+	} else {
+		s.others = slices.Delete(s.others, i, i+1)
+	}
+	s.conn = c
+	return true
 }
 
 // rhsClock returns the timestamp for an edit of the read hash space made
