@@ -515,6 +515,9 @@ func (c *conn) metaArith(tok [][]byte) {
 	}
 	st := &c.s.st
 	switch {
+	case err == nil && r.Created:
+		// memcached counts an ma that creates the item (N) neither as a
+		// hit nor as a miss.
 	case err == nil:
 		if decr {
 			st.decrHits.Add(1)

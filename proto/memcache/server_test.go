@@ -328,10 +328,11 @@ func readStats(t *testing.T, c net.Conn, r *bufio.Reader) map[string]string {
 	}
 }
 
-// TestTouchCounters: gat, gats, binary GAT and TOUCH count as touches
-// only, and an mg with T as a touch when it finds the item and as a get
-// when it misses, as memcached 1.6.18 counts them (checked against it).
-func TestTouchCounters(t *testing.T) {
+// TestCommandCounters: gat, gats, binary GAT and TOUCH count as touches
+// only, an mg with T as a touch when it finds the item and as a get when
+// it misses, and an ma that creates its item neither as an incr hit nor as
+// a miss, as memcached 1.6.18 counts them (checked against it).
+func TestCommandCounters(t *testing.T) {
 	for _, tc := range []struct {
 		name, req, replies string
 		want               map[string]string
@@ -339,6 +340,9 @@ func TestTouchCounters(t *testing.T) {
 		{"text", "set a 0 0 1\r\nx\r\ngat 0 a\r\ngat 0 b\r\ngats 0 a\r\nmg a T30 v\r\nmg b T30\r\n",
 			"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nEND\r\nVALUE a 0 1 ",
 			map[string]string{"cmd_get": "1", "get_hits": "0", "get_misses": "1", "cmd_touch": "4", "touch_hits": "3", "touch_misses": "1"}},
+		// An ma that creates the item counts neither as hit nor miss.
+		{"ma N", "ma zz N0\r\nma zz\r\nma nokey\r\nmn\r\n", "HD\r\nHD\r\nNF\r\n",
+			map[string]string{"incr_hits": "1", "incr_misses": "1"}},
 		{"binary", binReq(0x01, "a", setExtras(0, 0), "x", 1, 0) + binReq(0x1d, "a", be32(0), "", 2, 0) +
 			binReq(0x1d, "b", be32(0), "", 3, 0) + binReq(0x1c, "a", be32(0), "", 4, 0) + binReq(0x1c, "b", be32(0), "", 5, 0) +
 			binReq(0x0a, "", "", "", 6, 0),
@@ -350,7 +354,9 @@ func TestTouchCounters(t *testing.T) {
 			c := dial(t, addr)
 			c.Write([]byte(tc.req))
 			r := bufio.NewReader(c)
-			if tc.name == "text" {
+			if tc.name == "ma N" {
+				readN(t, r, len(tc.replies+"MN\r\n"))
+			} else if tc.name == "text" {
 				// Up to the first gats reply, then the rest of the
 				// lines until mg b's EN.
 				readN(t, r, len(tc.replies))
