@@ -37,9 +37,15 @@ func readRawWithID(p []byte) (raw []byte, id uint64, e dedupEntry, err error) {
 // catchUpNeeded reports whether s coordinates h under w without having been
 // an active owner of h under r: during a rebalance, a new or recovered
 // server does not hold the key's latest record yet, and a read-modify-write
-// decided on its local copy would be wrong.
+// decided on its local copy would be wrong. With no active server in r (a
+// first attach, or one after every server was fault) no copy is known to
+// be current until the replace's copy is done, so every write needs a
+// catch-up, which then fails with MsgNotReady and the gateway retries.
 func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
-	return r != nil && !r.Empty() && r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
+	if r == nil || r.Empty() {
+		return r == nil || r.Clock() != w.Clock()
+	}
+	return r.Clock() != w.Clock() && !r.Owners(h).ContainsActive(s.cfg.Self)
 }
 
 // catchUp fetches the key's record from the active owners in the read hash
