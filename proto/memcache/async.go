@@ -277,7 +277,7 @@ func (c *conn) writeAsync(b []byte) {
 		return
 	}
 	go func() {
-		m, err := c.nc.Write(b[n:])
+		m, err := c.s.writeStalled(nil, c.nc, c.nc.Write, b[n:], 0)
 		c.s.st.bytesWritten.Add(uint64(m))
 		if err != nil {
 			err = fmt.Errorf("%w: %w", errAsyncWrite, err)
@@ -474,6 +474,9 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 			if !c.writeSlot(m, i, withCAS) {
 				return false
 			}
+		}
+		if c.werr != nil {
+			return false // the client is gone: fetch no more of its keys
 		}
 	}
 }

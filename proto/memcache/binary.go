@@ -104,6 +104,9 @@ type binReq struct {
 func (c *conn) serveBinary() error {
 	var r binReq
 	for {
+		if !c.as.pending && c.werr != nil {
+			return c.werr // the client is gone: serve nothing more
+		}
 		if _, err := io.ReadFull(c.br, c.hdr[:]); err != nil {
 			return err
 		}

@@ -37,6 +37,11 @@ type conn struct {
 	write func([]byte) (int, error)
 	rr    rawio.Reader
 	rw    rawio.Writer
+	raw   bool // rw is set up: writes go through TryWrite first
+	// werr is the first error writing to the client; set by countWriter,
+	// read by the conn goroutine while no completion owns bw.
+	werr  error
+	stall stall // the record of a write the client is not reading
 
 	tok    [maxTokens][]byte
 	keybuf [maxKeyLen]byte
@@ -74,9 +79,17 @@ type flushReader struct {
 
 func (f flushReader) Read(p []byte) (int, error) {
 	c := f.c
-	if !c.as.pending && c.bw.Buffered() > 0 { // a pending completion owns bw
-		if err := c.bw.Flush(); err != nil {
-			return 0, err
+	if !c.as.pending { // a pending completion owns bw
+		if c.werr != nil {
+			// A reply could not be written (a large one goes around the
+			// buffer, which then holds nothing and no error to flush):
+			// the client is gone, serve none of its remaining requests.
+			return 0, c.werr
+		}
+		if c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if c.back && c.atStart && c.lone && c.br.Buffered() == 0 {
@@ -98,9 +111,43 @@ type countWriter struct {
 }
 
 func (w countWriter) Write(p []byte) (int, error) {
-	n, err := w.c.write(p)
-	w.c.s.st.bytesWritten.Add(uint64(n))
-	return n, err
+	c := w.c
+	if !c.raw {
+		n, err := c.write(p)
+		c.s.st.bytesWritten.Add(uint64(n))
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+		return n, err
+	}
+	n, ok := c.rw.TryWrite(p)
+	if ok && n == len(p) {
+		c.s.st.bytesWritten.Add(uint64(n))
+		return n, nil
+	}
+	// The client is not reading as fast as it asks: wait for it, counted
+	// as stalled with what the connection holds meanwhile.
+	m, err := c.s.writeStalled(&c.stall, c.nc, c.write, p[n:], c.held())
+	c.s.st.bytesWritten.Add(uint64(n + m))
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	return n + m, err
+}
+
+// held is roughly what the connection's buffers hold besides a reply
+// being written: the values of a get window and the request and value
+// buffers.
+func (c *conn) held() int64 {
+	n := int64(cap(*c.in) + cap(*c.out) + writeBufSize)
+	if m := c.as.many; m != nil {
+		for i := 0; i < m.hi; i++ {
+			if m.slots[i].buf != nil {
+				n += int64(cap(*m.slots[i].buf))
+			}
+		}
+	}
+	return n
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -110,7 +157,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.read = c.rr.Read
 	}
 	if c.rw.Init(nc) {
-		c.write = c.rw.Write
+		c.write, c.raw = c.rw.Write, true
 	}
 	c.fr = flushReader{c}
 	c.br = readerPool.Get().(*bufio.Reader)

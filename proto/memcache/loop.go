@@ -422,7 +422,7 @@ func (lc *lconn) send(b []byte) {
 		return
 	}
 	go func() {
-		m, err := lc.nc.Write(b[n:])
+		m, err := lc.lp.s.writeStalled(nil, lc.nc, lc.nc.Write, b[n:], 0)
 		lc.lp.s.st.bytesWritten.Add(uint64(m))
 		lc.finish(err)
 	}()

@@ -66,6 +66,11 @@ type Server struct {
 	// as an embedded gateway's local reads, wants more: kumo-server runs
 	// two per P).
 	EventLoops int
+	// MaxStalledBytes bounds what connections whose clients do not read
+	// their replies may hold: above it, the ones stalled longest are
+	// closed (see stall.go). 0 = DefaultMaxStalledBytes, negative = no
+	// limit.
+	MaxStalledBytes int64
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
 	// Now, if set, replaces time.Now (exptime normalisation, stats time).
@@ -84,8 +89,10 @@ type Server struct {
 	noLoop    bool           // connections get goroutines of their own
 	wg        sync.WaitGroup // connection and loop goroutines started by Serve
 
-	st     counters
-	detail prefixStats // stats detail
+	st       counters
+	detail   prefixStats   // stats detail
+	stalls   stallSet      // writes the client is not reading
+	stallAge time.Duration // 0 = defaultStallAge; tests shorten it
 }
 
 type counters struct {
@@ -275,7 +282,10 @@ func (s *Server) serveOwned(nc net.Conn, pre []byte) {
 		}
 		nc.Close()
 		s.unregister(nc)
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) {
+		// A deadline only ever fires when the stall watchdog cut the
+		// connection, which logs that itself.
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) &&
+			!errors.Is(err, os.ErrDeadlineExceeded) {
 			s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
 		}
 		return

@@ -33,6 +33,9 @@ func (c *conn) serveText() error {
 		if err := c.dispatchText(line); err != nil {
 			return err
 		}
+		if !c.as.pending && c.werr != nil {
+			return c.werr // the client is gone: serve nothing more
+		}
 		if cap(*c.in) > 32<<10 || cap(*c.out) > 32<<10 || c.long != nil {
 			c.shrink()
 		}

@@ -1,0 +1,204 @@
+package memcache
+
+import (
+	"net"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Stalled replies. memcached hands a client references to its items, so a
+// client that sends gets and never reads its replies costs it almost
+// nothing; a kumo gateway holds a copy of every value it is writing, so
+// hundreds of such clients asking for 1 MB values would hold hundreds of
+// megabytes. A write that the socket does not take at once registers as
+// stalled with the bytes its connection holds; while the stalled bytes of
+// all connections exceed Server.MaxStalledBytes, a watchdog cuts the
+// connections stalled longest (at least stallAge), oldest first, until
+// they fit: it sets a past deadline, so the blocked write fails and
+// the connection's owner closes it and frees what it held. Clients that
+// read, however slowly, are cut only while the server is over its limit
+// and they have been waiting longest.
+
+// DefaultMaxStalledBytes is Server.MaxStalledBytes's default.
+const DefaultMaxStalledBytes = 64 << 20
+
+// defaultStallAge is how long a write must have been blocked before the
+// watchdog may cut its connection.
+const defaultStallAge = 2 * time.Second
+
+// freeEvery is the least time between two returns of freed memory to the
+// operating system after cuts.
+const freeEvery = 10 * time.Second
+
+// stall is one blocked write.
+type stall struct {
+	nc    net.Conn
+	n     int64     // bytes its connection holds
+	since time.Time // when the write blocked
+	cut   bool      // the watchdog set its deadline
+}
+
+// stallSet is a Server's blocked writes.
+type stallSet struct {
+	mu       sync.Mutex // protects the fields below
+	m        map[*stall]struct{}
+	bytes    int64     // sum of n over m
+	watching bool      // the watchdog goroutine runs
+	freed    time.Time // last return of memory to the OS
+	toFree   bool      // connections were cut since then
+	cutAt    time.Time // when connections were cut last
+	cuts     uint64    // connections cut, ever
+}
+
+func (s *Server) maxStalled() int64 {
+	if s.MaxStalledBytes == 0 {
+		return DefaultMaxStalledBytes
+	}
+	return s.MaxStalledBytes
+}
+
+func (s *Server) age() time.Duration {
+	if s.stallAge > 0 {
+		return s.stallAge
+	}
+	return defaultStallAge
+}
+
+// writeStalled writes b (the rest of a reply that the socket did not take
+// at once) with write, which blocks, and counts it as stalled meanwhile;
+// held is what else the connection holds until the write is done. st is
+// the record to use (a connection reuses its own); nil allocates one.
+func (s *Server) writeStalled(st *stall, nc net.Conn, write func([]byte) (int, error), b []byte, held int64) (int, error) {
+	if s.maxStalled() < 0 {
+		return write(b)
+	}
+	if st == nil {
+		st = new(stall)
+	}
+	*st = stall{nc: nc, n: int64(len(b)) + held, since: time.Now()}
+	ss := &s.stalls
+	ss.mu.Lock()
+	if ss.m == nil {
+		ss.m = make(map[*stall]struct{})
+	}
+	ss.m[st] = struct{}{}
+	ss.bytes += st.n
+	start := !ss.watching
+	ss.watching = true
+	ss.mu.Unlock()
+	if start {
+		s.startWatchdog()
+	}
+	n, err := write(b)
+	ss.mu.Lock()
+	delete(ss.m, st)
+	ss.bytes -= st.n
+	ss.mu.Unlock()
+	st.nc = nil
+	return n, err
+}
+
+// startWatchdog starts the goroutine that cuts stalled connections, unless
+// the server is closed. The goroutine ends when no write is stalled.
+func (s *Server) startWatchdog() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.stalls.mu.Lock()
+		s.stalls.watching = false
+		s.stalls.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.watchStalls()
+}
+
+func (s *Server) watchStalls() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.age() / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.stalls.mu.Lock()
+			s.stalls.watching = false
+			s.stalls.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		if !s.cutStalls(time.Now()) {
+			return
+		}
+	}
+}
+
+// cutStalls cuts what must be cut at now, returns cut connections' memory
+// to the OS now and then, and reports whether the watchdog goes on.
+func (s *Server) cutStalls(now time.Time) bool {
+	ss := &s.stalls
+	ss.mu.Lock()
+	if ss.toFree && now.Sub(ss.cutAt) >= s.age() && now.Sub(ss.freed) >= freeEvery {
+		// The connections cut have let go of their buffers by now: two
+		// collections empty the buffer pools (sync.Pool keeps a victim
+		// for one), then the heap goes back to the OS, where the
+		// runtime would return it only over minutes.
+		ss.toFree, ss.freed = false, now
+		ss.mu.Unlock()
+		runtime.GC()
+		debug.FreeOSMemory()
+		ss.mu.Lock()
+	}
+	if len(ss.m) == 0 && !ss.toFree {
+		ss.watching = false
+		ss.mu.Unlock()
+		return false
+	}
+	limit, total := s.maxStalled(), ss.bytes
+	var cut []*stall
+	if total > limit {
+		var old []*stall
+		for st := range ss.m {
+			if !st.cut && now.Sub(st.since) >= s.age() {
+				old = append(old, st)
+			}
+		}
+		slices.SortFunc(old, func(a, b *stall) int { return a.since.Compare(b.since) })
+		for _, st := range old {
+			if total <= limit {
+				break
+			}
+			st.cut = true
+			total -= st.n
+			cut = append(cut, st)
+		}
+		ss.cuts += uint64(len(cut))
+		if len(cut) > 0 {
+			ss.toFree, ss.cutAt = true, now
+		}
+	}
+	// Set the deadlines under the lock: a write that ends meanwhile
+	// cannot leave its stall record (and its conn) until they are set.
+	for _, st := range cut {
+		st.nc.SetDeadline(time.Unix(1, 0))
+	}
+	held := ss.bytes
+	ss.mu.Unlock()
+	if len(cut) > 0 {
+		s.logf("memcache: closing %d connections that read no reply for %v or more: %d MiB of replies waited for clients (limit %d MiB)",
+			len(cut), s.age(), held>>20, limit>>20)
+	}
+	return true
+}
+
+// StalledCuts returns how many connections the server closed because
+// their clients did not read their replies while it was over
+// MaxStalledBytes.
+func (s *Server) StalledCuts() uint64 {
+	s.stalls.mu.Lock()
+	defer s.stalls.mu.Unlock()
+	return s.stalls.cuts
+}
