@@ -28,6 +28,7 @@ type connConfig struct {
 	closeSilent  bool
 	probe        *Probe
 	logf         func(format string, args ...any)
+	frameMem     *memBudget // nil: read buffers grow freely (outgoing connections)
 }
 
 // Conn is one msgpack-RPC connection. It is symmetric: it serves the peer's

@@ -3,7 +3,9 @@ package rpc
 import (
 	"errors"
 	"io"
+	"os"
 	"strconv"
+	"time"
 
 	"kumofs/proto/msgpack"
 )
@@ -36,6 +38,12 @@ func (c *Conn) readLoop() {
 func (c *Conn) readFrames() error {
 	buf := make([]byte, initialReadBuf)
 	r, w := 0, 0 // buf[r:w] is unparsed input
+	// held is what buf took from the frame budget (accepted connections
+	// only): what it grew beyond initialReadBuf. While it holds some and a
+	// frame is incomplete, reads have a deadline (stalled).
+	fm := c.cfg.frameMem
+	held, stalled := 0, false
+	defer func() { fm.release(int64(held)) }()
 	for {
 		batch := r < w
 		if batch {
@@ -83,8 +91,12 @@ func (c *Conn) readFrames() error {
 		}
 		if r == w {
 			r, w = 0, 0
-			if len(buf) > 1<<20 {
-				buf = make([]byte, initialReadBuf) // drop a buffer grown for one large frame
+			if len(buf) > 1<<20 || held > 0 && fm.inUse() > fm.max/2 {
+				// Drop a buffer grown for a large frame (and give its
+				// budget back when the budget runs short).
+				buf = make([]byte, initialReadBuf)
+				fm.release(int64(held))
+				held = 0
 			}
 		}
 		if w == len(buf) {
@@ -97,12 +109,31 @@ func (c *Conn) readFrames() error {
 					// Unreachable: a full buffer beyond maxFrame failed above.
 					return errFrameTooLarge
 				}
+				if fm != nil {
+					if !fm.acquire(int64(size-len(buf)), c.cfg.callTimeout) {
+						c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
+						return errFrameMemory
+					}
+					held += size - len(buf)
+				}
 				nb := make([]byte, size)
 				copy(nb, buf[:w])
 				buf = nb
 			}
 		}
+		if fm != nil && (held > 0 && r < w) != stalled {
+			// A frame holds budget: its bytes must keep coming.
+			stalled = !stalled
+			if stalled {
+				c.nc.SetReadDeadline(time.Now().Add(fm.stallTime()))
+			} else {
+				c.nc.SetReadDeadline(time.Time{})
+			}
+		}
 		n, err := c.read(buf[w:])
+		if stalled && n > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(fm.stallTime()))
+		}
 		if n > 0 {
 			c.lastRead.Store(monotime())
 		}
@@ -113,6 +144,10 @@ func (c *Conn) readFrames() error {
 			}
 			if err == io.EOF {
 				return ErrConnLost
+			}
+			if stalled && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.logf("closing connection: an incomplete frame (%d bytes so far) got no more bytes for %v", w-r, fm.stallTime())
+				return errFrameStalled
 			}
 			return err
 		}
@@ -125,6 +160,8 @@ var (
 	errFrameTooLarge = errors.New("rpc: frame too large")
 	errMalformed     = errors.New("rpc: malformed frame")
 	errBacklog       = errors.New("rpc: peer does not read")
+	errFrameMemory   = errors.New("rpc: frame memory limit reached")
+	errFrameStalled  = errors.New("rpc: incomplete frame stalled")
 )
 
 // protoError describes a well-formed msgpack value that is not a valid frame.

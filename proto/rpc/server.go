@@ -22,17 +22,29 @@ type Server struct {
 	// closed, after its goroutines are done.
 	OnClose func(c *Conn)
 
-	MaxFrame     int           // largest accepted incoming frame; default 64 MiB
+	MaxFrame int // largest accepted incoming frame; default 64 MiB
+	// FrameMemory bounds what the read buffers of all accepted
+	// connections hold beyond their first 16 KiB (see budget.go); 0 means
+	// DefaultFrameMemory, negative no limit.
+	FrameMemory int64
+	// MaxConns is the most connections open at once; more are closed as
+	// they are accepted. 0 means DefaultMaxConns, negative no limit.
+	MaxConns     int
 	CallTimeout  time.Duration // default deadline of calls on accepted conns; default 5 s
 	WriteTimeout time.Duration // default 10 s
 	Logf         func(format string, args ...any)
 
-	mu        sync.Mutex // protects listeners, conns, accepted, closed
+	mu        sync.Mutex // protects listeners, conns, accepted, closed, refused, refusedLog, frameMem
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
 	accepted  uint64
 	closed    bool
-	wg        sync.WaitGroup // Serve loops and accepted connections
+	refused   uint64    // connections over MaxConns
+	refusedAt time.Time // when a refusal was last logged
+	frameMem  *memBudget
+	// frameStall, if set, replaces frameStall (tests shorten it).
+	frameStall time.Duration
+	wg         sync.WaitGroup // Serve loops and accepted connections
 }
 
 // Serve accepts connections on l until Close, and then returns ErrClosed.
@@ -47,7 +59,17 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*Conn]struct{})
+		switch {
+		case s.FrameMemory == 0:
+			s.frameMem = newMemBudget(DefaultFrameMemory)
+		case s.FrameMemory > 0:
+			s.frameMem = newMemBudget(s.FrameMemory)
+		}
+		if s.frameMem != nil {
+			s.frameMem.stall = s.frameStall
+		}
 	}
+	fm := s.frameMem
 	s.listeners[l] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -63,6 +85,11 @@ func (s *Server) Serve(l net.Listener) error {
 		callTimeout:  o.CallTimeout,
 		writeTimeout: o.WriteTimeout,
 		logf:         o.Logf,
+		frameMem:     fm,
+	}
+	maxConns := s.MaxConns
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
 	}
 	var delay time.Duration
 	for {
@@ -87,6 +114,22 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
+		s.mu.Lock()
+		if maxConns > 0 && len(s.conns) >= maxConns && !s.closed {
+			s.refused++
+			logIt := time.Since(s.refusedAt) >= time.Minute
+			if logIt {
+				s.refusedAt = time.Now()
+			}
+			n := s.refused
+			s.mu.Unlock()
+			nc.Close()
+			if logIt {
+				o.Logf("rpc: refusing connections: %d open, the limit (%d refused so far)", maxConns, n)
+			}
+			continue
+		}
+		s.mu.Unlock()
 		c := newConn(nc, cfg)
 		s.mu.Lock()
 		if s.closed {
@@ -137,6 +180,13 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// frameBudget returns the frame memory budget, once Serve made it.
+func (s *Server) frameBudget() *memBudget {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frameMem
 }
 
 // Conns returns the number of open accepted connections.
