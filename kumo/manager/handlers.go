@@ -225,8 +225,27 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 		return
 	}
 	m.clk.ObserveFrom(wire.PeerName(req.Conn), sp.Clock)
-	w, r := sp.W, sp.R
+	if m.adopt(sp.W, sp.R) {
+		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
+		return
+	}
+	req.Reply(msgpack.AppendNil)
+}
+
+// adopt takes the partner's hash spaces w and r where they are newer than
+// ours, tells the servers, and reports whether it took any.
+//
+// The newcomers awaiting attach are worked out again: a connected server
+// that the adopted write space does not have active awaits attach here
+// too, whatever this manager knew. Each manager sees keepalives on its own
+// connections, so after a server restarted the partner can mark it fault
+// (a new incarnation) after this manager already attached it; adopting
+// that space made it fault here as well, and, no longer listed as a
+// newcomer, no attach on this manager brought it back (only one on the
+// partner did).
+func (m *Manager) adopt(w, r *ring.HashSpace) bool {
 	adopted := false
+	var added []ring.Addr
 	m.mu.Lock()
 	// An adopted hash space's clock is merged whatever the partner's clock
 	// was: the next space this manager makes must be newer than it, or the
@@ -247,15 +266,26 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 			}
 		}
 		m.newcomers = kept
+		for a, s := range m.servers {
+			if s.conn != nil && !s.full && !m.whs.IsActive(a) && !m.isNewcomer(a) {
+				m.newcomers = append(m.newcomers, a)
+				added = append(added, a)
+			}
+		}
 	}
 	m.mu.Unlock()
-	if adopted {
-		m.log.Infof("hash space adopted from partner")
-		m.broadcastLocal()
-		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
-		return
+	if !adopted {
+		return false
 	}
-	req.Reply(msgpack.AppendNil)
+	m.log.Infof("hash space adopted from partner")
+	for _, a := range added {
+		m.log.Infof("new node %s (not active in the partner's hash space)", a)
+	}
+	m.broadcastLocal()
+	if len(added) > 0 {
+		m.scheduleAutoReplace()
+	}
+	return true
 }
 
 // broadcastLocal is broadcast without echoing back to the partner.
