@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,9 +31,9 @@ type memBudget struct {
 	max   int64
 	stall time.Duration // 0 = frameStall
 
-	mu   sync.Mutex // protects used
+	mu   sync.Mutex // serializes changes of used (and waits for them)
 	cond *sync.Cond
-	used int64
+	used atomic.Int64 // changed under mu, read without it
 }
 
 func newMemBudget(max int64) *memBudget {
@@ -53,8 +54,8 @@ func (b *memBudget) acquire(n int64, wait time.Duration) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n <= b.max {
-		b.used += n
+	if b.used.Load()+n <= b.max {
+		b.used.Add(n)
 		return true
 	}
 	expired := false
@@ -65,13 +66,13 @@ func (b *memBudget) acquire(n int64, wait time.Duration) bool {
 		b.cond.Broadcast()
 	})
 	defer t.Stop()
-	for b.used+n > b.max {
+	for b.used.Load()+n > b.max {
 		if expired {
 			return false
 		}
 		b.cond.Wait()
 	}
-	b.used += n
+	b.used.Add(n)
 	return true
 }
 
@@ -81,16 +82,12 @@ func (b *memBudget) release(n int64) {
 		return
 	}
 	b.mu.Lock()
-	b.used -= n
+	b.used.Add(-n)
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }
 
-func (b *memBudget) inUse() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used
-}
+func (b *memBudget) inUse() int64 { return b.used.Load() }
 
 func (b *memBudget) stallTime() time.Duration {
 	if b.stall > 0 {

@@ -39,10 +39,12 @@ func (c *Conn) readFrames() error {
 	buf := make([]byte, initialReadBuf)
 	r, w := 0, 0 // buf[r:w] is unparsed input
 	// held is what buf took from the frame budget (accepted connections
-	// only): what it grew beyond initialReadBuf. While it holds some and a
-	// frame is incomplete, reads have a deadline (stalled).
+	// only): what it grew beyond initialReadBuf. While it holds some for
+	// an incomplete frame larger than that, reads have a deadline
+	// (stalled), renewed (at dl) as bytes come.
 	fm := c.cfg.frameMem
 	held, stalled := 0, false
+	var dl time.Time
 	defer func() { fm.release(int64(held)) }()
 	for {
 		batch := r < w
@@ -121,18 +123,22 @@ func (c *Conn) readFrames() error {
 				buf = nb
 			}
 		}
-		if fm != nil && (held > 0 && r < w) != stalled {
-			// A frame holds budget: its bytes must keep coming.
+		if fm != nil && (held > 0 && w-r > initialReadBuf) != stalled {
+			// A large frame holds budget: its bytes must keep coming.
 			stalled = !stalled
 			if stalled {
-				c.nc.SetReadDeadline(time.Now().Add(fm.stallTime()))
+				dl = time.Now()
+				c.nc.SetReadDeadline(dl.Add(fm.stallTime()))
 			} else {
 				c.nc.SetReadDeadline(time.Time{})
 			}
 		}
 		n, err := c.read(buf[w:])
 		if stalled && n > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(fm.stallTime()))
+			if now := time.Now(); now.Sub(dl) >= fm.stallTime()/4 {
+				dl = now
+				c.nc.SetReadDeadline(now.Add(fm.stallTime()))
+			}
 		}
 		if n > 0 {
 			c.lastRead.Store(monotime())
