@@ -455,7 +455,7 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 	defer m.release()
 	for r := rest; ; {
 		n := 0
-		for n < m.size {
+		for size := c.windowSize(m); n < size; {
 			key, r2 := nextToken(r)
 			if len(key) == 0 {
 				break

@@ -85,7 +85,7 @@ func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
 	buf, _ := c.br.Peek(c.br.Buffered())
 	used := 0
 	st := &c.s.st
-	for n < m.size && len(buf)-used >= binHeaderLen {
+	for size := c.windowSize(m); n < size && len(buf)-used >= binHeaderLen; {
 		h := buf[used : used+binHeaderLen]
 		op := h[1]
 		keylen := int(binary.BigEndian.Uint16(h[2:]))

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,11 @@ type stallSet struct {
 	toFree   bool      // connections were cut since then
 	cutAt    time.Time // when connections were cut last
 	cuts     uint64    // connections cut, ever
+
+	// over is whether bytes exceeds the limit now: new get windows then
+	// take one key at a time (conn.windowSize), so that connections
+	// arriving during an attack add as little as they can.
+	over atomic.Bool
 }
 
 func (s *Server) maxStalled() int64 {
@@ -86,6 +92,7 @@ func (s *Server) writeStalled(st *stall, nc net.Conn, write func([]byte) (int, e
 	}
 	ss.m[st] = struct{}{}
 	ss.bytes += st.n
+	ss.over.Store(ss.bytes > s.maxStalled())
 	start := !ss.watching
 	ss.watching = true
 	ss.mu.Unlock()
@@ -96,6 +103,7 @@ func (s *Server) writeStalled(st *stall, nc net.Conn, write func([]byte) (int, e
 	ss.mu.Lock()
 	delete(ss.m, st)
 	ss.bytes -= st.n
+	ss.over.Store(ss.bytes > s.maxStalled())
 	ss.mu.Unlock()
 	st.nc = nil
 	return n, err
@@ -201,4 +209,13 @@ func (s *Server) StalledCuts() uint64 {
 	s.stalls.mu.Lock()
 	defer s.stalls.mu.Unlock()
 	return s.stalls.cuts
+}
+
+// windowSize is how many keys the next get window of m may take: one
+// while the server is over its stalled-reply limit.
+func (c *conn) windowSize(m *getMany) int {
+	if c.s.stalls.over.Load() {
+		return 1
+	}
+	return m.size
 }

@@ -85,7 +85,7 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 	// values taken below stay valid until the next read from c.br.
 	buf, _ := c.br.Peek(c.br.Buffered())
 	used := 0
-	for n < m.size {
+	for size := c.windowSize(m); n < size; {
 		i := bytes.IndexByte(buf[used:], '\n')
 		if i < 0 {
 			break
