@@ -1,16 +1,9 @@
 package manager
 
 import (
-	"context"
-	"io"
 	"slices"
 	"testing"
-	"time"
 
-	"kumofs/internal/logging"
-	"kumofs/kumo/wire"
-	"kumofs/proto/msgpack"
-	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
 
@@ -23,35 +16,13 @@ import (
 // every server killed and restarted at once: one stayed fault until the
 // operator attached through the other manager).
 func TestAdoptedFaultAwaitsAttach(t *testing.T) {
-	m, err := New(Config{
-		Listen: "127.0.0.1:0",
-		Log:    logging.New(io.Discard, logging.Info).With("manager"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := newTestManager(t, Config{})
 	// Two servers: a write space whose only server is fault is empty, and
 	// an empty space is never adopted.
 	addr, _ := ring.ParseAddr("127.0.0.1:19813", 19800)
 	other, _ := ring.ParseAddr("127.0.0.1:19814", 19800)
 	for _, a := range []ring.Addr{addr, other} {
-		cl := rpc.Dial(m.Addr().String(), rpc.Options{
-			CallTimeout: 5 * time.Second,
-			Hello:       &rpc.Hello{Addr: a.Dump(), Role: wire.RoleServer},
-		})
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := cl.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 2)
-			b = msgpack.AppendUint(b, 0)
-			return msgpack.AppendUint(b, 1)
-		})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Release()
+		keepAlive(t, dialAsServer(t, m, a))
 	}
 	newcomers := func() []ring.Addr {
 		m.mu.Lock()

@@ -1,15 +1,9 @@
 package manager
 
 import (
-	"context"
-	"io"
 	"testing"
 	"time"
 
-	"kumofs/internal/logging"
-	"kumofs/kumo/wire"
-	"kumofs/proto/msgpack"
-	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
 
@@ -20,36 +14,8 @@ import (
 // only the latest connection per address, and a 10-byte hello sent and
 // closed took a healthy server out of the cluster.
 func TestSecondHelloDoesNotLoseServer(t *testing.T) {
-	m, err := New(Config{
-		Listen:      "127.0.0.1:0",
-		LostTimeout: 50 * time.Millisecond,
-		Log:         logging.New(io.Discard, logging.Info).With("manager"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := newTestManager(t, Config{LostTimeout: 50 * time.Millisecond})
 	addr, _ := ring.ParseAddr("127.0.0.1:19812", 19800)
-	dial := func() *rpc.Client {
-		return rpc.Dial(m.Addr().String(), rpc.Options{
-			CallTimeout: 5 * time.Second,
-			Hello:       &rpc.Hello{Addr: addr.Dump(), Role: wire.RoleServer},
-		})
-	}
-	keepAlive := func(cl *rpc.Client) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		res, err := cl.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 2)
-			b = msgpack.AppendUint(b, 0)
-			return msgpack.AppendUint(b, 1)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Release()
-	}
 	state := func() (conns int, lost bool) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -77,16 +43,15 @@ func TestSecondHelloDoesNotLoseServer(t *testing.T) {
 		}
 	}
 
-	real := dial()
-	defer real.Close()
-	keepAlive(real)
+	real := dialAsServer(t, m, addr)
+	keepAlive(t, real)
 	waitState("the server", 1)
 
-	stranger := dial()
-	keepAlive(stranger) // its hello came first; now it is the watched connection
+	stranger := dialAsServer(t, m, addr)
+	keepAlive(t, stranger) // its hello came first; now it is the watched connection
 	stranger.Close()
 	waitState("the stranger gone", 1)
-	keepAlive(real)
+	keepAlive(t, real)
 	m.mu.Lock()
 	watched := m.servers[addr] != nil && m.servers[addr].conn != nil && !connClosed(m.servers[addr].conn)
 	m.mu.Unlock()
