@@ -10,15 +10,21 @@ import (
 // start of a large frame and then nothing more holds a buffer of that
 // size; twenty of them holding 60 MiB each would hold over a gigabyte. The
 // read buffers of a Server's accepted connections therefore grow beyond
-// their first 16 KiB only out of a shared budget (Server.FrameMemory); a
+// frameFree (64 KiB) only out of a shared budget (Server.FrameMemory); a
 // connection that cannot get what it needs within its call timeout is
 // closed, and one that holds budget for a frame whose bytes stop coming
 // for frameStall is closed too, giving the budget back. And a Server
 // accepts at most Server.MaxConns connections at once.
 
 const (
-	// DefaultFrameMemory is Server.FrameMemory's default.
-	DefaultFrameMemory = 512 << 20
+	// DefaultFrameMemory is Server.FrameMemory's default: room for a
+	// thousand connections that keep a buffer grown for a 1 MiB value
+	// (a buffer over 1 MiB is dropped once its frame is served; smaller
+	// ones stay while the budget is less than half used).
+	DefaultFrameMemory = 1 << 30
+	// frameFree is what a connection's read buffer may grow to without
+	// the budget: most connections never need more.
+	frameFree = 64 << 10
 	// DefaultMaxConns is Server.MaxConns's default.
 	DefaultMaxConns = 4096
 	// frameStall is how long a frame that holds budget may wait for its

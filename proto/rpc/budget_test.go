@@ -36,7 +36,7 @@ func TestFrameMemoryLimit(t *testing.T) {
 	const mib = 1 << 20
 	ts := startServer(t, &Server{FrameMemory: 6 * mib, CallTimeout: 300 * time.Millisecond})
 	a := rawConn(t, ts.addr)
-	a.Write(bigEcho(3 * mib)[:3*mib]) // holds 4 MiB of buffer (less the first 16 KiB)
+	a.Write(bigEcho(3 * mib)[:3*mib]) // holds 4 MiB of buffer (less the first 64 KiB)
 	waitFor(t, "a's buffer", func() bool { return ts.srv.frameBudget().inUse() >= 3*mib })
 	b := rawConn(t, ts.addr)
 	b.Write(bigEcho(3 * mib)[:3*mib])

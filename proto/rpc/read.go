@@ -39,8 +39,8 @@ func (c *Conn) readFrames() error {
 	buf := make([]byte, initialReadBuf)
 	r, w := 0, 0 // buf[r:w] is unparsed input
 	// held is what buf took from the frame budget (accepted connections
-	// only): what it grew beyond initialReadBuf. While it holds some for
-	// an incomplete frame larger than that, reads have a deadline
+	// only): what it grew beyond frameFree. While it holds some for an
+	// incomplete frame larger than initialReadBuf, reads have a deadline
 	// (stalled), renewed (at dl) as bytes come.
 	fm := c.cfg.frameMem
 	held, stalled := 0, false
@@ -111,12 +111,12 @@ func (c *Conn) readFrames() error {
 					// Unreachable: a full buffer beyond maxFrame failed above.
 					return errFrameTooLarge
 				}
-				if fm != nil {
-					if !fm.acquire(int64(size-len(buf)), c.cfg.callTimeout) {
+				if need := max(size-frameFree, 0) - held; fm != nil && need > 0 {
+					if !fm.acquire(int64(need), c.cfg.callTimeout) {
 						c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
 						return errFrameMemory
 					}
-					held += size - len(buf)
+					held += need
 				}
 				nb := make([]byte, size)
 				copy(nb, buf[:w])

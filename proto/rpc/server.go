@@ -24,8 +24,8 @@ type Server struct {
 
 	MaxFrame int // largest accepted incoming frame; default 64 MiB
 	// FrameMemory bounds what the read buffers of all accepted
-	// connections hold beyond their first 16 KiB (see budget.go); 0 means
-	// DefaultFrameMemory, negative no limit.
+	// connections hold beyond their first 64 KiB each (see budget.go); 0
+	// means DefaultFrameMemory, negative no limit.
 	FrameMemory int64
 	// MaxConns is the most connections open at once; more are closed as
 	// they are accepted. 0 means DefaultMaxConns, negative no limit.
