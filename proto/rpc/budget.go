@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,17 +11,17 @@ import (
 // start of a large frame and then nothing more holds a buffer of that
 // size; twenty of them holding 60 MiB each would hold over a gigabyte. The
 // read buffers of a Server's accepted connections therefore grow beyond
-// frameFree (64 KiB) only out of a shared budget (Server.FrameMemory); a
-// connection that cannot get what it needs within its call timeout is
-// closed, and one that holds budget for a frame whose bytes stop coming
-// for frameStall is closed too, giving the budget back. And a Server
-// accepts at most Server.MaxConns connections at once.
+// frameFree (64 KiB) only out of a shared budget (Server.FrameMemory),
+// and only while a frame is incomplete: a buffer grown beyond frameFree is
+// dropped as soon as its frames are served. A connection that needs room
+// when there is none closes the one whose incomplete frame has waited
+// longest for its bytes (a second at least), and waits; if no room comes
+// within its call timeout it is closed itself. One whose large frame gets
+// no bytes at all for frameStall is closed too. And a Server accepts at
+// most Server.MaxConns connections at once.
 
 const (
-	// DefaultFrameMemory is Server.FrameMemory's default: room for a
-	// thousand connections that keep a buffer grown for a 1 MiB value
-	// (a buffer over 1 MiB is dropped once its frame is served; smaller
-	// ones stay while the budget is less than half used).
+	// DefaultFrameMemory is Server.FrameMemory's default.
 	DefaultFrameMemory = 1 << 30
 	// frameFree is what a connection's read buffer may grow to without
 	// the budget: most connections never need more.
@@ -32,26 +33,44 @@ const (
 	frameStall = 30 * time.Second
 )
 
-// memBudget is a byte budget shared by connections.
+// memBudget is a byte budget shared by the read buffers of a Server's
+// connections.
 type memBudget struct {
 	max   int64
 	stall time.Duration // 0 = frameStall
 
-	mu   sync.Mutex // serializes changes of used (and waits for them)
-	cond *sync.Cond
-	used atomic.Int64 // changed under mu, read without it
+	mu      sync.Mutex // serializes changes of used (and waits for them); protects holders, pending
+	cond    *sync.Cond
+	used    atomic.Int64 // changed under mu, read without it
+	holders map[*frameHold]struct{}
+	pending int // holders evicted but not yet released
+}
+
+// frameHold is one connection's share of a memBudget.
+type frameHold struct {
+	nc      net.Conn
+	held    int64        // under memBudget.mu
+	since   atomic.Int64 // monotime when its incomplete frame began; 0: none
+	evicted atomic.Bool  // its connection was made to give way
 }
 
 func newMemBudget(max int64) *memBudget {
-	b := &memBudget{max: max}
+	b := &memBudget{max: max, holders: make(map[*frameHold]struct{})}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
 
-// acquire reserves n bytes, waiting up to wait for others to release
-// them, and reports whether it did. A request larger than the whole budget
-// fails at once.
-func (b *memBudget) acquire(n int64, wait time.Duration) bool {
+// evictAge is how long an incomplete frame must have waited for its bytes
+// before its connection may be closed to make room for another's.
+const evictAge = time.Second
+
+// acquire reserves n more bytes for h, waiting up to wait for others to
+// release them, and reports whether it did. While it waits it closes, one
+// at a time, the connections whose incomplete frames have waited longest
+// for their bytes (see evictFor): a peer that trickles a huge frame cannot
+// keep the cluster's own frames out. A request larger than the whole
+// budget, or one of an evicted holder, fails.
+func (b *memBudget) acquire(h *frameHold, n int64, wait time.Duration) bool {
 	if b == nil {
 		return true
 	}
@@ -60,35 +79,67 @@ func (b *memBudget) acquire(n int64, wait time.Duration) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used.Load()+n <= b.max {
-		b.used.Add(n)
-		return true
-	}
 	expired := false
-	t := time.AfterFunc(wait, func() {
-		b.mu.Lock()
-		expired = true
-		b.mu.Unlock()
-		b.cond.Broadcast()
-	})
-	defer t.Stop()
+	var t *time.Timer
 	for b.used.Load()+n > b.max {
-		if expired {
+		if expired || h.evicted.Load() {
 			return false
+		}
+		b.evictFor(h)
+		if t == nil {
+			t = time.AfterFunc(wait, func() {
+				b.mu.Lock()
+				expired = true
+				b.mu.Unlock()
+				b.cond.Broadcast()
+			})
+			defer t.Stop()
 		}
 		b.cond.Wait()
 	}
 	b.used.Add(n)
+	h.held += n
+	b.holders[h] = struct{}{}
 	return true
 }
 
-// release gives back n bytes.
-func (b *memBudget) release(n int64) {
-	if b == nil || n == 0 {
+// evictFor closes the connection, other than h's, whose incomplete frame
+// has waited longest for its bytes (evictAge at least), unless one closed
+// for that has not given its share back yet. b.mu is held.
+func (b *memBudget) evictFor(h *frameHold) {
+	if b.pending > 0 {
+		return
+	}
+	cut := monotime() - int64(evictAge)
+	var victim *frameHold
+	for o := range b.holders {
+		since := o.since.Load()
+		if o == h || o.held == 0 || o.evicted.Load() || since == 0 || since > cut {
+			continue
+		}
+		if victim == nil || since < victim.since.Load() {
+			victim = o
+		}
+	}
+	if victim != nil {
+		victim.evicted.Store(true)
+		b.pending++
+		victim.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// release gives back all that h holds.
+func (b *memBudget) release(h *frameHold) {
+	if b == nil {
 		return
 	}
 	b.mu.Lock()
-	b.used.Add(-n)
+	b.used.Add(-h.held)
+	h.held = 0
+	delete(b.holders, h)
+	if h.evicted.Load() {
+		b.pending--
+	}
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }

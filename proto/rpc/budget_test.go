@@ -122,3 +122,43 @@ func TestServerMaxConns(t *testing.T) {
 		t.Fatalf("after refusals: %d, %v", v, err)
 	}
 }
+
+// TestFrameEvicted: a connection whose large frame trickles in (a byte now
+// and then, so the stall timeout never fires) holds budget that another
+// connection's frame needs: the trickler is closed to make room once its
+// frame has waited a second, and the other frame is served.
+func TestFrameEvicted(t *testing.T) {
+	const mib = 1 << 20
+	ts := startServer(t, &Server{FrameMemory: 6 * mib, CallTimeout: 5 * time.Second})
+	a := rawConn(t, ts.addr)
+	frame := bigEcho(3 * mib)
+	a.Write(frame[:3*mib])
+	waitFor(t, "a's buffer", func() bool { return ts.srv.frameBudget().inUse() >= 3*mib })
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := 3 * mib; i < len(frame); i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := a.Write(frame[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(evictAge) // a's frame must be this old to give way
+	b := rawConn(t, ts.addr)
+	go b.Write(frame)
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if reply := readValue(t, b); !bytes.Equal(reply[:4], []byte{0x94, 0x01, 0x01, 0xc0}) {
+		t.Fatalf("b's reply %x…", reply[:min(len(reply), 16)])
+	}
+	if !closedWithin(a, 5*time.Second) {
+		t.Fatal("the trickling connection is still open")
+	}
+	if !ts.log.contains("gives way to another connection's") {
+		t.Errorf("no log line: %q", ts.log.lines)
+	}
+}

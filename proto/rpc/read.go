@@ -45,12 +45,15 @@ func (c *Conn) readFrames() error {
 	fm := c.cfg.frameMem
 	held, stalled := 0, false
 	var dl time.Time
-	defer func() { fm.release(int64(held)) }()
+	hold := frameHold{nc: c.nc}
+	var readAt, partialSince int64 // monotime of the last read, and of the one that began the incomplete frame
+	defer fm.release(&hold)
 	for {
 		batch := r < w
 		if batch {
 			c.beginBatch()
 		}
+		r0 := r
 		for r < w {
 			rest, err := msgpack.Skip(buf[r:w])
 			if err == msgpack.ErrShort {
@@ -91,13 +94,22 @@ func (c *Conn) readFrames() error {
 			c.rb.Flush()
 			c.endBatch()
 		}
+		switch {
+		case r == w:
+			partialSince = 0
+		case partialSince == 0 || r > r0:
+			partialSince = readAt // a frame completed: the next began with this read
+		}
+		if held > 0 {
+			hold.since.Store(partialSince)
+		}
 		if r == w {
 			r, w = 0, 0
-			if len(buf) > 1<<20 || held > 0 && fm.inUse() > fm.max/2 {
-				// Drop a buffer grown for a large frame (and give its
-				// budget back when the budget runs short).
+			if len(buf) > 1<<20 || held > 0 {
+				// Drop a buffer grown for a large frame, giving its
+				// budget back.
 				buf = make([]byte, initialReadBuf)
-				fm.release(int64(held))
+				fm.release(&hold)
 				held = 0
 			}
 		}
@@ -112,11 +124,16 @@ func (c *Conn) readFrames() error {
 					return errFrameTooLarge
 				}
 				if need := max(size-frameFree, 0) - held; fm != nil && need > 0 {
-					if !fm.acquire(int64(need), c.cfg.callTimeout) {
-						c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
+					if !fm.acquire(&hold, int64(need), c.cfg.callTimeout) {
+						if hold.evicted.Load() {
+							c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
+						} else {
+							c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
+						}
 						return errFrameMemory
 					}
 					held += need
+					hold.since.Store(partialSince)
 				}
 				nb := make([]byte, size)
 				copy(nb, buf[:w])
@@ -133,15 +150,22 @@ func (c *Conn) readFrames() error {
 				c.nc.SetReadDeadline(time.Time{})
 			}
 		}
+		if hold.evicted.Load() {
+			// Checked after setting any deadline above, which would
+			// otherwise replace the one evictFor set.
+			c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
+			return errFrameMemory
+		}
 		n, err := c.read(buf[w:])
+		if n > 0 {
+			readAt = monotime()
+			c.lastRead.Store(readAt)
+		}
 		if stalled && n > 0 {
 			if now := time.Now(); now.Sub(dl) >= fm.stallTime()/4 {
 				dl = now
 				c.nc.SetReadDeadline(now.Add(fm.stallTime()))
 			}
-		}
-		if n > 0 {
-			c.lastRead.Store(monotime())
 		}
 		w += n
 		if err != nil {
@@ -150,6 +174,10 @@ func (c *Conn) readFrames() error {
 			}
 			if err == io.EOF {
 				return ErrConnLost
+			}
+			if hold.evicted.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
+				return errFrameMemory
 			}
 			if stalled && errors.Is(err, os.ErrDeadlineExceeded) {
 				c.logf("closing connection: an incomplete frame (%d bytes so far) got no more bytes for %v", w-r, fm.stallTime())
