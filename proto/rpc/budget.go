@@ -26,6 +26,11 @@ const (
 	// frameFree is what a connection's read buffer may grow to without
 	// the budget: most connections never need more.
 	frameFree = 64 << 10
+	// ReplyMemory is how many bytes of replies a Server's connections
+	// may owe their peers together before each may owe only replyLow
+	// (see Conn.overOwed).
+	ReplyMemory = 256 << 20
+	replyLow    = 1 << 20
 	// DefaultMaxConns is Server.MaxConns's default.
 	DefaultMaxConns = 4096
 	// frameStall is how long a frame that holds budget may wait for its
@@ -36,8 +41,9 @@ const (
 // memBudget is a byte budget shared by the read buffers of a Server's
 // connections.
 type memBudget struct {
-	max   int64
-	stall time.Duration // 0 = frameStall
+	max      int64
+	stall    time.Duration // 0 = frameStall
+	evictAge time.Duration // 0 = evictAge
 
 	mu      sync.Mutex // serializes changes of used (and waits for them); protects holders, pending
 	cond    *sync.Cond
@@ -110,7 +116,11 @@ func (b *memBudget) evictFor(h *frameHold) {
 	if b.pending > 0 {
 		return
 	}
-	cut := monotime() - int64(evictAge)
+	age := evictAge
+	if b.evictAge > 0 {
+		age = b.evictAge
+	}
+	cut := monotime() - int64(age)
 	var victim *frameHold
 	for o := range b.holders {
 		since := o.since.Load()

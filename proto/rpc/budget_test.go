@@ -2,10 +2,12 @@ package rpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +36,9 @@ func closedWithin(nc net.Conn, d time.Duration) bool {
 // the holder leaves, and then a large frame goes through.
 func TestFrameMemoryLimit(t *testing.T) {
 	const mib = 1 << 20
-	ts := startServer(t, &Server{FrameMemory: 6 * mib, CallTimeout: 300 * time.Millisecond})
+	srv := &Server{FrameMemory: 6 * mib, CallTimeout: 300 * time.Millisecond}
+	srv.frameEvictAge = time.Hour // no frame is old enough to give way
+	ts := startServer(t, srv)
 	a := rawConn(t, ts.addr)
 	a.Write(bigEcho(3 * mib)[:3*mib]) // holds 4 MiB of buffer (less the first 64 KiB)
 	waitFor(t, "a's buffer", func() bool { return ts.srv.frameBudget().inUse() >= 3*mib })
@@ -129,15 +133,17 @@ func TestServerMaxConns(t *testing.T) {
 // frame has waited a second, and the other frame is served.
 func TestFrameEvicted(t *testing.T) {
 	const mib = 1 << 20
-	ts := startServer(t, &Server{FrameMemory: 6 * mib, CallTimeout: 5 * time.Second})
+	srv := &Server{FrameMemory: 6 * mib, CallTimeout: 5 * time.Second}
+	srv.frameEvictAge = 100 * time.Millisecond
+	ts := startServer(t, srv)
 	a := rawConn(t, ts.addr)
 	frame := bigEcho(3 * mib)
-	a.Write(frame[:3*mib])
+	a.Write(frame[:2*mib]) // its buffer grows to 4 MiB for the rest
 	waitFor(t, "a's buffer", func() bool { return ts.srv.frameBudget().inUse() >= 3*mib })
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		for i := 3 * mib; i < len(frame); i++ {
+		for i := 2 * mib; i < len(frame); i++ { // a megabyte at 10 bytes a second: never done
 			select {
 			case <-stop:
 				return
@@ -148,7 +154,7 @@ func TestFrameEvicted(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(evictAge) // a's frame must be this old to give way
+	time.Sleep(srv.frameEvictAge) // a's frame must be this old to give way
 	b := rawConn(t, ts.addr)
 	go b.Write(frame)
 	b.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -156,9 +162,70 @@ func TestFrameEvicted(t *testing.T) {
 		t.Fatalf("b's reply %x…", reply[:min(len(reply), 16)])
 	}
 	if !closedWithin(a, 5*time.Second) {
-		t.Fatal("the trickling connection is still open")
+		t.Fatalf("the trickling connection is still open; log %q", ts.log.lines)
 	}
 	if !ts.log.contains("gives way to another connection's") {
 		t.Errorf("no log line: %q", ts.log.lines)
 	}
+}
+
+// TestRepliesOwedAcrossConns: peers that pipeline requests for large
+// replies and read none make the server stop taking their requests once
+// the replies owed on all connections pass the server's limit, each at
+// little more than replyLow instead of replyHigh (32 MiB here); a peer that
+// reads is still answered.
+func TestRepliesOwedAcrossConns(t *testing.T) {
+	const size = 256 << 10
+	payload := bytes.Repeat([]byte("v"), size)
+	srv := &Server{
+		MaxFrame: 64 << 20, // replyHigh 32 MiB
+		Handler: HandlerFunc(func(req *Request) {
+			req.Reply(func(b []byte) []byte { return msgpack.AppendRaw(b, payload) })
+		}),
+	}
+	srv.replyMemory = 4 << 20
+	ts := startServer(t, srv)
+	const n = 8
+	for range n {
+		pipelineRequests(t, dialSmall(t, ts.addr), 200) // 50 MiB of replies each
+	}
+	waitFor(t, "every non-reading connection congested", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		k := 0
+		for c := range srv.conns {
+			if c.congested.Load() {
+				k++
+			}
+		}
+		return k == n
+	})
+	if got, most := srv.replies.Load(), int64(4<<20+n*(replyLow+2*size)); got > most {
+		t.Errorf("replies owed: %d bytes, want at most %d", got, most)
+	}
+	cl := dialTest(t, ts.addr, Options{})
+	res, err := cl.Call(context.Background(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, _, err := msgpack.ReadRaw(res.Bytes()); err != nil || len(raw) != size {
+		t.Fatalf("reply of %d bytes, %v", len(raw), err)
+	}
+	res.Release()
+}
+
+// dialSmall connects with a small receive buffer, so that replies back up
+// in the server soon; closed when the test ends.
+func dialSmall(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
 }

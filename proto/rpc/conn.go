@@ -28,7 +28,9 @@ type connConfig struct {
 	closeSilent  bool
 	probe        *Probe
 	logf         func(format string, args ...any)
-	frameMem     *memBudget // nil: read buffers grow freely (outgoing connections)
+	frameMem     *memBudget    // nil: read buffers grow freely (outgoing connections)
+	replies      *atomic.Int64 // replies owed on all of a Server's connections; nil: not counted
+	replyMax     int64         // with replies: see overOwed
 }
 
 // Conn is one msgpack-RPC connection. It is symmetric: it serves the peer's
@@ -333,6 +335,7 @@ func (c *Conn) writeBatch() bool {
 
 	c.wmu.Lock()
 	c.writing = false
+	c.unowe(c.owedOut)
 	c.owedOut = 0
 	c.decongest()
 	if c.wkeep.keep(buf) {
@@ -445,8 +448,12 @@ func (c *Conn) tryWriteBatch() {
 		c.spare = c.wbuf[:0]
 		c.wbuf = append(rest, c.wbuf...)
 		c.owed += min(c.owedOut, len(rest)) // the replies are as likely at the end
-	} else if c.wkeep.keep(buf) {
-		c.spare = buf[:0]
+		c.unowe(c.owedOut - min(c.owedOut, len(rest)))
+	} else {
+		c.unowe(c.owedOut)
+		if c.wkeep.keep(buf) {
+			c.spare = buf[:0]
+		}
 	}
 	c.owedOut = 0
 	c.decongest()
@@ -565,15 +572,39 @@ func (c *Conn) writeResponseIn(bt *Batch, msgid uint32, appendErr, appendResult 
 // owe counts a reply of n bytes just appended to wbuf; wmu is held.
 func (c *Conn) owe(n int) {
 	c.owed += n
-	if c.owed+c.owedOut > c.replyHigh && !c.congested.Load() {
+	if ra := c.cfg.replies; ra != nil {
+		ra.Add(int64(n))
+	}
+	if !c.congested.Load() && c.overOwed() {
 		c.congested.Store(true)
 	}
 }
 
+// unowe uncounts n bytes of replies written (or dropped); wmu is held.
+func (c *Conn) unowe(n int) {
+	if ra := c.cfg.replies; ra != nil && n != 0 {
+		ra.Add(-int64(n))
+	}
+}
+
+// overOwed reports whether the replies owed to the peer are too many:
+// over replyHigh, or over replyLow while the replies owed on all of a
+// Server's connections are over ReplyMemory (peers that ask for large
+// values and do not read would otherwise each make the server hold
+// replyHigh). ReplyMemory is the default of that limit. wmu is held.
+func (c *Conn) overOwed() bool {
+	t := c.owed + c.owedOut
+	return t > c.replyHigh || c.cfg.replies != nil && t > replyLow && c.cfg.replies.Load() > c.cfg.replyMax
+}
+
 // decongest clears congested once a write has brought the replies owed
-// under half of replyHigh; wmu is held.
+// under half of what overOwed allows; wmu is held.
 func (c *Conn) decongest() {
-	if c.congested.Load() && c.owed+c.owedOut <= c.replyHigh/2 {
+	if !c.congested.Load() {
+		return
+	}
+	t := c.owed + c.owedOut
+	if t <= c.replyHigh/2 && (c.cfg.replies == nil || t <= replyLow/2 || c.cfg.replies.Load() <= c.cfg.replyMax) {
 		c.congested.Store(false)
 		c.dcond.Broadcast()
 	}

@@ -29,6 +29,10 @@ func (c *Conn) readLoop() {
 	}
 	c.close(err)
 	<-c.writerDone
+	c.wmu.Lock()
+	c.unowe(c.owed + c.owedOut) // replies never written
+	c.owed, c.owedOut = 0, 0
+	c.wmu.Unlock()
 	if c.cfg.onClose != nil {
 		c.cfg.onClose(c, c.Err())
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,9 +43,14 @@ type Server struct {
 	refused   uint64    // connections over MaxConns
 	refusedAt time.Time // when a refusal was last logged
 	frameMem  *memBudget
-	// frameStall, if set, replaces frameStall (tests shorten it).
-	frameStall time.Duration
-	wg         sync.WaitGroup // Serve loops and accepted connections
+	replies   atomic.Int64 // replies owed on all accepted connections (Conn.overOwed)
+	// replyMemory, if set, replaces ReplyMemory (tests shorten it).
+	replyMemory int64
+	// frameStall and frameEvictAge, if set, replace frameStall and
+	// evictAge (tests change them).
+	frameEvictAge time.Duration
+	frameStall    time.Duration
+	wg            sync.WaitGroup // Serve loops and accepted connections
 }
 
 // Serve accepts connections on l until Close, and then returns ErrClosed.
@@ -66,7 +72,7 @@ func (s *Server) Serve(l net.Listener) error {
 			s.frameMem = newMemBudget(s.FrameMemory)
 		}
 		if s.frameMem != nil {
-			s.frameMem.stall = s.frameStall
+			s.frameMem.stall, s.frameMem.evictAge = s.frameStall, s.frameEvictAge
 		}
 	}
 	fm := s.frameMem
@@ -86,6 +92,11 @@ func (s *Server) Serve(l net.Listener) error {
 		writeTimeout: o.WriteTimeout,
 		logf:         o.Logf,
 		frameMem:     fm,
+		replies:      &s.replies,
+		replyMax:     ReplyMemory,
+	}
+	if s.replyMemory > 0 {
+		cfg.replyMax = s.replyMemory
 	}
 	maxConns := s.MaxConns
 	if maxConns == 0 {
