@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -228,4 +229,27 @@ func dialSmall(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	return nc
+}
+
+// TestServerMaxConnsSilentGiveWay: at MaxConns, a newcomer takes the place
+// of the oldest connection that has sent nothing for a second, so idle
+// strangers cannot keep peers and tools out.
+func TestServerMaxConnsSilentGiveWay(t *testing.T) {
+	ts := startServer(t, &Server{MaxConns: 2})
+	old := rawConn(t, ts.addr)
+	waitFor(t, "the first silent conn", func() bool { return ts.srv.Conns() == 1 })
+	newer := rawConn(t, ts.addr)
+	waitFor(t, "both silent conns", func() bool { return ts.srv.Conns() == 2 })
+	time.Sleep(silentAge) // both silent long enough
+	cl := dialTest(t, ts.addr, Options{})
+	if v, err := callInt(cl, mAdd, 1, 2); v != 3 || err != nil {
+		t.Fatalf("add over the limit: %d, %v", v, err)
+	}
+	if !closedWithin(old, 5*time.Second) {
+		t.Fatal("the oldest silent connection is still open")
+	}
+	newer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := newer.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the newer silent connection: %v, want it open", err)
+	}
 }

@@ -96,6 +96,7 @@ type Conn struct {
 	write func(b []byte) (int, error)
 
 	lastRead atomic.Int64 // monotime of the last bytes read from the peer
+	created  int64        // monotime when made: lastRead until the peer sends something
 
 	closeOnce  sync.Once
 	done       chan struct{} // closed by close
@@ -131,7 +132,8 @@ func newConn(nc net.Conn, cfg connConfig) *Conn {
 	if w := new(rawio.Writer); w.Init(nc) {
 		c.write = w.Write
 	}
-	c.lastRead.Store(monotime())
+	c.created = monotime()
+	c.lastRead.Store(c.created)
 	return c
 }
 

@@ -127,18 +127,27 @@ func (s *Server) Serve(l net.Listener) error {
 		delay = 0
 		s.mu.Lock()
 		if maxConns > 0 && len(s.conns) >= maxConns && !s.closed {
-			s.refused++
-			logIt := time.Since(s.refusedAt) >= time.Minute
-			if logIt {
-				s.refusedAt = time.Now()
+			if v := s.silentLocked(); v != nil {
+				// Make room: the newcomer may be a peer; the oldest
+				// connection that never sent a byte is none. (It leaves
+				// s.conns once its goroutines are done.)
+				s.mu.Unlock()
+				v.Close()
+				s.mu.Lock()
+			} else {
+				s.refused++
+				logIt := time.Since(s.refusedAt) >= time.Minute
+				if logIt {
+					s.refusedAt = time.Now()
+				}
+				n := s.refused
+				s.mu.Unlock()
+				nc.Close()
+				if logIt {
+					o.Logf("rpc: refusing connections: %d open, the limit (%d refused so far)", maxConns, n)
+				}
+				continue
 			}
-			n := s.refused
-			s.mu.Unlock()
-			nc.Close()
-			if logIt {
-				o.Logf("rpc: refusing connections: %d open, the limit (%d refused so far)", maxConns, n)
-			}
-			continue
 		}
 		s.mu.Unlock()
 		c := newConn(nc, cfg)
@@ -191,6 +200,27 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// silentAge is how long a connection must have sent nothing at all before
+// a newcomer over MaxConns may take its place.
+const silentAge = time.Second
+
+// silentLocked returns the open connection, accepted at least silentAge
+// ago, that has sent nothing since and is the oldest such, or nil. s.mu
+// is held.
+func (s *Server) silentLocked() *Conn {
+	cut := monotime() - int64(silentAge)
+	var v *Conn
+	for c := range s.conns {
+		if c.created > cut || c.lastRead.Load() != c.created || c.Err() != nil {
+			continue
+		}
+		if v == nil || c.created < v.created {
+			v = c
+		}
+	}
+	return v
 }
 
 // frameBudget returns the frame memory budget, once Serve made it.
