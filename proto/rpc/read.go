@@ -51,6 +51,7 @@ func (c *Conn) readFrames() error {
 	var dl time.Time
 	hold := frameHold{nc: c.nc}
 	var readAt, partialSince int64 // monotime of the last read, and of the one that began the incomplete frame
+	need := 0                      // bytes the incomplete frame at r needs at least (msgpack.MinSize)
 	defer fm.release(&hold)
 	for {
 		batch := r < w
@@ -59,16 +60,26 @@ func (c *Conn) readFrames() error {
 		}
 		r0 := r
 		for r < w {
+			if w-r < need {
+				break // the incomplete frame cannot be whole yet
+			}
 			rest, err := msgpack.Skip(buf[r:w])
 			if err == msgpack.ErrShort {
 				// Refuse a frame as soon as its headers declare it too
-				// large, rather than buffering it up to the limit.
-				if w-r > c.cfg.maxFrame || msgpack.MinSize(buf[r:w]) > uint64(c.cfg.maxFrame) {
+				// large, rather than buffering it up to the limit. What
+				// its headers say it needs at least is not parsed again
+				// until it has arrived: a frame of many small values
+				// parsed anew at every read would cost time quadratic
+				// in its size.
+				ms := msgpack.MinSize(buf[r:w])
+				if w-r > c.cfg.maxFrame || ms > uint64(c.cfg.maxFrame) {
 					c.logf("closing connection: frame larger than %d bytes", c.cfg.maxFrame)
 					return errFrameTooLarge
 				}
+				need = int(ms)
 				break
 			}
+			need = 0
 			if err != nil {
 				c.logf("closing connection: malformed frame: %v", err)
 				return errMalformed
