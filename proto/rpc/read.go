@@ -53,6 +53,10 @@ func (c *Conn) readFrames() error {
 	var readAt, partialSince int64 // monotime of the last read, and of the one that began the incomplete frame
 	need := 0                      // bytes the incomplete frame at r needs at least (msgpack.MinSize)
 	defer fm.release(&hold)
+	gaveWay := func(n int) error {
+		c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", n)
+		return errFrameMemory
+	}
 	for {
 		batch := r < w
 		if batch {
@@ -138,16 +142,15 @@ func (c *Conn) readFrames() error {
 					// Unreachable: a full buffer beyond maxFrame failed above.
 					return errFrameTooLarge
 				}
-				if need := max(size-frameFree, 0) - held; fm != nil && need > 0 {
-					if !fm.acquire(&hold, int64(need), c.cfg.callTimeout) {
+				if more := max(size-frameFree, 0) - held; fm != nil && more > 0 {
+					if !fm.acquire(&hold, int64(more), c.cfg.callTimeout) {
 						if hold.evicted.Load() {
-							c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
-						} else {
-							c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
+							return gaveWay(w - r)
 						}
+						c.logf("closing connection: incomplete frames of all connections hold the frame memory limit (%d MiB)", fm.max>>20)
 						return errFrameMemory
 					}
-					held += need
+					held += more
 					hold.since.Store(partialSince)
 				}
 				nb := make([]byte, size)
@@ -168,8 +171,7 @@ func (c *Conn) readFrames() error {
 		if hold.evicted.Load() {
 			// Checked after setting any deadline above, which would
 			// otherwise replace the one evictFor set.
-			c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
-			return errFrameMemory
+			return gaveWay(w - r)
 		}
 		n, err := c.read(buf[w:])
 		if n > 0 {
@@ -191,8 +193,7 @@ func (c *Conn) readFrames() error {
 				return ErrConnLost
 			}
 			if hold.evicted.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-				c.logf("closing connection: its incomplete frame (%d bytes so far) gives way to another connection's", w-r)
-				return errFrameMemory
+				return gaveWay(w - r)
 			}
 			if stalled && errors.Is(err, os.ErrDeadlineExceeded) {
 				c.logf("closing connection: an incomplete frame (%d bytes so far) got no more bytes for %v", w-r, fm.stallTime())
