@@ -156,7 +156,7 @@ func (c *conn) serveBinary() error {
 			return errBadPacket
 		}
 		body := c.inBuf(int(r.bodylen))
-		if _, err := io.ReadFull(c.br, body); err != nil {
+		if err := c.readBody(body); err != nil {
 			return err
 		}
 		r.extras = body[:extlen]

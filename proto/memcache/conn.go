@@ -135,6 +135,26 @@ func (w countWriter) Write(p []byte) (int, error) {
 	return n + m, err
 }
 
+// stallBody is the size from which a request's data block that has not
+// all arrived counts as stalled while the connection waits for it.
+const stallBody = 64 << 10
+
+// readBody reads a request's data block (a value with its line end, or a
+// binary body) into data, a buffer of c.in. A large one whose bytes have
+// not all arrived counts as stalled while it waits (see stall.go).
+func (c *conn) readBody(data []byte) error {
+	if len(data) < stallBody || c.br.Buffered() >= len(data) || c.s.maxStalled() < 0 {
+		_, err := io.ReadFull(c.br, data)
+		return err
+	}
+	st := &c.stall
+	if c.as.pending {
+		st = nil // a completion writing the last reply may use c.stall
+	}
+	_, err := c.s.stalled(st, c.nc, c.held(), func() (int, error) { return io.ReadFull(c.br, data) })
+	return err
+}
+
 // held is roughly what the connection's buffers hold besides a reply
 // being written: the values of a get window and the request and value
 // buffers.

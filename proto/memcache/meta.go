@@ -2,7 +2,6 @@ package memcache
 
 import (
 	"errors"
-	"io"
 )
 
 // Meta commands (memcached 1.6 protocol.txt "Meta Commands"). Every command
@@ -358,7 +357,7 @@ func (c *conn) metaSet(tok [][]byte) error {
 	}
 	c.ret = ret
 	data := c.inBuf(int(vlen) + 2)
-	if _, err := io.ReadFull(c.br, data); err != nil {
+	if err := c.readBody(data); err != nil {
 		return err
 	}
 	if data[vlen] != '\r' || data[vlen+1] != '\n' {

@@ -15,7 +15,9 @@ import (
 // nothing; a kumo gateway holds a copy of every value it is writing, so
 // hundreds of such clients asking for 1 MB values would hold hundreds of
 // megabytes. A write that the socket does not take at once registers as
-// stalled with the bytes its connection holds; while the stalled bytes of
+// stalled with the bytes its connection holds, and so does the read of a
+// large value whose bytes have not all arrived (a client that starts 1 MB
+// sets and never finishes them holds the buffers they need); while the stalled bytes of
 // all connections exceed Server.MaxStalledBytes, a watchdog cuts the
 // connections stalled longest (at least stallAge), oldest first, until
 // they fit: it sets a past deadline, so the blocked write fails and
@@ -81,10 +83,17 @@ func (s *Server) writeStalled(st *stall, nc net.Conn, write func([]byte) (int, e
 	if s.maxStalled() < 0 {
 		return write(b)
 	}
+	return s.stalled(st, nc, int64(len(b))+held, func() (int, error) { return write(b) })
+}
+
+// stalled runs f, which waits for the client (a write it does not read,
+// or a request body it has not finished sending), counted as stalled with
+// the n bytes its connection holds meanwhile. st is as for writeStalled.
+func (s *Server) stalled(st *stall, nc net.Conn, n int64, f func() (int, error)) (int, error) {
 	if st == nil {
 		st = new(stall)
 	}
-	*st = stall{nc: nc, n: int64(len(b)) + held, since: time.Now()}
+	*st = stall{nc: nc, n: n, since: time.Now()}
 	ss := &s.stalls
 	ss.mu.Lock()
 	if ss.m == nil {
@@ -99,14 +108,14 @@ func (s *Server) writeStalled(st *stall, nc net.Conn, write func([]byte) (int, e
 	if start {
 		s.startWatchdog()
 	}
-	n, err := write(b)
+	k, err := f()
 	ss.mu.Lock()
 	delete(ss.m, st)
 	ss.bytes -= st.n
 	ss.over.Store(ss.bytes > s.maxStalled())
 	ss.mu.Unlock()
 	st.nc = nil
-	return n, err
+	return k, err
 }
 
 // startWatchdog starts the goroutine that cuts stalled connections, unless
@@ -196,7 +205,7 @@ func (s *Server) cutStalls(now time.Time) bool {
 	held := ss.bytes
 	ss.mu.Unlock()
 	if len(cut) > 0 {
-		s.logf("memcache: closing %d connections that read no reply for %v or more: %d MiB of replies waited for clients (limit %d MiB)",
+		s.logf("memcache: closing %d connections stalled for %v or more (not reading their replies, or not finishing a request): stalled connections held %d MiB (limit %d MiB)",
 			len(cut), s.age(), held>>20, limit>>20)
 	}
 	return true

@@ -228,3 +228,62 @@ func TestGoneClientNotServed(t *testing.T) {
 		})
 	}
 }
+
+// TestPartialBodiesCut: clients that start large values and never finish
+// them hold the buffers those need; over MaxStalledBytes they are closed
+// like clients that do not read, text and binary; under it a client may
+// take its time and its set is stored.
+func TestPartialBodiesCut(t *testing.T) {
+	const vlen = 2 << 20
+	binSet := func(key string) []byte {
+		// 0x80 SET, keylen, extlen 8, bodylen 8+len(key)+vlen
+		h := []byte{0x80, 0x01, 0, byte(len(key)), 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		body := uint32(8 + len(key) + vlen)
+		h[8], h[9], h[10], h[11] = byte(body>>24), byte(body>>16), byte(body>>8), byte(body)
+		return append(append(h, make([]byte, 8)...), key...)
+	}
+	for _, kind := range []string{"blocking", "loop"} {
+		t.Run(kind, func(t *testing.T) {
+			s, addr := startStallServer(t, kind, 1<<20)
+			var cs []net.Conn
+			for i := range 4 {
+				c := dialSmall(t, addr)
+				head := []byte(fmt.Sprintf("set p%d 0 0 %d\r\n", i, vlen))
+				if i%2 == 1 {
+					head = binSet(fmt.Sprintf("p%d", i))
+				}
+				c.Write(append(head, bytes.Repeat([]byte("v"), vlen/2)...))
+				cs = append(cs, c)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for s.StalledCuts() < 4 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := s.StalledCuts(); got != 4 {
+				t.Fatalf("StalledCuts = %d, want 4", got)
+			}
+			for _, c := range cs {
+				drain(t, c) // fails the test if the server keeps it open
+			}
+		})
+	}
+	t.Run("under the limit", func(t *testing.T) {
+		s, addr := startStallServer(t, "blocking", 1<<30)
+		c := dialSmall(t, addr)
+		fmt.Fprintf(c, "set slow 0 0 %d\r\n", vlen)
+		c.Write(bytes.Repeat([]byte("v"), vlen/2))
+		wait := time.Now().Add(time.Second)
+		for time.Now().Before(wait) && s.StalledCuts() == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := s.StalledCuts(); got != 0 {
+			t.Fatalf("StalledCuts = %d under the limit", got)
+		}
+		c.Write(append(bytes.Repeat([]byte("v"), vlen/2), "\r\n"...))
+		buf := make([]byte, len("STORED\r\n"))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "STORED\r\n" {
+			t.Fatalf("the slow set: %q, %v", buf, err)
+		}
+	})
+}

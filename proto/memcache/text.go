@@ -3,7 +3,6 @@ package memcache
 import (
 	"bytes"
 	"errors"
-	"io"
 )
 
 // serveText runs the text (and meta) protocol until an error or quit.
@@ -307,7 +306,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	}
 	k := append(c.keybuf[:0], key...)
 	data := c.inBuf(int(vlen) + 2)
-	if _, err := io.ReadFull(c.br, data); err != nil {
+	if err := c.readBody(data); err != nil {
 		return err
 	}
 	if data[vlen] != '\r' || data[vlen+1] != '\n' {
