@@ -20,7 +20,7 @@ import (
 // sets and never finishes them holds the buffers they need); while the stalled bytes of
 // all connections exceed Server.MaxStalledBytes, a watchdog cuts the
 // connections stalled longest (at least stallAge), oldest first, until
-// they fit: it sets a past deadline, so the blocked write fails and
+// they fit: it sets a past deadline, so the blocked write (or read) fails and
 // the connection's owner closes it and frees what it held. Clients that
 // read, however slowly, are cut only while the server is over its limit
 // and they have been waiting longest.
@@ -36,7 +36,7 @@ const defaultStallAge = 2 * time.Second
 // operating system after cuts.
 const freeEvery = 10 * time.Second
 
-// stall is one blocked write.
+// stall is one blocked write, or one read of a request body that waits.
 type stall struct {
 	nc    net.Conn
 	n     int64     // bytes its connection holds
@@ -44,7 +44,7 @@ type stall struct {
 	cut   bool      // the watchdog set its deadline
 }
 
-// stallSet is a Server's blocked writes.
+// stallSet is a Server's stalled writes and body reads.
 type stallSet struct {
 	mu       sync.Mutex // protects the fields below
 	m        map[*stall]struct{}
@@ -119,7 +119,7 @@ func (s *Server) stalled(st *stall, nc net.Conn, n int64, f func() (int, error))
 }
 
 // startWatchdog starts the goroutine that cuts stalled connections, unless
-// the server is closed. The goroutine ends when no write is stalled.
+// the server is closed. The goroutine ends when nothing is stalled.
 func (s *Server) startWatchdog() {
 	s.mu.Lock()
 	if s.closed {
@@ -197,7 +197,7 @@ func (s *Server) cutStalls(now time.Time) bool {
 			ss.toFree, ss.cutAt = true, now
 		}
 	}
-	// Set the deadlines under the lock: a write that ends meanwhile
+	// Set the deadlines under the lock: a write or read that ends meanwhile
 	// cannot leave its stall record (and its conn) until they are set.
 	for _, st := range cut {
 		st.nc.SetDeadline(time.Unix(1, 0))
