@@ -50,6 +50,7 @@ func main() {
 	fs.Bool(&noLoop, "", "--no-event-loop", "serve each client connection on a goroutine of its own (no epoll event loop)")
 	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
 	c.Register(fs, 2*time.Second, false)
+	c.RegisterClock(fs)
 	fs.MustParse(os.Args[1:])
 
 	if text == "" && bin == "" && cloudy == "" {
@@ -71,6 +72,11 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
+	clk, err := c.NewClock(log)
+	if err != nil {
+		log.Errorf("cannot start: %v", err)
+		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg, "gateway", cli.Version, time.Now())
 	g, err := gateway.New(gateway.Config{
@@ -84,6 +90,7 @@ func main() {
 		NoEventLoop:  noLoop,
 		Log:          log,
 		Metrics:      reg,
+		Clock:        clk,
 	})
 	if err != nil {
 		log.Errorf("cannot start: %v", err)

@@ -134,6 +134,7 @@ func main() {
 			ReadLocal:   srv.ReadLocal,
 			WriteLocal:  srv.WriteLocal,
 			DeleteLocal: srv.DeleteLocal,
+			Clock:       clk, // one clock per process
 			// Local reads and sets are answered in place, on the loop
 			// that read them. Two loops per P: a reply's write wakes its
 			// client, and the kernel often preempts the loop's thread

@@ -31,6 +31,7 @@ const (
 	StoreFileBytes      = "kumo_store_file_bytes"
 	StoreFull           = "kumo_store_full"
 	ReplicateTotal      = "kumo_replicate_total"
+	DirectSetsTotal     = "kumo_direct_sets_total"
 	ReplicateDuration   = "kumo_replicate_duration_seconds"
 	ReplacePhase        = "kumo_replace_phase"
 	ReplaceRecordsTotal = "kumo_replace_records_total"
@@ -62,6 +63,7 @@ var Catalog = []Desc{
 	{BuildInfo, "gauge", []string{"role", "version", "goversion"}, "all", "Always 1; the labels name the daemon, its version and the Go version."},
 	{Connections, "gauge", []string{"kind"}, "server, gateway", "Connections open now (kind: memcache, rpc)."},
 	{ConnectionsTotal, "counter", []string{"kind"}, "server, gateway", "Connections accepted since start (kind: memcache, rpc)."},
+	{DirectSetsTotal, "counter", []string{"result"}, "server, gateway", "Plain sets a gateway sent to every owner of the key at once (gateway: sets, server: owner stores; result: stored, refused: sent again through the coordinator)."},
 	{GatewayRelayTotal, "counter", nil, "gateway", "Writes the gateway sent through another owner because it could not reach the key's coordinator."},
 	{GatewayRetryTotal, "counter", nil, "gateway", "Requests the gateway sent again to another owner or after refreshing the hash space."},
 	{Gateways, "gauge", nil, "manager", "Gateways connected to this manager."},

@@ -22,6 +22,7 @@ import (
 
 	"kumofs/internal/logging"
 	"kumofs/internal/metrics"
+	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
@@ -73,6 +74,9 @@ type Config struct {
 	// coordinator is the local server in it directly; done gets whether a
 	// live value was deleted (kumo/server.Server.DeleteLocal).
 	DeleteLocal func(dbkey []byte, rb *rpc.Batch, done func(found bool, err error)) error
+	// Clock stamps the plain sets the gateway sends to every owner at
+	// once (see setDirect); nil: a clock of its own.
+	Clock *clock.Clock
 }
 
 // Gateway is a running kumo-gateway.
@@ -94,6 +98,10 @@ type Gateway struct {
 	// noMulti is set once a server answered SrvGetMulti with a protocol
 	// error (a server older than the method): keys are then read one by one.
 	noMulti atomic.Bool
+	// noDirect, likewise, once a server did not know SrvSetDirect: plain
+	// sets then go through coordinators.
+	noDirect atomic.Bool
+	clk      *clock.Clock // stamps direct sets
 
 	// reqBase and reqSeq make the request ids of writes that must not
 	// be applied twice (see nextReqID).
@@ -127,8 +135,11 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 8 * time.Second
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{MaxAhead: clock.DefaultMaxAhead})
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Log, refresh: make(chan struct{}, 1), ready: make(chan struct{}),
-		reqBase: rand.Uint64()}
+		reqBase: rand.Uint64(), clk: cfg.Clock}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewRegistry()
 	}

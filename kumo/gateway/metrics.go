@@ -39,7 +39,9 @@ type gwMetrics struct {
 	latency [6]*metrics.Histogram
 	retries *metrics.Counter
 	relays  *metrics.Counter
-	rpcErrs *metrics.RPCErrors
+	// direct sets stored by every owner; refused by one (sent again)
+	directStored, directRefused *metrics.Counter
+	rpcErrs                     *metrics.RPCErrors
 }
 
 func (g *Gateway) registerMetrics(reg *metrics.Registry) {
@@ -53,6 +55,9 @@ func (g *Gateway) registerMetrics(reg *metrics.Registry) {
 	g.m.retries = reg.NewCounter(metrics.GatewayRetryTotal, metrics.Help(metrics.GatewayRetryTotal))
 	g.m.relays = reg.NewCounter(metrics.GatewayRelayTotal, metrics.Help(metrics.GatewayRelayTotal))
 	g.m.rpcErrs = metrics.NewRPCErrors(reg)
+	dv := reg.NewCounterVec(metrics.DirectSetsTotal, metrics.Help(metrics.DirectSetsTotal),
+		[]string{"result"}, [][]string{{"stored"}, {"refused"}})
+	g.m.directStored, g.m.directRefused = dv.With("stored"), dv.With("refused")
 	reg.NewGaugeVecFunc(metrics.Connections, metrics.Help(metrics.Connections), []string{"kind"},
 		func(emit func([]string, float64)) {
 			cur, _ := g.mc.Conns()

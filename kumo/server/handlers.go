@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"strconv"
@@ -49,6 +50,9 @@ func (s *Server) serveRPC(req *rpc.Request) {
 	case wire.SrvRemove, wire.SrvDelete:
 		s.cmdDelete.Add(1)
 		s.async(req, s.handleWrite)
+	case wire.SrvSetDirect:
+		s.cmdSet.Add(1)
+		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleSetDirect(req) })
 	case wire.SrvReplicateSet, wire.SrvReplicateDelete, wire.SrvReplicateBatch:
 		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) })
 	case wire.SrvKeepAlive:
@@ -498,11 +502,25 @@ func (s *Server) applyReplicated(dbkey, dbval []byte, kumo bool) (ok bool, newer
 	cur, buf, gerr := s.db.Get(dbkey, *bp)
 	*bp = buf
 	putBuf(bp)
-	if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil && cur.Clock > v.Clock {
+	if v, perr := wire.ParseDBValue(dbval); gerr == nil && perr == nil &&
+		(cur.Clock > v.Clock || cur.Clock == v.Clock && !sameVersion(&cur, &v)) {
+		// An equal stamp on a different version was another writer's
+		// (a gateway's direct set, wire.SrvSetDirect): re-stamped above
+		// too, or the owners would keep different values at one clock.
 		s.log.Debugf("replicate: %q at clock %x kept over %x", dbkey[8:], cur.Clock, v.Clock)
 		return false, cur.Clock, nil
 	}
 	return false, 0, nil
+}
+
+// sameVersion reports whether rec holds the version v describes (same
+// clock assumed): a write sent again, not another writer's.
+func sameVersion(rec *store.Record, v *wire.Value) bool {
+	if rec.Tombstone || v.Tombstone {
+		return rec.Tombstone && v.Tombstone
+	}
+	return rec.Flags == v.Flags && rec.Exptime == v.Exptime && rec.Stale == v.Stale &&
+		rec.TokenSent == v.TokenSent && bytes.Equal(rec.Value, v.Data)
 }
 
 // newer is the newest-clock-wins predicate.

@@ -13,6 +13,7 @@ type serverMetrics struct {
 	get, miss, write, writeErr, replicate *metrics.Counter
 	replOK, replRetry, replErr            *metrics.Counter
 	copyOK, copyErr                       *metrics.Counter
+	direct, directRefused                 *metrics.Counter // direct sets stored; refused
 	getLat, writeLat                      *metrics.Histogram
 	replLat                               *metrics.Histogram
 	rpcErrs                               *metrics.RPCErrors
@@ -41,6 +42,9 @@ func (s *Server) registerMetrics(reg *metrics.Registry) {
 	rv := reg.NewCounterVec(metrics.ReplicateTotal, metrics.Help(metrics.ReplicateTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"retry"}, {"error"}})
 	s.m.replOK, s.m.replRetry, s.m.replErr = rv.With("ok"), rv.With("retry"), rv.With("error")
+	dv := reg.NewCounterVec(metrics.DirectSetsTotal, metrics.Help(metrics.DirectSetsTotal),
+		[]string{"result"}, [][]string{{"stored"}, {"refused"}})
+	s.m.direct, s.m.directRefused = dv.With("stored"), dv.With("refused")
 	s.m.replLat = reg.NewHistogram(metrics.ReplicateDuration, metrics.Help(metrics.ReplicateDuration), metrics.LatencyBuckets)
 	cv := reg.NewCounterVec(metrics.ReplaceRecordsTotal, metrics.Help(metrics.ReplaceRecordsTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"error"}})

@@ -140,6 +140,24 @@ const (
 	// answering server keeps them in memory only (see the server's access
 	// table): approximate, and per server.
 	SrvGetAccess = 75
+	// SrvSetDirect is a plain memcached set that a gateway stamps itself
+	// and sends to every owner of the key at once, instead of to the
+	// coordinator that would stamp it and replicate it: one round trip,
+	// no server-to-server messages. [clock, DBKey, DBValue, whs_clock] ->
+	// [stored bool, clocktime]. clock is the gateway's clock and also
+	// DBValue's clocktime. An owner stores the value only if nothing
+	// could order it differently there than on the other owners: its
+	// write and read hash spaces both have clock whs_clock (no rebalance
+	// under way, none begun while storing), it is an active owner of the
+	// key, the stamp is strictly newer than the version it keeps, not
+	// before its flush point and not too far ahead of its wall clock.
+	// Otherwise it stores nothing and answers false; the gateway then
+	// sends the set again through the coordinator (SrvStore), which
+	// re-stamps it above every version the owners keep. clocktime is the
+	// owner's clock, which the gateway merges so that its next stamps
+	// follow. An error is answered only for malformed params or a store
+	// failure.
+	SrvSetDirect = 76
 )
 
 // SrvLease operations.

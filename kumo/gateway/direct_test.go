@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"errors"
+	"testing"
+
+	"kumofs/kumo/clock"
+	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
+)
+
+// directReply encodes a SrvSetDirect answer.
+func directReply(stored bool, ct uint64) []byte {
+	b := msgpack.AppendArrayHeader(nil, 2)
+	b = msgpack.AppendBool(b, stored)
+	return msgpack.AppendUint(b, ct)
+}
+
+// runDirect completes a direct set stamped 100 with one answer per owner
+// and returns what its done got and how often it was called.
+func runDirect(g *Gateway, answers [][]byte, errs []error) (cas uint64, err error, calls int) {
+	d := &directSet{g: g, ct: 100}
+	d.args, d.onReply = d.appendArgs, d.finish
+	d.done = func(c uint64, e error) { cas, err = c, e; calls++ }
+	d.pending.Store(int32(len(answers)))
+	for i := range answers {
+		d.finish(answers[i], errs[i])
+	}
+	return cas, err, calls
+}
+
+func directGateway() *Gateway {
+	g := testGateway()
+	g.clk = clock.New(clock.Options{MaxAhead: clock.DefaultMaxAhead})
+	return g
+}
+
+// Ensure that a direct set succeeds, with its stamp as the CAS unique,
+// only when every owner stored it; that any refusal, malformed answer or
+// RPC error hands it back to memcache (errDirectRefused: sent again
+// through the coordinator); that the gateway's clock follows the owners'
+// clocks; and that a server that does not know the method turns direct
+// sets off.
+func TestDirectFinish(t *testing.T) {
+	ahead := clock.Make(uint32(clock.Seconds(clock.New(clock.Options{}).Now())+5), 9)
+	tests := []struct {
+		name     string
+		answers  [][]byte
+		errs     []error
+		ok       bool
+		noDirect bool
+	}{
+		{"all stored", [][]byte{directReply(true, 1), directReply(true, 2), directReply(true, ahead)}, []error{nil, nil, nil}, true, false},
+		{"one owner", [][]byte{directReply(true, ahead)}, []error{nil}, true, false},
+		{"one refused", [][]byte{directReply(true, 1), directReply(false, ahead), directReply(true, 3)}, []error{nil, nil, nil}, false, false},
+		{"short answer", [][]byte{directReply(true, 1), msgpack.AppendArrayHeader(msgpack.AppendBool(nil, true), 1)}, []error{nil, nil}, false, false},
+		{"garbage", [][]byte{directReply(true, 1), {0xc1}}, []error{nil, nil}, false, false},
+		{"connection lost", [][]byte{nil, directReply(true, 1)}, []error{rpc.ErrConnLost, nil}, false, false},
+		{"store error", [][]byte{nil}, []error{&rpc.Error{Msg: "store: no space left on device"}}, false, false},
+		{"old server", [][]byte{directReply(true, 1), nil}, []error{nil, &rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown method 76"}}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := directGateway()
+			cas, err, calls := runDirect(g, tt.answers, tt.errs)
+			if calls != 1 {
+				t.Fatalf("done called %d times", calls)
+			}
+			if tt.ok && (err != nil || cas != 100) {
+				t.Fatalf("got cas %d, %v; want 100, nil", cas, err)
+			}
+			if !tt.ok && !errors.Is(err, errDirectRefused) {
+				t.Fatalf("got cas %d, %v; want errDirectRefused", cas, err)
+			}
+			if g.noDirect.Load() != tt.noDirect {
+				t.Fatalf("noDirect = %v", g.noDirect.Load())
+			}
+			if tt.ok && g.clk.Current() < ahead {
+				t.Fatalf("clock %x did not follow an owner's %x", g.clk.Current(), ahead)
+			}
+		})
+	}
+}
+
+// FuzzDirectFinish feeds arbitrary bytes as the answers of one to three
+// owners: done must be called exactly once, with success only when every
+// answer is a well-formed "stored".
+func FuzzDirectFinish(f *testing.F) {
+	f.Add(byte(1), directReply(true, 5))
+	f.Add(byte(3), directReply(false, 5))
+	f.Add(byte(2), []byte{0x92, 0xc3})
+	f.Add(byte(1), []byte{0xc1})
+	f.Fuzz(func(t *testing.T, n byte, res []byte) {
+		owners := int(n)%3 + 1
+		answers := make([][]byte, owners)
+		errs := make([]error, owners)
+		for i := range answers {
+			answers[i] = res
+		}
+		g := directGateway()
+		cas, err, calls := runDirect(g, answers, errs)
+		if calls != 1 {
+			t.Fatalf("done called %d times", calls)
+		}
+		nh, p, perr := msgpack.ReadArrayHeader(res)
+		stored := false
+		if perr == nil && nh >= 2 {
+			stored, p, perr = msgpack.ReadBool(p)
+			if perr == nil {
+				_, _, perr = msgpack.ReadUint(p)
+			}
+		}
+		if want := perr == nil && nh >= 2 && stored; want != (err == nil) || (err == nil && cas != 100) {
+			t.Fatalf("answer %x: cas %d, %v", res, cas, err)
+		}
+	})
+}

@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"kumofs/internal/httpd"
+	"kumofs/internal/localcluster"
+	"kumofs/proto/rpc"
+)
+
+// startGateway starts another kumo-gateway for c on a free port and
+// returns it once it answers a set.
+func startGateway(t *testing.T, c *localcluster.Cluster, name string, extra ...string) *localcluster.Proc {
+	t.Helper()
+	port, err := localcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	log := filepath.Join(c.Dir(), name+".log")
+	p := &localcluster.Proc{Name: name, Path: filepath.Join(c.BinDir(), "kumo-gateway"), Addr: addr, LogPath: log,
+		Args: append([]string{"-m", c.Manager(0), "-t", addr, "-o", log}, extra...)}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	eventually(t, 20*time.Second, name+" answering", func() bool {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("set probe-" + name + " 0 0 1\r\nx\r\n")); err != nil {
+			return false
+		}
+		b := make([]byte, 8)
+		n, _ := conn.Read(b)
+		return string(b[:n]) == "STORED\r\n"
+	})
+	return p
+}
+
+// directCount scrapes kumo_direct_sets_total{result} from a daemon's
+// /metrics (--http).
+func directCount(t *testing.T, p *localcluster.Proc, result string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := httpd.Scrape(ctx, httpURL(t, p)+"/metrics")
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	v, ok := got[`kumo_direct_sets_total{result="`+result+`"}`]
+	if !ok {
+		t.Fatalf("%s: no kumo_direct_sets_total{result=%q}", p, result)
+	}
+	return v
+}
+
+// Ensure that plain sets go to every owner at once (direct sets), and that
+// sets racing on a few keys through two gateways, mixed with appends and
+// deletes through the coordinators, leave every owner of each key with the
+// same version, the one the gateways then read.
+func TestDirectSetsConverge(t *testing.T) {
+	t.Parallel()
+	h := []string{"--http", "127.0.0.1:0"}
+	c := localcluster.StartT(t, localcluster.Options{ExtraGatewayArgs: h})
+	g2 := startGateway(t, c, "gateway-2", h...)
+
+	// Once the gateway knows that no rebalance is under way (the attach
+	// at start may still be copying), a lone set goes direct.
+	m := dial(t, c.Gateway())
+	eventually(t, 30*time.Second, "a set sent direct", func() bool {
+		if r := m.set("one", "v"); r != "STORED\r\n" {
+			t.Fatalf("set: %q", r)
+		}
+		return directCount(t, c.GatewayProc(), "stored") >= 1
+	})
+
+	keys := []string{"hot-a", "hot-b", "hot-c"}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		addr := c.Gateway()
+		if w%2 == 1 {
+			addr = g2.Addr
+		}
+		m := dial(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 150; i++ {
+				k := keys[(i+w)%len(keys)]
+				var r string
+				switch {
+				case i%25 == 24:
+					r = m.cmd("delete " + k + "\r\n")
+					if r != "DELETED\r\n" && r != "NOT_FOUND\r\n" {
+						t.Errorf("delete %s: %q", k, r)
+						return
+					}
+				case i%10 == 9:
+					r = m.cmd(fmt.Sprintf("append %s 0 0 2\r\n+%d\r\n", k, w))
+					if r != "STORED\r\n" && r != "NOT_STORED\r\n" {
+						t.Errorf("append %s: %q", k, r)
+						return
+					}
+				default:
+					if r = m.set(k, fmt.Sprintf("w%d-%d", w, i)); r != "STORED\r\n" {
+						t.Errorf("set %s: %q", k, r)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	hs := whs(t, c.Manager(0))
+	m2 := dial(t, g2.Addr)
+	for _, k := range keys {
+		o := hs.Lookup([]byte(k))
+		var first string
+		for i := 0; i < o.Len(); i++ {
+			a := o.At(i).Addr.String()
+			cl := rpc.Dial(a, rpc.Options{CallTimeout: 5 * time.Second})
+			v, ok := getRaw(t, cl, k)
+			cl.Close()
+			got := fmt.Sprintf("present %v tombstone %v clock %x value %q", ok, v.Tombstone, v.Clock, v.Data)
+			if i == 0 {
+				first = got
+			} else if got != first {
+				t.Fatalf("%s: owners disagree: %s holds %s, %s holds %s", k, o.At(0).Addr, first, a, got)
+			}
+		}
+		v1, ok1 := m.get(k)
+		v2, ok2 := m2.get(k)
+		if v1 != v2 || ok1 != ok2 {
+			t.Fatalf("%s: gateways read %q (%v) and %q (%v)", k, v1, ok1, v2, ok2)
+		}
+		t.Logf("%s: %s", k, first)
+	}
+	t.Logf("direct sets: gateway 1 stored %v refused %v, gateway 2 stored %v refused %v",
+		directCount(t, c.GatewayProc(), "stored"), directCount(t, c.GatewayProc(), "refused"),
+		directCount(t, g2, "stored"), directCount(t, g2, "refused"))
+}
