@@ -24,6 +24,7 @@ func main() {
 		prefix, localCache         string
 		saveFlag, saveExp          bool
 		asyncSet, asyncDel, noLoop bool
+		noDirect                   bool
 		getRetry, setRetry, delRty int
 		renew, maxItem, maxConns   int
 		retryTimeout               time.Duration
@@ -48,6 +49,7 @@ func main() {
 	fs.Int(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes")
 	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)")
 	fs.Bool(&noLoop, "", "--no-event-loop", "serve each client connection on a goroutine of its own (no epoll event loop)")
+	fs.Bool(&noDirect, "", "--no-direct-sets", "send plain sets to each key's coordinator instead of to every owner at once")
 	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
 	c.Register(fs, 2*time.Second, false)
 	c.RegisterClock(fs)
@@ -88,6 +90,7 @@ func main() {
 		MaxItemSize:  maxItem,
 		MaxConns:     maxConns,
 		NoEventLoop:  noLoop,
+		NoDirectSets: noDirect,
 		Log:          log,
 		Metrics:      reg,
 		Clock:        clk,

@@ -255,7 +255,7 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 }
 
 func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint64, err error)) bool {
-	if g.cfg.WriteLocal == nil && g.setDirect(rb, it, done) {
+	if g.setDirect(rb, it, done) {
 		return true
 	}
 	return g.storeAsync(rb, memcache.ModeSet, it, done)
@@ -305,7 +305,7 @@ func (g *Gateway) storeAsync(rb *rpc.Batch, mode memcache.StoreMode, it *memcach
 // appendSetArgs runs inside Go, while a.set is valid.
 func (a *asyncCall) appendSetArgs(b []byte) []byte {
 	it := a.set
-	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+	v := wire.Value{Clock: a.g.clk.Current(), Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value} // see store
 	if a.keep != nil {
 		b = msgpack.AppendArrayHeader(b, 6)
 	} else {

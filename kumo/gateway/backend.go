@@ -377,7 +377,11 @@ func (g *Gateway) store(ctx context.Context, mode memcache.StoreMode, it *memcac
 	dbkey, h := g.dbKey(kb[:0], it.Key)
 	// The lease bits ask for mg N's token (add) and ms I's stale store
 	// (cas); the server ignores them for the other modes.
-	v := wire.Value{Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value,
+	// The clock field carries the gateway's clock: the coordinator merges
+	// it, so its stamp is above every direct set this gateway sent (one
+	// that comes back here after some owners refused it, or that is still
+	// on its way to one, must lose to the writes after it).
+	v := wire.Value{Clock: g.clk.Current(), Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value,
 		TokenSent: it.TokenSent && mode == memcache.ModeAdd, Stale: it.Stale && mode == memcache.ModeCAS}
 	op := modes[mode]
 	var cas uint64

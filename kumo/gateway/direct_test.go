@@ -30,9 +30,7 @@ func runDirect(g *Gateway, answers [][]byte, errs []error) (cas uint64, err erro
 }
 
 func directGateway() *Gateway {
-	g := testGateway()
-	g.clk = clock.New(clock.Options{MaxAhead: clock.DefaultMaxAhead})
-	return g
+	return testGateway()
 }
 
 // Ensure that a direct set succeeds, with its stamp as the CAS unique,

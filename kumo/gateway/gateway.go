@@ -74,6 +74,16 @@ type Config struct {
 	// coordinator is the local server in it directly; done gets whether a
 	// live value was deleted (kumo/server.Server.DeleteLocal).
 	DeleteLocal func(dbkey []byte, rb *rpc.Batch, done func(found bool, err error)) error
+	// NoDirectSets sends every plain set to its key's coordinator, as
+	// kumofs did, instead of to every owner at once (see setDirect).
+	NoDirectSets bool
+	// SetDirectLocal, if set with Local, stores a direct set (see
+	// setDirect) in the local server in place, as its SrvSetDirect would
+	// (kumo/server.Server.SetDirectLocal): taken false means it did not,
+	// and the set goes through DialLocal's connection as usual; stored
+	// and clk are the answer otherwise. dbkey and v.Data are valid only
+	// during the call.
+	SetDirectLocal func(dbkey []byte, v *wire.Value, wc uint64) (taken, stored bool, clk uint64)
 	// Clock stamps the plain sets the gateway sends to every owner at
 	// once (see setDirect); nil: a clock of its own.
 	Clock *clock.Clock
@@ -148,6 +158,7 @@ func New(cfg Config) (*Gateway, error) {
 	empty := ring.New(nil, 0)
 	g.whs.Store(empty)
 	g.rhs.Store(empty)
+	g.noDirect.Store(cfg.NoDirectSets)
 	m := map[ring.Addr]*rpc.Client{}
 	g.servers.Store(&m)
 	g.mc = &memcache.Server{

@@ -8,6 +8,7 @@ import (
 
 	"kumofs/internal/logging"
 	"kumofs/internal/metrics"
+	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
@@ -15,7 +16,7 @@ import (
 )
 
 func testGateway() *Gateway {
-	g := &Gateway{log: logging.New(io.Discard, logging.Info).With("gateway")}
+	g := &Gateway{log: logging.New(io.Discard, logging.Info).With("gateway"), clk: clock.New(clock.Options{})}
 	g.registerMetrics(metrics.NewRegistry())
 	return g
 }

@@ -68,21 +68,33 @@ func directCount(t *testing.T, p *localcluster.Proc, result string) float64 {
 // Ensure that plain sets go to every owner at once (direct sets), and that
 // sets racing on a few keys through two gateways, mixed with appends and
 // deletes through the coordinators, leave every owner of each key with the
-// same version, the one the gateways then read.
+// same version, the one the gateways then read. With the embedded gateway
+// the first server stores its own copy in place.
 func TestDirectSetsConverge(t *testing.T) {
 	t.Parallel()
 	h := []string{"--http", "127.0.0.1:0"}
-	c := localcluster.StartT(t, localcluster.Options{ExtraGatewayArgs: h})
+	eachGateway(t, localcluster.Options{ExtraServerArgs: h}, func(t *testing.T, c *localcluster.Cluster) {
+		testDirectSetsConverge(t, c, h)
+	})
+}
+
+func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
 	g2 := startGateway(t, c, "gateway-2", h...)
 
 	// Once the gateway knows that no rebalance is under way (the attach
-	// at start may still be copying), a lone set goes direct.
+	// at start may still be copying), a lone set goes direct: every
+	// server stores it as a direct set.
 	m := dial(t, c.Gateway())
 	eventually(t, 30*time.Second, "a set sent direct", func() bool {
 		if r := m.set("one", "v"); r != "STORED\r\n" {
 			t.Fatalf("set: %q", r)
 		}
-		return directCount(t, c.GatewayProc(), "stored") >= 1
+		for i := 0; i < c.NumServers(); i++ {
+			if directCount(t, c.Server(i), "stored") < 1 {
+				return false
+			}
+		}
+		return true
 	})
 
 	keys := []string{"hot-a", "hot-b", "hot-c"}
@@ -150,7 +162,7 @@ func TestDirectSetsConverge(t *testing.T) {
 		}
 		t.Logf("%s: %s", k, first)
 	}
-	t.Logf("direct sets: gateway 1 stored %v refused %v, gateway 2 stored %v refused %v",
-		directCount(t, c.GatewayProc(), "stored"), directCount(t, c.GatewayProc(), "refused"),
-		directCount(t, g2, "stored"), directCount(t, g2, "refused"))
+	t.Logf("direct sets: gateway 2 stored %v refused %v; server 1 stored %v refused %v",
+		directCount(t, g2, "stored"), directCount(t, g2, "refused"),
+		directCount(t, c.Server(0), "stored"), directCount(t, c.Server(0), "refused"))
 }

@@ -84,7 +84,8 @@ func TestMetricsAndStatusPage(t *testing.T) {
 		want(p, s, `kumo_replace_phase`, 0)
 		want(p, s, `kumo_request_ids{kind="capacity"}`, 65536)
 		want(p, s, `kumo_hashspace_clock{space="whs"}`, 1)
-		if s[`kumo_requests_total{cmd="write",result="ok"}`]+s[`kumo_requests_total{cmd="replicate",result="ok"}`] < 3 {
+		if s[`kumo_requests_total{cmd="write",result="ok"}`]+s[`kumo_requests_total{cmd="replicate",result="ok"}`]+
+			s[`kumo_direct_sets_total{result="stored"}`] < 3 {
 			t.Fatalf("%s: no writes counted", p)
 		}
 	}

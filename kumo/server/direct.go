@@ -97,7 +97,13 @@ func (s *Server) setDirect(dbkey []byte, v *wire.Value, wc uint64, clockOK bool)
 	}
 	// A rebalance that began while the value was being stored may have
 	// scanned past it: the coordinator's path widens to the new owners.
-	return ok && s.directSpace(h, wc), nil
+	if !ok || !s.directSpace(h, wc) {
+		return false, nil
+	}
+	if s.whs.Load().Owners(h).IsCoordinator(s.cfg.Self) {
+		s.cmdSet.Add(1) // counted once, where a set through the coordinator is
+	}
+	return true, nil
 }
 
 // directSpace reports whether this server writes and reads by the hash

@@ -208,3 +208,66 @@ func TestReplicateEqualClockOtherVersion(t *testing.T) {
 		t.Fatalf("kept %q at %x", rec.Value, rec.Clock)
 	}
 }
+
+// Ensure that SetDirectLocal stores as SrvSetDirect does, answers its
+// refusals the same way, and does not take a set once the server closed.
+func TestSetDirectLocal(t *testing.T) {
+	s, _ := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	wc := s.whs.Load().Clock()
+	ct := s.clk.Now() + 10
+	v := wire.Value{Clock: ct, Flags: 3, Data: []byte("local")}
+	if taken, stored, clk := s.SetDirectLocal(dbkey("k"), &v, wc); !taken || !stored || clk < ct {
+		t.Fatalf("fresh key: taken %v stored %v clock %x", taken, stored, clk)
+	}
+	if rec := rawRecord(t, s, "k"); string(rec.Value) != "local" || rec.Clock != ct || rec.Flags != 3 {
+		t.Fatalf("stored %q at %x flags %d", rec.Value, rec.Clock, rec.Flags)
+	}
+	v.Data = []byte("again")
+	if taken, stored, _ := s.SetDirectLocal(dbkey("k"), &v, wc); !taken || stored {
+		t.Fatalf("equal stamp: taken %v stored %v", taken, stored)
+	}
+	v.Clock = s.clk.Now()
+	if taken, stored, _ := s.SetDirectLocal(dbkey("k"), &v, wc+1); !taken || stored {
+		t.Fatalf("other hash space: taken %v stored %v", taken, stored)
+	}
+	s.Close()
+	v.Clock = s.clk.Now()
+	if taken, _, _ := s.SetDirectLocal(dbkey("k"), &v, wc); taken {
+		t.Fatal("taken by a closed server")
+	}
+}
+
+// Ensure that a coordinator merges the gateway clock a SrvStore carries in
+// its value's clock field, so that its stamp beats every direct set that
+// gateway sent: one still on its way to an owner loses to the writes after
+// it (here a set and a delete through the coordinator).
+func TestStoreMergesGatewayClock(t *testing.T) {
+	s, cl := startWithClock(t, filepath.Join(t.TempDir(), "db.kch"),
+		clock.New(clock.Options{MaxAhead: clock.DefaultMaxAhead}))
+	gw := clock.Make(clock.Seconds(s.clk.Now())+30, 5) // a gateway clock 30 s ahead
+	res := call(t, cl, wire.SrvStore, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendUint(b, wire.OpSet)
+		b = msgpack.AppendRaw(b, dbkey("k"))
+		v := wire.Value{Clock: gw, Data: []byte("coordinated")}
+		b = msgpack.AppendRaw(b, wire.AppendDBValue(nil, &v))
+		return msgpack.AppendUint(b, 0)
+	})
+	if _, p, err := msgpack.ReadArrayHeader(res); err == nil {
+		if st, p, err := msgpack.ReadUint(p); err != nil || st != wire.StatusOK {
+			t.Fatalf("store: %x", res)
+		} else if ct, _, _ := msgpack.ReadUint(p); ct <= gw {
+			t.Fatalf("stamped %x, not above the gateway's clock %x", ct, gw)
+		}
+	}
+	if rec := rawRecord(t, s, "k"); rec.Clock <= gw {
+		t.Fatalf("stored at %x, not above the gateway's clock %x", rec.Clock, gw)
+	}
+	// The late direct set, stamped by that gateway before: refused.
+	if ok, _ := setDirect(t, cl, "k", "late", gw-1, s.whs.Load().Clock()); ok {
+		t.Fatal("a direct set stamped before the coordinator's write was stored")
+	}
+	if rec := rawRecord(t, s, "k"); string(rec.Value) != "coordinated" {
+		t.Fatalf("holds %q", rec.Value)
+	}
+}

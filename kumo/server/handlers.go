@@ -51,7 +51,6 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.cmdDelete.Add(1)
 		s.async(req, s.handleWrite)
 	case wire.SrvSetDirect:
-		s.cmdSet.Add(1)
 		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleSetDirect(req) })
 	case wire.SrvReplicateSet, wire.SrvReplicateDelete, wire.SrvReplicateBatch:
 		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) })

@@ -253,6 +253,11 @@ func (s *Server) handleWrite(req *rpc.Request, sb *rpc.Batch) {
 		req.ReplyError(errParams)
 		return
 	}
+	if op.method == wire.SrvStore && op.val.Clock != 0 {
+		// The gateway's clock (see wire.SrvStore): the stamp below then
+		// beats every direct set it sent.
+		s.clk.ObserveFrom(wire.PeerName(req.Conn), op.val.Clock)
+	}
 	h, _, _ := wire.SplitDBKey(op.dbkey)
 	w, r, err := s.coordinatorCheck(h)
 	if err != nil {

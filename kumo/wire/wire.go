@@ -53,10 +53,12 @@ const (
 
 	// SrvStore decides a memcached storage command atomically on the
 	// coordinator. [mode, DBKey, DBValue, cas, (request_id, limit)] ->
-	// [status, clocktime]. A non-zero limit (the gateway's -I) refuses an
+	// [status, clocktime]. DBValue's clocktime is the gateway's clock, which
+	// the coordinator merges like any peer clock (0: none), so that its
+	// stamp beats every direct set (SrvSetDirect) that gateway sent. A non-zero limit (the gateway's -I) refuses an
 	// append or prepend whose result memcached would not fit in it
-	// (StatusNotStored, as memcached; ItemSize counts). DBValue's clocktime field is ignored; flags/exptime ride
-	// in its meta. A non-zero request_id (appends and prepends) makes a
+	// (StatusNotStored, as memcached; ItemSize counts). Flags/exptime ride
+	// in DBValue's meta. A non-zero request_id (appends and prepends) makes a
 	// repeated request answered with the first one's outcome instead of
 	// applied again: the coordinator remembers recent ids and sends them to
 	// the replicas as SrvReplicateSet's last parameter, [request_id, value,
