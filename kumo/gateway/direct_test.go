@@ -1,12 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"kumofs/kumo/clock"
+	"kumofs/kumo/wire"
+	"kumofs/proto/memcache"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 )
 
 // directReply encodes a SrvSetDirect answer.
@@ -112,4 +117,126 @@ func FuzzDirectFinish(f *testing.F) {
 			t.Fatalf("answer %x: cas %d, %v", res, cas, err)
 		}
 	})
+}
+
+// Ensure that a plain set goes to every owner as a direct set only while
+// the gateway knows of no rebalance, every owner is active and direct sets
+// are on; otherwise it goes to the coordinator alone, carrying the
+// gateway's clock (which is above the stamps of its direct sets).
+func TestSetDirectRouting(t *testing.T) {
+	type call struct {
+		server int
+		method uint32
+		clock  uint64 // SetDirect: the stamp; Store: the value's clock field
+	}
+	calls := make(chan call, 16)
+	g, addrs := fakeCluster(t, 3, func(i int, req *rpc.Request) {
+		switch req.Method {
+		case wire.SrvKeepAlive:
+			req.Reply(msgpack.AppendNil)
+		case wire.SrvSetDirect:
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			ct, _, _ := msgpack.ReadUint(p)
+			calls <- call{i, req.Method, ct}
+			req.Reply(func(b []byte) []byte { return append(b, directReply(true, 5)...) })
+		case wire.SrvStore:
+			_, p, _ := msgpack.ReadArrayHeader(req.Params)
+			_, p, _ = msgpack.ReadUint(p)
+			_, p, _ = msgpack.ReadRaw(p)
+			raw, _, _ := msgpack.ReadRaw(p)
+			v, _ := wire.ParseDBValue(raw)
+			calls <- call{i, req.Method, v.Clock}
+			req.Reply(func(b []byte) []byte {
+				b = msgpack.AppendArrayHeader(b, 2)
+				b = msgpack.AppendUint(b, wire.StatusOK)
+				return msgpack.AppendUint(b, 9)
+			})
+		default:
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+		}
+	})
+	// The asynchronous paths use open connections only: open them.
+	for _, a := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := g.server(a).Call(ctx, wire.SrvKeepAlive, nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Release()
+	}
+	set := func() (uint64, []call) {
+		t.Helper()
+		ch := make(chan uint64, 1)
+		it := memcache.Item{Key: []byte("k"), Value: []byte("v")}
+		if !g.SetAsync(&it, func(cas uint64, err error) {
+			if err != nil {
+				t.Errorf("set: %v", err)
+			}
+			ch <- cas
+		}) {
+			t.Fatal("SetAsync declined")
+		}
+		var cas uint64
+		select {
+		case cas = <-ch:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no answer")
+		}
+		var got []call
+		for len(calls) > 0 {
+			got = append(got, <-calls)
+		}
+		return cas, got
+	}
+	hs := g.whs.Load()
+	o := hs.Owners(ring.Hash([]byte("k")))
+	co, _ := o.Coordinator()
+	coord := -1
+	for i, a := range addrs {
+		if a == co.Addr {
+			coord = i
+		}
+	}
+
+	cas, got := set()
+	if len(got) != 3 {
+		t.Fatalf("steady: %d requests %v, want a SetDirect to each of 3 owners", len(got), got)
+	}
+	seen := map[int]bool{}
+	for _, c := range got {
+		if c.method != wire.SrvSetDirect || c.clock != cas || seen[c.server] {
+			t.Fatalf("steady: %v (cas %x)", got, cas)
+		}
+		seen[c.server] = true
+	}
+	stamp := cas
+
+	toCoordinator := func(name string) {
+		t.Helper()
+		_, got := set()
+		if len(got) != 1 || got[0].method != wire.SrvStore || got[0].server != coord || got[0].clock < stamp {
+			t.Fatalf("%s: %v, want one Store to server %d carrying a clock >= %x", name, got, coord, stamp)
+		}
+	}
+	g.rhs.Store(ring.New(hs.Nodes(), hs.Clock()-1)) // a rebalance
+	toCoordinator("rebalance")
+	g.rhs.Store(hs)
+
+	nodes := hs.Nodes()
+	for i := range nodes {
+		if nodes[i].Addr != co.Addr {
+			nodes[i].Active = false // a fault owner
+			break
+		}
+	}
+	fault := ring.New(nodes, hs.Clock()+1)
+	g.whs.Store(fault)
+	g.rhs.Store(fault)
+	toCoordinator("fault owner")
+	g.whs.Store(hs)
+	g.rhs.Store(hs)
+
+	g.noDirect.Store(true)
+	toCoordinator("--no-direct-sets")
 }
