@@ -43,6 +43,9 @@ var compatCases = []transcript{
 		"END\r\nOK\r\nSTORED\r\nPREFIX foo get 0 hit 0 set 1 del 0\r\nEND\r\n" +
 			"VALUE foo:123 0 6\r\nfooval\r\nEND\r\nEND\r\nNOT_FOUND\r\nNOT_STORED\r\nPREFIX foo get 2 hit 1 set 2 del 1\r\nEND\r\n" +
 			"RESET\r\nEND\r\nVALUE foo:123 0 6 1\r\nfooval\r\nEND\r\nOK\r\nVALUE foo:123 0 6\r\nfooval\r\nEND\r\nPREFIX  get 1 hit 0 set 0 del 0\r\nPREFIX foo get 1 hit 1 set 0 del 0\r\nEND\r\n"},
+	// shutdown: memcached without -A refuses it, whatever follows.
+	{"shutdown not enabled", "shutdown\r\nshutdown graceful\r\nshutdown a b c d\r\nmn\r\n",
+		"ERROR: shutdown not enabled\r\nERROR: shutdown not enabled\r\nERROR: shutdown not enabled\r\nMN\r\n"},
 	// An HTTP request line closes the connection without a reply.
 	{"http request line", "GET / HTTP/1.0\r\nversion\r\n", ""},
 	{"http request with a body", "PUT /x/y HTTP/1.1\r\nContent-Length: 0\r\n\r\n", ""},

@@ -113,6 +113,9 @@ func (c *conn) dispatchText(line []byte) error {
 			return nil
 		}
 		c.writeString("OK\r\n")
+	case "shutdown":
+		// memcached without -A; a kumo cluster is stopped by its operator.
+		c.writeString("ERROR: shutdown not enabled\r\n")
 	case "cache_memlimit":
 		if n < 2 || n > 3 {
 			c.writeString("ERROR\r\n")
