@@ -68,8 +68,10 @@ func directCount(t *testing.T, p *localcluster.Proc, result string) float64 {
 // Ensure that plain sets go to every owner at once (direct sets), and that
 // sets racing on a few keys through two gateways, mixed with appends and
 // deletes through the coordinators, leave every owner of each key with the
-// same version, the one the gateways then read. With the embedded gateway
-// the first server stores its own copy in place.
+// same version, the one the gateways then read. In a cluster whose first
+// server embeds a gateway (which reads from its own server whatever its
+// place among the owners), that server refuses direct sets and the
+// kumo-gateway stops sending them.
 func TestDirectSetsConverge(t *testing.T) {
 	t.Parallel()
 	h := []string{"--http", "127.0.0.1:0"}
@@ -79,15 +81,20 @@ func TestDirectSetsConverge(t *testing.T) {
 }
 
 func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
+	embedded := c.GatewayProc() == nil
 	g2 := startGateway(t, c, "gateway-2", h...)
 
 	// Once the gateway knows that no rebalance is under way (the attach
 	// at start may still be copying), a lone set goes direct: every
-	// server stores it as a direct set.
-	m := dial(t, c.Gateway())
+	// server stores it as a direct set, or, with an embedded gateway,
+	// the first server refuses it and gateway-2 turns direct sets off.
+	m := dial(t, g2.Addr)
 	eventually(t, 30*time.Second, "a set sent direct", func() bool {
 		if r := m.set("one", "v"); r != "STORED\r\n" {
 			t.Fatalf("set: %q", r)
+		}
+		if embedded {
+			return directCount(t, c.Server(0), "refused") >= 1
 		}
 		for i := 0; i < c.NumServers(); i++ {
 			if directCount(t, c.Server(i), "stored") < 1 {
@@ -96,6 +103,15 @@ func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
 		}
 		return true
 	})
+	if embedded {
+		if err := g2.WaitLog("refuses direct sets", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if n := directCount(t, c.Server(0), "stored"); n != 0 {
+			t.Fatalf("a server with an embedded gateway stored %v direct sets", n)
+		}
+	}
+	m = dial(t, c.Gateway())
 
 	keys := []string{"hot-a", "hot-b", "hot-c"}
 	var wg sync.WaitGroup
