@@ -131,7 +131,8 @@ func (d *directSet) finish(res []byte, err error) {
 	if err != nil {
 		if re, ok := err.(*rpc.Error); ok && re.Code == rpc.CodeProtocol {
 			if !g.noDirect.Swap(true) {
-				g.log.Infof("a server refuses direct sets (%v): sets go through coordinators", err)
+				g.log.Infof("a server refuses direct sets (%v): it predates them or runs an embedded gateway; "+
+					"sets go through coordinators", err)
 			}
 		}
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
