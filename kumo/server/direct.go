@@ -41,8 +41,9 @@ var errDirectRefused = &rpc.Error{Code: rpc.CodeProtocol,
 // writers that stamped the same clock race, different owners can hold
 // different values under that clock for a moment: a reader there could get
 // a CAS unique that the coordinator holds for another value, and a cas
-// with it would replace a value that reader never saw. Where every read
-// goes to the first owner, where cas is decided too, that cannot happen.
+// with it would replace a value that reader never saw. A kumo-gateway reads
+// from the first owner, where cas is decided too, and from another only
+// while the first does not answer (docs/architecture.md, "Direct sets").
 func (s *Server) handleSetDirect(req *rpc.Request) {
 	if s.cfg.ServesMemcached {
 		s.m.directRefused.Inc()
