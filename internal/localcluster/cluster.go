@@ -377,8 +377,12 @@ func (c *Cluster) Probe(timeout time.Duration) error {
 		if last = probe(c.gwText, time.Second); last == nil {
 			return nil
 		}
-		if !c.gateway.Alive() {
-			return fmt.Errorf("%w: gateway exited (%v)", ErrExited, c.gateway.Wait())
+		gw := c.gateway
+		if gw == nil { // an embedded gateway: the first server serves it
+			gw = c.Server(0)
+		}
+		if !gw.Alive() {
+			return fmt.Errorf("%w: %s exited (%v)", ErrExited, gw.Name, gw.Wait())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: gateway %s not ready after %v: %w", ErrTimeout, c.gwText, timeout, last)

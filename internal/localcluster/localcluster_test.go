@@ -462,3 +462,14 @@ func TestServerPortTakenIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Ensure that Probe on a cluster whose first server embeds the gateway
+// (no gateway process) watches that server: a failed probe used to
+// dereference the missing gateway process and panic.
+func TestProbeEmbeddedWatchesFirstServer(t *testing.T) {
+	c := &Cluster{opts: Options{Context: context.Background(), EmbeddedGateway: true},
+		gwText: "127.0.0.1:1", servers: []*Proc{{Name: "server-1"}}}
+	if err := c.Probe(5 * time.Second); !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "server-1") {
+		t.Fatalf("Probe = %v, want ErrExited naming server-1", err)
+	}
+}
