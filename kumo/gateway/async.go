@@ -103,8 +103,8 @@ func (a *asyncCall) free() {
 }
 
 // GetAsync implements memcache.AsyncBackend.
-func (g *Gateway) GetAsync(key []byte, done func(it *memcache.Item, err error)) bool {
-	return g.getAsync(nil, key, done)
+func (g *Gateway) GetAsync(key []byte, withCAS bool, done func(it *memcache.Item, err error)) bool {
+	return g.getAsync(nil, key, withCAS, done)
 }
 
 // SetAsync implements memcache.AsyncBackend.
@@ -122,8 +122,8 @@ type batch struct {
 	rb rpc.Batch
 }
 
-func (b *batch) GetAsync(key []byte, done func(it *memcache.Item, err error)) bool {
-	return b.g.getAsync(&b.rb, key, done)
+func (b *batch) GetAsync(key []byte, withCAS bool, done func(it *memcache.Item, err error)) bool {
+	return b.g.getAsync(&b.rb, key, withCAS, done)
 }
 
 func (b *batch) SetAsync(it *memcache.Item, done func(cas uint64, err error)) bool {
@@ -182,11 +182,11 @@ func (b *batch) DeleteAsync(key []byte, done func(err error)) bool {
 	return b.g.deleteAsync(&b.rb, key, done)
 }
 
-func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, done func(it *memcache.Item, err error)) bool {
+func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, withCAS bool, done func(it *memcache.Item, err error)) bool {
 	a := g.newAsync()
 	var h uint64
 	a.dbkey, h = g.dbKey(a.kb[:0], key)
-	c, local := g.readConn(h)
+	c, local := g.readConn(h, !withCAS)
 	a.start, a.getDone = time.Now(), done
 	if local && g.cfg.ReadLocal(a.dbkey, a.onLocal) == nil {
 		a.free() // done has been called
@@ -201,12 +201,13 @@ func (g *Gateway) getAsync(rb *rpc.Batch, key []byte, done func(it *memcache.Ite
 }
 
 // readConn returns the live connection to the owner of h in the read hash
-// space that a read tries first (firstRead), or nil if there is none (the
-// blocking path then decides what to do), and whether that owner is the
-// local server of an embedded gateway that reads it directly (ReadLocal).
-func (g *Gateway) readConn(h uint64) (c *rpc.Conn, local bool) {
+// space that a read tries first (firstRead with anyOwner), or nil if there
+// is none (the blocking path then decides what to do), and whether that
+// owner is the local server of an embedded gateway that reads it directly
+// (ReadLocal).
+func (g *Gateway) readConn(h uint64, anyOwner bool) (c *rpc.Conn, local bool) {
 	o := g.rhs.Load().Owners(h)
-	i := g.firstRead(o)
+	i := g.firstRead(o, anyOwner)
 	if i < 0 {
 		return nil, false
 	}

@@ -79,7 +79,7 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 	var last error = ErrNoServer
 	for attempt := 0; ; attempt++ {
 		o := g.rhs.Load().Owners(h)
-		first := g.firstRead(o)
+		first := g.firstRead(o, false)
 		for k := -1; k < o.Len(); k++ {
 			i := k
 			if k < 0 {
@@ -120,21 +120,31 @@ func (g *Gateway) read(ctx context.Context, h uint64, method uint32, args func([
 }
 
 // firstRead returns the index in o of the owner a read tries first: the
-// local server of an embedded gateway if it is an active owner (every
-// active owner in the read hash space holds every acknowledged write, so
-// any of them may answer, and the local one costs no network), else the
-// first active owner; -1 if none is active.
-func (g *Gateway) firstRead(o ring.Owners) int {
+// first active owner, or -1 if none is active. With anyOwner (a read whose
+// CAS unique the client does not see), the local server of an embedded
+// gateway instead, if it is an active owner: every active owner in the
+// read hash space holds every acknowledged write, so any of them may
+// answer, and the local one costs no network.
+//
+// A read whose CAS unique the client sees goes to the first active owner,
+// where a cas is decided: while two direct sets stamped with the same
+// clock race (see setDirect), another owner may for a moment hold a
+// different value under that CAS unique, and a cas with it would replace
+// a value the client never saw.
+func (g *Gateway) firstRead(o ring.Owners, anyOwner bool) int {
 	first := -1
 	for i := 0; i < o.Len(); i++ {
 		n := o.At(i)
 		if !n.Active {
 			continue
 		}
-		if g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
+		if anyOwner && g.cfg.DialLocal != nil && n.Addr == g.cfg.Local {
 			return i
 		}
 		if first < 0 {
+			if !anyOwner || g.cfg.DialLocal == nil {
+				return i
+			}
 			first = i
 		}
 	}
@@ -284,7 +294,7 @@ func getResult(res []byte, it *memcache.Item) error {
 func (g *Gateway) doGet(ctx context.Context, key []byte, dst []byte, it *memcache.Item) error {
 	var kb [maxKey]byte
 	dbkey, h := g.dbKey(kb[:0], key)
-	if _, local := g.readConn(h); local {
+	if _, local := g.readConn(h, false); local {
 		var err error
 		if g.cfg.ReadLocal(dbkey, func(v *wire.Value) {
 			if err = valueItem(v, it, time.Now().Unix()); err == nil {

@@ -69,7 +69,7 @@ func TestReadLocalPath(t *testing.T) {
 	}
 	getAsync := func() (result, bool) {
 		var r result
-		ok := g.GetAsync([]byte("k"), func(it *memcache.Item, err error) {
+		ok := g.GetAsync([]byte("k"), false, func(it *memcache.Item, err error) {
 			r.n++
 			r.err = err
 			if it != nil && err == nil {
@@ -126,9 +126,55 @@ func TestReadLocalPath(t *testing.T) {
 	other, _ := ring.ParseAddr("127.0.0.1:19896", 19800)
 	g.rhs.Store(ring.New([]ring.Node{{Addr: other, Active: true}}, 2))
 	before = calls.Load()
-	g.GetAsync([]byte("k"), func(*memcache.Item, error) {})
+	g.GetAsync([]byte("k"), false, func(*memcache.Item, error) {})
 	if calls.Load() != before {
 		t.Error("ReadLocal was asked for a key owned elsewhere")
+	}
+}
+
+// Ensure that an embedded gateway whose server owns a key but is not its
+// first owner reads it in place only where the client does not see the
+// CAS unique: gets (withCAS), multi-key gets with CAS and the blocking
+// path go to the first owner, where cas is decided (see firstRead).
+func TestCASReadsGoToFirstOwner(t *testing.T) {
+	var calls atomic.Int32
+	g := localGateway(t, func(dbkey []byte, f func(v *wire.Value)) error {
+		calls.Add(1)
+		f(&wire.Value{Clock: 42, Data: []byte("local")})
+		return nil
+	})
+	other, _ := ring.ParseAddr("127.0.0.1:19896", 19800)
+	hs := ring.New([]ring.Node{{Addr: g.cfg.Local, Active: true}, {Addr: other, Active: true}}, 2)
+	g.rhs.Store(hs)
+	g.whs.Store(hs)
+	var keys [][]byte // keys whose first owner is other
+	for i := 0; len(keys) < 2; i++ {
+		k := []byte{'k', byte('a' + i)}
+		if o := hs.Owners(ring.Hash(k)); o.Len() == 2 && o.At(0).Addr == other && o.At(1).Addr == g.cfg.Local {
+			keys = append(keys, k)
+		}
+	}
+	noop := func(*memcache.Item, error) {}
+	tests := []struct {
+		name  string
+		read  func()
+		local bool
+	}{
+		{"get", func() { g.GetAsync(keys[0], false, noop) }, true},
+		{"gets", func() { g.GetAsync(keys[0], true, noop) }, false},
+		{"multi get", func() { g.getMulti(nil, keys, false, []func(*memcache.Item, error){noop, noop}) }, true},
+		{"multi gets", func() { g.getMulti(nil, keys, true, []func(*memcache.Item, error){noop, noop}) }, false},
+		{"blocking", func() {
+			var it memcache.Item
+			g.Get(context.Background(), keys[0], nil, &it)
+		}, false},
+	}
+	for _, tt := range tests {
+		before := calls.Load()
+		tt.read()
+		if local := calls.Load() != before; local != tt.local {
+			t.Errorf("%s: read in place %v, want %v", tt.name, local, tt.local)
+		}
 	}
 }
 

@@ -68,17 +68,17 @@ func (mc *multiCall) free() {
 // per server (a window spread over 3 servers otherwise costs its
 // connection 3 writes; measured: 10-key gets +9% with 3 servers, equal
 // with 1).
-func (b *batch) GetMulti(keys [][]byte, done []func(it *memcache.Item, err error)) {
-	b.g.getMulti(nil, keys, done)
+func (b *batch) GetMulti(keys [][]byte, withCAS bool, done []func(it *memcache.Item, err error)) {
+	b.g.getMulti(nil, keys, withCAS, done)
 }
 
-func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcache.Item, err error)) {
+func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, withCAS bool, done []func(it *memcache.Item, err error)) {
 	for len(keys) > maxMulti {
-		g.getMulti(rb, keys[:maxMulti], done[:maxMulti])
+		g.getMulti(rb, keys[:maxMulti], withCAS, done[:maxMulti])
 		keys, done = keys[maxMulti:], done[maxMulti:]
 	}
 	if len(keys) < 2 || g.noMulti.Load() {
-		g.getEach(rb, keys, done)
+		g.getEach(rb, keys, withCAS, done)
 		return
 	}
 	var conns [maxMulti]*rpc.Conn
@@ -87,7 +87,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 	var kb [maxKey]byte
 	for i, k := range keys {
 		_, hs[i] = g.dbKey(kb[:0], k) // hashes the key: once
-		conns[i], local[i] = g.readConn(hs[i])
+		conns[i], local[i] = g.readConn(hs[i], !withCAS)
 	}
 	var sent [maxMulti]bool
 	for i := range keys {
@@ -96,7 +96,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		}
 		if local[i] { // read in place: no message to group it into
 			sent[i] = true
-			if !g.getAsync(rb, keys[i], done[i]) {
+			if !g.getAsync(rb, keys[i], withCAS, done[i]) {
 				done[i](nil, errMultiEntry)
 			}
 			continue
@@ -119,7 +119,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, done []func(it *memcach
 		if mc.n == 1 {
 			d := mc.done[0]
 			mc.free()
-			if !g.getAsync(rb, keys[i], d) {
+			if !g.getAsync(rb, keys[i], withCAS, d) {
 				d(nil, errMultiEntry)
 			}
 			continue
@@ -137,9 +137,9 @@ func (g *Gateway) dbKeyHashed(buf, key []byte, h uint64) []byte {
 }
 
 // getEach starts a GetAsync per key.
-func (g *Gateway) getEach(rb *rpc.Batch, keys [][]byte, done []func(it *memcache.Item, err error)) {
+func (g *Gateway) getEach(rb *rpc.Batch, keys [][]byte, withCAS bool, done []func(it *memcache.Item, err error)) {
 	for i, k := range keys {
-		if !g.getAsync(rb, k, done[i]) {
+		if !g.getAsync(rb, k, withCAS, done[i]) {
 			done[i](nil, errMultiEntry)
 		}
 	}

@@ -32,7 +32,13 @@ type AsyncBackend interface {
 	// GetAsync returns, with the item (it and it.Value are valid only
 	// during the call) or an error. done does not block for long. key is
 	// valid only during GetAsync.
-	GetAsync(key []byte, done func(it *Item, err error)) bool
+	//
+	// withCAS is set when the client is shown the CAS unique (gets, the
+	// binary protocol): the item's CAS must then be one that a later cas
+	// can rely on, as Get's always is. Without it a backend may answer
+	// from a copy that cannot vouch for its CAS unique (a replica that,
+	// for a moment, holds another value under the same one).
+	GetAsync(key []byte, withCAS bool, done func(it *Item, err error)) bool
 	// SetAsync starts Store(ModeSet, it) and reports whether it did. If
 	// it did, done is called exactly once as for GetAsync, with the stored
 	// item's CAS unique or an error. it and its slices are valid only
@@ -159,7 +165,7 @@ func (c *conn) getAsync(key []byte, withCAS bool) bool {
 	c.as.key = append(c.as.key[:0], key...)
 	c.as.withCAS, c.as.set = withCAS, false
 	c.as.pending = true
-	if !c.as.be.GetAsync(key, c.as.getDone) {
+	if !c.as.be.GetAsync(key, withCAS, c.as.getDone) {
 		c.as.pending = false
 		return false
 	}
@@ -439,7 +445,7 @@ func (m *getMany) release() {
 			putBuf(m.slots[i].buf)
 		}
 		m.slots[i].buf, m.slots[i].it, m.keys[i] = nil, Item{}, nil
-		m.isSet[i], m.isDel[i], m.isTouch[i], m.isIncr[i] = false, false, false, false
+		m.isSet[i], m.isDel[i], m.isTouch[i], m.isIncr[i], m.withCAS[i] = false, false, false, false, false
 		m.sets[i], m.gk[i], m.gd[i] = winSet{}, nil, nil
 	}
 	m.hi = 0
@@ -461,7 +467,7 @@ func (c *conn) getMany(rest []byte, withCAS bool) bool {
 				break
 			}
 			r = r2
-			m.keys[n] = key
+			m.keys[n], m.withCAS[n] = key, withCAS
 			n++
 		}
 		if n == 0 {

@@ -56,7 +56,7 @@ func (a *asyncBackend) run(f func()) bool {
 	return true
 }
 
-func (a *asyncBackend) GetAsync(key []byte, done func(*memcache.Item, error)) bool {
+func (a *asyncBackend) GetAsync(key []byte, withCAS bool, done func(*memcache.Item, error)) bool {
 	k := append([]byte(nil), key...)
 	return a.run(func() {
 		if a.mode == asyncFail || a.mode == asyncApplied {
@@ -65,8 +65,21 @@ func (a *asyncBackend) GetAsync(key []byte, done func(*memcache.Item, error)) bo
 		}
 		var it memcache.Item
 		err := a.Backend.Get(context.Background(), k, nil, &it)
-		done(&it, err)
+		done(noCAS(&it, withCAS), err)
 	})
+}
+
+// untrustedCAS is the CAS unique the test backends answer a get without
+// withCAS with, as a replica that cannot vouch for it might: a transcript
+// that shows it got a CAS unique the client was not meant to see.
+const untrustedCAS = 0xbad0bad0bad0bad0
+
+// noCAS replaces the CAS unique of it by untrustedCAS unless withCAS.
+func noCAS(it *memcache.Item, withCAS bool) *memcache.Item {
+	if !withCAS {
+		it.CAS = untrustedCAS
+	}
+	return it
 }
 
 func (a *asyncBackend) DeleteAsync(key []byte, done func(error)) bool {

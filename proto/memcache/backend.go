@@ -145,7 +145,8 @@ func (m StoreMode) String() string {
 type Backend interface {
 	// Get appends the value to dst and returns it in it.Value (aliasing
 	// dst's array when it fits), with Flags, Exptime and CAS. ErrNotFound if
-	// missing.
+	// missing. The CAS unique is one a later cas can rely on (see
+	// AsyncBackend.GetAsync's withCAS).
 	Get(ctx context.Context, key []byte, dst []byte, it *Item) error
 	// GetAndTouch is Get that also sets the item's exptime (absolute, 0 =
 	// never) in the same step. memcached keeps the CAS unique (so does

@@ -73,6 +73,7 @@ func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
 	defer m.release()
 	m.hi = max(m.hi, 1) // release clears slot 0 also when no window forms
 	m.keys[0], m.bin[0], m.isSet[0], m.isDel[0] = r.key, binSlot{r.op, r.opaque}, set != nil || del, del
+	m.withCAS[0] = set == nil && !del // a get: every binary get reply carries the CAS unique
 	switch {
 	case set != nil:
 		m.sets[0] = winSet{it: *set, mode: mode}
@@ -126,6 +127,7 @@ func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
 			st.cmdSet.Add(1)
 			c.s.detail.note(key, detailSet)
 		default:
+			m.withCAS[n] = true // every binary get reply carries it
 			st.cmdGet.Add(1)
 		}
 		n++

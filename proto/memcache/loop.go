@@ -45,7 +45,7 @@ type BatchBackend interface {
 // Batch starts requests as AsyncBackend does but may hold them until
 // Flush, which must follow promptly.
 type Batch interface {
-	GetAsync(key []byte, done func(it *Item, err error)) bool
+	GetAsync(key []byte, withCAS bool, done func(it *Item, err error)) bool
 	SetAsync(it *Item, done func(cas uint64, err error)) bool
 	// Flush sends the requests started since the last Flush.
 	Flush()
@@ -57,10 +57,11 @@ type Batch interface {
 type MultiBatch interface {
 	Batch
 	// GetMulti starts a get of every key and calls done[i] exactly once
-	// for keys[i], as GetAsync's done, possibly before it returns. An error
-	// other than ErrNotFound makes memcache serve that key again through
-	// Backend.Get. The keys stay valid until their done is called.
-	GetMulti(keys [][]byte, done []func(it *Item, err error))
+	// for keys[i], as GetAsync's done, possibly before it returns; withCAS
+	// is GetAsync's, for all of them. An error other than ErrNotFound
+	// makes memcache serve that key again through Backend.Get. The keys
+	// stay valid until their done is called.
+	GetMulti(keys [][]byte, withCAS bool, done []func(it *Item, err error))
 }
 
 // poller reports which of the registered connections are readable
@@ -337,7 +338,7 @@ func (lc *lconn) readable(b Batch) {
 
 	var started bool
 	if req.kind == reqGet {
-		started = b.GetAsync(req.key, lc.getDone)
+		started = b.GetAsync(req.key, req.withCAS, lc.getDone)
 	} else {
 		started = b.SetAsync(&req.it, lc.setDone)
 	}

@@ -32,13 +32,13 @@ type testBatch struct {
 	held []func() bool
 }
 
-func (t *testBatch) GetAsync(key []byte, done func(*memcache.Item, error)) bool {
+func (t *testBatch) GetAsync(key []byte, withCAS bool, done func(*memcache.Item, error)) bool {
 	if t.be.mode == asyncRefuse {
 		return false
 	}
 	k := append([]byte(nil), key...)
 	t.be.batched.Add(1)
-	t.held = append(t.held, func() bool { return t.be.asyncBackend.GetAsync(k, done) })
+	t.held = append(t.held, func() bool { return t.be.asyncBackend.GetAsync(k, withCAS, done) })
 	return true
 }
 

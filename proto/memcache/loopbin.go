@@ -50,7 +50,7 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 			Exptime: s.normExptime(int64(binary.BigEndian.Uint32(body[4:])))}
 		return r
 	}
-	r.kind = reqGet
+	r.kind, r.withCAS = reqGet, true // every binary get reply carries the CAS unique
 	return r
 }
 

@@ -31,7 +31,7 @@ type multiBatch struct {
 	mb *multiBackend
 }
 
-func (t *multiBatch) GetMulti(keys [][]byte, done []func(*memcache.Item, error)) {
+func (t *multiBatch) GetMulti(keys [][]byte, withCAS bool, done []func(*memcache.Item, error)) {
 	t.mb.calls.Add(1)
 	t.mb.keys.Add(int64(len(keys)))
 	ks := make([]string, len(keys))
@@ -48,7 +48,7 @@ func (t *multiBatch) GetMulti(keys [][]byte, done []func(*memcache.Item, error))
 				}
 				var it memcache.Item
 				err := t.mb.Backend.Get(context.Background(), []byte(k), nil, &it)
-				ds[i](&it, err)
+				ds[i](noCAS(&it, withCAS), err)
 			}
 		}
 		if t.mb.inline {

@@ -417,28 +417,18 @@ func (c *conn) windowSet(line []byte) (winSet, int, bool) {
 // not start holds errNotStarted.
 func (c *conn) fetchWindow(m *getMany, n int) {
 	m.hi = max(m.hi, n)
-	gk, gd := m.gk[:], m.gd[:]
-	ng := 0
 	for i := 0; i < n; i++ {
+		m.slots[i].err = errNotStarted // for a write: not a value, adapt skips it
 		if m.isSet[i] {
 			m.sets[i].err = errNotStarted
-			m.slots[i].err = errNotStarted // not a value: adapt skips it
-			continue
 		}
-		m.slots[i].err = errNotStarted
-		gk[ng], gd[ng] = m.keys[i], m.dones[i]
-		ng++
 	}
 	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
-	if mb, ok := m.batch.(MultiBatch); ok && ng > 1 {
-		mb.GetMulti(gk[:ng], gd[:ng])
-	} else {
-		for i := 0; i < ng; i++ {
-			if !c.getStart(m, gk[i], gd[i]) {
-				m.left.Add(-1)
-			}
-		}
-	}
+	// The gets without CAS, then those with (GetMulti takes one withCAS
+	// for all its keys). No key of a get is written in the same window,
+	// so their order does not matter.
+	c.getsStart(m, n, false)
+	c.getsStart(m, n, true)
 	for i := 0; i < n; i++ {
 		if !m.isSet[i] {
 			continue
@@ -520,10 +510,29 @@ func (c *conn) storeStart(m *getMany, s *winSet, done func(cas uint64, err error
 	return false
 }
 
-// getStart starts one get of a window through the batch, if there is one.
-func (c *conn) getStart(m *getMany, key []byte, done func(it *Item, err error)) bool {
-	if m.batch != nil {
-		return m.batch.GetAsync(key, done)
+// getsStart starts the gets among the window's first n requests whose
+// withCAS is withCAS, through the batch if there is one, and drops the
+// count of those it could not start from m.left.
+func (c *conn) getsStart(m *getMany, n int, withCAS bool) {
+	gk, gd := m.gk[:0], m.gd[:0]
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] && m.withCAS[i] == withCAS {
+			gk, gd = append(gk, m.keys[i]), append(gd, m.dones[i])
+		}
 	}
-	return c.as.be.GetAsync(key, done)
+	if mb, ok := m.batch.(MultiBatch); ok && len(gk) > 1 {
+		mb.GetMulti(gk, withCAS, gd)
+		return
+	}
+	for i := range gk {
+		var ok bool
+		if m.batch != nil {
+			ok = m.batch.GetAsync(gk[i], withCAS, gd[i])
+		} else {
+			ok = c.as.be.GetAsync(gk[i], withCAS, gd[i])
+		}
+		if !ok {
+			m.left.Add(-1)
+		}
+	}
 }

@@ -253,7 +253,7 @@ func FuzzPipelined(f *testing.F) {
 // failingAsync fails every request, asynchronous ones included.
 type failingAsync struct{ failing }
 
-func (failingAsync) GetAsync(_ []byte, done func(*memcache.Item, error)) bool {
+func (failingAsync) GetAsync(_ []byte, _ bool, done func(*memcache.Item, error)) bool {
 	done(nil, errBoom)
 	return true
 }
