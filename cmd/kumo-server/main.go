@@ -33,6 +33,7 @@ func main() {
 		listen, m1, m2, path   string
 		tmp, syncPolicy        string
 		text, bin              string
+		noDirect               bool
 		streamPort             int
 		setRetry, delRetry     int
 		memLimit, gcMemLimit   int
@@ -58,6 +59,7 @@ func main() {
 	fs.Seconds(&replWait, "", "--replicate-timeout", 5*time.Second, "how long a write waits for an unreachable replica")
 	fs.Address(&text, "-t", "--memproto-text", "", "also serve memcached text protocol here (embedded gateway)", cli.Listenable(11411))
 	fs.Address(&bin, "-b", "--memproto-binary", "", "also serve memcached binary protocol here (embedded gateway)", cli.Listenable(11511))
+	fs.Bool(&noDirect, "", "--no-direct-sets", "embedded gateway: send plain sets to each key's coordinator instead of to every owner at once")
 	c.Register(fs, 8*time.Second, true)
 	c.RegisterClock(fs)
 	fs.MustParse(os.Args[1:])
@@ -103,8 +105,6 @@ func main() {
 		Log:         log,
 		Clock:       clk,
 		Metrics:     reg,
-
-		ServesMemcached: text != "" || bin != "",
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
@@ -126,17 +126,19 @@ func main() {
 		textAddr, _ := cli.ListenAddr(text, 11411)
 		binAddr, _ := cli.ListenAddr(bin, 11511)
 		gw, err = gateway.New(gateway.Config{
-			Managers:    mgrs,
-			Text:        textAddr,
-			Binary:      binAddr,
-			Log:         log.With("gateway"),
-			Metrics:     gwReg,
-			Local:       self,
-			DialLocal:   srv.DialLocal,
-			ReadLocal:   srv.ReadLocal,
-			WriteLocal:  srv.WriteLocal,
-			DeleteLocal: srv.DeleteLocal,
-			Clock:       clk, // one clock per process
+			Managers:       mgrs,
+			Text:           textAddr,
+			Binary:         binAddr,
+			Log:            log.With("gateway"),
+			Metrics:        gwReg,
+			Local:          self,
+			DialLocal:      srv.DialLocal,
+			ReadLocal:      srv.ReadLocal,
+			WriteLocal:     srv.WriteLocal,
+			DeleteLocal:    srv.DeleteLocal,
+			Clock:          clk, // one clock per process
+			NoDirectSets:   noDirect,
+			SetDirectLocal: srv.SetDirectLocal,
 			// Local reads and sets are answered in place, on the loop
 			// that read them. Two loops per P: a reply's write wakes its
 			// client, and the kernel often preempts the loop's thread

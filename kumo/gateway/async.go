@@ -256,7 +256,7 @@ func (a *asyncCall) finishGet(res []byte, err error) {
 }
 
 func (g *Gateway) setAsync(rb *rpc.Batch, it *memcache.Item, done func(cas uint64, err error)) bool {
-	if g.cfg.WriteLocal == nil && g.setDirect(rb, it, done) { // not embedded: see Server.handleSetDirect
+	if g.setDirect(rb, it, done) {
 		return true
 	}
 	return g.storeAsync(rb, memcache.ModeSet, it, done)

@@ -69,13 +69,17 @@ func (g *Gateway) setDirect(rb *rpc.Batch, it *memcache.Item, done func(cas uint
 	d.dbkey, h = g.dbKey(d.kb[:0], it.Key)
 	o := w.Owners(h)
 	var conns [ring.Replicas]*rpc.Conn
-	n := o.Len()
+	n, local := o.Len(), -1
 	if n == 0 || o.ActiveLen() != n {
 		directPool.Put(d)
 		return false
 	}
 	for i := 0; i < n; i++ {
-		if conns[i] = g.openConn(o.At(i).Addr); conns[i] == nil {
+		addr := o.At(i).Addr
+		if g.cfg.SetDirectLocal != nil && g.cfg.DialLocal != nil && addr == g.cfg.Local {
+			local = i
+		}
+		if conns[i] = g.openConn(addr); conns[i] == nil {
 			directPool.Put(d)
 			return false
 		}
@@ -84,10 +88,21 @@ func (g *Gateway) setDirect(rb *rpc.Batch, it *memcache.Item, done func(cas uint
 	d.ct, d.wc = g.clk.Now(), w.Clock()
 	d.refused.Store(false)
 	d.pending.Store(int32(n))
+	if local >= 0 {
+		// The embedded gateway's own server stores it in place, first:
+		// while it counts as pending, d cannot complete.
+		v := wire.Value{Clock: d.ct, Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+		if taken, stored, ct := g.cfg.SetDirectLocal(d.dbkey, &v, d.wc); taken {
+			conns[local] = nil
+			d.finishLocal(stored, ct) // with one owner, done ran: d is reused
+		}
+	}
 	// d may be finished and reused as soon as the last request is
 	// appended: nothing below touches it after that.
 	for i := 0; i < n; i++ {
-		conns[i].GoIn(rb, wire.SrvSetDirect, d.args, g.cfg.WriteTimeout, d.onReply)
+		if conns[i] != nil {
+			conns[i].GoIn(rb, wire.SrvSetDirect, d.args, g.cfg.WriteTimeout, d.onReply)
+		}
 	}
 	return true
 }
@@ -102,6 +117,15 @@ func (d *directSet) appendArgs(b []byte) []byte {
 	b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
 	b = wire.AppendDBValue(b, &v)
 	return msgpack.AppendUint(b, d.wc)
+}
+
+// finishLocal counts the answer of the embedded gateway's own server.
+func (d *directSet) finishLocal(stored bool, ct uint64) {
+	d.g.clk.Observe(ct)
+	if !stored {
+		d.refused.Store(true)
+	}
+	d.complete()
 }
 
 // finish counts one owner's answer; the last one completes the set.
@@ -131,8 +155,7 @@ func (d *directSet) finish(res []byte, err error) {
 	if err != nil {
 		if re, ok := err.(*rpc.Error); ok && re.Code == rpc.CodeProtocol {
 			if !g.noDirect.Swap(true) {
-				g.log.Infof("a server refuses direct sets (%v): it predates them or runs an embedded gateway; "+
-					"sets go through coordinators", err)
+				g.log.Infof("a server does not know direct sets (%v): sets go through coordinators", err)
 			}
 		}
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))

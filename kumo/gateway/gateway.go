@@ -75,9 +75,15 @@ type Config struct {
 	// live value was deleted (kumo/server.Server.DeleteLocal).
 	DeleteLocal func(dbkey []byte, rb *rpc.Batch, done func(found bool, err error)) error
 	// NoDirectSets sends every plain set to its key's coordinator, as
-	// kumofs did, instead of to every owner at once (see setDirect). An
-	// embedded gateway (WriteLocal set) never sends direct sets.
+	// kumofs did, instead of to every owner at once (see setDirect).
 	NoDirectSets bool
+	// SetDirectLocal, if set with Local, stores a direct set (see
+	// setDirect) in the local server in place, as its SrvSetDirect would
+	// (kumo/server.Server.SetDirectLocal): taken false means it did not,
+	// and the set goes through DialLocal's connection as usual; stored
+	// and clk are the answer otherwise. dbkey and v.Data are valid only
+	// during the call.
+	SetDirectLocal func(dbkey []byte, v *wire.Value, wc uint64) (taken, stored bool, clk uint64)
 	// Clock stamps the plain sets the gateway sends to every owner at
 	// once (see setDirect); nil: a clock of its own.
 	Clock *clock.Clock

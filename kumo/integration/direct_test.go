@@ -69,9 +69,8 @@ func directCount(t *testing.T, p *localcluster.Proc, result string) float64 {
 // sets racing on a few keys through two gateways, mixed with appends and
 // deletes through the coordinators, leave every owner of each key with the
 // same version, the one the gateways then read. In a cluster whose first
-// server embeds a gateway (which reads from its own server whatever its
-// place among the owners), that server refuses direct sets and the
-// kumo-gateway stops sending them.
+// server embeds a gateway, that gateway sends direct sets too, and its
+// server takes them from the kumo-gateway.
 func TestDirectSetsConverge(t *testing.T) {
 	t.Parallel()
 	h := []string{"--http", "127.0.0.1:0"}
@@ -81,37 +80,30 @@ func TestDirectSetsConverge(t *testing.T) {
 }
 
 func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
-	embedded := c.GatewayProc() == nil
 	g2 := startGateway(t, c, "gateway-2", h...)
 
 	// Once the gateway knows that no rebalance is under way (the attach
 	// at start may still be copying), a lone set goes direct: every
-	// server stores it as a direct set, or, with an embedded gateway,
-	// the first server refuses it and gateway-2 turns direct sets off.
-	m := dial(t, g2.Addr)
-	eventually(t, 30*time.Second, "a set sent direct", func() bool {
-		if r := m.set("one", "v"); r != "STORED\r\n" {
-			t.Fatalf("set: %q", r)
+	// server stores it as a direct set.
+	for _, addr := range []string{g2.Addr, c.Gateway()} {
+		m := dial(t, addr)
+		before := make([]float64, c.NumServers())
+		for i := range before {
+			before[i] = directCount(t, c.Server(i), "stored")
 		}
-		if embedded {
-			return directCount(t, c.Server(0), "refused") >= 1
-		}
-		for i := 0; i < c.NumServers(); i++ {
-			if directCount(t, c.Server(i), "stored") < 1 {
-				return false
+		eventually(t, 30*time.Second, "a set sent direct through "+addr, func() bool {
+			if r := m.set("one", "v"); r != "STORED\r\n" {
+				t.Fatalf("set: %q", r)
 			}
-		}
-		return true
-	})
-	if embedded {
-		if err := g2.WaitLog("refuses direct sets", 10*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		if n := directCount(t, c.Server(0), "stored"); n != 0 {
-			t.Fatalf("a server with an embedded gateway stored %v direct sets", n)
-		}
+			for i := range before {
+				if directCount(t, c.Server(i), "stored") <= before[i] {
+					return false
+				}
+			}
+			return true
+		})
 	}
-	m = dial(t, c.Gateway())
+	m := dial(t, c.Gateway())
 
 	keys := []string{"hot-a", "hot-b", "hot-c"}
 	var wg sync.WaitGroup

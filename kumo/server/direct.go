@@ -9,11 +9,6 @@ import (
 	"kumofs/store"
 )
 
-// errDirectRefused is a server's answer to every direct set while it runs
-// an embedded gateway (see handleSetDirect).
-var errDirectRefused = &rpc.Error{Code: rpc.CodeProtocol,
-	Msg: "server: direct sets refused: this server's embedded gateway reads from any owner"}
-
 // handleSetDirect applies a plain set that a gateway stamped itself and
 // sent to every owner of the key (wire.SrvSetDirect). The value is stored
 // only where that gives every owner the same outcome as a set through the
@@ -34,22 +29,13 @@ var errDirectRefused = &rpc.Error{Code: rpc.CodeProtocol,
 // the coordinator, which re-stamps it above whatever the owners keep. The
 // key's stripe lock orders the store with the coordinator's decisions.
 //
-// A server that runs an embedded gateway refuses direct sets altogether,
-// with errDirectRefused (a protocol error, as from a server that does not
-// know the method, so that the gateway stops sending them). Its gateway
-// reads keys from it even where it is not the first owner, and while two
-// writers that stamped the same clock race, different owners can hold
-// different values under that clock for a moment: a reader there could get
-// a CAS unique that the coordinator holds for another value, and a cas
-// with it would replace a value that reader never saw. A kumo-gateway reads
-// from the first owner, where cas is decided too, and from another only
-// while the first does not answer (docs/architecture.md, "Direct sets").
+// While two writers that stamped the same clock race, different owners
+// can hold different values under that clock for a moment. So a read whose
+// CAS unique the client sees goes to the first owner, where cas is decided
+// too (kumo/gateway's firstRead), and to another only while the first does
+// not answer (docs/architecture.md, "Direct sets"); an embedded gateway
+// reads a plain get from its own server wherever it sits among the owners.
 func (s *Server) handleSetDirect(req *rpc.Request) {
-	if s.cfg.ServesMemcached {
-		s.m.directRefused.Inc()
-		req.ReplyError(errDirectRefused)
-		return
-	}
 	n, p, err := msgpack.ReadArrayHeader(req.Params)
 	if err != nil || n < 4 {
 		req.ReplyError(errParams)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -210,21 +209,31 @@ func TestReplicateEqualClockOtherVersion(t *testing.T) {
 	}
 }
 
-// Ensure that a server running an embedded gateway refuses direct sets
-// with a protocol error (the gateway then stops sending them) and stores
-// nothing: its gateway reads from it where it is not the first owner.
-func TestSetDirectRefusedByEmbedded(t *testing.T) {
-	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
-	s.cfg.ServesMemcached = true // before the first request
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := cl.Call(ctx, wire.SrvSetDirect, directArgs("k", "v", s.clk.Now()+1, s.whs.Load().Clock()))
-	var re *rpc.Error
-	if !errors.As(err, &re) || re.Code != rpc.CodeProtocol {
-		t.Fatalf("answered %v, want a protocol error", err)
+// Ensure that SetDirectLocal stores as SrvSetDirect does, answers its
+// refusals the same way, and does not take a set once the server closed.
+func TestSetDirectLocal(t *testing.T) {
+	s, _ := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	wc := s.whs.Load().Clock()
+	ct := s.clk.Now() + 10
+	v := wire.Value{Clock: ct, Flags: 3, Data: []byte("local")}
+	if taken, stored, clk := s.SetDirectLocal(dbkey("k"), &v, wc); !taken || !stored || clk < ct {
+		t.Fatalf("fresh key: taken %v stored %v clock %x", taken, stored, clk)
 	}
-	if _, ok := getKey(t, cl, wire.SrvGetRaw, "k"); ok {
-		t.Fatal("stored")
+	if rec := rawRecord(t, s, "k"); string(rec.Value) != "local" || rec.Clock != ct || rec.Flags != 3 {
+		t.Fatalf("stored %q at %x flags %d", rec.Value, rec.Clock, rec.Flags)
+	}
+	v.Data = []byte("again")
+	if taken, stored, _ := s.SetDirectLocal(dbkey("k"), &v, wc); !taken || stored {
+		t.Fatalf("equal stamp: taken %v stored %v", taken, stored)
+	}
+	v.Clock = s.clk.Now()
+	if taken, stored, _ := s.SetDirectLocal(dbkey("k"), &v, wc+1); !taken || stored {
+		t.Fatalf("other hash space: taken %v stored %v", taken, stored)
+	}
+	s.Close()
+	v.Clock = s.clk.Now()
+	if taken, _, _ := s.SetDirectLocal(dbkey("k"), &v, wc); taken {
+		t.Fatal("taken by a closed server")
 	}
 }
 

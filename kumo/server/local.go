@@ -154,6 +154,30 @@ func (s *Server) WriteLocal(dbkey []byte, v *wire.Value, rb *rpc.Batch, done fun
 	return nil
 }
 
+// SetDirectLocal stores a direct set (wire.SrvSetDirect) of v under dbkey
+// for a gateway embedded in this process, in place: stored and clk are
+// what the RPC would answer. It does not take the set (taken false; the
+// gateway then sends it through RPC) when the store syncs every write
+// (group commit wants each write on a goroutine of its own) or the server
+// is closing. A store failure is not taken as stored: the gateway then
+// sends the set through the coordinator, which reports it. dbkey and
+// v.Data are valid only during the call.
+func (s *Server) SetDirectLocal(dbkey []byte, v *wire.Value, wc uint64) (taken, stored bool, clk uint64) {
+	if s.closed.Load() || len(dbkey) < 8 || s.cfg.Store.Sync == store.SyncAlways {
+		return false, false, 0
+	}
+	stored, err := s.setDirect(dbkey, v, wc, s.clk.Observe(v.Clock) == nil)
+	if stored {
+		s.m.direct.Inc()
+	} else {
+		s.m.directRefused.Inc()
+		if err != nil {
+			s.log.Debugf("direct set of %q: %v", dbkey[8:], err)
+		}
+	}
+	return true, stored, s.clk.Current()
+}
+
 // DeleteLocal deletes dbkey for a gateway embedded in this process, as a
 // SrvRemove without a CAS would: done is called once, possibly before
 // DeleteLocal returns, with found (a live value was replaced by a

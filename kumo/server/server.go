@@ -42,11 +42,7 @@ type Config struct {
 	GarbageMax  time.Duration // -gX: tombstone age after which compaction drops them
 	Log         *logging.Logger
 	Clock       *clock.Clock
-	// ServesMemcached is set when the server runs an embedded gateway
-	// (kumo-server -t/-b). Such a server refuses direct sets (see
-	// handleSetDirect).
-	ServesMemcached bool
-	Metrics         *metrics.Registry // nil: a private registry
+	Metrics     *metrics.Registry // nil: a private registry
 }
 
 // Server is a running kumo-server.
