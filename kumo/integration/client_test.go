@@ -55,32 +55,41 @@ func (c *mc) set(key, val string) string {
 	return c.cmd(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", key, len(val), val))
 }
 
-// get returns the value, or ok=false on a miss.
+// get returns the value (a plain get, which shows no cas unique), or
+// ok=false on a miss.
 func (c *mc) get(key string) (string, bool) {
-	v, _, ok := c.gets(key)
+	v, _, ok := c.read("get", key)
 	return v, ok
 }
 
 // gets returns the value and its cas unique.
 func (c *mc) gets(key string) (val string, cas uint64, ok bool) {
-	c.send("gets " + key + "\r\n")
+	return c.read("gets", key)
+}
+
+// read sends "get key" or "gets key" and returns the value and (gets)
+// its cas unique.
+func (c *mc) read(cmd, key string) (val string, cas uint64, ok bool) {
+	c.send(cmd + " " + key + "\r\n")
 	l := c.line()
 	if l == "END\r\n" {
 		return "", 0, false
 	}
 	f := strings.Fields(l)
-	if len(f) != 5 || f[0] != "VALUE" {
-		c.t.Fatalf("gets %s: unexpected %q", key, l)
+	if want := map[string]int{"get": 4, "gets": 5}[cmd]; len(f) != want || f[0] != "VALUE" {
+		c.t.Fatalf("%s %s: unexpected %q", cmd, key, l)
 	}
 	n, _ := strconv.Atoi(f[3])
-	cas, _ = strconv.ParseUint(f[4], 10, 64)
+	if cmd == "gets" {
+		cas, _ = strconv.ParseUint(f[4], 10, 64)
+	}
 	buf := make([]byte, n+2)
 	c.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io_ReadFull(c.r, buf); err != nil {
-		c.t.Fatalf("gets %s: %v", key, err)
+		c.t.Fatalf("%s %s: %v", cmd, key, err)
 	}
 	if end := c.line(); end != "END\r\n" {
-		c.t.Fatalf("gets %s: want END, got %q", key, end)
+		c.t.Fatalf("%s %s: want END, got %q", cmd, key, end)
 	}
 	return string(buf[:n]), cas, true
 }

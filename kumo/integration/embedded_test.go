@@ -9,10 +9,11 @@ import (
 	"kumofs/internal/localcluster"
 )
 
-// TestEmbeddedGateway: kumo-server -t serves memcached itself. It reads
-// from its own store when it owns the key (with three servers and three
-// copies: always), writes through the key's coordinator like any gateway,
-// and keeps serving when another server is killed.
+// TestEmbeddedGateway: kumo-server -t serves memcached itself. It reads a
+// plain get from its own store when it owns the key (with three servers
+// and three copies: always) but a gets from the key's first owner, where a
+// cas is decided; it stores plain sets on every owner, and keeps serving
+// when another server is killed.
 func TestEmbeddedGateway(t *testing.T) {
 	t.Parallel()
 	c := localcluster.StartT(t, localcluster.Options{EmbeddedGateway: true})
@@ -49,7 +50,25 @@ func TestEmbeddedGateway(t *testing.T) {
 			t.Errorf("server %d served %d gets, want 0", i+1, d)
 		}
 	}
-	// Writes went through each key's coordinator: all three hold them.
+	// A gets goes to the key's first owner: server 1 for about a third of
+	// the keys, the others for the rest.
+	for i := range 3 {
+		before[i] = cmdGet(t, c, i)
+	}
+	for i := range n {
+		k := "emb" + strconv.Itoa(i)
+		if v, _, ok := m.gets(k); !ok || v != "v"+k {
+			t.Fatalf("gets %s = %q, %v", k, v, ok)
+		}
+	}
+	served := make([]int, 3)
+	for i := range 3 {
+		served[i] = cmdGet(t, c, i) - before[i]
+	}
+	if served[0]+served[1]+served[2] != n || served[1]+served[2] == 0 || served[0] == 0 {
+		t.Errorf("gets served by the three servers: %v; want %d, from all three", served, n)
+	}
+	// Every owner holds the sets.
 	for i := range 3 {
 		if v, ok := serverGet(t, c.Server(i).Addr, "emb7"); !ok || v != "vemb7" {
 			t.Fatalf("server %d holds emb7 = %q, %v", i+1, v, ok)
