@@ -99,11 +99,12 @@ func main() {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
+	stopProcs := c.StartProcs(log)
 	stopHTTP, err := c.StartHTTP(reg, nil, log)
 	if err != nil {
 		g.Close()
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
 	log.Infof("kumo-gateway %s serving memcached on %v", cli.Version, g.Addrs())
-	daemon.Wait(log, func() error { stopHTTP(); return g.Close() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); return g.Close() })
 }

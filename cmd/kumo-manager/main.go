@@ -89,11 +89,12 @@ func main() {
 		poller.Fill(ctx, st.Servers, st.Generated)
 		return st
 	})
+	stopProcs := c.StartProcs(log)
 	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, log)
 	if err != nil {
 		m.Close()
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
 	log.Infof("kumo-manager %s listening on %s", cli.Version, self)
-	daemon.Wait(log, func() error { stopHTTP(); poller.Close(); return m.Close() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); poller.Close(); return m.Close() })
 }

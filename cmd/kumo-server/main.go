@@ -163,6 +163,7 @@ func main() {
 		}
 		return srv.Close()
 	}
+	stopProcs := c.StartProcs(log)
 	stopHTTP, err := c.StartHTTP(reg, extra, log)
 	if err != nil {
 		stop()
@@ -172,5 +173,5 @@ func main() {
 	if gw != nil {
 		log.Infof("embedded gateway serving memcached on %v", gw.Addrs())
 	}
-	daemon.Wait(log, func() error { stopHTTP(); return stop() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); return stop() })
 }

@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 	"kumofs/internal/httpd"
 	"kumofs/internal/logging"
 	"kumofs/internal/metrics"
+	"kumofs/internal/procs"
 	"kumofs/kumo/clock"
 )
 
@@ -44,6 +47,8 @@ type Common struct {
 	HTTP      string
 	// MaxAhead is --clock-max-ahead (servers and managers, RegisterClock).
 	MaxAhead time.Duration
+	// FixedProcs is --fixed-procs: no procs.Adapter (see StartProcs).
+	FixedProcs bool
 }
 
 // Register adds the common options to fs. keepalive says whether -k means
@@ -65,6 +70,35 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
 	fs.String(&c.Pprof, "", "--pprof", "", "serve net/http/pprof on this address (off by default)")
 	fs.String(&c.HTTP, "", "--http", "", "serve /metrics, /healthz and /debug/pprof/ on this address (off by default)")
+	fs.Bool(&c.FixedProcs, "", "--fixed-procs", "keep one Go P per CPU even while the machine has no idle CPU (see docs/operations.md)")
+}
+
+// StartProcs adapts the runtime's P count to the CPU the daemon gets
+// (internal/procs) until the returned stop is called, logging each change;
+// it does nothing with --fixed-procs or GOMAXPROCS in the environment.
+func (c *Common) StartProcs(log *logging.Logger) (stop func()) {
+	if c.FixedProcs || !procs.Enabled() {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	last := runtime.GOMAXPROCS(0)
+	a := &procs.Adapter{Changed: func(n int) {
+		why := "the machine has idle CPU again"
+		if n < last {
+			why = "the machine has no idle CPU and this daemon needs fewer; --fixed-procs keeps them all"
+		}
+		last = n
+		log.Infof("goroutines now run on %d Ps (GOMAXPROCS), %d CPUs: %s", n, runtime.NumCPU(), why)
+	}}
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // RegisterClock adds --clock-max-ahead, for the daemons that keep a

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,5 +180,26 @@ func TestNewClockMaxAhead(t *testing.T) {
 	}
 	if err := off.Observe(y2101); err != nil || off.Current() != y2101 {
 		t.Fatalf("limit off: %v, clock %v", err, clock.Time(off.Current()))
+	}
+}
+
+// Ensure that the stop StartProcs returns ends its adapter and leaves
+// GOMAXPROCS as it was (no sample can have changed it this soon), with
+// and without --fixed-procs.
+func TestStartProcsStops(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	for _, fixed := range []bool{false, true} {
+		c := Common{FixedProcs: fixed}
+		stop := c.StartProcs(logging.New(&bytes.Buffer{}, logging.Info))
+		done := make(chan struct{})
+		go func() { stop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("fixed %v: stop did not return", fixed)
+		}
+		if n := runtime.GOMAXPROCS(0); n != before {
+			t.Fatalf("fixed %v: GOMAXPROCS %d, was %d", fixed, n, before)
+		}
 	}
 }

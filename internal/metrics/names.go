@@ -15,6 +15,7 @@ const (
 	StartTime        = "kumo_start_time_seconds"
 	Goroutines       = "kumo_goroutines"
 	HeapBytes        = "kumo_heap_bytes"
+	Procs            = "kumo_procs"
 	GCPauseTotal     = "kumo_gc_pause_seconds_total"
 	RPCErrorsTotal   = "kumo_rpc_errors_total"
 	RequestsTotal    = "kumo_requests_total"
@@ -73,6 +74,7 @@ var Catalog = []Desc{
 	{HeapBytes, "gauge", nil, "all", "Bytes of allocated heap objects (runtime.MemStats.HeapAlloc)."},
 	{Items, "gauge", nil, "server", "Records in the store, tombstones included (kumostat items)."},
 	{PartnerUp, "gauge", nil, "manager", "1 when the partner manager (-p) is connected, else 0."},
+	{Procs, "gauge", nil, "all", "Ps the Go runtime runs goroutines on now (GOMAXPROCS)."},
 	{ReplacePending, "gauge", nil, "manager", "Servers that have not yet reported the end of the current replace phase (0 when no replace runs)."},
 	{ReplacePhase, "gauge", nil, "server, manager", "Replace in progress: 0 none, 1 copy phase, 2 delete phase."},
 	{ReplaceRecordsTotal, "counter", []string{"result"}, "server", "Records this server pushed to new owners during replace copy phases (result: ok, error)."},
@@ -125,6 +127,7 @@ func RegisterProcess(r *Registry, role, version string, start time.Time) {
 	st := float64(start.UnixNano()) / 1e9
 	r.NewGaugeFunc(StartTime, Help(StartTime), func() float64 { return st })
 	r.NewGaugeFunc(Goroutines, Help(Goroutines), func() float64 { return float64(runtime.NumGoroutine()) })
+	r.NewGaugeFunc(Procs, Help(Procs), func() float64 { return float64(runtime.GOMAXPROCS(0)) })
 	ms := &memStats{}
 	r.NewGaugeFunc(HeapBytes, Help(HeapBytes), func() float64 { return float64(ms.read().HeapAlloc) })
 	r.NewCounterFunc(GCPauseTotal, Help(GCPauseTotal), func() float64 { return float64(ms.read().PauseTotalNs) / 1e9 })
