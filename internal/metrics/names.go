@@ -33,6 +33,7 @@ const (
 	StoreFull           = "kumo_store_full"
 	ReplicateTotal      = "kumo_replicate_total"
 	DirectSetsTotal     = "kumo_direct_sets_total"
+	DirectRepairsTotal  = "kumo_direct_repairs_total"
 	ReplicateDuration   = "kumo_replicate_duration_seconds"
 	ReplacePhase        = "kumo_replace_phase"
 	ReplaceRecordsTotal = "kumo_replace_records_total"
@@ -64,6 +65,7 @@ var Catalog = []Desc{
 	{BuildInfo, "gauge", []string{"role", "version", "goversion"}, "all", "Always 1; the labels name the daemon, its version and the Go version."},
 	{Connections, "gauge", []string{"kind"}, "server, gateway", "Connections open now (kind: memcache, rpc)."},
 	{ConnectionsTotal, "counter", []string{"kind"}, "server, gateway", "Connections accepted since start (kind: memcache, rpc)."},
+	{DirectRepairsTotal, "counter", []string{"result"}, "server", "Records a server pushed to a key's other owners after the connection of a gateway that had sent it direct sets of the key closed (result: ok, error)."},
 	{DirectSetsTotal, "counter", []string{"result"}, "server, gateway", "Plain sets a gateway sent to every owner of the key at once (gateway: sets, server: owner stores; result: stored, refused: sent again through the coordinator)."},
 	{GatewayRelayTotal, "counter", nil, "gateway", "Writes the gateway sent through another owner because it could not reach the key's coordinator."},
 	{GatewayRetryTotal, "counter", nil, "gateway", "Requests the gateway sent again to another owner or after refreshing the hash space."},

@@ -12,7 +12,10 @@ import (
 
 	"kumofs/internal/httpd"
 	"kumofs/internal/localcluster"
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 )
 
 // startGateway starts another kumo-gateway for c on a free port and
@@ -173,4 +176,96 @@ func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
 	t.Logf("direct sets: gateway 2 stored %v refused %v; server 1 stored %v refused %v",
 		directCount(t, g2, "stored"), directCount(t, g2, "refused"),
 		directCount(t, c.Server(0), "stored"), directCount(t, c.Server(0), "refused"))
+}
+
+// Ensure that a direct set that reached only one owner, from a gateway
+// whose connection then closed (it died between its writes to the
+// owners), is pushed by that owner to the others: every owner ends with
+// it, not just the one (see kumo/server's repair.go).
+func TestDirectSetRepairedAfterGatewayDies(t *testing.T) {
+	t.Parallel()
+	h := []string{"--http", "127.0.0.1:0"}
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: h})
+	m := dial(t, c.Gateway())
+	const key = "repair-me"
+	if r := m.set(key, "old"); r != "STORED\r\n" {
+		t.Fatalf("set: %q", r)
+	}
+	// The fake gateway decides under the hash space every server writes
+	// and reads by once no rebalance is under way.
+	cl := rpc.Dial(c.Server(0).Addr, rpc.Options{CallTimeout: 5 * time.Second})
+	defer cl.Close()
+	var wc uint64
+	eventually(t, 30*time.Second, "whs = rhs on server 1", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := cl.Call(ctx, wire.SrvHashSpaceRequest, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
+		if err != nil {
+			return false
+		}
+		defer res.Release()
+		sp, err := wire.ReadSpaces(res.Bytes(), 2)
+		if err != nil {
+			t.Fatalf("hash spaces: %v", err)
+		}
+		wc = sp.W.Clock()
+		return wc == sp.R.Clock() && len(sp.W.Nodes()) == c.NumServers()
+	})
+	old, ok := getRaw(t, cl, key)
+	if !ok {
+		t.Fatal("server 1 lacks the key")
+	}
+	ct := old.Clock + 1000
+	dbkey := wire.AppendDBKey(nil, ring.Hash([]byte(key)), []byte(key))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, wire.SrvSetDirect, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 4)
+		b = msgpack.AppendUint(b, ct)
+		b = msgpack.AppendRaw(b, dbkey)
+		v := wire.Value{Clock: ct, Data: []byte("new")}
+		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
+		b = wire.AppendDBValue(b, &v)
+		return msgpack.AppendUint(b, wc)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := msgpack.ReadArrayHeader(res.Bytes())
+	stored, _, err := msgpack.ReadBool(p)
+	res.Release()
+	if err != nil || !stored {
+		t.Fatalf("direct set to server 1: stored %v, %v", stored, err)
+	}
+	for i := 1; i < c.NumServers(); i++ {
+		if v, _ := getRaw(t, rpcTo(t, c.Server(i).Addr), key); string(v.Data) != "old" {
+			t.Fatalf("server %d holds %q before the repair", i+1, v.Data)
+		}
+	}
+	cl.Close() // the gateway is gone
+	for i := 1; i < c.NumServers(); i++ {
+		rc := rpcTo(t, c.Server(i).Addr)
+		eventually(t, 20*time.Second, fmt.Sprintf("server %d repaired", i+1), func() bool {
+			v, _ := getRaw(t, rc, key)
+			return string(v.Data) == "new" && v.Clock == ct
+		})
+	}
+	got, err := httpd.Scrape(context.Background(), httpURL(t, c.Server(0))+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got[`kumo_direct_repairs_total{result="ok"}`]; n != float64(c.NumServers()-1) {
+		t.Errorf("server 1 counts %v repaired records, want %d", n, c.NumServers()-1)
+	}
+	if v, ok := m.get(key); !ok || v != "new" {
+		t.Errorf("get after the repair: %q, %v", v, ok)
+	}
+}
+
+// rpcTo returns an RPC client for addr, closed when the test ends.
+func rpcTo(t *testing.T, addr string) *rpc.Client {
+	t.Helper()
+	c := rpc.Dial(addr, rpc.Options{CallTimeout: 5 * time.Second})
+	t.Cleanup(func() { c.Close() })
+	return c
 }

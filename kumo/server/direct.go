@@ -73,6 +73,7 @@ func (s *Server) handleSetDirect(req *rpc.Request) {
 	}
 	if stored {
 		s.m.direct.Inc()
+		s.directs.note(req.Conn, dbkey)
 	} else {
 		s.m.directRefused.Inc()
 	}

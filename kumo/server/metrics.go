@@ -14,6 +14,7 @@ type serverMetrics struct {
 	replOK, replRetry, replErr            *metrics.Counter
 	copyOK, copyErr                       *metrics.Counter
 	direct, directRefused                 *metrics.Counter // direct sets stored; refused
+	repairOK, repairErr                   *metrics.Counter // records pushed by repair (see repair.go)
 	getLat, writeLat                      *metrics.Histogram
 	replLat                               *metrics.Histogram
 	rpcErrs                               *metrics.RPCErrors
@@ -45,6 +46,9 @@ func (s *Server) registerMetrics(reg *metrics.Registry) {
 	dv := reg.NewCounterVec(metrics.DirectSetsTotal, metrics.Help(metrics.DirectSetsTotal),
 		[]string{"result"}, [][]string{{"stored"}, {"refused"}})
 	s.m.direct, s.m.directRefused = dv.With("stored"), dv.With("refused")
+	rp := reg.NewCounterVec(metrics.DirectRepairsTotal, metrics.Help(metrics.DirectRepairsTotal),
+		[]string{"result"}, [][]string{{"ok"}, {"error"}})
+	s.m.repairOK, s.m.repairErr = rp.With("ok"), rp.With("error")
 	s.m.replLat = reg.NewHistogram(metrics.ReplicateDuration, metrics.Help(metrics.ReplicateDuration), metrics.LatencyBuckets)
 	cv := reg.NewCounterVec(metrics.ReplaceRecordsTotal, metrics.Help(metrics.ReplaceRecordsTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"error"}})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"kumofs/internal/metrics"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -64,6 +65,11 @@ type batcher struct {
 	count int
 	sent  int
 	err   error
+
+	// what names the job in the log ("" means "replace copy"), and ok
+	// and fail count its records (nil: the copy phase's counters).
+	what     string
+	ok, fail *metrics.Counter
 }
 
 func (b *batcher) add(rec *store.Record) {
@@ -130,14 +136,21 @@ func (b *batcher) flush() {
 		case <-time.After(time.Duration(100<<min(attempt, 4)) * time.Millisecond):
 		}
 	}
+	okC, failC, what := b.ok, b.fail, b.what
+	if okC == nil {
+		okC, failC = s.m.copyOK, s.m.copyErr
+	}
+	if what == "" {
+		what = "replace copy"
+	}
 	if err != nil {
-		s.log.Warnf("replace copy to %s failed: %v", b.to, err)
-		s.m.copyErr.Add(uint64(b.count))
+		s.log.Warnf("%s to %s failed: %v", what, b.to, err)
+		failC.Add(uint64(b.count))
 		b.err = err
 		return
 	}
 	b.sent += b.count
-	s.m.copyOK.Add(uint64(b.count))
+	okC.Add(uint64(b.count))
 	b.count = 0
 	b.buf = b.buf[:0]
 }

@@ -89,6 +89,7 @@ type Server struct {
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
 	access                    *accessTable  // reads of each key version, for mg h and l
 	dedup                     *dedupTable   // outcomes of recent writes by request id
+	directs                   directLog     // recent direct sets by connection (repair.go)
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 
 	repl sync.WaitGroup // in-flight replications and background jobs
@@ -186,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 	s.rpcSrv = &rpc.Server{
 		Handler: rpc.HandlerFunc(s.serveRPC),
 		OnHello: s.onHello,
+		OnClose: s.repairAfter,
 		Logf:    s.log.Func(logging.Warn),
 	}
 	s.local = newPipeListener(ln.Addr())
