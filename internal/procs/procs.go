@@ -31,10 +31,11 @@ import (
 
 // Thresholds of Controller, in CPUs.
 const (
-	// busyIdle: the machine counts as saturated below this much idle CPU.
-	busyIdle = 0.2
+	// busyIdle: the machine counts as busy below this much idle CPU (on a
+	// 2-CPU machine, 75% busy; on 16 CPUs, 97%).
+	busyIdle = 0.5
 	// freeIdle: the machine has CPU to spare from this much idle CPU.
-	freeIdle = 0.5
+	freeIdle = 1.0
 	// spareUse: a process that uses this much less than its Ps could
 	// does not need them all.
 	spareUse = 0.5
