@@ -425,10 +425,22 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 	}
 	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
 	// The gets without CAS, then those with (GetMulti takes one withCAS
-	// for all its keys). No key of a get is written in the same window,
-	// so their order does not matter.
-	c.getsStart(m, n, false)
-	c.getsStart(m, n, true)
+	// for all its keys), from disjoint parts of gk and gd. No key of a get
+	// is written in the same window, so their order does not matter.
+	gk, gd := m.gk[:0], m.gd[:0]
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] && !m.withCAS[i] {
+			gk, gd = append(gk, m.keys[i]), append(gd, m.dones[i])
+		}
+	}
+	c.getsStart(m, gk, gd, false)
+	gk, gd = gk[len(gk):], gd[len(gd):]
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] && m.withCAS[i] {
+			gk, gd = append(gk, m.keys[i]), append(gd, m.dones[i])
+		}
+	}
+	c.getsStart(m, gk, gd, true)
 	for i := 0; i < n; i++ {
 		if !m.isSet[i] {
 			continue
@@ -510,16 +522,10 @@ func (c *conn) storeStart(m *getMany, s *winSet, done func(cas uint64, err error
 	return false
 }
 
-// getsStart starts the gets among the window's first n requests whose
-// withCAS is withCAS, through the batch if there is one, and drops the
-// count of those it could not start from m.left.
-func (c *conn) getsStart(m *getMany, n int, withCAS bool) {
-	gk, gd := m.gk[:0], m.gd[:0]
-	for i := 0; i < n; i++ {
-		if !m.isSet[i] && m.withCAS[i] == withCAS {
-			gk, gd = append(gk, m.keys[i]), append(gd, m.dones[i])
-		}
-	}
+// getsStart starts the gets of keys gk (completions gd), all with
+// withCAS, through the batch if there is one, and drops the count of those
+// it could not start from m.left.
+func (c *conn) getsStart(m *getMany, gk [][]byte, gd []func(it *Item, err error), withCAS bool) {
 	if mb, ok := m.batch.(MultiBatch); ok && len(gk) > 1 {
 		mb.GetMulti(gk, withCAS, gd)
 		return
