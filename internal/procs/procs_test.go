@@ -87,7 +87,7 @@ func TestParseStat(t *testing.T) {
 	}
 	for _, bad := range []string{"", "cpu\n", "cpu 1 2 3\ncpu0 1 2 3 4\n", "cpu  1 2 x 4 5\ncpu0\n",
 		"intr 1 2 3 4 5\ncpu0 1 2 3 4\n", "cpu 1 2 3 4 5\n", "cpu 1 2 3 4 -5\ncpu0\n",
-		"cpu 1 2 3 4 99999999999999999999\ncpu0\n"} {
+		"cpu 1 2 3 4 99999999999999999999\ncpu0\n", "cpu 1 2 3 18446744073709551615 1\ncpu0\n"} {
 		if _, _, _, ok := parseStat([]byte(bad)); ok {
 			t.Errorf("parseStat(%q) ok", bad)
 		}

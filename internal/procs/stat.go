@@ -1,6 +1,9 @@
 package procs
 
-import "bytes"
+import (
+	"bytes"
+	"strconv"
+)
 
 // parseStat reads the text of /proc/stat: from the first line ("cpu" and
 // the ticks spent in user, nice, system, idle, iowait, irq, softirq and
@@ -14,8 +17,8 @@ func parseStat(b []byte) (idle, total uint64, cpus int, ok bool) {
 		return 0, 0, 0, false
 	}
 	for i, v := range f[1:min(len(f), 9)] {
-		n, ok := parseUint(v)
-		if !ok {
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil || n > 1<<56 { // no tick count gets near; the sums cannot wrap
 			return 0, 0, 0, false
 		}
 		total += n
@@ -30,19 +33,4 @@ func parseStat(b []byte) (idle, total uint64, cpus int, ok bool) {
 		}
 	}
 	return idle, total, cpus, cpus > 0
-}
-
-// parseUint parses a decimal number without sign.
-func parseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
 }
