@@ -70,7 +70,7 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 	fs.Int(&c.RThreads, "-TR", "--read-threads", 8, "number of read threads (accepted for compatibility)")
 	fs.String(&c.Pprof, "", "--pprof", "", "serve net/http/pprof on this address (off by default)")
 	fs.String(&c.HTTP, "", "--http", "", "serve /metrics, /healthz and /debug/pprof/ on this address (off by default)")
-	fs.Bool(&c.FixedProcs, "", "--fixed-procs", "keep one Go P per CPU even while the machine has no idle CPU (see docs/operations.md)")
+	fs.Bool(&c.FixedProcs, "", "--fixed-procs", "keep one Go P per CPU even while the machine is busy (see docs/operations.md)")
 }
 
 // StartProcs adapts the runtime's P count to the CPU the daemon gets
@@ -86,7 +86,7 @@ func (c *Common) StartProcs(log *logging.Logger) (stop func()) {
 	a := &procs.Adapter{Changed: func(n int) {
 		why := "the machine has idle CPU again"
 		if n < last {
-			why = "the machine has no idle CPU and this daemon needs fewer; --fixed-procs keeps them all"
+			why = "the machine is busy and this daemon needs fewer; --fixed-procs keeps them all"
 		}
 		last = n
 		log.Infof("goroutines now run on %d Ps (GOMAXPROCS), %d CPUs: %s", n, runtime.NumCPU(), why)

@@ -5,17 +5,17 @@
 // small machine with each other and with their clients (a test box,
 // kumo-local, a 2-CPU VM running a server and a gateway), a daemon that holds
 // a P per CPU keeps waking a thread on another CPU for each goroutine made
-// runnable while its first P is busy. On a machine with no idle CPU that
-// buys no CPU time, and each cross-CPU wake-up costs more than the work it
+// runnable while its first P is busy. On a machine with little idle CPU
+// that buys no CPU time, and each cross-CPU wake-up costs more than the work it
 // hands over: with one P per daemon the same clusters answered 9-28% more
 // requests (BENCHMARKS.md, sessions 12, 13 and 17). A daemon alone on its
 // machine must keep every P, though, so a fixed GOMAXPROCS=1 is no default.
 //
 // An Adapter looks once a second at how much CPU the process used and how
-// much the machine left idle. While the machine has almost no idle CPU and
-// the process uses clearly less than its Ps could, it gives one P back;
-// once the machine has idle CPU again and the process uses all its Ps, it
-// takes one more, up to the count it started with (then the runtime's own
+// much the machine left idle. While the machine has less than half a CPU
+// idle and the process uses clearly less than its Ps could, it gives one P
+// back; once the machine has a whole CPU idle and the process uses all its
+// Ps, it takes one more, up to the count it started with (then the runtime's own
 // default again). A change needs several samples in a row to agree, so a
 // burst does not make the count flap. With GOMAXPROCS set in the
 // environment, or where the machine's idle time is unknown (systems other
