@@ -14,10 +14,11 @@
 // An Adapter looks once a second at how much CPU the process used and how
 // much the machine left idle. While the machine has less than half a CPU
 // idle and the process uses clearly less than its Ps could, it gives one P
-// back; once the machine has a whole CPU idle and the process uses all its
-// Ps, it takes one more, up to the count it started with (then the runtime's own
-// default again). A change needs several samples in a row to agree, so a
-// burst does not make the count flap. With GOMAXPROCS set in the
+// back, down to half the count it started with; once the machine has a
+// whole CPU idle and the process uses all its Ps, it takes one more, up to
+// that count (then the runtime's own default again). A change needs
+// several samples in a row to agree, so a burst does not make the count
+// flap. With GOMAXPROCS set in the
 // environment, or where the machine's idle time is unknown (systems other
 // than Linux), it changes nothing.
 package procs
@@ -59,17 +60,21 @@ type Sample struct {
 // Controller decides the P count from samples. It is pure logic; Adapter
 // feeds it. The zero value is not usable; use NewController.
 type Controller struct {
-	max, p   int
-	down, up int // consecutive samples for giving a P back, taking one
+	max, min, p int
+	down, up    int // consecutive samples for giving a P back, taking one
 }
 
 // NewController returns a Controller that starts at, and never goes above,
-// max Ps.
+// max Ps, nor below half of them (rounded up). The floor bounds what a
+// wrong guess can cost: on a busy machine a process with fewer threads
+// gets a smaller share of the CPUs, uses less, and would otherwise be
+// asked to give back the next P too, with nothing (no idle CPU) to ever
+// take them back. The gain was measured on 2 CPUs, where the floor is 1.
 func NewController(max int) *Controller {
 	if max < 1 {
 		max = 1
 	}
-	return &Controller{max: max, p: max}
+	return &Controller{max: max, min: (max + 1) / 2, p: max}
 }
 
 // Procs returns the current P count.
@@ -83,7 +88,7 @@ func (c *Controller) Next(s Sample) int {
 	}
 	p := float64(c.p)
 	switch {
-	case c.p > 1 && s.Idle < busyIdle && s.Used < p-spareUse:
+	case c.p > c.min && s.Idle < busyIdle && s.Used < p-spareUse:
 		c.up = 0
 		if c.down++; c.down >= downSamples {
 			c.down = 0
