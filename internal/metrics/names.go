@@ -33,9 +33,9 @@ const (
 	StoreFull           = "kumo_store_full"
 	ReplicateTotal      = "kumo_replicate_total"
 	DirectSetsTotal     = "kumo_direct_sets_total"
-	DirectRepairsTotal  = "kumo_direct_repairs_total"
 	ReplicateDuration   = "kumo_replicate_duration_seconds"
 	ReplacePhase        = "kumo_replace_phase"
+	RepairRecordsTotal  = "kumo_repair_records_total"
 	ReplaceRecordsTotal = "kumo_replace_records_total"
 	RequestIDs          = "kumo_request_ids"
 
@@ -65,7 +65,6 @@ var Catalog = []Desc{
 	{BuildInfo, "gauge", []string{"role", "version", "goversion"}, "all", "Always 1; the labels name the daemon, its version and the Go version."},
 	{Connections, "gauge", []string{"kind"}, "server, gateway", "Connections open now (kind: memcache, rpc)."},
 	{ConnectionsTotal, "counter", []string{"kind"}, "server, gateway", "Connections accepted since start (kind: memcache, rpc)."},
-	{DirectRepairsTotal, "counter", []string{"result"}, "server", "Records a server pushed to a key's other owners after the connection of a gateway that had sent it direct sets of the key closed (result: ok, error)."},
 	{DirectSetsTotal, "counter", []string{"result"}, "server, gateway", "Plain sets a gateway sent to every owner of the key at once (gateway: sets, server: owner stores; result: stored, refused: sent again through the coordinator)."},
 	{GatewayRelayTotal, "counter", nil, "gateway", "Writes the gateway sent through another owner because it could not reach the key's coordinator."},
 	{GatewayRetryTotal, "counter", nil, "gateway", "Requests the gateway sent again to another owner or after refreshing the hash space."},
@@ -77,6 +76,7 @@ var Catalog = []Desc{
 	{Items, "gauge", nil, "server", "Records in the store, tombstones included (kumostat items)."},
 	{PartnerUp, "gauge", nil, "manager", "1 when the partner manager (-p) is connected, else 0."},
 	{Procs, "gauge", nil, "all", "Ps the Go runtime runs goroutines on now (GOMAXPROCS)."},
+	{RepairRecordsTotal, "counter", []string{"result"}, "server", "Records a server pushed to a key's other owners after the connection that had brought it a write of the key (a gateway's direct set, a coordinator's replication) closed (result: ok, error)."},
 	{ReplacePending, "gauge", nil, "manager", "Servers that have not yet reported the end of the current replace phase (0 when no replace runs)."},
 	{ReplacePhase, "gauge", nil, "server, manager", "Replace in progress: 0 none, 1 copy phase, 2 delete phase."},
 	{ReplaceRecordsTotal, "counter", []string{"result"}, "server", "Records this server pushed to new owners during replace copy phases (result: ok, error)."},

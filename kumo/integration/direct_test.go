@@ -178,12 +178,22 @@ func testDirectSetsConverge(t *testing.T, c *localcluster.Cluster, h []string) {
 		directCount(t, c.Server(0), "stored"), directCount(t, c.Server(0), "refused"))
 }
 
-// Ensure that a direct set that reached only one owner, from a gateway
-// whose connection then closed (it died between its writes to the
-// owners), is pushed by that owner to the others: every owner ends with
-// it, not just the one (see kumo/server's repair.go).
-func TestDirectSetRepairedAfterGatewayDies(t *testing.T) {
+// Ensure that a write that reached only one owner, from a writer whose
+// connection then closed (it died between its writes to the owners), is
+// pushed by that owner to the others: every owner ends with it, not just
+// the one (see kumo/server's repair.go). The writer is a gateway's direct
+// set, or a coordinator's replication.
+func TestWriteRepairedAfterWriterDies(t *testing.T) {
 	t.Parallel()
+	for _, method := range []string{"direct set", "replication"} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			testWriteRepaired(t, method)
+		})
+	}
+}
+
+func testWriteRepaired(t *testing.T, method string) {
 	h := []string{"--http", "127.0.0.1:0"}
 	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: h})
 	m := dial(t, c.Gateway())
@@ -191,7 +201,7 @@ func TestDirectSetRepairedAfterGatewayDies(t *testing.T) {
 	if r := m.set(key, "old"); r != "STORED\r\n" {
 		t.Fatalf("set: %q", r)
 	}
-	// The fake gateway decides under the hash space every server writes
+	// The fake writer decides under the hash space every server writes
 	// and reads by once no rebalance is under way.
 	cl := rpc.Dial(c.Server(0).Addr, rpc.Options{CallTimeout: 5 * time.Second})
 	defer cl.Close()
@@ -217,32 +227,49 @@ func TestDirectSetRepairedAfterGatewayDies(t *testing.T) {
 	}
 	ct := old.Clock + 1000
 	dbkey := wire.AppendDBKey(nil, ring.Hash([]byte(key)), []byte(key))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := cl.Call(ctx, wire.SrvSetDirect, func(b []byte) []byte {
-		b = msgpack.AppendArrayHeader(b, 4)
-		b = msgpack.AppendUint(b, ct)
-		b = msgpack.AppendRaw(b, dbkey)
+	value := func(b []byte) []byte {
 		v := wire.Value{Clock: ct, Data: []byte("new")}
 		b = msgpack.AppendRawHeader(b, uint32(wire.DBValueLen(&v)))
-		b = wire.AppendDBValue(b, &v)
-		return msgpack.AppendUint(b, wc)
-	})
+		return wire.AppendDBValue(b, &v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var res rpc.Result
+	var err error
+	if method == "direct set" {
+		res, err = cl.Call(ctx, wire.SrvSetDirect, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 4)
+			b = msgpack.AppendUint(b, ct)
+			b = msgpack.AppendRaw(b, dbkey)
+			return msgpack.AppendUint(value(b), wc)
+		})
+	} else {
+		res, err = cl.Call(ctx, wire.SrvReplicateSet, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 5)
+			b = msgpack.AppendUint(b, ct)
+			b = msgpack.AppendUint(b, 0) // flags
+			b = msgpack.AppendRaw(b, dbkey)
+			return msgpack.AppendUint(value(b), wc)
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, p, _ := msgpack.ReadArrayHeader(res.Bytes())
+	p := res.Bytes()
+	if method == "direct set" {
+		_, p, _ = msgpack.ReadArrayHeader(p)
+	}
 	stored, _, err := msgpack.ReadBool(p)
 	res.Release()
 	if err != nil || !stored {
-		t.Fatalf("direct set to server 1: stored %v, %v", stored, err)
+		t.Fatalf("%s to server 1: stored %v, %v", method, stored, err)
 	}
 	for i := 1; i < c.NumServers(); i++ {
 		if v, _ := getRaw(t, rpcTo(t, c.Server(i).Addr), key); string(v.Data) != "old" {
 			t.Fatalf("server %d holds %q before the repair", i+1, v.Data)
 		}
 	}
-	cl.Close() // the gateway is gone
+	cl.Close() // the writer is gone
 	for i := 1; i < c.NumServers(); i++ {
 		rc := rpcTo(t, c.Server(i).Addr)
 		eventually(t, 20*time.Second, fmt.Sprintf("server %d repaired", i+1), func() bool {
@@ -254,7 +281,7 @@ func TestDirectSetRepairedAfterGatewayDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := got[`kumo_direct_repairs_total{result="ok"}`]; n != float64(c.NumServers()-1) {
+	if n := got[`kumo_repair_records_total{result="ok"}`]; n != float64(c.NumServers()-1) {
 		t.Errorf("server 1 counts %v repaired records, want %d", n, c.NumServers()-1)
 	}
 	if v, ok := m.get(key); !ok || v != "new" {

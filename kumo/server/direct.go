@@ -73,7 +73,7 @@ func (s *Server) handleSetDirect(req *rpc.Request) {
 	}
 	if stored {
 		s.m.direct.Inc()
-		s.directs.note(req.Conn, dbkey)
+		s.recent.note(req.Conn, dbkey) // see repair.go
 	} else {
 		s.m.directRefused.Inc()
 	}

@@ -352,6 +352,9 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			req.ReplyError(s.storeError(err))
 			return
 		}
+		if ok {
+			s.recent.note(req.Conn, dbkey) // see repair.go
+		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, ok) })
 	case wire.SrvReplicateBatch: // [clock, [[DBKey, DBValue, (dedup)]...]]
 		m, p, err := msgpack.ReadArrayHeader(p)
@@ -475,6 +478,9 @@ func (s *Server) handleReplicateSet(req *rpc.Request, n uint32, p []byte) {
 			s.dedup.abort(stripe)
 		}
 		s.stripes[stripe].Unlock()
+	}
+	if err == nil && ok {
+		s.recent.note(req.Conn, dbkey) // see repair.go
 	}
 	switch {
 	case err != nil:

@@ -46,7 +46,7 @@ func (s *Server) registerMetrics(reg *metrics.Registry) {
 	dv := reg.NewCounterVec(metrics.DirectSetsTotal, metrics.Help(metrics.DirectSetsTotal),
 		[]string{"result"}, [][]string{{"stored"}, {"refused"}})
 	s.m.direct, s.m.directRefused = dv.With("stored"), dv.With("refused")
-	rp := reg.NewCounterVec(metrics.DirectRepairsTotal, metrics.Help(metrics.DirectRepairsTotal),
+	rp := reg.NewCounterVec(metrics.RepairRecordsTotal, metrics.Help(metrics.RepairRecordsTotal),
 		[]string{"result"}, [][]string{{"ok"}, {"error"}})
 	s.m.repairOK, s.m.repairErr = rp.With("ok"), rp.With("error")
 	s.m.replLat = reg.NewHistogram(metrics.ReplicateDuration, metrics.Help(metrics.ReplicateDuration), metrics.LatencyBuckets)

@@ -9,50 +9,52 @@ import (
 	"kumofs/ring"
 )
 
-// Repair after a gateway's connection closes. A gateway sends a direct
-// set to every owner in turn; if it dies (or its connection to some owner
-// breaks) between those writes, some owners store the set and others never
-// hear of it. The set was never acknowledged, but the owners would keep
-// different versions of the key until it is written again, and readers
-// that read from different owners (embedded gateways read from their own
-// server, any gateway fails over) would disagree for good. With a
-// coordinator, the coordinator finishes the replication whatever becomes of
-// the gateway.
+// Repair after a writer's connection closes. A gateway sends a direct set
+// to every owner in turn, and a coordinator replicates a write to every
+// replica in turn; if it dies (or its connection to some owner breaks)
+// between those writes, some owners store the write and others never hear
+// of it. Nobody acknowledged it, but the owners would keep different
+// versions of the key until it is written again, and readers that read
+// from different owners (embedded gateways read from their own server,
+// any gateway fails over) would disagree for good. A rebalance does not
+// mend it: its copy phase sends keys to new owners, not between the old.
 //
-// So a server remembers the keys of the direct sets it stored over the
-// last repairWindow (at most repairKeys of them), with the connection they
-// came on. When a connection closes, the server pushes its current version
-// of each key that came on it within the window to the key's other active
-// owners, newest clock wins (SrvReplicateBatch, as the copy phase of a
-// rebalance does): every owner then holds the newest version any of them
-// had. Each owner that stored the set repairs the owners that did not; an
-// owner that holds an older version pushes it in vain.
+// So a server remembers the keys of the direct sets and replicated writes
+// it stored over the last repairWindow (at most repairKeys of them), with
+// the connection they came on. When a connection closes, the server
+// pushes its current version of each key that came on it within the
+// window to the key's other active owners, newest clock wins
+// (SrvReplicateBatch, as the copy phase of a rebalance does): every owner
+// then holds the newest version any of them had. Each owner that stored
+// the write repairs those that did not; an owner that holds an older
+// version pushes it in vain.
 
 const (
 	repairWindow = 2 * time.Second
 	repairKeys   = 1 << 15
 )
 
-// directLog remembers recent direct sets by connection.
-type directLog struct {
+// writeLog remembers recent direct sets and replicated writes by
+// connection.
+type writeLog struct {
 	mu   sync.Mutex // protects ents, next
-	ents []directEnt
+	ents []writeEnt
 	next int // the slot the next set takes
 }
 
-// directEnt is one remembered direct set.
-type directEnt struct {
+// writeEnt is one remembered write.
+type writeEnt struct {
 	conn *rpc.Conn // nil: free, or already repaired
 	at   int64     // unix nanoseconds
 	key  []byte    // the DBKey; its array is reused by the slot's next set
 }
 
-// note remembers that the direct set of dbkey came on conn.
-func (l *directLog) note(conn *rpc.Conn, dbkey []byte) {
+// note remembers that a write of dbkey came on conn.
+func (l *writeLog) note(conn *rpc.Conn, dbkey []byte) {
 	now := time.Now().UnixNano()
 	l.mu.Lock()
 	if l.ents == nil {
-		l.ents = make([]directEnt, repairKeys)
+		l.ents = make([]writeEnt, repairKeys)
 	}
 	e := &l.ents[l.next]
 	e.conn, e.at, e.key = conn, now, append(e.key[:0], dbkey...)
@@ -64,7 +66,7 @@ func (l *directLog) note(conn *rpc.Conn, dbkey []byte) {
 
 // take returns copies of the keys that came on conn within the window
 // before now, and forgets every entry of conn.
-func (l *directLog) take(conn *rpc.Conn, now time.Time) [][]byte {
+func (l *writeLog) take(conn *rpc.Conn, now time.Time) [][]byte {
 	since := now.Add(-repairWindow).UnixNano()
 	var keys [][]byte
 	l.mu.Lock()
@@ -83,13 +85,13 @@ func (l *directLog) take(conn *rpc.Conn, now time.Time) [][]byte {
 }
 
 // repairAfter runs when conn closed: it pushes this server's version of
-// each key a direct set recently brought on conn to the key's other active
+// each key a write recently brought on conn to the key's other active
 // owners, on a goroutine of its own.
 func (s *Server) repairAfter(conn *rpc.Conn) {
 	if s.closed.Load() {
 		return
 	}
-	keys := s.directs.take(conn, time.Now())
+	keys := s.recent.take(conn, time.Now())
 	if len(keys) == 0 {
 		return
 	}

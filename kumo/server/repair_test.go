@@ -8,12 +8,12 @@ import (
 	"kumofs/proto/rpc"
 )
 
-// Ensure that directLog.take returns the keys noted for its connection
+// Ensure that writeLog.take returns the keys noted for its connection
 // within the window, in copies, and only once; not those of other
 // connections nor older ones; and that the ring keeps only the latest
 // repairKeys sets.
 func TestDirectLog(t *testing.T) {
-	var l directLog
+	var l writeLog
 	a, b := &rpc.Conn{}, &rpc.Conn{}
 	l.note(a, []byte("k1"))
 	l.note(b, []byte("k2"))

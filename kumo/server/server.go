@@ -89,7 +89,7 @@ type Server struct {
 	cmdGet, cmdSet, cmdDelete atomic.Uint64
 	access                    *accessTable  // reads of each key version, for mg h and l
 	dedup                     *dedupTable   // outcomes of recent writes by request id
-	directs                   directLog     // recent direct sets by connection (repair.go)
+	recent                    writeLog      // recent direct and replicated writes by connection (repair.go)
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 
 	repl sync.WaitGroup // in-flight replications and background jobs
