@@ -53,7 +53,7 @@ var directPool sync.Pool // of *directSet
 // or not connected, or the servers do not know direct sets. done is called
 // as for memcache.AsyncBackend.SetAsync.
 func (g *Gateway) setDirect(rb *rpc.Batch, it *memcache.Item, done func(cas uint64, err error)) bool {
-	if g.noDirect.Load() {
+	if g.cfg.NoDirectSets || g.noDirect.off() {
 		return false
 	}
 	w := g.whs.Load()
@@ -154,8 +154,8 @@ func (d *directSet) finish(res []byte, err error) {
 	}
 	if err != nil {
 		if re, ok := err.(*rpc.Error); ok && re.Code == rpc.CodeProtocol {
-			if !g.noDirect.Swap(true) {
-				g.log.Infof("a server does not know direct sets (%v): sets go through coordinators", err)
+			if g.noDirect.stop() {
+				g.log.Infof("a server does not know direct sets (%v): sets go through coordinators for %v", err, fallbackFor)
 			}
 		}
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))

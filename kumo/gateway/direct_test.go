@@ -75,8 +75,8 @@ func TestDirectFinish(t *testing.T) {
 			if !tt.ok && !errors.Is(err, errDirectRefused) {
 				t.Fatalf("got cas %d, %v; want errDirectRefused", cas, err)
 			}
-			if g.noDirect.Load() != tt.noDirect {
-				t.Fatalf("noDirect = %v", g.noDirect.Load())
+			if g.noDirect.off() != tt.noDirect {
+				t.Fatalf("direct sets off = %v", g.noDirect.off())
 			}
 			if tt.ok && g.clk.Current() < ahead {
 				t.Fatalf("clock %x did not follow an owner's %x", g.clk.Current(), ahead)
@@ -237,6 +237,42 @@ func TestSetDirectRouting(t *testing.T) {
 	g.whs.Store(hs)
 	g.rhs.Store(hs)
 
-	g.noDirect.Store(true)
+	g.cfg.NoDirectSets = true
 	toCoordinator("--no-direct-sets")
+	g.cfg.NoDirectSets = false
+	g.noDirect.stop()
+	toCoordinator("a server that does not know direct sets")
+}
+
+// Ensure that a method turned off by a server that did not know it is off
+// for fallbackFor, then tried again; that stop reports only the change
+// from in use to off; and that off does not read the clock while in use.
+func TestFallback(t *testing.T) {
+	var f fallback
+	if f.off() {
+		t.Fatal("off from the start")
+	}
+	if !f.stop() {
+		t.Fatal("first stop did not report the change")
+	}
+	if !f.off() {
+		t.Fatal("not off after stop")
+	}
+	if f.stop() {
+		t.Fatal("second stop reported a change")
+	}
+	if u := f.until.Load(); u < time.Now().Add(fallbackFor-time.Second).UnixNano() {
+		t.Fatalf("off until %v, want about %v from now", time.Unix(0, u), fallbackFor)
+	}
+	f.until.Store(time.Now().Add(-time.Millisecond).UnixNano()) // fallbackFor has passed
+	if f.off() {
+		t.Fatal("still off after fallbackFor")
+	}
+	if f.until.Load() != 0 {
+		t.Fatal("not back in use")
+	}
+	f.until.Store(time.Now().Add(-time.Millisecond).UnixNano())
+	if !f.stop() {
+		t.Fatal("stop after an expired fallback did not report the change")
+	}
 }

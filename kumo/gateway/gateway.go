@@ -105,12 +105,12 @@ type Gateway struct {
 
 	m gwMetrics
 
-	// noMulti is set once a server answered SrvGetMulti with a protocol
-	// error (a server older than the method): keys are then read one by one.
-	noMulti atomic.Bool
-	// noDirect, likewise, once a server did not know SrvSetDirect: plain
-	// sets then go through coordinators.
-	noDirect atomic.Bool
+	// noMulti and noDirect are SrvGetMulti and SrvSetDirect while a
+	// server answered them with a protocol error (a server older than the
+	// method): keys are then read one by one, and plain sets go through
+	// coordinators, until the method is tried again (see fallback).
+	noMulti  fallback
+	noDirect fallback
 	clk      *clock.Clock // stamps direct sets
 
 	// reqBase and reqSeq make the request ids of writes that must not
@@ -158,7 +158,6 @@ func New(cfg Config) (*Gateway, error) {
 	empty := ring.New(nil, 0)
 	g.whs.Store(empty)
 	g.rhs.Store(empty)
-	g.noDirect.Store(cfg.NoDirectSets)
 	m := map[ring.Addr]*rpc.Client{}
 	g.servers.Store(&m)
 	g.mc = &memcache.Server{

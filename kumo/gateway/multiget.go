@@ -77,7 +77,7 @@ func (g *Gateway) getMulti(rb *rpc.Batch, keys [][]byte, withCAS bool, done []fu
 		g.getMulti(rb, keys[:maxMulti], withCAS, done[:maxMulti])
 		keys, done = keys[maxMulti:], done[maxMulti:]
 	}
-	if len(keys) < 2 || g.noMulti.Load() {
+	if len(keys) < 2 || g.noMulti.off() {
 		g.getEach(rb, keys, withCAS, done)
 		return
 	}
@@ -167,8 +167,8 @@ func (mc *multiCall) finish(res []byte, err error) {
 	}
 	if err != nil {
 		if re, ok := err.(*rpc.Error); ok && re.Code == rpc.CodeProtocol {
-			if !g.noMulti.Swap(true) {
-				g.log.Infof("a server does not know multi-key reads (%v): reading keys one by one", err)
+			if g.noMulti.stop() {
+				g.log.Infof("a server does not know multi-key reads (%v): reading keys one by one for %v", err, fallbackFor)
 			}
 		}
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))

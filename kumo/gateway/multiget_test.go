@@ -84,8 +84,8 @@ func TestMultiFinish(t *testing.T) {
 					t.Errorf("key %d: %d calls, %q; want 1, %q", i, calls[i], got[i], tt.want[i])
 				}
 			}
-			if g.noMulti.Load() != tt.noMulti {
-				t.Errorf("noMulti = %v, want %v", g.noMulti.Load(), tt.noMulti)
+			if g.noMulti.off() != tt.noMulti {
+				t.Errorf("multi-key reads off = %v, want %v", g.noMulti.off(), tt.noMulti)
 			}
 		})
 	}
