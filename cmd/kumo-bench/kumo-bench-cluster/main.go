@@ -13,7 +13,8 @@
 //	kumo-bench-cluster [-B BINDIR] [-t 10s] [-rounds 3] [-pprof DIR]
 //
 // The loads are 16 connections, 1 KiB values, 10,000 keys: 90% gets; 100%
-// sets; 90% gets pipelined 16 deep. With -pprof it afterwards takes 10 s CPU
+// sets; 90% gets pipelined 16 deep. With -client-session kumo-bench runs
+// in a session of its own (see kumoBench). With -pprof it afterwards takes 10 s CPU
 // profiles of the gateway and a server of each cluster during a 90%-get run
 // and writes `go tool pprof -top` of each into DIR.
 package main
@@ -53,6 +54,10 @@ type config struct {
 	memcached string
 	twemproxy string
 	pprofDir  string
+	only      string // comma-separated targets to run besides memcached ("" = all)
+	// clientSession runs kumo-bench in a session of its own instead of
+	// this program's, where the systems under test run.
+	clientSession bool
 
 	// loadavg at the start and the end of the rounds, for the record.
 	loadStart, loadEnd string
@@ -128,6 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Int(&c.keys, "-keys", "--keys", 10000, "key space")
 	fs.String(&c.memcached, "-memcached", "--memcached", "memcached", "the memcached program")
 	fs.String(&c.twemproxy, "-twemproxy", "--twemproxy", "nutcracker", "the twemproxy program; the twemproxy column is left out when it is not installed")
+	fs.String(&c.only, "-only", "--only", "", "run only these targets besides memcached, comma-separated: twemproxy, 1, 3, 1e, 3e (e: embedded gateway); default all")
+	fs.Bool(&c.clientSession, "-client-session", "--client-session", "run kumo-bench in a session of its own, apart from the systems under test (see BENCHMARKS.md, session 18)")
 	fs.String(&c.pprofDir, "-pprof", "--pprof", "", "write CPU profile tops of the daemons into this folder")
 	fs.Exit(fs.Parse(args))
 	if code >= 0 {
@@ -135,6 +142,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if c.rounds < 1 || c.dur <= 0 {
 		fs.Fail("need -rounds >= 1 and -t > 0")
+		return 1
+	}
+	if err := checkOnly(c.only); err != nil {
+		fs.Fail("%s", err)
 		return 1
 	}
 	dir, err := findBinDir(c.binDir, fs.IsSet("-B"))
@@ -147,6 +158,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// onlyNames are the target names -only takes.
+var onlyNames = []string{"twemproxy", "1", "3", "1e", "3e"}
+
+// checkOnly reports a name in -only's list that names no target.
+func checkOnly(only string) error {
+	if only == "" {
+		return nil
+	}
+	for _, n := range strings.Split(only, ",") {
+		if !slices.Contains(onlyNames, n) {
+			return fmt.Errorf("-only: unknown target %q (want %s)", n, strings.Join(onlyNames, ", "))
+		}
+	}
+	return nil
+}
+
+// wants reports whether the target named id is to be run.
+func (c *config) wants(id string) bool {
+	return c.only == "" || slices.Contains(strings.Split(c.only, ","), id)
 }
 
 // binaries are the programs kumo-bench-cluster runs from the bin folder.
@@ -222,7 +254,9 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 		return err
 	}
 	defer os.RemoveAll(tpDir)
-	if _, err := exec.LookPath(c.twemproxy); err != nil {
+	if !c.wants("twemproxy") {
+		// left out by -only
+	} else if _, err := exec.LookPath(c.twemproxy); err != nil {
 		logf("%s not found: no %s column (scripts/install-test-tools.sh installs it)", c.twemproxy, twemproxyName)
 	} else {
 		tp, tpAddr, err := startTwemproxy(ctx, c.twemproxy, mcAddr, tpDir)
@@ -237,6 +271,13 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 		embedded bool
 	}{{1, false}, {3, false}, {1, true}, {3, true}} {
 		n := kind.n
+		id := strconv.Itoa(n)
+		if kind.embedded {
+			id += "e"
+		}
+		if !c.wants(id) {
+			continue
+		}
 		t := &target{name: fmt.Sprintf("kumo %d server", n)}
 		if n > 1 {
 			t.name += "s"
@@ -279,7 +320,7 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 			continue // the same memcached
 		}
 		logf("preloading %s (%s)", t.name, t.addr)
-		if _, err := kumoBench(ctx, kb, append([]string{"-s", t.addr, "-preload", "-n", "1"}, common...)); err != nil {
+		if _, err := kumoBench(ctx, kb, c.clientSession, append([]string{"-s", t.addr, "-preload", "-n", "1"}, common...)); err != nil {
 			return fmt.Errorf("preload %s: %w", t.name, err)
 		}
 	}
@@ -299,7 +340,7 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 			for k := range targets {
 				ti := (k + r) % len(targets) // rotate who goes first
 				t := targets[ti]
-				rep, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...), l.args...))
+				rep, err := kumoBench(ctx, kb, c.clientSession, append(append([]string{"-s", t.addr}, common...), l.args...))
 				if cerr := t.check(stderr); cerr != nil {
 					return cerr
 				}
@@ -333,10 +374,23 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 // kumoBench runs kumo-bench with args (which include -json) and decodes its
 // report. Exit status 1 with a report (errors during the run) is not an
 // error here; the errors are in the report.
-func kumoBench(ctx context.Context, kb string, args []string) (report, error) {
+//
+// With ownSession, kumo-bench runs in a session of its own. Where Linux's
+// scheduler autogroups are on (/proc/sys/kernel/sched_autogroup_enabled),
+// each session then shares the CPUs as one group: the load generator gets
+// half of a busy machine and the system under test the other half, as an
+// application and a cache service in their own sessions or cgroups would.
+// In one session the CPUs are shared thread by thread, so the side with
+// more runnable threads gets more. On 2 CPUs the choice moves the ratios
+// both ways (BENCHMARKS.md, session 18), so it is a flag and the default
+// stays the setup of every earlier run.
+func kumoBench(ctx context.Context, kb string, ownSession bool, args []string) (report, error) {
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, kb, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if ownSession {
+		cmd.SysProcAttr = clientAttr()
+	}
 	runErr := cmd.Run()
 	var rep report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
@@ -534,7 +588,7 @@ func profile(ctx context.Context, c *config, kb string, common []string, targets
 				errs[i] = os.WriteFile(file, out, 0o644)
 			}()
 		}
-		_, err := kumoBench(ctx, kb, append(append([]string{"-s", t.addr}, common...),
+		_, err := kumoBench(ctx, kb, c.clientSession, append(append([]string{"-s", t.addr}, common...),
 			"-ratio", "1:9", "-t", strconv.Itoa(secs+3)))
 		wg.Wait()
 		if err = errors.Join(append(errs, err)...); err != nil {

@@ -74,10 +74,35 @@ func TestParse(t *testing.T) {
 		t.Fatalf("code %d stderr %q", code, stderr.String())
 	}
 	stderr.Reset()
+	want := "error: -only: unknown target \"2\" (want twemproxy, 1, 3, 1e, 3e)\n"
+	if code := run(context.Background(), []string{"-only", "1e,2"}, &stdout, &stderr); code != 1 || stderr.String() != want {
+		t.Fatalf("code %d stderr %q, want %q", code, stderr.String(), want)
+	}
+	stderr.Reset()
 	dir := t.TempDir()
-	want := "error: kumo-bench not found in " + dir + " (run make build, or give -B the folder of the kumo binaries)\n"
+	want = "error: kumo-bench not found in " + dir + " (run make build, or give -B the folder of the kumo binaries)\n"
 	if code := run(context.Background(), []string{"-B", dir}, &stdout, &stderr); code != 1 || stderr.String() != want {
 		t.Fatalf("code %d stderr %q, want %q", code, stderr.String(), want)
+	}
+}
+
+func TestWants(t *testing.T) {
+	tests := []struct {
+		only string
+		id   string
+		want bool
+	}{
+		{"", "3e", true},
+		{"1e", "1e", true},
+		{"1e", "1", false},
+		{"twemproxy,3", "3", true},
+		{"twemproxy,3", "3e", false},
+	}
+	for _, tt := range tests {
+		c := &config{only: tt.only}
+		if got := c.wants(tt.id); got != tt.want {
+			t.Errorf("-only %q: wants(%q) = %v, want %v", tt.only, tt.id, got, tt.want)
+		}
 	}
 }
 
@@ -193,4 +218,27 @@ func roundTrip(t *testing.T, addr, req string, lines int) string {
 		b.WriteString(l)
 	}
 	return b.String()
+}
+
+// Ensure that kumo-bench leads a session of its own with -client-session:
+// the fake reports 1 when its session id is its own process id.
+func TestClientSession(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	kb := filepath.Join(t.TempDir(), "kumo-bench")
+	script := "#!/bin/sh\nread -r _ _ _ _ _ sid _ < /proc/$$/stat\n" +
+		"if [ \"$sid\" = \"$$\" ]; then echo '{\"ops_per_sec\": 1}'; else echo '{\"ops_per_sec\": 0}'; fi\n"
+	if err := os.WriteFile(kb, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, own := range []bool{false, true} {
+		rep, err := kumoBench(context.Background(), kb, own, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leads := rep.OpsPerSec == 1; leads != own {
+			t.Errorf("ownSession %v: kumo-bench leads its session: %v", own, leads)
+		}
+	}
 }
