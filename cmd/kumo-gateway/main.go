@@ -99,7 +99,7 @@ func main() {
 		log.Errorf("cannot start: %v", err)
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
-	stopProcs := c.StartProcs(log)
+	stopProcs := c.StartProcs(log, func() uint64 { return reg.CounterSum(metrics.RequestsTotal) })
 	stopHTTP, err := c.StartHTTP(reg, nil, log)
 	if err != nil {
 		g.Close()

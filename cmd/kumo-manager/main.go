@@ -89,7 +89,7 @@ func main() {
 		poller.Fill(ctx, st.Servers, st.Generated)
 		return st
 	})
-	stopProcs := c.StartProcs(log)
+	stopProcs := c.StartProcs(log, nil)
 	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, log)
 	if err != nil {
 		m.Close()

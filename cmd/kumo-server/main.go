@@ -114,11 +114,12 @@ func main() {
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
 	var gw *gateway.Gateway
+	var gwReg *metrics.Registry
 	var extra map[string]http.Handler
 	if text != "" || bin != "" {
 		// The gateway's metrics share names with the server's (kumo_requests_total):
 		// they get a registry of their own, served on /metrics/gateway.
-		gwReg := metrics.NewRegistry()
+		gwReg = metrics.NewRegistry()
 		extra = map[string]http.Handler{"/metrics/gateway": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			gwReg.WriteText(w)
@@ -163,7 +164,13 @@ func main() {
 		}
 		return srv.Close()
 	}
-	stopProcs := c.StartProcs(log)
+	stopProcs := c.StartProcs(log, func() uint64 {
+		n := reg.CounterSum(metrics.RequestsTotal, metrics.DirectSetsTotal)
+		if gwReg != nil {
+			n += gwReg.CounterSum(metrics.RequestsTotal)
+		}
+		return n
+	})
 	stopHTTP, err := c.StartHTTP(reg, extra, log)
 	if err != nil {
 		stop()

@@ -76,17 +76,19 @@ func (c *Common) Register(fs *cli.FlagSet, clockStep time.Duration, keepalive bo
 // StartProcs adapts the runtime's P count to the CPU the daemon gets
 // (internal/procs) until the returned stop is called, logging each change;
 // it does nothing with --fixed-procs or GOMAXPROCS in the environment.
-func (c *Common) StartProcs(log *logging.Logger) (stop func()) {
+// work, if not nil, returns a count that grows with the requests the daemon
+// served; the adapter then keeps a change only if it did not cost work.
+func (c *Common) StartProcs(log *logging.Logger, work func() uint64) (stop func()) {
 	if c.FixedProcs || !procs.Enabled() {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	last := runtime.GOMAXPROCS(0)
-	a := &procs.Adapter{Changed: func(n int) {
-		why := "the machine has idle CPU again"
+	a := &procs.Adapter{Work: work, Changed: func(n int) {
+		why := "the machine has idle CPU again, or this daemon did more work with more"
 		if n < last {
-			why = "the machine is busy and this daemon needs fewer; --fixed-procs keeps them all"
+			why = "the machine is busy and this daemon uses fewer; --fixed-procs keeps them all"
 		}
 		last = n
 		log.Infof("goroutines now run on %d Ps (GOMAXPROCS), %d CPUs: %s", n, runtime.NumCPU(), why)

@@ -190,7 +190,7 @@ func TestStartProcsStops(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	for _, fixed := range []bool{false, true} {
 		c := Common{FixedProcs: fixed}
-		stop := c.StartProcs(logging.New(&bytes.Buffer{}, logging.Info))
+		stop := c.StartProcs(logging.New(&bytes.Buffer{}, logging.Info), func() uint64 { return 0 })
 		done := make(chan struct{})
 		go func() { stop(); close(done) }()
 		select {

@@ -150,6 +150,15 @@ func (v *CounterVec) With(values ...string) *Counter {
 	return c
 }
 
+// Sum returns the sum of the children's counts.
+func (v *CounterVec) Sum() uint64 {
+	var n uint64
+	for _, c := range v.children {
+		n += c.Value()
+	}
+	return n
+}
+
 // HistogramVec is a family of histograms with a fixed label set.
 type HistogramVec struct {
 	labels   []string
@@ -223,6 +232,26 @@ type Registry struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{families: make(map[string]*family)} }
+
+// CounterSum returns the sum of the counters registered under names, with
+// every label value of a family; a name that is not registered, or not a
+// counter, adds nothing. It is safe to call while the counters change.
+func (r *Registry) CounterSum(names ...string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n uint64
+	for _, name := range names {
+		f := r.families[name]
+		switch {
+		case f == nil:
+		case f.counter != nil:
+			n += f.counter.Value()
+		case f.cvec != nil:
+			n += f.cvec.Sum()
+		}
+	}
+	return n
+}
 
 func (r *Registry) add(f *family) {
 	if !validName(f.name) {

@@ -438,3 +438,20 @@ func TestHistogramBoundInclusive(t *testing.T) {
 		t.Errorf("count %d sum %v", h.Count(), h.Sum())
 	}
 }
+
+// Ensure that CounterSum adds plain counters and every child of counter
+// families, and skips names that are missing or not counters.
+func TestCounterSum(t *testing.T) {
+	r := NewRegistry()
+	v := r.NewCounterVec("a_total", "a", []string{"x"}, [][]string{{"1"}, {"2"}})
+	v.With("1").Add(3)
+	v.With("2").Add(4)
+	r.NewCounter("b_total", "b").Add(5)
+	r.NewGauge("c", "c").Set(100)
+	if got := r.CounterSum("a_total", "b_total", "c", "missing"); got != 12 {
+		t.Fatalf("CounterSum = %d, want 12", got)
+	}
+	if got := r.CounterSum(); got != 0 {
+		t.Fatalf("CounterSum() = %d, want 0", got)
+	}
+}

@@ -11,16 +11,26 @@
 // requests (BENCHMARKS.md, sessions 12, 13 and 17). A daemon alone on its
 // machine must keep every P, though, so a fixed GOMAXPROCS=1 is no default.
 //
-// An Adapter looks once a second at how much CPU the process used and how
-// much the machine left idle. While the machine has less than half a CPU
-// idle and the process uses clearly less than its Ps could, it gives one P
-// back, down to half the count it started with; once the machine has a
-// whole CPU idle and the process uses all its Ps, it takes one more, up to
-// that count (then the runtime's own default again). A change needs
-// several samples in a row to agree, so a burst does not make the count
-// flap. With GOMAXPROCS set in the
-// environment, or where the machine's idle time is unknown (systems other
-// than Linux), it changes nothing.
+// An Adapter looks once a second at how much CPU the process used, how
+// much the machine left idle and, when told (Adapter.Work), how many
+// requests the process served. While the machine has less than half a CPU
+// idle and the process, busy, uses clearly less than its Ps could, it
+// gives one P back, down to half the count it started with; once the
+// machine has a whole CPU idle and the process uses all its Ps, it takes
+// one more, up to that count (then the runtime's own default again). A
+// change needs several samples in a row to agree, so a burst does not make
+// the count flap.
+//
+// Fewer threads also get a smaller share of the CPUs where the kernel
+// shares them thread by thread (processes of one session under Linux's
+// scheduler autogroups, or of one cgroup): there a daemon that gives a P
+// back can serve less. So with the requests counted, a step down on a busy
+// machine is a trial that is undone when the following seconds serve
+// clearly less than the ones before, and a process below its count tries
+// one more P now and then, keeping it when it serves clearly more (see
+// Controller). With GOMAXPROCS set in the environment, or where the
+// machine's idle time is unknown (systems other than Linux), it changes
+// nothing.
 package procs
 
 import (
@@ -42,9 +52,33 @@ const (
 	spareUse = 0.5
 	// fullUse: a process within this much of its Ps uses them all.
 	fullUse = 0.3
+	// minUse: a process that uses less is too idle for its P count to
+	// matter, or for a trial to measure anything; its count stays.
+	minUse = 0.25
 	// downSamples and upSamples: consecutive samples that must agree.
 	downSamples = 3
 	upSamples   = 2
+)
+
+// Trials: a step taken on a busy machine is a guess, so the Controller
+// measures it when it knows the work done (Sample.Work).
+const (
+	// trialSamples: samples a trial averages, after one skipped while the
+	// change settles; also how many samples before a step are its base.
+	trialSamples = 3
+	// margin: one P fewer stays unless the work rate falls by more than
+	// this fraction; one more stays only if it rises by more.
+	margin = 0.05
+	// holdMin and holdMax bound, in samples, how long no P is given back
+	// after a trial showed that the process does more work with more Ps.
+	// The hold doubles with each such trial in a row.
+	holdMin = 60
+	holdMax = 32 * 60
+	// probeMin and probeMax bound, in samples, the wait before a process
+	// below its count tries one more P on a busy machine. The wait doubles
+	// with each trial in a row that one more did not win.
+	probeMin = 30
+	probeMax = 16 * 60
 )
 
 // Sample is what the process and the machine did over one interval.
@@ -55,13 +89,41 @@ type Sample struct {
 	// Idle is the machine's idle CPU over the interval, in CPUs; negative
 	// if unknown.
 	Idle float64
+	// Work is the process's work rate over the interval, in any unit that
+	// grows with the requests it served (requests per second); negative if
+	// unknown, and then no step is measured.
+	Work float64
+}
+
+// trial is a step under measurement.
+type trial struct {
+	dir  int     // +1: one P more; -1: one fewer; 0: no trial
+	base float64 // work rate before the step
+	n    int     // samples since the step
+	sum  float64 // work rates of the measured samples
 }
 
 // Controller decides the P count from samples. It is pure logic; Adapter
 // feeds it. The zero value is not usable; use NewController.
+//
+// The rules on machine idle time alone are guesses: on a busy machine,
+// fewer Ps spare the process the cross-CPU wake-ups, but where the CPUs are
+// shared thread by thread (processes of one session, of one cgroup) they
+// also get it a smaller share. So with the work rate known, a step down
+// on a busy machine is a trial: it is undone when the next samples show
+// less work, and then no P is given back for a while. And a process below
+// its count on a busy machine now and then tries one P more, which stays
+// when it shows more work.
 type Controller struct {
 	max, min, p int
 	down, up    int // consecutive samples for giving a P back, taking one
+
+	recent  [trialSamples]float64 // work rates of the last working samples at p
+	nrecent int                   // how many of recent are filled (up to trialSamples)
+	t       trial
+
+	hold, holdNext   int // samples left without a step down; the next hold
+	probe, probeNext int // samples left before trying one more P; the next wait
 }
 
 // NewController returns a Controller that starts at, and never goes above,
@@ -74,7 +136,7 @@ func NewController(max int) *Controller {
 	if max < 1 {
 		max = 1
 	}
-	return &Controller{max: max, min: (max + 1) / 2, p: max}
+	return &Controller{max: max, min: (max + 1) / 2, p: max, holdNext: holdMin, probeNext: probeMin}
 }
 
 // Procs returns the current P count.
@@ -86,24 +148,112 @@ func (c *Controller) Next(s Sample) int {
 		c.down, c.up = 0, 0
 		return c.p
 	}
+	if c.hold > 0 {
+		c.hold--
+	}
+	if c.probe > 0 {
+		c.probe--
+	}
+	if c.t.dir != 0 {
+		c.measure(s)
+		return c.p
+	}
+	working := s.Used >= minUse
+	if working && s.Work >= 0 {
+		copy(c.recent[:], c.recent[1:])
+		c.recent[trialSamples-1] = s.Work
+		c.nrecent = min(c.nrecent+1, trialSamples)
+	} else {
+		c.nrecent = 0
+	}
 	p := float64(c.p)
 	switch {
-	case c.p > c.min && s.Idle < busyIdle && s.Used < p-spareUse:
-		c.up = 0
-		if c.down++; c.down >= downSamples {
-			c.down = 0
-			c.p--
-		}
 	case c.p < c.max && s.Idle >= freeIdle && s.Used >= p-fullUse:
 		c.down = 0
 		if c.up++; c.up >= upSamples {
 			c.up = 0
-			c.p++
+			c.step(+1, false)
 		}
+	case c.p > c.min && working && c.hold == 0 && s.Idle < busyIdle && s.Used < p-spareUse:
+		c.up = 0
+		if c.down++; c.down >= downSamples {
+			c.down = 0
+			c.step(-1, true)
+		}
+	case c.p < c.max && working && c.probe == 0 && c.recentRate() > 0 && s.Idle < freeIdle:
+		c.down, c.up = 0, 0
+		c.step(+1, true)
 	default:
 		c.down, c.up = 0, 0
 	}
 	return c.p
+}
+
+// step moves the count by dir, as a trial if measured and the work rate of
+// the last samples is known.
+func (c *Controller) step(dir int, measured bool) {
+	base := c.recentRate()
+	c.p += dir
+	c.nrecent = 0
+	if measured && base > 0 {
+		c.t = trial{dir: dir, base: base}
+	}
+}
+
+// recentRate returns the mean work rate of the last trialSamples working
+// samples at the current count, or 0 if there are fewer.
+func (c *Controller) recentRate() float64 {
+	if c.nrecent < trialSamples {
+		return 0
+	}
+	sum := 0.0
+	for _, w := range c.recent {
+		sum += w
+	}
+	return sum / trialSamples
+}
+
+// measure takes a sample of the running trial and, after trialSamples of
+// them, keeps the step or undoes it.
+func (c *Controller) measure(s Sample) {
+	if c.t.n++; c.t.n == 1 {
+		return // the change settles
+	}
+	if s.Work < 0 || s.Used < minUse {
+		// The load went away: nothing to compare; back to where it was.
+		c.p -= c.t.dir
+		c.t = trial{}
+		c.probe = c.probeNext
+		return
+	}
+	if c.t.sum += s.Work; c.t.n <= trialSamples {
+		return
+	}
+	rate := c.t.sum / trialSamples
+	var morePsWon bool
+	if c.t.dir < 0 {
+		morePsWon = rate < c.t.base*(1-margin)
+		if morePsWon {
+			c.p++
+		}
+	} else {
+		morePsWon = rate > c.t.base*(1+margin)
+		if !morePsWon {
+			c.p--
+		}
+	}
+	if morePsWon {
+		c.hold = c.holdNext
+		c.holdNext = min(2*c.holdNext, holdMax)
+		c.probeNext = probeMin
+	} else {
+		c.holdNext = holdMin
+		if c.t.dir > 0 {
+			c.probeNext = min(2*c.probeNext, probeMax)
+		}
+		c.probe = c.probeNext
+	}
+	c.t = trial{}
 }
 
 // Every is how often an Adapter samples.
@@ -113,6 +263,10 @@ const Every = time.Second
 type Adapter struct {
 	// Changed, if set, hears of each change (a log line, a gauge).
 	Changed func(procs int)
+	// Work, if set, returns a count that grows with the work the process
+	// has done (requests served); the Controller then measures its steps.
+	// It is called once a second and must be safe for concurrent use.
+	Work func() uint64
 }
 
 // Enabled reports whether Run would change anything here: GOMAXPROCS is
@@ -143,6 +297,10 @@ func (a *Adapter) Run(ctx context.Context) {
 	lastWall := time.Now()
 	lastCPU, _ := processCPU()
 	lastIdle, lastTotal, _, _ := machineCPU()
+	var lastWork uint64
+	if a.Work != nil {
+		lastWork = a.Work()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -152,12 +310,19 @@ func (a *Adapter) Run(ctx context.Context) {
 		now := time.Now()
 		cpu, ok1 := processCPU()
 		idle, total, cpus, ok2 := machineCPU()
-		s := Sample{Idle: -1}
+		s := Sample{Idle: -1, Work: -1}
+		var work uint64
+		if a.Work != nil {
+			work = a.Work()
+		}
 		if wall := now.Sub(lastWall); ok1 && ok2 && wall > 0 && total > lastTotal {
 			s.Used = float64(cpu-lastCPU) / float64(wall)
 			s.Idle = float64(idle-lastIdle) / float64(total-lastTotal) * float64(cpus)
+			if a.Work != nil && work >= lastWork {
+				s.Work = float64(work-lastWork) / wall.Seconds()
+			}
 		}
-		lastWall, lastCPU, lastIdle, lastTotal = now, cpu, idle, total
+		lastWall, lastCPU, lastIdle, lastTotal, lastWork = now, cpu, idle, total, work
 		before := c.Procs()
 		if p := c.Next(s); p != before {
 			if p == c.max {

@@ -69,6 +69,60 @@ func TestController(t *testing.T) {
 	}
 }
 
+// Ensure that with the work rate known a step down on a busy machine is
+// measured: undone (and no P given back for holdMin samples) when the work
+// falls by more than margin, kept otherwise; that a process below its count
+// tries one P more after probeMin samples and keeps it only when the work
+// rises by more than margin, the wait doubling otherwise; that a trial the
+// load leaves is undone; and that an idle process keeps its count.
+func TestControllerTrials(t *testing.T) {
+	w := func(used, work float64) Sample { return Sample{Used: used, Idle: 0.05, Work: work} }
+	type run struct {
+		s    Sample
+		n    int // samples of s in a row
+		want int // Ps after each of them
+	}
+	// down: three agreeing samples at 2 Ps doing 100, the step, one
+	// sample to settle.
+	down := []run{{w(0.9, 100), 2, 2}, {w(0.9, 100), 1, 1}, {w(0.8, 90), 1, 1}}
+	tests := []struct {
+		name string
+		runs []run
+	}{
+		{"a step down that costs work is undone and held", append(down,
+			run{w(0.8, 90), 2, 1}, run{w(0.8, 90), 1, 2},
+			run{w(0.9, 100), holdMin + 1, 2}, run{w(0.9, 100), 1, 1})},
+		{"a step down within the margin stays", append(down,
+			run{w(0.8, 96), 3, 1}, run{w(0.8, 96), probeMin - 1, 1})},
+		{"one more P that works more stays and holds", append(down,
+			run{w(0.8, 96), 3, 1}, run{w(0.8, 96), probeMin - 1, 1}, run{w(0.8, 96), 1, 2},
+			run{w(0.9, 120), 4, 2}, run{w(0.9, 120), holdMin + 1, 2}, run{w(0.9, 120), 1, 1})},
+		{"one more P that does not stays one fewer; the wait doubles", append(down,
+			run{w(0.8, 96), 3, 1}, run{w(0.8, 96), probeMin - 1, 1}, run{w(0.8, 96), 1, 2},
+			run{w(0.9, 100), 3, 2}, run{w(0.9, 100), 1, 1},
+			run{w(0.8, 96), 2*probeMin - 1, 1}, run{w(0.8, 96), 1, 2})},
+		{"the load leaves a trial: back to where it was", append(down,
+			run{w(0.1, 5), 1, 2}, run{w(0.1, 5), 10, 2})},
+		{"an idle process keeps its count", []run{{w(0.1, 50), 10, 2}}},
+		{"work unknown: the step stays", []run{{w(0.9, -1), 2, 2}, {w(0.9, -1), 1, 1},
+			{w(0.5, -1), probeMin + 10, 1}}},
+	}
+	for _, tt := range tests {
+		c := NewController(2)
+		i := 0
+	samples:
+		for _, r := range tt.runs {
+			for range r.n {
+				if got := c.Next(r.s); got != r.want {
+					t.Errorf("%s: after sample %d (%+v): %d Ps, want %d", tt.name, i, r.s, got, r.want)
+					break samples
+				}
+				i++
+			}
+		}
+	}
+}
+
 const statText = `cpu  4705 356 584 3699176 23 0 11 0 0 0
 cpu0 1393 280 283 1849578 12 0 3 0 0 0
 cpu1 3312 76 301 1849598 11 0 8 0 0 0
@@ -135,5 +189,35 @@ func TestRunRespectsEnvironment(t *testing.T) {
 	}
 	if runtime.GOMAXPROCS(0) != before {
 		t.Fatal("GOMAXPROCS changed")
+	}
+}
+
+// Ensure that Run reads Adapter.Work at the start and once per sample, and
+// returns when its context ends.
+func TestRunReadsWork(t *testing.T) {
+	if !Enabled() {
+		t.Skip("the adapter is off here")
+	}
+	reads := make(chan struct{}, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&Adapter{Work: func() uint64 {
+			select {
+			case reads <- struct{}{}:
+			default:
+			}
+			return 0
+		}}).Run(ctx)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	timeout := time.After(10 * time.Second)
+	for i := range 2 {
+		select {
+		case <-reads:
+		case <-timeout:
+			t.Fatalf("Work read %d times in 10 s, want 2", i)
+		}
 	}
 }
