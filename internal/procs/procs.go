@@ -28,15 +28,17 @@
 // machine is a trial that is undone when the following seconds serve
 // clearly less than the ones before, and a process below its count tries
 // one more P now and then, keeping it when it serves clearly more (see
-// Controller). With GOMAXPROCS set in the environment, or where the
-// machine's idle time is unknown (systems other than Linux), it changes
-// nothing.
+// Controller). A process that goes idle goes back to every P, so that the
+// next load is measured afresh. With GOMAXPROCS set in the environment, or
+// where the machine's idle time is unknown (systems other than Linux), it
+// changes nothing.
 package procs
 
 import (
 	"context"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -53,7 +55,7 @@ const (
 	// fullUse: a process within this much of its Ps uses them all.
 	fullUse = 0.3
 	// minUse: a process that uses less is too idle for its P count to
-	// matter, or for a trial to measure anything; its count stays.
+	// matter, or for a trial to measure anything; it goes back to every P.
 	minUse = 0.25
 	// downSamples and upSamples: consecutive samples that must agree.
 	downSamples = 3
@@ -97,10 +99,10 @@ type Sample struct {
 
 // trial is a step under measurement.
 type trial struct {
-	dir  int     // +1: one P more; -1: one fewer; 0: no trial
-	base float64 // work rate before the step
-	n    int     // samples since the step
-	sum  float64 // work rates of the measured samples
+	dir   int                   // +1: one P more; -1: one fewer; 0: no trial
+	base  float64               // work rate before the step
+	n     int                   // samples since the step
+	rates [trialSamples]float64 // work rates of the measured samples
 }
 
 // Controller decides the P count from samples. It is pure logic; Adapter
@@ -113,10 +115,10 @@ type trial struct {
 // on a busy machine is a trial: it is undone when the next samples show
 // less work, and then no P is given back for a while. And a process below
 // its count on a busy machine now and then tries one P more, which stays
-// when it shows more work.
+// when it shows more work. An idle process goes back to every P.
 type Controller struct {
-	max, min, p int
-	down, up    int // consecutive samples for giving a P back, taking one
+	max, min, p    int
+	down, up, idle int // consecutive samples for giving a P back, taking one, going idle
 
 	recent  [trialSamples]float64 // work rates of the last working samples at p
 	nrecent int                   // how many of recent are filled (up to trialSamples)
@@ -158,8 +160,18 @@ func (c *Controller) Next(s Sample) int {
 		c.measure(s)
 		return c.p
 	}
-	working := s.Used >= minUse
-	if working && s.Work >= 0 {
+	if s.Used < minUse {
+		// Idle: back to every P after upSamples, so that the next load
+		// starts from the runtime's default and its steps are measured
+		// afresh, not under a count another load chose.
+		c.down, c.up, c.nrecent = 0, 0, 0
+		if c.idle++; c.idle >= upSamples {
+			c.idle, c.p = 0, c.max
+		}
+		return c.p
+	}
+	c.idle = 0
+	if s.Work >= 0 {
 		copy(c.recent[:], c.recent[1:])
 		c.recent[trialSamples-1] = s.Work
 		c.nrecent = min(c.nrecent+1, trialSamples)
@@ -174,13 +186,13 @@ func (c *Controller) Next(s Sample) int {
 			c.up = 0
 			c.step(+1, false)
 		}
-	case c.p > c.min && working && c.hold == 0 && s.Idle < busyIdle && s.Used < p-spareUse:
+	case c.p > c.min && c.hold == 0 && s.Idle < busyIdle && s.Used < p-spareUse:
 		c.up = 0
 		if c.down++; c.down >= downSamples {
 			c.down = 0
 			c.step(-1, true)
 		}
-	case c.p < c.max && working && c.probe == 0 && c.recentRate() > 0 && s.Idle < freeIdle:
+	case c.p < c.max && c.probe == 0 && c.recentRate() > 0 && s.Idle < freeIdle:
 		c.down, c.up = 0, 0
 		c.step(+1, true)
 	default:
@@ -200,17 +212,21 @@ func (c *Controller) step(dir int, measured bool) {
 	}
 }
 
-// recentRate returns the mean work rate of the last trialSamples working
-// samples at the current count, or 0 if there are fewer.
+// recentRate returns the median work rate of the last trialSamples
+// working samples at the current count, or 0 if there are fewer. A median,
+// not a mean: the first sample of a load, or the last, covers part of a
+// second only, and would make the base or the trial look worse.
 func (c *Controller) recentRate() float64 {
 	if c.nrecent < trialSamples {
 		return 0
 	}
-	sum := 0.0
-	for _, w := range c.recent {
-		sum += w
-	}
-	return sum / trialSamples
+	return median(c.recent)
+}
+
+// median returns the middle of three rates.
+func median(r [trialSamples]float64) float64 {
+	slices.Sort(r[:])
+	return r[trialSamples/2]
 }
 
 // measure takes a sample of the running trial and, after trialSamples of
@@ -226,10 +242,10 @@ func (c *Controller) measure(s Sample) {
 		c.probe = c.probeNext
 		return
 	}
-	if c.t.sum += s.Work; c.t.n <= trialSamples {
+	if c.t.rates[c.t.n-2] = s.Work; c.t.n <= trialSamples {
 		return
 	}
-	rate := c.t.sum / trialSamples
+	rate := median(c.t.rates)
 	var morePsWon bool
 	if c.t.dir < 0 {
 		morePsWon = rate < c.t.base*(1-margin)

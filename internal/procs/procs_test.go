@@ -74,7 +74,7 @@ func TestController(t *testing.T) {
 // falls by more than margin, kept otherwise; that a process below its count
 // tries one P more after probeMin samples and keeps it only when the work
 // rises by more than margin, the wait doubling otherwise; that a trial the
-// load leaves is undone; and that an idle process keeps its count.
+// load leaves is undone; and that an idle process goes back to every P.
 func TestControllerTrials(t *testing.T) {
 	w := func(used, work float64) Sample { return Sample{Used: used, Idle: 0.05, Work: work} }
 	type run struct {
@@ -92,6 +92,11 @@ func TestControllerTrials(t *testing.T) {
 		{"a step down that costs work is undone and held", append(down,
 			run{w(0.8, 90), 2, 1}, run{w(0.8, 90), 1, 2},
 			run{w(0.9, 100), holdMin + 1, 2}, run{w(0.9, 100), 1, 1})},
+		{"a partial first second does not lower the base", []run{
+			{w(0.3, 40), 1, 2}, {w(0.9, 100), 1, 2}, {w(0.9, 100), 1, 1}, {w(0.8, 88), 3, 1},
+			{w(0.8, 88), 1, 2}}},
+		{"a partial last second does not fail a trial", append(down,
+			run{w(0.8, 96), 2, 1}, run{w(0.3, 30), 1, 1}, run{w(0.8, 96), probeMin - 1, 1})},
 		{"a step down within the margin stays", append(down,
 			run{w(0.8, 96), 3, 1}, run{w(0.8, 96), probeMin - 1, 1})},
 		{"one more P that works more stays and holds", append(down,
@@ -103,7 +108,9 @@ func TestControllerTrials(t *testing.T) {
 			run{w(0.8, 96), 2*probeMin - 1, 1}, run{w(0.8, 96), 1, 2})},
 		{"the load leaves a trial: back to where it was", append(down,
 			run{w(0.1, 5), 1, 2}, run{w(0.1, 5), 10, 2})},
-		{"an idle process keeps its count", []run{{w(0.1, 50), 10, 2}}},
+		{"an idle process at every P stays", []run{{w(0.1, 50), 10, 2}}},
+		{"an idle process goes back to every P", []run{{w(0.9, -1), 2, 2}, {w(0.9, -1), 1, 1},
+			{w(0.1, -1), upSamples - 1, 1}, {w(0.1, -1), 1, 2}}},
 		{"work unknown: the step stays", []run{{w(0.9, -1), 2, 2}, {w(0.9, -1), 1, 1},
 			{w(0.5, -1), probeMin + 10, 1}}},
 	}
