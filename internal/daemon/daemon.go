@@ -86,7 +86,7 @@ func (c *Common) StartProcs(log *logging.Logger, work func() uint64) (stop func(
 	done := make(chan struct{})
 	last := runtime.GOMAXPROCS(0)
 	a := &procs.Adapter{Work: work, Changed: func(n int) {
-		why := "the machine has idle CPU again, this daemon served more with more, or it went idle"
+		why := "the machine has idle CPU again, or this daemon served more with more"
 		if n < last {
 			why = "the machine is busy and this daemon uses fewer; --fixed-procs keeps them all"
 		}

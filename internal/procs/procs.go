@@ -28,10 +28,9 @@
 // machine is a trial that is undone when the following seconds serve
 // clearly less than the ones before, and a process below its count tries
 // one more P now and then, keeping it when it serves clearly more (see
-// Controller). A process that goes idle goes back to every P, so that the
-// next load is measured afresh. With GOMAXPROCS set in the environment, or
-// where the machine's idle time is unknown (systems other than Linux), it
-// changes nothing.
+// Controller). With GOMAXPROCS set in the environment, or where the
+// machine's idle time is unknown (systems other than Linux), it changes
+// nothing.
 package procs
 
 import (
@@ -55,7 +54,7 @@ const (
 	// fullUse: a process within this much of its Ps uses them all.
 	fullUse = 0.3
 	// minUse: a process that uses less is too idle for its P count to
-	// matter, or for a trial to measure anything; it goes back to every P.
+	// matter, or for a trial to measure anything; its count stays.
 	minUse = 0.25
 	// downSamples and upSamples: consecutive samples that must agree.
 	downSamples = 3
@@ -115,10 +114,10 @@ type trial struct {
 // on a busy machine is a trial: it is undone when the next samples show
 // less work, and then no P is given back for a while. And a process below
 // its count on a busy machine now and then tries one P more, which stays
-// when it shows more work. An idle process goes back to every P.
+// when it shows more work. An idle process keeps its count.
 type Controller struct {
-	max, min, p    int
-	down, up, idle int // consecutive samples for giving a P back, taking one, going idle
+	max, min, p int
+	down, up    int // consecutive samples for giving a P back, taking one
 
 	recent  [trialSamples]float64 // work rates of the last working samples at p
 	nrecent int                   // how many of recent are filled (up to trialSamples)
@@ -161,16 +160,12 @@ func (c *Controller) Next(s Sample) int {
 		return c.p
 	}
 	if s.Used < minUse {
-		// Idle: back to every P after upSamples, so that the next load
-		// starts from the runtime's default and its steps are measured
-		// afresh, not under a count another load chose.
+		// Idle: the count does not matter now, and no step is measured.
+		// It stays, so that what the trials learned holds for the next
+		// load; a probe corrects it if that load differs.
 		c.down, c.up, c.nrecent = 0, 0, 0
-		if c.idle++; c.idle >= upSamples {
-			c.idle, c.p = 0, c.max
-		}
 		return c.p
 	}
-	c.idle = 0
 	if s.Work >= 0 {
 		copy(c.recent[:], c.recent[1:])
 		c.recent[trialSamples-1] = s.Work
