@@ -64,8 +64,9 @@ const (
 // Trials: a step taken on a busy machine is a guess, so the Controller
 // measures it when it knows the work done (Sample.Work).
 const (
-	// trialSamples: samples a trial averages, after one skipped while the
-	// change settles; also how many samples before a step are its base.
+	// trialSamples: samples a trial takes the median of, after one skipped
+	// while the change settles; the median of as many before a step is its
+	// base.
 	trialSamples = 3
 	// margin: one P fewer stays unless the work rate falls by more than
 	// this fraction; one more stays only if it rises by more.
