@@ -254,11 +254,12 @@ func bench(ctx context.Context, c *config, stdout, stderr io.Writer) (retErr err
 		return err
 	}
 	defer os.RemoveAll(tpDir)
-	if !c.wants("twemproxy") {
-		// left out by -only
-	} else if _, err := exec.LookPath(c.twemproxy); err != nil {
+	_, lookErr := exec.LookPath(c.twemproxy)
+	switch {
+	case !c.wants("twemproxy"): // left out by -only
+	case lookErr != nil:
 		logf("%s not found: no %s column (scripts/install-test-tools.sh installs it)", c.twemproxy, twemproxyName)
-	} else {
+	default:
 		tp, tpAddr, err := startTwemproxy(ctx, c.twemproxy, mcAddr, tpDir)
 		if err != nil {
 			return err
