@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"kumofs/internal/metrics"
@@ -70,11 +71,22 @@ type batcher struct {
 	// and fail count its records (nil: the copy phase's counters).
 	what     string
 	ok, fail *metrics.Counter
+
+	// since is when the first record in buf was read from the store;
+	// flush delivers buf only within half the garbage time of it.
+	since time.Time
 }
+
+// errStaleBatch is a batch flush gave up because its records were read
+// too long ago to be delivered safely (see batcher.flush).
+var errStaleBatch = errors.New("server: records read longer ago than half the garbage time (-gX); a newer delete of them may be purged by now")
 
 func (b *batcher) add(rec *store.Record) {
 	if b.err != nil {
 		return
+	}
+	if b.count == 0 {
+		b.since = time.Now()
 	}
 	if t, ok := b.s.asFlushed(rec); ok {
 		rec = &t // a value older than a flush_all goes as its tombstone
@@ -102,19 +114,32 @@ func (b *batcher) add(rec *store.Record) {
 	}
 }
 
+// flush sends the batch, retrying for a while. It delivers the records
+// only until half the garbage time after the first was read: a record
+// this server held then may since have been deleted elsewhere, and once
+// that tombstone is older than the garbage time it is purged, after
+// which the late record would bring the key back. That is how a repair
+// push to a server killed just then reached it after it restarted,
+// discarded its old store and was attached again (-gX 2: the dead
+// server's copy of a deleted key came back).
 func (b *batcher) flush() {
 	if b.count == 0 || b.err != nil {
 		return
 	}
 	s := b.s
+	deadline := b.since.Add(s.cfg.GarbageMax / 2)
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
+		if !time.Now().Before(deadline) {
+			err = errStaleBatch
+			break
+		}
 		c := s.stream(b.to)
 		if c == nil {
 			b.err = ErrClosed
 			return
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		ctx, cancel := context.WithDeadline(s.ctx, earliest(time.Now().Add(10*time.Second), deadline))
 		var res rpc.Result
 		res, err = c.Call(ctx, wire.SrvReplicateBatch, func(p []byte) []byte {
 			p = msgpack.AppendArrayHeader(p, 2)
@@ -133,7 +158,7 @@ func (b *batcher) flush() {
 		}
 		select {
 		case <-s.ctx.Done():
-		case <-time.After(time.Duration(100<<min(attempt, 4)) * time.Millisecond):
+		case <-time.After(min(time.Duration(100<<min(attempt, 4))*time.Millisecond, time.Until(deadline))):
 		}
 	}
 	okC, failC, what := b.ok, b.fail, b.what
@@ -321,4 +346,12 @@ func (s *Server) replaceDelete(w *ring.HashSpace) {
 		}
 	}
 	s.log.Infof("replace delete done: %d records dropped", len(drop))
+}
+
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/wire"
+	"kumofs/ring"
+	"kumofs/store"
+)
+
+// Ensure that a batch of records (a repair push, a rebalance copy) is
+// delivered only within half the garbage time of reading its first
+// record. A later one could bring back a key whose delete was purged
+// meanwhile: a repair push retried until its dead target came back after
+// the garbage time, with its old store discarded, resurrected the key
+// (TestDeletedKeyStaysDeletedAfterGarbageTime, now and then).
+func TestBatcherDropsStaleRecords(t *testing.T) {
+	src, err := New(Config{
+		Self:       testSelf,
+		Listen:     "127.0.0.1:0",
+		StorePath:  filepath.Join(t.TempDir(), "src"),
+		Log:        logging.New(io.Discard, logging.Info).With("server"),
+		GarbageMax: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	dst, dcl := startAlone(t, filepath.Join(t.TempDir(), "dst"))
+	to, err := ring.ParseAddr(dst.Addr().String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := src.clk.Now()
+	send := func(key string, age time.Duration) *batcher {
+		b := &batcher{s: src, to: to, what: "test"}
+		b.add(&store.Record{Key: dbkey(key), Value: []byte("v"), Clock: ct})
+		b.since = b.since.Add(-age)
+		b.flush()
+		return b
+	}
+
+	if b := send("fresh", 900*time.Millisecond); b.err != nil || b.sent != 1 {
+		t.Fatalf("a batch read 0.9 s ago (garbage time 2 s): err %v, %d sent; want delivered", b.err, b.sent)
+	}
+	if v, ok := getKey(t, dcl, wire.SrvGet, "fresh"); !ok || string(v.Data) != "v" {
+		t.Fatalf("fresh on the target = %q, %v", v.Data, ok)
+	}
+
+	start := time.Now()
+	b := send("stale", time.Second)
+	if !errors.Is(b.err, errStaleBatch) || b.sent != 0 {
+		t.Fatalf("a batch read 1 s ago (garbage time 2 s): err %v, %d sent; want %v", b.err, b.sent, errStaleBatch)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the stale batch was given up after %v, not at once", d)
+	}
+	if v, ok := getKey(t, dcl, wire.SrvGet, "stale"); ok {
+		t.Fatalf("the stale batch reached the target: %q", v.Data)
+	}
+}
