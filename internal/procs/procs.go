@@ -73,7 +73,8 @@ const (
 	margin = 0.05
 	// holdMin and holdMax bound, in samples, how long no P is given back
 	// after a trial showed that the process does more work with more Ps.
-	// The hold doubles with each such trial in a row.
+	// The hold doubles with each such trial in a row. A trial the load
+	// left before it ended holds as long, without doubling.
 	holdMin = 60
 	holdMax = 32 * 60
 	// probeMin and probeMax bound, in samples, the wait before a process
@@ -233,6 +234,14 @@ func (c *Controller) measure(s Sample) {
 	}
 	if s.Work < 0 || s.Used < minUse {
 		// The load went away: nothing to compare; back to where it was.
+		// A step down waits out the current hold (not doubled) before it
+		// is tried again, as after a trial it lost: otherwise a load that
+		// comes in bursts shorter than a trial would start one at every
+		// burst and spend each burst's end at the count it did not choose
+		// (BENCHMARKS.md, session 19: 7% of 5 s bursts).
+		if c.t.dir < 0 {
+			c.hold = c.holdNext
+		}
 		c.p -= c.t.dir
 		c.t = trial{}
 		c.probe = c.probeNext
