@@ -2,12 +2,10 @@ package server
 
 import (
 	"errors"
-	"io"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"kumofs/internal/logging"
 	"kumofs/kumo/wire"
 	"kumofs/ring"
 	"kumofs/store"
@@ -20,17 +18,7 @@ import (
 // the garbage time, with its old store discarded, resurrected the key
 // (TestDeletedKeyStaysDeletedAfterGarbageTime, now and then).
 func TestBatcherDropsStaleRecords(t *testing.T) {
-	src, err := New(Config{
-		Self:       testSelf,
-		Listen:     "127.0.0.1:0",
-		StorePath:  filepath.Join(t.TempDir(), "src"),
-		Log:        logging.New(io.Discard, logging.Info).With("server"),
-		GarbageMax: 2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	src, _ := startWith(t, Config{StorePath: filepath.Join(t.TempDir(), "src"), GarbageMax: 2 * time.Second})
 	dst, dcl := startAlone(t, filepath.Join(t.TempDir(), "dst"))
 	to, err := ring.ParseAddr(dst.Addr().String(), 0)
 	if err != nil {

@@ -40,13 +40,15 @@ func startAlone(t *testing.T, path string) (*Server, *rpc.Client) {
 // startWithClock is startAlone with the server's clock (nil: a default one).
 func startWithClock(t *testing.T, path string, clk *clock.Clock) (*Server, *rpc.Client) {
 	t.Helper()
-	s, err := New(Config{
-		Self:      testSelf,
-		Listen:    "127.0.0.1:0",
-		StorePath: path,
-		Log:       logging.New(io.Discard, logging.Info).With("server"),
-		Clock:     clk,
-	})
+	return startWith(t, Config{StorePath: path, Clock: clk})
+}
+
+// startWith is startAlone with cfg, whose Self, Listen and Log it sets.
+func startWith(t *testing.T, cfg Config) (*Server, *rpc.Client) {
+	t.Helper()
+	cfg.Self, cfg.Listen = testSelf, "127.0.0.1:0"
+	cfg.Log = logging.New(io.Discard, logging.Info).With("server")
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
