@@ -51,4 +51,21 @@ func TestBatcherDropsStaleRecords(t *testing.T) {
 	if v, ok := getKey(t, dcl, wire.SrvGet, "stale"); ok {
 		t.Fatalf("the stale batch reached the target: %q", v.Data)
 	}
+
+	// A batch that fills slowly goes out before its first record gets
+	// old: the record added after a quarter of the garbage time starts
+	// a new batch.
+	b = &batcher{s: src, to: to, what: "test"}
+	b.add(&store.Record{Key: dbkey("slow1"), Value: []byte("v"), Clock: ct})
+	b.since = b.since.Add(-600 * time.Millisecond)
+	b.add(&store.Record{Key: dbkey("slow2"), Value: []byte("v"), Clock: ct})
+	if b.err != nil || b.sent != 1 || b.count != 1 {
+		t.Fatalf("after a slow second record: err %v, %d sent, %d held; want 1 sent, 1 held", b.err, b.sent, b.count)
+	}
+	b.flush()
+	for _, k := range []string{"slow1", "slow2"} {
+		if _, ok := getKey(t, dcl, wire.SrvGet, k); !ok || b.err != nil {
+			t.Fatalf("%s did not reach the target (err %v)", k, b.err)
+		}
+	}
 }

@@ -77,13 +77,20 @@ type batcher struct {
 	since time.Time
 }
 
-// errStaleBatch is a batch flush gave up because its records were read
+// errStaleBatch says a batch flush gave up because its records were read
 // too long ago to be delivered safely (see batcher.flush).
 var errStaleBatch = errors.New("server: records read longer ago than half the garbage time (-gX); a newer delete of them may be purged by now")
 
 func (b *batcher) add(rec *store.Record) {
 	if b.err != nil {
 		return
+	}
+	if b.count > 0 && time.Since(b.since) >= b.s.cfg.GarbageMax/4 {
+		// A batch that fills slowly (a copy walking a large store for
+		// this destination's keys) goes out while it is fresh.
+		if b.flush(); b.err != nil {
+			return
+		}
 	}
 	if b.count == 0 {
 		b.since = time.Now()
