@@ -49,18 +49,26 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// writeBatch writes what wbuf holds with the calling goroutine. It is called
-// with wmu held, !writing and a non-empty wbuf, and returns with wmu
-// unlocked. It reports false if the write failed (the conn is then closed).
-// Data appended while it writes is left for the writer goroutine, which it
-// wakes.
-func (c *Conn) writeBatch() bool {
+// takeBuf starts a write: it marks c writing, takes wbuf (the spare
+// becomes the new wbuf) and the replies it owes, and unlocks wmu, which
+// the caller holds.
+func (c *Conn) takeBuf() []byte {
 	c.writing = true
 	buf := c.wbuf
 	c.wbuf = c.spare[:0]
 	c.spare = nil
 	c.owedOut, c.owed = c.owed, 0
 	c.wmu.Unlock()
+	return buf
+}
+
+// writeBatch writes what wbuf holds with the calling goroutine. It is called
+// with wmu held, !writing and a non-empty wbuf, and returns with wmu
+// unlocked. It reports false if the write failed (the conn is then closed).
+// Data appended while it writes is left for the writer goroutine, which it
+// wakes.
+func (c *Conn) writeBatch() bool {
+	buf := c.takeBuf()
 
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
 	_, err := c.write(buf)
@@ -164,12 +172,7 @@ const maxReaderWrite = 64 << 10
 // leaves what the socket did not take at the front of wbuf for the writer
 // goroutine.
 func (c *Conn) tryWriteBatch() {
-	c.writing = true
-	buf := c.wbuf
-	c.wbuf = c.spare[:0]
-	c.spare = nil
-	c.owedOut, c.owed = c.owed, 0
-	c.wmu.Unlock()
+	buf := c.takeBuf()
 
 	n, _ := c.tryWrite(buf)
 
