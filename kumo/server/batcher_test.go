@@ -2,7 +2,10 @@ package server
 
 import (
 	"errors"
+	"io"
+	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +70,66 @@ func TestBatcherDropsStaleRecords(t *testing.T) {
 		if _, ok := getKey(t, dcl, wire.SrvGet, k); !ok || b.err != nil {
 			t.Fatalf("%s did not reach the target (err %v)", k, b.err)
 		}
+	}
+}
+
+// Ensure that a batch to a peer that accepts connections but answers
+// nothing gives up at its deadline. The first batch to a peer asks it for
+// its stream port; that question used to wait for the call timeout (3 s
+// here) or the peer's silence to be noticed (2 s), keeping the batch's
+// records in flight past half the garbage time.
+func TestBatcherHungPeerKeepsDeadline(t *testing.T) {
+	src, _ := startWith(t, Config{StorePath: filepath.Join(t.TempDir(), "src"), GarbageMax: 2 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // protects conns
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, nc := range conns {
+			nc.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() { // a hung peer: reads everything, answers nothing
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, nc)
+			}()
+		}
+	}()
+	to, err := ring.ParseAddr(ln.Addr().String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &batcher{s: src, to: to, what: "test"}
+	b.add(&store.Record{Key: dbkey("k"), Value: []byte("v"), Clock: src.clk.Now()})
+	b.since = b.since.Add(-900 * time.Millisecond) // deadline: 0.1 s from now
+	start := time.Now()
+	b.flush()
+	d := time.Since(start)
+	if !errors.Is(b.err, errStaleBatch) || b.sent != 0 {
+		t.Fatalf("a batch to a hung peer: err %v, %d sent; want %v", b.err, b.sent, errStaleBatch)
+	}
+	if d > time.Second {
+		t.Errorf("the batch to a hung peer was given up after %v; its deadline was 0.1 s away", d)
 	}
 }

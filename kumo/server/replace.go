@@ -141,7 +141,7 @@ func (b *batcher) flush() {
 			err = errStaleBatch
 			break
 		}
-		c := s.stream(b.to)
+		c := s.stream(b.to, deadline)
 		if c == nil {
 			b.err = ErrClosed
 			return

@@ -56,8 +56,10 @@ func (s *Server) streamPort() uint64 {
 }
 
 // stream returns the client for a peer's stream port, asking the peer for
-// it on first use; it falls back to the main connection.
-func (s *Server) stream(a ring.Addr) *rpc.Client {
+// it on first use (until deadline at the latest: a peer that does not
+// answer must not hold a batch past its own deadline); it falls back to
+// the main connection.
+func (s *Server) stream(a ring.Addr, deadline time.Time) *rpc.Client {
 	s.streamMu.Lock()
 	c, ok := s.streams[a]
 	s.streamMu.Unlock()
@@ -69,7 +71,7 @@ func (s *Server) stream(a ring.Addr) *rpc.Client {
 		return nil
 	}
 	port := uint64(0)
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
+	ctx, cancel := context.WithDeadline(s.ctx, earliest(time.Now().Add(s.cfg.CallTimeout), deadline))
 	res, err := main.Call(ctx, wire.SrvGetStatus, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 1)
 		return msgpack.AppendUint(b, wire.StatStreamPort)
