@@ -91,6 +91,9 @@ func (c *conn) pipelined(key []byte, withCAS bool, kind int, first winSet) {
 			break
 		}
 		line := trimEOL(buf[used : used+i+1])
+		if bytes.IndexByte(line, 0) >= 0 {
+			break // a NUL ends the line (see serveText): served the ordinary way
+		}
 		if k, wc, ok := singleGet(line); ok {
 			if m.setHas(k, n) {
 				break
