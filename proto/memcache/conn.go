@@ -67,6 +67,13 @@ type conn struct {
 	atStart bool
 	lone    bool
 
+	// proto, once known (protoText, protoBinary), is the connection's
+	// protocol: memcached takes it from a connection's first byte and
+	// keeps it, so a text connection's line that starts with the binary
+	// magic is a text command, and a binary connection's packet that does
+	// not is a bad packet. protoUnknown: taken from the next byte.
+	proto byte
+
 	as asyncState // see AsyncBackend
 }
 
@@ -202,11 +209,18 @@ func (c *conn) release() {
 }
 
 func (c *conn) serve() error {
-	first, err := c.br.Peek(1)
-	if err != nil {
-		return err
+	if c.proto == protoUnknown {
+		first, err := c.br.Peek(1)
+		if err != nil {
+			return err
+		}
+		c.proto = protoText
+		if first[0] == binReqMagic {
+			c.proto = protoBinary
+		}
 	}
-	if first[0] == binReqMagic {
+	var err error
+	if c.proto == protoBinary {
 		err = c.serveBinary()
 	} else {
 		err = c.serveText()
@@ -457,3 +471,10 @@ func (c *conn) serverError(err error) {
 	c.bw.Write(msg)
 	c.bw.WriteString("\r\n")
 }
+
+// A connection's protocol (conn.proto, lconn.proto).
+const (
+	protoUnknown = iota
+	protoText
+	protoBinary
+)

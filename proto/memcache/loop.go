@@ -110,6 +110,7 @@ type lconn struct {
 	handoff bool // hand to a goroutine once the pending request completes
 	closing bool // close once the pending request completes
 	gone    bool // closed, or handed to a goroutine that owns nc now
+	proto   byte // the connection's protocol once known (see conn.proto)
 
 	// The pending request. Set by the loop before it starts the request,
 	// read by the completion; the input bytes they point into stay put
@@ -201,6 +202,9 @@ func (lp *loop) add(nc net.Conn, register bool) bool {
 		return false
 	}
 	lc := &lconn{lp: lp, nc: nc, fd: int32(fd)}
+	if !register {
+		lc.proto = protoText // only a text connection comes back (errBackToLoop)
+	}
 	if !lc.rd.Init(nc) || !lc.wr.Init(nc) {
 		return false
 	}
@@ -308,6 +312,16 @@ func (lc *lconn) readable(b Batch) {
 	}
 	lc.n += n
 	lc.req = parseLoopReq(buf[:lc.n], lc.lp.s)
+	switch bin := buf[0] == binReqMagic; {
+	case lc.proto == protoUnknown && bin:
+		lc.proto = protoBinary
+	case lc.proto == protoUnknown:
+		lc.proto = protoText
+	case bin != (lc.proto == protoBinary):
+		// The other protocol's first byte: a text command, or a bad
+		// packet, served the ordinary way in the connection's protocol.
+		lc.req.kind = reqOther
+	}
 	switch {
 	case lc.req.kind == reqIncomplete && lc.n < len(buf):
 		lc.mu.Unlock() // wait for the rest
@@ -504,12 +518,12 @@ func (lc *lconn) handoffLocked() *atomic.Bool {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	lc.gone = true
-	nc := lc.nc
+	nc, proto := lc.nc, lc.proto
 	started := new(atomic.Bool)
 	go func() {
 		defer s.wg.Done()
 		started.Store(true)
-		s.serveOwned(nc, pre)
+		s.serveOwned(nc, pre, proto)
 	}()
 	return started
 }

@@ -22,6 +22,10 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 	if keylen == 0 || keylen > maxKeyLen || int64(keylen+extlen) > bodylen {
 		return r
 	}
+	end := 24 + bodylen
+	if end > loopBufMax {
+		return r // the ordinary way, which may refuse it before its body comes
+	}
 	switch {
 	case (op == opGet || op == opGetK) && extlen == 0 && bodylen == int64(keylen):
 	case op == opSet && extlen == 8 && cas == 0 && len(b) < 28:
@@ -31,10 +35,6 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 		ItemSize(keylen, bodylen-int64(keylen+extlen), binary.BigEndian.Uint32(b[24:])) <= int64(s.maxItem()):
 	default:
 		return r // quiet and other commands, a set with a CAS, anything odd
-	}
-	end := 24 + bodylen
-	if end > loopBufMax {
-		return r
 	}
 	if end > int64(len(b)) {
 		r.kind = reqIncomplete

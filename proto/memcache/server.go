@@ -223,7 +223,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}
 	s.init()
 	if s.register(nc) {
-		s.serveOwned(nc, nil)
+		s.serveOwned(nc, nil, protoUnknown)
 	}
 }
 
@@ -260,13 +260,14 @@ func (s *Server) isClosed() bool {
 // serveOwned serves the registered connection nc, whose first bytes of
 // input, already read, are pre, then closes and unregisters it; or hands
 // it (back) to an event loop, which then owns it.
-func (s *Server) serveOwned(nc net.Conn, pre []byte) {
+func (s *Server) serveOwned(nc net.Conn, pre []byte, proto byte) {
 	s.mu.Lock()
 	ls := s.loops
 	s.mu.Unlock()
 	_, isTCP := nc.(*net.TCPConn)
 	for {
 		c := newConn(s, nc)
+		c.proto = proto
 		if len(pre) > 0 {
 			c.br.Reset(&prefixReader{pre: pre, r: c.fr})
 		}
@@ -277,7 +278,7 @@ func (s *Server) serveOwned(nc net.Conn, pre []byte) {
 			if ls.adopt(nc) {
 				return
 			}
-			ls, pre = nil, nil // the loop would not take it: serve it here
+			ls, pre, proto = nil, nil, c.proto // the loop would not take it: serve it here
 			continue
 		}
 		nc.Close()
