@@ -258,8 +258,9 @@ func (s *Server) isClosed() bool {
 }
 
 // serveOwned serves the registered connection nc, whose first bytes of
-// input, already read, are pre, then closes and unregisters it; or hands
-// it (back) to an event loop, which then owns it.
+// input, already read, are pre, and whose protocol is proto if already
+// known (protoUnknown: taken from its first byte), then closes and
+// unregisters it; or hands it (back) to an event loop, which then owns it.
 func (s *Server) serveOwned(nc net.Conn, pre []byte, proto byte) {
 	s.mu.Lock()
 	ls := s.loops
