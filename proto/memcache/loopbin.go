@@ -23,8 +23,8 @@ func parseLoopBin(b []byte, s *Server) loopReq {
 		return r
 	}
 	end := 24 + bodylen
-	if end > loopBufMax {
-		return r // the ordinary way, which may refuse it before its body comes
+	if end > loopBufMax || bodylen > int64(s.maxItem())+int64(keylen+extlen) {
+		return r // the ordinary way, which refuses a body too large before it comes
 	}
 	switch {
 	case (op == opGet || op == opGetK) && extlen == 0 && bodylen == int64(keylen):
