@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -111,27 +112,40 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	var wbuf, scratch, nscratch []byte
 	var rec Record
 
-	// Phase 1: the live records below the current end, without locks.
-	// The end is the published one: a record past it may still wait for
-	// its slot, and judged by the slots it would look dead here while the
-	// catch-ups below start after it (its Put acknowledged, yet missing
-	// from the new file).
+	// Phase 1: the live records below the current end, without locks,
+	// found through the slot table, so the cost follows the live data, not
+	// the log's length (a log mostly of overwritten versions is common).
+	// The end is the published one: every record below it had its slot
+	// stored before the scan began, so a slot pointing below it names the
+	// newest version there, and one pointing at or past it is left to the
+	// catch-ups below, which start at end. A record past pubEnd may still
+	// wait for its slot; judged by the slots it would look dead.
+	//
+	// A slot's index never changes while the key lives (overwrites reuse
+	// it, a removal zeroes its hint), and a key added to a slot already
+	// passed is written past end: the catch-ups copy it.
 	end := old.pubEnd.Load()
-	off := old.logStart
-	for off < end {
+	for i := range old.slots {
 		if db.closing.Load() {
 			return ErrClosed
 		}
-		p, klen, vlen, rf, err := old.record(off, end, &scratch)
+		s := atomic.LoadUint64(&old.slots[i])
+		if s == 0 || slotHint(s) == 0 {
+			continue
+		}
+		off := slotOff(s, old.apow)
+		if off >= end {
+			continue
+		}
+		p, _, _, rf, err := old.record(off, end, &scratch)
 		if err == nil {
 			_, _, err = decodeRecord(p, &rec)
 		}
-		if err != nil {
-			return fmt.Errorf("%w (record at offset %d)", err, off)
+		if err == nil && (rf == recRemove || hashKey(rec.Key)&0xffff != slotTag(s)) {
+			err = ErrCorrupt
 		}
-		off += recSize(klen, vlen, old.apow)
-		if rf == recRemove || !old.isLive(rec.Key, off-recSize(klen, vlen, old.apow)) {
-			continue
+		if err != nil {
+			return fmt.Errorf("%w (record at offset %d, slot %d)", err, off, i)
 		}
 		if xf != nil {
 			if !xf(&rec) {
@@ -145,6 +159,7 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 			return err
 		}
 	}
+	off := end
 	// Phase 2: catch up with what was written meanwhile, still unlocked,
 	// while the backlog shrinks; then make the bulk durable.
 	for i := 0; i < 4 && old.logEnd.Load()-off > 1<<20; i++ {
