@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -28,7 +30,8 @@ type CompactOptions struct {
 // readers or writers, catches up with records written meanwhile, then
 // takes the write lock for a last short catch-up and renames the new
 // file over the old one. Readers still using the old file finish on it.
-// Memory use is bounded by the two slot tables. A crash at any point
+// Memory use is bounded by the two slot tables and at most 32 MiB of
+// offsets (see copier.bySlots). A crash at any point
 // leaves a valid store (the stale .compact file is removed at Open).
 func (db *DB) Compact(opt CompactOptions) error {
 	now := opt.Now
@@ -109,56 +112,21 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 			os.Remove(tmp)
 		}
 	}()
-	var wbuf, scratch, nscratch []byte
-	var rec Record
-
-	// Phase 1: the live records below the current end, without locks,
-	// found through the slot table, so the cost follows the live data, not
-	// the log's length (a log mostly of overwritten versions is common).
-	// The end is the published one: every record below it had its slot
-	// stored before the scan began, so a slot pointing below it names the
-	// newest version there, and one pointing at or past it is left to the
-	// catch-ups below, which start at end. A record past pubEnd may still
-	// wait for its slot; judged by the slots it would look dead.
-	//
-	// A slot's index never changes while the key lives (overwrites reuse
-	// it, a removal zeroes its hint), and a key added to a slot already
-	// passed is written past end: the catch-ups copy it.
+	// Phase 1: the live records below the current end, without locks.
+	// The end is the published one: a record past it may still wait for
+	// its slot, and judged by the slots it would look dead while the
+	// catch-ups below start after it (its Put acknowledged, yet missing
+	// from the new file).
 	end := old.pubEnd.Load()
-	for i := range old.slots {
-		if db.closing.Load() {
-			return ErrClosed
-		}
-		s := atomic.LoadUint64(&old.slots[i])
-		if s == 0 || slotHint(s) == 0 {
-			continue
-		}
-		off := slotOff(s, old.apow)
-		if off >= end {
-			continue
-		}
-		p, _, _, rf, err := old.record(off, end, &scratch)
-		if err == nil {
-			_, _, err = decodeRecord(p, &rec)
-		}
-		if err == nil && (rf == recRemove || hashKey(rec.Key)&0xffff != slotTag(s)) {
-			err = ErrCorrupt
-		}
-		if err != nil {
-			return fmt.Errorf("%w (record at offset %d, slot %d)", err, off, i)
-		}
-		if xf != nil {
-			if !xf(&rec) {
-				continue
-			}
-			if rec.Tombstone {
-				rf = recTombstone
-			}
-		}
-		if err := ng.apply(&rec, rf, &wbuf, &nscratch); err != nil {
+	c := copier{db: db, old: old, ng: ng, end: end, xf: xf}
+	if done, err := c.bySlots(); err != nil {
+		return err
+	} else if !done {
+		if err := c.byWalk(); err != nil {
 			return err
 		}
 	}
+	wbuf, scratch, nscratch := c.wbuf, c.scratch, c.nscratch
 	off := end
 	// Phase 2: catch up with what was written meanwhile, still unlocked,
 	// while the backlog shrinks; then make the bulk durable.
@@ -256,4 +224,113 @@ func (g *gen) apply(rec *Record, rf byte, wbuf, scratch *[]byte) error {
 		return nil
 	}
 	return g.store(&r, rec, rf, h, wbuf)
+}
+
+// maxSortedLive is the most live records Compact copies through the slot
+// table (copier.bySlots); it holds one uint64 per record in memory.
+var maxSortedLive = 1 << 22
+
+// copier copies the live records of old below end into ng, passing each
+// through xf (see rewrite).
+type copier struct {
+	db                      *DB
+	old, ng                 *gen
+	end                     int64
+	xf                      func(*Record) bool
+	wbuf, scratch, nscratch []byte
+	rec                     Record
+}
+
+// bySlots copies the records that live slots point at below end, in log
+// order, and reports false (having copied nothing) when there are more
+// than maxSortedLive. Its cost follows the live data, not the log's
+// length: a log of mostly overwritten versions, which a server taking
+// sets to a small key space compacts every few seconds, is not read
+// through. Sorting keeps the reads in log order for a store larger than
+// memory.
+//
+// Every record below end had its slot stored before the scan began, so a
+// slot pointing below end names the newest version there, and one
+// pointing at or past it is left to the catch-ups, which start at end. A
+// slot's index never changes while its key lives (an overwrite reuses it,
+// a removal zeroes its hint), and a key added meanwhile, even to a slot
+// already passed, is written past end. A version read here and replaced
+// or removed later is corrected by the catch-ups.
+func (c *copier) bySlots() (bool, error) {
+	old := c.old
+	var live []uint64
+	for i := range old.slots {
+		if i&0xffff == 0 && c.db.closing.Load() {
+			return false, ErrClosed
+		}
+		s := atomic.LoadUint64(&old.slots[i])
+		if s == 0 || slotHint(s) == 0 || slotOff(s, old.apow) >= c.end {
+			continue
+		}
+		if len(live) == maxSortedLive {
+			return false, nil
+		}
+		live = append(live, s)
+	}
+	slices.SortFunc(live, func(a, b uint64) int { return cmp.Compare(a&offMask, b&offMask) })
+	for _, s := range live {
+		if c.db.closing.Load() {
+			return false, ErrClosed
+		}
+		off := slotOff(s, old.apow)
+		p, _, _, rf, err := old.record(off, c.end, &c.scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &c.rec)
+		}
+		if err == nil && (rf == recRemove || hashKey(c.rec.Key)&0xffff != slotTag(s)) {
+			err = ErrCorrupt
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w (record at offset %d)", err, off)
+		}
+		if err := c.copy(rf); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// byWalk copies the live records below end by walking the log from its
+// start and asking the slots about each record.
+func (c *copier) byWalk() error {
+	old := c.old
+	for off := old.logStart; off < c.end; {
+		if c.db.closing.Load() {
+			return ErrClosed
+		}
+		p, klen, vlen, rf, err := old.record(off, c.end, &c.scratch)
+		if err == nil {
+			_, _, err = decodeRecord(p, &c.rec)
+		}
+		if err != nil {
+			return fmt.Errorf("%w (record at offset %d)", err, off)
+		}
+		at := off
+		off += recSize(klen, vlen, old.apow)
+		if rf == recRemove || !old.isLive(c.rec.Key, at) {
+			continue
+		}
+		if err := c.copy(rf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copy passes c.rec (record flags rf) through xf into the new generation.
+func (c *copier) copy(rf byte) error {
+	if c.xf != nil {
+		if !c.xf(&c.rec) {
+			return nil
+		}
+		if c.rec.Tombstone {
+			rf = recTombstone
+		}
+	}
+	return c.ng.apply(&c.rec, rf, &c.wbuf, &c.nscratch)
 }

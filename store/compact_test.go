@@ -36,14 +36,34 @@ func TestCompactReadsLiveRecordsOnly(t *testing.T) {
 	if err := db.Compact(CompactOptions{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Compact with a damaged live record: %v, want %v", err, ErrCorrupt)
 	}
+	defer func(old int) { maxSortedLive = old }(maxSortedLive)
+	maxSortedLive = 0 // walking the log
+	if err := db.Compact(CompactOptions{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Compact walking the log, with a damaged live record: %v, want %v", err, ErrCorrupt)
+	}
 }
 
 // Ensure that compactions running alongside writers that overwrite,
 // delete, tombstone and re-add keys lose and resurrect nothing: at the end
 // every key holds its writer's last outcome, before and after a reopen.
+// Both ways of finding the live records are checked: through the slot
+// table, and walking the log when there are too many to sort.
 func TestCompactWhileChurning(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  int
+	}{{"slots", maxSortedLive}, {"walk", 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(old int) { maxSortedLive = old }(maxSortedLive)
+			maxSortedLive = tc.max
+			testCompactWhileChurning(t)
+		})
+	}
+}
+
+func testCompactWhileChurning(t *testing.T) {
 	db, path := tempDB(t, &Options{Sync: SyncNone, Buckets: 2048})
-	const writers, keys, ops = 4, 150, 3000
+	const writers, keys, ops = 4, 150, 20000
 	want := make([]map[string]*Record, writers) // nil value: absent
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
