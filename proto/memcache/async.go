@@ -147,6 +147,9 @@ func (c *conn) settle() error {
 	if !c.as.pending {
 		return nil
 	}
+	if testHookSettle != nil {
+		testHookSettle()
+	}
 	err := <-c.as.done
 	c.as.pending = false
 	if c.as.reply != nil && cap(*c.as.reply) > 32<<10 {

@@ -252,7 +252,14 @@ func (c *conn) inBuf(n int) []byte {
 
 // shrink gives back buffers grown by a large request so an idle
 // connection holds only small ones.
+//
+// A pending asynchronous request's completion may still use c.it, whose
+// value is in c.in, and c.out (see fallback): callers settle first, and
+// shrink keeps both while a request is pending.
 func (c *conn) shrink() {
+	if c.as.pending {
+		return
+	}
 	if cap(*c.in) > 32<<10 {
 		putBuf(c.in)
 		c.in = getBuf(0)

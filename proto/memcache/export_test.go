@@ -5,3 +5,9 @@ import "time"
 // SetStallAge sets how long a write must have been blocked before the
 // stall watchdog may cut its connection (tests shorten it).
 func SetStallAge(s *Server, d time.Duration) { s.stallAge = d }
+
+// SetBufHooks sets the test hooks that see each buffer returned to a pool
+// and each wait of a connection for its pending request (nil: none).
+func SetBufHooks(putBuf func(b []byte), settle func()) {
+	testHookPutBuf, testHookSettle = putBuf, settle
+}

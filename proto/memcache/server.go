@@ -458,6 +458,14 @@ func getBuf(n int) *[]byte {
 	return &b
 }
 
+// Test hooks, nil outside tests: testHookPutBuf sees each buffer that
+// putBuf returns to a pool, testHookSettle runs when a connection starts
+// waiting for its pending asynchronous request.
+var (
+	testHookPutBuf func(b []byte)
+	testHookSettle func()
+)
+
 // putBuf returns p to its pool; buffers of no class are dropped.
 func putBuf(p *[]byte) {
 	if p == nil {
@@ -467,6 +475,9 @@ func putBuf(p *[]byte) {
 	for i, sz := range bufClasses {
 		if c == sz {
 			*p = (*p)[:sz]
+			if testHookPutBuf != nil {
+				testHookPutBuf(*p)
+			}
 			bufPools[i].Put(p)
 			return
 		}

@@ -35,7 +35,13 @@ func (c *conn) serveText() error {
 		if !c.as.pending && c.werr != nil {
 			return c.werr // the client is gone: serve nothing more
 		}
-		if cap(*c.in) > 32<<10 || cap(*c.out) > 32<<10 || c.long != nil {
+		// A request still pending may be served again by its fallback,
+		// which reads c.it (whose value is in c.in) and owns c.out: they
+		// go back to the pools only once it is done.
+		if cap(*c.in) > 32<<10 || c.long != nil || (!c.as.pending && cap(*c.out) > 32<<10) {
+			if err := c.settle(); err != nil {
+				return err
+			}
 			c.shrink()
 		}
 	}
