@@ -47,7 +47,7 @@ type conn struct {
 	keybuf [maxKeyLen]byte
 	in     *[]byte // request data (values, binary bodies)
 	out    *[]byte // values read from the backend
-	long   []byte  // long get lines; nil unless needed
+	long   []byte  // long get lines; nil unless needed (its capacity is counted in s.longBytes)
 	it     Item
 	hdr    [24]byte // binary request header
 	rhdr   [24]byte // binary response header
@@ -205,6 +205,7 @@ func (c *conn) release() {
 	writerPool.Put(c.bw)
 	putBuf(c.in)
 	putBuf(c.out)
+	c.dropLong()
 	c.in, c.out, c.br, c.bw = nil, nil, nil, nil
 }
 
@@ -269,7 +270,7 @@ func (c *conn) shrink() {
 		c.out = getBuf(0)
 	}
 	if cap(c.long) > 0 {
-		c.long = nil
+		c.dropLong()
 	}
 }
 
@@ -319,10 +320,9 @@ func (c *conn) readLine() ([]byte, error) {
 	if !isMultiKeyLine(line) {
 		return nil, errLineTooLong
 	}
-	c.long = append(c.long[:0], line...)
+	c.long = c.long[:0]
 	for {
-		line, err = c.br.ReadSlice('\n')
-		if len(c.long)+len(line) > maxLongLine {
+		if !c.growLong(len(line)) {
 			return nil, errLineTooLong
 		}
 		c.long = append(c.long, line...)
@@ -332,7 +332,36 @@ func (c *conn) readLine() ([]byte, error) {
 		if err != bufio.ErrBufferFull {
 			return nil, err
 		}
+		line, err = c.br.ReadSlice('\n')
 	}
+}
+
+// growLong makes room for n more bytes in c.long and reports whether the
+// line stays within maxLongLine and every connection's long lines within
+// maxLongLines.
+func (c *conn) growLong(n int) bool {
+	need := len(c.long) + n
+	if need > maxLongLine {
+		return false
+	}
+	if need <= cap(c.long) {
+		return true
+	}
+	size := min(max(2*cap(c.long), need, 64<<10), maxLongLine)
+	if c.s.longBytes.Add(int64(size-cap(c.long))) > maxLongLines {
+		c.s.longBytes.Add(-int64(size - cap(c.long)))
+		return false
+	}
+	nl := make([]byte, len(c.long), size)
+	copy(nl, c.long)
+	c.long = nl
+	return true
+}
+
+// dropLong gives up c.long and its share of maxLongLines.
+func (c *conn) dropLong() {
+	c.s.longBytes.Add(-int64(cap(c.long)))
+	c.long = nil
 }
 
 func isMultiKeyLine(b []byte) bool {

@@ -11,3 +11,9 @@ func SetStallAge(s *Server, d time.Duration) { s.stallAge = d }
 func SetBufHooks(putBuf func(b []byte), settle func()) {
 	testHookPutBuf, testHookSettle = putBuf, settle
 }
+
+// LongBytes returns the capacity of the long get lines s's connections hold.
+func LongBytes(s *Server) int64 { return s.longBytes.Load() }
+
+// MaxLongLine is the longest get line served.
+const MaxLongLine = maxLongLine

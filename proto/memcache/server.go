@@ -46,7 +46,12 @@ const (
 	maxKeyLen    = 250
 	readBufSize  = 16 << 10 // longest command line except multi-key reads
 	writeBufSize = 16 << 10
-	maxLongLine  = 256 << 10 // longest get/gets/gat/gats line
+	// maxLongLine is the longest get/gets/gat/gats line (at least 16,000
+	// keys of 250 bytes); all connections together hold at most
+	// maxLongLines bytes of such lines. memcached buffers a multi-get
+	// line of any length.
+	maxLongLine  = 4 << 20
+	maxLongLines = 256 << 20
 	relativeMax  = 60 * 60 * 24 * 30
 )
 
@@ -93,6 +98,8 @@ type Server struct {
 	detail   prefixStats   // stats detail
 	stalls   stallSet      // writes the client is not reading
 	stallAge time.Duration // 0 = defaultStallAge; tests shorten it
+
+	longBytes atomic.Int64 // capacity of every connection's long line (conn.long)
 }
 
 type counters struct {

@@ -110,6 +110,54 @@ func TestLongLineClosed(t *testing.T) {
 	}
 }
 
+// TestLongMultiGet: a get line of thousands of keys, as client libraries
+// send for a multi-get (pymemcache's get_many, Cache::Memcached's
+// get_multi), is served whole, text and gets, in the goroutine path and
+// through the event loop's hand-over; a longer line than MaxLongLine gets
+// an error, and the connections' long lines are given back.
+func TestLongMultiGet(t *testing.T) {
+	for _, noLoop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noLoop=%v", noLoop), func(t *testing.T) {
+			be := memtest.New(nil)
+			s := &memcache.Server{Backend: be, NoEventLoop: noLoop}
+			addr := memtest.StartServer(t, s)
+			c := dial(t, addr)
+			r := bufio.NewReader(c)
+			const n = 5000 // 5000 keys of 200 bytes: a line of about 1 MB
+			keys := make([]string, n)
+			var want strings.Builder
+			for i := range keys {
+				keys[i] = fmt.Sprintf("%0200d", i)
+				if i%7 == 0 {
+					fmt.Fprintf(c, "set %s 0 0 %d noreply\r\n%d\r\n", keys[i], len(fmt.Sprint(i)), i)
+					fmt.Fprintf(&want, "VALUE %s 0 %d\r\n%d\r\n", keys[i], len(fmt.Sprint(i)), i)
+				}
+			}
+			want.WriteString("END\r\n")
+			line := "get " + strings.Join(keys, " ") + "\r\n"
+			if len(line) < 1000000 {
+				t.Fatalf("line of %d bytes", len(line))
+			}
+			go c.Write([]byte(line))
+			if got := readN(t, r, want.Len()); got != want.String() {
+				t.Fatalf("got %d bytes %.200q..., want %d", len(got), got, want.Len())
+			}
+			go c.Write([]byte("get " + strings.Repeat("k ", memcache.MaxLongLine/2) + "\r\n"))
+			got, err := io.ReadAll(r)
+			if string(got) != "CLIENT_ERROR line too long\r\n" {
+				t.Fatalf("a line over %d bytes: got %q, %v", memcache.MaxLongLine, got, err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for memcache.LongBytes(s) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("long lines still hold %d bytes", memcache.LongBytes(s))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
+
 func TestMaxConns(t *testing.T) {
 	s := &memcache.Server{Backend: memtest.New(nil), MaxConns: 1}
 	addr := memtest.StartServer(t, s)
