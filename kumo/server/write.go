@@ -672,15 +672,23 @@ func appendTrue(b []byte) []byte  { return msgpack.AppendBool(b, true) }
 func appendFalse(b []byte) []byte { return msgpack.AppendBool(b, false) }
 
 // parseCounter reads a stored value as incr/decr do, like memcached's
-// safe_strtoull: leading white space, an optional '+', decimal digits that
-// fit 64 bits, then white space or the end; whatever follows the first
-// white space is ignored ("42 abc" counts as 42).
+// safe_strtoull on the item's data as a C string: the value ends at its
+// first NUL; then leading white space, an optional sign, decimal digits
+// that fit 64 bits, then white space or the end; whatever follows the
+// first white space is ignored ("42 abc" counts as 42). A '-' negates
+// the number as strtoull does, and is refused only where that makes it
+// negative as a signed number: "-0" is 0, "-5" is not a number.
 func parseCounter(b []byte) (uint64, bool) {
+	if n := bytes.IndexByte(b, 0); n >= 0 {
+		b = b[:n]
+	}
 	i := 0
 	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
-	if i < len(b) && b[i] == '+' {
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
 		i++
 	}
 	j := i
@@ -695,6 +703,11 @@ func parseCounter(b []byte) (uint64, bool) {
 	}
 	if j == i || (j < len(b) && !isSpace(b[j])) {
 		return 0, false
+	}
+	if neg {
+		if v = -v; int64(v) < 0 {
+			return 0, false
+		}
 	}
 	return v, true
 }

@@ -130,6 +130,10 @@ var compatCases = []transcript{
 		"ERROR\r\nERROR\r\nVERSION 1.6.18-kumo\r\nEND\r\nMN\r\n"},
 	{"ma on an empty value is non-numeric before the cas compare", "set e 0 0 0\r\n\r\nma e C99\r\nincr e 1\r\nset n 0 0 1\r\n5\r\nma n C99\r\n",
 		"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nEX\r\n"},
+	// incr reads the stored value as safe_strtoull does: a C string (it
+	// ends at a NUL), strtoull's sign ("-0" is 0, "-5" is refused).
+	{"incr of signed and NUL-ended numbers", "set a 0 0 2\r\n-0\r\nincr a 1\r\nset b 0 0 3\r\n -0\r\nincr b 1\r\nset c 0 0 5\r\n5\x00abc\r\nincr c 1\r\nset d 0 0 2\r\n-5\r\nincr d 1\r\nset e 0 0 2\r\n\x005\r\nincr e 1\r\nset f 0 0 21\r\n-18446744073709551615\r\ndecr f 1\r\n",
+		"STORED\r\n1\r\nSTORED\r\n1\r\nSTORED\r\n6\r\nSTORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\n0\r\n"},
 	// touch, gat, gats and mg T keep the CAS unique.
 	{"touch keeps cas", "set t 0 0 1\r\nx\r\ngets t\r\ntouch t 100\r\ngat 200 t\r\ngats 300 t\r\nmg t T400 c\r\ncas t 0 0 1 1\r\ny\r\n",
 		"STORED\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nTOUCHED\r\nVALUE t 0 1\r\nx\r\nEND\r\nVALUE t 0 1 1\r\nx\r\nEND\r\nHD c1\r\nSTORED\r\n"},

@@ -4,6 +4,7 @@
 package memtest
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"sync"
@@ -270,16 +271,24 @@ func (b *Backend) Delete(ctx context.Context, key []byte, cas uint64) error {
 	return nil
 }
 
-// parseNumber parses a stored counter as memcached's safe_strtoull does:
-// leading white space, an optional '+', digits, then white space or the
-// end; what follows the first white space is ignored ("42 abc" is 42).
+// parseNumber parses a stored counter as memcached's safe_strtoull does
+// on the item's data as a C string: the value ends at its first NUL; then
+// leading white space, an optional sign, digits, then white space or the
+// end; what follows the first white space is ignored ("42 abc" is 42). A
+// '-' negates the number as strtoull does and is refused only where that
+// makes it negative as a signed number ("-0" is 0, "-5" is refused).
 func parseNumber(v []byte) (uint64, bool) {
+	if n := bytes.IndexByte(v, 0); n >= 0 {
+		v = v[:n]
+	}
 	space := func(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 	i := 0
 	for i < len(v) && space(v[i]) {
 		i++
 	}
-	if i < len(v) && v[i] == '+' {
+	neg := false
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		neg = v[i] == '-'
 		i++
 	}
 	j := i
@@ -290,7 +299,15 @@ func parseNumber(v []byte) (uint64, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(string(v[i:j]), 10, 64)
-	return n, err == nil
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		if n = -n; int64(n) < 0 {
+			return 0, false
+		}
+	}
+	return n, true
 }
 
 // Incr implements memcache.Backend.
