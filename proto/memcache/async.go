@@ -240,6 +240,7 @@ func appendValueReply(b, key []byte, it *Item, withCAS bool) []byte {
 
 var (
 	endReply    = []byte("END\r\n")
+	outOfMemory = "SERVER_ERROR out of memory storing object\r\n"
 	storedReply = []byte("STORED\r\n")
 )
 

@@ -129,33 +129,25 @@ func (c *conn) serveBinary() error {
 			// commands get "too large" and the body is swallowed, as in
 			// memcached; anything else is a broken client.
 			c.s.st.protoErrs.Add(1)
-			switch r.op {
-			case opSet, opAdd, opReplace, opAppend, opPrepend, opSetQ, opAddQ, opReplaceQ, opAppendQ, opPrependQ:
-				if keylen <= maxKeyLen && r.bodylen <= maxSwallow {
-					c.s.st.storeTooLarge.Add(1)
-					c.binError(&r, stTooBig)
-					skip := int64(r.bodylen)
-					if (r.op == opSet || r.op == opSetQ) && keylen > 0 {
-						// As memcached: a failed set must not leave the
-						// old value behind.
-						var kb [maxKeyLen + 255]byte
-						ek := kb[:extlen+keylen]
-						if _, err := io.ReadFull(c.br, ek); err != nil {
-							return err
-						}
-						c.s.Backend.Delete(c.ctx, ek[extlen:], 0)
-						skip -= int64(len(ek))
-					}
-					if err := c.discard(skip); err != nil {
-						return err
-					}
-					continue
+			if isBinStore(r.op) && keylen <= maxKeyLen && r.bodylen <= maxSwallow {
+				c.s.st.storeTooLarge.Add(1)
+				if err := c.binRefuse(&r, keylen, extlen, stTooBig); err != nil {
+					return err
 				}
+				continue
 			}
 			c.binError(&r, stInvalid)
 			return errBadPacket
 		}
 		body := c.inBuf(int(r.bodylen))
+		if body == nil {
+			// Over maxBodies: refused as memcached refuses what it has no
+			// memory for.
+			if err := c.binRefuse(&r, keylen, extlen, stNoMemory); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.readBody(body); err != nil {
 			return err
 		}
@@ -169,6 +161,33 @@ func (c *conn) serveBinary() error {
 			c.shrink()
 		}
 	}
+}
+
+// isBinStore reports whether op stores a value.
+func isBinStore(op uint8) bool {
+	switch op {
+	case opSet, opAdd, opReplace, opAppend, opPrepend, opSetQ, opAddQ, opReplaceQ, opAppendQ, opPrependQ:
+		return true
+	}
+	return false
+}
+
+// binRefuse answers the request whose header is in r with status and
+// swallows its body without buffering it. As in memcached, a set refused
+// so does not leave the old value behind.
+func (c *conn) binRefuse(r *binReq, keylen, extlen int, status uint16) error {
+	c.binError(r, status)
+	skip := int64(r.bodylen)
+	if (r.op == opSet || r.op == opSetQ) && keylen > 0 {
+		var kb [maxKeyLen + 255]byte
+		ek := kb[:extlen+keylen]
+		if _, err := io.ReadFull(c.br, ek); err != nil {
+			return err
+		}
+		c.s.Backend.Delete(c.ctx, ek[extlen:], 0)
+		skip -= int64(len(ek))
+	}
+	return c.discard(skip)
 }
 
 // binHeader writes a response header.

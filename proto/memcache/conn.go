@@ -46,6 +46,7 @@ type conn struct {
 	tok    [maxTokens][]byte
 	keybuf [maxKeyLen]byte
 	in     *[]byte // request data (values, binary bodies)
+	inHeld int64   // what c.in counts in s.bodyBytes (0 while at most 32 KiB)
 	out    *[]byte // values read from the backend
 	long   []byte  // long get lines; nil unless needed (its capacity is counted in s.longBytes)
 	it     Item
@@ -203,7 +204,7 @@ func (c *conn) release() {
 	readerPool.Put(c.br)
 	c.bw.Reset(nil)
 	writerPool.Put(c.bw)
-	putBuf(c.in)
+	c.dropIn()
 	putBuf(c.out)
 	c.dropLong()
 	c.in, c.out, c.br, c.bw = nil, nil, nil, nil
@@ -242,13 +243,34 @@ func (c *conn) serve() error {
 	return err
 }
 
-// inBuf returns c.in with length n, growing it through the pools.
+// inBuf returns c.in with length n, growing it through the pools, or nil
+// when growing it would take the large request bodies of all connections
+// past maxBodies.
 func (c *conn) inBuf(n int) []byte {
 	if cap(*c.in) < n {
+		if n > 32<<10 {
+			limit := c.s.maxBodies
+			if limit == 0 {
+				limit = maxBodies
+			}
+			if c.s.bodyBytes.Add(int64(n)-c.inHeld) > limit {
+				c.s.bodyBytes.Add(c.inHeld - int64(n))
+				return nil
+			}
+			c.inHeld = int64(n)
+		}
 		putBuf(c.in)
 		c.in = getBuf(n)
 	}
 	return (*c.in)[:n]
+}
+
+// dropIn gives c.in back to its pool, and its share of maxBodies.
+func (c *conn) dropIn() {
+	putBuf(c.in)
+	c.in = nil
+	c.s.bodyBytes.Add(-c.inHeld)
+	c.inHeld = 0
 }
 
 // shrink gives back buffers grown by a large request so an idle
@@ -262,7 +284,7 @@ func (c *conn) shrink() {
 		return
 	}
 	if cap(*c.in) > 32<<10 {
-		putBuf(c.in)
+		c.dropIn()
 		c.in = getBuf(0)
 	}
 	if cap(*c.out) > 32<<10 {

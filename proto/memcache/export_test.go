@@ -17,3 +17,8 @@ func LongBytes(s *Server) int64 { return s.longBytes.Load() }
 
 // MaxLongLine is the longest get line served.
 const MaxLongLine = maxLongLine
+
+// SetMaxBodies sets how much of large request bodies s's connections may
+// hold together, and BodyBytes returns how much they hold.
+func SetMaxBodies(s *Server, n int64) { s.maxBodies = n }
+func BodyBytes(s *Server) int64       { return s.bodyBytes.Load() }

@@ -357,6 +357,10 @@ func (c *conn) metaSet(tok [][]byte) error {
 	}
 	c.ret = ret
 	data := c.inBuf(int(vlen) + 2)
+	if data == nil {
+		c.bw.WriteString(outOfMemory)
+		return c.discard(vlen + 2)
+	}
 	if err := c.readBody(data); err != nil {
 		return err
 	}

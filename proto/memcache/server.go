@@ -52,7 +52,14 @@ const (
 	// line of any length.
 	maxLongLine  = 4 << 20
 	maxLongLines = 256 << 20
-	relativeMax  = 60 * 60 * 24 * 30
+	// maxBodies is the most that all connections together hold of request
+	// bodies (values, binary packets) over 32 KiB each. A request that
+	// would take them past it is refused as memcached refuses one it has
+	// no memory for ("SERVER_ERROR out of memory storing object"), its
+	// body swallowed: connections that send the start of large values and
+	// stop cannot take the process's memory.
+	maxBodies   = 256 << 20
+	relativeMax = 60 * 60 * 24 * 30
 )
 
 // Server serves the memcached protocols over a Backend. Set the fields
@@ -100,6 +107,8 @@ type Server struct {
 	stallAge time.Duration // 0 = defaultStallAge; tests shorten it
 
 	longBytes atomic.Int64 // capacity of every connection's long line (conn.long)
+	bodyBytes atomic.Int64 // what connections hold of large request bodies (conn.inHeld)
+	maxBodies int64        // 0 = maxBodies; tests lower it
 }
 
 type counters struct {

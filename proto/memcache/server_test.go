@@ -158,6 +158,68 @@ func TestLongMultiGet(t *testing.T) {
 	}
 }
 
+// TestBodyBudget: connections that start large values and stop hold at
+// most the server's budget for request bodies; past it a large value is
+// refused as memcached refuses one it has no memory for (text, meta and
+// binary), its data swallowed and a set's old value deleted, while small
+// values are still stored; the budget comes back when they close.
+func TestBodyBudget(t *testing.T) {
+	const size = 100 << 10
+	be := memtest.New(nil)
+	s := &memcache.Server{Backend: be}
+	memcache.SetMaxBodies(s, 3*(size+2))
+	addr := memtest.StartServer(t, s)
+	value := strings.Repeat("v", size)
+	var holders []net.Conn
+	for i := 0; i < 3; i++ {
+		c := dial(t, addr)
+		fmt.Fprintf(c, "set hold%d 0 0 %d\r\npartial", i, size)
+		holders = append(holders, c)
+	}
+	waitBodies := func(want func(int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !want(memcache.BodyBytes(s)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("bodies held: %d", memcache.BodyBytes(s))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitBodies(func(n int64) bool { return n == 3*(size+2) })
+
+	c := dial(t, addr)
+	r := bufio.NewReader(c)
+	go fmt.Fprintf(c, "set old 0 0 1\r\nx\r\nset old 0 0 %d\r\n%s\r\nget old\r\nms m %d T0\r\n%s\r\nset small 0 0 5\r\nsmall\r\nget small\r\n", size, value, size, value)
+	want := "STORED\r\nSERVER_ERROR out of memory storing object\r\nEND\r\nSERVER_ERROR out of memory storing object\r\nSTORED\r\nVALUE small 0 5\r\nsmall\r\nEND\r\n"
+	if got := readN(t, r, len(want)); got != want {
+		t.Fatalf("over the budget: got %q, want %q", got, want)
+	}
+
+	b := dial(t, addr)
+	req := make([]byte, 24+8+3+size)
+	req[0], req[1] = 0x80, 0x01 // set
+	binary.BigEndian.PutUint16(req[2:], 3)
+	req[4] = 8
+	binary.BigEndian.PutUint32(req[8:], uint32(8+3+size))
+	copy(req[32:], "big")
+	go b.Write(req)
+	res := make([]byte, 24+len("Out of memory"))
+	if _, err := io.ReadFull(b, res); err != nil {
+		t.Fatal(err)
+	}
+	if st := binary.BigEndian.Uint16(res[6:]); st != 0x82 || string(res[24:]) != "Out of memory" {
+		t.Fatalf("binary set over the budget: status %#x, body %q", st, res[24:])
+	}
+
+	holders[0].Close()
+	waitBodies(func(n int64) bool { return n <= 2*(size+2) })
+	go fmt.Fprintf(c, "set now 0 0 %d\r\n%s\r\n", size, value)
+	if got := readN(t, r, len("STORED\r\n")); got != "STORED\r\n" {
+		t.Fatalf("within the budget again: got %q", got)
+	}
+}
+
 func TestMaxConns(t *testing.T) {
 	s := &memcache.Server{Backend: memtest.New(nil), MaxConns: 1}
 	addr := memtest.StartServer(t, s)

@@ -315,6 +315,13 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	}
 	k := append(c.keybuf[:0], key...)
 	data := c.inBuf(int(vlen) + 2)
+	if data == nil {
+		c.writeString(outOfMemory)
+		if mode == ModeSet {
+			c.s.Backend.Delete(c.ctx, k, 0) // as for a value too large
+		}
+		return c.discard(vlen + 2)
+	}
 	if err := c.readBody(data); err != nil {
 		return err
 	}
