@@ -67,6 +67,7 @@ const (
 	wrongFuture  = "future"  // a version that was never sent
 	wrongCorrupt = "corrupt" // bytes that are not the value of that key and version
 	wrongForeign = "foreign" // not a value of this run after a set was acknowledged
+	wrongKey     = "key"     // a value of this run written for another key
 )
 
 // verifier derives and checks values. It is shared read-only by the workers.
@@ -120,6 +121,10 @@ func (v *verifier) check(key []byte, idx int, hit bool, val []byte, lo uint32, s
 	ver, ok := parseDigits(val[versionOff : versionOff+versionLen])
 	if !ok {
 		return wrongCorrupt
+	}
+	if k := val[versionOff+versionLen+1:]; val[versionOff+versionLen] == ':' &&
+		!bytes.Equal(k[:min(len(k), len(key))], key[:min(len(k), len(key))]) {
+		return wrongKey
 	}
 	hi := ks.issued.Load()
 	inWindow := uint64(lo) <= ver && ver <= uint64(hi)

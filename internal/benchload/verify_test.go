@@ -42,6 +42,11 @@ func TestCheck(t *testing.T) {
 	badDigits[versionOff] = 'x'
 	other := val(3)
 	copy(other, "ffffffff")
+	otherKey := func(ver uint32) []byte {
+		b := make([]byte, size)
+		v.fill(b, []byte("kb:0000000002"), 2, ver)
+		return b
+	}
 	tests := []struct {
 		name       string
 		lo, issued uint32
@@ -61,6 +66,9 @@ func TestCheck(t *testing.T) {
 		{"other run before ack", 0, 1, 0, true, other, ""},
 		{"other run after ack", 1, 1, 0, true, other, wrongForeign},
 		{"short value after ack", 1, 1, 0, true, []byte("x"), wrongForeign},
+		{"another key's value, acceptable version", 3, 3, 0, true, otherKey(3), wrongKey},
+		{"another key's value, version never sent", 3, 3, 0, true, otherKey(9), wrongKey},
+		{"another key's value before any ack", 0, 1, 0, true, otherKey(1), wrongKey},
 		{"unknown outcome below ack", 5, 5, 2<<32 | 2, true, val(2), ""},
 		{"below unknown outcome range", 5, 5, 2<<32 | 2, true, val(1), wrongStale},
 	}
