@@ -110,6 +110,19 @@ func TestLongLineClosed(t *testing.T) {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test with what() after
+// 10 s.
+func waitFor(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestLongMultiGet: a get line of thousands of keys, as client libraries
 // send for a multi-get (pymemcache's get_many, Cache::Memcached's
 // get_multi), is served whole, text and gets, in the goroutine path and
@@ -147,13 +160,9 @@ func TestLongMultiGet(t *testing.T) {
 			if string(got) != "CLIENT_ERROR line too long\r\n" {
 				t.Fatalf("a line over %d bytes: got %q, %v", memcache.MaxLongLine, got, err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for memcache.LongBytes(s) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("long lines still hold %d bytes", memcache.LongBytes(s))
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, func() bool { return memcache.LongBytes(s) == 0 }, func() string {
+				return fmt.Sprintf("long lines still hold %d bytes", memcache.LongBytes(s))
+			})
 		})
 	}
 }
@@ -178,13 +187,9 @@ func TestBodyBudget(t *testing.T) {
 	}
 	waitBodies := func(want func(int64) bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !want(memcache.BodyBytes(s)) {
-			if time.Now().After(deadline) {
-				t.Fatalf("bodies held: %d", memcache.BodyBytes(s))
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, func() bool { return want(memcache.BodyBytes(s)) }, func() string {
+			return fmt.Sprintf("bodies held: %d", memcache.BodyBytes(s))
+		})
 	}
 	waitBodies(func(n int64) bool { return n == 3*(size+2) })
 
