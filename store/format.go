@@ -51,7 +51,9 @@ const (
 const (
 	leaseStale     = 1 << 0 // Record.Stale
 	leaseTokenSent = 1 << 1 // Record.TokenSent
-	leaseMask      = leaseStale | leaseTokenSent
+	leaseCas       = 1 << 2 // Record.Cas: the value starts with it, 8 bytes
+	leaseMask      = leaseStale | leaseTokenSent | leaseCas
+	casLen         = 8
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -157,19 +159,32 @@ func recSize(klen, vlen int, apow uint8) int64 {
 	return (n + a - 1) &^ (a - 1)
 }
 
+// hasCas reports whether rec, written with record flags rf, stores a
+// CAS unique of its own.
+func hasCas(rec *Record, rf byte) bool { return rf == 0 && rec.Cas != 0 }
+
+// recValueLen returns the length of rec's value field on disk (record
+// flags rf): the value, after its CAS unique if it has one of its own.
+func recValueLen(rec *Record, rf byte) int {
+	switch {
+	case rf != 0:
+		return 0
+	case hasCas(rec, rf):
+		return casLen + len(rec.Value)
+	}
+	return len(rec.Value)
+}
+
 // appendRecord appends the encoding of rec (with record flags rf, padded
 // to 2^apow) to b.
 //
 //	0 u32 crc32c of bytes [4, 32+klen+vlen)   16 u64 clock
 //	4 u8 0xC7   5 u8 rflags   6 u16 klen        24 u32 exptime
 //	8 u32 vlen  12 u32 flags                    28 u32 lease bits
-//	32 key, value, zero padding
+//	32 key, [u64 CAS unique if lease bit 4], value, zero padding
 func appendRecord(b []byte, rec *Record, rf byte, apow uint8) []byte {
 	start := len(b)
-	vlen := len(rec.Value)
-	if rf != 0 {
-		vlen = 0
-	}
+	vlen := recValueLen(rec, rf)
 	size := int(recSize(len(rec.Key), vlen, apow))
 	b = grow(b, size)
 	p := b[start : start+size]
@@ -189,9 +204,16 @@ func appendRecord(b []byte, rec *Record, rf byte, apow uint8) []byte {
 		if rec.TokenSent {
 			lease |= leaseTokenSent
 		}
+		if hasCas(rec, rf) {
+			lease |= leaseCas
+		}
 	}
 	le.PutUint32(p[28:], lease)
 	n := copy(p[recHdrSize:], rec.Key)
+	if lease&leaseCas != 0 {
+		le.PutUint64(p[recHdrSize+n:], rec.Cas)
+		n += casLen
+	}
 	if vlen > 0 {
 		n += copy(p[recHdrSize+n:], rec.Value)
 	}
@@ -222,8 +244,8 @@ func recHead(p []byte) (klen, vlen int, rf byte, err error) {
 	vlen = int(le.Uint32(p[8:]))
 	rf = p[5]
 	lease := le.Uint32(p[28:])
-	if klen == 0 || vlen > maxValueLen || (rf != 0 && (vlen != 0 || lease != 0)) || lease&^leaseMask != 0 ||
-		rf == recTombstone|recRemove {
+	if klen == 0 || vlen > maxValueLen+casLen || (rf != 0 && (vlen != 0 || lease != 0)) || lease&^leaseMask != 0 ||
+		rf == recTombstone|recRemove || (lease&leaseCas == 0 && vlen > maxValueLen) || (lease&leaseCas != 0 && vlen < casLen) {
 		return 0, 0, 0, ErrCorrupt
 	}
 	return klen, vlen, rf, nil
@@ -244,14 +266,24 @@ func decodeRecord(p []byte, rec *Record) (n int, rf byte, err error) {
 		return 0, 0, ErrCorrupt
 	}
 	fillRecord(p, klen, vlen, rf, rec)
+	if rec.Cas == 0 && binary.LittleEndian.Uint32(p[28:])&leaseCas != 0 {
+		return 0, 0, ErrCorrupt // never written: a CAS unique is not 0
+	}
 	return n, rf, nil
 }
 
-// fillRecord sets rec from a checked record p.
+// fillRecord sets rec from a checked record p. rec.Value is the tail of
+// the record's value field (after its CAS unique, if any).
 func fillRecord(p []byte, klen, vlen int, rf byte, rec *Record) {
 	le := binary.LittleEndian
 	rec.Key = p[recHdrSize : recHdrSize+klen : recHdrSize+klen]
-	rec.Value = p[recHdrSize+klen : recHdrSize+klen+vlen : recHdrSize+klen+vlen]
+	v := recHdrSize + klen
+	rec.Cas = 0
+	if le.Uint32(p[28:])&leaseCas != 0 {
+		rec.Cas = le.Uint64(p[v:])
+		v += casLen
+	}
+	rec.Value = p[v : recHdrSize+klen+vlen : recHdrSize+klen+vlen]
 	rec.Flags = le.Uint32(p[12:])
 	rec.Clock = le.Uint64(p[16:])
 	rec.Exptime = le.Uint32(p[24:])

@@ -200,15 +200,134 @@ func TestLeaseBits(t *testing.T) {
 		return p
 	}
 	var rec Record
-	if _, _, err := decodeRecord(enc(leaseMask, 0), &rec); err != nil || !rec.Stale || !rec.TokenSent {
+	if _, _, err := decodeRecord(enc(leaseStale|leaseTokenSent, 0), &rec); err != nil || !rec.Stale || !rec.TokenSent {
 		t.Fatalf("both bits: %v %+v", err, rec)
 	}
 	for _, c := range []struct {
 		lease uint32
 		rf    byte
-	}{{4, 0}, {1 << 31, 0}, {leaseStale, recTombstone}, {leaseTokenSent, recRemove}} {
+	}{{leaseCas, 0}, {8, 0}, {1 << 31, 0}, {leaseStale, recTombstone}, {leaseTokenSent, recRemove}, {leaseCas, recTombstone}} {
 		if _, _, err := decodeRecord(enc(c.lease, c.rf), &rec); err != ErrCorrupt {
 			t.Fatalf("lease %#x rf %d: %v, want ErrCorrupt", c.lease, c.rf, err)
 		}
+	}
+}
+
+// Ensure that a record's own CAS unique (Record.Cas) round-trips through
+// Get (from the mapping and by pread beyond it), Update's view of the old
+// record, ForEach, a compaction, a clean reopen and the recovery after a
+// crash; that a tombstone does not store it; and that a record whose CAS
+// field is short or 0 is corrupt.
+func TestCasField(t *testing.T) {
+	defer func(old int64) { mapReserve = old }(mapReserve)
+	for _, small := range []bool{false, true} {
+		if small {
+			mapReserve = 64 << 10 // records beyond the mapping: Get preads
+		}
+		db, path := tempDB(t, &Options{Sync: SyncNone, Buckets: 256})
+		recs := []Record{
+			{Key: []byte("plain"), Value: []byte("v1"), Clock: 10},
+			{Key: []byte("touched"), Value: []byte("value"), Clock: 20, Cas: 11, Flags: 7, Exptime: 4000000000},
+			{Key: []byte("empty"), Value: []byte{}, Clock: 21, Cas: 12, Stale: true},
+			{Key: []byte("same"), Value: []byte("x"), Clock: 22, Cas: 22},
+			{Key: []byte("tomb"), Clock: 23, Cas: 13, Tombstone: true},
+			{Key: []byte("big"), Value: bytes.Repeat([]byte("b"), 5000), Clock: 24, Cas: 14},
+		}
+		want := func(r Record) Record {
+			if r.Tombstone {
+				r.Cas = 0
+			}
+			if r.Tombstone {
+				r.Value = nil
+			}
+			return r
+		}
+		for i := range recs {
+			if err := db.Put(&recs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(when string) {
+			t.Helper()
+			for _, r := range recs {
+				w := want(r)
+				got := mustGet(t, db, string(r.Key))
+				if got.Cas != w.Cas || got.Clock != w.Clock || !bytes.Equal(got.Value, w.Value) ||
+					got.Flags != w.Flags || got.Exptime != w.Exptime || got.Stale != w.Stale || got.Tombstone != w.Tombstone {
+					t.Fatalf("small %v, %s: %s: got %+v, want %+v", small, when, r.Key, got, w)
+				}
+				if wc := w.Cas; (wc != 0 && got.CAS() != wc) || (wc == 0 && got.CAS() != w.Clock) {
+					t.Fatalf("small %v, %s: %s: CAS() %d", small, when, r.Key, got.CAS())
+				}
+			}
+			seen := 0
+			err := db.ForEach(func(rec *Record) error {
+				for _, r := range recs {
+					if string(r.Key) == string(rec.Key) {
+						seen++
+						if w := want(r); rec.Cas != w.Cas || !bytes.Equal(rec.Value, w.Value) {
+							t.Fatalf("small %v, %s: ForEach %s: Cas %d value %.10q", small, when, r.Key, rec.Cas, rec.Value)
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil || seen != len(recs) {
+				t.Fatalf("small %v, %s: ForEach saw %d of %d: %v", small, when, seen, len(recs), err)
+			}
+		}
+		check("fresh")
+		// Update sees the old record's CAS unique and value.
+		upd := Record{Key: []byte("touched"), Value: []byte("value"), Clock: 30, Cas: 11, Flags: 7, Exptime: 4000000000}
+		if ok, err := db.Update(&upd, func(old *Record) bool {
+			if old.Cas != 11 || old.CAS() != 11 || string(old.Value) != "value" {
+				t.Fatalf("small %v: Update's old record %+v", small, *old)
+			}
+			return true
+		}); err != nil || !ok {
+			t.Fatalf("Update: %v %v", ok, err)
+		}
+		recs[1].Clock = 30
+		check("updated")
+		if err := db.Compact(CompactOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		check("compacted")
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if db, err = Open(path, &Options{Sync: SyncNone}); err != nil {
+			t.Fatal(err)
+		}
+		check("reopened")
+		upd.Clock, upd.Value = 40, []byte("value2")
+		recs[1].Clock, recs[1].Value = 40, upd.Value
+		if err := db.Put(&upd); err != nil {
+			t.Fatal(err)
+		}
+		db.crash() // the recovery replays the record written after the checkpoint
+		if db, err = Open(path, &Options{Sync: SyncNone}); err != nil {
+			t.Fatal(err)
+		}
+		check("recovered")
+		db.Close()
+		if rep, err := Verify(path); err != nil {
+			t.Fatalf("Verify: %v %+v", err, rep)
+		}
+	}
+
+	var rec Record
+	p := appendRecord(nil, &Record{Key: []byte("k"), Value: []byte("abc"), Clock: 5, Cas: 3}, 0, defaultApow)
+	if n, _, err := decodeRecord(p, &rec); err != nil || n != recHdrSize+1+casLen+3 || rec.Cas != 3 || string(rec.Value) != "abc" {
+		t.Fatalf("decode: n %d %v %+v", n, err, rec)
+	}
+	if binary.LittleEndian.Uint32(p[8:]) != casLen+3 {
+		t.Fatalf("vlen %d, want %d", binary.LittleEndian.Uint32(p[8:]), casLen+3)
+	}
+	clear(p[recHdrSize+1 : recHdrSize+1+casLen])
+	binary.LittleEndian.PutUint32(p[0:], crc32.Checksum(p[4:recHdrSize+1+casLen+3], castagnoli))
+	if _, _, err := decodeRecord(p, &rec); err != ErrCorrupt {
+		t.Fatalf("a CAS field of 0: %v, want ErrCorrupt", err)
 	}
 }

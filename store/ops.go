@@ -76,7 +76,7 @@ func (g *gen) readInto(off int64, hint int, key, buf []byte) (Record, []byte, bo
 		buf = buf[:klen+vlen]
 		copy(buf, p[recHdrSize:n])
 		fillRecord(p[:n], klen, vlen, rf, &rec)
-		rec.Key, rec.Value = buf[:klen:klen], buf[klen:]
+		rec.Key, rec.Value = buf[:klen:klen], buf[klen+vlen-len(rec.Value):]
 		return rec, buf, true, nil
 	}
 	// Outside the mapping: pread into buf.
@@ -101,7 +101,7 @@ func (g *gen) readInto(off int64, hint int, key, buf []byte) (Record, []byte, bo
 	fillRecord(p, klen, vlen, rf, &rec)
 	copy(p, p[recHdrSize:n]) // move key and value to the front
 	buf = p[:klen+vlen]
-	rec.Key, rec.Value = buf[:klen:klen], buf[klen:]
+	rec.Key, rec.Value = buf[:klen:klen], buf[klen+vlen-len(rec.Value):]
 	return rec, buf, true, nil
 }
 

@@ -73,10 +73,11 @@ func (g *gen) recover(size int64) error {
 		if err != nil {
 			return fmt.Errorf("%w (record at offset %d)", ErrCorrupt, off)
 		}
-		if err := g.replay(&rec, rf, off, &scratch); err != nil {
+		size := recSize(klen, vlen, g.apow)
+		if err := g.replay(&rec, rf, off, size, &scratch); err != nil {
 			return err
 		}
-		off += recSize(klen, vlen, g.apow)
+		off += size
 	}
 	if err := g.f.Truncate(e); err != nil {
 		return err
@@ -106,15 +107,14 @@ func (g *gen) scanValid(from, size int64, scratch *[]byte) int64 {
 	return off
 }
 
-// replay applies the record at off idempotently: a slot already pointing
-// at off or later is left alone.
-func (g *gen) replay(rec *Record, rf byte, off int64, scratch *[]byte) error {
+// replay applies the record at off (size bytes on disk) idempotently: a
+// slot already pointing at off or later is left alone.
+func (g *gen) replay(rec *Record, rf byte, off, size int64, scratch *[]byte) error {
 	h := hashKey(rec.Key)
 	r, err := g.find(rec.Key, h, scratch)
 	if err != nil {
 		return err
 	}
-	size := recSize(len(rec.Key), len(rec.Value), g.apow)
 	if r.own >= 0 {
 		if slotOff(r.slot, g.apow) >= off {
 			return nil

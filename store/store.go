@@ -62,6 +62,19 @@ type Record struct {
 	// for a tombstone.
 	Stale     bool // marked stale (md I, ms I): served with X until replaced
 	TokenSent bool // a recache win token (mg W) is out: others get Z
+
+	// Cas is the value's CAS unique when it is not Clock (0: it is Clock):
+	// a touch gives a value a new Clock but keeps its CAS unique, as
+	// memcached does. Not stored for a tombstone.
+	Cas uint64
+}
+
+// CAS returns the record's CAS unique: Cas, or Clock when Cas is 0.
+func (r *Record) CAS() uint64 {
+	if r.Cas != 0 {
+		return r.Cas
+	}
+	return r.Clock
 }
 
 // Options configure Open. The zero value (or nil) means SyncInterval with
