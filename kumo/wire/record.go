@@ -18,6 +18,12 @@ const (
 	// not know SrvLease): upgrade servers before gateways.
 	MetaStale     = 0x0004
 	MetaTokenSent = 0x0008
+	// MetaCas: 8 bytes of big-endian CAS unique follow (after flags and
+	// exptime). A touch gives a value a new clock but keeps its CAS
+	// unique, as memcached does; without the bit the clock is the CAS
+	// unique. Only a coordinator sets it; servers older than the bit
+	// refuse a value carrying it.
+	MetaCas = 0x0010
 )
 
 // ErrBadValue reports a DBValue too short or with unknown meta bits.
@@ -47,9 +53,21 @@ type Value struct {
 	Exptime   uint32
 	Data      []byte
 	Tombstone bool
-	Stale     bool // MetaStale
-	TokenSent bool // MetaTokenSent
+	Stale     bool   // MetaStale
+	TokenSent bool   // MetaTokenSent
+	Cas       uint64 // MetaCas: the CAS unique when it is not Clock (0: Clock)
 }
+
+// CAS returns the value's CAS unique: Cas, or Clock when Cas is 0.
+func (v *Value) CAS() uint64 {
+	if v.Cas != 0 {
+		return v.Cas
+	}
+	return v.Clock
+}
+
+// hasCas reports whether v carries a CAS unique of its own.
+func (v *Value) hasCas() bool { return !v.Tombstone && v.Cas != 0 }
 
 // DBValueLen returns the encoded length of v.
 func DBValueLen(v *Value) int {
@@ -63,11 +81,14 @@ func DBValueLen(v *Value) int {
 	if v.Exptime != 0 {
 		n += 4
 	}
+	if v.hasCas() {
+		n += 8
+	}
 	return n
 }
 
 // AppendDBValue appends the encoding of v: BE64(clock) ‖ meta(2) ‖ [flags]
-// ‖ [exptime] ‖ data, or BE64(clock) alone for a tombstone.
+// ‖ [exptime] ‖ [CAS unique] ‖ data, or BE64(clock) alone for a tombstone.
 func AppendDBValue(b []byte, v *Value) []byte {
 	b = binary.BigEndian.AppendUint64(b, v.Clock)
 	if v.Tombstone {
@@ -86,12 +107,18 @@ func AppendDBValue(b []byte, v *Value) []byte {
 	if v.TokenSent {
 		meta |= MetaTokenSent
 	}
+	if v.hasCas() {
+		meta |= MetaCas
+	}
 	b = binary.BigEndian.AppendUint16(b, meta)
 	if v.Flags != 0 {
 		b = binary.BigEndian.AppendUint32(b, v.Flags)
 	}
 	if v.Exptime != 0 {
 		b = binary.BigEndian.AppendUint32(b, v.Exptime)
+	}
+	if meta&MetaCas != 0 {
+		b = binary.BigEndian.AppendUint64(b, v.Cas)
 	}
 	return append(b, v.Data...)
 }
@@ -111,7 +138,7 @@ func ParseDBValue(b []byte) (Value, error) {
 	v.Clock = binary.BigEndian.Uint64(b)
 	meta := binary.BigEndian.Uint16(b[8:])
 	p := b[10:]
-	if meta&^(MetaFlags|MetaExptime|MetaStale|MetaTokenSent) != 0 {
+	if meta&^(MetaFlags|MetaExptime|MetaStale|MetaTokenSent|MetaCas) != 0 {
 		return v, ErrBadValue
 	}
 	v.Stale = meta&MetaStale != 0
@@ -129,6 +156,15 @@ func ParseDBValue(b []byte) (Value, error) {
 		}
 		v.Exptime = binary.BigEndian.Uint32(p)
 		p = p[4:]
+	}
+	if meta&MetaCas != 0 {
+		if len(p) < 8 {
+			return v, ErrBadValue
+		}
+		if v.Cas = binary.BigEndian.Uint64(p); v.Cas == 0 {
+			return v, ErrBadValue // never sent: a CAS unique is not 0
+		}
+		p = p[8:]
 	}
 	v.Data = p
 	return v, nil

@@ -26,6 +26,10 @@ func TestDBValueRoundTrip(t *testing.T) {
 			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 5, 't'}},
 		{Value{Clock: 1, Exptime: 6, Stale: true, TokenSent: true},
 			[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 14, 0, 0, 0, 6}},
+		{Value{Clock: 9, Flags: 5, Exptime: 6, Cas: 0x0a0b, Data: []byte("c")},
+			[]byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0x13, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b, 'c'}},
+		{Value{Clock: 9, Cas: 3},
+			[]byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 3}},
 	}
 	for i, c := range cases {
 		got := AppendDBValue(nil, &c.v)
@@ -40,9 +44,17 @@ func TestDBValueRoundTrip(t *testing.T) {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		if back.Clock != c.v.Clock || back.Flags != c.v.Flags || back.Exptime != c.v.Exptime ||
-			back.Tombstone != c.v.Tombstone || back.Stale != c.v.Stale || back.TokenSent != c.v.TokenSent || !bytes.Equal(back.Data, c.v.Data) {
+			back.Tombstone != c.v.Tombstone || back.Stale != c.v.Stale || back.TokenSent != c.v.TokenSent ||
+			back.Cas != c.v.Cas || back.CAS() != c.v.CAS() || !bytes.Equal(back.Data, c.v.Data) {
 			t.Fatalf("case %d: round trip %+v, want %+v", i, back, c.v)
 		}
+	}
+	// A tombstone does not carry a CAS unique.
+	if got := AppendDBValue(nil, &Value{Clock: 4, Cas: 2, Tombstone: true}); len(got) != 8 {
+		t.Fatalf("tombstone encoded as % x", got)
+	}
+	if v := (Value{Clock: 7}); v.CAS() != 7 {
+		t.Fatalf("CAS() of a value without its own: %d", v.CAS())
 	}
 }
 
@@ -50,10 +62,12 @@ func TestDBValueRoundTrip(t *testing.T) {
 func TestParseDBValueRejects(t *testing.T) {
 	for _, b := range [][]byte{
 		nil, {1}, {0, 0, 0, 0, 0, 0, 0, 0, 0}, // 9 bytes
-		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10},             // unknown meta bit
-		{0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0},             // unknown meta bit
-		{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},          // flags cut short
-		{0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0}, // exptime cut short
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20},                         // unknown meta bit
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0},    // CAS unique cut short
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}, // CAS unique 0
+		{0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0},                         // unknown meta bit
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},                      // flags cut short
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0},             // exptime cut short
 	} {
 		if _, err := ParseDBValue(b); err != ErrBadValue {
 			t.Fatalf("ParseDBValue(% x) = %v, want ErrBadValue", b, err)
@@ -64,6 +78,7 @@ func TestParseDBValueRejects(t *testing.T) {
 func FuzzParseDBValue(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3, 'a'})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 9})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0x11, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3, 'c'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := ParseDBValue(b)
 		if err != nil {
@@ -73,7 +88,8 @@ func FuzzParseDBValue(f *testing.F) {
 		if len(got) != DBValueLen(&v) {
 			t.Fatalf("length mismatch")
 		}
-		if back, err := ParseDBValue(got); err != nil || back.Stale != v.Stale || back.TokenSent != v.TokenSent {
+		if back, err := ParseDBValue(got); err != nil || back.Stale != v.Stale || back.TokenSent != v.TokenSent ||
+			back.CAS() != v.CAS() || !bytes.Equal(back.Data, v.Data) {
 			t.Fatalf("re-encoded %+v: %v", back, err)
 		}
 	})
