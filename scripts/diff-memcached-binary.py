@@ -8,10 +8,10 @@ Each request (P packets) ends with a NOOP, and the replies are read up to
 its answer, so quiet packets need no timing. Every packet's opaque is its
 number within the request, so each reply is matched to the key it was
 about; CAS uniques are renamed per key in order of first appearance (kumo's
-and memcached's differ by design). Mode "cas" sends known and bogus CAS
-uniques and leaves out TOUCH, GAT and GATQ (kumo gives a touched item a new
-CAS unique: README "Compatibility"); mode "touch" has them and compares
-only whether a CAS unique is zero. Both servers are flushed first. Prints
+and memcached's differ by design). Both modes send TOUCH, GAT, GATQ, GATK
+and GATKQ (a touch keeps the CAS unique, in kumo as in memcached); mode
+"cas" sends known and bogus CAS uniques, mode "touch" compares only whether
+a CAS unique is zero. Both servers are flushed first. Prints
 the first difference and exits 1, or exits 0; with -progress K also
 "progress I" every K requests (a test can act on it).
 
@@ -145,7 +145,7 @@ def gen(r, mode, seen, opaque, last=True):
         initial = r.choice([0, 7, 123])
         e = r.choice([0, 1000, 0xFFFFFFFF])
         return packet(r.choice(ARITH), k, struct.pack(">QQI", delta, initial, e), opaque=opaque, cas=cas), k
-    if c < 0.9 and mode == "touch":
+    if c < 0.9:
         return packet(r.choice(TOUCHES), k, struct.pack(">I", exp), opaque=opaque), k
     if c < 0.93:
         return packet(VERSION, opaque=opaque), None

@@ -9,10 +9,10 @@ Each request (one command, or P pipelined ones with -pipe) is followed by
 no timing. CAS uniques differ between the
 two servers by design; they are renamed in order of first appearance
 (C1, C2, ...) on each side, so the same sequence of versions compares
-equal. Mode "cas" leaves out touch and gat (kumo gives a touched item a new
-CAS unique, memcached keeps it: README "Compatibility") and the stale
-items of md I, ms I and mg N (kumo gives the item a new CAS unique when it
-hands out a win token); mode "touch" has them and compares no CAS unique (gats shows one),
+equal. Both modes have touch, gat and gats and mg T (a touch keeps the CAS
+unique, in kumo as in memcached). Mode "cas" leaves out the stale items of
+md I, ms I and mg N (kumo gives the item a new CAS unique when it hands out
+a win token: README "Compatibility"); mode "touch" has them and compares no CAS unique,
 and has the stale items only one command at a time (memcached rewrites a
 counter in place, keeping its stale mark, only if no reply still being
 sent refers to the item: in a pipeline after an mg it makes a new one). Expiry times are far in the future
@@ -120,7 +120,7 @@ def gen(r, mode, cas_seen, alone):
         PADDED.add(k)  # a decr, or an incr wrapping at 2^64, shrinks the number
         d = r.choice([b"0", b"1", b"5", b"18446744073709551615", b"-1", b"x"])
         return b"%s %s %s%s\r\n" % (op, k, d, nr)
-    if c < 0.66 and mode == "touch":
+    if c < 0.66:
         if r.random() < 0.5:
             return b"touch %s %s%s\r\n" % (k, exp, nr)
         op = b"gats" if r.random() < 0.3 else b"gat"
@@ -129,8 +129,7 @@ def gen(r, mode, cas_seen, alone):
         fl = [b"v", b"f", b"k", b"s", b"q", b"O123", b"t"]
         if mode == "cas":
             fl.append(b"c")
-        if mode == "touch":
-            fl.append(b"T" + exp)
+        fl.append(b"T" + exp)
         if r.random() < 0.1 and mode == "touch" and alone:
             fl.append(b"N30")
         pick = named(r.sample(fl, r.randrange(0, 4)), alone)

@@ -281,6 +281,9 @@ func runGet(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "%s\n", rec.Value)
 	fmt.Fprintf(w, "clock: %d (%s, counter %d)\nflags: %d\nexptime: %d\ntombstone: %v\n", rec.Clock,
 		time.Unix(int64(rec.Clock>>32), 0).UTC().Format(time.RFC3339), rec.Clock&0xffffffff, rec.Flags, rec.Exptime, rec.Tombstone)
+	if rec.Cas != 0 {
+		fmt.Fprintf(w, "cas: %d (kept by a touch)\n", rec.Cas)
+	}
 	return nil
 }
 

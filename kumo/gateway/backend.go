@@ -270,7 +270,7 @@ func valueItem(v *wire.Value, it *memcache.Item, now int64) error {
 	if v == nil || v.Tombstone || (now != 0 && expiredAt(v.Exptime, now)) {
 		return memcache.ErrNotFound
 	}
-	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.Clock,
+	*it = memcache.Item{Value: v.Data, Flags: v.Flags, Exptime: int64(v.Exptime), CAS: v.CAS(),
 		Stale: v.Stale, TokenSent: v.TokenSent}
 	return nil
 }

@@ -62,7 +62,7 @@ func (s *Server) handleSetDirect(req *rpc.Request) {
 		return
 	}
 	v, err := wire.ParseDBValue(dbval)
-	if err != nil || v.Tombstone || v.Stale || v.TokenSent || v.Clock != ct {
+	if err != nil || v.Tombstone || v.Stale || v.TokenSent || v.Cas != 0 || v.Clock != ct {
 		req.ReplyError(errParams)
 		return
 	}

@@ -291,14 +291,18 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 // recordValue returns rec as a DBValue; its Data aliases rec.Value.
 func recordValue(rec *store.Record) wire.Value {
 	return wire.Value{Clock: rec.Clock, Flags: rec.Flags, Exptime: rec.Exptime, Data: rec.Value,
-		Tombstone: rec.Tombstone, Stale: rec.Stale, TokenSent: rec.TokenSent}
+		Tombstone: rec.Tombstone, Stale: rec.Stale, TokenSent: rec.TokenSent, Cas: rec.Cas}
 }
 
 // valueRecord returns the record of v under dbkey; its Value aliases
 // v.Data.
 func valueRecord(dbkey []byte, v *wire.Value) store.Record {
-	return store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime,
+	rec := store.Record{Key: dbkey, Value: v.Data, Clock: v.Clock, Flags: v.Flags, Exptime: v.Exptime,
 		Tombstone: v.Tombstone, Stale: v.Stale && !v.Tombstone, TokenSent: v.TokenSent && !v.Tombstone}
+	if !v.Tombstone {
+		rec.Cas = v.Cas
+	}
+	return rec
 }
 
 // appendRecordValue appends rec's DBValue as a msgpack raw.
@@ -525,7 +529,7 @@ func sameVersion(rec *store.Record, v *wire.Value) bool {
 		return rec.Tombstone && v.Tombstone
 	}
 	return rec.Flags == v.Flags && rec.Exptime == v.Exptime && rec.Stale == v.Stale &&
-		rec.TokenSent == v.TokenSent && bytes.Equal(rec.Value, v.Data)
+		rec.TokenSent == v.TokenSent && rec.Cas == v.Cas && bytes.Equal(rec.Value, v.Data)
 }
 
 // newer is the newest-clock-wins predicate.

@@ -332,7 +332,7 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		var extra func([]byte) []byte
 		if status == wire.StatusExists && op.method == wire.SrvLease && op.lease == wire.LeaseWin && exists {
 			// The version the lease lost to (see wire.SrvLease).
-			ct, extra = old.Clock, appendFalse
+			ct, extra = old.CAS(), appendFalse
 			if old.TokenSent {
 				extra = appendTrue
 			}
@@ -545,8 +545,8 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			if !exists {
 				return rec, wire.StatusNotFound, 0, nil
 			}
-			if old.Clock != op.cas {
-				if !op.val.Stale || op.cas > old.Clock {
+			if old.CAS() != op.cas {
+				if !op.val.Stale || op.cas > old.CAS() {
 					return rec, wire.StatusExists, 0, nil
 				}
 				// ms I: a value computed from an older version is still
@@ -562,7 +562,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			if !exists {
 				return rec, wire.StatusNotFound, 0, nil
 			}
-			if old.Clock != op.cas {
+			if old.CAS() != op.cas {
 				return rec, wire.StatusExists, 0, nil
 			}
 		}
@@ -586,7 +586,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 			// memcached refuses an empty value before comparing the CAS.
 			return rec, wire.StatusNonNumeric, 0, nil
 		}
-		if op.cas != 0 && old.Clock != op.cas {
+		if op.cas != 0 && old.CAS() != op.cas {
 			return rec, wire.StatusExists, 0, nil
 		}
 		cur, ok := parseCounter(old.Value)
@@ -618,20 +618,19 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		}
 		return rec, wire.StatusOK, cur, nil
 	case wire.SrvTouch:
-		// memcached keeps the CAS unique on touch, gat and mg T; here the
-		// touched record gets a new clock, and so a new CAS unique: the CAS
-		// unique is the record's ClockTime, which is also the version that
-		// orders replicas (newer wins, strictly). A record that kept its
-		// clock with a new exptime would be refused by replicas and by
-		// rebalance copies holding the old one (equal clocks), so copies
-		// would disagree on the exptime for good; and a separate CAS field
-		// would change the stored record layout (SPEC §3, §6).
+		// A touch, gat or mg T keeps the item's CAS unique, as memcached
+		// does. The touched record still needs a new clock, the version
+		// that orders replicas (newer wins, strictly): one that kept its
+		// clock with a new exptime would be refused by the replicas and
+		// rebalance copies holding the old one. So it carries its CAS
+		// unique of its own (wire.MetaCas, the store's CAS field).
 		if !exists {
 			return rec, wire.StatusNotFound, 0, nil
 		}
 		rec.Value = append([]byte(nil), old.Value...)
 		rec.Flags, rec.Exptime = old.Flags, op.exptime
 		rec.Stale, rec.TokenSent = old.Stale, old.TokenSent // a touch keeps the lease state
+		rec.Cas = old.CAS()
 		return rec, wire.StatusOK, 0, nil
 	case wire.SrvLease:
 		if !exists {
@@ -641,12 +640,12 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		rec.Flags, rec.Exptime = old.Flags, old.Exptime
 		switch op.lease {
 		case wire.LeaseWin:
-			if old.Clock != op.cas || old.TokenSent {
+			if old.CAS() != op.cas || old.TokenSent {
 				return rec, wire.StatusExists, 0, nil
 			}
 			rec.Stale, rec.TokenSent = old.Stale, true
 		default: // wire.LeaseInvalidate, as memcached's md I
-			if op.cas != 0 && old.Clock != op.cas {
+			if op.cas != 0 && old.CAS() != op.cas {
 				return rec, wire.StatusExists, 0, nil
 			}
 			rec.Stale = true
@@ -659,7 +658,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		if !exists {
 			return rec, wire.StatusNotFound, 0, nil
 		}
-		if op.cas != 0 && old.Clock != op.cas {
+		if op.cas != 0 && old.CAS() != op.cas {
 			return rec, wire.StatusExists, 0, nil
 		}
 		rec.Tombstone = true
