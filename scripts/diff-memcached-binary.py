@@ -130,7 +130,7 @@ def gen(r, mode, seen, opaque, last=True):
         return packet(op, k, struct.pack(">II", r.choice([0, 7, 2**32 - 1]), exp), value(r), opaque, cas), k
     if c < 0.4:
         op = r.choice(CATS)
-        if k in PADDED:  # memcached's "0 " + "9" is not kumo's "09"
+        if k in PADDED:  # a padded "0 " + "9" is not an unpadded "09" (see norm)
             if cas == 0:
                 PADDED.discard(k)
             return packet(SET, k, struct.pack(">II", 0, 0), value(r), opaque, cas), k
@@ -187,7 +187,9 @@ def norm(replies, keys, ren, mode):
         if op == VERSION:
             val = b"<version>"
         if status == 0 and op in GETS + TOUCHES:
-            val = val.replace(b" ", b"")  # memcached's in-place counters are space-padded
+            # counters are space-padded when rewritten in place, which
+            # memcached does not always do (diff-memcached.py's norm)
+            val = val.replace(b" ", b"")
         c = ren.name(k, cas) if mode == "cas" else ("0" if cas == 0 else "c")
         out.append((hex(op), status, opaque, c, extras, key, val))
     return out

@@ -52,6 +52,10 @@ func TestDecideArith(t *testing.T) {
 		{"missing", arithParams(1, false, 0, 0, true, 5, true, 900), false, wire.StatusNotFound, 0, "", 0, false},
 		{"create ignores cas and touch", arithParams(1, true, 9, 600, true, 5, true, 900), false, wire.StatusOK, 9, "9", 600, false},
 		{"empty value: non-numeric before the cas compare", arithParams(1, false, 0, 0, true, 76, false, 0), true, wire.StatusNonNumeric, 0, "", 0, true},
+		// memcached rewrites a counter in place when the number fits,
+		// padded with spaces to the old length.
+		{"an incr that wraps shrinks: padded", arithParams(18446744073709551583, false, 0, 0, false, 0, false, 0), true, wire.StatusOK, 8, "8 ", 500, false},
+		{"incr grows: replaced", arithParams(59, false, 0, 0, false, 0, false, 0), true, wire.StatusOK, 100, "100", 500, false},
 	}
 	var s Server
 	for _, tt := range tests {

@@ -602,10 +602,9 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 		} else {
 			cur += op.delta // wraps at 2^64 as memcached does
 		}
-		// Stored as plain decimal: memcached pads a shrinking decr with
-		// spaces (an artefact of its in-place rewrite); clients parse
-		// either, and the memcache.Backend contract says plain.
-		v := strconv.AppendUint(make([]byte, 0, 20), cur, 10)
+		// Padded with spaces to the old length, as memcached rewrites a
+		// counter in place ("10" decremented reads back as "9 ").
+		v := appendCounter(make([]byte, 0, max(20, len(old.Value))), cur, len(old.Value))
 		rec.Value, rec.Flags, rec.Exptime = v, old.Flags, old.Exptime
 		// memcached rewrites a counter in place when the new number fits
 		// in the old value's bytes, keeping the item's lease state; a
@@ -669,6 +668,18 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 
 func appendTrue(b []byte) []byte  { return msgpack.AppendBool(b, true) }
 func appendFalse(b []byte) []byte { return msgpack.AppendBool(b, false) }
+
+// appendCounter appends the value incr or decr stores for the number v in
+// place of a value oldLen bytes long: the decimal number, padded with
+// spaces to oldLen unless it is longer (memcache.AppendCounter).
+func appendCounter(b []byte, v uint64, oldLen int) []byte {
+	start := len(b)
+	b = strconv.AppendUint(b, v, 10)
+	for n := oldLen - (len(b) - start); n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return b
+}
 
 // parseCounter reads a stored value as incr/decr do, like memcached's
 // safe_strtoull on the item's data as a C string: the value ends at its

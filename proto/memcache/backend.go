@@ -34,8 +34,6 @@
 // is closed.
 //
 // Deliberate differences from memcached:
-//   - incr/decr store the plain decimal result; memcached overwrites a
-//     shrinking number in place and pads it with spaces ("99 ").
 //   - the version string is DefaultVersion, "1.6.18-kumo".
 //   - a command line longer than the read buffer gets an error line before
 //     the close (memcached closes silently beyond 2048 bytes).
@@ -61,6 +59,7 @@ package memcache
 import (
 	"context"
 	"errors"
+	"strconv"
 )
 
 // Errors a Backend returns. Any other error becomes SERVER_ERROR <msg> in the
@@ -163,7 +162,8 @@ type Backend interface {
 	// value of key: 64-bit wrap on incr, floor 0 on decr. The stored value is
 	// read as memcached does (leading white space, digits, then white space
 	// or the end, the rest ignored: "42 abc" is 42); the new value is
-	// stored as plain decimal (no space padding), flags and exptime kept.
+	// stored as AppendCounter makes it (padded with spaces to the old
+	// length, as memcached's rewrite in place), flags and exptime kept.
 	// If the key is missing and create is nil: ErrNotFound; otherwise create
 	// (Value = the initial decimal number, Flags, Exptime) is stored as is
 	// and its number returned, without applying delta. ErrNonNumeric if the
@@ -269,4 +269,27 @@ type ArithBackend interface {
 	// Arith applies a to key as Backend.Incr does, with the compare and
 	// the exptime update of a, and fills r. Errors as Incr, plus ErrExists.
 	Arith(ctx context.Context, key []byte, a *Arith, r *ArithResult) error
+}
+
+// AppendCounter appends the value incr or decr stores for the number v
+// in place of a value oldLen bytes long: the decimal number, padded with
+// spaces to oldLen when it is not longer, as memcached rewrites a counter
+// in place ("10" decremented by 1 reads back as "9 "); a longer number
+// replaces the value.
+func AppendCounter(b []byte, v uint64, oldLen int) []byte {
+	start := len(b)
+	b = strconv.AppendUint(b, v, 10)
+	n := oldLen - (len(b) - start)
+	if n <= 0 {
+		return b
+	}
+	if cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
+	b = b[:len(b)+n]
+	pad := b[len(b)-n:]
+	for i := range pad {
+		pad[i] = ' '
+	}
+	return b
 }

@@ -132,6 +132,12 @@ var compatCases = []transcript{
 		"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nEX\r\n"},
 	// incr reads the stored value as safe_strtoull does: a C string (it
 	// ends at a NUL), strtoull's sign ("-0" is 0, "-5" is refused).
+	// incr and decr rewrite the counter in place when the number fits:
+	// padded with spaces to the old length; a longer number replaces it.
+	{"counters padded in place", "set n 0 0 2\r\n10\r\ndecr n 1\r\nget n\r\nincr n 5\r\nget n\r\nincr n 90\r\nget n\r\n" +
+		"set t 0 0 6\r\n42 abc\r\nincr t 1\r\nget t\r\nset w 0 0 20\r\n18446744073709551615\r\nincr w 2\r\nget w\r\n",
+		"STORED\r\n9\r\nVALUE n 0 2\r\n9 \r\nEND\r\n14\r\nVALUE n 0 2\r\n14\r\nEND\r\n104\r\nVALUE n 0 3\r\n104\r\nEND\r\n" +
+			"STORED\r\n43\r\nVALUE t 0 6\r\n43    \r\nEND\r\nSTORED\r\n1\r\nVALUE w 0 20\r\n1                   \r\nEND\r\n"},
 	{"incr of signed and NUL-ended numbers", "set a 0 0 2\r\n-0\r\nincr a 1\r\nset b 0 0 3\r\n -0\r\nincr b 1\r\nset c 0 0 5\r\n5\x00abc\r\nincr c 1\r\nset d 0 0 2\r\n-5\r\nincr d 1\r\nset e 0 0 2\r\n\x005\r\nincr e 1\r\nset f 0 0 21\r\n-18446744073709551615\r\ndecr f 1\r\n",
 		"STORED\r\n1\r\nSTORED\r\n1\r\nSTORED\r\n6\r\nSTORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\n0\r\n"},
 	// touch, gat, gats and mg T keep the CAS unique.

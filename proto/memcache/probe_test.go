@@ -15,8 +15,8 @@ func TestMemccapable(t *testing.T) {
 // TestProbeGolden runs the team's edge-case prober (testdata/probe.py)
 // against the front end and compares every row with memcached 1.6.18's
 // golden reply (testdata/memcached-1.6.18-golden.md), normalising CAS
-// uniques, TTLs and the version string. The only allowed difference is
-// memtest.ProbeAllow (incr/decr does not space-pad). The stats listings at
+// uniques, TTLs and the version string, allowing the differences in
+// memtest.ProbeAllow (none at present). The stats listings at
 // the end of the table (slab, LRU, libevent internals of memcached) are
 // not compared; only the field names clients read are required.
 // probe.py waits only 0.25 s for more reply bytes, so on a machine under

@@ -63,7 +63,7 @@ var textCases = []transcript{
 	{"exptime absolute past", "set e 0 2592001 1\r\nx\r\nget e\r\n", "STORED\r\nEND\r\n"},
 	{"exptime absolute future", "set e 0 1800000100 1\r\nx\r\nmg e t\r\n", "STORED\r\nHD t100\r\n"},
 	{"exptime non-numeric", "set e 0 abc 1\r\nx\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n"},
-	{"incr decr", "set n 0 0 3\r\n100\r\nincr n 5\r\ndecr n 6\r\ngets n\r\ndecr n 1000\r\n", "STORED\r\n105\r\n99\r\nVALUE n 0 2 3\r\n99\r\nEND\r\n0\r\n"},
+	{"incr decr", "set n 0 0 3\r\n100\r\nincr n 5\r\ndecr n 6\r\ngets n\r\ndecr n 1000\r\n", "STORED\r\n105\r\n99\r\nVALUE n 0 3 3\r\n99 \r\nEND\r\n0\r\n"},
 	{"incr wraps", "set w 0 0 20\r\n18446744073709551615\r\nincr w 2\r\n", "STORED\r\n1\r\n"},
 	{"incr non-numeric", "set s 0 0 3\r\nabc\r\nincr s 1\r\ndecr s 1\r\n", "STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n"},
 	{"incr bad delta", "incr n abc\r\nincr n -1\r\nincr n 18446744073709551616\r\n", "CLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid numeric delta argument\r\n"},

@@ -361,8 +361,7 @@ func (b *Backend) Arith(ctx context.Context, key []byte, a *memcache.Arith, r *m
 	} else {
 		v += a.Delta // wraps at 2^64 like memcached
 	}
-	var num [20]byte
-	nv := strconv.AppendUint(num[:0], v, 10)
+	nv := memcache.AppendCounter(nil, v, len(e.value))
 	if len(nv) > len(e.value) {
 		// memcached rewrites a counter in place (keeping the lease
 		// state) only when the new number fits in the old bytes.

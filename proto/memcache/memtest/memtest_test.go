@@ -178,13 +178,16 @@ func TestIncr(t *testing.T) {
 	if v, err := incr("tail", 1, false, nil); v != 43 || err != nil {
 		t.Fatalf("trailing text: %d %v", v, err)
 	}
+	if v, _, _ := get(t, b, "tail"); v != "43    " {
+		t.Fatalf("counter rewritten over text: %q, want the number padded to the old length", v)
+	}
 	for _, bad := range []string{"", "abc", "1a", "-1", "99999999999999999999999", "42abc"} {
 		store(t, b, memcache.ModeSet, "s", bad, 0, 0, 0)
 		if _, err := incr("s", 1, false, nil); !errors.Is(err, memcache.ErrNonNumeric) {
 			t.Fatalf("%q: %v", bad, err)
 		}
 	}
-	if v, it, _ := get(t, b, "n"); v != "0" || it.Flags != 3 {
+	if v, it, _ := get(t, b, "n"); v != "0 " || it.Flags != 3 { // padded as memcached's rewrite in place
 		t.Fatalf("stored counter %q %+v", v, it)
 	}
 }
