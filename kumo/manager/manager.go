@@ -82,7 +82,11 @@ type Manager struct {
 	srv *rpc.Server
 
 	partner *rpc.Client
-	m       managerMetrics
+	// partnerSeen is when the partner last answered (unix nanoseconds):
+	// a partner whose connection stays open but who stopped answering (a
+	// hung process, a stalled VM) leads nothing (see partnerUp).
+	partnerSeen atomic.Int64
+	m           managerMetrics
 
 	mu          sync.Mutex // protects the fields below
 	whs, rhs    *ring.HashSpace
@@ -166,12 +170,52 @@ func New(cfg Config) (*Manager, error) {
 			CallTimeout: 3 * time.Second,
 			Handler:     rpc.HandlerFunc(m.serveRPC),
 			OnUp: func(*rpc.Conn) {
+				m.partnerSeen.Store(time.Now().UnixNano())
 				m.log.Infof("partner connected: %s", cfg.Partner)
 				m.syncPartner()
 			},
 		})
+		m.loops.Add(1)
+		go m.pingPartner()
 	}
 	return m, nil
+}
+
+// pingPartner asks the partner for its write hash space every quarter of
+// the keepalive timeout and notes when it answers, until the manager
+// closes. Its connection alone says nothing of a partner that hangs.
+func (m *Manager) pingPartner() {
+	defer m.loops.Done()
+	t := time.NewTicker(max(100*time.Millisecond, m.cfg.KeepAliveTimeout/4))
+	defer t.Stop()
+	silent := false
+	for {
+		if c := m.partner.Conn(); c != nil {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.KeepAliveTimeout)
+			res, err := m.partner.Call(ctx, wire.MgrWHashSpaceRequest, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
+			cancel()
+			switch {
+			case err == nil:
+				res.Release()
+				m.partnerSeen.Store(time.Now().UnixNano())
+				if silent {
+					silent = false
+					m.log.Infof("partner %s answers again", m.cfg.Partner)
+				}
+			case !silent && !m.partnerUp() && !isDone(c.Done()) && m.ctx.Err() == nil:
+				silent = true
+				m.log.Warnf("partner %s connected but silent for %v: it leads nothing until it answers", m.cfg.Partner, m.cfg.KeepAliveTimeout)
+				// An election the partner was to run may have passed it
+				// by: hold it again here.
+				m.scheduleAutoReplace()
+			}
+		}
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Addr returns the listening address.
@@ -530,10 +574,20 @@ func (m *Manager) syncPartner() {
 	}, 3*time.Second, func([]byte, error) {})
 }
 
+// isDone reports whether ch is closed.
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // partnerLeads reports whether the partner manager runs automatic
 // replaces: of two connected managers the one with the smaller address
 // leads (kumofs's election, without its lost-reply timeouts). A partner that
-// is down leads nothing.
+// is down, or has not answered for the keepalive timeout, leads nothing.
 func (m *Manager) partnerLeads() bool {
 	if m.partner == nil {
 		return false

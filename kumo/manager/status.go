@@ -74,7 +74,8 @@ func (m *Manager) registerMetrics(reg *metrics.Registry) {
 		})
 }
 
-// partnerUp reports whether the partner manager is connected.
+// partnerUp reports whether the partner manager is connected and answered
+// within the keepalive timeout.
 func (m *Manager) partnerUp() bool {
 	if m.partner == nil {
 		return false
@@ -87,8 +88,8 @@ func (m *Manager) partnerUp() bool {
 	case <-c.Done():
 		return false
 	default:
-		return true
 	}
+	return time.Since(time.Unix(0, m.partnerSeen.Load())) <= m.cfg.KeepAliveTimeout
 }
 
 // Status describes the cluster for the status page: servers of the write

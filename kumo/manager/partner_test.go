@@ -1,0 +1,62 @@
+package manager
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"kumofs/ring"
+)
+
+// Ensure that a partner manager whose connection stays open but who no
+// longer answers (a hung process, a stalled VM) stops leading the
+// automatic replaces within the keepalive timeout, so that this manager
+// runs them; and that a partner who answers keeps leading.
+func TestHungPartnerLeadsNothing(t *testing.T) {
+	self, _ := ring.ParseAddr("127.0.0.1:65535", 0) // above any partner below
+	const timeout = 300 * time.Millisecond
+
+	// A partner that accepts the connection and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	hung := newTestManager(t, Config{Self: self, Partner: ln.Addr().String(), KeepAliveTimeout: timeout})
+	waitUntil(t, 5*time.Second, "the hung partner's connection", func() bool { return hung.partner.Conn() != nil })
+	waitUntil(t, 5*time.Second, "the hung partner to lose the lead", func() bool { return !hung.partnerLeads() })
+	if hung.partner.Conn() == nil {
+		t.Fatal("the connection to the hung partner closed: the test proves nothing")
+	}
+
+	// A partner that answers keeps the lead.
+	lowAddr, _ := ring.ParseAddr("127.0.0.1:1", 0)
+	other := newTestManager(t, Config{Self: lowAddr})
+	m := newTestManager(t, Config{Self: self, Partner: other.Addr().String(), KeepAliveTimeout: timeout})
+	waitUntil(t, 5*time.Second, "the partner to lead", m.partnerLeads)
+	for end := time.Now().Add(4 * timeout); time.Now().Before(end); time.Sleep(timeout / 10) {
+		if !m.partnerLeads() {
+			t.Fatal("an answering partner lost the lead")
+		}
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds or the timeout passes.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
