@@ -42,3 +42,33 @@ func TestHungManagerAutoReplace(t *testing.T) {
 	})
 	t.Logf("status after the detach:\n%s", out)
 }
+
+// Ensure that with the servers' first manager (-m) dead, a replace run by
+// the other one finishes within seconds: the servers notify both managers
+// at once, not the dead one first with about 10 s of retries per phase.
+func TestReplaceWithFirstManagerDown(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{Managers: 2})
+	if err := c.ManagerProc(0).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.KillServer(2); err != nil {
+		t.Fatal(err)
+	}
+	m := c.ManagerProc(1)
+	off := m.LogSize()
+	ctl := filepath.Join(c.BinDir(), "kumoctl")
+	// The detach starts the replace once the manager has marked the server fault.
+	eventually(t, 10*time.Second, "kumoctl detach", func() bool {
+		out, err := exec.Command(ctl, c.Manager(1), "status").Output()
+		if err != nil || !strings.Contains(string(out), "(fault)") {
+			return false
+		}
+		return exec.Command(ctl, c.Manager(1), "detach").Run() == nil
+	})
+	start := time.Now()
+	if err := m.WaitLogAfter(off, "replace finished", 8*time.Second); err != nil {
+		t.Fatalf("replace with the first manager down: %v (servers notify it first?)", err)
+	}
+	t.Logf("replace finished %v after the detach", time.Since(start).Round(time.Millisecond))
+}

@@ -2,13 +2,14 @@ package server
 
 import (
 	"context"
-	"kumofs/store"
 	"os"
+	"sync"
 	"time"
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/store"
 )
 
 // replFlags returns the kumostat replstat bits.
@@ -114,23 +115,37 @@ func (s *Server) handleBackup(req *rpc.Request) {
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 }
 
-// notifyManagers sends a replace progress message to every manager; the one
+// notifyManagers sends a replace progress message to every manager at
+// once, each retried for about 10 s, and returns when all are done; the one
 // that started the replace recognises its replace time, others ignore it.
+// (One after the other, a first manager that was down held the notice
+// back from the one running the replace for those 10 s, every phase.)
 func (s *Server) notifyManagers(method uint32, args func([]byte) []byte) {
+	var wg sync.WaitGroup
 	for _, m := range s.mgrs {
-		for attempt := 0; attempt < 20 && !s.closed.Load(); attempt++ {
-			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
-			res, err := m.Call(ctx, method, args)
-			cancel()
-			if err == nil {
-				res.Release()
-				break
-			}
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.notifyManager(m, method, args)
+		}()
+	}
+	wg.Wait()
+}
+
+// notifyManager sends one progress message to m, retrying 20 times.
+func (s *Server) notifyManager(m *rpc.Client, method uint32, args func([]byte) []byte) {
+	for attempt := 0; attempt < 20 && !s.closed.Load(); attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		res, err := m.Call(ctx, method, args)
+		cancel()
+		if err == nil {
+			res.Release()
+			return
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
