@@ -173,8 +173,19 @@ func maybeApplied(err error) bool {
 func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func([]byte) []byte, handle func([]byte) error) (ambiguous bool, err error) {
 	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	var last error = ErrNoServer
+	var full time.Time // when a coordinator first answered that its disk is full
 	for attempt := 0; ; attempt++ {
-		if n, ok := g.whs.Load().Owners(h).Coordinator(); ok {
+		n, ok := g.whs.Load().Owners(h).Coordinator()
+		if (!full.IsZero() && time.Since(full) > diskFullWait) || (!ok && g.recentlyFull()) {
+			// The full owner was not replaced in time, or no owner is
+			// left while disks are full: answer as memcached does when it
+			// has no memory, rather than after the whole retry timeout.
+			if last == nil || errors.Is(last, ErrNoServer) {
+				last = errors.New(wire.MsgDiskFull)
+			}
+			return ambiguous, fmt.Errorf("%w (%v)", memcache.ErrNoMemory, last)
+		}
+		if ok {
 			c := g.server(n.Addr)
 			if c == nil {
 				return ambiguous, ErrUnavailable
@@ -203,6 +214,12 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			g.m.rpcErrs.Count(rpc.ErrorKind(err))
 			g.log.Debugf("write attempt %d to %s: %v", attempt, n.Addr, err)
 			last = err
+			if isDiskFull(err) {
+				if full.IsZero() {
+					full = time.Now()
+				}
+				g.diskFullAt.Store(time.Now().UnixNano())
+			}
 			if maybeApplied(err) {
 				ambiguous = true
 			}
@@ -220,6 +237,30 @@ func (g *Gateway) write(ctx context.Context, h uint64, method uint32, args func(
 			return false, last
 		}
 	}
+}
+
+// diskFullWait is how long a write keeps trying after a coordinator said
+// its disk is full: time for it to tell the managers (in its next
+// keepalive) and for the hash space that marks it fault to arrive.
+var diskFullWait = 3 * time.Second
+
+// recentlyFull reports whether a coordinator answered that its disk was
+// full within the last diskFullMemory: servers marked fault for a full disk
+// stay so until an operator makes room and attaches them.
+func (g *Gateway) recentlyFull() bool {
+	at := g.diskFullAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < diskFullMemory
+}
+
+// diskFullMemory is how long after a disk-full answer a write that finds
+// no owner at all fails at once (see write).
+const diskFullMemory = time.Minute
+
+// isDiskFull reports whether err is a server's answer that its store has
+// no room.
+func isDiskFull(err error) bool {
+	var re *rpc.Error
+	return errors.As(err, &re) && re.Msg == wire.MsgDiskFull
 }
 
 // relayVia returns a connected client of another active owner of h in the

@@ -109,9 +109,10 @@ type Gateway struct {
 	// server answered them with a protocol error (a server older than the
 	// method): keys are then read one by one, and plain sets go through
 	// coordinators, until the method is tried again (see fallback).
-	noMulti  fallback
-	noDirect fallback
-	clk      *clock.Clock // stamps direct sets
+	noMulti    fallback
+	noDirect   fallback
+	diskFullAt atomic.Int64 // unix ns of the last disk-full answer (see write)
+	clk        *clock.Clock // stamps direct sets
 
 	// reqBase and reqSeq make the request ids of writes that must not
 	// be applied twice (see nextReqID).

@@ -97,3 +97,60 @@ func TestDiskFullServer(t *testing.T) {
 	l.checkPlacement(t, c, 1)
 	checkProcs(t, c)
 }
+
+// Ensure that when every owner's disk is full a set fails as memcached's
+// does when it has no memory, within seconds, not after the gateway's
+// whole retry timeout; reads go on meanwhile.
+func TestDiskFullEveryOwner(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full")
+	if err := os.Mkdir(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=3m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(full, syscall.MNT_DETACH) })
+	real := filepath.Join(full, "server-1.kch")
+	if err := store.Create(real, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "server-1.kch")); err != nil {
+		t.Fatal(err)
+	}
+	c := localcluster.StartT(t, localcluster.Options{Dir: dir, Servers: 1})
+	m := dial(t, c.Gateway())
+	val := strings.Repeat("v", 1000)
+	if r := m.set("first", "1"); r != "STORED\r\n" {
+		t.Fatalf("set first: %q", r)
+	}
+	failed := 0
+	for i := 0; i < 10000 && failed < 5; i++ {
+		start := time.Now()
+		r := m.set(fmt.Sprintf("full%d", i), val)
+		took := time.Since(start)
+		if r == "STORED\r\n" {
+			if failed > 0 {
+				t.Fatalf("set full%d stored after an earlier set failed for a full disk", i)
+			}
+			continue
+		}
+		if r != "SERVER_ERROR out of memory storing object\r\n" {
+			t.Fatalf("set full%d on a full disk: %q", i, r)
+		}
+		if took > 6*time.Second {
+			t.Fatalf("set full%d took %v to fail (the retry timeout is 10 s)", i, took)
+		}
+		failed++
+	}
+	if failed == 0 {
+		t.Fatal("10,000 sets of 1 KB fitted on a 3 MB tmpfs")
+	}
+	if v, ok := m.get("first"); !ok || v != "1" {
+		t.Fatalf("get after the disk filled: %q %v", v, ok)
+	}
+}

@@ -581,7 +581,7 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 func (s *Server) storeError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
 		s.noteDiskFull()
-		return &rpc.Error{Msg: "store: no space left on device"}
+		return &rpc.Error{Msg: wire.MsgDiskFull}
 	}
 	for _, e := range []error{store.ErrCorrupt, store.ErrClosed, store.ErrFull, store.ErrInvalid, ErrClosed} {
 		if errors.Is(err, e) {

@@ -249,6 +249,10 @@ const (
 	// MsgRelayLost: a relaying server sent the write but got no answer;
 	// it may have taken effect.
 	MsgRelayLost = "relay: no answer from the coordinator"
+	// MsgDiskFull: the coordinator's store has no room for the write. It
+	// reports itself to the managers, which mark it fault: a retry a
+	// moment later goes to another owner.
+	MsgDiskFull = "store: no space left on device"
 )
 
 // Version is the kumo release these daemons report.

@@ -77,6 +77,9 @@ var (
 	ErrNonNumeric = errors.New("memcache: non-numeric value")
 	// ErrTooLarge: the backend refuses the item because of its size.
 	ErrTooLarge = errors.New("memcache: object too large")
+	// ErrNoMemory: the backend has no room to store the item (memcached's
+	// "SERVER_ERROR out of memory storing object", binary status 0x82).
+	ErrNoMemory = errors.New("memcache: out of memory storing object")
 	// ErrMaybeApplied wraps the error of an asynchronous write that may
 	// have taken effect although it failed (the answer was lost): a delete
 	// served again that then finds no key reports it deleted.

@@ -213,6 +213,10 @@ func (c *conn) binError(r *binReq, status uint16) {
 }
 
 func (c *conn) binServerError(r *binReq, err error) {
+	if errors.Is(err, ErrNoMemory) {
+		c.binError(r, stNoMemory)
+		return
+	}
 	msg := err.Error()
 	c.binHeader(r, stInternal, 0, 0, len(msg), 0)
 	c.bw.WriteString(msg)

@@ -519,6 +519,10 @@ func (c *conn) serverError(err error) {
 	if c.noreply {
 		return
 	}
+	if errors.Is(err, ErrNoMemory) {
+		c.bw.WriteString(outOfMemory)
+		return
+	}
 	msg := []byte(err.Error())
 	for i, ch := range msg {
 		if ch == '\r' || ch == '\n' {

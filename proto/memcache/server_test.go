@@ -320,6 +320,37 @@ func TestBackendErrors(t *testing.T) {
 	}
 }
 
+// noRoom is a Backend whose writes fail for lack of room.
+type noRoom struct{ failing }
+
+var errNoRoom = fmt.Errorf("%w (disk full)", memcache.ErrNoMemory)
+
+func (noRoom) Store(context.Context, memcache.StoreMode, *memcache.Item) (uint64, error) {
+	return 0, errNoRoom
+}
+func (noRoom) Incr(context.Context, []byte, uint64, bool, *memcache.Item) (uint64, uint64, error) {
+	return 0, 0, errNoRoom
+}
+
+// TestNoMemoryError: a write the backend has no room for gets memcached's
+// out-of-memory answers: SERVER_ERROR out of memory storing object (text
+// and meta), binary status 0x82 "Out of memory".
+func TestNoMemoryError(t *testing.T) {
+	s := &memcache.Server{Backend: noRoom{}}
+	fc := &fakeConn{r: strings.NewReader("set a 0 0 1\r\nx\r\nincr a 1\r\nms a 1\r\nx\r\nset a 0 0 1 noreply\r\nx\r\nmn\r\n")}
+	s.ServeConn(fc)
+	want := strings.Repeat("SERVER_ERROR out of memory storing object\r\n", 3) + "MN\r\n"
+	if fc.w.String() != want {
+		t.Fatalf("got %q\nwant %q", fc.w.String(), want)
+	}
+	fc = &fakeConn{r: strings.NewReader(binReq(0x01, "a", setExtras(0, 0), "x", 1, 0) + binReq(0x11, "a", setExtras(0, 0), "x", 2, 0) + binReq(0x0a, "", "", "", 3, 0))}
+	s.ServeConn(fc)
+	want = binRes(0x01, 0x82, "", "", "Out of memory", 1, 0) + binRes(0x11, 0x82, "", "", "Out of memory", 2, 0) + binRes(0x0a, 0, "", "", "", 3, 0)
+	if fc.w.String() != want {
+		t.Fatalf("binary: got %q\nwant %q", fc.w.String(), want)
+	}
+}
+
 // TestConcurrentClients runs text and binary clients at once (for -race).
 func TestConcurrentClients(t *testing.T) {
 	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil)})
