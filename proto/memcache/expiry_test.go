@@ -53,12 +53,14 @@ func TestExptimeThroughServer(t *testing.T) {
 	say("get rel abs tch\r\n", "VALUE abs 0 1\r\nx\r\nVALUE tch 0 1\r\nx\r\nEND\r\n")
 	say("gat 5 abs\r\n", "VALUE abs 0 1\r\nx\r\nEND\r\n")
 	clk.Add(5 * time.Second)
-	// memcached's flush_all n acts after n-1 seconds.
+	// flush_all n hides, n seconds on, what was stored before (see
+	// flushDelay); flush_all 1 acts at once.
 	say("get abs tch\r\nflush_all 3\r\n", "VALUE tch 0 1\r\nx\r\nEND\r\nOK\r\n")
-	clk.Add(time.Second)
-	say("mg tch v t\r\n", "VA 1 t84\r\nx\r\n")
+	clk.Add(2 * time.Second)
+	say("mg tch v t\r\n", "VA 1 t83\r\nx\r\n")
 	clk.Add(time.Second)
 	say("mg tch v\r\nset new 0 0 1\r\nx\r\nget new\r\n", "EN\r\nSTORED\r\nVALUE new 0 1\r\nx\r\nEND\r\n")
+	say("set f1 0 0 1\r\nx\r\nflush_all 1\r\nget f1\r\n", "STORED\r\nOK\r\nEND\r\n")
 }
 
 // TestBinaryStat: the general group is a series of key/value packets with

@@ -507,17 +507,26 @@ func (c *conn) touchReply(err error) {
 }
 
 // flushDelay turns a flush_all argument into a delay in seconds. memcached
-// flushes a second early (its oldest_live is realtime(exptime) - 1), so
-// "flush_all 1" acts at once and "flush_all 2" after a second.
+// sets its oldest_live to realtime(exptime) - 1: once its clock reaches
+// that second, it hides every item stored up to the end of it, that is
+// before the deadline. So "flush_all 1" (a deadline at most a second
+// away) acts at once, and a later deadline acts then, on everything
+// stored before it; memcached hides those a second early already, while
+// kumo serves them until the deadline.
 func (s *Server) flushDelay(e int64) int64 {
+	var d int64
 	switch {
 	case e <= 0:
 		return 0
 	case e <= relativeMax:
-		return e - 1
+		d = e
 	default:
-		return max(e-s.now().Unix()-1, 0)
+		d = e - s.now().Unix()
 	}
+	if d <= 1 {
+		return 0
+	}
+	return d
 }
 
 func (c *conn) textFlush(tok [][]byte) {
