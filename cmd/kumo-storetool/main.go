@@ -4,6 +4,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"kumofs/internal/cli"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -24,8 +26,8 @@ const usage = `usage:
   kumo-storetool optimize PATH [BNUM]        rebuild with BNUM slots (default 2 x records), dropping dead records
   kumo-storetool verify PATH                 check every record and slot, change nothing
   kumo-storetool repair PATH                 rebuild from every undamaged record
-  kumo-storetool list [-pv] PATH             print keys (with -pv: key TAB value)
-  kumo-storetool get PATH KEY                print a key's value and metadata
+  kumo-storetool list [-pv] PATH             print keys (with -pv: key TAB value); a server's keys without their hash
+  kumo-storetool get PATH KEY                print a key's value and metadata (a memcached key of a server too)
   kumo-storetool put [-flags N] [-exptime N] [-clock N] PATH KEY VALUE
   kumo-storetool out PATH KEY                remove a key
   kumo-storetool bench write [-rnd] [-sync POLICY] PATH RNUM [BNUM]
@@ -207,6 +209,9 @@ func runVerify(args []string, w io.Writer) error {
 		return err
 	}
 	rep, err := store.Verify(rest[0])
+	if err != nil && !errors.Is(err, store.ErrCorrupt) {
+		return err // nothing was checked (locked, unreadable, not a store)
+	}
 	fmt.Fprintf(w, "records: %d\nlive slots: %d\nbad records: %d\nbad slots: %d\ntorn tail bytes: %d\n",
 		rep.Records, rep.Live, len(rep.Bad), rep.BadSlots, rep.TailCut)
 	if err != nil {
@@ -232,11 +237,42 @@ func runRepair(args []string, w io.Writer) error {
 	return nil
 }
 
+// openExisting opens the store at path, which must exist and be a store:
+// the tool never creates one where an operator asked to look (an empty
+// file would otherwise become a new store).
 func openExisting(path string) (*store.DB, error) {
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return nil, err
 	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil, fmt.Errorf("%s: %w", path, store.ErrBadHeader)
+	}
 	return store.Open(path, &store.Options{Sync: store.SyncNone})
+}
+
+// serverKey returns the memcached key of a server's stored key (kumofs's
+// layout: BE64(hash of the key) ‖ key, see wire.AppendDBKey), and false
+// for a key not in that layout (a store written by put or the benchmark).
+func serverKey(k []byte) ([]byte, bool) {
+	if len(k) <= 8 || binary.BigEndian.Uint64(k) != ring.Hash(k[8:]) {
+		return nil, false
+	}
+	return k[8:], true
+}
+
+// lookup finds key in db as given or, failing that, as a server stores a
+// memcached key (with its hash in front); it returns the stored key found.
+func lookup(db *store.DB, key []byte) (store.Record, []byte, error) {
+	rec, _, err := db.Get(key, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		dk := binary.BigEndian.AppendUint64(nil, ring.Hash(key))
+		dk = append(dk, key...)
+		if r, _, err2 := db.Get(dk, nil); err2 == nil || !errors.Is(err2, store.ErrNotFound) {
+			return r, dk, err2
+		}
+	}
+	return rec, key, err
 }
 
 func runList(args []string, w io.Writer) error {
@@ -251,11 +287,15 @@ func runList(args []string, w io.Writer) error {
 		return err
 	}
 	err = db.ForEach(func(rec *store.Record) error {
+		key := rec.Key
+		if k, ok := serverKey(key); ok {
+			key = k // a server's record: print the memcached key
+		}
 		if *pv {
-			_, err := fmt.Fprintf(w, "%s\t%s\n", rec.Key, rec.Value)
+			_, err := fmt.Fprintf(w, "%s\t%s\n", key, rec.Value)
 			return err
 		}
-		_, err := fmt.Fprintf(w, "%s\n", rec.Key)
+		_, err := fmt.Fprintf(w, "%s\n", key)
 		return err
 	})
 	if cerr := db.Close(); err == nil {
@@ -274,7 +314,7 @@ func runGet(args []string, w io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	rec, _, err := db.Get([]byte(rest[1]), nil)
+	rec, _, err := lookup(db, []byte(rest[1]))
 	if err != nil {
 		return err
 	}
@@ -320,7 +360,11 @@ func runOut(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ok, err := db.Delete([]byte(rest[1]), nil)
+	_, key, err := lookup(db, []byte(rest[1]))
+	ok := false
+	if err == nil {
+		ok, err = db.Delete(key, nil)
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -154,5 +156,71 @@ func TestExitStatus(t *testing.T) {
 		if status != tc.status || stderr.String() != tc.stderr || !strings.HasPrefix(stdout.String(), tc.stdout) {
 			t.Errorf("%s: status %d stderr %q stdout %q", tc.args, status, stderr.String(), stdout.String())
 		}
+	}
+}
+
+// Ensure that list shows a server's keys as memcached keys (without the
+// hash kumofs puts in front), that get and out find a server's record by
+// its memcached key, and that get shows a touched record's CAS unique.
+func TestServerKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.kch")
+	runOK(t, "create", path, "64")
+	db, err := store.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbkey := func(k string) []byte {
+		return append(binary.BigEndian.AppendUint64(nil, ring.Hash([]byte(k))), k...)
+	}
+	for _, r := range []store.Record{
+		{Key: dbkey("user:1"), Value: []byte("alice"), Clock: 7 << 32, Cas: 5 << 32},
+		{Key: []byte("raw\n"), Value: []byte("r"), Clock: 8 << 32}, // too short for the layout
+	} {
+		if err := db.Put(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOK(t, "list", "-pv", path); out != "user:1\talice\nraw\n\tr\n" && out != "raw\n\tr\nuser:1\talice\n" {
+		t.Fatalf("list: %q", out)
+	}
+	if out := runOK(t, "get", path, "user:1"); !strings.HasPrefix(out, "alice\nclock: 30064771072 ") ||
+		!strings.Contains(out, "cas: 21474836480 (kept by a touch)\n") {
+		t.Fatalf("get of a server's key: %q", out)
+	}
+	runOK(t, "out", path, "user:1")
+	if err := run([]string{"get", path, "user:1"}, &bytes.Buffer{}); err != store.ErrNotFound {
+		t.Fatalf("get after out: %v", err)
+	}
+}
+
+// Ensure that the read-only commands never turn an empty file into a
+// store, and that verify prints no figures for a store it could not check.
+func TestNoStoreNoFigures(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.kch")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list", empty}, {"get", empty, "k"}, {"out", empty, "k"}, {"verify", empty}} {
+		var out bytes.Buffer
+		if err := run(args, &out); !errors.Is(err, store.ErrBadHeader) || out.Len() != 0 {
+			t.Fatalf("%v: %v, printed %q; want ErrBadHeader and nothing", args, err, out.String())
+		}
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty file after the commands: %v %v", fi.Size(), err)
+	}
+	path := filepath.Join(dir, "held.kch")
+	db, err := store.Open(path, nil) // held, as by a running server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out bytes.Buffer
+	if err := run([]string{"verify", path}, &out); !errors.Is(err, store.ErrLocked) || out.Len() != 0 {
+		t.Fatalf("verify of a held store: %v, printed %q; want ErrLocked and nothing", err, out.String())
 	}
 }
