@@ -46,7 +46,7 @@ func main() {
 	fs.Int(&delRty, "-D", "--delete-retry", 20, "delete retry limit")
 	fs.Int(&renew, "-rn", "--renew-threshold", 4, "hash space renew threshold")
 	fs.String(&prefix, "-k", "--key-prefix", "", "add prefix to every key")
-	fs.Int(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes")
+	fs.Bytes(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes (k, m, g suffixes as memcached's -I)")
 	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)")
 	fs.Bool(&noLoop, "", "--no-event-loop", "serve each client connection on a goroutine of its own (no epoll event loop)")
 	fs.Bool(&noDirect, "", "--no-direct-sets", "send plain sets to each key's coordinator instead of to every owner at once")

@@ -201,6 +201,45 @@ func (fs *FlagSet) Int(p *int, short, long string, def int, help string, flags .
 		}}, flags)
 }
 
+// Bytes registers a size option in bytes, as memcached's -I takes it: a
+// decimal number, optionally followed by k, m or g (either case) for KiB,
+// MiB or GiB; *p is set to def now.
+func (fs *FlagSet) Bytes(p *int, short, long string, def int, help string, flags ...Flag) {
+	*p = def
+	fs.add(&option{short: short, long: long, meta: "<bytes>", help: help, def: strconv.Itoa(def),
+		set: func(s string) error {
+			v, ok := parseBytes(s)
+			if !ok {
+				return fmt.Errorf("a size is expected (bytes, or a number with k, m or g): %s", s)
+			}
+			*p = v
+			return nil
+		}}, flags)
+}
+
+// parseBytes reads a size for Bytes.
+func parseBytes(s string) (int, bool) {
+	shift := 0
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			shift = 10
+		case 'm', 'M':
+			shift = 20
+		case 'g', 'G':
+			shift = 30
+		}
+		if shift != 0 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 63-shift)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return int(v << shift), true
+}
+
 // Uint registers a non-negative decimal integer option; *p is set to def now.
 func (fs *FlagSet) Uint(p *uint, short, long string, def uint, help string, flags ...Flag) {
 	*p = def

@@ -286,3 +286,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseBytes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"1048576", 1 << 20, true}, {"8m", 8 << 20, true}, {"8M", 8 << 20, true}, {"512k", 512 << 10, true},
+		{"1g", 1 << 30, true}, {"0", 0, true}, {"", 0, false}, {"m", 0, false}, {"-1", 0, false},
+		{"1.5m", 0, false}, {"8mb", 0, false}, {"9999999999999g", 0, false},
+	} {
+		if got, ok := parseBytes(c.in); got != c.want || ok != c.ok {
+			t.Errorf("parseBytes(%q) = %d %v, want %d %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
