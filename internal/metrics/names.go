@@ -74,7 +74,7 @@ var Catalog = []Desc{
 	{HashSpaceClock, "gauge", []string{"space"}, "manager, server", "ClockTime of the hash space (space: whs, rhs), the seconds part; equal on every node once pushes settled."},
 	{HeapBytes, "gauge", nil, "all", "Bytes of allocated heap objects (runtime.MemStats.HeapAlloc)."},
 	{Items, "gauge", nil, "server", "Records in the store, tombstones included (kumostat items)."},
-	{PartnerUp, "gauge", nil, "manager", "1 when the partner manager (-p) is connected, else 0."},
+	{PartnerUp, "gauge", nil, "manager", "1 when the partner manager (-p) is connected and answered within the keepalive timeout, else 0."},
 	{Procs, "gauge", nil, "all", "Ps the Go runtime runs goroutines on now (GOMAXPROCS)."},
 	{RepairRecordsTotal, "counter", []string{"result"}, "server", "Records a server pushed to a key's other owners after the connection that had brought it a write of the key (a gateway's direct set, a coordinator's replication) closed (result: ok, error)."},
 	{ReplacePending, "gauge", nil, "manager", "Servers that have not yet reported the end of the current replace phase (0 when no replace runs)."},
