@@ -44,7 +44,7 @@ func TestEndToEnd(t *testing.T) {
 		{"gat -1 g\r\n", "VALUE g 0 1\r\ny\r\nEND\r\n"},
 		{"get g\r\n", "END\r\n"},
 		{"set ctr 0 0 6\r\n42 abc\r\n", "STORED\r\n"},
-		{"incr ctr 1\r\n", "43\r\n"}, // memcached reads the leading number
+		{"incr ctr 1\r\n", "43\r\n"},                          // memcached reads the leading number
 		{"get ctr\r\n", "VALUE ctr 0 6\r\n43    \r\nEND\r\n"}, // and rewrites it in place
 		// A counter that shrank keeps its length, padded, as memcached's.
 		{"get a nokey n a\r\n", "VALUE a 5 6\r\n_abcde\r\nVALUE n 0 3\r\n0  \r\nVALUE a 5 6\r\n_abcde\r\nEND\r\n"},

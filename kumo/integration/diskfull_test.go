@@ -15,18 +15,16 @@ import (
 	"kumofs/store"
 )
 
-// Ensure that a server whose disk fills up stops taking part without
-// failing any client write: it reports the full disk, the manager marks it
-// fault and the other owners carry on; when space returns it reports that
-// too, rejoins (auto-replace here) and is brought up to date. Needs root
-// to mount a small tmpfs under the server's store.
-func TestDiskFullServer(t *testing.T) {
-	t.Parallel()
+// smallStore makes a data folder for localcluster whose server-1.kch is a
+// small store on a 3 MB tmpfs (mounted at the returned full, unmounted when
+// the test ends). Skips the test where it cannot mount one (not root).
+func smallStore(t *testing.T) (dir, full string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root")
 	}
-	dir := t.TempDir()
-	full := filepath.Join(dir, "full")
+	dir = t.TempDir()
+	full = filepath.Join(dir, "full")
 	if err := os.Mkdir(full, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +39,17 @@ func TestDiskFullServer(t *testing.T) {
 	if err := os.Symlink(real, filepath.Join(dir, "server-1.kch")); err != nil {
 		t.Fatal(err)
 	}
+	return dir, full
+}
+
+// Ensure that a server whose disk fills up stops taking part without
+// failing any client write: it reports the full disk, the manager marks it
+// fault and the other owners carry on; when space returns it reports that
+// too, rejoins (auto-replace here) and is brought up to date. Needs root
+// to mount a small tmpfs under the server's store.
+func TestDiskFullServer(t *testing.T) {
+	t.Parallel()
+	dir, full := smallStore(t)
 	c := localcluster.StartT(t, localcluster.Options{Dir: dir, ExtraManagerArgs: []string{"-a", "-Rs", "1"}})
 	m := dial(t, c.Gateway())
 	val := strings.Repeat("v", 1000)
@@ -103,25 +112,7 @@ func TestDiskFullServer(t *testing.T) {
 // whole retry timeout; reads go on meanwhile.
 func TestDiskFullEveryOwner(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	full := filepath.Join(dir, "full")
-	if err := os.Mkdir(full, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=3m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(full, syscall.MNT_DETACH) })
-	real := filepath.Join(full, "server-1.kch")
-	if err := store.Create(real, 8192); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(real, filepath.Join(dir, "server-1.kch")); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := smallStore(t)
 	c := localcluster.StartT(t, localcluster.Options{Dir: dir, Servers: 1})
 	m := dial(t, c.Gateway())
 	val := strings.Repeat("v", 1000)
