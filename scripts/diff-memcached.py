@@ -10,12 +10,11 @@ no timing. CAS uniques differ between the
 two servers by design; they are renamed in order of first appearance
 (C1, C2, ...) on each side, so the same sequence of versions compares
 equal. Both modes have touch, gat and gats and mg T (a touch keeps the CAS
-unique, in kumo as in memcached). Mode "cas" leaves out the stale items of
-md I, ms I and mg N (kumo gives the item a new CAS unique when it hands out
-a win token: README "Compatibility"); mode "touch" has them and compares no CAS unique,
-and has the stale items only one command at a time (memcached rewrites a
-counter in place, keeping its stale mark, only if no reply still being
-sent refers to the item: in a pipeline after an mg it makes a new one). Expiry times are far in the future
+unique, in kumo as in memcached), and the stale items and win tokens of md I,
+ms I and mg N (handing out a token keeps the CAS unique too) one command at
+a time only (memcached rewrites a counter in place, keeping its stale mark,
+only if no reply still being sent refers to the item: in a pipeline after an
+mg it makes a new one). Mode "cas" compares CAS uniques, mode "touch" none. Expiry times are far in the future
 (no timing); "t" (TTL) flags are compared as present/absent, not by value.
 Keys of both servers should start empty: the script flushes both first.
 Prints the first differences with the commands that led there and exits 1,
@@ -130,14 +129,14 @@ def gen(r, mode, cas_seen, alone):
         if mode == "cas":
             fl.append(b"c")
         fl.append(b"T" + exp)
-        if r.random() < 0.1 and mode == "touch" and alone:
+        if r.random() < 0.1 and alone:
             fl.append(b"N30")
         pick = named(r.sample(fl, r.randrange(0, 4)), alone)
         return b"mg %s%s\r\n" % (k, b"".join(b" " + f for f in pick))
     if c < 0.86:
         v = value(r)
         fl = [b"F" + flags, b"T" + exp, b"q", b"k", b"O7"]
-        if mode == "touch" and alone:
+        if alone:
             fl.append(b"I")
         if mode == "cas":
             fl += [b"c", b"C" + cas_seen.get(k, BOGUS)]
@@ -150,7 +149,7 @@ def gen(r, mode, cas_seen, alone):
         return b"ms %s %d%s\r\n%s\r\n" % (k, len(v), b"".join(b" " + f for f in pick), v)
     if c < 0.91:
         fl = [b"q", b"k", b"O9", b"T30"]
-        if mode == "touch" and alone:
+        if alone:
             fl.append(b"I")
         if mode == "cas":
             fl.append(b"C" + cas_seen.get(k, BOGUS))

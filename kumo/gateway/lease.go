@@ -14,8 +14,10 @@ import (
 var _ memcache.LeaseBackend = (*Gateway)(nil)
 
 // Win implements memcache.LeaseBackend: the key's coordinator marks the
-// version whose clock is cas as having its win token out, re-stamped (so
-// the item gets a new CAS unique, returned) and replicated like any write.
+// version whose CAS unique is cas as having its win token out, re-stamped
+// (a new clock, which orders the replicas) but keeping its CAS unique, as
+// memcached does, and replicated like any write; the CAS unique is
+// returned.
 // It carries a request id, so an attempt whose answer was lost is sent
 // again and answered with the first outcome: the token is not lost to a
 // retry that would find it out. A claim that lost is a

@@ -116,8 +116,9 @@ func TestParseLeaseRejects(t *testing.T) {
 	}
 }
 
-// Ensure that a win that loses says what it lost to: the current version's
-// clock and whether its token is out. An embedded gateway reads a replica,
+// Ensure that a win keeps the item's CAS unique, as memcached's does, and
+// that a win that loses says what it lost to: the current version's CAS
+// unique and whether its token is out. An embedded gateway reads a replica,
 // which may not have stored the winner's version yet; without this, a
 // loser that read that replica again found the version it had tried and,
 // after a few such tries, answered neither W nor Z.
@@ -153,8 +154,8 @@ func TestLeaseLostReply(t *testing.T) {
 		return status, clock, token
 	}
 	st, won, tok := win(v.Clock)
-	if st != wire.StatusOK || won <= v.Clock || tok {
-		t.Fatalf("win = status %d clock %x token %v; want OK, a clock above %x", st, won, tok, v.Clock)
+	if st != wire.StatusOK || won != v.Clock || tok {
+		t.Fatalf("win = status %d CAS %x token %v; want OK and the CAS unique kept, %x", st, won, tok, v.Clock)
 	}
 	if st, c, tok := win(v.Clock); st != wire.StatusExists || c != won || !tok {
 		t.Fatalf("losing win = status %d clock %x token %v; want exists at %x with the token out", st, c, tok, won)

@@ -397,6 +397,9 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		case op.method == wire.SrvTouch && op.want:
 			extra = func(b []byte) []byte { return append(b, payload[valOff:]...) }
 		}
+		if rec.Cas != 0 {
+			ct = rec.Cas // the record's CAS unique (a lease win keeps it), not its clock
+		}
 		rep.status(rb, op, wire.StatusOK, ct, extra)
 	})
 }
@@ -412,8 +415,10 @@ func (s *Server) answerDuplicate(rep writeReply, op *writeOp, h uint64, w, r *ri
 	op.created, op.oldExp = e.created, e.oldExp
 	var payload []byte
 	var valOff int
+	var cas uint64 // the version's own CAS unique, if it has one
 	if old != nil && old.Clock == e.clock {
 		payload, valOff = encodeRecord(old) // a copy: bp goes back below
+		cas = old.Cas
 	}
 	mu.Unlock()
 	putBuf(bp)
@@ -435,6 +440,9 @@ func (s *Server) answerDuplicate(rep writeReply, op *writeOp, h uint64, w, r *ri
 			if err != nil {
 				rep.fail(err)
 				return
+			}
+			if cas != 0 {
+				ct = cas // the version's CAS unique, as the first answer gave it
 			}
 			rep.status(rb, op, wire.StatusOK, ct, extra)
 		})
@@ -643,6 +651,7 @@ func (s *Server) decide(op *writeOp, old *store.Record, exists bool) (rec store.
 				return rec, wire.StatusExists, 0, nil
 			}
 			rec.Stale, rec.TokenSent = old.Stale, true
+			rec.Cas = old.CAS() // handing out the token keeps the CAS unique, as in memcached
 		default: // wire.LeaseInvalidate, as memcached's md I
 			if op.cas != 0 && old.CAS() != op.cas {
 				return rec, wire.StatusExists, 0, nil
