@@ -159,7 +159,7 @@ func TestNewClockMaxAhead(t *testing.T) {
 	before := clk.Current()
 	y2101 := clock.Make(4_133_980_800, 1)
 	for i := 0; i < 3; i++ {
-		if err := clk.ObserveFrom("10.0.0.9:19800", y2101); !errors.Is(err, clock.ErrTooFarAhead) {
+		if err := clk.ObserveFrom(clock.Name("10.0.0.9:19800"), y2101); !errors.Is(err, clock.ErrTooFarAhead) {
 			t.Fatalf("Observe 2101: %v", err)
 		}
 	}

@@ -87,8 +87,8 @@ type Options struct {
 	// Refused, if set, hears of the peer clocks Observe and ObserveFrom
 	// refused: the first refusal from a peer at once, later ones at most
 	// once per RefusedEvery per peer, with n the refusals from that peer
-	// since its last report (the first included). peer is what
-	// ObserveFrom was given ("" for Observe). It runs on the observing
+	// since its last report (the first included). peer is the String of
+	// what ObserveFrom was given ("" for Observe). It runs on the observing
 	// goroutine, under the clock's refusal lock: it must be quick (log a
 	// line) and must not call back into the Clock.
 	Refused func(peer string, ct uint64, err error, n uint64)
@@ -173,11 +173,22 @@ func (c *Clock) Now() uint64 {
 // only, keeping the current seconds. With Options.MaxAhead set, a ClockTime
 // too far ahead of the wall clock is refused with ErrTooFarAhead; so is one
 // whose seconds part is 2^32-1 (the year 2106), which is reserved.
-func (c *Clock) Observe(ct uint64) error { return c.ObserveFrom("", ct) }
+func (c *Clock) Observe(ct uint64) error { return c.ObserveFrom(nil, ct) }
 
-// ObserveFrom is Observe for a clock that came from peer (an address or
-// other name, only used to rate-limit and word the Options.Refused report).
-func (c *Clock) ObserveFrom(peer string, ct uint64) error {
+// A Peer names where a clock came from (an address or other name) for the
+// Options.Refused report and its rate limit. String is called only when a
+// clock is refused, so a Peer that formats an address costs nothing on the
+// path of every request.
+type Peer interface{ String() string }
+
+// Name is a Peer given by its name.
+type Name string
+
+// String returns n.
+func (n Name) String() string { return string(n) }
+
+// ObserveFrom is Observe for a clock that came from peer (nil: unnamed).
+func (c *Clock) ObserveFrom(peer Peer, ct uint64) error {
 	if Seconds(ct) == counterMask {
 		// Reserved: merging it could leave Now no larger value to issue.
 		return c.refuse(peer, ct, fmt.Errorf("%w: %#x", ErrTooFarAhead, ct))
@@ -210,10 +221,14 @@ func (c *Clock) Refused() uint64 { return c.refused.Load() }
 
 // refuse counts a refused peer clock, reports it to Options.Refused if this
 // peer's rate limit allows, and returns err.
-func (c *Clock) refuse(peer string, ct uint64, err error) error {
+func (c *Clock) refuse(p Peer, ct uint64, err error) error {
 	c.refused.Add(1)
 	if c.report == nil {
 		return err
+	}
+	var peer string
+	if p != nil {
+		peer = p.String()
 	}
 	now := c.wall() // the injected wall clock: tests step it
 	c.mu.Lock()

@@ -282,7 +282,7 @@ func TestObserveFromRefusedReports(t *testing.T) {
 	}
 	for i, s := range steps {
 		w.sec.Add(s.advance)
-		err := c.ObserveFrom(s.peer, s.ct)
+		err := c.ObserveFrom(Name(s.peer), s.ct)
 		if s.refused != errors.Is(err, ErrTooFarAhead) {
 			t.Fatalf("step %d: ObserveFrom(%q, %#x) = %v", i, s.peer, s.ct, err)
 		}

@@ -120,7 +120,7 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	if err == nil && n >= 1 {
 		var c uint64
 		if c, p, err = msgpack.ReadUint(p); err == nil {
-			m.clk.ObserveFrom(wire.PeerName(req.Conn), c)
+			m.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 		}
 	}
 	var inc, health uint64
@@ -224,7 +224,7 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	m.clk.ObserveFrom(wire.PeerName(req.Conn), sp.Clock)
+	m.clk.ObserveFrom(wire.PeerOf(req.Conn), sp.Clock)
 	if m.adopt(sp.W, sp.R) {
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 		return

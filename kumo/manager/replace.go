@@ -157,7 +157,7 @@ func (m *Manager) handleReplaceEnd(req *rpc.Request) {
 	if n >= 2 {
 		var c uint64
 		if c, p, err = msgpack.ReadUint(p); err == nil {
-			m.clk.ObserveFrom(wire.PeerName(req.Conn), c)
+			m.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 		}
 	}
 	ok := true

@@ -66,7 +66,7 @@ func (s *Server) handleSetDirect(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	stored, err := s.setDirect(dbkey, &v, wc, s.clk.ObserveFrom(wire.PeerName(req.Conn), ct) == nil)
+	stored, err := s.setDirect(dbkey, &v, wc, s.clk.ObserveFrom(wire.PeerOf(req.Conn), ct) == nil)
 	if err != nil {
 		req.ReplyError(err)
 		return

@@ -118,7 +118,7 @@ func (s *Server) handleFlush(req *rpc.Request) {
 		return
 	}
 	if c, err := clockParam(req.Params, 1); err == nil {
-		s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
+		s.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 	}
 	if !s.flushJob() {
 		req.ReplyError(&rpc.Error{Msg: ErrClosed.Error()})

@@ -46,17 +46,17 @@ func (s *Server) serveRPC(req *rpc.Request) {
 		s.handleGetMulti(req)
 	case wire.SrvStore, wire.SrvSet, wire.SrvArith, wire.SrvTouch, wire.SrvLease:
 		s.cmdSet.Add(1)
-		s.async(req, s.handleWrite)
+		s.async(req, s.writeFn)
 	case wire.SrvRemove, wire.SrvDelete:
 		s.cmdDelete.Add(1)
-		s.async(req, s.handleWrite)
+		s.async(req, s.writeFn)
 	case wire.SrvSetDirect:
-		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleSetDirect(req) })
+		s.async(req, s.setDirectFn)
 	case wire.SrvReplicateSet, wire.SrvReplicateDelete, wire.SrvReplicateBatch:
-		s.async(req, func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) })
+		s.async(req, s.replicateFn)
 	case wire.SrvKeepAlive:
 		if c, err := clockParam(req.Params, 0); err == nil {
-			s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
+			s.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 		}
 		req.Reply(msgpack.AppendNil)
 	case wire.SrvHashSpaceSync:
@@ -327,7 +327,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 		req.ReplyError(errParams)
 		return
 	}
-	s.clk.ObserveFrom(wire.PeerName(req.Conn), c)
+	s.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 	switch req.Method {
 	case wire.SrvReplicateSet: // [clock, flags, DBKey, DBValue, whs_clock?, dedup?]
 		s.handleReplicateSet(req, n, p)

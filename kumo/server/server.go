@@ -94,6 +94,10 @@ type Server struct {
 
 	repl sync.WaitGroup // in-flight replications and background jobs
 
+	// The write handlers as func values, bound once in New: a method value
+	// made per request would allocate (async may hand it to a goroutine).
+	writeFn, setDirectFn, replicateFn func(*rpc.Request, *rpc.Batch)
+
 	flushMu     sync.Mutex // protects flushTimers; orders a sweep's start against Close
 	flushTimers []*time.Timer
 	flushing    flushState // flush_all's flush point and sweeps (flush.go)
@@ -162,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	// within the same second must differ too, so it is random, not a clock.
 	s.inc = randUint64()
 	s.kaNow = make(chan struct{}, 1)
+	s.writeFn = s.handleWrite
+	s.setDirectFn = func(req *rpc.Request, _ *rpc.Batch) { s.handleSetDirect(req) }
+	s.replicateFn = func(req *rpc.Request, _ *rpc.Batch) { s.handleReplicate(req) }
 	s.buckets.Store(db.Stats().Buckets)
 	s.dedup.infof, s.dedup.warnf = s.log.Infof, s.log.Warnf
 	if idsErr != nil {

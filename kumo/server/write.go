@@ -256,7 +256,7 @@ func (s *Server) handleWrite(req *rpc.Request, sb *rpc.Batch) {
 	if op.method == wire.SrvStore && op.val.Clock != 0 {
 		// The gateway's clock (see wire.SrvStore): the stamp below then
 		// beats every direct set it sent.
-		s.clk.ObserveFrom(wire.PeerName(req.Conn), op.val.Clock)
+		s.clk.ObserveFrom(wire.PeerOf(req.Conn), op.val.Clock)
 	}
 	h, _, _ := wire.SplitDBKey(op.dbkey)
 	w, r, err := s.coordinatorCheck(h)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"kumofs/kumo/clock"
 	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
@@ -22,3 +23,11 @@ func PeerName(c *rpc.Conn) string {
 	}
 	return ""
 }
+
+// PeerOf is c as a clock.Peer, named by PeerName only when a clock from it
+// is refused: formatting the address on every request would allocate.
+func PeerOf(c *rpc.Conn) clock.Peer { return (*peerConn)(c) }
+
+type peerConn rpc.Conn
+
+func (p *peerConn) String() string { return PeerName((*rpc.Conn)(p)) }
