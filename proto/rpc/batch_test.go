@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -319,5 +320,27 @@ func TestBufKeeper(t *testing.T) {
 	k.keep(mk(1, 64))
 	if k.idle != 0 {
 		t.Fatalf("idle = %d after a small buffer, want 0", k.idle)
+	}
+}
+
+// Ensure that the read goroutine's requests come zeroed and distinct, at
+// most one allocation per reqChunk of them.
+func TestNewRequestChunks(t *testing.T) {
+	c := &Conn{}
+	const n = 100 * reqChunk
+	seen := make(map[*Request]bool, n)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for i := 0; i < n; i++ {
+		r := c.newRequest()
+		if seen[r] || r.Method != 0 || r.Conn != nil || r.buf != nil || r.state.Load() != 0 {
+			t.Fatalf("request %d (%p) reused or not zeroed: %+v", i, r, r)
+		}
+		r.Method, r.Conn = 7, c
+		seen[r] = true
+	}
+	runtime.ReadMemStats(&ms1)
+	if m := ms1.Mallocs - ms0.Mallocs; m > n/reqChunk+10 {
+		t.Fatalf("%d requests took %d allocations, want about %d", n, m, n/reqChunk)
 	}
 }

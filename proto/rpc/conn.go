@@ -92,6 +92,11 @@ type Conn struct {
 	read  func(b []byte) (int, error)
 	write func(b []byte) (int, error)
 
+	// reqs holds the Requests the read goroutine hands out next (its
+	// own): carved from one array at a time, a request costs no allocation
+	// of its own, and an array is freed when none of its requests is held.
+	reqs []Request
+
 	lastRead atomic.Int64 // monotime of the last bytes read from the peer
 	created  int64        // monotime when made: lastRead until the peer sends something
 

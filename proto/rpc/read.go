@@ -256,9 +256,24 @@ func (c *Conn) handleRequest(b []byte) error {
 	}
 	p := getBuf(len(params))
 	*p = append(*p, params...)
-	req := &Request{Method: method, Params: *p, Conn: c, msgid: msgid, buf: p, batch: &c.rb}
+	req := c.newRequest()
+	req.Method, req.Params, req.Conn, req.msgid, req.buf, req.batch = method, *p, c, msgid, p, &c.rb
 	c.serve(req)
 	return nil
+}
+
+// reqChunk is how many Requests the read goroutine allocates at once.
+const reqChunk = 64
+
+// newRequest returns a zeroed Request for the read goroutine. It is never
+// reused: a handler may keep it, or reply from anywhere, as long as it likes.
+func (c *Conn) newRequest() *Request {
+	if len(c.reqs) == 0 {
+		c.reqs = make([]Request, reqChunk)
+	}
+	req := &c.reqs[0]
+	c.reqs = c.reqs[1:]
+	return req
 }
 
 // serve runs the handler; a panic in it is logged and answered with
