@@ -37,6 +37,7 @@ type directSet struct {
 	kb      [maxKey]byte
 	dbkey   []byte
 	it      *memcache.Item // valid only while the requests are appended
+	v       wire.Value     // the value stored in place (a local one would escape)
 	ct, wc  uint64         // the set's stamp; the whs clock it was decided under
 	pending atomic.Int32
 	refused atomic.Bool
@@ -91,8 +92,10 @@ func (g *Gateway) setDirect(rb *rpc.Batch, it *memcache.Item, done func(cas uint
 	if local >= 0 {
 		// The embedded gateway's own server stores it in place, first:
 		// while it counts as pending, d cannot complete.
-		v := wire.Value{Clock: d.ct, Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
-		if taken, stored, ct := g.cfg.SetDirectLocal(d.dbkey, &v, d.wc); taken {
+		d.v = wire.Value{Clock: d.ct, Flags: it.Flags, Exptime: exptime32(it.Exptime), Data: it.Value}
+		taken, stored, ct := g.cfg.SetDirectLocal(d.dbkey, &d.v, d.wc)
+		d.v = wire.Value{} // holds no client buffer in the pool
+		if taken {
 			conns[local] = nil
 			d.finishLocal(stored, ct) // with one owner, done ran: d is reused
 		}

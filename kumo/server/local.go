@@ -94,9 +94,10 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 		return err
 	}
 	start := time.Now()
-	bp := getBuf()
-	rec, buf, err := s.db.Get(dbkey, *bp)
-	*bp = buf
+	lr := localReadPool.Get().(*localRead)
+	defer lr.put()
+	rec, buf, err := s.db.Get(dbkey, lr.buf)
+	lr.buf = buf
 	if err == nil || errors.Is(err, store.ErrNotFound) {
 		s.cmdGet.Add(1) // not for a refusal: the RPC that follows counts it
 	}
@@ -105,7 +106,6 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 		s.m.miss.Inc()
 		f(nil)
 	case err != nil:
-		putBuf(bp)
 		return err
 	case !s.visible(&rec, start.Unix()):
 		s.m.miss.Inc()
@@ -113,12 +113,30 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 	default:
 		s.m.get.Inc()
 		s.noteRead(dbkey, &rec, start.Unix())
-		v := recordValue(&rec)
-		f(&v)
+		lr.v = recordValue(&rec)
+		f(&lr.v)
 	}
-	putBuf(bp)
 	s.m.getLat.Observe(since(start))
 	return nil
+}
+
+// localRead is ReadLocal's scratch, pooled: the store's read buffer and
+// the value handed to f (a local Value would escape through f, one
+// allocation per get).
+type localRead struct {
+	buf []byte
+	v   wire.Value
+}
+
+var localReadPool = sync.Pool{New: func() any { return new(localRead) }}
+
+func (lr *localRead) put() {
+	lr.v = wire.Value{}
+	if cap(lr.buf) > 1<<20 {
+		return // do not pin big buffers
+	}
+	lr.buf = lr.buf[:0]
+	localReadPool.Put(lr)
 }
 
 // ErrNotLocal is returned by WriteLocal for a write it does not start;

@@ -232,3 +232,28 @@ func TestDeleteLocal(t *testing.T) {
 		t.Errorf("DeleteLocal of a key coordinated elsewhere: %v, want %q", err, wire.MsgObsolete)
 	}
 }
+
+// Ensure that a read in place allocates nothing once warm: the value
+// handed to f and the read buffer come from a pool (under the race
+// detector, which drops a quarter of what pools are given back, less than
+// one allocation per read; a Value made per read is one).
+func TestReadLocalAllocs(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	storeKey(t, cl, wire.OpSet, "k1", string(bytes.Repeat([]byte("v"), 1000)))
+	key := dbkey("k1")
+	var n int
+	f := func(v *wire.Value) { n += len(v.Data) }
+	read := func() {
+		if err := s.ReadLocal(key, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	allocs := testing.AllocsPerRun(200, read)
+	if n != 202*1000 { // AllocsPerRun runs it once more to warm up
+		t.Fatalf("f saw %d bytes, want %d", n, 202*1000)
+	}
+	if limit := 0.0; allocs > limit && !(raceEnabled && allocs < 1) {
+		t.Fatalf("ReadLocal allocates %.2f times per read", allocs)
+	}
+}
