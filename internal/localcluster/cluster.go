@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,7 +223,40 @@ func (c *Cluster) start() error {
 		}
 		err = c.Probe(ReadyTimeout)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return c.managersAgree(ReadyTimeout)
+}
+
+// managersAgree waits until every manager reports the first one's hash
+// space: the attach reaches the partner asynchronously, and a test that
+// kills the first manager at once must not leave the other without it.
+func (c *Cluster) managersAgree(timeout time.Duration) error {
+	if len(c.mgrAddrs) < 2 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var want, got string
+		out, err := c.Ctl("status")
+		if err == nil {
+			want, _, _ = strings.Cut(out, "not attached node:")
+			out, err = c.run("kumoctl", []string{c.mgrAddrs[1], "status"})
+			got, _, _ = strings.Cut(out, "not attached node:")
+		}
+		if err == nil && got == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: managers disagree after %v: %q and %q (%v)", ErrTimeout, timeout, want, got, err)
+		}
+		select {
+		case <-c.opts.Context.Done():
+			return fmt.Errorf("localcluster: %w", c.opts.Context.Err())
+		case <-time.After(4 * pollInterval):
+		}
+	}
 }
 
 // bindFailed reports whether p's current run logged that its address was

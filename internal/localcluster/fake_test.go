@@ -121,7 +121,8 @@ func fakeSleeper(args []string) int {
 }
 
 // fakeManager listens on -l; a line "hello ADDR" logs "new node ADDR", a
-// line "attach" logs "attached" and answers "nil".
+// line "attach" logs "attached" and answers "nil", a line "status" answers
+// "nil" (the same on every manager, so they agree).
 func fakeManager(args []string) int {
 	log := fakeLog(args)
 	ln, err := net.Listen("tcp", flagValue(args, "-l"))
@@ -147,6 +148,8 @@ func fakeManager(args []string) int {
 						fmt.Fprintf(log, "new node %s\n", f[1])
 					case len(f) == 1 && f[0] == "attach":
 						fmt.Fprintln(log, "attached")
+						fmt.Fprintln(conn, "nil")
+					case len(f) == 1 && f[0] == "status":
 						fmt.Fprintln(conn, "nil")
 					default:
 						fmt.Fprintf(conn, "unknown %q\n", sc.Text())

@@ -59,12 +59,16 @@ func serverGet(t testing.TB, addr, key string) (string, bool) {
 	return string(v.Data), true
 }
 
-// eventually polls cond every 20 ms until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// eventually polls cond every 20 ms until it holds or the timeout passes;
+// on a timeout it logs what each seen function reports before failing.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool, seen ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, f := range seen {
+				t.Logf("last seen: %s", f())
+			}
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -59,13 +60,17 @@ func TestReplaceWithFirstManagerDown(t *testing.T) {
 	off := m.LogSize()
 	ctl := filepath.Join(c.BinDir(), "kumoctl")
 	// The detach starts the replace once the manager has marked the server fault.
+	var last string // what the last attempt saw, for a failure
 	eventually(t, 10*time.Second, "kumoctl detach", func() bool {
-		out, err := exec.Command(ctl, c.Manager(1), "status").Output()
+		out, err := exec.Command(ctl, c.Manager(1), "status").CombinedOutput()
+		last = fmt.Sprintf("status: %v\n%s", err, out)
 		if err != nil || !strings.Contains(string(out), "(fault)") {
 			return false
 		}
-		return exec.Command(ctl, c.Manager(1), "detach").Run() == nil
-	})
+		out, err = exec.Command(ctl, c.Manager(1), "detach").CombinedOutput()
+		last = fmt.Sprintf("detach: %v\n%s", err, out)
+		return err == nil
+	}, func() string { return last })
 	start := time.Now()
 	if err := m.WaitLogAfter(off, "replace finished", 8*time.Second); err != nil {
 		t.Fatalf("replace with the first manager down: %v (servers notify it first?)", err)
