@@ -181,9 +181,13 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// pingPartner asks the partner for its write hash space every quarter of
-// the keepalive timeout and notes when it answers, until the manager
-// closes. Its connection alone says nothing of a partner that hangs.
+// pingPartner sends the partner this manager's hash spaces every quarter
+// of the keepalive timeout and notes when it answers, until the manager
+// closes. Its connection alone says nothing of a partner that hangs. The
+// spaces make the ping a sync as well: a change whose sync was lost (the
+// partner hung past the call timeout, its connection open) reaches it
+// within a ping, and the partner, pinging back, brings this manager its
+// newer ones; each side takes only what is newer.
 func (m *Manager) pingPartner() {
 	defer m.loops.Done()
 	t := time.NewTicker(max(100*time.Millisecond, m.cfg.KeepAliveTimeout/4))
@@ -192,7 +196,7 @@ func (m *Manager) pingPartner() {
 	for {
 		if c := m.partner.Conn(); c != nil {
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.KeepAliveTimeout)
-			res, err := m.partner.Call(ctx, wire.MgrWHashSpaceRequest, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
+			res, err := m.partner.Call(ctx, wire.MgrHashSpaceSync, m.syncArgs())
 			cancel()
 			switch {
 			case err == nil:
@@ -565,13 +569,20 @@ func (m *Manager) syncPartner() {
 	if m.partner == nil {
 		return
 	}
+	m.partner.Go(wire.MgrHashSpaceSync, m.syncArgs(), 3*time.Second, func([]byte, error) {})
+}
+
+// syncArgs returns the append function of MgrHashSpaceSync's params: the
+// current hash spaces and the clock. The spaces are taken here, not in the
+// append function, which runs under the connection's write lock.
+func (m *Manager) syncArgs() func([]byte) []byte {
 	w, r := m.seeds()
-	m.partner.Go(wire.MgrHashSpaceSync, func(b []byte) []byte {
+	return func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 3)
 		b = w.AppendSeed(b)
 		b = r.AppendSeed(b)
 		return msgpack.AppendUint(b, m.clk.Now())
-	}, 3*time.Second, func([]byte, error) {})
+	}
 }
 
 // isDone reports whether ch is closed.

@@ -60,3 +60,41 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		}
 	}
 }
+
+// Ensure that a hash space change whose sync the partner missed (here:
+// made without one, as when the partner hung past the sync's timeout with
+// its connection open) reaches the partner with the next ping, and that an
+// older space pinged back does not replace it.
+func TestPingSyncsPartner(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	lowAddr, _ := ring.ParseAddr("127.0.0.1:1", 0)
+	b := newTestManager(t, Config{Self: lowAddr})
+	self, _ := ring.ParseAddr("127.0.0.1:65535", 0)
+	a := newTestManager(t, Config{Self: self, Partner: b.Addr().String(), KeepAliveTimeout: timeout})
+	waitUntil(t, 5*time.Second, "the partner to answer pings", a.partnerUp)
+
+	srv, _ := ring.ParseAddr("127.0.0.1:19800", 19800)
+	ct := a.clk.Now()
+	hs := ring.New([]ring.Node{{Addr: srv, Active: true}}, ct)
+	a.mu.Lock()
+	a.whs, a.rhs = hs, hs // no syncPartner: the sync was lost
+	a.mu.Unlock()
+	waitUntil(t, 5*time.Second, "the partner to take the change", func() bool {
+		w, r := b.seeds()
+		return w.Clock() == ct && r.Clock() == ct
+	})
+	if w, _ := b.seeds(); !w.IsActive(srv) {
+		t.Fatalf("the partner's write space %v lacks %s", w.Nodes(), srv)
+	}
+
+	// The partner's older space does not go back: b pings nobody here, so
+	// send it by hand, as b's ping would.
+	other, _ := ring.ParseAddr("127.0.0.1:19801", 19800)
+	old := ring.New([]ring.Node{{Addr: other, Active: true}}, ct-1)
+	if a.adopt(old, old) {
+		t.Fatal("an older hash space was adopted")
+	}
+	if w, _ := a.seeds(); w.Clock() != ct {
+		t.Fatalf("write space clock %x, want %x", w.Clock(), ct)
+	}
+}
