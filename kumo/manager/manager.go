@@ -91,6 +91,11 @@ type Manager struct {
 	mu          sync.Mutex // protects the fields below
 	whs, rhs    *ring.HashSpace
 	servers     map[ring.Addr]*srvState
+	newcomers   []ring.Addr
+	gateways    map[*rpc.Conn]struct{}
+	autoReplace bool
+	replace     *replaceState
+	electionSeq int
 	// lostAt holds the servers this manager lost (lostNode) and has not
 	// heard from since, with when. A partner's hash space adopted soon
 	// after may still show them active, the partner not having lost them
@@ -98,11 +103,6 @@ type Manager struct {
 	// their losses at the same moment, and the newer of two half-marked
 	// spaces wins): adopt marks them fault again in it (remarkLost).
 	lostAt map[ring.Addr]time.Time
-	newcomers   []ring.Addr
-	gateways    map[*rpc.Conn]struct{}
-	autoReplace bool
-	replace     *replaceState
-	electionSeq int
 
 	ctx    context.Context
 	cancel context.CancelFunc
