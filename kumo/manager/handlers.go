@@ -235,13 +235,14 @@ func (m *Manager) remarkLost() int {
 			delete(m.lostAt, a)
 			continue
 		}
-		w, wok := m.whs.WithFault(a, ct)
+		// Only where it is active: WithFault re-stamps a fault server
+		// too, and the partner, re-marking its own, would answer.
+		wok, rok := m.whs.IsActive(a), m.rhs.IsActive(a)
 		if wok {
-			m.whs = w
+			m.whs, _ = m.whs.WithFault(a, ct)
 		}
-		r, rok := m.rhs.WithFault(a, rct)
 		if rok {
-			m.rhs = r
+			m.rhs, _ = m.rhs.WithFault(a, rct)
 		}
 		if wok || rok {
 			n++
@@ -284,11 +285,14 @@ func (m *Manager) adopt(w, r *ring.HashSpace) bool {
 	// An adopted hash space's clock is merged whatever the partner's clock
 	// was: the next space this manager makes must be newer than it, or the
 	// servers would ignore it.
-	if !w.Empty() && (m.whs.Empty() || w.Clock() > m.whs.Clock()) {
+	// Only the clock decides: a space whose servers are all fault (every
+	// server stopped) is as real as any, and one older than ours is not
+	// taken because ours has no active server.
+	if w != nil && w.Clock() > m.whs.Clock() {
 		m.whs, adopted = w, true
 		m.clk.Advance(w.Clock())
 	}
-	if !r.Empty() && (m.rhs.Empty() || r.Clock() > m.rhs.Clock()) {
+	if r != nil && r.Clock() > m.rhs.Clock() {
 		m.rhs, adopted = r, true
 		m.clk.Advance(r.Clock())
 	}

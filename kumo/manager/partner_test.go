@@ -135,11 +135,46 @@ func TestLostServerStaysFaultInAdoptedSpace(t *testing.T) {
 		t.Fatalf("whs clock %x not above the adopted %x: the partner would not take it", w.Clock(), ct)
 	}
 
+	// A space that already has it fault is taken as it is: re-stamping it
+	// would start the partner re-marking too, back and forth for good.
+	ct = w.Clock() + 1<<20
+	marked := []ring.Node{{Addr: gone, Active: false}, {Addr: live, Active: true}}
+	if !m.adopt(ring.New(marked, ct), ring.New(marked, ct)) {
+		t.Fatal("the partner's newer space with the server fault was not adopted")
+	}
+	if w, r := m.seeds(); w.Clock() != ct || r.Clock() != ct {
+		t.Fatalf("clocks %x and %x after adopting %x: re-stamped", w.Clock(), r.Clock(), ct)
+	}
+
 	// Once it says hello again it is no longer held fault here.
 	keepAlive(t, dialAsServer(t, m, gone))
 	ct = m.clk.Now() + 1<<21
 	m.adopt(ring.New(both, ct), ring.New(both, ct))
 	if w, _ := m.seeds(); !w.IsActive(gone) {
 		t.Fatalf("a server that came back was marked fault again: %v", w.Nodes())
+	}
+}
+
+// Ensure that only the clock decides what a manager takes from its
+// partner: a newer space whose servers are all fault (every server
+// stopped) is taken, and an older one is not, though ours has no active
+// server then.
+func TestAdoptByClockOnly(t *testing.T) {
+	m := newTestManager(t, Config{})
+	a, _ := ring.ParseAddr("127.0.0.1:19831", 19800)
+	active := []ring.Node{{Addr: a, Active: true}}
+	fault := []ring.Node{{Addr: a, Active: false}}
+	ct := m.clk.Now()
+	if !m.adopt(ring.New(active, ct), ring.New(active, ct)) {
+		t.Fatal("the first space was not taken")
+	}
+	if !m.adopt(ring.New(fault, ct+1), ring.New(fault, ct+1)) {
+		t.Fatal("a newer space with every server fault was not taken")
+	}
+	if m.adopt(ring.New(active, ct), ring.New(active, ct)) {
+		t.Fatal("an older space was taken because ours has no active server")
+	}
+	if w, r := m.seeds(); w.Clock() != ct+1 || r.Clock() != ct+1 || w.IsActive(a) {
+		t.Fatalf("whs %v at %x, rhs at %x; want every server fault at %x", w.Nodes(), w.Clock(), r.Clock(), ct+1)
 	}
 }
