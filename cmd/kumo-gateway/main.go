@@ -41,13 +41,13 @@ func main() {
 	fs.Bool(&saveExp, "-E", "--memproto-save-expire", "save expiration time (always on in kumo)")
 	fs.Bool(&asyncSet, "-As", "--async-replicate-set", "(accepted for compatibility)")
 	fs.Bool(&asyncDel, "-Ad", "--async-replicate-delete", "(accepted for compatibility)")
-	fs.Int(&getRetry, "-G", "--get-retry", 5, "get retry limit")
-	fs.Int(&setRetry, "-S", "--set-retry", 20, "set retry limit")
-	fs.Int(&delRty, "-D", "--delete-retry", 20, "delete retry limit")
+	fs.Int(&getRetry, "-G", "--get-retry", 5, "get retry limit", cli.NonNegative)
+	fs.Int(&setRetry, "-S", "--set-retry", 20, "set retry limit", cli.NonNegative)
+	fs.Int(&delRty, "-D", "--delete-retry", 20, "delete retry limit", cli.NonNegative)
 	fs.Int(&renew, "-rn", "--renew-threshold", 4, "hash space renew threshold")
 	fs.String(&prefix, "-k", "--key-prefix", "", "add prefix to every key")
 	fs.Bytes(&maxItem, "-I", "--max-item-size", 1<<20, "maximum item size in bytes (k, m, g suffixes as memcached's -I)")
-	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)")
+	fs.Int(&maxConns, "", "--max-conns", 4096, "maximum client connections; more are refused with an error (0 = unlimited)", cli.NonNegative)
 	fs.Bool(&noLoop, "", "--no-event-loop", "serve each client connection on a goroutine of its own (no epoll event loop)")
 	fs.Bool(&noDirect, "", "--no-direct-sets", "send plain sets to each key's coordinator instead of to every owner at once")
 	fs.Seconds(&retryTimeout, "", "--retry-timeout", 10*time.Second, "how long a request is retried before SERVER_ERROR")
@@ -60,6 +60,10 @@ func main() {
 	}
 	if cloudy != "" {
 		fs.Fail("-c (cloudy) is not supported by kumo; use -b")
+	}
+	if maxItem < 1024 || maxItem > 1<<30 {
+		// memcached's bounds: it refuses -I below 1024 bytes or above a gigabyte.
+		fs.Fail("-I: the item size must be between 1024 bytes and 1g: %d", maxItem)
 	}
 	textAddr, _ := cli.ListenAddr(text, 11411)
 	binAddr, _ := cli.ListenAddr(bin, 11511)

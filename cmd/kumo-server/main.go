@@ -34,7 +34,7 @@ func main() {
 		tmp, syncPolicy        string
 		text, bin              string
 		noDirect               bool
-		streamPort             int
+		streamPort, maxConns   int
 		setRetry, delRetry     int
 		memLimit, gcMemLimit   int
 		gcMin, gcMax, replWait time.Duration
@@ -44,13 +44,13 @@ func main() {
 		return func(s string) error { _, err := ring.ParseAddr(s, def); return err }
 	}
 	fs.Address(&listen, "-l", "--listen", "", "listen address (advertised to the other nodes)", addr(19800), cli.Required)
-	fs.Int(&streamPort, "-L", "--stream-listen", 19900, "listen port of the replace stream")
+	fs.Int(&streamPort, "-L", "--stream-listen", 19900, "listen port of the replace stream", cli.Port)
 	fs.String(&tmp, "-f", "--offer-tmp", "/tmp", "path to temporary directory for replacing")
 	fs.String(&path, "-s", "--store", "", "path to the database", cli.Required)
 	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr(19700), cli.Required)
 	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr(19700))
-	fs.Int(&setRetry, "-S", "--replicate-set-retry", 20, "replicate set retry limit")
-	fs.Int(&delRetry, "-D", "--replicate-delete-retry", 20, "replicate delete retry limit")
+	fs.Int(&setRetry, "-S", "--replicate-set-retry", 20, "replicate set retry limit", cli.NonNegative)
+	fs.Int(&delRetry, "-D", "--replicate-delete-retry", 20, "replicate delete retry limit", cli.NonNegative)
 	fs.Int(&memLimit, "-M", "--replace-memory-limit", 0, "replace memory limit in MB (accepted; kumo bounds memory itself)")
 	fs.Seconds(&gcMin, "-gN", "--garbage-min-time", 60*time.Second, "minimum time to keep deleted keys")
 	fs.Seconds(&gcMax, "-gX", "--garbage-max-time", time.Hour, "maximum time to keep deleted keys")
@@ -60,6 +60,7 @@ func main() {
 	fs.Address(&text, "-t", "--memproto-text", "", "also serve memcached text protocol here (embedded gateway)", cli.Listenable(11411))
 	fs.Address(&bin, "-b", "--memproto-binary", "", "also serve memcached binary protocol here (embedded gateway)", cli.Listenable(11511))
 	fs.Bool(&noDirect, "", "--no-direct-sets", "embedded gateway: send plain sets to each key's coordinator instead of to every owner at once")
+	fs.Int(&maxConns, "", "--max-conns", 4096, "embedded gateway: maximum memcached client connections; more are refused with an error (0 = unlimited)", cli.NonNegative)
 	c.Register(fs, 8*time.Second, true)
 	c.RegisterClock(fs)
 	fs.MustParse(os.Args[1:])
@@ -140,6 +141,9 @@ func main() {
 			Clock:          clk, // one clock per process
 			NoDirectSets:   noDirect,
 			SetDirectLocal: srv.SetDirectLocal,
+			// kumo-gateway's default: without a cap, clients could take
+			// every descriptor and lock the cluster out of the server.
+			MaxConns: maxConns,
 			// Local reads and sets are answered in place, on the loop
 			// that read them. Two loops per P: a reply's write wakes its
 			// client, and the kernel often preempts the loop's thread

@@ -75,8 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	)
 	fs.Address(&manager, "-m", "--manager", "", "watch every attached server of this manager",
 		func(s string) error { _, err := ring.ParseAddr(s, ManagerDefaultPort); return err })
-	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)")
-	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)")
+	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)", cli.NonNegative)
+	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)", cli.NonNegative)
 	fs.Seconds(&interval, "-i", "--interval", 500*time.Millisecond, "refresh interval")
 	usageError := func(err error) int {
 		fs.Exit(err)

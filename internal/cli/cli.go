@@ -54,7 +54,24 @@ type Flag int
 const (
 	// Required makes Parse fail when the option is not given.
 	Required Flag = 1 << iota
+	// NonNegative makes an Int option refuse values below 0.
+	NonNegative
+	// Port makes an Int option refuse values outside 1–65535.
+	Port
 )
+
+// checkInt applies an Int option's NonNegative and Port flags to v.
+func checkInt(v int64, s string, flags []Flag) error {
+	for _, f := range flags {
+		if f&NonNegative != 0 && v < 0 {
+			return fmt.Errorf("a non-negative integer is expected: %s", s)
+		}
+		if f&Port != 0 && (v < 1 || v > 65535) {
+			return fmt.Errorf("a port number (1-65535) is expected: %s", s)
+		}
+	}
+	return nil
+}
 
 // option is one registered option.
 type option struct {
@@ -195,6 +212,9 @@ func (fs *FlagSet) Int(p *int, short, long string, def int, help string, flags .
 			v, err := strconv.ParseInt(s, 10, strconv.IntSize)
 			if err != nil {
 				return fmt.Errorf("integer is expected: %s", s)
+			}
+			if err := checkInt(v, s, flags); err != nil {
+				return err
 			}
 			*p = int(v)
 			return nil
@@ -486,6 +506,9 @@ func ListenAddr(s string, def int) (string, error) {
 		return "", nil
 	}
 	if p, err := strconv.Atoi(s); err == nil {
+		if p < 0 || p > 65535 {
+			return "", fmt.Errorf("bad port %s", s)
+		}
 		return net.JoinHostPort("0.0.0.0", strconv.Itoa(p)), nil
 	}
 	host, port, err := net.SplitHostPort(s)
@@ -495,8 +518,8 @@ func ListenAddr(s string, def int) (string, error) {
 	if host == "" {
 		host = "0.0.0.0"
 	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return "", err
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", fmt.Errorf("bad port in %s", s)
 	}
 	return net.JoinHostPort(host, port), nil
 }

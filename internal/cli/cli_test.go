@@ -302,3 +302,43 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that Int options flagged Port or NonNegative refuse values out of
+// range with one clear line, and take those in range.
+func TestIntRanges(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		want       string // "" = accepted
+		port, cons int
+	}{
+		{nil, "", 19900, 4096},
+		{[]string{"-L", "1", "--max-conns", "0"}, "", 1, 0},
+		{[]string{"-L", "65535"}, "", 65535, 4096},
+		{[]string{"-L", "0"}, "argument error `-L': a port number (1-65535) is expected: 0", 0, 0},
+		{[]string{"-L", "65536"}, "argument error `-L': a port number (1-65535) is expected: 65536", 0, 0},
+		{[]string{"-L", "-80"}, "argument error `-L': a port number (1-65535) is expected: -80", 0, 0},
+		{[]string{"--max-conns", "-1"}, "argument error `--max-conns': a non-negative integer is expected: -1", 0, 0},
+	} {
+		fs := New("kumo-server", "usage")
+		var port, conns int
+		fs.Int(&port, "-L", "--stream-listen", 19900, "stream port", Port)
+		fs.Int(&conns, "", "--max-conns", 4096, "connections", NonNegative)
+		err := fs.Parse(tc.args)
+		switch {
+		case tc.want == "" && (err != nil || port != tc.port || conns != tc.cons):
+			t.Errorf("Parse(%q) = %v, port %d, conns %d; want port %d, conns %d", tc.args, err, port, conns, tc.port, tc.cons)
+		case tc.want != "" && (err == nil || err.Error() != tc.want):
+			t.Errorf("Parse(%q) = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	for _, s := range []string{"99999", "127.0.0.1:65536", "[::1]:-1", "h:70000"} {
+		if a, err := ListenAddr(s, 11211); err == nil {
+			t.Errorf("ListenAddr(%q) = %q, want an error", s, a)
+		}
+	}
+	for s, want := range map[string]string{"11211": "0.0.0.0:11211", "127.0.0.1:0": "127.0.0.1:0", "h": "h:11211", ":65535": "0.0.0.0:65535"} {
+		if a, err := ListenAddr(s, 11211); err != nil || a != want {
+			t.Errorf("ListenAddr(%q) = %q, %v; want %q", s, a, err, want)
+		}
+	}
+}

@@ -110,3 +110,32 @@ func cmdGet(t *testing.T, c *localcluster.Cluster, i int) int {
 	}
 	return v
 }
+
+// Ensure that the embedded gateway caps its memcached connections as
+// kumo-gateway does (--max-conns): one over the cap gets memcached's error
+// and is closed, and a place freed is taken again. Without a cap, clients
+// could take every descriptor of the server and lock the cluster out of it.
+func TestEmbeddedMaxConns(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{EmbeddedGateway: true, Servers: 1, ExtraServerArgs: []string{"--max-conns", "3"}})
+	var held []*mc
+	for range 3 {
+		m := dial(t, c.Gateway())
+		m.send("version\r\n")
+		if l := m.line(); !strings.HasPrefix(l, "VERSION ") {
+			t.Fatalf("version: %q", l)
+		}
+		held = append(held, m)
+	}
+	over := dial(t, c.Gateway())
+	if l := over.line(); l != "ERROR Too many open connections\r\n" {
+		t.Fatalf("a connection over the cap got %q", l)
+	}
+	held[0].conn.Close()
+	eventually(t, 10*time.Second, "a freed place taken again", func() bool {
+		m := dial(t, c.Gateway())
+		defer m.conn.Close()
+		m.send("version\r\n")
+		return strings.HasPrefix(m.line(), "VERSION ")
+	})
+}
