@@ -113,6 +113,22 @@ func (c *Common) RegisterClock(fs *cli.FlagSet) {
 // envDaemonized marks the re-executed child of Daemonize.
 const envDaemonized = "KUMO_DAEMONIZED"
 
+// readyFD is the descriptor on which a daemonized child finds the write
+// end of the parent's readiness pipe (the first of cmd.ExtraFiles); the
+// parent names it in $KUMO_DAEMON_READY (envReady).
+const (
+	readyFD  = 3
+	envReady = "KUMO_DAEMON_READY"
+)
+
+// readyTimeout bounds how long the parent of -d waits for the child to
+// start serving before it exits anyway, leaving the child running.
+var readyTimeout = 60 * time.Second
+
+// ready is the daemonized child's end of the readiness pipe until Wait
+// reports the daemon up (nil otherwise).
+var ready atomic.Pointer[os.File]
+
 // pidFile is the absolute path of the pid file this process (the
 // daemonized child) was started for, or nil. Wait and Fatal remove it.
 var pidFile atomic.Pointer[string]
@@ -132,6 +148,14 @@ func (c *Common) Setup(component string) (*logging.Logger, error) {
 		if abs, err := filepath.Abs(c.PidFile); err == nil {
 			pidFile.Store(&abs)
 		}
+		if os.Getenv(envReady) == strconv.Itoa(readyFD) {
+			os.Unsetenv(envReady)
+			syscall.CloseOnExec(readyFD)
+			f := os.NewFile(readyFD, "ready")
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+				ready.Store(f)
+			}
+		}
 	}
 	l, err := logging.Setup(c.LogPath, c.Verbose)
 	if err != nil {
@@ -150,22 +174,62 @@ func (c *Common) daemonize() error {
 	if err != nil {
 		return err
 	}
+	// The child reports through a pipe that it serves (Wait): a daemon
+	// that cannot start (its port taken, its store locked) makes this
+	// process exit 1, as without -d, so that init scripts can tell.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
 	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envDaemonized+"=1")
+	cmd.Env = append(os.Environ(), envDaemonized+"=1", envReady+"="+strconv.Itoa(readyFD))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.ExtraFiles = []*os.File{pw} // readyFD in the child
 	if c.LogPath != "" {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
 	} else {
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(c.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		cmd.Process.Kill()
 		return err
 	}
-	return cmd.Process.Release()
+	pr.SetReadDeadline(time.Now().Add(readyTimeout))
+	var b [1]byte
+	n, err := pr.Read(b[:])
+	switch {
+	case n == 1:
+		return cmd.Process.Release()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		fmt.Fprintf(os.Stderr, "%s: still starting after %v (pid %d); see its log\n", filepath.Base(exe), readyTimeout, cmd.Process.Pid)
+		return cmd.Process.Release()
+	}
+	// The child exited before it served: its error went to its log (-o)
+	// or to the stderr it shares with this process.
+	state, _ := cmd.Process.Wait()
+	RemovePidFile(c.PidFile, cmd.Process.Pid)
+	if c.LogPath != "" && c.LogPath != "-" {
+		return fmt.Errorf("%w (%v); see %s", ErrNotStarted, state, c.LogPath)
+	}
+	return fmt.Errorf("%w (%v)", ErrNotStarted, state)
+}
+
+// ErrNotStarted is returned by Setup in the parent of -d when the daemon
+// exited before it served.
+var ErrNotStarted = errors.New("daemon: exited while starting")
+
+// notifyReady tells the parent of -d, if any, that the daemon serves.
+func notifyReady() {
+	if f := ready.Swap(nil); f != nil {
+		f.Write([]byte{1})
+		f.Close()
+	}
 }
 
 // StartHTTP serves /metrics, /healthz, /debug/pprof/ and the extra
@@ -216,6 +280,7 @@ func Wait(log *logging.Logger, stop func() error) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE)
+	notifyReady()
 	log.Debugf("waiting for SIGTERM or SIGINT")
 	for sig := range ch {
 		if sig == syscall.SIGHUP {

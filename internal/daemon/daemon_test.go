@@ -22,6 +22,9 @@ import (
 // daemonizes with -d $KUMO_DAEMON_TEST_PIDFILE and waits for SIGTERM.
 const envHelper = "KUMO_DAEMON_TEST_PIDFILE"
 
+// envHelperFail makes the helper daemon fail with its value before serving.
+const envHelperFail = "KUMO_DAEMON_TEST_FAIL"
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(envHelper); path != "" {
 		helperDaemon(path)
@@ -36,6 +39,11 @@ func helperDaemon(path string) {
 	log, err := c.Setup("helper")
 	if err != nil {
 		Fatal(os.Stderr, "helper", err)
+	}
+	if os.Getenv(envHelperFail) != "" {
+		// What a daemon whose port is taken does before it serves.
+		log.Errorf("cannot start: %s", os.Getenv(envHelperFail))
+		Fatal(os.Stderr, "helper", errors.New(os.Getenv(envHelperFail)))
 	}
 	Wait(log, func() error { return nil })
 	os.Exit(0)
@@ -201,5 +209,33 @@ func TestStartProcsStops(t *testing.T) {
 		if n := runtime.GOMAXPROCS(0); n != before {
 			t.Fatalf("fixed %v: GOMAXPROCS %d, was %d", fixed, n, before)
 		}
+	}
+}
+
+// Ensure that with -d a daemon that fails before it serves (its port taken,
+// its store locked) makes the starting command exit 1 with the pid file
+// removed, as it would without -d; before, the parent exited 0 at once.
+func TestDaemonStartFailureExits1(t *testing.T) {
+	dir := t.TempDir()
+	pidPath := filepath.Join(dir, "helper.pid")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envHelper+"="+pidPath, envHelperFail+"=address already in use")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("parent: %v, want exit status 1: %s", err, out)
+	}
+	if !strings.Contains(string(out), "exited while starting") || strings.Count(string(out), "\n") != 1 {
+		t.Fatalf("parent said %q, want one line about the exit", out)
+	}
+	if _, err := os.Stat(pidPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pid file left behind: %v", err)
+	}
+	if log, _ := os.ReadFile(pidPath + ".log"); !strings.Contains(string(log), "cannot start: address already in use") {
+		t.Fatalf("the child's log lacks its error:\n%s", log)
 	}
 }
