@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +131,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		suffix := now().Format("20060102")
 		if len(rest) == 1 {
 			suffix = rest[0]
+		}
+		// An empty one goes to the manager, which answers "empty suffix"
+		// as kumofs's does.
+		if err := wire.CheckBackupSuffix([]byte(suffix)); err != nil && suffix != "" {
+			return usageError(strings.TrimPrefix(err.Error(), "wire: ") + ": " + suffix)
 		}
 		fmt.Fprintf(stdout, "suffix=%s\n", suffix)
 		return printCall(mgr, command{wire.MgrCreateBackup, func(b []byte) []byte {

@@ -158,6 +158,7 @@ func TestGolden(t *testing.T) {
 		{name: "unknown_command", args: []string{"frobnicate"}, code: 1, stderr: "unknown command frobnicate"},
 		{name: "status_extra_arg", args: []string{"status", "x"}, code: 1, stderr: "unexpected argument: x"},
 		{name: "backup_extra_arg", args: []string{"backup", "a", "b"}, code: 1, stderr: "unexpected argument: b"},
+		{name: "backup_slash", args: []string{"backup", "../x"}, code: 1, stderr: "no '/' or NUL): ../x"},
 		{name: "status_bad_reply", args: []string{"status"},
 			replies: map[uint32]reply{99: {result: msgpack.AppendUint(nil, 7)}}, code: 1, stderr: "bad reply from manager"},
 	} {

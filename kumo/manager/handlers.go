@@ -346,6 +346,10 @@ func (m *Manager) handleBackup(req *rpc.Request) {
 		req.ReplyError(&rpc.Error{Msg: "empty suffix"})
 		return
 	}
+	if err := wire.CheckBackupSuffix(suffix); err != nil {
+		req.ReplyError(&rpc.Error{Msg: err.Error()})
+		return
+	}
 	sfx := append([]byte(nil), suffix...)
 	m.mu.Lock()
 	var conns []*rpc.Conn

@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
 	"kumofs/store"
 )
 
@@ -53,5 +57,24 @@ func TestBackupHonoursFlush(t *testing.T) {
 	rec, _, err := bk.Get(dbkey("b"), nil)
 	if err != nil || rec.Tombstone || rec.Clock <= fp || string(rec.Value) != "new-b" {
 		t.Errorf("b in the backup: %v, tombstone %v, clock %#x, value %q; want new-b written after the flush", err, rec.Tombstone, rec.Clock, rec.Value)
+	}
+}
+
+// Ensure that a backup suffix naming another folder is refused with an
+// error the caller sees, instead of a nil answer and a failed copy logged.
+func TestBackupSuffixRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.kch")
+	_, cl := startAlone(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cl.Call(ctx, wire.SrvCreateBackup, func(b []byte) []byte {
+		return msgpack.AppendRaw(msgpack.AppendArrayHeader(b, 1), []byte("../x"))
+	})
+	var re *rpc.Error
+	if !errors.As(err, &re) || re.Msg != wire.ErrBackupSuffix.Error() {
+		t.Fatalf("backup ../x: %v, want %q", err, wire.ErrBackupSuffix)
+	}
+	if _, err := os.Stat(path + "-../x"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a backup was written: %v", err)
 	}
 }

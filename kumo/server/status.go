@@ -92,6 +92,10 @@ func (s *Server) handleBackup(req *rpc.Request) {
 		req.ReplyError(&rpc.Error{Msg: "empty suffix"})
 		return
 	}
+	if err := wire.CheckBackupSuffix(suffix); err != nil {
+		req.ReplyError(&rpc.Error{Msg: err.Error()})
+		return
+	}
 	dst := s.cfg.StorePath + "-" + string(suffix)
 	s.repl.Add(1)
 	go func() {
