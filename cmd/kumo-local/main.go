@@ -53,7 +53,7 @@ func parse(args []string, stdout, stderr io.Writer) (cfg config, code int) {
 	code = -1
 	fs.ExitFunc = func(c int) { code = c }
 	fs.Int(&cfg.servers, "-n", "--servers", 3, "number of kumo-servers")
-	fs.Int(&cfg.port, "-t", "--memproto-text", 11211, "memcached text port of the gateway", cli.Port)
+	fs.Int(&cfg.port, "-t", "--memproto-text", 11211, "memcached text port of the gateway")
 	fs.String(&cfg.data, "-data", "--data", "./kumo-data", "folder for databases and logs")
 	fs.Int(&cfg.managers, "-M", "--managers", 1, "number of kumo-managers (1, or 2 for a pair)")
 	fs.String(&cfg.binDir, "-B", "--bin-dir", "", "folder of the kumo binaries (default: next to kumo-local)")

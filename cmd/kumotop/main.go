@@ -75,8 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	)
 	fs.Address(&manager, "-m", "--manager", "", "watch every attached server of this manager",
 		func(s string) error { _, err := ring.ParseAddr(s, ManagerDefaultPort); return err })
-	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)", cli.NonNegative)
-	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)", cli.NonNegative)
+	fs.Int(&frames, "-n", "--frames", 0, "show this many frames, then exit (0: until q)")
+	fs.Int(&width, "-w", "--width", 0, "screen width in columns (0: the terminal's, $COLUMNS or 80)")
 	fs.Seconds(&interval, "-i", "--interval", 500*time.Millisecond, "refresh interval")
 	usageError := func(err error) int {
 		fs.Exit(err)
@@ -97,6 +97,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return usageError(errors.New("too few arguments"))
 	case manager != "" && len(args) > 0:
 		return usageError(errors.New("unexpected argument: " + args[0]))
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return usageError(errors.New("options go before the addresses: " + a))
+		}
 	}
 	addrs := make([]ring.Addr, len(args))
 	for i, a := range args {

@@ -240,6 +240,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"-n", "-1", "a"}, "error: -n must not be negative\n"},
 		{[]string{"-w", "-1", "a"}, "error: -w must not be negative\n"},
 		{[]string{"-i", "0", "a"}, "error: -i must be positive\n"},
+		{[]string{"a", "-n", "1"}, "error: options go before the addresses: -n\n"},
 	} {
 		code, out, errOut := runTop(tc.args...)
 		if code != 1 || errOut != tc.stderr || !strings.HasPrefix(out, synopsis+"\n") {
