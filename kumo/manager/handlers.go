@@ -251,8 +251,8 @@ func (m *Manager) remarkLost() int {
 	return n
 }
 
-// handleHashSpaceSync adopts the partner's hash spaces when they are not
-// older than ours.
+// handleHashSpaceSync adopts the partner's hash spaces where they are newer
+// than ours (both a change's sync and the partner's ping).
 func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 	sp, err := wire.ReadSpaces(req.Params, 2)
 	if err != nil {
