@@ -218,9 +218,11 @@ func (m *Manager) faultConnected(addr ring.Addr, newcomer bool) {
 
 // relostWindow is how long after losing a server a manager marks it fault
 // again in a partner's hash space that shows it active: long enough for
-// syncs that crossed to settle, short enough that a partner's later attach
-// of a server this manager cannot reach is not undone for good.
-const relostWindow = 30 * time.Second
+// syncs that crossed to settle (milliseconds; a ping is 0.75 s by
+// default), short enough that a partner's attach of a server this manager
+// cannot reach is undone once or twice at most (with -a each undo costs a
+// replace).
+const relostWindow = 5 * time.Second
 
 // remarkLost marks fault again, in the hash spaces just adopted, each
 // server this manager lost within relostWindow and has not heard from

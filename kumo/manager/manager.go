@@ -103,6 +103,9 @@ type Manager struct {
 	// their losses at the same moment, and the newer of two half-marked
 	// spaces wins): adopt marks them fault again in it (remarkLost).
 	lostAt map[ring.Addr]time.Time
+	// fullNext makes the next replace a full one: attach built the write
+	// space from none (see attach).
+	fullNext bool
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -178,3 +178,37 @@ func TestAdoptByClockOnly(t *testing.T) {
 		t.Fatalf("whs %v at %x, rhs at %x; want every server fault at %x", w.Nodes(), w.Clock(), r.Clock(), ct+1)
 	}
 }
+
+// Ensure that the first replace after a manager built its write space from
+// none is a full one: the servers' read spaces may predate a restart no
+// manager saw (a server restarted with an empty store while both managers
+// were down counted as holding its keys, and nothing was copied to it);
+// later replaces copy only what moved.
+func TestFirstReplaceIsFull(t *testing.T) {
+	m := newTestManager(t, Config{})
+	full := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.replace == nil {
+			t.Fatal("no replace started")
+		}
+		return m.replace.full
+	}
+	for i, port := range []string{"19841", "19842"} {
+		a, _ := ring.ParseAddr("127.0.0.1:"+port, 19800)
+		keepAlive(t, dialAsServer(t, m, a))
+		waitUntil(t, 5*time.Second, "the newcomer", func() bool {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return m.isNewcomer(a)
+		})
+		m.attach()
+		m.startReplace(false)
+		if got, want := full(), i == 0; got != want {
+			t.Fatalf("replace %d: full %v, want %v", i+1, got, want)
+		}
+		m.mu.Lock()
+		m.replace = nil // as if it finished
+		m.mu.Unlock()
+	}
+}

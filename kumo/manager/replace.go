@@ -20,6 +20,7 @@ func (m *Manager) attach() {
 	}
 	ct := m.clk.Now()
 	w := m.whs
+	fresh := len(w.Nodes()) == 0
 	for _, a := range m.newcomers {
 		if s := m.servers[a]; s == nil || s.conn == nil || s.full {
 			continue // gone again, or cannot store
@@ -38,6 +39,15 @@ func (m *Manager) attach() {
 		m.log.Infof("placement: %d virtual nodes per server", n)
 	}
 	m.whs = w
+	if fresh && len(w.Nodes()) > 0 {
+		// This manager knew no hash space (a new cluster, or both
+		// managers restarted): the servers' read spaces, which decide
+		// what a replace copies, may be older than a server's restart
+		// that no manager saw (a server restarted with an empty store
+		// while both were down would count as holding its keys), so the
+		// replace copies every key to every owner.
+		m.fullNext = true
+	}
 	// The read hash space stays as it is until the copy is done, also when
 	// it has no active server: that does not mean that no server holds
 	// data (every server may have been marked fault, one of them long
@@ -69,6 +79,9 @@ func (m *Manager) startReplace(full bool) {
 	if w.Empty() {
 		m.mu.Unlock()
 		return
+	}
+	if m.fullNext {
+		full, m.fullNext = true, false
 	}
 	r := &replaceState{time: w.Clock(), full: full, copying: map[ring.Addr]bool{}, started: time.Now()}
 	var conns []*rpc.Conn
