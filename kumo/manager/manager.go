@@ -106,6 +106,11 @@ type Manager struct {
 	// fullNext makes the next replace a full one: attach built the write
 	// space from none (see attach).
 	fullNext bool
+	// For checkUnfinished: since when the write space has differed from
+	// the read space with no replace here, the last replace message from
+	// a server, and whether a check is running.
+	pendingSince, lastReplaceMsg time.Time
+	checking                     bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -430,6 +435,7 @@ func (m *Manager) watchdog() {
 			conns[i].Close()
 			m.lostNode(a)
 		}
+		m.checkUnfinished(now)
 	}
 }
 

@@ -185,6 +185,7 @@ func (m *Manager) handleReplaceEnd(req *rpc.Request) {
 		return
 	}
 	m.mu.Lock()
+	m.lastReplaceMsg = time.Now() // a replace runs somewhere (checkUnfinished)
 	r := m.replace
 	if r == nil || r.time != rt {
 		m.mu.Unlock()

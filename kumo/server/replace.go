@@ -45,6 +45,7 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	if !full {
 		s.adopt(w, nil)
 	}
+	s.copyTime.Store(w.Clock())
 	s.repl.Add(1)
 	go func() {
 		defer s.repl.Done()

@@ -91,6 +91,7 @@ type Server struct {
 	dedup                     *dedupTable   // outcomes of recent writes by request id
 	recent                    writeLog      // recent direct and replicated writes by connection (repair.go)
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
+	copyTime                  atomic.Uint64 // whs clock of the last replace copy started (StatCopyTime)
 
 	repl sync.WaitGroup // in-flight replications and background jobs
 

@@ -74,6 +74,8 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 		u(uint64(s.db.Stats().DeadBytes))
 	case wire.StatStreamPort:
 		u(s.streamPort())
+	case wire.StatCopyTime:
+		u(s.copyTime.Load())
 	default:
 		req.Reply(msgpack.AppendNil)
 	}

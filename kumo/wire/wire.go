@@ -219,6 +219,7 @@ const (
 	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
 	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
 	StatDBLive     = 67 // kumo: records in the store that are not tombstones
+	StatCopyTime   = 68 // kumo: the write space clock of the last replace copy started, 0 if none
 )
 
 // Health a server reports in its keepalives.
