@@ -216,43 +216,6 @@ func (m *Manager) faultConnected(addr ring.Addr, newcomer bool) {
 	m.scheduleAutoReplace()
 }
 
-// relostWindow is how long after losing a server a manager marks it fault
-// again in a partner's hash space that shows it active: long enough for
-// syncs that crossed to settle (milliseconds; a ping is 0.75 s by
-// default), short enough that a partner's attach of a server this manager
-// cannot reach is undone once or twice at most (with -a each undo costs a
-// replace).
-const relostWindow = 5 * time.Second
-
-// remarkLost marks fault again, in the hash spaces just adopted, each
-// server this manager lost within relostWindow and has not heard from
-// since, and returns how many it marked. Called with m.mu held.
-func (m *Manager) remarkLost() int {
-	now := time.Now()
-	ct := m.clk.Now() // above the adopted clocks (adopt advanced the clock)
-	rct := m.rhsClock(ct)
-	n := 0
-	for a, at := range m.lostAt {
-		if now.Sub(at) > relostWindow {
-			delete(m.lostAt, a)
-			continue
-		}
-		// Only where it is active: WithFault re-stamps a fault server
-		// too, and the partner, re-marking its own, would answer.
-		wok, rok := m.whs.IsActive(a), m.rhs.IsActive(a)
-		if wok {
-			m.whs, _ = m.whs.WithFault(a, ct)
-		}
-		if rok {
-			m.rhs, _ = m.rhs.WithFault(a, rct)
-		}
-		if wok || rok {
-			n++
-		}
-	}
-	return n
-}
-
 // handleHashSpaceSync adopts the partner's hash spaces where they are newer
 // than ours (both a change's sync and the partner's ping).
 func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
@@ -298,9 +261,7 @@ func (m *Manager) adopt(w, r *ring.HashSpace) bool {
 		m.rhs, adopted = r, true
 		m.clk.Advance(r.Clock())
 	}
-	remarked := 0
 	if adopted {
-		remarked = m.remarkLost()
 		kept := m.newcomers[:0]
 		for _, a := range m.newcomers {
 			if !m.whs.IsActive(a) {
@@ -324,10 +285,6 @@ func (m *Manager) adopt(w, r *ring.HashSpace) bool {
 		m.log.Infof("new node %s (not active in the partner's hash space)", a)
 	}
 	m.broadcastLocal()
-	if remarked > 0 {
-		m.log.Warnf("%d lost servers active in the partner's hash space: marked fault again", remarked)
-		m.syncPartner()
-	}
 	if len(added) > 0 {
 		m.scheduleAutoReplace()
 	}

@@ -96,13 +96,6 @@ type Manager struct {
 	autoReplace bool
 	replace     *replaceState
 	electionSeq int
-	// lostAt holds the servers this manager lost (lostNode) and has not
-	// heard from since, with when. A partner's hash space adopted soon
-	// after may still show them active, the partner not having lost them
-	// yet (every server stopped at once: both managers mark and sync
-	// their losses at the same moment, and the newer of two half-marked
-	// spaces wins): adopt marks them fault again in it (remarkLost).
-	lostAt map[ring.Addr]time.Time
 	// fullNext makes the next replace a full one: attach built the write
 	// space from none (see attach).
 	fullNext bool
@@ -156,7 +149,6 @@ func New(cfg Config) (*Manager, error) {
 		whs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
 		rhs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
 		servers:     make(map[ring.Addr]*srvState),
-		lostAt:      make(map[ring.Addr]time.Time),
 		gateways:    make(map[*rpc.Conn]struct{}),
 		autoReplace: cfg.AutoReplace,
 	}
@@ -282,7 +274,6 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 			s.lost.Stop()
 			s.lost = nil
 		}
-		delete(m.lostAt, addr)
 		if s.conn != nil && s.conn != c {
 			s.others = append(s.others, s.conn)
 		}
@@ -487,7 +478,6 @@ func (m *Manager) lostNode(addr ring.Addr) {
 			break
 		}
 	}
-	m.lostAt[addr] = time.Now()
 	ct := m.clk.Now()
 	changed := false
 	rct := m.rhsClock(ct) // before whs changes

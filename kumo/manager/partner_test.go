@@ -99,62 +99,6 @@ func TestPingSyncsPartner(t *testing.T) {
 	}
 }
 
-// Ensure that a server this manager lost stays fault when the partner's
-// newer hash space still shows it active (every server stopped at once:
-// both managers sync half-marked spaces at the same moment), while a
-// server still connected keeps the state the partner gave it.
-func TestLostServerStaysFaultInAdoptedSpace(t *testing.T) {
-	m := newTestManager(t, Config{LostTimeout: 50 * time.Millisecond})
-	gone, _ := ring.ParseAddr("127.0.0.1:19821", 19800)
-	live, _ := ring.ParseAddr("127.0.0.1:19822", 19800)
-	both := []ring.Node{{Addr: gone, Active: true}, {Addr: live, Active: true}}
-	if !m.adopt(ring.New(both, m.clk.Now()), ring.New(both, m.clk.Now())) {
-		t.Fatal("the first hash space was not adopted")
-	}
-	cl := dialAsServer(t, m, gone)
-	keepAlive(t, cl)
-	keepAlive(t, dialAsServer(t, m, live))
-	cl.Close()
-	waitUntil(t, 5*time.Second, "the closed server marked fault", func() bool {
-		w, _ := m.seeds()
-		return !w.IsActive(gone)
-	})
-
-	ct := m.clk.Now() + 1<<20 // the partner's space, newer and half-marked
-	if !m.adopt(ring.New(both, ct), ring.New(both, ct)) {
-		t.Fatal("the partner's newer hash space was not adopted")
-	}
-	w, r := m.seeds()
-	if w.IsActive(gone) || r.IsActive(gone) {
-		t.Fatalf("the lost server is active again: whs %v, rhs %v", w.Nodes(), r.Nodes())
-	}
-	if !w.IsActive(live) || !r.IsActive(live) {
-		t.Fatalf("the connected server is not active: whs %v, rhs %v", w.Nodes(), r.Nodes())
-	}
-	if w.Clock() <= ct {
-		t.Fatalf("whs clock %x not above the adopted %x: the partner would not take it", w.Clock(), ct)
-	}
-
-	// A space that already has it fault is taken as it is: re-stamping it
-	// would start the partner re-marking too, back and forth for good.
-	ct = w.Clock() + 1<<20
-	marked := []ring.Node{{Addr: gone, Active: false}, {Addr: live, Active: true}}
-	if !m.adopt(ring.New(marked, ct), ring.New(marked, ct)) {
-		t.Fatal("the partner's newer space with the server fault was not adopted")
-	}
-	if w, r := m.seeds(); w.Clock() != ct || r.Clock() != ct {
-		t.Fatalf("clocks %x and %x after adopting %x: re-stamped", w.Clock(), r.Clock(), ct)
-	}
-
-	// Once it says hello again it is no longer held fault here.
-	keepAlive(t, dialAsServer(t, m, gone))
-	ct = m.clk.Now() + 1<<21
-	m.adopt(ring.New(both, ct), ring.New(both, ct))
-	if w, _ := m.seeds(); !w.IsActive(gone) {
-		t.Fatalf("a server that came back was marked fault again: %v", w.Nodes())
-	}
-}
-
 // Ensure that only the clock decides what a manager takes from its
 // partner: a newer space whose servers are all fault (every server
 // stopped) is taken, and an older one is not, though ours has no active
