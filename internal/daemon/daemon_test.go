@@ -33,6 +33,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// helperCmd returns the test binary run as the helper daemon with -d
+// pidPath and the extra environment.
+func helperCmd(t *testing.T, pidPath string, env ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envHelper+"="+pidPath), env...)
+	return cmd
+}
+
 // helperDaemon is what kumo-manager's main does around its role.
 func helperDaemon(path string) {
 	c := Common{PidFile: path, LogPath: path + ".log", Verbose: true}
@@ -88,15 +101,8 @@ func TestRemovePidFile(t *testing.T) {
 // Ensure that a daemon started with -d removes its pid file when SIGTERM
 // stops it.
 func TestDaemonRemovesPidFileOnSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	pidPath := filepath.Join(dir, "helper.pid")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"="+pidPath)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	pidPath := filepath.Join(t.TempDir(), "helper.pid")
+	if out, err := helperCmd(t, pidPath).CombinedOutput(); err != nil {
 		t.Fatalf("parent: %v: %s", err, out)
 	}
 	// The parent has exited after writing the child's pid.
@@ -216,15 +222,8 @@ func TestStartProcsStops(t *testing.T) {
 // its store locked) makes the starting command exit 1 with the pid file
 // removed, as it would without -d; before, the parent exited 0 at once.
 func TestDaemonStartFailureExits1(t *testing.T) {
-	dir := t.TempDir()
-	pidPath := filepath.Join(dir, "helper.pid")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"="+pidPath, envHelperFail+"=address already in use")
-	out, err := cmd.CombinedOutput()
+	pidPath := filepath.Join(t.TempDir(), "helper.pid")
+	out, err := helperCmd(t, pidPath, envHelperFail+"=address already in use").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("parent: %v, want exit status 1: %s", err, out)
