@@ -37,6 +37,10 @@ const (
 	// written has it; one without it (written before the count existed)
 	// has the count recomputed at open. Kept out of header.flags.
 	flagTombs = 1 << 4
+	// flagTombBytes: bytes 104..111 count the aligned bytes of the live
+	// tombstones (counted in liveBytes too). Written with flagTombs; a
+	// header without it has the counts recomputed at open.
+	flagTombBytes = 1 << 5
 )
 
 // Record flags (byte 5 of a record).
@@ -60,20 +64,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // header is one decoded header copy.
 type header struct {
-	apow       uint8
-	flags      uint16
-	seq        uint64
-	bnum       uint64 // slot capacity, a multiple of slotsPerBkt
-	logStart   uint64
-	checkpoint uint64
-	logEnd     uint64
-	rnum       uint64
-	liveBytes  uint64
-	delSlots   uint64
-	tombs      uint64 // live tombstones, if hasTombs
-	hasTombs   bool   // the header counted them (flagTombs)
-	created    int64  // unix nanoseconds
-	modified   int64  // unix nanoseconds of the last checkpoint
+	apow         uint8
+	flags        uint16
+	seq          uint64
+	bnum         uint64 // slot capacity, a multiple of slotsPerBkt
+	logStart     uint64
+	checkpoint   uint64
+	logEnd       uint64
+	rnum         uint64
+	liveBytes    uint64
+	delSlots     uint64
+	tombs        uint64 // live tombstones, if hasTombs
+	hasTombs     bool   // the header counted them (flagTombs)
+	tombBytes    uint64 // aligned bytes of the live tombstones, if hasTombBytes
+	hasTombBytes bool   // the header counted them (flagTombBytes)
+	created      int64  // unix nanoseconds
+	modified     int64  // unix nanoseconds of the last checkpoint
 }
 
 // logStartFor returns the first log offset of a file with bnum slots.
@@ -91,7 +97,7 @@ func appendHeader(b []byte, h *header) []byte {
 	p[10] = h.apow
 	p[11] = 3 // log2(slotsPerBkt)
 	p[12] = hashAlgFNV1a
-	le.PutUint16(p[14:], h.flags|flagTombs)
+	le.PutUint16(p[14:], h.flags|flagTombs|flagTombBytes)
 	le.PutUint64(p[16:], h.seq)
 	le.PutUint64(p[24:], h.bnum)
 	le.PutUint64(p[32:], h.logStart)
@@ -103,6 +109,7 @@ func appendHeader(b []byte, h *header) []byte {
 	le.PutUint64(p[80:], uint64(h.created))
 	le.PutUint64(p[88:], uint64(h.modified))
 	le.PutUint64(p[96:], h.tombs)
+	le.PutUint64(p[104:], h.tombBytes)
 	le.PutUint32(p[252:], crc32.Checksum(p[:252], castagnoli))
 	return append(b, p[:]...)
 }
@@ -126,6 +133,12 @@ func decodeHeader(p []byte) (header, error) {
 	if flags&flagTombs != 0 {
 		zero = 104
 		h.tombs, h.hasTombs = le.Uint64(p[96:]), true
+		if flags&flagTombBytes != 0 {
+			zero = 112
+			h.tombBytes, h.hasTombBytes = le.Uint64(p[104:]), true
+		}
+	} else if flags&flagTombBytes != 0 {
+		return h, ErrBadHeader
 	}
 	for _, c := range p[zero:252] {
 		if c != 0 {
@@ -133,7 +146,7 @@ func decodeHeader(p []byte) (header, error) {
 		}
 	}
 	h.apow = p[10]
-	h.flags = flags &^ flagTombs
+	h.flags = flags &^ (flagTombs | flagTombBytes)
 	h.seq = le.Uint64(p[16:])
 	h.bnum = le.Uint64(p[24:])
 	h.logStart = le.Uint64(p[32:])

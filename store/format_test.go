@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "update golden files in testdata/")
 func goldenHeader() header {
 	return header{apow: defaultApow, flags: flagOpen, seq: 7, bnum: 200000, logStart: logStartFor(200000),
 		checkpoint: logStartFor(200000) + 4096, logEnd: logStartFor(200000) + 4096, rnum: 3, liveBytes: 144,
-		delSlots: 1, tombs: 1, hasTombs: true, created: 1764000000_000000000, modified: 1764000001_000000000}
+		delSlots: 1, tombs: 1, hasTombs: true, tombBytes: 48, hasTombBytes: true, created: 1764000000_000000000, modified: 1764000001_000000000}
 }
 
 func goldenRecords() []byte {
@@ -55,15 +55,29 @@ func TestGolden(t *testing.T) {
 	if err != nil || got != h {
 		t.Fatalf("header round trip: %v %+v", err, got)
 	}
-	// A header written before the tombstone count decodes without one.
-	old, err := os.ReadFile(filepath.Join("testdata", "header_v1_notombs.golden"))
-	if err != nil {
-		t.Fatal(err)
+	// Headers written before the tombstone bytes, and before the
+	// tombstone count, decode without them.
+	h.tombBytes, h.hasTombBytes = 0, false
+	for _, name := range []string{"header_v1_notombbytes.golden", "header_v1_notombs.golden"} {
+		old, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = decodeHeader(old)
+		if name == "header_v1_notombs.golden" {
+			h.tombs, h.hasTombs = 0, false
+		}
+		if err != nil || got != h {
+			t.Fatalf("%s: %v %+v, want %+v", name, err, got, h)
+		}
 	}
-	got, err = decodeHeader(old)
-	h.tombs, h.hasTombs = 0, false
-	if err != nil || got != h {
-		t.Fatalf("old header: %v %+v, want %+v", err, got, h)
+	// The tombstone bytes without the count are no header kumo wrote.
+	bad := appendHeader(nil, &h)
+	bad[14] = byte(flagOpen | flagTombBytes)
+	clear(bad[96:104])
+	binary.LittleEndian.PutUint32(bad[252:], crc32.Checksum(bad[:252], castagnoli))
+	if _, err := decodeHeader(bad); err != ErrBadHeader {
+		t.Fatalf("tombstone bytes without the count: %v", err)
 	}
 }
 
@@ -135,15 +149,15 @@ func FuzzDecodeHeader(f *testing.F) {
 			return
 		}
 		again := appendHeader(nil, &h)
-		if h.hasTombs {
+		if h.hasTombs && h.hasTombBytes {
 			if !bytes.Equal(again, p[:headerSize]) {
 				t.Fatalf("re-encode differs:\n%x\n%x", again, p[:headerSize])
 			}
 			return
 		}
-		// A header from before the tombstone count re-encodes with it.
+		// A header from before the tombstone counts re-encodes with them.
 		h2, err := decodeHeader(again)
-		h.hasTombs = true
+		h.hasTombs, h.hasTombBytes = true, true
 		if err != nil || h2 != h {
 			t.Fatalf("re-encode of an old header: %v %+v, want %+v", err, h2, h)
 		}

@@ -52,6 +52,7 @@ type gen struct {
 	pubEnd atomic.Int64
 	rnum   atomic.Int64 // live keys (including tombstones)
 	tombs  atomic.Int64 // live tombstones (counted in rnum too)
+	tombB  atomic.Int64 // aligned bytes of live tombstones (counted in live too)
 	live   atomic.Int64 // aligned bytes of live records
 	del    atomic.Int64 // removed slots
 
@@ -263,6 +264,6 @@ func (g *gen) checkpointPrivate(flags uint16) error {
 func (g *gen) fillCounters(h *header, end int64) {
 	h.checkpoint, h.logEnd = uint64(end), uint64(end)
 	h.rnum, h.liveBytes, h.delSlots = uint64(g.rnum.Load()), uint64(g.live.Load()), uint64(g.del.Load())
-	h.tombs = uint64(g.tombs.Load())
+	h.tombs, h.tombBytes = uint64(g.tombs.Load()), uint64(g.tombB.Load())
 	h.modified = nowNano()
 }

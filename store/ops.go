@@ -205,6 +205,7 @@ func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) er
 		g.live.Add(-r.oldLen)
 		if r.old.Tombstone {
 			g.tombs.Add(-1)
+			g.tombB.Add(-r.oldLen)
 		}
 	}
 	if wasRemoved {
@@ -217,6 +218,7 @@ func (g *gen) store(r *slotRef, rec *Record, rf byte, h uint64, wbuf *[]byte) er
 		g.live.Add(size)
 		if rf&recTombstone != 0 {
 			g.tombs.Add(1)
+			g.tombB.Add(size)
 		}
 	}
 	return nil

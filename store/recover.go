@@ -138,7 +138,7 @@ func (g *gen) replay(rec *Record, rf byte, off, size int64, scratch *[]byte) err
 
 // recount recomputes the counters from the slot table.
 func (g *gen) recount(scratch *[]byte) error {
-	var rnum, live, del, tombs int64
+	var rnum, live, del, tombs, tombB int64
 	end := g.logEnd.Load()
 	for _, s := range g.slots {
 		switch {
@@ -151,15 +151,18 @@ func (g *gen) recount(scratch *[]byte) error {
 				return fmt.Errorf("%w (slot points at a bad record)", ErrCorrupt)
 			}
 			rnum++
+			size := recSize(klen, vlen, g.apow)
 			if rf&recTombstone != 0 {
 				tombs++
+				tombB += size
 			}
-			live += recSize(klen, vlen, g.apow)
+			live += size
 		}
 	}
 	g.rnum.Store(rnum)
 	g.live.Store(live)
 	g.del.Store(del)
 	g.tombs.Store(tombs)
+	g.tombB.Store(tombB)
 	return nil
 }

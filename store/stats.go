@@ -13,7 +13,8 @@ type Stats struct {
 	Tombstones   uint64 // live keys that are tombstones (cluster deletes)
 	UsedSlots    uint64 // slots holding a live record (== Records)
 	DeletedSlots uint64 // slots marked removed
-	LiveBytes    uint64 // aligned bytes of live records
+	LiveBytes    uint64 // aligned bytes of live records, tombstones included
+	TombBytes    uint64 // aligned bytes of live tombstones
 	DeadBytes    uint64 // log bytes not live: old versions, removal markers
 	LogStart     uint64
 	LogEnd       uint64
@@ -48,6 +49,7 @@ func (db *DB) Stats() Stats {
 		Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified), Created: time.Unix(0, h.created)}
 	st.UsedSlots = st.Records
 	st.Tombstones = uint64(g.tombs.Load())
+	st.TombBytes = uint64(g.tombB.Load())
 	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
 	st.GroupSyncs = db.groupSyncs.Load()
 	if fi, err := g.f.Stat(); err == nil {
@@ -95,7 +97,8 @@ func Inform(path string) (Stats, error) {
 		Alignment: 1 << h.apow, Flags: flagNames(h.flags), Modified: time.Unix(0, h.modified),
 		Created: time.Unix(0, h.created)}
 	st.UsedSlots = st.Records
-	st.Tombstones = h.tombs // 0 in a header from before the count
+	st.Tombstones = h.tombs    // 0 in a header from before the count
+	st.TombBytes = h.tombBytes // likewise
 	st.DeadBytes = st.LogEnd - st.LogStart - st.LiveBytes
 	return st, nil
 }

@@ -244,9 +244,10 @@ func openGen(path string, buckets uint64, create bool) (*gen, error) {
 		g.live.Store(int64(h.liveBytes))
 		g.del.Store(int64(h.delSlots))
 		g.tombs.Store(int64(h.tombs))
-		if !h.hasTombs {
-			// Written before headers counted tombstones: count them
-			// once (every later header does).
+		g.tombB.Store(int64(h.tombBytes))
+		if !h.hasTombs || !h.hasTombBytes {
+			// Written before headers counted tombstones (or their
+			// bytes): count them once (every later header does).
 			var scratch []byte
 			err = g.recount(&scratch)
 		}

@@ -61,14 +61,15 @@ func TestStatsBytes(t *testing.T) {
 	})
 }
 
-// Ensure that curr_items counts the items a client can read, cluster-wide:
-// deleted and flushed keys (tombstones on the servers) are not items, as
-// memcached's curr_items drops on delete and flush_all.
+// Ensure that curr_items and bytes count the items a client can read,
+// cluster-wide: deleted and flushed keys (tombstones on the servers) are
+// not items, as memcached's curr_items and bytes drop on delete and
+// flush_all.
 func TestStatsCurrItems(t *testing.T) {
 	t.Parallel()
 	eachGateway(t, localcluster.Options{}, func(t *testing.T, c *localcluster.Cluster) {
 		m := dial(t, c.Gateway())
-		items := func() string {
+		stat := func(name string) string {
 			m.send("stats\r\n")
 			v := ""
 			for {
@@ -76,15 +77,24 @@ func TestStatsCurrItems(t *testing.T) {
 				if l == "END\r\n" {
 					return v
 				}
-				if f := strings.Fields(l); len(f) == 3 && f[1] == "curr_items" {
+				if f := strings.Fields(l); len(f) == 3 && f[1] == name {
 					v = f[2]
 				}
 			}
+		}
+		items := func() string { return stat("curr_items") }
+		bytesNow := func() int {
+			n, err := strconv.Atoi(stat("bytes"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
 		}
 		base, err := strconv.Atoi(items()) // the cluster's readiness probes leave a key or so
 		if err != nil {
 			t.Fatal(err)
 		}
+		baseBytes := bytesNow()
 		for i := 0; i < 10; i++ {
 			if r := m.set("ci"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
 				t.Fatal(r)
@@ -92,6 +102,10 @@ func TestStatsCurrItems(t *testing.T) {
 		}
 		if got := items(); got != strconv.Itoa(base+10) {
 			t.Fatalf("curr_items after 10 sets: %s", got)
+		}
+		tenBytes := bytesNow()
+		if tenBytes <= baseBytes {
+			t.Fatalf("bytes after 10 sets: %d, before %d", tenBytes, baseBytes)
 		}
 		for i := 0; i < 4; i++ {
 			if r := m.cmd("delete ci" + strconv.Itoa(i) + "\r\n"); r != "DELETED\r\n" {
@@ -101,11 +115,17 @@ func TestStatsCurrItems(t *testing.T) {
 		if got := items(); got != strconv.Itoa(base+6) {
 			t.Fatalf("curr_items after 4 deletes: %s", got)
 		}
+		// Every key has the same length and value: 4 of the 10 gone.
+		if got, want := bytesNow(), tenBytes-4*(tenBytes-baseBytes)/10; got != want {
+			t.Fatalf("bytes after 4 deletes: %d, want %d", got, want)
+		}
 		if r := m.cmd("flush_all\r\n"); r != "OK\r\n" {
 			t.Fatal(r)
 		}
 		// The servers turn flushed values into tombstones in the
 		// background, right after the OK.
-		eventually(t, 10*time.Second, "curr_items 0 after flush_all", func() bool { return items() == "0" })
+		eventually(t, 10*time.Second, "curr_items and bytes 0 after flush_all", func() bool {
+			return items() == "0" && bytesNow() == 0
+		})
 	})
 }

@@ -69,7 +69,11 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 	case wire.StatReplace:
 		u(s.replFlags())
 	case wire.StatDBBytes:
-		u(uint64(s.db.Stats().LiveBytes))
+		// Tombstones (deleted and flushed keys kept until the garbage
+		// time) are not items: memcached's bytes falls to 0 after
+		// flush_all.
+		st := s.db.Stats()
+		u(st.LiveBytes - min(st.TombBytes, st.LiveBytes))
 	case wire.StatDBDeadSize:
 		u(uint64(s.db.Stats().DeadBytes))
 	case wire.StatStreamPort:

@@ -215,7 +215,7 @@ const (
 	StatRHS        = 9
 	StatWHS        = 10
 	StatReplace    = 11
-	StatDBBytes    = 64 // kumo: live bytes in the store
+	StatDBBytes    = 64 // kumo: bytes of the live records that are not tombstones
 	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
 	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
 	StatDBLive     = 67 // kumo: records in the store that are not tombstones
