@@ -112,3 +112,56 @@ func TestAllServersStopPairAgrees(t *testing.T) {
 		return outs[0] != before && strings.Contains(outs[0], "(fault)") && outs[0] == outs[1]
 	}, func() string { return fmt.Sprintf("%q\n%q", outs[0], outs[1]) })
 }
+
+// Ensure that a manager paused while a server was restarted and attached
+// through its partner takes that attach when it runs again: it used to see
+// the server's new incarnation against the one it knew, mark the server
+// fault with a clock newer than the attach, and so take it out of both
+// managers' hash spaces until the next attach.
+func TestPausedManagerKeepsAttach(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{Managers: 2})
+	paused := c.ManagerProc(1)
+	pid := paused.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	if err := c.KillServer(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartServer(2); err != nil {
+		t.Fatal(err)
+	}
+	m0 := c.ManagerProc(0)
+	off := m0.LogSize()
+	if out, err := c.Ctl("attach"); err != nil {
+		t.Fatalf("attach: %v\n%s", err, out)
+	}
+	if err := m0.WaitLogAfter(off, "replace finished", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	poff := paused.LogSize()
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := paused.WaitLogAfter(poff, "restarted and the partner attached it already", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctl := filepath.Join(c.BinDir(), "kumoctl")
+	srv := c.Server(2).Addr
+	var outs [2]string
+	eventually(t, 15*time.Second, "both managers to show the server active in one hash space", func() bool {
+		for i := range outs {
+			b, err := exec.Command(ctl, c.Manager(i), "status").Output()
+			if err != nil {
+				return false
+			}
+			outs[i], _, _ = strings.Cut(string(b), "not attached node:")
+		}
+		return outs[0] == outs[1] && strings.Contains(outs[0], srv+"  (active)")
+	}, func() string { return fmt.Sprintf("%q\n%q", outs[0], outs[1]) })
+	if strings.Contains(paused.Tail(200), "lost node "+srv) {
+		t.Fatalf("the paused manager marked the server lost:\n%s", paused.Tail(30))
+	}
+}

@@ -34,6 +34,8 @@ func (m *Manager) serveRPC(req *rpc.Request) {
 		req.Reply(r.AppendSeed)
 	case wire.MgrHashSpaceSync:
 		m.handleHashSpaceSync(req)
+	case wire.MgrIncarnation:
+		m.handleIncarnation(req)
 	case wire.MgrReplaceCopyEnd, wire.MgrReplaceDeleteEnd:
 		m.handleReplaceEnd(req)
 	case wire.MgrReplaceElection:
@@ -163,10 +165,16 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	}
 	if restarted && w.IsActive(addr) {
 		// A server that restarted missed writes while it was down: it
-		// must not serve until it is attached and brought up to date.
+		// must not serve until it is attached and brought up to date,
+		// unless the partner attached this incarnation already (a change
+		// this manager missed while it was paused); see checkRestart.
 		m.log.Warnf("server %s restarted", addr)
-		m.restarted(addr)
-		w, r = m.seeds()
+		if m.partner == nil {
+			m.restarted(addr)
+			w, r = m.seeds()
+		} else {
+			go m.checkRestart(addr, inc)
+		}
 	}
 	ct := m.clk.Now()
 	req.Reply(func(b []byte) []byte {
@@ -175,13 +183,6 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 		b = msgpack.AppendUint(b, r.Clock())
 		return msgpack.AppendUint(b, ct)
 	})
-}
-
-// restarted marks a server that came back with a new incarnation fault and
-// lists it as a newcomer awaiting attach.
-func (m *Manager) restarted(addr ring.Addr) {
-	m.log.Warnf("lost node %s (restarted)", addr)
-	m.faultConnected(addr, true)
 }
 
 // faultConnected marks a server that is still connected fault in both hash

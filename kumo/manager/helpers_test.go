@@ -40,12 +40,18 @@ func dialAsServer(t *testing.T, m *Manager, addr ring.Addr) *rpc.Client {
 // keepAlive sends a server's keepalive (incarnation 1) on cl.
 func keepAlive(t *testing.T, cl *rpc.Client) {
 	t.Helper()
+	keepAliveInc(t, cl, 1)
+}
+
+// keepAliveInc sends a server's keepalive with incarnation inc on cl.
+func keepAliveInc(t *testing.T, cl *rpc.Client, inc uint64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := cl.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 2)
 		b = msgpack.AppendUint(b, 0)
-		return msgpack.AppendUint(b, 1)
+		return msgpack.AppendUint(b, inc)
 	})
 	if err != nil {
 		t.Fatal(err)

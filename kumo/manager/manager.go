@@ -58,6 +58,12 @@ type srvState struct {
 	// lost.
 	others   []*rpc.Conn
 	inc      uint64 // incarnation the server reported
+	// accepted is the incarnation this manager attached (or learned its
+	// partner attached): the one its write space's "active" stands for.
+	// 0 until then; an incarnation merely seen is not accepted (a manager
+	// that restarted cannot tell a server's restart from its first
+	// keepalive).
+	accepted uint64
 	lastSeen time.Time
 	lost     *time.Timer
 	full     bool // it reports that its disk is full

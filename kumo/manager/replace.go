@@ -30,6 +30,9 @@ func (m *Manager) attach() {
 		} else {
 			w = w.WithServerAdded(a, ct)
 		}
+		if s := m.servers[a]; s.inc != 0 {
+			s.accepted = s.inc
+		}
 	}
 	m.newcomers = m.newcomers[:0]
 	if n := m.cfg.VirtualNodes; w.VirtualNodesPerServer() != n {

@@ -24,6 +24,7 @@ const (
 	MgrReplaceCopyEnd     = 10  // [replace_time, clock, ok?] -> true
 	MgrReplaceDeleteEnd   = 11  // [replace_time, clock] -> true
 	MgrReplaceElection    = 12  // [wseed, clock] -> true | nil
+	MgrIncarnation        = 13  // [addr_raw] -> [accepted_incarnation, wseed, rseed] (partner only)
 	MgrGetNodesInfo       = 99  // [] -> [wseed, [addr_raw...]]
 	MgrAttachNewServers   = 100 // [replace bool] -> nil
 	MgrDetachFaultServers = 101 // [replace bool] -> nil
