@@ -476,7 +476,12 @@ func (m *Manager) lostNode(addr ring.Addr) {
 			m.mu.Unlock()
 			return // it came back
 		}
-		delete(m.servers, addr)
+		// The record stays, with the incarnation last seen: the server's
+		// next process is then told from a reconnect of this one. (A
+		// partner's newer space can have it active again, when both
+		// managers marked their losses at once as every server stopped;
+		// a new incarnation must not be taken back without an attach.)
+		s.lost = nil
 	}
 	for i, n := range m.newcomers {
 		if n == addr {

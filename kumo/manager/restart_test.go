@@ -71,3 +71,42 @@ func TestLateRestartKeepsPartnersAttach(t *testing.T) {
 		return !active
 	})
 }
+
+// Ensure that a server lost and then back with a new incarnation is marked
+// fault also when the hash space has it active again meanwhile (here: a
+// partner's newer space, as when every server stopped and the two
+// managers each marked only the losses they saw): the manager used to
+// forget a lost server's incarnation and took the new process back
+// without an attach, serving from a store that may have missed writes.
+func TestLostServerRestartNeedsAttach(t *testing.T) {
+	// A long keepalive timeout: the watchdog must not mark the server
+	// lost for its silence after the one keepalive the test sends.
+	m := newTestManager(t, Config{LostTimeout: 50 * time.Millisecond, KeepAliveTimeout: time.Minute})
+	srv, _ := ring.ParseAddr("127.0.0.1:19831", 19800)
+	active := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.whs.IsActive(srv)
+	}
+	cl := dialAsServer(t, m, srv)
+	keepAliveInc(t, cl, 1)
+	m.attach()
+	if !active() {
+		t.Fatal("setup: not attached")
+	}
+	cl.Close()
+	waitUntil(t, 5*time.Second, "the server lost", func() bool { return !active() })
+	hs := ring.New([]ring.Node{{Addr: srv, Active: true}}, m.clk.Now())
+	if !m.adopt(hs, hs) || !active() {
+		t.Fatal("setup: the partner's space with the server active not taken")
+	}
+	cl2 := dialAsServer(t, m, srv)
+	keepAliveInc(t, cl2, 2)
+	waitUntil(t, 5*time.Second, "the new incarnation marked fault", func() bool { return !active() })
+	m.mu.Lock()
+	newcomer := m.isNewcomer(srv)
+	m.mu.Unlock()
+	if !newcomer {
+		t.Fatal("the new incarnation does not await attach")
+	}
+}
