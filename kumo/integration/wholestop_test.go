@@ -103,5 +103,7 @@ func TestWholeClusterKillEmptyStore(t *testing.T) {
 			}
 		}
 		return len(missing) == 0
-	}, func() string { return fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), n, missing[:min(5, len(missing))]) })
+	}, func() string {
+		return fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), n, missing[:min(5, len(missing))])
+	})
 }

@@ -56,8 +56,8 @@ type srvState struct {
 	// keepalive becomes conn; when conn closes, an open one takes its
 	// place, so closing a stranger's connection does not mark the server
 	// lost.
-	others   []*rpc.Conn
-	inc      uint64 // incarnation the server reported
+	others []*rpc.Conn
+	inc    uint64 // incarnation the server reported
 	// accepted is the incarnation this manager attached (or learned its
 	// partner attached): the one its write space's "active" stands for.
 	// 0 until then; an incarnation merely seen is not accepted (a manager
