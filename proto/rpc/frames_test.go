@@ -34,11 +34,11 @@ func readValue(t *testing.T, r io.Reader) []byte {
 			if rest, err := msgpack.Skip(buf); err == nil && len(rest) == 0 {
 				return buf
 			} else if err != msgpack.ErrShort {
-				t.Fatalf("bad value %x: %v", buf, err)
+				t.Fatalf("bad value %x… (%d bytes): %v", buf[:min(len(buf), 64)], len(buf), err)
 			}
 		}
 		if _, err := io.ReadFull(r, one); err != nil {
-			t.Fatalf("read after %x: %v", buf, err)
+			t.Fatalf("read after %x… (%d bytes): %v", buf[:min(len(buf), 64)], len(buf), err)
 		}
 		buf = append(buf, one[0])
 	}
