@@ -23,6 +23,9 @@ func (r *Reader) Init(c net.Conn) bool { return false }
 // TryRead reads nothing and reports ErrWouldBlock's absence: an error.
 func (r *Reader) TryRead(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }
 
+// PeerState reports nothing: Init reported false.
+func (r *Reader) PeerState() (reset, eof bool) { return false, false }
+
 // Read reads nothing and fails: Init reported false.
 func (r *Reader) Read(b []byte) (n int, err error) { return 0, errors.New("rawio: not supported") }
 

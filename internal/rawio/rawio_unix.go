@@ -191,6 +191,34 @@ func (r *Reader) TryRead(b []byte) (n int, err error) {
 	return r.r.n, nil
 }
 
+// PeerState looks at the socket without reading or waiting (a one-byte
+// MSG_PEEK): reset reports that the peer reset the connection (it closed
+// with unread input or SO_LINGER 0, or closed and then got data), eof that
+// it sent no more and nothing is left to read (it closed, or shut down its
+// sending side only, and may still read). After a reset the conn is to be
+// closed: the peek consumed the socket's pending error. Both false if r
+// was not initialized for a socket.
+func (r *Reader) PeerState() (reset, eof bool) {
+	if r.r.rc == nil {
+		return false, false
+	}
+	var n int
+	var rerr error
+	var one [1]byte
+	err := r.r.rc.Control(func(fd uintptr) {
+		for {
+			n, _, rerr = syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if rerr != syscall.EINTR {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return false, false
+	}
+	return rerr == syscall.ECONNRESET, rerr == nil && n == 0
+}
+
 // rawConn returns c's raw socket access, or nil if c has no descriptor.
 func rawConn(c net.Conn) syscall.RawConn {
 	sc, ok := c.(syscall.Conn)

@@ -120,6 +120,9 @@ func (c *conn) serveBinary() error {
 		r.bodylen = binary.BigEndian.Uint32(h[8:])
 		r.opaque = binary.BigEndian.Uint32(h[12:])
 		r.cas = binary.BigEndian.Uint64(h[16:])
+		if c.br.Buffered() > int(min(r.bodylen, 1<<30)) && c.resetWithPipeline() {
+			return errPeerReset
+		}
 		if int64(keylen)+int64(extlen) > int64(r.bodylen) {
 			c.binError(&r, stInvalid)
 			return errBadPacket

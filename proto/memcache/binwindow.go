@@ -66,7 +66,7 @@ func binQuietStore(op uint8) bool {
 // and whose mode is mode, which the caller counted, or a valid delete
 // without a CAS (del).
 func (c *conn) binWindow(r *binReq, set *Item, mode StoreMode, del bool) bool {
-	if c.as.be == nil || c.br.Buffered() < binHeaderLen {
+	if !c.windowed() || c.br.Buffered() < binHeaderLen {
 		return false
 	}
 	m := c.window()

@@ -42,6 +42,9 @@ type conn struct {
 	// read by the conn goroutine while no completion owns bw.
 	werr  error
 	stall stall // the record of a write the client is not reading
+	// halfClosed: the client sent no more (see resetWithPipeline); its
+	// buffered requests are served one at a time.
+	halfClosed bool
 
 	tok    [maxTokens][]byte
 	keybuf [maxKeyLen]byte
@@ -313,6 +316,40 @@ func (c *conn) get(key []byte, touch bool, exptime int64) error {
 		c.out = getBuf(len(c.it.Value))
 	}
 	return err
+}
+
+// errPeerReset ends a connection whose client reset it while requests were
+// still buffered behind the one at hand: none of them is served. Not
+// logged.
+var errPeerReset = errors.New("memcache: the client reset the connection")
+
+// resetWithPipeline reports, when more input is buffered behind the
+// request just read (the client pipelines), whether the client has reset
+// the connection: its replies cannot be written, so serving the requests
+// would only cost work, such as fetching large values from the servers for
+// a client that sent a pipeline of gets and left. A client that closed
+// without a reset (or shut down its sending side only, as `nc -N` does,
+// and still reads) is served its requests one at a time from then on
+// (halfClosed: no windows), so that once its first reply is written a
+// peer that closed for good answers with a reset, which the next look
+// finds. A lone request needs no look: its reply's write finds out. One
+// non-blocking peek per pipelined request or window.
+func (c *conn) resetWithPipeline() bool {
+	if c.br.Buffered() == 0 {
+		return false
+	}
+	reset, eof := c.rr.PeerState()
+	if eof {
+		c.halfClosed = true
+	}
+	return reset
+}
+
+// windowed reports whether the request at hand may start a pipelined
+// window (see window.go): the backend serves batches, more requests are
+// buffered, and the client has not closed its side (resetWithPipeline).
+func (c *conn) windowed() bool {
+	return c.as.be != nil && c.br.Buffered() > 0 && !c.halfClosed
 }
 
 // discard swallows n bytes of input without buffering them.

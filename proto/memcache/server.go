@@ -303,7 +303,7 @@ func (s *Server) serveOwned(nc net.Conn, pre []byte, proto byte) {
 		// A deadline only ever fires when the stall watchdog cut the
 		// connection, which logs that itself.
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) &&
-			!errors.Is(err, os.ErrDeadlineExceeded) {
+			!errors.Is(err, os.ErrDeadlineExceeded) && err != errPeerReset {
 			s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
 		}
 		return

@@ -29,6 +29,9 @@ func (c *conn) serveText() error {
 			line = line[:i]
 		}
 		c.noreply, c.lone = false, false
+		if c.resetWithPipeline() {
+			return errPeerReset
+		}
 		if err := c.dispatchText(line); err != nil {
 			return err
 		}
@@ -186,7 +189,7 @@ func (c *conn) textGet(rest []byte, withCAS, touch bool) error {
 		if c.getAsync(key, withCAS) {
 			return nil
 		}
-		if c.as.be != nil && c.br.Buffered() > 0 {
+		if c.windowed() {
 			c.pipelined(key, withCAS, winGet, winSet{})
 			return nil
 		}
@@ -334,7 +337,7 @@ func (c *conn) textStore(mode StoreMode, tok [][]byte) error {
 	if mode == ModeSet && c.setAsync() {
 		return nil
 	}
-	if mode != ModeCAS && c.as.be != nil && c.br.Buffered() > 0 {
+	if mode != ModeCAS && c.windowed() {
 		c.pipelined(k, false, winStore, winSet{it: c.it, mode: mode}) // more requests behind it: a window
 		return nil
 	}
@@ -384,7 +387,7 @@ func (c *conn) textIncr(decr bool, tok [][]byte) {
 		c.writeString("CLIENT_ERROR invalid numeric delta argument\r\n")
 		return
 	}
-	if c.as.be != nil && c.br.Buffered() > 0 && (n == 3 || string(tok[3]) == "noreply") {
+	if c.windowed() && (n == 3 || string(tok[3]) == "noreply") {
 		// More requests behind it: a window.
 		c.pipelined(key, false, winIncr, winSet{it: Item{Key: key}, delta: delta, decr: decr})
 		return
@@ -442,7 +445,7 @@ func (c *conn) textDelete(tok [][]byte) {
 		c.writeString("CLIENT_ERROR bad command line format\r\n")
 		return
 	}
-	if c.as.be != nil && c.br.Buffered() > 0 {
+	if c.windowed() {
 		c.pipelined(key, false, winDelete, winSet{}) // more requests behind it: a window
 		return
 	}
@@ -484,7 +487,7 @@ func (c *conn) textTouch(tok [][]byte) {
 	}
 	c.s.st.cmdTouch.Add(1)
 	exp := c.s.normExptime(e)
-	if c.as.be != nil && c.br.Buffered() > 0 {
+	if c.windowed() {
 		// More requests behind it: a window.
 		c.pipelined(key, false, winTouch, winSet{it: Item{Key: key, Exptime: exp}})
 		return
