@@ -27,10 +27,9 @@ const (
 	// the budget: most connections never need more.
 	frameFree = 64 << 10
 	// ReplyMemory is how many bytes of replies a Server's connections
-	// may owe their peers together before each may owe only replyLow
-	// (see Conn.overOwed).
+	// may owe their peers together before a connection that owes any
+	// takes no further request (see Conn.overOwed).
 	ReplyMemory = 256 << 20
-	replyLow    = 1 << 20
 	// DefaultMaxConns is Server.MaxConns's default.
 	DefaultMaxConns = 4096
 	// frameStall is how long a frame that holds budget may wait for its

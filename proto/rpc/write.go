@@ -323,13 +323,16 @@ func (c *Conn) unowe(n int) {
 }
 
 // overOwed reports whether the replies owed to the peer are too many:
-// over replyHigh, or over replyLow while the replies owed on all of a
-// Server's connections are over ReplyMemory (peers that ask for large
-// values and do not read would otherwise each make the server hold
-// replyHigh). ReplyMemory is the default of that limit. wmu is held.
+// over replyHigh, or any while the replies owed on all of a Server's
+// connections are over ReplyMemory. Peers that ask for large values and
+// do not read would otherwise each make the server hold replyHigh (or,
+// with an allowance per connection, that allowance and a reply each: 400
+// connections asking for ten 1 MB values held a server at 1 GB of
+// replies and 2.5 GB of memory). Past the limit each holds one reply at
+// most. ReplyMemory is the default of that limit. wmu is held.
 func (c *Conn) overOwed() bool {
 	t := c.owed + c.owedOut
-	return t > c.replyHigh || c.cfg.replies != nil && t > replyLow && c.cfg.replies.Load() > c.cfg.replyMax
+	return t > c.replyHigh || c.cfg.replies != nil && t > 0 && c.cfg.replies.Load() > c.cfg.replyMax
 }
 
 // decongest clears congested once a write has brought the replies owed
@@ -339,7 +342,7 @@ func (c *Conn) decongest() {
 		return
 	}
 	t := c.owed + c.owedOut
-	if t <= c.replyHigh/2 && (c.cfg.replies == nil || t <= replyLow/2 || c.cfg.replies.Load() <= c.cfg.replyMax) {
+	if t <= c.replyHigh/2 && (c.cfg.replies == nil || t == 0 || c.cfg.replies.Load() <= c.cfg.replyMax) {
 		c.congested.Store(false)
 		c.dcond.Broadcast()
 	}
