@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -61,9 +62,8 @@ func main() {
 	if cloudy != "" {
 		fs.Fail("-c (cloudy) is not supported by kumo; use -b")
 	}
-	if maxItem < 1024 || maxItem > 1<<30 {
-		// memcached's bounds: it refuses -I below 1024 bytes or above a gigabyte.
-		fs.Fail("-I: the item size must be between 1024 bytes and 1g: %d", maxItem)
+	if err := checkItemSize(maxItem); err != nil {
+		fs.Fail("%v", err)
 	}
 	textAddr, _ := cli.ListenAddr(text, 11411)
 	binAddr, _ := cli.ListenAddr(bin, 11511)
@@ -111,4 +111,16 @@ func main() {
 	}
 	log.Infof("kumo-gateway %s serving memcached on %v", cli.Version, g.Addrs())
 	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); return g.Close() })
+}
+
+// checkItemSize checks -I: from 1024 bytes (memcached's least) to
+// gateway.MaxItemLimit, the largest value a server's RPC frames carry
+// (memcached allows up to 1g; kumo-servers close a connection whose frame
+// passes 64 MiB, and a larger set failed after seconds with SERVER_ERROR).
+func checkItemSize(n int) error {
+	if n < 1024 || n > gateway.MaxItemLimit {
+		return fmt.Errorf("-I: the item size must be between 1024 bytes and %dm (the largest value the servers' RPC frames carry): %d",
+			gateway.MaxItemLimit>>20, n)
+	}
+	return nil
 }

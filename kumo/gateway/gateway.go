@@ -30,6 +30,12 @@ import (
 	"kumofs/ring"
 )
 
+// MaxItemLimit is the largest item size (Config.MaxItemSize, -I) a gateway
+// takes: a value travels to and from the servers in one RPC frame, which
+// they refuse past rpc.DefaultMaxFrame; 1 MiB is left for the key and the
+// headers.
+const MaxItemLimit = rpc.DefaultMaxFrame - 1<<20
+
 // Config is what a kumo-gateway is started with.
 type Config struct {
 	Managers     []string // -m, -p
@@ -42,7 +48,7 @@ type Config struct {
 	// the servers' replication timeout, or a slow but successful write is
 	// retried (and a retried delete or incr is not idempotent). Default 8 s.
 	WriteTimeout time.Duration
-	MaxItemSize  int
+	MaxItemSize  int // at most MaxItemLimit
 	MaxConns     int
 	// NoEventLoop serves every client connection on a goroutine of its
 	// own instead of the event loop (see memcache.BatchBackend).
