@@ -556,6 +556,9 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	if err != nil {
 		return false, errParams
 	}
+	if s.purging.Load() {
+		s.notePurgeSeen(dbkey) // before the store: see purgeStale
+	}
 	if s.flushed(v.Clock, v.Tombstone) {
 		return s.applyFlushed(dbkey) // stored before a flush_all: gone
 	}

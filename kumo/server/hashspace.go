@@ -117,9 +117,11 @@ func (s *Server) keepAlive(m *rpc.Client) bool {
 		return msgpack.AppendUint(b, status)
 	})
 	if err != nil {
+		s.mgrFail.Store(time.Now().UnixNano())
 		return false
 	}
 	defer res.Release()
+	s.mgrAnswer.Store(time.Now().UnixNano())
 	// Result: [whs_clock, rhs_clock, mgr_clock].
 	b := res.Bytes()
 	n, b, err := msgpack.ReadArrayHeader(b)
@@ -141,6 +143,9 @@ func (s *Server) keepAlive(m *rpc.Client) bool {
 	}
 	if wc != s.whs.Load().Clock() || rc != s.rhs.Load().Clock() {
 		s.fetchHashSpaces(ctx, m)
+	}
+	if wc <= s.whs.Load().Clock() {
+		s.mgrConfirm.Store(time.Now().UnixNano()) // see isCurrent
 	}
 	return true
 }

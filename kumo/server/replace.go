@@ -40,6 +40,10 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	if sp.More > 0 {
 		full, _, _ = msgpack.ReadBool(sp.Rest)
 	}
+	// Before the new space counts (markCurrent): a store away from it
+	// for longer than the garbage time drops its old records first.
+	since, stale := s.staleSince()
+	stale = stale && w.IsActive(s.cfg.Self) && s.db.Len() > 0
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {
@@ -49,6 +53,9 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	s.repl.Add(1)
 	go func() {
 		defer s.repl.Done()
+		if stale {
+			s.purgeStale(since)
+		}
 		ok := s.replaceCopy(src, w, full)
 		s.notifyManagers(wire.MgrReplaceCopyEnd, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 3)

@@ -93,6 +93,16 @@ type Server struct {
 	replState                 atomic.Uint32 // ReplCopying / ReplDeleting bits
 	copyTime                  atomic.Uint64 // whs clock of the last replace copy started (StatCopyTime)
 
+	// Whether the store is current (current.go): when a manager last
+	// answered a keepalive, last confirmed the clock of our write space,
+	// and last failed to answer; when the store was last marked current;
+	// and, while stale records are purged, the keys copied in meanwhile.
+	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds
+	lastCurrent                    atomic.Int64 // unix nanoseconds
+	purging                        atomic.Bool
+	purgeMu                        sync.Mutex // protects purgeSeen
+	purgeSeen                      map[string]struct{}
+
 	repl sync.WaitGroup // in-flight replications and background jobs
 
 	// The write handlers as func values, bound once in New: a method value
@@ -162,6 +172,11 @@ func New(cfg Config) (*Server, error) {
 		ln:      ln,
 		peers:   make(map[ring.Addr]*rpc.Client),
 		streams: make(map[ring.Addr]*rpc.Client),
+	}
+	if fi, err := os.Stat(cfg.StorePath); err == nil {
+		s.lastCurrent.Store(fi.ModTime().UnixNano())
+	} else {
+		s.lastCurrent.Store(time.Now().UnixNano())
 	}
 	// The incarnation tells the managers this is a new process: a restart
 	// within the same second must differ too, so it is random, not a clock.
@@ -269,24 +284,6 @@ func openStore(cfg *Config) (*store.DB, error) {
 		return nil, err
 	}
 	return store.Open(cfg.StorePath, &cfg.Store)
-}
-
-// markCurrent sets the store file's modification time to now while this
-// server is an active owner in its write hash space, receiving every write
-// and delete for its keys. openStore measures how long the server was away
-// from that time: writes through the shared mapping do not reliably move
-// it, and a server of a cluster that took no writes for the garbage time
-// must not discard its store when it restarts (a whole cluster restarted
-// after an idle hour would lose every key).
-func (s *Server) markCurrent() {
-	w := s.whs.Load()
-	if w == nil || !w.IsActive(s.cfg.Self) {
-		return
-	}
-	now := time.Now()
-	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
-		s.log.Warnf("store %s: cannot record that it is current: %v", s.cfg.StorePath, err)
-	}
 }
 
 // maybeGrow rebuilds the store online with twice the slots once it is 3/4

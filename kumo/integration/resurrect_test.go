@@ -1,0 +1,104 @@
+package integration
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kumofs/internal/localcluster"
+)
+
+// Ensure that a server away from the cluster for longer than the garbage
+// time, but running all along, brings no deleted key back when it is
+// attached again: the other owners have purged the tombstones by then. A
+// restart after that long empties the store at start; a server that was
+// restarted at once and attached late, or paused (SIGSTOP) for that long,
+// used to serve its old copies and even copy them back to the others
+// (session 24's hunt: 84-113 of 300 deleted keys came back, 6 of 6 runs).
+func TestLongAwayServerNoResurrection(t *testing.T) {
+	t.Parallel()
+	for _, away := range []string{"restarted", "paused"} {
+		t.Run(away, func(t *testing.T) {
+			t.Parallel()
+			const gX = 4
+			c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+			m := dial(t, c.Gateway())
+			const n = 100
+			for i := range n {
+				if r := m.set("res"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+					t.Fatal(r)
+				}
+			}
+			p := c.Server(1)
+			if away == "paused" {
+				pid := p.Pid()
+				if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+				if err := c.ManagerProc(0).WaitLog("lost node "+p.Addr, 20*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				kill(t, c, 0, 1)
+			}
+			for i := range n {
+				if r := m.cmd("delete res" + strconv.Itoa(i) + "\r\n"); r != "DELETED\r\n" {
+					t.Fatalf("delete res%d: %q", i, r)
+				}
+			}
+			if away == "restarted" {
+				// At once: its store is recent, so it keeps it.
+				if err := c.RestartServer(1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The other owners purge the tombstones once they are older
+			// than -gX (compaction runs at least every -gX).
+			for _, i := range []int{0, 2} {
+				eventually(t, 40*time.Second, "server "+strconv.Itoa(i+1)+" to purge the tombstones", func() bool {
+					out, err := c.StatServer(i, "items")
+					f := strings.Fields(out)
+					return err == nil && len(f) > 0 && atoiOr(f[len(f)-1], n) < n
+				})
+			}
+			if away == "paused" {
+				if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
+					t.Fatal(err)
+				}
+			}
+			attach(t, c, 0)
+			m = dial(t, c.Gateway())
+			var back []string
+			for i := range n {
+				k := "res" + strconv.Itoa(i)
+				if _, ok := m.get(k); ok {
+					back = append(back, k)
+				}
+			}
+			if len(back) > 0 {
+				t.Fatalf("%d of %d deleted keys came back, e.g. %v", len(back), n, back[:min(5, len(back))])
+			}
+			for i := range 3 {
+				out, err := c.StatServer(i, "items")
+				if f := strings.Fields(out); err != nil || len(f) == 0 || atoiOr(f[len(f)-1], n) >= n {
+					t.Errorf("server %d holds %q records (%v)", i+1, out, err)
+				}
+			}
+			if err := p.WaitLog("dropped", time.Millisecond); err != nil {
+				t.Logf("server 2 log:\n%s", p.Tail(20))
+			}
+		})
+	}
+}
+
+// atoiOr returns s as a number, or def if it is none.
+func atoiOr(s string, def int) int {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return v
+}

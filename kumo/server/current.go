@@ -1,0 +1,133 @@
+package server
+
+import (
+	"os"
+	"time"
+
+	"kumofs/store"
+)
+
+// A server's store is current while the server is an active owner in its
+// write hash space and receives every write and delete for its keys. A
+// server away from that for longer than the garbage time (-gX) must not
+// serve or copy what it holds from before: the other owners may have
+// purged the tombstones of keys deleted meanwhile (and the expired
+// versions that replaced older ones), and its old copies would bring them
+// back. A server restarted after that long empties its store at start
+// (openStore); one that stayed running meanwhile (marked fault and
+// attached later, paused with SIGSTOP, or out of disk room) purges its
+// old records when a replace copy makes it an owner again (purgeStale).
+
+// confirmFresh is how recent a manager's confirmation of our write space
+// must be for the store to count as current.
+const confirmFresh = 3 * time.Second
+
+// isCurrent reports whether the store is current now: our write space has
+// us active and a manager confirmed lately that it knows no newer one (its
+// keepalive answer), or no manager answers at all (they are down or we are
+// cut off: the space we hold is the last we know; a cluster whose managers
+// were down for the garbage time must not discard every store at its next
+// restart). A server that did not run for a while (SIGSTOP) is not current
+// until a manager has answered again: its space may be long out of date.
+func (s *Server) isCurrent(now time.Time) bool {
+	w := s.whs.Load()
+	if w == nil || !w.IsActive(s.cfg.Self) {
+		return false
+	}
+	if len(s.mgrs) == 0 {
+		return true // no managers (tests): the space we hold is all there is
+	}
+	fresh := func(t int64) bool { return now.UnixNano()-t < int64(confirmFresh) }
+	if fresh(s.mgrConfirm.Load()) {
+		return true
+	}
+	return fresh(s.mgrFail.Load()) && !fresh(s.mgrAnswer.Load())
+}
+
+// markCurrent records that the store is current (isCurrent): in memory
+// (lastCurrent, for purgeStale) and as the store file's modification time,
+// which openStore measures a restarted server's absence from. Writes
+// through the shared mapping do not reliably move that time, and a server
+// of a cluster that took no writes for the garbage time must not discard
+// its store when it restarts (a whole cluster restarted after an idle hour
+// would lose every key).
+func (s *Server) markCurrent() {
+	now := time.Now()
+	if !s.isCurrent(now) {
+		return
+	}
+	s.lastCurrent.Store(now.UnixNano())
+	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
+		s.log.Warnf("store %s: cannot record that it is current: %v", s.cfg.StorePath, err)
+	}
+}
+
+// staleSince reports when the store was last current, if that is longer
+// ago than the garbage time.
+func (s *Server) staleSince() (time.Time, bool) {
+	last := time.Unix(0, s.lastCurrent.Load())
+	return last, time.Since(last) > s.cfg.GarbageMax
+}
+
+// purgeStale removes every record stamped before the store was last
+// current (since), before a replace copy this server takes part in again
+// sends or serves any of them. Records copied in while it runs are kept:
+// applyNewest notes their keys first (purgeSeen), and a record this
+// server held that a copy brought again is the current one. Writes made
+// since carry newer clocks. Afterwards the store counts as current.
+func (s *Server) purgeStale(since time.Time) {
+	cutoff := uint64(since.Unix()+1) << 32
+	s.purgeMu.Lock()
+	s.purgeSeen = make(map[string]struct{})
+	s.purgeMu.Unlock()
+	s.purging.Store(true)
+	defer func() {
+		s.purging.Store(false)
+		s.purgeMu.Lock()
+		s.purgeSeen = nil
+		s.purgeMu.Unlock()
+	}()
+	var keys [][]byte
+	err := s.db.ForEach(func(rec *store.Record) error {
+		if rec.Clock < cutoff {
+			keys = append(keys, append([]byte(nil), rec.Key...))
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Errorf("purge of stale records: %v", err)
+		return
+	}
+	dropped := 0
+	for _, k := range keys {
+		ok, err := s.db.Delete(k, func(old *store.Record) bool {
+			if old.Clock >= cutoff {
+				return false
+			}
+			s.purgeMu.Lock()
+			_, seen := s.purgeSeen[string(k)]
+			s.purgeMu.Unlock()
+			return !seen
+		})
+		if err != nil {
+			s.log.Errorf("purge of stale records: %v", err)
+			return
+		}
+		if ok {
+			dropped++
+		}
+	}
+	s.lastCurrent.Store(time.Now().UnixNano())
+	s.log.Warnf("store was last current %v ago, longer than the garbage time %v: dropped %d records from before, so that deleted keys cannot come back",
+		time.Since(since).Round(time.Second), s.cfg.GarbageMax, dropped)
+}
+
+// notePurgeSeen records that a copy of dbkey is being applied while
+// purgeStale runs.
+func (s *Server) notePurgeSeen(dbkey []byte) {
+	s.purgeMu.Lock()
+	if s.purgeSeen != nil {
+		s.purgeSeen[string(dbkey)] = struct{}{}
+	}
+	s.purgeMu.Unlock()
+}
