@@ -65,7 +65,12 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 				})
 			}
 			if away == "paused" {
+				off := c.ManagerProc(0).LogSize()
 				if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
+					t.Fatal(err)
+				}
+				// Attach once the manager has it back as a newcomer.
+				if err := c.ManagerProc(0).WaitLogAfter(off, "new node "+p.Addr, 20*time.Second); err != nil {
 					t.Fatal(err)
 				}
 			}

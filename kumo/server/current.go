@@ -16,7 +16,8 @@ import (
 // back. A server restarted after that long empties its store at start
 // (openStore); one that stayed running meanwhile (marked fault and
 // attached later, paused with SIGSTOP, or out of disk room) purges its
-// old records when a replace copy makes it an owner again (purgeStale).
+// old records when a replace copy makes it an owner again (purgeStale),
+// and counts as away (awayLong) until then.
 
 // confirmFresh is how recent a manager's confirmation of our write space
 // must be for the store to count as current.
@@ -53,8 +54,8 @@ func (s *Server) isCurrent(now time.Time) bool {
 // would lose every key).
 func (s *Server) markCurrent() {
 	now := time.Now()
-	if !s.isCurrent(now) {
-		return
+	if s.awayLong.Load() || !s.isCurrent(now) {
+		return // away: not current until purgeStale ran
 	}
 	s.lastCurrent.Store(now.UnixNano())
 	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
@@ -62,11 +63,17 @@ func (s *Server) markCurrent() {
 	}
 }
 
-// staleSince reports when the store was last current, if that is longer
-// ago than the garbage time.
-func (s *Server) staleSince() (time.Time, bool) {
-	last := time.Unix(0, s.lastCurrent.Load())
-	return last, time.Since(last) > s.cfg.GarbageMax
+// checkAway sets awayLong when our write space has not had us active
+// since the store was last current, longer than the garbage time ago (a
+// server marked fault, restarted and not yet attached, or out of disk
+// room). keepAliveLoop sets it too, for a process that did not run for
+// that long. A server active all along that merely missed the managers'
+// confirmations (a loaded machine, -gX of seconds) is never away.
+func (s *Server) checkAway() {
+	w := s.whs.Load()
+	if (w == nil || !w.IsActive(s.cfg.Self)) && time.Since(time.Unix(0, s.lastCurrent.Load())) > s.cfg.GarbageMax {
+		s.awayLong.Store(true)
+	}
 }
 
 // purgeStale removes every record stamped before the store was last
@@ -118,6 +125,7 @@ func (s *Server) purgeStale(since time.Time) {
 		}
 	}
 	s.lastCurrent.Store(time.Now().UnixNano())
+	s.awayLong.Store(false)
 	s.log.Warnf("store was last current %v ago, longer than the garbage time %v: dropped %d records from before, so that deleted keys cannot come back",
 		time.Since(since).Round(time.Second), s.cfg.GarbageMax, dropped)
 }

@@ -79,7 +79,15 @@ func (s *Server) keepAliveLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var heard time.Time // the last keepalive a manager answered
+	last := time.Now()
 	for {
+		if gap := time.Since(last); gap > max(s.cfg.GarbageMax, 5*time.Second) {
+			// This process did not run for that long (SIGSTOP, a stalled
+			// VM): the cluster went on without it.
+			s.log.Warnf("server did not run for %v, longer than the garbage time %v", gap.Round(time.Second), s.cfg.GarbageMax)
+			s.awayLong.Store(true)
+		}
+		last = time.Now()
 		s.checkDiskRoom()
 		for _, m := range s.mgrs {
 			if s.keepAlive(m) {

@@ -40,10 +40,10 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	if sp.More > 0 {
 		full, _, _ = msgpack.ReadBool(sp.Rest)
 	}
-	// Before the new space counts (markCurrent): a store away from it
-	// for longer than the garbage time drops its old records first.
-	since, stale := s.staleSince()
-	stale = stale && w.IsActive(s.cfg.Self) && s.db.Len() > 0
+	// A store away for longer than the garbage time (awayLong) drops its
+	// old records before it takes part again.
+	since := time.Unix(0, s.lastCurrent.Load())
+	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && s.db.Len() > 0
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {

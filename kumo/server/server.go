@@ -99,6 +99,7 @@ type Server struct {
 	// and, while stale records are purged, the keys copied in meanwhile.
 	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds
 	lastCurrent                    atomic.Int64 // unix nanoseconds
+	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
 	purgeMu                        sync.Mutex // protects purgeSeen
 	purgeSeen                      map[string]struct{}
@@ -439,6 +440,7 @@ func (s *Server) maintenanceLoop() {
 			return
 		case <-t.C:
 		}
+		s.checkAway()
 		s.markCurrent()
 		st := s.db.Stats()
 		if (st.DeadBytes > 64<<20 && st.DeadBytes > st.LiveBytes) || time.Since(last) > s.cfg.GarbageMax {
