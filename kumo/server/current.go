@@ -38,11 +38,19 @@ func (s *Server) isCurrent(now time.Time) bool {
 	if len(s.mgrs) == 0 {
 		return true // no managers (tests): the space we hold is all there is
 	}
-	fresh := func(t int64) bool { return now.UnixNano()-t < int64(confirmFresh) }
-	if fresh(s.mgrConfirm.Load()) {
+	if s.confirmed(now) {
 		return true
 	}
-	return fresh(s.mgrFail.Load()) && !fresh(s.mgrAnswer.Load())
+	// No manager answers: for longer than confirmFresh (right after a
+	// pause the first keepalives fail on the connections the managers
+	// closed meanwhile, and the space we hold is the one from before).
+	f := s.mgrFail.Load()
+	return f != 0 && now.UnixNano()-f > int64(confirmFresh) && now.UnixNano()-s.mgrAnswer.Load() > int64(confirmFresh)
+}
+
+// confirmed reports whether a manager confirmed our write space lately.
+func (s *Server) confirmed(now time.Time) bool {
+	return now.UnixNano()-s.mgrConfirm.Load() < int64(confirmFresh)
 }
 
 // markCurrent records that the store is current (isCurrent): in memory
@@ -54,8 +62,19 @@ func (s *Server) isCurrent(now time.Time) bool {
 // would lose every key).
 func (s *Server) markCurrent() {
 	now := time.Now()
-	if s.awayLong.Load() || !s.isCurrent(now) {
-		return // away: not current until purgeStale ran
+	if !s.isCurrent(now) {
+		return
+	}
+	if s.awayLong.Load() {
+		r := s.rhs.Load()
+		if r == nil || !r.IsActive(s.cfg.Self) || !s.confirmed(now) {
+			return // away: not current until purgeStale ran
+		}
+		// Still a reader, confirmed by a manager: the cluster did not
+		// take it out while it did not run (a manager keepalive timeout
+		// longer than the pause), so no replace will come to purge.
+		s.awayLong.Store(false)
+		s.log.Warnf("server is current again without a replace: the managers kept it active while it did not run")
 	}
 	s.lastCurrent.Store(now.UnixNano())
 	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {

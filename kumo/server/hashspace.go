@@ -125,11 +125,12 @@ func (s *Server) keepAlive(m *rpc.Client) bool {
 		return msgpack.AppendUint(b, status)
 	})
 	if err != nil {
-		s.mgrFail.Store(time.Now().UnixNano())
+		s.mgrFail.CompareAndSwap(0, time.Now().UnixNano())
 		return false
 	}
 	defer res.Release()
 	s.mgrAnswer.Store(time.Now().UnixNano())
+	s.mgrFail.Store(0)
 	// Result: [whs_clock, rhs_clock, mgr_clock].
 	b := res.Bytes()
 	n, b, err := msgpack.ReadArrayHeader(b)

@@ -43,7 +43,7 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	// A store away for longer than the garbage time (awayLong) drops its
 	// old records before it takes part again.
 	since := time.Unix(0, s.lastCurrent.Load())
-	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && s.db.Len() > 0
+	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self)
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {

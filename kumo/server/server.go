@@ -97,7 +97,7 @@ type Server struct {
 	// answered a keepalive, last confirmed the clock of our write space,
 	// and last failed to answer; when the store was last marked current;
 	// and, while stale records are purged, the keys copied in meanwhile.
-	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds
+	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds; mgrFail: since when every keepalive fails (0: one answered)
 	lastCurrent                    atomic.Int64 // unix nanoseconds
 	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
