@@ -168,6 +168,14 @@ func New(cfg Config) (*Manager, error) {
 		OnHello: m.onHello,
 		OnClose: m.onClose,
 		Logf:    m.log.Func(logging.Warn),
+		// A manager's messages are small (a hash space of 1,000 servers
+		// is 24 KB): frames up to 8 MiB, and 32 MiB of replies owed on all
+		// connections before one that owes any waits for its peer to
+		// read. With a server's 64 MiB and 256 MiB, a thousand
+		// connections asking for hash spaces and reading none took a
+		// manager to 1.5 GB and starved its keepalive handling.
+		MaxFrame:   8 << 20,
+		MaxReplies: 32 << 20,
 	}
 	m.loops.Add(2)
 	go func() {

@@ -191,7 +191,7 @@ func TestRepliesOwedAcrossConns(t *testing.T) {
 			req.Reply(func(b []byte) []byte { return msgpack.AppendRaw(b, payload) })
 		}),
 	}
-	srv.replyMemory = 4 << 20
+	srv.MaxReplies = 4 << 20
 	ts := startServer(t, srv)
 	const n = 8
 	for range n {

@@ -30,7 +30,11 @@ type Server struct {
 	FrameMemory int64
 	// MaxConns is the most connections open at once; more are closed as
 	// they are accepted. 0 means DefaultMaxConns, negative no limit.
-	MaxConns     int
+	MaxConns int
+	// MaxReplies is how many bytes of replies all accepted connections
+	// may owe their peers together before one that owes any takes no
+	// further request (see Conn.overOwed); 0 means ReplyMemory.
+	MaxReplies   int64
 	CallTimeout  time.Duration // default deadline of calls on accepted conns; default 5 s
 	WriteTimeout time.Duration // default 10 s
 	Logf         func(format string, args ...any)
@@ -44,8 +48,6 @@ type Server struct {
 	refusedAt time.Time // when a refusal was last logged
 	frameMem  *memBudget
 	replies   atomic.Int64 // replies owed on all accepted connections (Conn.overOwed)
-	// replyMemory, if set, replaces ReplyMemory (tests shorten it).
-	replyMemory int64
 	// frameStall and frameEvictAge, if set, replace frameStall and
 	// evictAge (tests change them).
 	frameEvictAge time.Duration
@@ -95,8 +97,8 @@ func (s *Server) Serve(l net.Listener) error {
 		replies:      &s.replies,
 		replyMax:     ReplyMemory,
 	}
-	if s.replyMemory > 0 {
-		cfg.replyMax = s.replyMemory
+	if s.MaxReplies > 0 {
+		cfg.replyMax = s.MaxReplies
 	}
 	maxConns := s.MaxConns
 	if maxConns == 0 {
