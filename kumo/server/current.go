@@ -95,14 +95,15 @@ func (s *Server) checkAway() {
 	}
 }
 
-// purgeStale removes every record stamped before the store was last
-// current (since), before a replace copy this server takes part in again
-// sends or serves any of them. Records copied in while it runs are kept:
-// applyNewest notes their keys first (purgeSeen), and a record this
-// server held that a copy brought again is the current one. Writes made
-// since carry newer clocks. Afterwards the store counts as current.
-func (s *Server) purgeStale(since time.Time) {
-	cutoff := uint64(since.Unix()+1) << 32
+// purgeStale removes every record stamped before cutoff (this server's
+// clock when the replace copy that makes it an owner again began), before
+// the copy sends or serves any of them: all it held from before it was
+// away. Records stored from elsewhere while it runs are kept (their keys
+// are noted first, notePurgeSeen: a copy this server held already is the
+// current one), and its own writes carry newer clocks. since (when the
+// store was last current) is for the log. Afterwards the store counts as
+// current.
+func (s *Server) purgeStale(cutoff uint64, since time.Time) {
 	s.purgeMu.Lock()
 	s.purgeSeen = make(map[string]struct{})
 	s.purgeMu.Unlock()
@@ -149,9 +150,14 @@ func (s *Server) purgeStale(since time.Time) {
 		time.Since(since).Round(time.Second), s.cfg.GarbageMax, dropped)
 }
 
-// notePurgeSeen records that a copy of dbkey is being applied while
-// purgeStale runs.
+// notePurgeSeen records, while purgeStale runs, that a record of dbkey
+// from elsewhere (a copy, a replicated or direct write, whose clock may be
+// older than the purge's cutoff) is about to be stored. Called before the
+// store; one atomic load otherwise.
 func (s *Server) notePurgeSeen(dbkey []byte) {
+	if !s.purging.Load() {
+		return
+	}
 	s.purgeMu.Lock()
 	if s.purgeSeen != nil {
 		s.purgeSeen[string(dbkey)] = struct{}{}

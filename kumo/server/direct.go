@@ -93,6 +93,7 @@ func (s *Server) setDirect(dbkey []byte, v *wire.Value, wc uint64, clockOK bool)
 		return false, nil
 	}
 	rec := valueRecord(dbkey, v)
+	s.notePurgeSeen(dbkey)
 	mu := &s.stripes[int(h%numStripes)]
 	mu.Lock()
 	ok, err := s.db.Update(&rec, func(old *store.Record) bool { return old == nil || old.Clock < v.Clock })

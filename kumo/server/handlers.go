@@ -351,6 +351,7 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			return
 		}
 		rec := store.Record{Key: dbkey, Clock: ct, Tombstone: true}
+		s.notePurgeSeen(dbkey)
 		ok, err := s.db.Update(&rec, newer(ct))
 		if err != nil {
 			req.ReplyError(s.storeError(err))
@@ -556,9 +557,7 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	if err != nil {
 		return false, errParams
 	}
-	if s.purging.Load() {
-		s.notePurgeSeen(dbkey) // before the store: see purgeStale
-	}
+	s.notePurgeSeen(dbkey)
 	if s.flushed(v.Clock, v.Tombstone) {
 		return s.applyFlushed(dbkey) // stored before a flush_all: gone
 	}

@@ -41,9 +41,12 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 		full, _, _ = msgpack.ReadBool(sp.Rest)
 	}
 	// A store away for longer than the garbage time (awayLong) drops its
-	// old records before it takes part again.
-	since := time.Unix(0, s.lastCurrent.Load())
-	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self)
+	// old records before it takes part again, if it comes back as a new
+	// owner (our read space has it fault or not at all): the copy then
+	// brings it every key it owns. A server still a reader gets only the
+	// keys that move, so it keeps its store whatever awayLong says.
+	since, cutoff := time.Unix(0, s.lastCurrent.Load()), s.clk.Now()
+	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !s.rhs.Load().IsActive(s.cfg.Self)
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {
@@ -54,7 +57,7 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	go func() {
 		defer s.repl.Done()
 		if stale {
-			s.purgeStale(since)
+			s.purgeStale(cutoff, since)
 		}
 		ok := s.replaceCopy(src, w, full)
 		s.notifyManagers(wire.MgrReplaceCopyEnd, func(b []byte) []byte {

@@ -509,6 +509,7 @@ func (s *Server) restamp(h uint64, payload []byte, valOff int, ct uint64) (uint6
 		return 0, nil, errParams
 	}
 	rec := valueRecord(dbkey, &v)
+	s.notePurgeSeen(dbkey)
 	if _, err := s.db.Update(&rec, newer(nct)); err != nil {
 		return 0, nil, s.storeError(err)
 	}
