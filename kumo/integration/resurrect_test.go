@@ -107,3 +107,44 @@ func atoiOr(s string, def int) int {
 	}
 	return v
 }
+
+// Ensure that a whole cluster restarted at once and attached longer than
+// the garbage time later keeps every key: each server was away that long
+// (awayLong), but no server served meanwhile, so no tombstone was purged
+// and each store holds copies nobody else has. A purge here would empty
+// every store.
+func TestWholeClusterLateAttachKeepsData(t *testing.T) {
+	t.Parallel()
+	const gX = 4
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+	m := dial(t, c.Gateway())
+	const n = 100
+	for i := range n {
+		if r := m.set("late"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	all := []int{0, 1, 2}
+	kill(t, c, 0, all...)
+	offs := make([]int64, len(all))
+	for _, i := range all {
+		if err := c.RestartServer(i); err != nil {
+			t.Fatal(err)
+		}
+		offs[i] = c.Server(i).LogSize()
+	}
+	down := time.Now()
+	eventually(t, 30*time.Second, "the servers to wait past -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+	attach(t, c, 0)
+	for _, i := range all {
+		if err := c.Server(i).WaitLogAfter(offs[i], "records from before", time.Millisecond); err == nil {
+			t.Errorf("%s purged its store: %s", c.Server(i).Addr, c.Server(i).Tail(5))
+		}
+	}
+	m = dial(t, c.Gateway())
+	for i := range n {
+		if v, ok := m.get("late" + strconv.Itoa(i)); !ok || v != "v" {
+			t.Fatalf("late%d after the attach: %q %v", i, v, ok)
+		}
+	}
+}

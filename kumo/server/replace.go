@@ -44,9 +44,12 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	// old records before it takes part again, if it comes back as a new
 	// owner (our read space has it fault or not at all): the copy then
 	// brings it every key it owns. A server still a reader gets only the
-	// keys that move, so it keeps its store whatever awayLong says.
+	// keys that move, so it keeps its store whatever awayLong says; and
+	// when no server was a reader (the whole cluster was down) nobody
+	// purged tombstones meanwhile, and every store is needed.
 	since, cutoff := time.Unix(0, s.lastCurrent.Load()), s.clk.Now()
-	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !s.rhs.Load().IsActive(s.cfg.Self)
+	r := s.rhs.Load()
+	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self) && !r.Empty()
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {
