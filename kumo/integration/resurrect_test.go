@@ -148,3 +148,43 @@ func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that a whole cluster down for longer than the garbage time keeps
+// every key when it is started and attached again: each store was last
+// current longer than -gX ago, which used to empty it at start (every
+// store, every key); nobody served meanwhile, so nothing is dropped.
+func TestWholeClusterOutageKeepsData(t *testing.T) {
+	t.Parallel()
+	const gX = 4
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+	m := dial(t, c.Gateway())
+	const n = 100
+	for i := range n {
+		if r := m.set("out"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	all := []int{0, 1, 2}
+	kill(t, c, 0, all...)
+	down := time.Now()
+	eventually(t, 30*time.Second, "the outage to pass -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+	offs := make([]int64, len(all))
+	for _, i := range all {
+		offs[i] = c.Server(i).LogSize()
+		if err := c.RestartServer(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range all {
+		if err := c.Server(i).WaitLogAfter(offs[i], "discarding", 5*time.Second); err != nil {
+			t.Fatalf("%s: %v (its store was not taken as away)", c.Server(i).Addr, err)
+		}
+	}
+	attach(t, c, 0)
+	m = dial(t, c.Gateway())
+	for i := range n {
+		if v, ok := m.get("out" + strconv.Itoa(i)); !ok || v != "v" {
+			t.Fatalf("out%d after the outage: %q %v", i, v, ok)
+		}
+	}
+}

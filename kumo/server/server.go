@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.String()
 	}
-	db, err := openStore(&cfg)
+	db, away, err := openStore(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 	} else {
 		s.lastCurrent.Store(time.Now().UnixNano())
 	}
+	s.awayLong.Store(away)
 	// The incarnation tells the managers this is a new process: a restart
 	// within the same second must differ too, so it is random, not a clock.
 	s.inc = randUint64()
@@ -254,37 +255,30 @@ func randUint64() uint64 {
 	}
 }
 
-// openStore opens the server's store. A store last marked current (see
-// markCurrent) or written longer ago than the garbage time is emptied
-// first: while this server was away, the other servers may have purged
-// tombstones of keys deleted meanwhile, and its old copies of those keys
-// would bring them back.
-func openStore(cfg *Config) (*store.DB, error) {
+// openStore opens the server's store and reports whether it was last
+// marked current (see markCurrent) or written longer ago than the garbage
+// time (away). While this server was away, the other servers may have
+// purged tombstones of keys deleted meanwhile, and its old copies of those
+// keys would bring them back: an away store drops its old records when the
+// attach's replace copy begins, if other servers served meanwhile
+// (purgeStale). It used to be emptied here, which after a whole-cluster
+// outage longer than the garbage time emptied every store.
+func openStore(cfg *Config) (db *store.DB, away bool, err error) {
 	fi, statErr := os.Stat(cfg.StorePath)
-	db, err := store.Open(cfg.StorePath, &cfg.Store)
+	db, err = store.Open(cfg.StorePath, &cfg.Store)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if statErr != nil || db.Len() == 0 {
-		return db, nil
+		return db, false, nil
 	}
 	age := time.Since(fi.ModTime())
 	if age <= cfg.GarbageMax {
-		return db, nil
+		return db, false, nil
 	}
-	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records so that deleted keys cannot come back",
+	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records when it is attached, if other servers served meanwhile, so that deleted keys cannot come back",
 		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
-	buckets := db.Stats().Buckets
-	if err := db.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(cfg.StorePath); err != nil {
-		return nil, err
-	}
-	if err := store.Create(cfg.StorePath, buckets); err != nil {
-		return nil, err
-	}
-	return store.Open(cfg.StorePath, &cfg.Store)
+	return db, true, nil
 }
 
 // maybeGrow rebuilds the store online with twice the slots once it is 3/4
