@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.String()
 	}
-	db, away, err := openStore(&cfg)
+	db, last, away, err := openStore(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -174,11 +174,7 @@ func New(cfg Config) (*Server, error) {
 		peers:   make(map[ring.Addr]*rpc.Client),
 		streams: make(map[ring.Addr]*rpc.Client),
 	}
-	if fi, err := os.Stat(cfg.StorePath); err == nil {
-		s.lastCurrent.Store(fi.ModTime().UnixNano())
-	} else {
-		s.lastCurrent.Store(time.Now().UnixNano())
-	}
+	s.lastCurrent.Store(last.UnixNano())
 	s.awayLong.Store(away)
 	// The incarnation tells the managers this is a new process: a restart
 	// within the same second must differ too, so it is random, not a clock.
@@ -255,30 +251,35 @@ func randUint64() uint64 {
 	}
 }
 
-// openStore opens the server's store and reports whether it was last
-// marked current (see markCurrent) or written longer ago than the garbage
-// time (away). While this server was away, the other servers may have
+// openStore opens the server's store and reports when it was last marked
+// current (see markCurrent) or written, from the file's modification time
+// before the open (which writes the header), and whether that is longer
+// ago than the garbage time (away). While this server was away, the other servers may have
 // purged tombstones of keys deleted meanwhile, and its old copies of those
 // keys would bring them back: an away store drops its old records when the
 // attach's replace copy begins, if other servers served meanwhile
 // (purgeStale). It used to be emptied here, which after a whole-cluster
 // outage longer than the garbage time emptied every store.
-func openStore(cfg *Config) (db *store.DB, away bool, err error) {
+func openStore(cfg *Config) (db *store.DB, last time.Time, away bool, err error) {
+	last = time.Now()
 	fi, statErr := os.Stat(cfg.StorePath)
+	if statErr == nil {
+		last = fi.ModTime()
+	}
 	db, err = store.Open(cfg.StorePath, &cfg.Store)
 	if err != nil {
-		return nil, false, err
+		return nil, last, false, err
 	}
 	if statErr != nil || db.Len() == 0 {
-		return db, false, nil
+		return db, last, false, nil
 	}
-	age := time.Since(fi.ModTime())
+	age := time.Since(last)
 	if age <= cfg.GarbageMax {
-		return db, false, nil
+		return db, last, false, nil
 	}
 	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records when it is attached, if other servers served meanwhile, so that deleted keys cannot come back",
 		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
-	return db, true, nil
+	return db, last, true, nil
 }
 
 // maybeGrow rebuilds the store online with twice the slots once it is 3/4
