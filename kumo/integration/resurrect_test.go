@@ -22,15 +22,7 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 	for _, away := range []string{"restarted", "paused"} {
 		t.Run(away, func(t *testing.T) {
 			t.Parallel()
-			const gX = 4
-			c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
-			m := dial(t, c.Gateway())
-			const n = 100
-			for i := range n {
-				if r := m.set("res"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
-					t.Fatal(r)
-				}
-			}
+			c, m := startGX(t, gX, "res", n)
 			p := c.Server(1)
 			if away == "paused" {
 				pid := p.Pid()
@@ -99,6 +91,27 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 	}
 }
 
+// gX and n are the garbage time (-gX, seconds) and the number of keys of
+// the tests in this file.
+const (
+	gX = 4
+	n  = 100
+)
+
+// startGX starts a cluster whose servers run with -gX gX and sets n keys
+// prefix0… to "v" through its gateway, on the returned connection.
+func startGX(t *testing.T, gX int, prefix string, n int) (*localcluster.Cluster, *mc) {
+	t.Helper()
+	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+	m := dial(t, c.Gateway())
+	for i := range n {
+		if r := m.set(prefix+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	return c, m
+}
+
 // atoiOr returns s as a number, or def if it is none.
 func atoiOr(s string, def int) int {
 	v, err := strconv.Atoi(s)
@@ -115,15 +128,7 @@ func atoiOr(s string, def int) int {
 // every store.
 func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 	t.Parallel()
-	const gX = 4
-	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
-	m := dial(t, c.Gateway())
-	const n = 100
-	for i := range n {
-		if r := m.set("late"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
-			t.Fatal(r)
-		}
-	}
+	c, m := startGX(t, gX, "late", n)
 	all := []int{0, 1, 2}
 	kill(t, c, 0, all...)
 	offs := make([]int64, len(all))
@@ -155,15 +160,7 @@ func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 // store, every key); nobody served meanwhile, so nothing is dropped.
 func TestWholeClusterOutageKeepsData(t *testing.T) {
 	t.Parallel()
-	const gX = 4
-	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
-	m := dial(t, c.Gateway())
-	const n = 100
-	for i := range n {
-		if r := m.set("out"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
-			t.Fatal(r)
-		}
-	}
+	c, m := startGX(t, gX, "out", n)
 	all := []int{0, 1, 2}
 	kill(t, c, 0, all...)
 	down := time.Now()
