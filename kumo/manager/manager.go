@@ -191,10 +191,13 @@ func New(cfg Config) (*Manager, error) {
 			Hello:       &rpc.Hello{Addr: cfg.Self.Dump(), Role: wire.RoleManager},
 			CallTimeout: 3 * time.Second,
 			Handler:     rpc.HandlerFunc(m.serveRPC),
-			OnUp: func(*rpc.Conn) {
+			OnUp: func(c *rpc.Conn) {
 				m.partnerSeen.Store(time.Now().UnixNano())
 				m.log.Infof("partner connected: %s", cfg.Partner)
-				m.syncPartner()
+				// Over c, not m.partner: the first connection can come up
+				// before Dial has returned and m.partner is set (a race
+				// the detector found when the partner listens already).
+				m.syncTo(c)
 			},
 		})
 		m.loops.Add(1)
