@@ -13,11 +13,12 @@ import (
 // serve or copy what it holds from before: the other owners may have
 // purged the tombstones of keys deleted meanwhile (and the expired
 // versions that replaced older ones), and its old copies would bring them
-// back. A server restarted after that long empties its store at start
-// (openStore); one that stayed running meanwhile (marked fault and
-// attached later, paused with SIGSTOP, or out of disk room) purges its
-// old records when a replace copy makes it an owner again (purgeStale),
-// and counts as away (awayLong) until then.
+// back. Such a server, whether restarted after that long (openStore keeps
+// the store and marks it away) or running meanwhile (marked fault and
+// attached later, paused with SIGSTOP, or out of disk room), counts as away
+// (awayLong) and purges its old records when a replace copy makes it an
+// owner again, if some other server was a reader meanwhile (purgeStale);
+// a whole cluster stopped together keeps every store.
 
 // confirmFresh is how recent a manager's confirmation of our write space
 // must be for the store to count as current.
