@@ -104,7 +104,7 @@ func main() {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
 	stopProcs := c.StartProcs(log, func() uint64 { return reg.CounterSum(metrics.RequestsTotal) })
-	stopHTTP, err := c.StartHTTP(reg, nil, log)
+	stopHTTP, err := c.StartHTTP(reg, nil, g.Health, log)
 	if err != nil {
 		g.Close()
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)

@@ -90,7 +90,7 @@ func main() {
 		return st
 	})
 	stopProcs := c.StartProcs(log, nil)
-	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, log)
+	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, nil, log)
 	if err != nil {
 		m.Close()
 		daemon.Fatal(os.Stderr, "kumo-manager", err)

@@ -175,7 +175,7 @@ func main() {
 		}
 		return n
 	})
-	stopHTTP, err := c.StartHTTP(reg, extra, log)
+	stopHTTP, err := c.StartHTTP(reg, extra, srv.Health, log)
 	if err != nil {
 		stop()
 		daemon.Fatal(os.Stderr, "kumo-server", err)

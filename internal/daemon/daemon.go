@@ -233,12 +233,14 @@ func notifyReady() {
 }
 
 // StartHTTP serves /metrics, /healthz, /debug/pprof/ and the extra
-// handlers on --http, when given. The returned func stops it.
-func (c *Common) StartHTTP(reg *metrics.Registry, extra map[string]http.Handler, log *logging.Logger) (func(), error) {
+// handlers on --http, when given; /healthz answers 503 with health's error
+// while it returns one (nil health: always 200). The returned func stops
+// it.
+func (c *Common) StartHTTP(reg *metrics.Registry, extra map[string]http.Handler, health func() error, log *logging.Logger) (func(), error) {
 	if c.HTTP == "" {
 		return func() {}, nil
 	}
-	s, err := httpd.Start(c.HTTP, reg, extra, log.Warnf)
+	s, err := httpd.StartOptions(c.HTTP, reg, extra, log.Warnf, httpd.Options{Health: health})
 	if err != nil {
 		return nil, err
 	}

@@ -100,8 +100,9 @@ type Gateway struct {
 	cfg Config
 	log *logging.Logger
 
-	whs atomic.Pointer[ring.HashSpace]
-	rhs atomic.Pointer[ring.HashSpace]
+	whs      atomic.Pointer[ring.HashSpace]
+	rhs      atomic.Pointer[ring.HashSpace]
+	allFault atomic.Bool // the newest write space seen has no active server (see adoptSeeds)
 
 	mgrs    []*rpc.Client
 	refresh chan struct{} // asks the hash-space loop to fetch now
@@ -356,6 +357,10 @@ func (g *Gateway) adoptSeeds(p []byte) bool {
 		g.rhs.Store(r)
 		changed = true
 	}
+	// A newer write space in which every server is fault is not adopted
+	// (requests keep the last owners and fail over as servers answer),
+	// but Health reports it.
+	g.allFault.Store(w.Empty() && w.NumNodes() > 0 && w.Clock() >= g.whs.Load().Clock())
 	if changed {
 		g.log.Debugf("hash space: whs %d nodes, rhs %d nodes", len(g.whs.Load().Nodes()), len(g.rhs.Load().Nodes()))
 		g.redialActive()
