@@ -218,7 +218,9 @@ func (m *Manager) faultConnected(addr ring.Addr, newcomer bool) {
 }
 
 // handleHashSpaceSync adopts the partner's hash spaces where they are newer
-// than ours (both a change's sync and the partner's ping).
+// than ours (both a change's sync and the partner's ping). The reply says
+// whether they were adopted and whether this manager runs automatic
+// replaces, which decides who leads them (partnerLeads).
 func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 	sp, err := wire.ReadSpaces(req.Params, 2)
 	if err != nil {
@@ -226,11 +228,30 @@ func (m *Manager) handleHashSpaceSync(req *rpc.Request) {
 		return
 	}
 	m.clk.ObserveFrom(wire.PeerOf(req.Conn), sp.Clock)
-	if m.adopt(sp.W, sp.R) {
-		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
-		return
+	adopted := m.adopt(sp.W, sp.R)
+	m.mu.Lock()
+	auto := m.autoReplace
+	m.mu.Unlock()
+	req.Reply(func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 2)
+		b = msgpack.AppendBool(b, adopted)
+		return msgpack.AppendBool(b, auto)
+	})
+}
+
+// partnerAutoReplace reads whether the partner runs automatic replaces
+// from its answer to MgrHashSpaceSync; an answer without it (a manager
+// older than the field: true or nil) counts as yes, the old assumption.
+func partnerAutoReplace(res []byte) bool {
+	n, p, err := msgpack.ReadArrayHeader(res)
+	if err != nil || n < 2 {
+		return true
 	}
-	req.Reply(msgpack.AppendNil)
+	if _, p, err = msgpack.ReadBool(p); err != nil {
+		return true
+	}
+	auto, _, err := msgpack.ReadBool(p)
+	return err != nil || auto
 }
 
 // adopt takes the partner's hash spaces w and r where they are newer than

@@ -92,6 +92,9 @@ type Manager struct {
 	// a partner whose connection stays open but who stopped answering (a
 	// hung process, a stalled VM) leads nothing (see partnerUp).
 	partnerSeen atomic.Int64
+	// partnerAuto is whether the partner runs automatic replaces, from
+	// its last ping answer (true until one says otherwise).
+	partnerAuto atomic.Bool
 	m           managerMetrics
 
 	mu          sync.Mutex // protects the fields below
@@ -158,6 +161,7 @@ func New(cfg Config) (*Manager, error) {
 		gateways:    make(map[*rpc.Conn]struct{}),
 		autoReplace: cfg.AutoReplace,
 	}
+	m.partnerAuto.Store(true)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewRegistry()
@@ -225,6 +229,7 @@ func (m *Manager) pingPartner() {
 			cancel()
 			switch {
 			case err == nil:
+				m.partnerAuto.Store(partnerAutoReplace(res.Bytes()))
 				res.Release()
 				m.partnerSeen.Store(time.Now().UnixNano())
 				if silent {
@@ -629,7 +634,10 @@ func isDone(ch <-chan struct{}) bool {
 // partnerLeads reports whether the partner manager runs automatic
 // replaces: of two connected managers the one with the smaller address
 // leads (kumofs's election, without its lost-reply timeouts). A partner that
-// is down, or has not answered for the keepalive timeout, leads nothing.
+// is down, or has not answered for the keepalive timeout, leads nothing;
+// nor does one whose automatic replace is off (its last ping answer said
+// so): a pair started with -a on one manager only, or switched on at one
+// with kumoctl, then replaces automatically from that one.
 func (m *Manager) partnerLeads() bool {
 	if m.partner == nil {
 		return false
@@ -638,7 +646,7 @@ func (m *Manager) partnerLeads() bool {
 	if err != nil || p.Compare(m.cfg.Self) > 0 {
 		return false
 	}
-	return m.partnerUp()
+	return m.partnerUp() && m.partnerAuto.Load()
 }
 
 // scheduleAutoReplace runs an election ReplaceDelay after the last

@@ -41,12 +41,56 @@ func TestHungPartnerLeadsNothing(t *testing.T) {
 
 	// A partner that answers keeps the lead.
 	lowAddr, _ := ring.ParseAddr("127.0.0.1:1", 0)
-	other := newTestManager(t, Config{Self: lowAddr})
+	other := newTestManager(t, Config{Self: lowAddr, AutoReplace: true})
 	m := newTestManager(t, Config{Self: self, Partner: other.Addr().String(), KeepAliveTimeout: timeout})
 	waitUntil(t, 5*time.Second, "the partner to lead", m.partnerLeads)
 	for end := time.Now().Add(4 * timeout); time.Now().Before(end); time.Sleep(timeout / 10) {
 		if !m.partnerLeads() {
 			t.Fatal("an answering partner lost the lead")
+		}
+	}
+}
+
+// Ensure that a partner with the smaller address leads the automatic
+// replaces only while its own automatic replace is on: a pair started with
+// -a on the other manager only replaced nothing at all, while both status
+// pages said "auto replace on" for that one.
+func TestPartnerWithoutAutoReplaceLeadsNothing(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	lowAddr, _ := ring.ParseAddr("127.0.0.1:1", 0)
+	low := newTestManager(t, Config{Self: lowAddr})
+	self, _ := ring.ParseAddr("127.0.0.1:65535", 0)
+	m := newTestManager(t, Config{Self: self, Partner: low.Addr().String(), KeepAliveTimeout: timeout, AutoReplace: true})
+	waitUntil(t, 5*time.Second, "the partner to answer pings", m.partnerUp)
+	waitUntil(t, 5*time.Second, "the partner without -a to lose the lead", func() bool { return !m.partnerLeads() })
+	for end := time.Now().Add(4 * timeout); time.Now().Before(end); time.Sleep(timeout / 10) {
+		if m.partnerLeads() {
+			t.Fatal("a partner with automatic replace off leads")
+		}
+	}
+	low.mu.Lock()
+	low.autoReplace = true // kumoctl enable-auto-replace at the partner
+	low.mu.Unlock()
+	waitUntil(t, 5*time.Second, "the partner to lead once its automatic replace is on", m.partnerLeads)
+}
+
+func TestPartnerAutoReplaceAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		res  []byte
+		want bool
+	}{
+		{"on", []byte{0x92, 0xc3, 0xc3}, true},
+		{"off", []byte{0x92, 0xc2, 0xc2}, false},
+		{"adopted, off", []byte{0x92, 0xc3, 0xc2}, false},
+		{"older manager: true", []byte{0xc3}, true},
+		{"older manager: nil", []byte{0xc0}, true},
+		{"short array", []byte{0x91, 0xc2}, true},
+		{"not a bool", []byte{0x92, 0xc2, 0x01}, true},
+		{"empty", nil, true},
+	} {
+		if got := partnerAutoReplace(tc.res); got != tc.want {
+			t.Errorf("%s: partnerAutoReplace(% x) = %v, want %v", tc.name, tc.res, got, tc.want)
 		}
 	}
 }

@@ -18,7 +18,7 @@ const (
 const (
 	MgrKeepAlive          = 0   // [clock, incarnation?, health?] -> [whs_clock, rhs_clock, clock] (kumofs: nil)
 	MgrHashSpaceRequest   = 1   // [] -> [wseed, rseed]
-	MgrHashSpaceSync      = 2   // [wseed, rseed, clock] -> true | nil (partner only)
+	MgrHashSpaceSync      = 2   // [wseed, rseed, clock] -> [adopted, auto_replace] (partner only; older managers: true | nil)
 	MgrWHashSpaceRequest  = 4   // [] -> wseed
 	MgrRHashSpaceRequest  = 5   // [] -> rseed
 	MgrReplaceCopyEnd     = 10  // [replace_time, clock, ok?] -> true
