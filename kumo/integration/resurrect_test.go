@@ -185,3 +185,49 @@ func TestWholeClusterOutageKeepsData(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that a whole cluster down for longer than the garbage time and
+// brought back one server at a time keeps every key. Each server that is
+// attached while others already serve again used to purge its old
+// records (some server was a reader), so a key whose owners were all among
+// the later ones was purged by each of them in turn: with 4 servers, the
+// keys the first one does not own were gone. Only a server current all
+// the while another was away counts now, and none was.
+func TestWholeClusterStaggeredAttachKeepsData(t *testing.T) {
+	t.Parallel()
+	c := localcluster.StartT(t, localcluster.Options{Servers: 4, ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+	m := dial(t, c.Gateway())
+	for i := range n {
+		if r := m.set("stag"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
+	all := []int{0, 1, 2, 3}
+	kill(t, c, 0, all...)
+	down := time.Now()
+	eventually(t, 30*time.Second, "the outage to pass -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+	offs := make([]int64, len(all))
+	for _, i := range all {
+		offs[i] = c.Server(i).LogSize()
+		if err := c.RestartServer(i); err != nil {
+			t.Fatal(err)
+		}
+		attach(t, c, 0)
+	}
+	for _, i := range all {
+		if err := c.Server(i).WaitLogAfter(offs[i], "records from before", time.Millisecond); err == nil {
+			t.Errorf("%s purged its store: %s", c.Server(i).Addr, c.Server(i).Tail(5))
+		}
+	}
+	m = dial(t, c.Gateway())
+	var lost []string
+	for i := range n {
+		k := "stag" + strconv.Itoa(i)
+		if v, ok := m.get(k); !ok || v != "v" {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d of %d keys lost, e.g. %v", len(lost), n, lost[:min(5, len(lost))])
+	}
+}

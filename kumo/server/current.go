@@ -1,9 +1,13 @@
 package server
 
 import (
+	"context"
 	"os"
 	"time"
 
+	"kumofs/kumo/wire"
+	"kumofs/proto/msgpack"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -16,9 +20,10 @@ import (
 // back. Such a server, whether restarted after that long (openStore keeps
 // the store and marks it away) or running meanwhile (marked fault and
 // attached later, paused with SIGSTOP, or out of disk room), counts as away
-// (awayLong) and purges its old records when a replace copy makes it an
-// owner again, if some other server was a reader meanwhile (purgeStale);
-// a whole cluster stopped together keeps every store.
+// (awayLong) and, when a replace copy makes it an owner again, purges its
+// old records of the keys that a server current all the while owns
+// (authorities, purgeStale); a whole cluster stopped together keeps every
+// store.
 
 // confirmFresh is how recent a manager's confirmation of our write space
 // must be for the store to count as current.
@@ -64,11 +69,13 @@ func (s *Server) confirmed(now time.Time) bool {
 func (s *Server) markCurrent() {
 	now := time.Now()
 	if !s.isCurrent(now) {
+		s.currentSince.Store(0)
 		return
 	}
 	if s.awayLong.Load() {
 		r := s.rhs.Load()
 		if r == nil || !r.IsActive(s.cfg.Self) || !s.confirmed(now) {
+			s.currentSince.Store(0)
 			return // away: not current until purgeStale ran
 		}
 		// Still a reader, confirmed by a manager: the cluster did not
@@ -78,6 +85,7 @@ func (s *Server) markCurrent() {
 		s.log.Warnf("server is current again without a replace: the managers kept it active while it did not run")
 	}
 	s.lastCurrent.Store(now.UnixNano())
+	s.currentSince.CompareAndSwap(0, now.UnixNano())
 	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
 		s.log.Warnf("store %s: cannot record that it is current: %v", s.cfg.StorePath, err)
 	}
@@ -97,29 +105,28 @@ func (s *Server) checkAway() {
 }
 
 // purgeStale removes every record stamped before cutoff (this server's
-// clock when the replace copy that makes it an owner again began), before
-// the copy sends or serves any of them: all it held from before it was
-// away. Records stored from elsewhere while it runs are kept (their keys
-// are noted first, notePurgeSeen: a copy this server held already is the
-// current one), and its own writes carry newer clocks. since (when the
-// store was last current) is for the log. Afterwards the store counts as
-// current.
-func (s *Server) purgeStale(cutoff uint64, since time.Time) {
-	s.purgeMu.Lock()
-	s.purgeSeen = make(map[string]struct{})
-	s.purgeMu.Unlock()
-	s.purging.Store(true)
-	defer func() {
-		s.purging.Store(false)
-		s.purgeMu.Lock()
-		s.purgeSeen = nil
-		s.purgeMu.Unlock()
-	}()
+// clock when the replace copy that makes it an owner again began) whose
+// key an authority (a server current all the while, see authorities) owns
+// in w, before the copy sends or serves any of them: what it held from
+// before it was away, where a current copy exists. Records stored from
+// elsewhere meanwhile are kept (their keys are noted from the copy's start
+// on, beginPurgeNotes and notePurgeSeen: a copy this server held already
+// is the current one), and its own writes carry newer clocks. since (when
+// the store was last current) is for the log. Afterwards the store counts
+// as current.
+func (s *Server) purgeStale(cutoff uint64, since time.Time, w *ring.HashSpace, auth map[ring.Addr]bool) {
+	defer s.endPurgeNotes()
 	var keys [][]byte
+	kept := 0
 	err := s.db.ForEach(func(rec *store.Record) error {
-		if rec.Clock < cutoff {
-			keys = append(keys, append([]byte(nil), rec.Key...))
+		if rec.Clock >= cutoff {
+			return nil
 		}
+		if h, _, ok := wire.SplitDBKey(rec.Key); ok && !ownedByAuthority(w.Owners(h), auth) {
+			kept++
+			return nil
+		}
+		keys = append(keys, append([]byte(nil), rec.Key...))
 		return nil
 	})
 	if err != nil {
@@ -147,8 +154,82 @@ func (s *Server) purgeStale(cutoff uint64, since time.Time) {
 	}
 	s.lastCurrent.Store(time.Now().UnixNano())
 	s.awayLong.Store(false)
-	s.log.Warnf("store was last current %v ago, longer than the garbage time %v: dropped %d records from before, so that deleted keys cannot come back",
-		time.Since(since).Round(time.Second), s.cfg.GarbageMax, dropped)
+	s.log.Warnf("store was last current %v ago, longer than the garbage time %v: dropped %d records from before, so that deleted keys cannot come back; kept %d whose other owners were away too",
+		time.Since(since).Round(time.Second), s.cfg.GarbageMax, dropped, kept)
+}
+
+// ownedByAuthority reports whether an active owner in o is in auth.
+func ownedByAuthority(o ring.Owners, auth map[ring.Addr]bool) bool {
+	for i := 0; i < o.Len(); i++ {
+		if n := o.At(i); n.Active && auth[n.Addr] {
+			return true
+		}
+	}
+	return false
+}
+
+// beginPurgeNotes starts noting the keys stored from elsewhere
+// (notePurgeSeen) for a purge that may follow: called before the replace
+// copy's start is answered, so that no write that arrives after it can be
+// purged as old. endPurgeNotes stops it (purgeStale does when done).
+func (s *Server) beginPurgeNotes() {
+	s.purgeMu.Lock()
+	s.purgeSeen = make(map[string]struct{})
+	s.purgeMu.Unlock()
+	s.purging.Store(true)
+}
+
+func (s *Server) endPurgeNotes() {
+	s.purging.Store(false)
+	s.purgeMu.Lock()
+	s.purgeSeen = nil
+	s.purgeMu.Unlock()
+}
+
+// authorities returns the other active servers of w that have been
+// current without a break since this server was last current (last,
+// within two maintenance ticks): they stored every write and delete of
+// their keys while this one was away, and may have purged the tombstones
+// of deletes it missed. For a key one of them owns, this server's old copy
+// is stale or the same as theirs, and the replace copy brings theirs
+// (purgeStale drops it). A key none of them owns keeps its old copy: after
+// a whole cluster went down, servers attached one at a time are current
+// only since their attach, so none is an authority and no store loses a
+// key whose other owners are not attached yet. A peer that does not
+// answer, or is older than StatCurrentSince, is no authority.
+func (s *Server) authorities(w *ring.HashSpace, last time.Time) map[ring.Addr]bool {
+	limit := last.Add(2*s.maintenanceTick() + time.Second).UnixNano()
+	auth := make(map[ring.Addr]bool)
+	for _, n := range w.Nodes() {
+		if n.Addr == s.cfg.Self || !n.Active {
+			continue
+		}
+		if since, ok := s.peerCurrentSince(n.Addr); ok && since > 0 && int64(since) <= limit {
+			auth[n.Addr] = true
+		}
+	}
+	return auth
+}
+
+// peerCurrentSince asks server a for its StatCurrentSince; ok is false if
+// it did not answer or does not know the code.
+func (s *Server) peerCurrentSince(a ring.Addr) (since uint64, ok bool) {
+	c := s.peer(a)
+	if c == nil {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
+	defer cancel()
+	res, err := c.Call(ctx, wire.SrvGetStatus, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendUint(b, wire.StatCurrentSince)
+	})
+	if err != nil {
+		return 0, false
+	}
+	defer res.Release()
+	v, _, err := msgpack.ReadUint(res.Bytes())
+	return v, err == nil
 }
 
 // notePurgeSeen records, while purgeStale runs, that a record of dbkey

@@ -41,15 +41,21 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 		full, _, _ = msgpack.ReadBool(sp.Rest)
 	}
 	// A store away for longer than the garbage time (awayLong) drops its
-	// old records before it takes part again, if it comes back as a new
+	// old records of keys that a server current all the while owns
+	// (authorities) before it takes part again, if it comes back as a new
 	// owner (our read space has it fault or not at all): the copy then
-	// brings it every key it owns. A server still a reader gets only the
-	// keys that move, so it keeps its store whatever awayLong says; and
-	// when no server was a reader (the whole cluster was down) nobody
-	// purged tombstones meanwhile, and every store is needed.
+	// brings it their copies. A server still a reader gets only the keys
+	// that move, so it keeps its store whatever awayLong says; and when no
+	// other server served meanwhile (the whole cluster was down) every
+	// store is needed.
+	// Writes from elsewhere are noted from before the answer on, so that
+	// the purge cannot drop one of them (its clock may predate cutoff).
 	since, cutoff := time.Unix(0, s.lastCurrent.Load()), s.clk.Now()
 	r := s.rhs.Load()
-	stale := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self) && !r.Empty()
+	mayPurge := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self)
+	if mayPurge {
+		s.beginPurgeNotes()
+	}
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
 	if !full {
@@ -59,8 +65,14 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	s.repl.Add(1)
 	go func() {
 		defer s.repl.Done()
-		if stale {
-			s.purgeStale(cutoff, since)
+		if mayPurge {
+			if auth := s.authorities(w, since); len(auth) > 0 {
+				s.purgeStale(cutoff, since, w, auth)
+			} else {
+				s.endPurgeNotes()
+				s.awayLong.Store(false)
+				s.log.Infof("store was last current %v ago, but no other server has been current since: keeping its records", time.Since(since).Round(time.Second))
+			}
 		}
 		ok := s.replaceCopy(src, w, full)
 		s.notifyManagers(wire.MgrReplaceCopyEnd, func(b []byte) []byte {

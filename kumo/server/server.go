@@ -99,6 +99,7 @@ type Server struct {
 	// and, while stale records are purged, the keys copied in meanwhile.
 	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds; mgrFail: since when every keepalive fails (0: one answered)
 	lastCurrent                    atomic.Int64 // unix nanoseconds
+	currentSince                   atomic.Int64 // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
 	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
 	purgeMu                        sync.Mutex // protects purgeSeen
@@ -420,13 +421,18 @@ func (s *Server) peer(a ring.Addr) *rpc.Client {
 	return c
 }
 
+// maintenanceTick is how often maintenanceLoop runs.
+func (s *Server) maintenanceTick() time.Duration {
+	return min(5*time.Second, max(s.cfg.GarbageMax/8, time.Second))
+}
+
 // maintenanceLoop marks the store current (markCurrent) every few seconds,
 // compacts it when dead space dominates, and at
 // least every garbage time so that old tombstones and expired items are
 // purged.
 func (s *Server) maintenanceLoop() {
 	defer s.loops.Done()
-	t := time.NewTicker(min(5*time.Second, max(s.cfg.GarbageMax/8, time.Second)))
+	t := time.NewTicker(s.maintenanceTick())
 	defer t.Stop()
 	last := time.Now()
 	for {

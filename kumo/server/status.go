@@ -68,6 +68,8 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 		req.Reply(hs.AppendSeed)
 	case wire.StatReplace:
 		u(s.replFlags())
+	case wire.StatCurrentSince:
+		u(uint64(max(s.currentSince.Load(), 0)))
 	case wire.StatDBBytes:
 		// Tombstones (deleted and flushed keys kept until the garbage
 		// time) are not items: memcached's bytes falls to 0 after

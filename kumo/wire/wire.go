@@ -204,23 +204,24 @@ const (
 
 // GetStatus codes (kumostat).
 const (
-	StatPID        = 0
-	StatUptime     = 1
-	StatTime       = 2
-	StatVersion    = 3
-	StatCmdGet     = 4
-	StatCmdSet     = 5
-	StatCmdDelete  = 6
-	StatDBItems    = 7
-	StatClockTime  = 8
-	StatRHS        = 9
-	StatWHS        = 10
-	StatReplace    = 11
-	StatDBBytes    = 64 // kumo: bytes of the live records that are not tombstones
-	StatDBDeadSize = 65 // kumo: dead bytes awaiting compaction
-	StatStreamPort = 66 // kumo: the replace stream port (-L), 0 if none
-	StatDBLive     = 67 // kumo: records in the store that are not tombstones
-	StatCopyTime   = 68 // kumo: the write space clock of the last replace copy started, 0 if none
+	StatPID          = 0
+	StatUptime       = 1
+	StatTime         = 2
+	StatVersion      = 3
+	StatCmdGet       = 4
+	StatCmdSet       = 5
+	StatCmdDelete    = 6
+	StatDBItems      = 7
+	StatClockTime    = 8
+	StatRHS          = 9
+	StatWHS          = 10
+	StatReplace      = 11
+	StatDBBytes      = 64 // kumo: bytes of the live records that are not tombstones
+	StatDBDeadSize   = 65 // kumo: dead bytes awaiting compaction
+	StatStreamPort   = 66 // kumo: the replace stream port (-L), 0 if none
+	StatDBLive       = 67 // kumo: records in the store that are not tombstones
+	StatCopyTime     = 68 // kumo: the write space clock of the last replace copy started, 0 if none
+	StatCurrentSince = 69 // kumo: unix ns since when the store has been current without a break, 0 if it is not current
 )
 
 // Health a server reports in its keepalives.
