@@ -132,7 +132,7 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 	if err == nil && n >= 3 {
 		health, _, _ = msgpack.ReadUint(p)
 	}
-	restarted, full, roomAgain := false, false, false
+	restarted, full, roomAgain, corrupt := false, false, false, false
 	var addr ring.Addr
 	m.mu.Lock()
 	if a, ok := req.Conn.Value().(ring.Addr); ok {
@@ -149,12 +149,18 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 			full = isFull && !s.full
 			roomAgain = !isFull && s.full
 			s.full = isFull
+			corrupt = health == wire.HealthCorrupt && m.whs.IsActive(a)
 		}
 	}
 	w, r := m.whs, m.rhs
 	m.mu.Unlock()
 	if full {
 		m.log.Warnf("server %s reports a full disk", addr)
+		m.faultConnected(addr, false)
+		w, r = m.seeds()
+	}
+	if corrupt {
+		m.log.Warnf("server %s reports damaged data in its store: marking it fault until it is repaired, restarted and attached", addr)
 		m.faultConnected(addr, false)
 		w, r = m.seeds()
 	}

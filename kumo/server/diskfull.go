@@ -8,6 +8,24 @@ import "path/filepath"
 // shows up as a newcomer, to be attached (automatically with -a) and
 // brought up to date.
 
+// A server whose store returns damaged data (store.ErrCorrupt: a record or
+// the index failed its checks, from a bad disk or a file changed by hand)
+// reports that as well, and the managers mark it fault for good, so that
+// clients are served by the other owners instead of failing on the damaged
+// keys. It stays so until it is stopped, repaired (kumo-storetool repair),
+// started and attached again.
+
+// noteCorrupt records that the store returned damaged data.
+func (s *Server) noteCorrupt() {
+	if !s.corrupt.Swap(true) {
+		select {
+		case s.kaNow <- struct{}{}: // tell the managers now
+		default:
+		}
+		s.log.Errorf("store %s holds damaged data; reporting the server to the managers as fault: stop it, run kumo-storetool repair %s, start it and attach it", s.cfg.StorePath, s.cfg.StorePath)
+	}
+}
+
 // freeToRecover is the free space at which a full server takes writes again.
 const freeToRecover = 4 << 20
 

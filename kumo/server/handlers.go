@@ -232,6 +232,9 @@ func (s *Server) handleGetMulti(req *rpc.Request) {
 			s.m.miss.Inc()
 			o = msgpack.AppendNil(o)
 		case err != nil:
+			if errors.Is(err, store.ErrCorrupt) {
+				s.noteCorrupt()
+			}
 			o = msgpack.AppendUint(o, wire.GetMultiFailed)
 		default:
 			s.m.get.Inc()
@@ -574,16 +577,19 @@ func (s *Server) applyNewest(dbkey, dbval []byte) (bool, error) {
 	return ok, nil
 }
 
-// storeError turns a store failure into the error a caller gets; a full
-// disk is also noted, to be reported to the managers.
 // storeError turns a failure of the store (or of a server file) into the
 // error a peer gets, and through a gateway a memcached client: the store's
 // own sentinel when it is one, else a fixed text, never a file path. The
-// full error goes to the log, at most once every storeErrorLogEvery.
+// full error goes to the log, at most once every storeErrorLogEvery. A
+// full disk and damaged data are also noted, to be reported to the
+// managers.
 func (s *Server) storeError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
 		s.noteDiskFull()
 		return &rpc.Error{Msg: wire.MsgDiskFull}
+	}
+	if errors.Is(err, store.ErrCorrupt) {
+		s.noteCorrupt()
 	}
 	for _, e := range []error{store.ErrCorrupt, store.ErrClosed, store.ErrFull, store.ErrInvalid, ErrClosed} {
 		if errors.Is(err, e) {

@@ -115,7 +115,10 @@ func (s *Server) keepAlive(m *rpc.Client) bool {
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 	defer cancel()
 	var status uint64
-	if s.diskFull.Load() {
+	switch {
+	case s.corrupt.Load():
+		status = wire.HealthCorrupt
+	case s.diskFull.Load():
 		status = wire.HealthDiskFull
 	}
 	res, err := m.Call(ctx, wire.MgrKeepAlive, func(b []byte) []byte {

@@ -13,6 +13,8 @@ var (
 	ErrFault = errors.New("server: marked fault (run kumoctl MANAGER attach to bring it back)")
 	// ErrStoreFull: the store's disk is full; writes are refused.
 	ErrStoreFull = errors.New("server: store full: writes are refused until there is disk room")
+	// ErrStoreCorrupt: the store returned damaged data (noteCorrupt).
+	ErrStoreCorrupt = errors.New("server: store holds damaged data (stop it, run kumo-storetool repair, start it and attach it)")
 	// ErrAway: the store was away longer than the garbage time and waits
 	// for the attach's replace copy (see current.go).
 	ErrAway = errors.New("server: away longer than the garbage time (-gX): waiting for the attach's replace")
@@ -31,6 +33,8 @@ func (s *Server) Health() error {
 	switch {
 	case w.NumNodes() == 0:
 		return ErrNoHashSpace
+	case s.corrupt.Load():
+		return ErrStoreCorrupt
 	case !w.Contains(s.cfg.Self):
 		return ErrNotAttached
 	case !w.IsActive(s.cfg.Self):

@@ -106,6 +106,9 @@ func (s *Server) ReadLocal(dbkey []byte, f func(v *wire.Value)) error {
 		s.m.miss.Inc()
 		f(nil)
 	case err != nil:
+		if errors.Is(err, store.ErrCorrupt) {
+			s.noteCorrupt()
+		}
 		return err
 	case !s.visible(&rec, start.Unix()):
 		s.m.miss.Inc()

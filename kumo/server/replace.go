@@ -312,6 +312,9 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 	}
 	if err != nil {
 		s.log.Errorf("replace copy: %v", err)
+		if errors.Is(err, store.ErrCorrupt) {
+			s.noteCorrupt()
+		}
 	}
 	s.log.Infof("replace copy done: %d records sent to %d servers, ok=%v", total, len(batches), ok)
 	return ok

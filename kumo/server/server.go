@@ -82,6 +82,7 @@ type Server struct {
 	buckets        atomic.Uint64 // the store's slot capacity, for growth checks
 	growing        atomic.Bool   // an online Optimize is running
 	diskFull       atomic.Bool   // a store write failed with ENOSPC
+	corrupt        atomic.Bool   // the store returned ErrCorrupt (diskfull.go)
 	storeErrLogged atomic.Int64  // unix nanoseconds of the last store error logged (storeError)
 
 	m serverMetrics
@@ -449,6 +450,9 @@ func (s *Server) maintenanceLoop() {
 			s.log.Infof("compacting store: %d dead bytes, %d live", st.DeadBytes, st.LiveBytes)
 			if err := s.db.Compact(store.CompactOptions{Now: time.Now(), TombstoneAge: s.cfg.GarbageMax}); err != nil {
 				s.log.Errorf("compaction failed: %v", err)
+				if errors.Is(err, store.ErrCorrupt) {
+					s.noteCorrupt()
+				}
 			}
 		}
 	}

@@ -228,6 +228,7 @@ const (
 const (
 	HealthOK       = 0
 	HealthDiskFull = 1 // its store cannot take writes: treat it as fault
+	HealthCorrupt  = 2 // its store holds damaged data: fault until repaired and restarted
 )
 
 // Replace state bits of StatReplace (kumostat replstat).
