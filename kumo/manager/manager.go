@@ -195,9 +195,14 @@ func New(cfg Config) (*Manager, error) {
 			Hello:       &rpc.Hello{Addr: cfg.Self.Dump(), Role: wire.RoleManager},
 			CallTimeout: 3 * time.Second,
 			Handler:     rpc.HandlerFunc(m.serveRPC),
+			OnDown: func(failures int, err error) {
+				if failures == 0 { // a connection that was up
+					m.log.Warnf("partner %s disconnected: %v", cfg.Partner, err)
+				}
+			},
 			OnUp: func(c *rpc.Conn) {
 				m.partnerSeen.Store(time.Now().UnixNano())
-				m.log.Infof("partner connected: %s", cfg.Partner)
+				m.log.Infof("partner connected: %s (our connection to it)", cfg.Partner)
 				// Over c, not m.partner: the first connection can come up
 				// before Dial has returned and m.partner is set (a race
 				// the detector found when the partner listens already).
@@ -315,7 +320,7 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 			m.log.Infof("server connected %s", addr)
 		}
 	case wire.RoleManager:
-		m.log.Infof("partner connected: %s", addr)
+		m.log.Infof("partner connected: %s (its connection to us)", addr)
 		// Send our hash spaces down the partner's own connection at once:
 		// a restarted partner has none, and our client to it may still be
 		// backing off.
