@@ -174,6 +174,15 @@ func (c *Common) daemonize() error {
 	if err != nil {
 		return err
 	}
+	if c.LogPath != "" && c.LogPath != "-" {
+		// The child's first step; its error would go only to the log
+		// it cannot open.
+		f, err := os.OpenFile(c.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
 	// The child reports through a pipe that it serves (Wait): a daemon
 	// that cannot start (its port taken, its store locked) makes this
 	// process exit 1, as without -d, so that init scripts can tell.
