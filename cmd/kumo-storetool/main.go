@@ -196,6 +196,10 @@ func runOptimize(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if n := uint64(db.Len()); bnum != 0 && bnum <= n {
+		db.Close()
+		return fmt.Errorf("bucket number %d is too small for the store's %d records (choose more, e.g. %d, or leave it out for 2 x records)", bnum, n, 2*n)
+	}
 	if err := db.Optimize(bnum); err != nil {
 		db.Close()
 		return err

@@ -68,6 +68,10 @@ func TestCommands(t *testing.T) {
 	if out := runOK(t, "inform", path); !strings.Contains(out, "bucket number: 80\n") {
 		t.Fatalf("optimize 80:\n%s", out)
 	}
+	const small = "bucket number 1 is too small for the store's 1 records (choose more, e.g. 2, or leave it out for 2 x records)"
+	if err := run([]string{"optimize", path, "1"}, &bytes.Buffer{}); err == nil || err.Error() != small {
+		t.Fatalf("optimize 1: %v", err)
+	}
 	if out := runOK(t, "verify", path); !strings.HasSuffix(out, "ok\n") {
 		t.Fatalf("verify: %q", out)
 	}
