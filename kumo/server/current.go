@@ -171,12 +171,17 @@ func ownedByAuthority(o ring.Owners, auth map[ring.Addr]bool) bool {
 // beginPurgeNotes starts noting the keys stored from elsewhere
 // (notePurgeSeen) for a purge that may follow: called before the replace
 // copy's start is answered, so that no write that arrives after it can be
-// purged as old. endPurgeNotes stops it (purgeStale does when done).
-func (s *Server) beginPurgeNotes() {
+// purged as old. It reports false, and does nothing, while another purge
+// is pending. endPurgeNotes stops it (purgeStale does when done).
+func (s *Server) beginPurgeNotes() bool {
 	s.purgeMu.Lock()
+	defer s.purgeMu.Unlock()
+	if s.purgeSeen != nil {
+		return false
+	}
 	s.purgeSeen = make(map[string]struct{})
-	s.purgeMu.Unlock()
 	s.purging.Store(true)
+	return true
 }
 
 func (s *Server) endPurgeNotes() {

@@ -52,9 +52,11 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	// the purge cannot drop one of them (its clock may predate cutoff).
 	since, cutoff := time.Unix(0, s.lastCurrent.Load()), s.clk.Now()
 	r := s.rhs.Load()
-	mayPurge := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self)
+	mayPurge := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self) && s.beginPurgeNotes()
 	if mayPurge {
-		s.beginPurgeNotes()
+		// Held until the purge is done: a copy that starts meanwhile (the
+		// next replace) waits for it before it sends anything.
+		s.purgeRun.Lock()
 	}
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
@@ -73,7 +75,10 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 				s.awayLong.Store(false)
 				s.log.Infof("store was last current %v ago, but no other server has been current since: keeping its records", time.Since(since).Round(time.Second))
 			}
+		} else {
+			s.purgeRun.Lock()
 		}
+		s.purgeRun.Unlock()
 		ok := s.replaceCopy(src, w, full)
 		s.notifyManagers(wire.MgrReplaceCopyEnd, func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 3)

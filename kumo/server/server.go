@@ -103,6 +103,7 @@ type Server struct {
 	currentSince                   atomic.Int64 // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
 	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
+	purgeRun                       sync.Mutex // held from a copy start that may purge until the purge is done (replace.go)
 	purgeMu                        sync.Mutex // protects purgeSeen
 	purgeSeen                      map[string]struct{}
 
