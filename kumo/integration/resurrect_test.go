@@ -22,7 +22,7 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 	for _, away := range []string{"restarted", "paused"} {
 		t.Run(away, func(t *testing.T) {
 			t.Parallel()
-			c, m := startGX(t, gX, "res", n)
+			c, m := startGX(t, 0, "res")
 			p := c.Server(1)
 			if away == "paused" {
 				pid := p.Pid()
@@ -98,11 +98,12 @@ const (
 	n  = 100
 )
 
-// startGX starts a cluster whose servers run with -gX gX and sets n keys
-// prefix0… to "v" through its gateway, on the returned connection.
-func startGX(t *testing.T, gX int, prefix string, n int) (*localcluster.Cluster, *mc) {
+// startGX starts a cluster of servers (0: the default 3) that run with
+// -gX gX and sets n keys prefix0… to "v" through its gateway, on the
+// returned connection.
+func startGX(t *testing.T, servers int, prefix string) (*localcluster.Cluster, *mc) {
 	t.Helper()
-	c := localcluster.StartT(t, localcluster.Options{ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
+	c := localcluster.StartT(t, localcluster.Options{Servers: servers, ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
 	m := dial(t, c.Gateway())
 	for i := range n {
 		if r := m.set(prefix+strconv.Itoa(i), "v"); r != "STORED\r\n" {
@@ -128,7 +129,7 @@ func atoiOr(s string, def int) int {
 // every store.
 func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 	t.Parallel()
-	c, m := startGX(t, gX, "late", n)
+	c, _ := startGX(t, 0, "late")
 	all := []int{0, 1, 2}
 	kill(t, c, 0, all...)
 	offs := make([]int64, len(all))
@@ -141,16 +142,33 @@ func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 	down := time.Now()
 	eventually(t, 30*time.Second, "the servers to wait past -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
 	attach(t, c, 0)
-	for _, i := range all {
-		if err := c.Server(i).WaitLogAfter(offs[i], "records from before", time.Millisecond); err == nil {
+	wantNoPurge(t, c, offs)
+	wantAllKeys(t, c, "late")
+}
+
+// wantNoPurge fails t if a server logged a purge after offs[i] of its log.
+func wantNoPurge(t *testing.T, c *localcluster.Cluster, offs []int64) {
+	t.Helper()
+	for i, off := range offs {
+		if err := c.Server(i).WaitLogAfter(off, "records from before", time.Millisecond); err == nil {
 			t.Errorf("%s purged its store: %s", c.Server(i).Addr, c.Server(i).Tail(5))
 		}
 	}
-	m = dial(t, c.Gateway())
+}
+
+// wantAllKeys fails t unless each of startGX's n keys prefix0… reads "v".
+func wantAllKeys(t *testing.T, c *localcluster.Cluster, prefix string) {
+	t.Helper()
+	m := dial(t, c.Gateway())
+	var lost []string
 	for i := range n {
-		if v, ok := m.get("late" + strconv.Itoa(i)); !ok || v != "v" {
-			t.Fatalf("late%d after the attach: %q %v", i, v, ok)
+		k := prefix + strconv.Itoa(i)
+		if v, ok := m.get(k); !ok || v != "v" {
+			lost = append(lost, k)
 		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d of %d keys lost, e.g. %v", len(lost), n, lost[:min(5, len(lost))])
 	}
 }
 
@@ -160,7 +178,7 @@ func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 // store, every key); nobody served meanwhile, so nothing is dropped.
 func TestWholeClusterOutageKeepsData(t *testing.T) {
 	t.Parallel()
-	c, m := startGX(t, gX, "out", n)
+	c, _ := startGX(t, 0, "out")
 	all := []int{0, 1, 2}
 	kill(t, c, 0, all...)
 	down := time.Now()
@@ -178,12 +196,7 @@ func TestWholeClusterOutageKeepsData(t *testing.T) {
 		}
 	}
 	attach(t, c, 0)
-	m = dial(t, c.Gateway())
-	for i := range n {
-		if v, ok := m.get("out" + strconv.Itoa(i)); !ok || v != "v" {
-			t.Fatalf("out%d after the outage: %q %v", i, v, ok)
-		}
-	}
+	wantAllKeys(t, c, "out")
 }
 
 // Ensure that a whole cluster down for longer than the garbage time and
@@ -195,13 +208,7 @@ func TestWholeClusterOutageKeepsData(t *testing.T) {
 // the while another was away counts now, and none was.
 func TestWholeClusterStaggeredAttachKeepsData(t *testing.T) {
 	t.Parallel()
-	c := localcluster.StartT(t, localcluster.Options{Servers: 4, ExtraServerArgs: []string{"-gN", "1", "-gX", strconv.Itoa(gX)}})
-	m := dial(t, c.Gateway())
-	for i := range n {
-		if r := m.set("stag"+strconv.Itoa(i), "v"); r != "STORED\r\n" {
-			t.Fatal(r)
-		}
-	}
+	c, _ := startGX(t, 4, "stag")
 	all := []int{0, 1, 2, 3}
 	kill(t, c, 0, all...)
 	down := time.Now()
@@ -214,20 +221,6 @@ func TestWholeClusterStaggeredAttachKeepsData(t *testing.T) {
 		}
 		attach(t, c, 0)
 	}
-	for _, i := range all {
-		if err := c.Server(i).WaitLogAfter(offs[i], "records from before", time.Millisecond); err == nil {
-			t.Errorf("%s purged its store: %s", c.Server(i).Addr, c.Server(i).Tail(5))
-		}
-	}
-	m = dial(t, c.Gateway())
-	var lost []string
-	for i := range n {
-		k := "stag" + strconv.Itoa(i)
-		if v, ok := m.get(k); !ok || v != "v" {
-			lost = append(lost, k)
-		}
-	}
-	if len(lost) > 0 {
-		t.Fatalf("%d of %d keys lost, e.g. %v", len(lost), n, lost[:min(5, len(lost))])
-	}
+	wantNoPurge(t, c, offs)
+	wantAllKeys(t, c, "stag")
 }
