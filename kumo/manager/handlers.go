@@ -147,8 +147,10 @@ func (m *Manager) handleKeepAlive(req *rpc.Request) {
 			}
 			isFull := health == wire.HealthDiskFull
 			full = isFull && !s.full
-			roomAgain = !isFull && s.full
-			s.full = isFull
+			// Room again only from a healthy report: a full server
+			// whose store then turned out damaged stays out.
+			roomAgain = health == wire.HealthOK && s.full
+			s.full = isFull || s.full && !roomAgain
 			corrupt = health == wire.HealthCorrupt && m.whs.IsActive(a)
 		}
 	}
