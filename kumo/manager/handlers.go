@@ -97,7 +97,11 @@ func (m *Manager) serveRPC(req *rpc.Request) {
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, enable) })
 		if enable {
-			go func() { m.attach(); m.detach() }()
+			// As after a membership change: after -Rs, by the leader,
+			// attach, detach and replace. Attaching and detaching here
+			// at once left the servers waiting for a replace that the
+			// partner, deferring to this manager, never started.
+			m.scheduleAutoReplace()
 		}
 	default:
 		req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unknown method " + strconv.Itoa(int(req.Method))})
