@@ -82,6 +82,7 @@ func (s *Server) markCurrent() {
 		// take it out while it did not run (a manager keepalive timeout
 		// longer than the pause), so no replace will come to purge.
 		s.awayLong.Store(false)
+		s.endPurgeNotes()
 		s.log.Warnf("server is current again without a replace: the managers kept it active while it did not run")
 	}
 	s.lastCurrent.Store(now.UnixNano())
@@ -100,8 +101,23 @@ func (s *Server) markCurrent() {
 func (s *Server) checkAway() {
 	w := s.whs.Load()
 	if (w == nil || !w.IsActive(s.cfg.Self)) && time.Since(time.Unix(0, s.lastCurrent.Load())) > s.cfg.GarbageMax {
-		s.awayLong.Store(true)
+		s.setAway()
 	}
+}
+
+// setAway marks the store away (awayLong) and starts noting the keys
+// stored from elsewhere from then on, so that the purge that may come with
+// the attach keeps every record copied or written to this server meanwhile,
+// whatever its clock: the other servers' replace copies can reach it before
+// its own copy start does.
+func (s *Server) setAway() {
+	s.purgeMu.Lock()
+	if s.purgeSeen == nil {
+		s.purgeSeen = make(map[string]struct{})
+		s.purging.Store(true)
+	}
+	s.purgeMu.Unlock()
+	s.awayLong.Store(true)
 }
 
 // purgeStale removes every record stamped before cutoff (this server's
@@ -168,26 +184,30 @@ func ownedByAuthority(o ring.Owners, auth map[ring.Addr]bool) bool {
 	return false
 }
 
-// beginPurgeNotes starts noting the keys stored from elsewhere
-// (notePurgeSeen) for a purge that may follow: called before the replace
-// copy's start is answered, so that no write that arrives after it can be
-// purged as old. It reports false, and does nothing, while another purge
-// is pending. endPurgeNotes stops it (purgeStale does when done).
+// beginPurgeNotes claims the purge for a replace copy that starts while
+// the store is away, and makes sure the keys stored from elsewhere are
+// noted (setAway started that). It reports false while another copy's
+// purge is pending. endPurgeNotes ends the purge and the notes (purgeStale
+// does when done).
 func (s *Server) beginPurgeNotes() bool {
 	s.purgeMu.Lock()
 	defer s.purgeMu.Unlock()
-	if s.purgeSeen != nil {
+	if s.purgePending {
 		return false
 	}
-	s.purgeSeen = make(map[string]struct{})
-	s.purging.Store(true)
+	s.purgePending = true
+	if s.purgeSeen == nil {
+		s.purgeSeen = make(map[string]struct{})
+		s.purging.Store(true)
+	}
 	return true
 }
 
 func (s *Server) endPurgeNotes() {
-	s.purging.Store(false)
 	s.purgeMu.Lock()
+	s.purging.Store(false)
 	s.purgeSeen = nil
+	s.purgePending = false
 	s.purgeMu.Unlock()
 }
 

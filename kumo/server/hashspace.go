@@ -85,7 +85,7 @@ func (s *Server) keepAliveLoop() {
 			// This process did not run for that long (SIGSTOP, a stalled
 			// VM): the cluster went on without it.
 			s.log.Warnf("server did not run for %v, longer than the garbage time %v", gap.Round(time.Second), s.cfg.GarbageMax)
-			s.awayLong.Store(true)
+			s.setAway()
 		}
 		last = time.Now()
 		s.checkDiskRoom()

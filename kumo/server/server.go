@@ -103,9 +103,10 @@ type Server struct {
 	currentSince                   atomic.Int64 // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
 	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
-	purgeRun                       sync.Mutex // held from a copy start that may purge until the purge is done (replace.go)
-	purgeMu                        sync.Mutex // protects purgeSeen
-	purgeSeen                      map[string]struct{}
+	purgeRun                       sync.Mutex          // held from a copy start that may purge until the purge is done (replace.go)
+	purgeMu                        sync.Mutex          // protects purgeSeen and purgePending
+	purgeSeen                      map[string]struct{} // keys stored from elsewhere while away (setAway), nil when not noting
+	purgePending                   bool                // a copy start claimed the purge (beginPurgeNotes)
 
 	repl sync.WaitGroup // in-flight replications and background jobs
 
@@ -178,7 +179,9 @@ func New(cfg Config) (*Server, error) {
 		streams: make(map[ring.Addr]*rpc.Client),
 	}
 	s.lastCurrent.Store(last.UnixNano())
-	s.awayLong.Store(away)
+	if away {
+		s.setAway()
+	}
 	// The incarnation tells the managers this is a new process: a restart
 	// within the same second must differ too, so it is random, not a clock.
 	s.inc = randUint64()
