@@ -19,7 +19,7 @@ import (
 // (session 24's hunt: 84-113 of 300 deleted keys came back, 6 of 6 runs).
 func TestLongAwayServerNoResurrection(t *testing.T) {
 	t.Parallel()
-	for _, away := range []string{"restarted", "paused"} {
+	for _, away := range []string{"restarted", "paused", "restarted twice"} {
 		t.Run(away, func(t *testing.T) {
 			t.Parallel()
 			c, m := startGX(t, 0, "res")
@@ -55,6 +55,24 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 					f := strings.Fields(out)
 					return err == nil && len(f) > 0 && atoiOr(f[len(f)-1], n) < n
 				})
+			}
+			if away == "restarted twice" {
+				// Twice after the others purged: the first start's header
+				// write, or a compaction while it is not current, must not
+				// make the second start take the store as current.
+				if err := c.RestartServer(1); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.WaitLog("discarding", 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				p.Stop() // the manager knows it as a newcomer already
+				if err := p.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.WaitLog("discarding", 10*time.Second); err != nil {
+					t.Fatalf("the second start did not take the store as away: %v\n%s", err, p.Tail(3000))
+				}
 			}
 			if away == "paused" {
 				off := c.ManagerProc(0).LogSize()

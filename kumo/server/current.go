@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -87,9 +89,31 @@ func (s *Server) markCurrent() {
 	}
 	s.lastCurrent.Store(now.UnixNano())
 	s.currentSince.CompareAndSwap(0, now.UnixNano())
-	if err := os.Chtimes(s.cfg.StorePath, now, now); err != nil {
+	err := os.WriteFile(s.cfg.StorePath+currentSuffix, strconv.AppendInt(nil, now.UnixNano(), 10), 0o644)
+	if err == nil {
+		err = os.Chtimes(s.cfg.StorePath, now, now) // for a binary older than the file
+	}
+	if err != nil {
 		s.log.Warnf("store %s: cannot record that it is current: %v", s.cfg.StorePath, err)
 	}
+}
+
+// currentSuffix names the file, next to the store, that holds the time the
+// store was last current (unix nanoseconds, in decimal).
+const currentSuffix = ".current"
+
+// readCurrentFile returns the time in the current file of the store at
+// path; ok is false if there is none or it does not hold a time.
+func readCurrentFile(path string) (t time.Time, ok bool) {
+	b, err := os.ReadFile(path + currentSuffix)
+	if err != nil {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || ns <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
 }
 
 // checkAway sets awayLong when our write space has not had us active

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -258,19 +259,29 @@ func randUint64() uint64 {
 }
 
 // openStore opens the server's store and reports when it was last marked
-// current (see markCurrent) or written, from the file's modification time
-// before the open (which writes the header), and whether that is longer
-// ago than the garbage time (away). While this server was away, the other servers may have
-// purged tombstones of keys deleted meanwhile, and its old copies of those
-// keys would bring them back: an away store drops its old records when the
-// attach's replace copy begins, if other servers served meanwhile
-// (purgeStale). It used to be emptied here, which after a whole-cluster
-// outage longer than the garbage time emptied every store.
+// current (see markCurrent: the time in <StorePath>.current, or else the
+// file's modification time before the open, which writes the header), and
+// whether that is longer ago than the garbage time (away). While this
+// server was away, the other servers may have purged tombstones of keys
+// deleted meanwhile, and its old copies of those keys would bring them
+// back: an away store drops those old records when the attach's replace
+// copy begins (purgeStale). It used to be emptied here, which after a
+// whole-cluster outage longer than the garbage time emptied every store.
+// The modification time alone also moves when the store is opened or
+// compacted while the server is not current, so a second restart after a
+// long absence looked current.
 func openStore(cfg *Config) (db *store.DB, last time.Time, away bool, err error) {
 	last = time.Now()
 	fi, statErr := os.Stat(cfg.StorePath)
 	if statErr == nil {
 		last = fi.ModTime()
+		if t, ok := readCurrentFile(cfg.StorePath); ok {
+			last = t
+		} else {
+			// Keep the time the open is about to move (a store from
+			// before the file, or one never marked current).
+			os.WriteFile(cfg.StorePath+currentSuffix, strconv.AppendInt(nil, last.UnixNano(), 10), 0o644)
+		}
 	}
 	db, err = store.Open(cfg.StorePath, &cfg.Store)
 	if err != nil {
