@@ -31,11 +31,11 @@ func (s *Server) Health() error {
 	}
 	w := s.whs.Load()
 	switch {
-	case w.NumNodes() == 0:
-		return ErrNoHashSpace
 	case s.corrupt.Load():
 		return ErrStoreCorrupt
-	case !w.Contains(s.cfg.Self):
+	case w.NumNodes() == 0 && s.mgrAnswer.Load() == 0:
+		return ErrNoHashSpace
+	case !w.Contains(s.cfg.Self): // or the managers attached nobody yet
 		return ErrNotAttached
 	case !w.IsActive(s.cfg.Self):
 		return ErrFault
