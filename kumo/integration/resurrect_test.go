@@ -164,6 +164,15 @@ func TestWholeClusterLateAttachKeepsData(t *testing.T) {
 	wantAllKeys(t, c, "late")
 }
 
+// downPastGX kills the servers and waits until they have been down for
+// longer than the garbage time.
+func downPastGX(t *testing.T, c *localcluster.Cluster, servers []int) {
+	t.Helper()
+	kill(t, c, 0, servers...)
+	down := time.Now()
+	eventually(t, 30*time.Second, "the outage to pass -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+}
+
 // wantNoPurge fails t if a server logged a purge after offs[i] of its log.
 func wantNoPurge(t *testing.T, c *localcluster.Cluster, offs []int64) {
 	t.Helper()
@@ -198,9 +207,7 @@ func TestWholeClusterOutageKeepsData(t *testing.T) {
 	t.Parallel()
 	c, _ := startGX(t, 0, "out")
 	all := []int{0, 1, 2}
-	kill(t, c, 0, all...)
-	down := time.Now()
-	eventually(t, 30*time.Second, "the outage to pass -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+	downPastGX(t, c, all)
 	offs := make([]int64, len(all))
 	for _, i := range all {
 		offs[i] = c.Server(i).LogSize()
@@ -228,9 +235,7 @@ func TestWholeClusterStaggeredAttachKeepsData(t *testing.T) {
 	t.Parallel()
 	c, _ := startGX(t, 4, "stag")
 	all := []int{0, 1, 2, 3}
-	kill(t, c, 0, all...)
-	down := time.Now()
-	eventually(t, 30*time.Second, "the outage to pass -gX", func() bool { return time.Since(down) > (gX+2)*time.Second })
+	downPastGX(t, c, all)
 	offs := make([]int64, len(all))
 	for _, i := range all {
 		offs[i] = c.Server(i).LogSize()
