@@ -48,8 +48,10 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	// that move, so it keeps its store whatever awayLong says; and when no
 	// other server served meanwhile (the whole cluster was down) every
 	// store is needed.
-	// Writes from elsewhere are noted from before the answer on, so that
-	// the purge cannot drop one of them (its clock may predate cutoff).
+	// Records stored from elsewhere are noted from the moment the store
+	// was found away (setAway), so that the purge cannot drop one of them
+	// (its clock may predate cutoff; the other owners' copies can arrive
+	// before this copy start).
 	since, cutoff := time.Unix(0, s.lastCurrent.Load()), s.clk.Now()
 	r := s.rhs.Load()
 	mayPurge := s.awayLong.Load() && w.IsActive(s.cfg.Self) && !r.IsActive(s.cfg.Self) && s.beginPurgeNotes()
