@@ -35,11 +35,6 @@ func (m *Manager) restarted(addr ring.Addr) {
 // restart at once both answer the old incarnation, and both mark it fault.
 func (m *Manager) checkRestart(addr ring.Addr, inc uint64) {
 	if m.partnerAttached(addr, inc) {
-		m.mu.Lock()
-		if s := m.servers[addr]; s != nil && s.inc == inc {
-			s.accepted = inc
-		}
-		m.mu.Unlock()
 		m.log.Infof("server %s restarted and the partner attached it already", addr)
 		return
 	}
@@ -49,7 +44,9 @@ func (m *Manager) checkRestart(addr ring.Addr, inc uint64) {
 // partnerAttached asks the partner which incarnation of addr it attached
 // and reports whether it is inc with addr active in the partner's write
 // space, which this manager then holds too (taken from the partner unless
-// it had it already).
+// it had it already). If so it accepts inc under the same lock that
+// checks the space, so that no one sees the partner's attach without the
+// accepted incarnation.
 func (m *Manager) partnerAttached(addr ring.Addr, inc uint64) bool {
 	ctx, cancel := context.WithTimeout(m.ctx, partnerAskTimeout)
 	defer cancel()
@@ -80,7 +77,13 @@ func (m *Manager) partnerAttached(addr ring.Addr, inc uint64) bool {
 	m.adopt(w, r)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.whs.Clock() == w.Clock() && m.whs.IsActive(addr)
+	if m.whs.Clock() != w.Clock() || !m.whs.IsActive(addr) {
+		return false
+	}
+	if s := m.servers[addr]; s != nil && s.inc == inc {
+		s.accepted = inc
+	}
+	return true
 }
 
 // handleIncarnation answers a partner's checkRestart: the incarnation of
