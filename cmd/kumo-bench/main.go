@@ -220,7 +220,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	}
 	if err != nil {
 		if errors.Is(err, benchload.ErrConfig) {
+			// A bad combination of flags: reported like a bad flag.
 			fmt.Fprintln(stdout, usage)
+			fmt.Fprintln(stderr, "error:", strings.TrimPrefix(err.Error(), "benchload: bad config: "))
+			return 1
 		}
 		fmt.Fprintln(stderr, "kumo-bench:", strings.TrimPrefix(err.Error(), "benchload: "))
 		return 1

@@ -159,6 +159,16 @@ func TestRunWrongExits1(t *testing.T) {
 	}
 }
 
+// Ensure that a bad combination of flags is reported like a bad flag (the
+// README: the usage, then one "error:" line, exit 1), before any dial.
+func TestRunBadCombination(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-s", "127.0.0.1:1", "-verify", "-d", "8"}, &stdout, &stderr, false)
+	if code != 1 || stderr.String() != "error: verify needs values of at least 34 bytes\n" || stdout.String() != usage+"\n" {
+		t.Fatalf("code %d, stderr %q, stdout %q", code, stderr.String(), stdout.String())
+	}
+}
+
 func TestRunDialError(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"-s", "127.0.0.1:1", "-n", "1"}, &stdout, &stderr, false)
