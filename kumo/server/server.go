@@ -149,18 +149,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.String()
 	}
+	// Listen first: a port that is taken must not leave a new, empty
+	// store file behind.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
 	db, last, away, err := openStore(&cfg)
 	if err != nil {
+		ln.Close()
 		return nil, err
 	}
 	flushRec, err := openFlushFile(&cfg)
 	if err != nil {
 		db.Close()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		db.Close()
+		ln.Close()
 		return nil, err
 	}
 	// Request ids survive a restart in <StorePath>.ids; without the file
