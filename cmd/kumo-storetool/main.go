@@ -49,9 +49,18 @@ func main() {
 	case errors.Is(err, errUsage):
 		fmt.Fprint(os.Stdout, usage)
 	}
-	// One line, as every kumo binary reports errors (SPEC §2).
-	fmt.Fprintln(os.Stderr, "error: "+strings.ReplaceAll(err.Error(), "\n", " "))
+	fmt.Fprintln(os.Stderr, errorLine(err))
 	os.Exit(1)
+}
+
+// errorLine is the one line every kumo binary reports an error with
+// (SPEC §2), with what to do about a store in use.
+func errorLine(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if errors.Is(err, store.ErrLocked) {
+		msg = "the store is in use by another process (a running kumo-server: stop it, or work on a copy made with kumoctl backup): " + msg
+	}
+	return "error: " + msg
 }
 
 var (

@@ -226,5 +226,7 @@ func TestNoStoreNoFigures(t *testing.T) {
 	var out bytes.Buffer
 	if err := run([]string{"verify", path}, &out); !errors.Is(err, store.ErrLocked) || out.Len() != 0 {
 		t.Fatalf("verify of a held store: %v, printed %q; want ErrLocked and nothing", err, out.String())
+	} else if got, want := errorLine(err), "error: the store is in use by another process (a running kumo-server: stop it, or work on a copy made with kumoctl backup): store: locked"; got != want {
+		t.Fatalf("error line %q, want %q", got, want)
 	}
 }
