@@ -26,7 +26,7 @@ const usage = `usage:
   kumo-storetool optimize PATH [BNUM]        rebuild with BNUM slots (default 2 x records), dropping dead records
   kumo-storetool verify PATH                 check every record and slot, change nothing
   kumo-storetool repair PATH                 rebuild from every undamaged record
-  kumo-storetool list [-pv] PATH             print keys (with -pv: key TAB value); a server's keys without their hash
+  kumo-storetool list [-pv] PATH             print keys (with -pv: key TAB value), not deleted ones; a server's keys without their hash
   kumo-storetool get PATH KEY                print a key's value and metadata (a memcached key of a server too)
   kumo-storetool put [-flags N] [-exptime N] [-clock N] PATH KEY VALUE
   kumo-storetool out PATH KEY                remove a key
@@ -300,6 +300,9 @@ func runList(args []string, w io.Writer) error {
 		return err
 	}
 	err = db.ForEach(func(rec *store.Record) error {
+		if rec.Tombstone {
+			return nil // a deleted key, kept for -gX: get shows it
+		}
 		key := rec.Key
 		if k, ok := serverKey(key); ok {
 			key = k // a server's record: print the memcached key

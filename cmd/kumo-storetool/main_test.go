@@ -179,6 +179,7 @@ func TestServerKeys(t *testing.T) {
 	for _, r := range []store.Record{
 		{Key: dbkey("user:1"), Value: []byte("alice"), Clock: 7 << 32, Cas: 5 << 32},
 		{Key: []byte("raw\n"), Value: []byte("r"), Clock: 8 << 32}, // too short for the layout
+		{Key: dbkey("gone"), Clock: 9 << 32, Tombstone: true},      // a delete: not listed
 	} {
 		if err := db.Put(&r); err != nil {
 			t.Fatal(err)
@@ -189,6 +190,9 @@ func TestServerKeys(t *testing.T) {
 	}
 	if out := runOK(t, "list", "-pv", path); out != "user:1\talice\nraw\n\tr\n" && out != "raw\n\tr\nuser:1\talice\n" {
 		t.Fatalf("list: %q", out)
+	}
+	if out := runOK(t, "get", path, "gone"); !strings.Contains(out, "tombstone: true\n") {
+		t.Fatalf("get of a deleted key: %q", out)
 	}
 	if out := runOK(t, "get", path, "user:1"); !strings.HasPrefix(out, "alice\nclock: 30064771072 ") ||
 		!strings.Contains(out, "cas: 21474836480 (kept by a touch)\n") {
