@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"kumofs/internal/cli"
@@ -174,12 +173,12 @@ func printCall(mgr ring.Addr, c command, stdout, stderr io.Writer) int {
 func call(addr ring.Addr, method uint32, params func([]byte) []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	var down dialError
+	var down rpc.DownCause
 	c := rpc.Dial(addr.AddrPort().String(), rpc.Options{
 		CallTimeout: callTimeout,
 		DialTimeout: callTimeout,
 		Logf:        func(string, ...any) {}, // the one error line is ours
-		OnDown:      down.set,
+		OnDown:      down.Set,
 	})
 	defer c.Close()
 	res, err := c.Call(ctx, method, params)
@@ -188,30 +187,9 @@ func call(addr ring.Addr, method uint32, params func([]byte) []byte) ([]byte, er
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("manager %s: %w", addr, err)
 		}
-		if cause := down.get(); cause != nil {
-			err = cause
-		}
+		err = down.Explain(err)
 		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, err)
 	}
 	defer res.Release()
 	return append([]byte(nil), res.Bytes()...), nil
-}
-
-// dialError keeps the last connection error the client reported, which
-// says more than the call's "peer down".
-type dialError struct {
-	mu  sync.Mutex // protects err
-	err error
-}
-
-func (d *dialError) set(_ int, err error) {
-	d.mu.Lock()
-	d.err = err
-	d.mu.Unlock()
-}
-
-func (d *dialError) get() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err
 }

@@ -23,10 +23,12 @@ func fetchFromManager(ctx context.Context, mgr string) (*ring.HashSpace, error) 
 	if err != nil {
 		return nil, err
 	}
+	var down rpc.DownCause
 	c := rpc.Dial(addr.AddrPort().String(), rpc.Options{
 		CallTimeout: managerTimeout,
 		DialTimeout: managerTimeout,
 		Logf:        func(string, ...any) {}, // the one error line is ours
+		OnDown:      down.Set,
 	})
 	defer c.Close()
 	res, err := c.Call(ctx, methodGetNodesInfo, func(b []byte) []byte {
@@ -37,7 +39,7 @@ func fetchFromManager(ctx context.Context, mgr string) (*ring.HashSpace, error) 
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("manager %s: %w", addr, err)
 		}
-		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, err)
+		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, down.Explain(err))
 	}
 	defer res.Release()
 	return parseNodesInfo(res.Bytes())

@@ -336,3 +336,30 @@ func sendCall(c *Conn, b *Batch, method uint32, args func([]byte) []byte, timeou
 
 // nextBackoff doubles d, capped at maxBackoff.
 func nextBackoff(d time.Duration) time.Duration { return min(2*d, maxBackoff) }
+
+// DownCause keeps the last error a client's OnDown reported, for a tool
+// that makes one call and wants to say why it failed ("connection
+// refused") rather than the call's ErrPeerDown. Use its Set as
+// Options.OnDown. The zero value is ready to use.
+type DownCause struct {
+	mu  sync.Mutex // protects err
+	err error
+}
+
+// Set records err; its signature is Options.OnDown's.
+func (d *DownCause) Set(_ int, err error) {
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+}
+
+// Explain returns the last error Set recorded in place of err, or err if
+// there was none.
+func (d *DownCause) Explain(err error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return d.err
+	}
+	return err
+}
