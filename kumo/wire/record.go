@@ -120,7 +120,21 @@ func AppendDBValue(b []byte, v *Value) []byte {
 	if meta&MetaCas != 0 {
 		b = binary.BigEndian.AppendUint64(b, v.Cas)
 	}
-	return append(b, v.Data...)
+	return append(growFor(b, len(v.Data)), v.Data...)
+}
+
+// growFor makes room in b for n more bytes. A large value (64 KiB or more)
+// that does not fit at least doubles b: append's own growth for a buffer
+// of megabytes is about a quarter at a time, so a connection's write
+// buffer that batches a burst of 1 MB values would be copied again for
+// nearly every one, leaving several times its size in garbage.
+func growFor(b []byte, n int) []byte {
+	if n < 64<<10 || cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), max(2*cap(b), len(b)+n))
+	copy(nb, b)
+	return nb
 }
 
 // ParseDBValue decodes a DBValue. An 8-byte value is a tombstone (kumofs's

@@ -94,3 +94,32 @@ func FuzzParseDBValue(f *testing.F) {
 		}
 	})
 }
+
+// Ensure that appending large values to a buffer doubles it when it is
+// full (a handful of copies for a burst), and leaves small values and
+// buffers with room to append's own growth.
+func TestAppendDBValueGrowth(t *testing.T) {
+	v := Value{Clock: 1, Data: make([]byte, 1<<20)}
+	var b []byte
+	moves := 0
+	for range 16 {
+		old := cap(b)
+		b = AppendDBValue(b, &v)
+		if cap(b) != old {
+			moves++
+			if old > 0 && cap(b) < 2*old {
+				t.Fatalf("grew from %d to %d, want at least double", old, cap(b))
+			}
+		}
+	}
+	if moves > 5 {
+		t.Fatalf("%d reallocations for 16 values of 1 MiB, want at most 5", moves)
+	}
+	if got, want := len(b), 16*(DBValueLen(&v)); got != want {
+		t.Fatalf("len %d, want %d", got, want)
+	}
+	small := make([]byte, 0, 64)
+	if got := AppendDBValue(small, &Value{Clock: 1, Data: []byte("x")}); &got[0] != &small[:1][0] {
+		t.Fatal("a small value that fits was not appended in place")
+	}
+}
