@@ -256,9 +256,13 @@ func (c *conn) inBuf(n int) []byte {
 			if limit == 0 {
 				limit = maxBodies
 			}
-			if c.s.bodyBytes.Add(int64(n)-c.inHeld) > limit {
+			total := c.s.bodyBytes.Add(int64(n) - c.inHeld)
+			if total > limit {
 				c.s.bodyBytes.Add(c.inHeld - int64(n))
 				return nil
+			}
+			if total > c.s.burstLimit() && !c.s.bodyBurst.Load() {
+				c.s.bodyBurst.Store(true)
 			}
 			c.inHeld = int64(n)
 		}
@@ -272,7 +276,9 @@ func (c *conn) inBuf(n int) []byte {
 func (c *conn) dropIn() {
 	putBuf(c.in)
 	c.in = nil
-	c.s.bodyBytes.Add(-c.inHeld)
+	if c.inHeld != 0 && c.s.bodyBytes.Add(-c.inHeld) == 0 && c.s.bodyBurst.Load() && c.s.bodyBurst.Swap(false) {
+		c.s.endBurst()
+	}
 	c.inHeld = 0
 }
 

@@ -22,3 +22,14 @@ const MaxLongLine = maxLongLine
 // hold together, and BodyBytes returns how much they hold.
 func SetMaxBodies(s *Server, n int64) { s.maxBodies = n }
 func BodyBytes(s *Server) int64       { return s.bodyBytes.Load() }
+
+// SetBurstBodies sets how much large request bodies must hold at once for
+// their end to return memory to the system, and MemoryReturns counts those
+// returns (after cuts or bursts).
+func SetBurstBodies(s *Server, n int64) { s.burstBodies = n }
+func BodyBurst(s *Server) bool          { return s.bodyBurst.Load() }
+func MemoryReturns(s *Server) uint64 {
+	s.stalls.mu.Lock()
+	defer s.stalls.mu.Unlock()
+	return s.stalls.frees
+}

@@ -109,6 +109,12 @@ type Server struct {
 	longBytes atomic.Int64 // capacity of every connection's long line (conn.long)
 	bodyBytes atomic.Int64 // what connections hold of large request bodies (conn.inHeld)
 	maxBodies int64        // 0 = maxBodies; tests lower it
+	// bodyBurst is set when bodyBytes passed burstBodies; the connection
+	// that takes bodyBytes back to 0 clears it and has the memory the
+	// burst left (its bodies and the copies the backend made of them)
+	// returned to the system (see endBurst).
+	bodyBurst   atomic.Bool
+	burstBodies int64 // 0 = burstBodies; tests lower it
 }
 
 type counters struct {

@@ -36,6 +36,36 @@ const defaultStallAge = 2 * time.Second
 // operating system after cuts.
 const freeEvery = 10 * time.Second
 
+// burstBodies is how much the large request bodies of all connections
+// must have held at once for their end to return memory to the system:
+// the bodies, and the copies a gateway makes to send each value to its
+// servers, are garbage afterwards, and a runtime that no longer allocates
+// much would collect it only after minutes (its next collection is due
+// when the heap doubles the burst's, or at the two-minute forced one).
+const burstBodies = 64 << 20
+
+func (s *Server) burstLimit() int64 {
+	if s.burstBodies > 0 {
+		return s.burstBodies
+	}
+	return burstBodies
+}
+
+// endBurst has the watchdog return freed memory to the system once a burst
+// of large request bodies is over (bodyBytes back to 0), as after cuts: at
+// most every freeEvery, stallAge after the burst's end.
+func (s *Server) endBurst() {
+	ss := &s.stalls
+	ss.mu.Lock()
+	ss.toFree, ss.cutAt = true, time.Now()
+	start := !ss.watching
+	ss.watching = true
+	ss.mu.Unlock()
+	if start {
+		s.startWatchdog()
+	}
+}
+
 // stall is one blocked write, or one read of a request body that waits.
 type stall struct {
 	nc    net.Conn
@@ -51,7 +81,8 @@ type stallSet struct {
 	bytes    int64     // sum of n over m
 	watching bool      // the watchdog goroutine runs
 	freed    time.Time // last return of memory to the OS
-	toFree   bool      // connections were cut since then
+	toFree   bool      // connections were cut (or a burst ended) since then
+	frees    uint64    // returns of memory to the OS, ever
 	cutAt    time.Time // when connections were cut last
 	cuts     uint64    // connections cut, ever
 
@@ -164,6 +195,7 @@ func (s *Server) cutStalls(now time.Time) bool {
 		// for one), then the heap goes back to the OS, where the
 		// runtime would return it only over minutes.
 		ss.toFree, ss.freed = false, now
+		ss.frees++
 		ss.mu.Unlock()
 		runtime.GC()
 		debug.FreeOSMemory()

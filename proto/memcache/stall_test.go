@@ -287,3 +287,70 @@ func TestPartialBodiesCut(t *testing.T) {
 		}
 	})
 }
+
+// Ensure that the end of a burst of large values (the bodies held at once
+// passed the burst size, then all were let go) returns memory to the
+// system once, on every serving path, and that values under the burst
+// size do not.
+func TestBurstEndReturnsMemory(t *testing.T) {
+	const vlen = 1 << 20
+	for _, kind := range []string{"blocking", "loop"} {
+		t.Run(kind, func(t *testing.T) {
+			s, addr := startStallServer(t, kind, 1<<30)
+			memcache.SetBurstBodies(s, vlen+vlen/2)
+			set := func(c net.Conn, key string) {
+				t.Helper()
+				fmt.Fprintf(c, "set %s 0 0 %d\r\n%s\r\n", key, vlen, bytes.Repeat([]byte("v"), vlen))
+				buf := make([]byte, len("STORED\r\n"))
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "STORED\r\n" {
+					t.Fatalf("set %s: %q, %v", key, buf, err)
+				}
+			}
+			// One value at a time stays under the burst size.
+			c1, c2 := dialSmall(t, addr), dialSmall(t, addr)
+			set(c1, "a")
+			set(c1, "b")
+			waitBodies(t, s)
+			if memcache.BodyBurst(s) {
+				t.Fatal("one value at a time counted as a burst")
+			}
+			// Two at once pass it: c2's body is held while c1 sends.
+			fmt.Fprintf(c2, "set c 0 0 %d\r\n", vlen)
+			c2.Write(bytes.Repeat([]byte("v"), vlen/2))
+			waitUntilBodies(t, s, func(n int64) bool { return n >= vlen })
+			set(c1, "d")
+			c2.Write(append(bytes.Repeat([]byte("v"), vlen/2), "\r\n"...))
+			buf := make([]byte, len("STORED\r\n"))
+			c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c2, buf); err != nil || string(buf) != "STORED\r\n" {
+				t.Fatalf("set c: %q, %v", buf, err)
+			}
+			waitBodies(t, s)
+			deadline := time.Now().Add(10 * time.Second)
+			for memcache.MemoryReturns(s) == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := memcache.MemoryReturns(s); got != 1 {
+				t.Fatalf("MemoryReturns = %d after the burst, want 1", got)
+			}
+		})
+	}
+}
+
+// waitBodies waits until s's connections hold no large request body.
+func waitBodies(t *testing.T, s *memcache.Server) {
+	t.Helper()
+	waitUntilBodies(t, s, func(n int64) bool { return n == 0 })
+}
+
+func waitUntilBodies(t *testing.T, s *memcache.Server, ok func(int64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok(memcache.BodyBytes(s)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("large bodies held: %d", memcache.BodyBytes(s))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
