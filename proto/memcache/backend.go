@@ -29,9 +29,9 @@
 // an AsyncBackend also one reply buffer and, during a multi-key get, up to
 // 16 value buffers.
 // A data length that is negative as an int32 is a command-line error; too
-// large binary bodies get status 0x03 and are swallowed up to 64 MiB,
-// beyond that, or for non-storage opcodes, status 0x04 and the connection
-// is closed.
+// large binary storage bodies get status 0x03 and are swallowed (any
+// length, as in memcached); other opcodes with too large bodies get status
+// 0x04 and the connection is closed.
 //
 // Deliberate differences from memcached:
 //   - the version string is DefaultVersion, "1.6.18-kumo".

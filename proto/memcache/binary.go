@@ -85,10 +85,6 @@ func statusMsg(st uint16) string {
 	return ""
 }
 
-// maxSwallow is the largest too-large storage body that is read and
-// dropped to keep the connection; beyond it the connection is closed.
-const maxSwallow = 64 << 20
-
 // binReq is the decoded request header plus its body parts (which alias
 // c.in and stay valid until the next request).
 type binReq struct {
@@ -129,10 +125,11 @@ func (c *conn) serveBinary() error {
 		}
 		if int64(r.bodylen) > int64(c.s.maxItem())+int64(keylen)+int64(extlen) || keylen > maxKeyLen {
 			// Too big to take in: refuse without buffering it. Storage
-			// commands get "too large" and the body is swallowed, as in
-			// memcached; anything else is a broken client.
+			// commands get "too large" and the body is swallowed, whatever
+			// its length, as in memcached (and as the text protocol does);
+			// anything else is a broken client.
 			c.s.st.protoErrs.Add(1)
-			if isBinStore(r.op) && keylen <= maxKeyLen && r.bodylen <= maxSwallow {
+			if isBinStore(r.op) && keylen <= maxKeyLen {
 				c.s.st.storeTooLarge.Add(1)
 				if err := c.binRefuse(&r, keylen, extlen, stTooBig); err != nil {
 					return err

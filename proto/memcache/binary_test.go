@@ -69,7 +69,7 @@ var binaryCases = []transcript{
 			binRes(0x01, 0, "", "", "", 4, 2), binRes(0x11, 3, "", "", "Too large.", 5, 0), binRes(0x00, 1, "", "", "Not found", 6, 0),
 			binRes(0x01, 0, "", "", "", 7, 3), binRes(0x02, 3, "", "", "Too large.", 8, 0), binRes(0x03, 3, "", "", "Too large.", 9, 0), binRes(0x00, 0, "", be32(0), "old", 10, 3))},
 	{"huge body length", "\x80\x00\x00\x01\x00\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x09" + be64(0), binRes(0x00, 4, "", "", "Invalid arguments", 9, 0)},
-	{"huge set body length", "\x80\x01\x00\x01\x08\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x09" + be64(0) + "partial", binRes(0x01, 4, "", "", "Invalid arguments", 9, 0)},
+	{"huge set body length swallowed until eof", "\x80\x01\x00\x01\x08\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x09" + be64(0) + "partial", binRes(0x01, 3, "", "", "Too large.", 9, 0)},
 	{"big set body swallowed until eof", "\x80\x01\x00\x01\x08\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x09" + be64(0) + "partial", binRes(0x01, 3, "", "", "Too large.", 9, 0)},
 	{"invalid get extras", binReq(0x00, "k", "xx", "", 1, 0) + binReq(0x0a, "", "", "", 2, 0), binRes(0x00, 4, "", "", "Invalid arguments", 1, 0)},
 	{"key over body", "\x80\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01" + be64(0) + "k", binRes(0x00, 4, "", "", "Invalid arguments", 1, 0)},
