@@ -581,13 +581,20 @@ func (c *conn) textStats(tok [][]byte) {
 	case "items", "slabs", "sizes", "conns", "extstore":
 		c.bw.WriteString("END\r\n")
 	case "detail":
-		if len(tok) == 3 && (string(tok[2]) == "on" || string(tok[2]) == "off") {
-			c.s.detail.on.Store(string(tok[2]) == "on")
+		// As memcached: the word after "detail" decides, what follows it
+		// is ignored, and anything else gets the usage.
+		arg := ""
+		if len(tok) >= 3 {
+			arg = string(tok[2])
+		}
+		switch arg {
+		case "on", "off":
+			c.s.detail.on.Store(arg == "on")
 			c.bw.WriteString("OK\r\n")
-		} else if len(tok) == 3 && string(tok[2]) == "dump" {
+		case "dump":
 			c.bw.Write(c.s.detail.dump(c.scr[:0]))
-		} else {
-			c.bw.WriteString("ERROR\r\n")
+		default:
+			c.bw.WriteString("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
 		}
 	default:
 		c.bw.WriteString("ERROR\r\n")

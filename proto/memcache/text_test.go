@@ -81,6 +81,8 @@ var textCases = []transcript{
 		"STORED\r\nOK\r\nEND\r\nOK\r\nOK\r\nCLIENT_ERROR invalid exptime argument\r\nERROR\r\n"},
 	{"flush_all delayed", "set f 0 0 1\r\nx\r\nflush_all 2\r\nget f\r\nflush_all 10 noreply\r\nget f\r\n", "STORED\r\nOK\r\nVALUE f 0 1\r\nx\r\nEND\r\nVALUE f 0 1\r\nx\r\nEND\r\n"},
 	{"stats sub", "stats reset\r\nstats nosuch\r\nstats detail dump\r\nstats detail on\r\nstats items\r\nstats slabs\r\n", "RESET\r\nERROR\r\nEND\r\nOK\r\nEND\r\nEND\r\n"},
+	{"stats detail usage", "stats detail\r\nstats detail x\r\nstats detail off extra\r\n",
+		"CLIENT_ERROR usage: stats detail on|off|dump\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\nOK\r\n"},
 	{"cache_memlimit", "cache_memlimit 1024\r\ncache_memlimit x\r\ncache_memlimit 1 noreply\r\ncache_memlimit\r\n", "OK\r\nERROR\r\nERROR\r\n"},
 	{"verbosity level", "verbosity abc\r\nverbosity abc noreply\r\nverbosity noreply\r\nverbosity 1 2\r\n", "CLIENT_ERROR bad command line format\r\nOK\r\n"},
 	{"incr noreply as delta", "set s 0 0 1\r\n5\r\nincr s noreply\r\ndecr s noreply\r\nincr s 1 x\r\n", "STORED\r\n6\r\n"},
