@@ -40,12 +40,24 @@ func (g *Gateway) activeServers() []ring.Addr {
 // the hash space (SIGKILLed, marked fault by the managers) counts as
 // flushed: it serves again only once attached, and the replace that
 // attaches it copies the other owners' tombstones over its old values.
+//
+// A flush "now" goes out with its flush point decided here, above the
+// clock of every active server (flushPoint): a server that takes the
+// request late (paused, or its connection slow, and marked fault
+// meanwhile) must not hide what was written after the flush_all's OK,
+// which its own clock by then would, and then hand its tombstones to the
+// others when it is attached again.
 func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
-	var at uint64
+	var at, fc uint64
+	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	if delay > 0 {
 		at = uint64(time.Now().Unix() + delay)
+	} else {
+		var err error
+		if fc, err = g.flushPoint(ctx, deadline); err != nil {
+			return err
+		}
 	}
-	deadline := time.Now().Add(g.cfg.RetryTimeout)
 	flushed := map[ring.Addr]bool{}
 	for round := 0; round < maxFlushRounds; round++ {
 		var srv []ring.Addr
@@ -69,7 +81,7 @@ func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = g.flushServer(ctx, a, at, deadline)
+				errs[i] = g.flushServer(ctx, a, at, fc, deadline)
 			}()
 		}
 		wg.Wait()
@@ -91,22 +103,73 @@ func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
 // maxFlushRounds bounds doFlushAll's rounds of newly attached servers.
 const maxFlushRounds = 8
 
-// flushServer sends the flush to server a, again after a failure, until it
-// succeeds, a is no longer active in the hash spaces (see doFlushAll), or
-// the deadline passes.
-func (g *Gateway) flushServer(ctx context.Context, a ring.Addr, at uint64, deadline time.Time) error {
+// flushPoint returns the flush point of a flush_all "now": one above the
+// largest clock of the active servers. Every write acknowledged before the
+// flush_all is stored on every active owner of its key, whose clock has
+// observed it, so it is below the flush point; the servers advance their
+// clocks to it when they flush, so every write after the OK is above it.
+// A server that does not answer is asked again until it does, or leaves
+// the hash spaces (it holds no acknowledged write the others lack).
+func (g *Gateway) flushPoint(ctx context.Context, deadline time.Time) (uint64, error) {
+	srv := g.activeServers()
+	if len(srv) == 0 {
+		return 0, ErrNoServer
+	}
+	clocks := make([]uint64, len(srv))
+	errs := make([]error, len(srv))
+	var wg sync.WaitGroup
+	for i, a := range srv {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.askServer(ctx, a, wire.SrvGetStatus, func(b []byte) []byte {
+				b = msgpack.AppendArrayHeader(b, 1)
+				return msgpack.AppendUint(b, wire.StatClockTime)
+			}, func(res []byte) error {
+				v, _, err := msgpack.ReadUint(res)
+				if err != nil {
+					return ErrBadReply
+				}
+				clocks[i] = v
+				return nil
+			}, deadline)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return slices.Max(clocks) + 1, nil
+}
+
+// flushServer sends the flush to server a (see askServer): [at, clock,
+// flush point] (the flush point 0 with a delay).
+func (g *Gateway) flushServer(ctx context.Context, a ring.Addr, at, fc uint64, deadline time.Time) error {
+	return g.askServer(ctx, a, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendUint(b, at)
+		b = msgpack.AppendUint(b, g.clk.Current())
+		return msgpack.AppendUint(b, fc)
+	}, nil, deadline)
+}
+
+// askServer calls method on server a, again after a failure, until it
+// succeeds (then it hands the result to read, if not nil), a is no longer
+// active in the hash spaces (see doFlushAll: nil), or the deadline passes.
+func (g *Gateway) askServer(ctx context.Context, a ring.Addr, method uint32, args func([]byte) []byte,
+	read func([]byte) error, deadline time.Time) error {
 	for attempt := 0; ; attempt++ {
 		c := g.server(a)
 		if c == nil {
 			return ErrUnavailable
 		}
-		res, err := c.Call(ctx, wire.SrvFlush, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 1)
-			return msgpack.AppendUint(b, at)
-		})
+		res, err := c.Call(ctx, method, args)
 		if err == nil {
+			if read != nil {
+				err = read(res.Bytes())
+			}
 			res.Release()
-			return nil
+			return err
 		}
 		g.m.rpcErrs.Count(rpc.ErrorKind(err))
 		if !retryable(err) {

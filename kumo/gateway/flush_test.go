@@ -52,6 +52,66 @@ func fakeCluster(t *testing.T, n int, serve func(i int, req *rpc.Request)) (*Gat
 	return g, addrs
 }
 
+// answerClock answers a flush_all's question for a server's clock
+// (gateway.flushPoint) with clk and reports whether req was that question.
+func answerClock(req *rpc.Request, clk uint64) bool {
+	if req.Method != wire.SrvGetStatus {
+		return false
+	}
+	req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, clk) })
+	return true
+}
+
+// Ensure that a flush_all "now" sends every server the same flush point,
+// one above the largest of the servers' clocks, and a delayed one none.
+func TestFlushAllPoint(t *testing.T) {
+	clocks := []uint64{10 << 32, 50 << 32, 30 << 32}
+	var mu sync.Mutex
+	var got [][3]uint64
+	g, _ := fakeCluster(t, len(clocks), func(i int, req *rpc.Request) {
+		if answerClock(req, clocks[i]) {
+			return
+		}
+		var p [3]uint64
+		_, rest, err := msgpack.ReadArrayHeader(req.Params)
+		for j := range p {
+			if err == nil {
+				p[j], rest, err = msgpack.ReadUint(rest)
+			}
+		}
+		if req.Method != wire.SrvFlush || err != nil {
+			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
+			return
+		}
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+		req.Reply(msgpack.AppendNil)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.doFlushAll(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(clocks) {
+		t.Fatalf("%d flushes, want %d", len(got), len(clocks))
+	}
+	for _, p := range got {
+		if p[0] != 0 || p[2] != 50<<32+1 {
+			t.Fatalf("flush [at, clock, point] = %x, want at 0 and point %x", p, uint64(50<<32+1))
+		}
+	}
+	got = nil
+	if err := g.doFlushAll(ctx, 60); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range got {
+		if p[0] == 0 || p[2] != 0 {
+			t.Fatalf("delayed flush [at, clock, point] = %x, want an at and no point", p)
+		}
+	}
+}
+
 // Ensure that flush_all asks every active server even when one fails, and
 // reports the failure: a server that cannot flush (here the first one
 // asked) must not leave the others unflushed.
@@ -60,6 +120,9 @@ func TestFlushAllEveryServer(t *testing.T) {
 	var flushes [n]atomic.Int32
 	var failing atomic.Int32 // index of the server that refuses
 	g, addrs := fakeCluster(t, n, func(i int, req *rpc.Request) {
+		if answerClock(req, 1) {
+			return
+		}
 		if req.Method != wire.SrvFlush {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return
@@ -107,6 +170,9 @@ func TestFlushAllLateAndLeavingServers(t *testing.T) {
 	var addrs []ring.Addr
 	var once sync.Once
 	g, addrs = fakeCluster(t, n, func(i int, req *rpc.Request) {
+		if answerClock(req, 1) {
+			return
+		}
 		if req.Method != wire.SrvFlush {
 			req.ReplyError(&rpc.Error{Code: rpc.CodeProtocol, Msg: "unexpected"})
 			return

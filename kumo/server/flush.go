@@ -103,10 +103,15 @@ func (s *Server) applyFlushed(dbkey []byte) (bool, error) {
 	return false, nil
 }
 
-// handleFlush implements flush_all across the cluster: [at_unix, clock].
-// The gateway sends it to every active server. at 0 means now, by this
-// server's clock (which has observed every write it holds, so every
-// acknowledged earlier write is older); a past at flushes what was stored
+// handleFlush implements flush_all across the cluster: [at_unix, clock,
+// flush_point?]. The gateway sends it to every active server. With at 0,
+// flush_point is the flush point, which the gateway chose above every
+// active server's clock (gateway.flushPoint), and this server's clock
+// advances to it; without one (an older gateway) it is now by this
+// server's clock, which has observed every write it holds, so that every
+// acknowledged earlier write is older, but which, for a request taken late
+// (this server paused, and marked fault meanwhile), is also above writes
+// acknowledged after the flush_all's OK. A past at flushes what was stored
 // before that second; a future at schedules the flush. The reply comes as
 // soon as the flush point (or the schedule) is on stable storage and the
 // flush point in force, before the sweep; if the flush file cannot be
@@ -120,6 +125,14 @@ func (s *Server) handleFlush(req *rpc.Request) {
 	if c, err := clockParam(req.Params, 1); err == nil {
 		s.clk.ObserveFrom(wire.PeerOf(req.Conn), c)
 	}
+	var fc uint64
+	if c, err := clockParam(req.Params, 2); err == nil && at == 0 && c != 0 {
+		if err := s.clk.ObserveFrom(wire.PeerOf(req.Conn), c); err != nil {
+			req.ReplyError(&rpc.Error{Msg: "server: flush point refused: " + err.Error()})
+			return
+		}
+		fc = c
+	}
 	if !s.flushJob() {
 		req.ReplyError(&rpc.Error{Msg: ErrClosed.Error()})
 		return
@@ -127,7 +140,11 @@ func (s *Server) handleFlush(req *rpc.Request) {
 	// Off the connection's read goroutine: the flush file is fsynced.
 	go func() {
 		defer s.repl.Done()
-		if err := s.flushAll(at); err != nil {
+		flush := func() error { return s.flushAll(at) }
+		if fc != 0 {
+			flush = func() error { return s.flushTo(fc) }
+		}
+		if err := flush(); err != nil {
 			s.log.Errorf("flush_all refused: %v", err)
 			req.ReplyError(&rpc.Error{Msg: "server: cannot record the flush (see the server's log)"})
 			return

@@ -794,3 +794,55 @@ func sweptTo(s *Server) uint64 {
 	defer s.flushing.sweepMu.Unlock()
 	return s.flushing.swept
 }
+
+// Ensure that a flush with the gateway's flush point (a request this
+// server takes late: paused while the others flushed and took later
+// writes) hides only what is stamped below that point, whatever this
+// server's clock says by then, also after the sweep; and that the clock
+// moves past the point, so that a write made after it is stamped above.
+func TestFlushAtGatewayPoint(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db.kch"))
+	before := s.clk.Now()
+	putRecords(t, s, before, "before")
+	fc := before + 1
+	putRecords(t, s, fc+5, "after") // a later write a replace copied here
+	for range 3 {
+		s.clk.Now() // this server's clock is past both by now
+	}
+	res := call(t, cl, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendUint(b, 0)
+		return msgpack.AppendUint(b, fc)
+	})
+	if ok, _, err := msgpack.ReadBool(res); err != nil || !ok {
+		t.Fatalf("flush reply %x", res)
+	}
+	if got := s.flushing.at.Load(); got != fc {
+		t.Fatalf("flush point %x, want the gateway's %x", got, fc)
+	}
+	waitUntil(t, "the sweep", func() bool { return sweptTo(s) == fc })
+	if _, ok := getKey(t, cl, wire.SrvGet, "before"); ok {
+		t.Fatal("the value from before the flush point survived")
+	}
+	if v, ok := getKey(t, cl, wire.SrvGet, "after"); !ok || string(v.Data) != "v" {
+		t.Fatalf("the later write: %q, %v", v.Data, ok)
+	}
+	if rec := rawRecord(t, s, "after"); rec.Tombstone || rec.Clock != fc+5 {
+		t.Fatalf("the later write after the sweep: %+v", rec)
+	}
+	// A flush point above this server's clock moves the clock past it.
+	ahead := s.clk.Current() + 1000
+	call(t, cl, wire.SrvFlush, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendUint(b, 0)
+		b = msgpack.AppendUint(b, 0)
+		return msgpack.AppendUint(b, ahead)
+	})
+	if st := storeKey(t, cl, wire.OpSet, "next", "v"); st != wire.StatusOK {
+		t.Fatalf("set after the flush: status %d", st)
+	}
+	if v, ok := getKey(t, cl, wire.SrvGet, "next"); !ok || v.Clock <= ahead {
+		t.Fatalf("a write after the flush: clock %x, ok %v; want above %x", v.Clock, ok, ahead)
+	}
+}
