@@ -31,16 +31,20 @@ import (
 // must be for the store to count as current.
 const confirmFresh = 3 * time.Second
 
-// isCurrent reports whether the store is current now: our write space has
-// us active and a manager confirmed lately that it knows no newer one (its
-// keepalive answer), or no manager answers at all (they are down or we are
-// cut off: the space we hold is the last we know; a cluster whose managers
-// were down for the garbage time must not discard every store at its next
-// restart). A server that did not run for a while (SIGSTOP) is not current
-// until a manager has answered again: its space may be long out of date.
+// isCurrent reports whether the store is current now: both our hash
+// spaces have us active (the read space too: a server attached holds all
+// its keys only once the replace copy that followed is done, and until
+// then it must not count as current to the others' purge, which would
+// drop their copies of keys it has not received yet) and a manager
+// confirmed lately that it knows no newer one (its keepalive answer), or
+// no manager answers at all (they are down or we are cut off: the space we
+// hold is the last we know; a cluster whose managers were down for the
+// garbage time must not discard every store at its next restart). A
+// server that did not run for a while (SIGSTOP) is not current until a
+// manager has answered again: its space may be long out of date.
 func (s *Server) isCurrent(now time.Time) bool {
-	w := s.whs.Load()
-	if w == nil || !w.IsActive(s.cfg.Self) {
+	w, r := s.whs.Load(), s.rhs.Load()
+	if w == nil || !w.IsActive(s.cfg.Self) || r == nil || !r.IsActive(s.cfg.Self) {
 		return false
 	}
 	if len(s.mgrs) == 0 {

@@ -47,3 +47,30 @@ func TestStoreMarkedCurrent(t *testing.T) {
 		t.Fatalf("a fault server marked its store current (modified %v ago)", age)
 	}
 }
+
+// Ensure that a server attached but not yet a reader (active in the write
+// space, its replace copy not done) does not count as current, to the
+// others' purge (StatCurrentSince 0) nor in its own mark, and that it does
+// once the read space has it. The others used to take it as current from
+// the attach and, when they came back from a long absence while its copy
+// had been cut short, dropped their copies of keys it never received
+// (hunt 26a).
+func TestAttachedServerCurrentOnlyAsReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.kch")
+	s, _ := startAlone(t, path)
+	active := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	fault := ring.New([]ring.Node{{Addr: testSelf, Active: false}}, s.clk.Now())
+	s.whs.Store(active)
+	s.rhs.Store(fault)
+	s.currentSince.Store(0)
+	s.markCurrent()
+	if got := s.currentSince.Load(); got != 0 {
+		t.Fatalf("a writer that is not a reader is current since %v", time.Unix(0, got))
+	}
+	s.rhs.Store(active)
+	before := time.Now()
+	s.markCurrent()
+	if got := s.currentSince.Load(); got < before.UnixNano() {
+		t.Fatalf("a reader and writer: current since %d, want from %d", got, before.UnixNano())
+	}
+}
