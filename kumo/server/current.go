@@ -72,10 +72,21 @@ func (s *Server) confirmed(now time.Time) bool {
 // of a cluster that took no writes for the garbage time must not discard
 // its store when it restarts (a whole cluster restarted after an idle hour
 // would lose every key).
+//
+// A break shorter than the garbage time (a restart, a pause, a fault and
+// attach) does not end the stint that StatCurrentSince reports: once the
+// server is a reader again it holds every delete of its keys made
+// meanwhile, from the replace copy, whose sources keep tombstones for the
+// garbage time. Only a longer absence (away) starts a new one. Otherwise a
+// rolling restart of the other servers made a long-away server find no one
+// current since it left and keep its old copies of keys deleted meanwhile
+// (hunt 26a: 139 of 400 deleted keys back).
 func (s *Server) markCurrent() {
 	now := time.Now()
 	if !s.isCurrent(now) {
-		s.currentSince.Store(0)
+		if since := s.currentSince.Swap(0); since != 0 {
+			s.prevSince.Store(since)
+		}
 		return
 	}
 	if s.awayLong.Load() {
@@ -91,9 +102,15 @@ func (s *Server) markCurrent() {
 		s.endPurgeNotes()
 		s.log.Warnf("server is current again without a replace: the managers kept it active while it did not run")
 	}
+	if s.currentSince.Load() == 0 {
+		since := now.UnixNano()
+		if prev := s.prevSince.Load(); prev != 0 && now.UnixNano()-s.lastCurrent.Load() < int64(s.cfg.GarbageMax) {
+			since = prev // a short break: the same stint
+		}
+		s.currentSince.CompareAndSwap(0, since)
+	}
 	s.lastCurrent.Store(now.UnixNano())
-	s.currentSince.CompareAndSwap(0, now.UnixNano())
-	err := os.WriteFile(s.cfg.StorePath+currentSuffix, strconv.AppendInt(nil, now.UnixNano(), 10), 0o644)
+	err := os.WriteFile(s.cfg.StorePath+currentSuffix, appendCurrentFile(nil, now, s.currentSince.Load()), 0o644)
 	if err == nil {
 		err = os.Chtimes(s.cfg.StorePath, now, now) // for a binary older than the file
 	}
@@ -102,22 +119,67 @@ func (s *Server) markCurrent() {
 	}
 }
 
+// stintSince is what StatCurrentSince reports: the start of the stint as
+// current (markCurrent), 0 if the server is not current. A server that is
+// an active writer and reader in its hash spaces but has not been marked
+// current since a short break (the managers' confirmation lags while the
+// hash spaces change, as they do when another server is attached; or the
+// next maintenance tick has not come since its copy ended) reports the
+// stint the break continues: the purge of a server attached at that moment
+// must find it.
+func (s *Server) stintSince(now time.Time) int64 {
+	if since := s.currentSince.Load(); since != 0 {
+		return since
+	}
+	w, r := s.whs.Load(), s.rhs.Load()
+	if w == nil || !w.IsActive(s.cfg.Self) || r == nil || !r.IsActive(s.cfg.Self) || s.awayLong.Load() {
+		return 0
+	}
+	if prev := s.prevSince.Load(); prev != 0 && now.UnixNano()-s.lastCurrent.Load() < int64(s.cfg.GarbageMax) {
+		return prev
+	}
+	return 0
+}
+
 // currentSuffix names the file, next to the store, that holds the time the
-// store was last current (unix nanoseconds, in decimal).
+// store was last current and the start of that stint (unix nanoseconds, in
+// decimal, separated by a space; files of older versions hold the first
+// only).
 const currentSuffix = ".current"
 
-// readCurrentFile returns the time in the current file of the store at
-// path; ok is false if there is none or it does not hold a time.
-func readCurrentFile(path string) (t time.Time, ok bool) {
+// appendCurrentFile appends the current file's content: last, since.
+func appendCurrentFile(b []byte, last time.Time, since int64) []byte {
+	b = strconv.AppendInt(b, last.UnixNano(), 10)
+	if since > 0 {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, since, 10)
+	}
+	return b
+}
+
+// readCurrentFile returns the times in the current file of the store at
+// path: when it was last current, and since when it had been (0 if the
+// file does not say); ok is false if there is no file or it does not hold
+// a time.
+func readCurrentFile(path string) (last time.Time, since int64, ok bool) {
 	b, err := os.ReadFile(path + currentSuffix)
 	if err != nil {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
-	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	f := strings.Fields(string(b))
+	if len(f) == 0 || len(f) > 2 {
+		return time.Time{}, 0, false
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil || ns <= 0 {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
-	return time.Unix(0, ns), true
+	if len(f) == 2 {
+		if since, err = strconv.ParseInt(f[1], 10, 64); err != nil || since < 0 || since > ns {
+			since = 0
+		}
+	}
+	return time.Unix(0, ns), since, true
 }
 
 // checkAway sets awayLong when our write space has not had us active
@@ -139,6 +201,7 @@ func (s *Server) checkAway() {
 // whatever its clock: the other servers' replace copies can reach it before
 // its own copy start does.
 func (s *Server) setAway() {
+	s.prevSince.Store(0) // a new stint once it is current again
 	s.purgeMu.Lock()
 	if s.purgeSeen == nil {
 		s.purgeSeen = make(map[string]struct{})
@@ -196,6 +259,7 @@ func (s *Server) purgeStale(cutoff uint64, since time.Time, w *ring.HashSpace, a
 			dropped++
 		}
 	}
+	s.prevSince.Store(0)
 	s.lastCurrent.Store(time.Now().UnixNano())
 	s.awayLong.Store(false)
 	s.log.Warnf("store was last current %v ago, longer than the garbage time %v: dropped %d records from before, so that deleted keys cannot come back; kept %d whose other owners were away too",

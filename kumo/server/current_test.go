@@ -74,3 +74,96 @@ func TestAttachedServerCurrentOnlyAsReader(t *testing.T) {
 		t.Fatalf("a reader and writer: current since %d, want from %d", got, before.UnixNano())
 	}
 }
+
+// Ensure that a break shorter than the garbage time continues the stint
+// StatCurrentSince reports, in the process and across a restart (the
+// current file), and that a longer one, or a store found away, starts a
+// new one. A rolling restart of the other servers used to make a
+// long-away server find no one current since it left (hunt 26a).
+func TestShortBreakKeepsCurrentSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.kch")
+	s, _ := startWith(t, Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: path, GarbageMax: time.Hour})
+	active := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	fault := ring.New([]ring.Node{{Addr: testSelf, Active: false}}, s.clk.Now())
+	s.markCurrent()
+	stint := s.currentSince.Load()
+	if stint == 0 {
+		t.Fatal("not current")
+	}
+	s.rhs.Store(fault) // marked fault, then attached and copied again
+	s.markCurrent()
+	if got := s.currentSince.Load(); got != 0 {
+		t.Fatalf("current since %d while not a reader", got)
+	}
+	s.rhs.Store(active)
+	s.markCurrent()
+	if got := s.currentSince.Load(); got != stint {
+		t.Fatalf("after a short break: current since %d, want the stint's %d", got, stint)
+	}
+
+	// Across a restart: the current file carries the stint.
+	putRecords(t, s, s.clk.Now(), "k") // an empty store is new at every start
+	s.markCurrent()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := startWith(t, Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: path, GarbageMax: time.Hour})
+	s2.markCurrent()
+	if got := s2.currentSince.Load(); got != stint {
+		t.Fatalf("after a restart: current since %d, want the stint's %d", got, stint)
+	}
+
+	// A break longer than the garbage time starts a new stint.
+	s2.rhs.Store(fault)
+	s2.markCurrent()
+	s2.lastCurrent.Store(time.Now().Add(-2 * time.Hour).UnixNano())
+	s2.rhs.Store(active)
+	before := time.Now().UnixNano()
+	s2.markCurrent()
+	if got := s2.currentSince.Load(); got < before {
+		t.Fatalf("after a long break: current since %d, want a new stint from %d", got, before)
+	}
+
+	// So does a store found away.
+	s2.rhs.Store(fault)
+	s2.markCurrent()
+	s2.setAway()
+	s2.endPurgeNotes()
+	s2.awayLong.Store(false)
+	s2.rhs.Store(active)
+	before = time.Now().UnixNano()
+	s2.markCurrent()
+	if got := s2.currentSince.Load(); got < before {
+		t.Fatalf("after being away: current since %d, want a new stint from %d", got, before)
+	}
+}
+
+// Ensure that StatCurrentSince reports the stint for a writer and reader
+// not marked current since a short break (the managers' confirmation lags
+// while another server is attached), and 0 for one that is not a reader
+// again yet (its copy running) or was away.
+func TestStintSinceDuringShortBreak(t *testing.T) {
+	s, _ := startWith(t, Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: filepath.Join(t.TempDir(), "s.kch"), GarbageMax: time.Hour})
+	active := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
+	fault := ring.New([]ring.Node{{Addr: testSelf, Active: false}}, s.clk.Now())
+	s.markCurrent()
+	stint := s.currentSince.Load()
+	s.currentSince.Store(0) // a tick that found no fresh confirmation
+	s.prevSince.Store(stint)
+	if got := s.stintSince(time.Now()); got != stint {
+		t.Fatalf("a member between ticks reports %d, want its stint %d", got, stint)
+	}
+	s.rhs.Store(fault)
+	if got := s.stintSince(time.Now()); got != 0 {
+		t.Fatalf("a writer whose copy runs reports %d, want 0", got)
+	}
+	s.rhs.Store(active)
+	if got := s.stintSince(time.Now().Add(2 * time.Hour)); got != 0 {
+		t.Fatalf("after a break longer than the garbage time: %d, want 0", got)
+	}
+	s.setAway()
+	s.endPurgeNotes()
+	if got := s.stintSince(time.Now()); got != 0 {
+		t.Fatalf("an away store reports %d, want 0", got)
+	}
+}

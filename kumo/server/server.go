@@ -15,7 +15,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +101,7 @@ type Server struct {
 	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds; mgrFail: since when every keepalive fails (0: one answered)
 	lastCurrent                    atomic.Int64 // unix nanoseconds
 	currentSince                   atomic.Int64 // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
+	prevSince                      atomic.Int64 // unix nanoseconds: the stint a break shorter than -gX continues (markCurrent), 0 for none
 	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
 	purgeRun                       sync.Mutex          // held from a copy start that may purge until the purge is done (replace.go)
@@ -155,7 +155,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, last, away, err := openStore(&cfg)
+	db, last, since, away, err := openStore(&cfg)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -183,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 		streams: make(map[ring.Addr]*rpc.Client),
 	}
 	s.lastCurrent.Store(last.UnixNano())
+	s.prevSince.Store(since)
 	if away {
 		s.setAway()
 	}
@@ -273,33 +274,36 @@ func randUint64() uint64 {
 // The modification time alone also moves when the store is opened or
 // compacted while the server is not current, so a second restart after a
 // long absence looked current.
-func openStore(cfg *Config) (db *store.DB, last time.Time, away bool, err error) {
+//
+// since is when the store's last stint as current began (0 if unknown):
+// a restart shorter than the garbage time continues it (markCurrent).
+func openStore(cfg *Config) (db *store.DB, last time.Time, since int64, away bool, err error) {
 	last = time.Now()
 	fi, statErr := os.Stat(cfg.StorePath)
 	if statErr == nil {
 		last = fi.ModTime()
-		if t, ok := readCurrentFile(cfg.StorePath); ok {
-			last = t
+		if t, sc, ok := readCurrentFile(cfg.StorePath); ok {
+			last, since = t, sc
 		} else {
 			// Keep the time the open is about to move (a store from
 			// before the file, or one never marked current).
-			os.WriteFile(cfg.StorePath+currentSuffix, strconv.AppendInt(nil, last.UnixNano(), 10), 0o644)
+			os.WriteFile(cfg.StorePath+currentSuffix, appendCurrentFile(nil, last, 0), 0o644)
 		}
 	}
 	db, err = store.Open(cfg.StorePath, &cfg.Store)
 	if err != nil {
-		return nil, last, false, err
+		return nil, last, 0, false, err
 	}
 	if statErr != nil || db.Len() == 0 {
-		return db, last, false, nil
+		return db, last, 0, false, nil
 	}
 	age := time.Since(last)
 	if age <= cfg.GarbageMax {
-		return db, last, false, nil
+		return db, last, since, false, nil
 	}
 	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records when it is attached, if other servers served meanwhile, so that deleted keys cannot come back",
 		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
-	return db, last, true, nil
+	return db, last, 0, true, nil
 }
 
 // maybeGrow rebuilds the store online with twice the slots once it is 3/4

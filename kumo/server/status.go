@@ -69,7 +69,7 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 	case wire.StatReplace:
 		u(s.replFlags())
 	case wire.StatCurrentSince:
-		u(uint64(max(s.currentSince.Load(), 0)))
+		u(uint64(max(s.stintSince(time.Now()), 0)))
 	case wire.StatDBBytes:
 		// Tombstones (deleted and flushed keys kept until the garbage
 		// time) are not items: memcached's bytes falls to 0 after

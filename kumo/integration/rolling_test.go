@@ -1,0 +1,61 @@
+package integration
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Ensure that a server away for longer than the garbage time brings no
+// deleted key back when the other servers were restarted one at a time
+// meanwhile (a rolling upgrade, each down a moment): a break shorter than
+// the garbage time keeps a server current since before the long-away one
+// left, so the long-away one drops its old copies when it is attached.
+// Each restart used to start a new stint, the long-away server found no
+// one current since it left and kept them (hunt 26a: 139 of 400 deleted
+// keys back).
+func TestLongAwayServerAfterRollingRestart(t *testing.T) {
+	t.Parallel()
+	c, m := startGX(t, 0, "roll")
+	kill(t, c, 0, 1)
+	for i := range n {
+		if r := m.cmd("delete roll" + strconv.Itoa(i) + "\r\n"); r != "DELETED\r\n" {
+			t.Fatalf("delete roll%d: %q", i, r)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		eventually(t, 40*time.Second, "server "+strconv.Itoa(i+1)+" to purge the tombstones", func() bool {
+			out, err := c.StatServer(i, "items")
+			f := strings.Fields(out)
+			return err == nil && len(f) > 0 && atoiOr(f[len(f)-1], n) < n
+		})
+	}
+	for _, i := range []int{0, 2} {
+		if err := c.RestartServer(i); err != nil {
+			t.Fatal(err)
+		}
+		attach(t, c, 0)
+	}
+	if err := c.RestartServer(1); err != nil {
+		t.Fatal(err)
+	}
+	attach(t, c, 0)
+	m = dial(t, c.Gateway())
+	var back []string
+	for i := range n {
+		k := "roll" + strconv.Itoa(i)
+		if _, ok := m.get(k); ok {
+			back = append(back, k)
+		}
+	}
+	if len(back) > 0 {
+		t.Fatalf("%d of %d deleted keys came back, e.g. %v\n%s", len(back), n, back[:min(5, len(back))], c.Server(1).Tail(5))
+	}
+	for i := range 3 {
+		out, err := c.StatServer(i, "items")
+		if f := strings.Fields(out); err != nil || len(f) == 0 || atoiOr(f[len(f)-1], n) >= n {
+			t.Errorf("server %d holds %q records (%v)", i+1, out, err)
+		}
+	}
+}
