@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kumofs/internal/metrics"
+	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -240,6 +241,12 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 	if len(dstActive) == 0 {
 		return true
 	}
+	// A server that was not a reader before (attached or recovered) also
+	// sends what it holds to the owners that may lack it (returnStints).
+	var stints map[ring.Addr]int64
+	if !full && !activeIn(src)[s.cfg.Self] {
+		stints = s.returnStints(dst)
+	}
 	batches := make(map[ring.Addr]*batcher)
 	get := func(a ring.Addr) *batcher {
 		b := batches[a]
@@ -291,6 +298,13 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 			return nil
 		}
 		if sender != s.cfg.Self {
+			if stints != nil {
+				for i := 0; i < do.Len(); i++ {
+					if n := do.At(i); n.Active && n.Addr != s.cfg.Self && mayLack(stints[n.Addr], rec.Clock) {
+						get(n.Addr).add(rec)
+					}
+				}
+			}
 			return nil
 		}
 	next:
@@ -325,6 +339,39 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 	}
 	s.log.Infof("replace copy done: %d records sent to %d servers, ok=%v", total, len(batches), ok)
 	return ok
+}
+
+// returnStints returns, for a server coming back into the hash space with
+// a store (attached or recovered), the other active servers of dst and
+// since when each has been current (StatCurrentSince; 0 if it is not, or
+// did not answer). A reader's copy of a key is the one the replace copies
+// (the first source owner sends), but a reader holds every write only
+// from the start of its stint: one that became a reader while every
+// server that held the data was down (its own copy cut short, the others
+// detached, as -a does) lacks the older ones, and the servers coming back
+// with them must send them, or reads served by it would miss those keys
+// for good (hunt 26a: 285 of 900 acknowledged keys). Newest wins where
+// they arrive, and a long-away store has purged what could bring back a
+// deleted key (purgeStale) before this runs.
+func (s *Server) returnStints(dst *ring.HashSpace) map[ring.Addr]int64 {
+	m := make(map[ring.Addr]int64)
+	for _, n := range dst.Nodes() {
+		if n.Active && n.Addr != s.cfg.Self {
+			since, _ := s.peerCurrentSince(n.Addr)
+			m[n.Addr] = int64(since)
+		}
+	}
+	return m
+}
+
+// returnMargin widens returnStints' comparison of a record's clock with a
+// stint's start: a ClockTime's seconds can run ahead of the wall clock.
+const returnMargin = 10 * time.Second
+
+// mayLack reports whether a server current since since (unix ns, 0 if not
+// current) may lack the version of a key stamped ct.
+func mayLack(since int64, ct uint64) bool {
+	return since == 0 || int64(clock.Seconds(ct))*int64(time.Second) <= since+int64(returnMargin)
 }
 
 func (s *Server) handleReplaceDeleteStart(req *rpc.Request) {

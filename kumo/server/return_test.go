@@ -1,0 +1,75 @@
+package server
+
+import (
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kumofs/internal/logging"
+	"kumofs/kumo/wire"
+	"kumofs/ring"
+)
+
+// startAt starts a server whose Self is a free port of 127.0.0.1, so that
+// other servers can reach it, with the given store.
+func startAt(t *testing.T, path string) *Server {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	self, err := ring.ParseAddr(addr, 19800)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Self: self, Listen: addr, StorePath: path, Log: logging.New(io.Discard, logging.Info).With("server")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Ensure that a server coming back with a store sends the reader it
+// rejoins the versions older than that reader's stint as current (it may
+// lack them: it became a reader while the servers holding them were
+// down, -a having detached them), and not the newer ones, which the
+// reader stored itself. Reads served by such a reader missed those keys
+// for good (hunt 26a: 285 of 900 acknowledged keys).
+func TestReturningServerSendsWhatTheReaderMayLack(t *testing.T) {
+	dir := t.TempDir()
+	back, reader := startAt(t, filepath.Join(dir, "back.kch")), startAt(t, filepath.Join(dir, "reader.kch"))
+	src := ring.New([]ring.Node{{Addr: back.cfg.Self}, {Addr: reader.cfg.Self, Active: true}}, 1)
+	dst := ring.New([]ring.Node{{Addr: back.cfg.Self, Active: true}, {Addr: reader.cfg.Self, Active: true}}, 2)
+	for _, s := range []*Server{back, reader} {
+		s.whs.Store(dst)
+		s.rhs.Store(src)
+	}
+	reader.rhs.Store(dst)
+	reader.markCurrent() // a reader from now on
+	stint := reader.currentSince.Load()
+	if stint == 0 {
+		t.Fatal("the reader is not current")
+	}
+	old := uint64(time.Now().Add(-time.Hour).Unix()) << 32
+	newer := uint64(time.Now().Add(time.Hour).Unix()) << 32
+	for key, ct := range map[string]uint64{"old": old, "newer": newer} {
+		v := wire.Value{Clock: ct, Data: []byte(key)}
+		if _, err := back.applyNewest(dbkey(key), wire.AppendDBValue(nil, &v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !back.replaceCopy(src, dst, false) {
+		t.Fatal("the copy failed")
+	}
+	if rec, _, err := reader.db.Get(dbkey("old"), nil); err != nil || rec.Clock != old {
+		t.Fatalf("the reader's old: %+v, %v; want the returning server's version", rec, err)
+	}
+	if _, _, err := reader.db.Get(dbkey("newer"), nil); err == nil {
+		t.Fatal("a version newer than the reader's stint was sent too")
+	}
+}
