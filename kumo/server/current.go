@@ -120,25 +120,35 @@ func (s *Server) markCurrent() {
 }
 
 // stintSince is what StatCurrentSince reports: the start of the stint as
-// current (markCurrent), 0 if the server is not current. A server that is
-// an active writer and reader in its hash spaces but has not been marked
-// current since a short break (the managers' confirmation lags while the
-// hash spaces change, as they do when another server is attached; or the
-// next maintenance tick has not come since its copy ended) reports the
-// stint the break continues: the purge of a server attached at that moment
-// must find it.
+// current (markCurrent), also during a break shorter than the garbage time
+// that the stint may go on after (a restart, a lapse of the managers'
+// confirmation while another server is attached, its replace copy
+// running), and 0 if there is none: the store was away, or was never
+// current since it was (a new stint starts only once the server is a
+// reader, with every key copied). currentUntil says until when the stint
+// ran: the purge of a server attached at that moment (authorities) must
+// find the others that were current all the while it was away, also if
+// they are in a short break of their own.
 func (s *Server) stintSince(now time.Time) int64 {
 	if since := s.currentSince.Load(); since != 0 {
 		return since
 	}
-	w, r := s.whs.Load(), s.rhs.Load()
-	if w == nil || !w.IsActive(s.cfg.Self) || r == nil || !r.IsActive(s.cfg.Self) || s.awayLong.Load() {
+	if s.awayLong.Load() {
 		return 0
 	}
 	if prev := s.prevSince.Load(); prev != 0 && now.UnixNano()-s.lastCurrent.Load() < int64(s.cfg.GarbageMax) {
 		return prev
 	}
 	return 0
+}
+
+// currentUntil is what StatCurrentUntil reports: now while the store is
+// current, else when it was last (the start of its break).
+func (s *Server) currentUntil(now time.Time) int64 {
+	if s.currentSince.Load() != 0 {
+		return now.UnixNano()
+	}
+	return s.lastCurrent.Load()
 }
 
 // currentSuffix names the file, next to the store, that holds the time the
@@ -304,10 +314,12 @@ func (s *Server) endPurgeNotes() {
 }
 
 // authorities returns the other active servers of w that have been
-// current without a break since this server was last current (last,
-// within two maintenance ticks): they stored every write and delete of
-// their keys while this one was away, and may have purged the tombstones
-// of deletes it missed. For a key one of them owns, this server's old copy
+// current since this server was last current (last, within two
+// maintenance ticks) without a break longer than the garbage time, and at
+// least until then (a server in a short break now holds every version
+// from before it): they stored every write and delete of their keys while
+// this one was away, or get them from their own copy, and may have purged
+// the tombstones of deletes it missed. For a key one of them owns, this server's old copy
 // is stale or the same as theirs, and the replace copy brings theirs
 // (purgeStale drops it). A key none of them owns keeps its old copy: after
 // a whole cluster went down, servers attached one at a time are current
@@ -321,16 +333,20 @@ func (s *Server) authorities(w *ring.HashSpace, last time.Time) map[ring.Addr]bo
 		if n.Addr == s.cfg.Self || !n.Active {
 			continue
 		}
-		if since, ok := s.peerCurrentSince(n.Addr); ok && since > 0 && int64(since) <= limit {
+		since, ok := s.peerStat(n.Addr, wire.StatCurrentSince)
+		if !ok || since == 0 || int64(since) > limit {
+			continue
+		}
+		if until, ok := s.peerStat(n.Addr, wire.StatCurrentUntil); ok && int64(until) >= last.UnixNano() {
 			auth[n.Addr] = true
 		}
 	}
 	return auth
 }
 
-// peerCurrentSince asks server a for its StatCurrentSince; ok is false if
+// peerStat asks server a for the status code (a number); ok is false if
 // it did not answer or does not know the code.
-func (s *Server) peerCurrentSince(a ring.Addr) (since uint64, ok bool) {
+func (s *Server) peerStat(a ring.Addr, code uint64) (v uint64, ok bool) {
 	c := s.peer(a)
 	if c == nil {
 		return 0, false
@@ -339,13 +355,13 @@ func (s *Server) peerCurrentSince(a ring.Addr) (since uint64, ok bool) {
 	defer cancel()
 	res, err := c.Call(ctx, wire.SrvGetStatus, func(b []byte) []byte {
 		b = msgpack.AppendArrayHeader(b, 1)
-		return msgpack.AppendUint(b, wire.StatCurrentSince)
+		return msgpack.AppendUint(b, code)
 	})
 	if err != nil {
 		return 0, false
 	}
 	defer res.Release()
-	v, _, err := msgpack.ReadUint(res.Bytes())
+	v, _, err = msgpack.ReadUint(res.Bytes())
 	return v, err == nil
 }
 

@@ -138,26 +138,29 @@ func TestShortBreakKeepsCurrentSince(t *testing.T) {
 	}
 }
 
-// Ensure that StatCurrentSince reports the stint for a writer and reader
-// not marked current since a short break (the managers' confirmation lags
-// while another server is attached), and 0 for one that is not a reader
-// again yet (its copy running) or was away.
+// Ensure that StatCurrentSince reports the stint also during a break
+// shorter than the garbage time (the managers' confirmation lags while
+// another server is attached, or its own copy runs after a restart), with
+// StatCurrentUntil the break's start, and 0 after a longer break or once
+// the store was found away; and that StatCurrentUntil is now while it is
+// current.
 func TestStintSinceDuringShortBreak(t *testing.T) {
 	s, _ := startWith(t, Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: filepath.Join(t.TempDir(), "s.kch"), GarbageMax: time.Hour})
-	active := ring.New([]ring.Node{{Addr: testSelf, Active: true}}, s.clk.Now())
-	fault := ring.New([]ring.Node{{Addr: testSelf, Active: false}}, s.clk.Now())
 	s.markCurrent()
 	stint := s.currentSince.Load()
-	s.currentSince.Store(0) // a tick that found no fresh confirmation
-	s.prevSince.Store(stint)
+	now := time.Now()
+	if got := s.currentUntil(now); got != now.UnixNano() {
+		t.Fatalf("current: until %d, want now %d", got, now.UnixNano())
+	}
+	s.rhs.Store(ring.New([]ring.Node{{Addr: testSelf, Active: false}}, s.clk.Now())) // its copy runs
+	s.markCurrent()
+	breakAt := s.lastCurrent.Load()
 	if got := s.stintSince(time.Now()); got != stint {
-		t.Fatalf("a member between ticks reports %d, want its stint %d", got, stint)
+		t.Fatalf("in a short break: since %d, want its stint %d", got, stint)
 	}
-	s.rhs.Store(fault)
-	if got := s.stintSince(time.Now()); got != 0 {
-		t.Fatalf("a writer whose copy runs reports %d, want 0", got)
+	if got := s.currentUntil(time.Now()); got != breakAt {
+		t.Fatalf("in a short break: until %d, want the break's start %d", got, breakAt)
 	}
-	s.rhs.Store(active)
 	if got := s.stintSince(time.Now().Add(2 * time.Hour)); got != 0 {
 		t.Fatalf("after a break longer than the garbage time: %d, want 0", got)
 	}

@@ -357,7 +357,7 @@ func (s *Server) returnStints(dst *ring.HashSpace) map[ring.Addr]int64 {
 	m := make(map[ring.Addr]int64)
 	for _, n := range dst.Nodes() {
 		if n.Active && n.Addr != s.cfg.Self {
-			since, _ := s.peerCurrentSince(n.Addr)
+			since, _ := s.peerStat(n.Addr, wire.StatCurrentSince)
 			m[n.Addr] = int64(since)
 		}
 	}

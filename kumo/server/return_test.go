@@ -73,3 +73,37 @@ func TestReturningServerSendsWhatTheReaderMayLack(t *testing.T) {
 		t.Fatal("a version newer than the reader's stint was sent too")
 	}
 }
+
+// Ensure that a long-away server's purge counts as an authority another
+// server in a short break only if that one was current at least until the
+// long-away one was last (it holds every version from before), and one
+// that is current now if its stint began before that.
+func TestAuthoritiesInShortBreak(t *testing.T) {
+	dir := t.TempDir()
+	away, peer := startAt(t, filepath.Join(dir, "away.kch")), startAt(t, filepath.Join(dir, "peer.kch"))
+	w := ring.New([]ring.Node{{Addr: away.cfg.Self, Active: true}, {Addr: peer.cfg.Self, Active: true}}, 1)
+	last := time.Now().Add(-time.Minute) // when the long-away server was last current
+	stint := last.Add(-time.Hour).UnixNano()
+	for _, tc := range []struct {
+		name    string
+		current bool
+		until   time.Time // the peer's break start, when not current
+		want    bool
+	}{
+		{"current", true, time.Time{}, true},
+		{"break after", false, last.Add(time.Second), true},
+		{"break before", false, last.Add(-time.Second), false},
+	} {
+		if tc.current {
+			peer.currentSince.Store(stint)
+		} else {
+			peer.currentSince.Store(0)
+			peer.prevSince.Store(stint)
+			peer.lastCurrent.Store(tc.until.UnixNano())
+		}
+		got := away.authorities(w, last)[peer.cfg.Self]
+		if got != tc.want {
+			t.Errorf("%s: authority %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

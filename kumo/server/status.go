@@ -70,6 +70,8 @@ func (s *Server) handleGetStatus(req *rpc.Request) {
 		u(s.replFlags())
 	case wire.StatCurrentSince:
 		u(uint64(max(s.stintSince(time.Now()), 0)))
+	case wire.StatCurrentUntil:
+		u(uint64(max(s.currentUntil(time.Now()), 0)))
 	case wire.StatDBBytes:
 		// Tombstones (deleted and flushed keys kept until the garbage
 		// time) are not items: memcached's bytes falls to 0 after

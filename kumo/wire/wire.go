@@ -221,7 +221,8 @@ const (
 	StatStreamPort   = 66 // kumo: the replace stream port (-L), 0 if none
 	StatDBLive       = 67 // kumo: records in the store that are not tombstones
 	StatCopyTime     = 68 // kumo: the write space clock of the last replace copy started, 0 if none
-	StatCurrentSince = 69 // kumo: unix ns since when the store has been current without a break, 0 if it is not current
+	StatCurrentSince = 69 // kumo: unix ns since when the store has been current without a break longer than -gX, 0 if none
+	StatCurrentUntil = 70 // kumo: unix ns until when the store was current: now if it is, else when its break began
 )
 
 // Health a server reports in its keepalives.
