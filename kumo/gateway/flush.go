@@ -75,16 +75,7 @@ func (g *Gateway) doFlushAll(ctx context.Context, delay int64) error {
 		// Every server is asked, at once, also when one fails: a server
 		// that cannot be reached must not leave the ones after it
 		// unflushed.
-		errs := make([]error, len(srv))
-		var wg sync.WaitGroup
-		for i, a := range srv {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = g.flushServer(ctx, a, at, fc, deadline)
-			}()
-		}
-		wg.Wait()
+		errs := inParallel(srv, func(_ int, a ring.Addr) error { return g.flushServer(ctx, a, at, fc, deadline) })
 		for i, err := range errs {
 			if err != nil {
 				return err
@@ -116,26 +107,19 @@ func (g *Gateway) flushPoint(ctx context.Context, deadline time.Time) (uint64, e
 		return 0, ErrNoServer
 	}
 	clocks := make([]uint64, len(srv))
-	errs := make([]error, len(srv))
-	var wg sync.WaitGroup
-	for i, a := range srv {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = g.askServer(ctx, a, wire.SrvGetStatus, func(b []byte) []byte {
-				b = msgpack.AppendArrayHeader(b, 1)
-				return msgpack.AppendUint(b, wire.StatClockTime)
-			}, func(res []byte) error {
-				v, _, err := msgpack.ReadUint(res)
-				if err != nil {
-					return ErrBadReply
-				}
-				clocks[i] = v
-				return nil
-			}, deadline)
-		}()
-	}
-	wg.Wait()
+	errs := inParallel(srv, func(i int, a ring.Addr) error {
+		return g.askServer(ctx, a, wire.SrvGetStatus, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, 1)
+			return msgpack.AppendUint(b, wire.StatClockTime)
+		}, func(res []byte) error {
+			v, _, err := msgpack.ReadUint(res)
+			if err != nil {
+				return ErrBadReply
+			}
+			clocks[i] = v
+			return nil
+		}, deadline)
+	})
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
@@ -184,4 +168,20 @@ func (g *Gateway) askServer(ctx context.Context, a ring.Addr, method uint32, arg
 			return nil
 		}
 	}
+}
+
+// inParallel runs f for every server at once and returns their errors, in
+// order: a server that cannot be reached must not hold up the others.
+func inParallel(srv []ring.Addr, f func(i int, a ring.Addr) error) []error {
+	errs := make([]error, len(srv))
+	var wg sync.WaitGroup
+	for i, a := range srv {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i, a)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
