@@ -2,7 +2,6 @@ package integration
 
 import (
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,15 +46,7 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The other owners purge the tombstones once they are older
-			// than -gX (compaction runs at least every -gX).
-			for _, i := range []int{0, 2} {
-				eventually(t, 40*time.Second, "server "+strconv.Itoa(i+1)+" to purge the tombstones", func() bool {
-					out, err := c.StatServer(i, "items")
-					f := strings.Fields(out)
-					return err == nil && len(f) > 0 && atoiOr(f[len(f)-1], n) < n
-				})
-			}
+			waitPurged(t, c, 0, 2)
 			if away == "restarted twice" {
 				// Twice after the others purged: the first start's header
 				// write, or a compaction while it is not current, must not
@@ -85,23 +76,7 @@ func TestLongAwayServerNoResurrection(t *testing.T) {
 				}
 			}
 			attach(t, c, 0)
-			m = dial(t, c.Gateway())
-			var back []string
-			for i := range n {
-				k := "res" + strconv.Itoa(i)
-				if _, ok := m.get(k); ok {
-					back = append(back, k)
-				}
-			}
-			if len(back) > 0 {
-				t.Fatalf("%d of %d deleted keys came back, e.g. %v", len(back), n, back[:min(5, len(back))])
-			}
-			for i := range 3 {
-				out, err := c.StatServer(i, "items")
-				if f := strings.Fields(out); err != nil || len(f) == 0 || atoiOr(f[len(f)-1], n) >= n {
-					t.Errorf("server %d holds %q records (%v)", i+1, out, err)
-				}
-			}
+			wantNoneBack(t, c, "res")
 			if err := p.WaitLog("dropped", time.Millisecond); err != nil {
 				t.Logf("server 2 log:\n%s", p.Tail(20))
 			}
