@@ -279,7 +279,7 @@ func TestPartitionBetweenManagers(t *testing.T) {
 	wait := l.load(10 * time.Second)
 	l.cut(l.mgrNS[0], l.mgrs[1])
 	l.deleteHalf("del", 200)
-	eventually(t, 10*time.Second, "some time under the partition", func() bool {
+	eventually(t, 30*time.Second, "some time under the partition", func() bool {
 		out, err := l.run(l.client, 15*time.Second, l.b("kumostat"), "-m", l.mgrs[1], "hscheck")
 		return err == nil && strings.Count(out, "true") == 3
 	})
