@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,9 @@ func (s *Server) markCurrent() {
 		s.currentSince.CompareAndSwap(0, since)
 	}
 	s.lastCurrent.Store(now.UnixNano())
-	err := os.WriteFile(s.cfg.StorePath+currentSuffix, appendCurrentFile(nil, now, s.currentSince.Load()), 0o644)
+	active := activeServers(s.whs.Load())
+	s.activeWhenCurrent.Store(&active)
+	err := os.WriteFile(s.cfg.StorePath+currentSuffix, appendCurrentFile(nil, now, s.currentSince.Load(), active), 0o644)
 	if err == nil {
 		err = os.Chtimes(s.cfg.StorePath, now, now) // for a binary older than the file
 	}
@@ -129,18 +132,29 @@ func (s *Server) markCurrent() {
 // ran: the purge of a server attached at that moment (authorities) must
 // find the others that were current all the while it was away, also if
 // they are in a short break of their own.
+//
+// A stint that began when the server became a reader without a complete
+// copy (copyComplete: every other owner of some of its keys was down, so
+// it holds nothing from before) is reported stintSlack later than it began,
+// so that the purge's slack for the ticks cannot take it for one that
+// began before the asker left (hunt 26c: 300 acknowledged writes lost).
 func (s *Server) stintSince(now time.Time) int64 {
-	if since := s.currentSince.Load(); since != 0 {
-		return since
+	since := s.currentSince.Load()
+	if since == 0 && !s.awayLong.Load() {
+		if prev := s.prevSince.Load(); prev != 0 && now.UnixNano()-s.lastCurrent.Load() < int64(s.cfg.GarbageMax) {
+			since = prev
+		}
 	}
-	if s.awayLong.Load() {
-		return 0
+	if since != 0 && s.stintPartial.Load() {
+		since += int64(stintSlack(s.maintenanceTick()))
 	}
-	if prev := s.prevSince.Load(); prev != 0 && now.UnixNano()-s.lastCurrent.Load() < int64(s.cfg.GarbageMax) {
-		return prev
-	}
-	return 0
+	return since
 }
+
+// stintSlack is how much later than another server's last mark as current
+// a stint may begin and still count as covering it (authorities): both are
+// marked at maintenance ticks.
+func stintSlack(tick time.Duration) time.Duration { return 2*tick + time.Second }
 
 // currentUntil is what StatCurrentUntil reports: now while the store is
 // current, else when it was last (the start of its break).
@@ -152,19 +166,67 @@ func (s *Server) currentUntil(now time.Time) int64 {
 }
 
 // currentSuffix names the file, next to the store, that holds the time the
-// store was last current and the start of that stint (unix nanoseconds, in
-// decimal, separated by a space; files of older versions hold the first
-// only).
+// store was last current, the start of that stint (unix nanoseconds, in
+// decimal) and the servers active in the write space then (host:port,
+// comma-separated), separated by spaces; files of older versions hold the
+// first, or the first two, only.
 const currentSuffix = ".current"
 
-// appendCurrentFile appends the current file's content: last, since.
-func appendCurrentFile(b []byte, last time.Time, since int64) []byte {
+// appendCurrentFile appends the current file's content: last, since and
+// the servers active then (none: the field is left out).
+func appendCurrentFile(b []byte, last time.Time, since int64, active []ring.Addr) []byte {
 	b = strconv.AppendInt(b, last.UnixNano(), 10)
-	if since > 0 {
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, since, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, max(since, 0), 10)
+	for i, a := range active {
+		if i == 0 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, a.String()...)
 	}
 	return b
+}
+
+// readActiveWhenCurrent returns the servers the current file of the store
+// at path lists as active when it was last current; ok is false if it
+// lists none (a file of an older version, or none at all).
+func readActiveWhenCurrent(path string) (active []ring.Addr, ok bool) {
+	b, err := os.ReadFile(path + currentSuffix)
+	if err != nil {
+		return nil, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return nil, false
+	}
+	for _, s := range strings.Split(f[2], ",") {
+		a, err := ring.ParseAddr(s, 0)
+		if err != nil {
+			return nil, false
+		}
+		active = append(active, a)
+	}
+	return active, true
+}
+
+// activeServers lists the servers hs has active.
+func activeServers(hs *ring.HashSpace) []ring.Addr {
+	var out []ring.Addr
+	for _, n := range hs.Nodes() {
+		if n.Active {
+			out = append(out, n.Addr)
+		}
+	}
+	return out
+}
+
+// wasActiveWhenCurrent reports whether a was active in our write space
+// when we were last current (true if we do not know).
+func (s *Server) wasActiveWhenCurrent(a ring.Addr) bool {
+	p := s.activeWhenCurrent.Load()
+	return p == nil || slices.Contains(*p, a)
 }
 
 // readCurrentFile returns the times in the current file of the store at
@@ -177,14 +239,14 @@ func readCurrentFile(path string) (last time.Time, since int64, ok bool) {
 		return time.Time{}, 0, false
 	}
 	f := strings.Fields(string(b))
-	if len(f) == 0 || len(f) > 2 {
+	if len(f) == 0 || len(f) > 3 {
 		return time.Time{}, 0, false
 	}
 	ns, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil || ns <= 0 {
 		return time.Time{}, 0, false
 	}
-	if len(f) == 2 {
+	if len(f) >= 2 {
 		if since, err = strconv.ParseInt(f[1], 10, 64); err != nil || since < 0 || since > ns {
 			since = 0
 		}
@@ -314,8 +376,10 @@ func (s *Server) endPurgeNotes() {
 }
 
 // authorities returns the other active servers of w that have been
-// current since this server was last current (last, within two
-// maintenance ticks) without a break longer than the garbage time, and at
+// current since this server was last current (last, within stintSlack:
+// stints are marked at maintenance ticks; one that began incomplete
+// reports its start later by as much, see stintSince) without a break
+// longer than the garbage time, and at
 // least until then (a server in a short break now holds every version
 // from before it): they stored every write and delete of their keys while
 // this one was away, or get them from their own copy, and may have purged
@@ -327,7 +391,7 @@ func (s *Server) endPurgeNotes() {
 // key whose other owners are not attached yet. A peer that does not
 // answer, or is older than StatCurrentSince, is no authority.
 func (s *Server) authorities(w *ring.HashSpace, last time.Time) map[ring.Addr]bool {
-	limit := last.Add(2*s.maintenanceTick() + time.Second).UnixNano()
+	limit := last.Add(stintSlack(s.maintenanceTick())).UnixNano()
 	auth := make(map[ring.Addr]bool)
 	for _, n := range w.Nodes() {
 		if n.Addr == s.cfg.Self || !n.Active {

@@ -164,6 +164,13 @@ func TestStintSinceDuringShortBreak(t *testing.T) {
 	if got := s.stintSince(time.Now().Add(2 * time.Hour)); got != 0 {
 		t.Fatalf("after a break longer than the garbage time: %d, want 0", got)
 	}
+	// A stint begun after an incomplete copy reports its start later by the
+	// purge's slack.
+	s.stintPartial.Store(true)
+	if got, want := s.stintSince(time.Now()), stint+int64(stintSlack(s.maintenanceTick())); got != want {
+		t.Fatalf("a stint begun incomplete: since %d, want %d", got, want)
+	}
+	s.stintPartial.Store(false)
 	s.setAway()
 	s.endPurgeNotes()
 	if got := s.stintSince(time.Now()); got != 0 {

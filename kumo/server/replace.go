@@ -63,6 +63,19 @@ func (s *Server) handleReplaceCopyStart(req *rpc.Request) {
 	}
 	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, true) })
 	src := s.rhs.Load()
+	if w.IsActive(s.cfg.Self) && !src.IsActive(s.cfg.Self) {
+		// Coming back. If neither a reader nor every other owner holds
+		// some of our keys (the others are down), the writes we missed
+		// during our break are nowhere to be copied from: our stint as
+		// current ends here (markCurrent starts a new one once we are a
+		// reader), and no long-away server may take the next one as
+		// holding every version from before it left (stintSince).
+		complete := copyComplete(src, w, s.cfg.Self, s.wasActiveWhenCurrent)
+		s.stintPartial.Store(!complete)
+		if !complete {
+			s.prevSince.Store(0)
+		}
+	}
 	if !full {
 		s.adopt(w, nil)
 	}
@@ -339,6 +352,46 @@ func (s *Server) replaceCopy(src, dst *ring.HashSpace, full bool) bool {
 	}
 	s.log.Infof("replace copy done: %d records sent to %d servers, ok=%v", total, len(batches), ok)
 	return ok
+}
+
+// copyComplete reports whether the copy from src to dst brings self every
+// version of the keys it owns in dst: each has an owner in src that is
+// active in both (a reader the replace copies from), or every owner of it
+// in dst is active (they all send each other what they hold, as in a new
+// cluster or one restarted whole) or was not active when self was last
+// current (wasActive false: down since before our break, it holds nothing
+// newer than we do). Ownership changes only at virtual nodes, so checking
+// the owners at every virtual node of either space covers every range.
+func copyComplete(src, dst *ring.HashSpace, self ring.Addr, wasActive func(ring.Addr) bool) bool {
+	for _, hs := range []*ring.HashSpace{src, dst} {
+		for _, v := range hs.VirtualNodes() {
+			do := dst.Owners(v.Hash)
+			mine := false
+			for i := 0; i < do.Len(); i++ {
+				if do.At(i).Addr == self {
+					mine = true
+				}
+			}
+			if !mine {
+				continue
+			}
+			sourced, all := false, true
+			so := src.Owners(v.Hash)
+			for i := 0; i < so.Len(); i++ {
+				if n := so.At(i); n.Active && n.Addr != self && dst.IsActive(n.Addr) {
+					sourced = true
+				}
+			}
+			for i := 0; i < do.Len(); i++ {
+				n := do.At(i)
+				all = all && (n.Active || !wasActive(n.Addr))
+			}
+			if !sourced && !all {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // returnStints returns, for a server coming back into the hash space with

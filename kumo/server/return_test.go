@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -104,6 +106,49 @@ func TestAuthoritiesInShortBreak(t *testing.T) {
 		got := away.authorities(w, last)[peer.cfg.Self]
 		if got != tc.want {
 			t.Errorf("%s: authority %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Ensure that copyComplete finds a source for every key a returning
+// server owns only when there is one (a reader, or every owner active and
+// sending each other all they hold): with the other owners of some range
+// down the writes it missed are nowhere to copy from, and its stint as
+// current must end (hunt 26c: a server back from a 4 s
+// break, attached while the others were down, was taken as holding every
+// version and the others dropped 300 acknowledged writes).
+func TestCopySourced(t *testing.T) {
+	addr := func(i int) ring.Addr {
+		a, _ := ring.ParseAddr("127.0.0.1:"+strconv.Itoa(19801+i), 19800)
+		return a
+	}
+	space := func(n int, active ...int) *ring.HashSpace {
+		var nodes []ring.Node
+		for i := range n {
+			nodes = append(nodes, ring.Node{Addr: addr(i), Active: slices.Contains(active, i)})
+		}
+		return ring.New(nodes, 1)
+	}
+	self := addr(0)
+	for _, tc := range []struct {
+		name       string
+		src, dst   *ring.HashSpace
+		downBefore ring.Addr // down already when self was last current
+		want       bool
+	}{
+		{"others readers", space(3, 1, 2), space(3, 0, 1, 2), ring.Addr{}, true},
+		{"one other reader", space(3, 1), space(3, 0, 1, 2), ring.Addr{}, true},
+		{"no reader, every owner back", space(3), space(3, 0, 1, 2), ring.Addr{}, true},
+		{"no read space, every owner back", ring.New(nil, 0), space(3, 0, 1, 2), ring.Addr{}, true},
+		{"no reader, the others down", space(3), space(3, 0), ring.Addr{}, false},
+		{"no reader, one down since before", space(3), space(3, 0, 1), addr(2), true},
+		{"no reader, one down since before, one since", space(3), space(3, 0), addr(2), false},
+		{"reader down in dst", space(3, 1), space(3, 0, 2), ring.Addr{}, false},
+		{"some ranges without a reader or an owner", space(6, 1), space(6, 0, 1, 3, 4, 5), ring.Addr{}, false},
+		{"every range with a reader", space(6, 1, 2, 3, 4, 5), space(6, 0, 1, 2, 3, 4, 5), ring.Addr{}, true},
+	} {
+		if got := copyComplete(tc.src, tc.dst, self, func(a ring.Addr) bool { return a != tc.downBefore }); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -98,11 +98,13 @@ type Server struct {
 	// answered a keepalive, last confirmed the clock of our write space,
 	// and last failed to answer; when the store was last marked current;
 	// and, while stale records are purged, the keys copied in meanwhile.
-	mgrAnswer, mgrConfirm, mgrFail atomic.Int64 // unix nanoseconds; mgrFail: since when every keepalive fails (0: one answered)
-	lastCurrent                    atomic.Int64 // unix nanoseconds
-	currentSince                   atomic.Int64 // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
-	prevSince                      atomic.Int64 // unix nanoseconds: the stint a break shorter than -gX continues (markCurrent), 0 for none
-	awayLong                       atomic.Bool  // away longer than -gX since lastCurrent (checkAway)
+	mgrAnswer, mgrConfirm, mgrFail atomic.Int64                // unix nanoseconds; mgrFail: since when every keepalive fails (0: one answered)
+	lastCurrent                    atomic.Int64                // unix nanoseconds
+	currentSince                   atomic.Int64                // unix nanoseconds: start of the current stint as current, 0 if not current (StatCurrentSince)
+	prevSince                      atomic.Int64                // unix nanoseconds: the stint a break shorter than -gX continues (markCurrent), 0 for none
+	stintPartial                   atomic.Bool                 // the last copy that brought this server back was not complete (copyComplete): its next stint holds nothing from before
+	activeWhenCurrent              atomic.Pointer[[]ring.Addr] // the servers active in the write space when last current (nil: unknown)
+	awayLong                       atomic.Bool                 // away longer than -gX since lastCurrent (checkAway)
 	purging                        atomic.Bool
 	purgeRun                       sync.Mutex          // held from a copy start that may purge until the purge is done (replace.go)
 	purgeMu                        sync.Mutex          // protects purgeSeen and purgePending
@@ -184,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.lastCurrent.Store(last.UnixNano())
 	s.prevSince.Store(since)
+	if active, ok := readActiveWhenCurrent(cfg.StorePath); ok {
+		s.activeWhenCurrent.Store(&active)
+	}
 	if away {
 		s.setAway()
 	}
@@ -287,7 +292,7 @@ func openStore(cfg *Config) (db *store.DB, last time.Time, since int64, away boo
 		} else {
 			// Keep the time the open is about to move (a store from
 			// before the file, or one never marked current).
-			os.WriteFile(cfg.StorePath+currentSuffix, appendCurrentFile(nil, last, 0), 0o644)
+			os.WriteFile(cfg.StorePath+currentSuffix, appendCurrentFile(nil, last, 0, nil), 0o644)
 		}
 	}
 	db, err = store.Open(cfg.StorePath, &cfg.Store)
