@@ -260,8 +260,8 @@ func TestUnreachable(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
 	code := run([]string{addr, "attach"}, &stdout, &stderr)
-	if code != 1 || stdout.Len() != 0 || !strings.HasPrefix(stderr.String(), "error: cannot reach manager "+addr) ||
-		strings.Count(stderr.String(), "\n") != 1 {
+	want := "error: cannot reach manager " + addr + ": dial tcp " + addr + ": connect: connection refused\n"
+	if code != 1 || stdout.Len() != 0 || stderr.String() != want {
 		t.Fatalf("run = %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 	if d := time.Since(start); d > callTimeout+2*time.Second {

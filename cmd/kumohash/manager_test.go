@@ -78,7 +78,7 @@ func TestManagerFormErrors(t *testing.T) {
 		mgr  string
 		want string
 	}{
-		{"refused", closed, "error: cannot reach manager " + closed + ": "},
+		{"refused", closed, "error: cannot reach manager " + closed + ": dial tcp " + closed + ": connect: connection refused"},
 		{"rpc error", startManager(t, nil, &rpc.Error{Msg: "not ready"}), "error: manager "},
 		{"bad reply", startManager(t, []byte{0x91, 0x00}, nil), "error: kumohash: bad GetNodesInfo reply: ring: bad hash space seed"},
 		{"bad address", "127.0.0.1:x", "error: ring: bad address"},

@@ -108,17 +108,23 @@ func (cl *Client) run(attempt chan struct{}) {
 		nc, err := dial(ctx, cl.addr)
 		if err != nil {
 			failures++
+			// OnDown hears of the failure before the calls waiting for this
+			// attempt fail with ErrPeerDown, so that what they report can
+			// name the dial error (DownCause).
+			cl.mu.Lock()
+			closed := cl.closed
+			cl.mu.Unlock()
+			if !closed && cl.opt.OnDown != nil {
+				cl.opt.OnDown(failures, err)
+			}
 			cl.mu.Lock()
 			cl.attempt = nil
 			cl.failing = true
 			close(attempt)
-			closed := cl.closed
+			closed = cl.closed
 			cl.mu.Unlock()
 			if closed {
 				return
-			}
-			if cl.opt.OnDown != nil {
-				cl.opt.OnDown(failures, err)
 			}
 		} else {
 			failures = 0
@@ -194,11 +200,11 @@ func (cl *Client) run(attempt chan struct{}) {
 // again at once and its backoff restarts from the minimum. Callers use it
 // when something else (a manager's hash space) says the peer is back, so
 // that calls stop failing with ErrPeerDown for the rest of a long backoff.
-// It never blocks, and does nothing while connected or dialing except to
-// make the next backoff wait end at once.
+// It never blocks and does nothing while connected; during an attempt it
+// makes the backoff wait after it, if the attempt fails, end at once.
 func (cl *Client) Redial() {
 	cl.mu.Lock()
-	down := cl.conn == nil && cl.attempt == nil && !cl.closed
+	down := cl.conn == nil && !cl.closed
 	cl.mu.Unlock()
 	if !down {
 		return

@@ -197,8 +197,9 @@ type Options struct {
 	// failed connection attempt with failures = the number of consecutive
 	// failed attempts since the last successful connection (1, 2, 3, ...).
 	// kumofs declares a node lost after its retry limit (-Yn 4): do that
-	// with failures > 4. It runs on the client's goroutine, must not block,
-	// and is not called after Close.
+	// with failures > 4. After a failed attempt it runs before the calls
+	// that waited for that attempt fail. It runs on the client's goroutine,
+	// must not block, and is not called after Close has returned.
 	OnDown func(failures int, err error)
 
 	// Logf logs connection problems; default log.Printf.
