@@ -115,6 +115,8 @@ type Server struct {
 	// returned to the system (see endBurst).
 	bodyBurst   atomic.Bool
 	burstBodies int64 // 0 = burstBodies; tests lower it
+
+	connLog, acceptLog logLimit // lines about connections that failed, and accepts
 }
 
 type counters struct {
@@ -199,7 +201,7 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			if retryAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logf("memcache: accept: %v; retrying in %v", err, delay)
+				s.connLogf(&s.acceptLog, "memcache: accept: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
 				continue
 			}
@@ -310,7 +312,7 @@ func (s *Server) serveOwned(nc net.Conn, pre []byte, proto byte) {
 		// connection, which logs that itself.
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) &&
 			!errors.Is(err, os.ErrDeadlineExceeded) && err != errPeerReset {
-			s.logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
+			s.connLogf(&s.connLog, "memcache: connection %v: %v", nc.RemoteAddr(), err)
 		}
 		return
 	}

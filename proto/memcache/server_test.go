@@ -533,3 +533,49 @@ func TestCommandCounters(t *testing.T) {
 		})
 	}
 }
+
+// TestConnErrorLinesLimited: connections that end in a protocol error (here
+// an invalid binary packet, key longer than the body) log at most ten lines
+// a minute however many there are, so a client cannot fill the disk.
+func TestConnErrorLinesLimited(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	addr := memtest.StartServer(t, &memcache.Server{Backend: memtest.New(nil), Logf: func(f string, a ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}})
+	bad := make([]byte, 24)
+	bad[0], bad[1] = 0x80, 0x00 // get
+	binary.BigEndian.PutUint16(bad[2:], 10)
+	binary.BigEndian.PutUint32(bad[8:], 4) // body shorter than the key
+	for i := 0; i < 30; i++ {
+		c := dial(t, addr)
+		c.Write(bad)
+		// The server answers 0x04 and closes.
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		if n >= 10 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 10 {
+		t.Fatalf("%d lines logged for 30 bad connections, want 10: %q", len(lines), lines)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "memcache: invalid binary packet") {
+			t.Fatalf("line %q", l)
+		}
+	}
+}
