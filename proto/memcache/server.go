@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kumofs/internal/loglimit"
 )
 
 // DefaultVersion is what `version` reports unless Server.Version is set.
@@ -116,7 +118,9 @@ type Server struct {
 	bodyBurst   atomic.Bool
 	burstBodies int64 // 0 = burstBodies; tests lower it
 
-	connLog, acceptLog logLimit // lines about connections that failed, and accepts
+	// connLog and acceptLog limit the lines about connections that
+	// failed and about failed accepts (see internal/loglimit).
+	connLog, acceptLog *loglimit.Limiter
 }
 
 type counters struct {
@@ -141,6 +145,7 @@ func (s *Server) init() {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[net.Conn]struct{})
+		s.connLog, s.acceptLog = loglimit.New(s.Logf), loglimit.New(s.Logf)
 	})
 }
 
@@ -201,7 +206,7 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			if retryAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.connLogf(&s.acceptLog, "memcache: accept: %v; retrying in %v", err, delay)
+				s.acceptLog.Logf("memcache: accept: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
 				continue
 			}
@@ -312,7 +317,7 @@ func (s *Server) serveOwned(nc net.Conn, pre []byte, proto byte) {
 		// connection, which logs that itself.
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errQuit) &&
 			!errors.Is(err, os.ErrDeadlineExceeded) && err != errPeerReset {
-			s.connLogf(&s.connLog, "memcache: connection %v: %v", nc.RemoteAddr(), err)
+			s.connLog.Logf("memcache: connection %v: %v", nc.RemoteAddr(), err)
 		}
 		return
 	}

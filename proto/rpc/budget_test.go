@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"kumofs/internal/loglimit"
 	"kumofs/proto/msgpack"
 )
 
@@ -258,5 +260,36 @@ func TestServerMaxConnsSilentGiveWay(t *testing.T) {
 	newer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, err := newer.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the newer silent connection: %v, want it open", err)
+	}
+}
+
+// TestConnLinesLimited: connections closed for a malformed frame log at most
+// loglimit.Burst lines a minute, so whoever reaches the port cannot fill
+// the disk.
+func TestConnLinesLimited(t *testing.T) {
+	ts := startServer(t, &Server{})
+	for i := 0; i < 3*loglimit.Burst; i++ {
+		nc := rawConn(t, ts.addr)
+		nc.Write([]byte{0xc1, 0xc1, 0xc1}) // never a msgpack value
+		if !closedWithin(nc, 5*time.Second) {
+			t.Fatalf("connection %d with a malformed frame still open", i)
+		}
+		nc.Close()
+	}
+	waitFor(t, "the lines", func() bool {
+		ts.log.mu.Lock()
+		defer ts.log.mu.Unlock()
+		return len(ts.log.lines) >= loglimit.Burst
+	})
+	ts.log.mu.Lock()
+	defer ts.log.mu.Unlock()
+	n := 0
+	for _, l := range ts.log.lines {
+		if strings.Contains(l, "malformed frame") {
+			n++
+		}
+	}
+	if n != loglimit.Burst {
+		t.Fatalf("%d malformed-frame lines for %d connections, want %d: %q", n, 3*loglimit.Burst, loglimit.Burst, ts.log.lines)
 	}
 }

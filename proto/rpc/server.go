@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kumofs/internal/loglimit"
 )
 
 // Server accepts connections and serves requests on them. Set the fields
@@ -85,6 +87,9 @@ func (s *Server) Serve(l net.Listener) error {
 
 	o := Options{MaxFrame: s.MaxFrame, CallTimeout: s.CallTimeout, WriteTimeout: s.WriteTimeout, Logf: s.Logf}
 	o.setDefaults()
+	// Lines about single connections go through a limiter: whoever can
+	// reach the port could otherwise write one per connection it breaks.
+	logf := loglimit.New(o.Logf).Logf
 	cfg := connConfig{
 		handler:      s.Handler,
 		onHello:      s.OnHello,
@@ -92,7 +97,7 @@ func (s *Server) Serve(l net.Listener) error {
 		maxFrame:     o.MaxFrame,
 		callTimeout:  o.CallTimeout,
 		writeTimeout: o.WriteTimeout,
-		logf:         o.Logf,
+		logf:         logf,
 		frameMem:     fm,
 		replies:      &s.replies,
 		replyMax:     ReplyMemory,
@@ -117,7 +122,7 @@ func (s *Server) Serve(l net.Listener) error {
 			var te interface{ Temporary() bool }
 			if errors.As(err, &te) && te.Temporary() { // EMFILE and the like
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				o.Logf("rpc: accept: %v; retrying in %v", err, delay)
+				logf("rpc: accept: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
 				continue
 			}
