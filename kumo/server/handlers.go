@@ -180,7 +180,9 @@ func (s *Server) handleGet(req *rpc.Request) {
 
 // readerCheck refuses a read unless s is an active owner of the key in its
 // read hash space: a server that restarted, or that was just attached and
-// is still being filled, must not answer with what it has.
+// is still being filled, must not answer with what it has; nor one that
+// did not run for a while, until a manager confirmed it is still one
+// (pauseCheck).
 func (s *Server) readerCheck(dbkey []byte) error {
 	r := s.rhs.Load()
 	if r.Empty() {
@@ -190,7 +192,7 @@ func (s *Server) readerCheck(dbkey []byte) error {
 	if !r.Owners(h).ContainsActive(s.cfg.Self) {
 		return &rpc.Error{Msg: wire.MsgObsolete}
 	}
-	return nil
+	return s.pauseCheck(time.Now().UnixNano())
 }
 
 // handleGetMulti answers SrvGetMulti: each key as handleGet would, in one

@@ -105,6 +105,7 @@ type Server struct {
 	stintPartial                   atomic.Bool                 // the last copy that brought this server back was not complete (copyComplete): its next stint holds nothing from before
 	activeWhenCurrent              atomic.Pointer[[]ring.Addr] // the servers active in the write space when last current (nil: unknown)
 	awayLong                       atomic.Bool                 // away longer than -gX since lastCurrent (checkAway)
+	lastTick, pausedAt             atomic.Int64                // unix nanoseconds: pauseWatch's last tick, the end of the last stall it saw (0: none)
 	purging                        atomic.Bool
 	purgeRun                       sync.Mutex          // held from a copy start that may purge until the purge is done (replace.go)
 	purgeMu                        sync.Mutex          // protects purgeSeen and purgePending
@@ -249,9 +250,11 @@ func New(cfg Config) (*Server, error) {
 	for _, m := range cfg.Managers {
 		s.mgrs = append(s.mgrs, s.dialManager(m))
 	}
-	s.loops.Add(2)
+	s.lastTick.Store(time.Now().UnixNano())
+	s.loops.Add(3)
 	go s.keepAliveLoop()
 	go s.maintenanceLoop()
+	go s.pauseWatch()
 	return s, nil
 }
 
