@@ -78,6 +78,10 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
+	if fit, note := daemon.FitConns(maxConns, 1); note != "" {
+		log.Warnf("%s", note)
+		maxConns = fit
+	}
 	clk, err := c.NewClock(log)
 	if err != nil {
 		log.Errorf("cannot start: %v", err)

@@ -127,6 +127,12 @@ func main() {
 		})}
 		textAddr, _ := cli.ListenAddr(text, 11411)
 		binAddr, _ := cli.ListenAddr(bin, 11511)
+		// Half the descriptors for memcached clients: the RPC port
+		// (gateways, peers) needs the rest.
+		if fit, note := daemon.FitConns(maxConns, 0.5); note != "" {
+			log.Warnf("%s", note)
+			maxConns = fit
+		}
 		gw, err = gateway.New(gateway.Config{
 			Managers:       mgrs,
 			Text:           textAddr,
