@@ -21,6 +21,10 @@ func (m *Manager) serveRPC(req *rpc.Request) {
 		m.gateways[req.Conn] = struct{}{}
 		w, r := m.whs, m.rhs
 		m.mu.Unlock()
+		if w.Empty() && r.Empty() {
+			m.replyServersSpaces(req)
+			return
+		}
 		req.Reply(func(b []byte) []byte {
 			b = msgpack.AppendArrayHeader(b, 2)
 			b = w.AppendSeed(b)
