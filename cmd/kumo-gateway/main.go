@@ -78,7 +78,7 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
-	if fit, note := daemon.FitConns(maxConns, 1); note != "" {
+	if fit, note := daemon.FitConns("--max-conns", maxConns, 1); note != "" {
 		log.Warnf("%s", note)
 		maxConns = fit
 	}

@@ -15,6 +15,7 @@ import (
 	"kumofs/internal/metrics"
 	"kumofs/internal/statuspage"
 	"kumofs/kumo/manager"
+	"kumofs/proto/rpc"
 	"kumofs/ring"
 )
 
@@ -60,6 +61,10 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
+	rpcConns, note := daemon.FitConns("RPC connections", rpc.DefaultMaxConns, 1)
+	if note != "" {
+		log.Warnf("%s", note)
+	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg, "manager", cli.Version, time.Now())
 	m, err := manager.New(manager.Config{
@@ -70,6 +75,7 @@ func main() {
 		LostTimeout:      lost,
 		KeepAliveTimeout: silent,
 		VirtualNodes:     vnodes,
+		MaxRPCConns:      rpcConns,
 		Log:              log,
 		Clock:            clk,
 		Metrics:          reg,

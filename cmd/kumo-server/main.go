@@ -21,6 +21,7 @@ import (
 	"kumofs/internal/metrics"
 	"kumofs/kumo/gateway"
 	"kumofs/kumo/server"
+	"kumofs/proto/rpc"
 	"kumofs/ring"
 	"kumofs/store"
 )
@@ -92,6 +93,16 @@ func main() {
 	if err != nil {
 		daemon.Fatal(os.Stderr, "kumo-server", err)
 	}
+	// The RPC port (gateways, peers, managers) gets the descriptors an
+	// embedded gateway's clients do not (see below).
+	rpcShare := 1.0
+	if text != "" || bin != "" {
+		rpcShare = 0.5
+	}
+	rpcConns, note := daemon.FitConns("RPC connections", rpc.DefaultMaxConns, rpcShare)
+	if note != "" {
+		log.Warnf("%s", note)
+	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg, "server", cli.Version, time.Now())
 	srv, err := server.New(server.Config{
@@ -103,6 +114,7 @@ func main() {
 		TmpDir:      tmp,
 		ReplTimeout: replWait,
 		GarbageMax:  gcMax,
+		MaxRPCConns: rpcConns,
 		Log:         log,
 		Clock:       clk,
 		Metrics:     reg,
@@ -129,7 +141,7 @@ func main() {
 		binAddr, _ := cli.ListenAddr(bin, 11511)
 		// Half the descriptors for memcached clients: the RPC port
 		// (gateways, peers) needs the rest.
-		if fit, note := daemon.FitConns(maxConns, 0.5); note != "" {
+		if fit, note := daemon.FitConns("--max-conns", maxConns, 0.5); note != "" {
 			log.Warnf("%s", note)
 			maxConns = fit
 		}

@@ -19,7 +19,7 @@ func TestFitConns(t *testing.T) {
 		{4096, 1, 32, 1, "--max-conns 4096 lowered to 1: the process may open only 32 files (ulimit -n)"},
 	}
 	for _, c := range cases {
-		fit, note := fitConns(c.want, c.share, c.limit)
+		fit, note := fitConns("--max-conns", c.want, c.share, c.limit)
 		if fit != c.fit || note != c.note {
 			t.Errorf("fitConns(%d, %v, %d) = %d, %q; want %d, %q", c.want, c.share, c.limit, fit, note, c.fit, c.note)
 		}

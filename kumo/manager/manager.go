@@ -42,6 +42,7 @@ type Config struct {
 	// opt-in that kumofs nodes cannot read). Both managers of a pair must
 	// be given the same value.
 	VirtualNodes int
+	MaxRPCConns  int // connections on the RPC port at once; 0 = rpc.DefaultMaxConns
 	Log          *logging.Logger
 	Clock        *clock.Clock
 	Metrics      *metrics.Registry // nil: a private registry
@@ -168,10 +169,11 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.registerMetrics(cfg.Metrics)
 	m.srv = &rpc.Server{
-		Handler: rpc.HandlerFunc(m.serveRPC),
-		OnHello: m.onHello,
-		OnClose: m.onClose,
-		Logf:    m.log.Func(logging.Warn),
+		Handler:  rpc.HandlerFunc(m.serveRPC),
+		OnHello:  m.onHello,
+		OnClose:  m.onClose,
+		Logf:     m.log.Func(logging.Warn),
+		MaxConns: cfg.MaxRPCConns,
 		// A manager's messages are small (a hash space of 1,000 servers
 		// is 24 KB): frames up to 8 MiB, and 32 MiB of replies owed on all
 		// connections before one that owes any waits for its peer to

@@ -40,6 +40,7 @@ type Config struct {
 	ReplTimeout time.Duration // how long a write waits for a replica before failing
 	CallTimeout time.Duration // per-RPC deadline between servers
 	GarbageMax  time.Duration // -gX: tombstone age after which compaction drops them
+	MaxRPCConns int           // connections on the RPC port at once; 0 = rpc.DefaultMaxConns
 	Log         *logging.Logger
 	Clock       *clock.Clock
 	Metrics     *metrics.Registry // nil: a private registry
@@ -223,10 +224,11 @@ func New(cfg Config) (*Server, error) {
 	s.whs.Store(empty)
 	s.rhs.Store(empty)
 	s.rpcSrv = &rpc.Server{
-		Handler: rpc.HandlerFunc(s.serveRPC),
-		OnHello: s.onHello,
-		OnClose: s.repairAfter,
-		Logf:    s.log.Func(logging.Warn),
+		Handler:  rpc.HandlerFunc(s.serveRPC),
+		OnHello:  s.onHello,
+		OnClose:  s.repairAfter,
+		Logf:     s.log.Func(logging.Warn),
+		MaxConns: cfg.MaxRPCConns,
 	}
 	s.local = newPipeListener(ln.Addr())
 	s.loops.Add(2)
