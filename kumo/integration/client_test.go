@@ -71,6 +71,11 @@ func (c *mc) gets(key string) (val string, cas uint64, ok bool) {
 // its cas unique.
 func (c *mc) read(cmd, key string) (val string, cas uint64, ok bool) {
 	c.send(cmd + " " + key + "\r\n")
+	return c.reply(cmd, key)
+}
+
+// reply reads the reply to "get key" or "gets key", sent before.
+func (c *mc) reply(cmd, key string) (val string, cas uint64, ok bool) {
 	l := c.line()
 	if l == "END\r\n" {
 		return "", 0, false
