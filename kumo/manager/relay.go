@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"kumofs/kumo/wire"
@@ -41,16 +42,32 @@ func (m *Manager) replyServersSpaces(req *rpc.Request) {
 	m.loops.Add(1)
 	go func() {
 		defer m.loops.Done()
-		for _, c := range conns {
-			sw, sr, ok := serverSpaces(m.ctx, c)
-			if !ok {
+		// All at once: a hung server costs the answer relayTimeout, not
+		// relayTimeout each (a gateway's request gives up after 2 s).
+		type spaces struct {
+			w, r *ring.HashSpace
+			ok   bool
+		}
+		got := make([]spaces, len(conns))
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sw, sr, ok := serverSpaces(m.ctx, c)
+				got[i] = spaces{sw, sr, ok}
+			}()
+		}
+		wg.Wait()
+		for _, sp := range got {
+			if !sp.ok {
 				continue
 			}
-			if !sw.Empty() && sw.Clock() > w.Clock() {
-				w = sw
+			if !sp.w.Empty() && sp.w.Clock() > w.Clock() {
+				w = sp.w
 			}
-			if !sr.Empty() && sr.Clock() > r.Clock() {
-				r = sr
+			if !sp.r.Empty() && sp.r.Clock() > r.Clock() {
+				r = sp.r
 			}
 		}
 		req.Reply(func(b []byte) []byte {
