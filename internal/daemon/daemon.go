@@ -134,7 +134,7 @@ var ready atomic.Pointer[os.File]
 var pidFile atomic.Pointer[string]
 
 // Setup daemonizes when -d was given (the parent writes the child's pid to
-// the pid file and exits), then opens the logger -o and -v ask for. In the
+// the pid file once the child serves, and exits), then opens the logger -o and -v ask for. In the
 // daemonized child it remembers the pid file, so that Wait and Fatal remove
 // it when the daemon exits.
 func (c *Common) Setup(component string) (*logging.Logger, error) {
@@ -205,24 +205,30 @@ func (c *Common) daemonize() error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(c.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
-		cmd.Process.Kill()
-		return err
+	// The pid file is written once the child serves (or is still
+	// starting at the deadline): a second start that fails (the port
+	// taken by the running daemon) must not replace, and then remove,
+	// the running daemon's pid file.
+	writePid := func() error {
+		if err := os.WriteFile(c.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+			cmd.Process.Kill()
+			return err
+		}
+		return cmd.Process.Release()
 	}
 	pr.SetReadDeadline(time.Now().Add(readyTimeout))
 	var b [1]byte
 	n, err := pr.Read(b[:])
 	switch {
 	case n == 1:
-		return cmd.Process.Release()
+		return writePid()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		fmt.Fprintf(os.Stderr, "%s: still starting after %v (pid %d); see its log\n", filepath.Base(exe), readyTimeout, cmd.Process.Pid)
-		return cmd.Process.Release()
+		return writePid()
 	}
 	// The child exited before it served: its error went to its log (-o)
 	// or to the stderr it shares with this process.
 	state, _ := cmd.Process.Wait()
-	RemovePidFile(c.PidFile, cmd.Process.Pid)
 	if c.LogPath != "" && c.LogPath != "-" {
 		return fmt.Errorf("%w (%v); see %s", ErrNotStarted, state, c.LogPath)
 	}

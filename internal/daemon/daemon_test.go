@@ -238,3 +238,24 @@ func TestDaemonStartFailureExits1(t *testing.T) {
 		t.Fatalf("the child's log lacks its error:\n%s", log)
 	}
 }
+
+// Ensure that a second start with the pid file of a running daemon, which
+// fails (its port is the running one's), leaves that pid file as it was:
+// the parent wrote the new child's pid at once and removed the file when
+// the child failed, so logrotate's kill -HUP $(cat PIDFILE) and init
+// scripts lost the running daemon (hunt 27d).
+func TestFailedSecondStartKeepsPidFile(t *testing.T) {
+	pidPath := filepath.Join(t.TempDir(), "helper.pid")
+	const running = "4242\n" // the running daemon's, as its parent wrote it
+	if err := os.WriteFile(pidPath, []byte(running), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := helperCmd(t, pidPath, envHelperFail+"=address already in use").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("parent: %v, want exit status 1: %s", err, out)
+	}
+	if b, err := os.ReadFile(pidPath); err != nil || string(b) != running {
+		t.Fatalf("pid file after the failed start: %q, %v; want %q", b, err, running)
+	}
+}
