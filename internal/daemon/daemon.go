@@ -301,7 +301,12 @@ func Wait(log *logging.Logger, stop func() error) {
 	log.Debugf("waiting for SIGTERM or SIGINT")
 	for sig := range ch {
 		if sig == syscall.SIGHUP {
-			if err := log.Reopen(); err != nil {
+			// Without a log file there is nothing to reopen: systemd's
+			// reload and logrotate's postrotate send SIGHUP anyway, and an
+			// ERROR line for each would be a false alarm.
+			if err := log.Reopen(); errors.Is(err, logging.ErrNoFile) {
+				log.Debugf("SIGHUP: not logging to a file, nothing to reopen")
+			} else if err != nil {
 				log.Errorf("reopening the log: %v", err)
 			}
 			continue

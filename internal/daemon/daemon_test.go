@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -258,4 +260,63 @@ func TestFailedSecondStartKeepsPidFile(t *testing.T) {
 	if b, err := os.ReadFile(pidPath); err != nil || string(b) != running {
 		t.Fatalf("pid file after the failed start: %q, %v; want %q", b, err, running)
 	}
+}
+
+// Ensure that SIGHUP without a log file (-o) logs no ERROR line: systemd's
+// reload and logrotate's postrotate send it to every daemon, and the
+// operations guide alerts on ERROR lines (hunt 27d).
+func TestHupWithoutLogFile(t *testing.T) {
+	// Our own registration keeps a signal that comes before Wait's from
+	// killing the test.
+	mine := make(chan os.Signal, 8)
+	signal.Notify(mine, syscall.SIGHUP, syscall.SIGTERM)
+	defer signal.Stop(mine)
+	var buf syncBuffer
+	log := logging.New(&buf, logging.Debug).With("test")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Wait(log, func() error { return nil })
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "waiting for SIGTERM") { // Wait registered
+		if time.Now().After(deadline) {
+			t.Fatal("Wait did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for !strings.Contains(buf.String(), "nothing to reopen") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line about the SIGHUP:\n%s", buf.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return after SIGTERM")
+	}
+	if s := buf.String(); strings.Contains(s, "ERROR") {
+		t.Fatalf("log after SIGHUP without a log file:\n%s", s)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
