@@ -33,7 +33,7 @@ func main() {
 	fs := cli.New("kumo-gateway", usage)
 	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
 	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr, cli.Required)
-	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr)
+	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", cli.OrEmpty(addr))
 	fs.Address(&text, "-t", "--memproto-text", "", "memcached text protocol listen address", cli.Listenable(11411))
 	fs.Address(&bin, "-b", "--memproto-binary", "", "memcached binary protocol listen address", cli.Listenable(11511))
 	fs.Address(&cloudy, "-c", "--cloudy", "", "asynchronous memcached binary protocol (not supported)", cli.Listenable(11611))

@@ -32,7 +32,7 @@ func main() {
 	fs := cli.New("kumo-manager", usage)
 	addr := func(s string) error { _, err := ring.ParseAddr(s, 19700); return err }
 	fs.Address(&listen, "-l", "--listen", "", "listen address", addr, cli.Required)
-	fs.Address(&partner, "-p", "--partner", "", "address of the partner manager", addr)
+	fs.Address(&partner, "-p", "--partner", "", "address of the partner manager", cli.OrEmpty(addr))
 	fs.Bool(&auto, "-a", "--auto-replace", "enable auto replacing")
 	fs.Seconds(&delay, "-Rs", "--replace-delay", 4*time.Second, "delay time of auto replacing in seconds")
 	fs.Seconds(&lost, "", "--lost-timeout", 1500*time.Millisecond, "how long a disconnected server may stay away before it is marked fault")

@@ -49,7 +49,7 @@ func main() {
 	fs.String(&tmp, "-f", "--offer-tmp", "/tmp", "path to temporary directory for replacing")
 	fs.String(&path, "-s", "--store", "", "path to the database", cli.Required)
 	fs.Address(&m1, "-m", "--manager1", "", "address of manager 1", addr(19700), cli.Required)
-	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", addr(19700))
+	fs.Address(&m2, "-p", "--manager2", "", "address of manager 2", cli.OrEmpty(addr(19700)))
 	fs.Int(&setRetry, "-S", "--replicate-set-retry", 20, "replicate set retry limit", cli.NonNegative)
 	fs.Int(&delRetry, "-D", "--replicate-delete-retry", 20, "replicate delete retry limit", cli.NonNegative)
 	fs.Int(&memLimit, "-M", "--replace-memory-limit", 0, "replace memory limit in MB (accepted; kumo bounds memory itself)")

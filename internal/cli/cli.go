@@ -319,6 +319,18 @@ func (fs *FlagSet) Address(p *string, short, long, def, help string, validate fu
 	}, flags...)
 }
 
+// OrEmpty accepts the empty string as well as what validate accepts: an
+// optional address given as an empty value (a unit file's -p ${PARTNER}
+// for a single manager) means none.
+func OrEmpty(validate func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return validate(s)
+	}
+}
+
 // Func registers an option whose value is handed to set; meta is the value
 // placeholder and def the default shown in the usage ("" for none). An error
 // from set becomes "argument error `<opt>': <err>".

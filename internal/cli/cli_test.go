@@ -342,3 +342,16 @@ func TestIntRanges(t *testing.T) {
 		}
 	}
 }
+
+func TestOrEmpty(t *testing.T) {
+	bad := errors.New("bad")
+	v := OrEmpty(func(s string) error {
+		if s == "x" {
+			return nil
+		}
+		return bad
+	})
+	if v("") != nil || v("x") != nil || v("y") != bad {
+		t.Fatalf("OrEmpty: %v %v %v", v(""), v("x"), v("y"))
+	}
+}
