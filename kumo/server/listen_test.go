@@ -6,10 +6,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
 	"kumofs/internal/logging"
+	"kumofs/ring"
 )
 
 // Ensure that a server whose port is taken fails without creating its
@@ -21,16 +23,34 @@ func TestTakenPortCreatesNoStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	path := filepath.Join(t.TempDir(), "db.kch")
-	_, err = New(Config{Self: testSelf, Listen: ln.Addr().String(), StorePath: path, Log: logging.New(io.Discard, logging.Info)})
-	if !errors.Is(err, syscall.EADDRINUSE) {
-		t.Fatalf("New on a taken port = %v, want EADDRINUSE", err)
-	}
-	entries, err := os.ReadDir(filepath.Dir(path))
+	taken := ln.Addr().(*net.TCPAddr).Port
+	free, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		t.Errorf("left behind: %s", e.Name())
+	freePort := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	self, _ := ring.ParseAddr(net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort)), 19800)
+	for _, c := range []struct {
+		name   string
+		listen string
+		self   ring.Addr
+		stream int
+	}{
+		{"main port", ln.Addr().String(), testSelf, 0},
+		{"stream port (-L)", "", self, taken}, // hunt 27d: left db.kch and db.kch.ids
+	} {
+		path := filepath.Join(t.TempDir(), "db.kch")
+		_, err = New(Config{Self: c.self, Listen: c.listen, StreamPort: c.stream, StorePath: path, Log: logging.New(io.Discard, logging.Info)})
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("%s taken: New = %v, want EADDRINUSE", c.name, err)
+		}
+		entries, err := os.ReadDir(filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("%s taken: left behind: %s", c.name, e.Name())
+		}
 	}
 }

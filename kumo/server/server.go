@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,15 +160,29 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var sln net.Listener // the stream port's, likewise before the store
+	if cfg.StreamPort > 0 {
+		sln, err = net.Listen("tcp", net.JoinHostPort(cfg.Self.IP().String(), strconv.Itoa(cfg.StreamPort)))
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	closeListeners := func() {
+		ln.Close()
+		if sln != nil {
+			sln.Close()
+		}
+	}
 	db, last, since, away, err := openStore(&cfg)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	flushRec, err := openFlushFile(&cfg)
 	if err != nil {
 		db.Close()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	// Request ids survive a restart in <StorePath>.ids; without the file
@@ -240,13 +255,8 @@ func New(cfg Config) (*Server, error) {
 			}
 		}()
 	}
-	if cfg.StreamPort > 0 {
-		if err := s.listenStream(); err != nil {
-			s.rpcSrv.Close()
-			s.closeDedup()
-			db.Close()
-			return nil, err
-		}
+	if sln != nil {
+		s.serveStream(sln)
 	}
 	s.resumeFlush()
 	for _, m := range cfg.Managers {

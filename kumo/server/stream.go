@@ -19,12 +19,9 @@ import (
 // the small, latency-sensitive requests on the main connection. A peer
 // without a stream port is sent the batches on its main connection.
 
-func (s *Server) listenStream() error {
-	addr := net.JoinHostPort(s.cfg.Self.IP().String(), strconv.Itoa(s.cfg.StreamPort))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serveStream serves the replace stream on ln, the stream port (New
+// listens on it before it opens the store).
+func (s *Server) serveStream(ln net.Listener) {
 	s.streamLn = ln
 	s.streamSrv = &rpc.Server{
 		Handler: rpc.HandlerFunc(func(req *rpc.Request) {
@@ -44,7 +41,6 @@ func (s *Server) listenStream() error {
 			s.log.Errorf("stream server stopped: %v", err)
 		}
 	}()
-	return nil
 }
 
 // streamPort answers GetStatus StatStreamPort.
