@@ -84,8 +84,7 @@ func main() {
 	}
 	clk, err := c.NewClock(log)
 	if err != nil {
-		log.Errorf("cannot start: %v", err)
-		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+		c.Fail(log, "kumo-gateway", "cannot start", err)
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg, "gateway", cli.Version, time.Now())
@@ -104,8 +103,7 @@ func main() {
 		Clock:        clk,
 	})
 	if err != nil {
-		log.Errorf("cannot start: %v", err)
-		daemon.Fatal(os.Stderr, "kumo-gateway", err)
+		c.Fail(log, "kumo-gateway", "cannot start", err)
 	}
 	stopProcs := c.StartProcs(log, func() uint64 { return reg.CounterSum(metrics.RequestsTotal) })
 	stopHTTP, err := c.StartHTTP(reg, nil, g.Health, log)

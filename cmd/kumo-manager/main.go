@@ -81,8 +81,7 @@ func main() {
 		Metrics:          reg,
 	})
 	if err != nil {
-		log.Errorf("cannot start: %v", err)
-		daemon.Fatal(os.Stderr, "kumo-manager", err)
+		c.Fail(log, "kumo-manager", "cannot start", err)
 	}
 	// The status page: the manager's view plus each server's counters,
 	// asked for on every page load.

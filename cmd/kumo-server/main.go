@@ -120,11 +120,11 @@ func main() {
 		Metrics:     reg,
 	})
 	if err != nil {
+		what := "cannot start"
 		if errors.Is(err, store.ErrLocked) {
-			log.Errorf("%s is in use by another process", path)
+			what = "cannot start: " + path + " is in use by another process"
 		}
-		log.Errorf("cannot start: %v", err)
-		daemon.Fatal(os.Stderr, "kumo-server", err)
+		c.Fail(log, "kumo-server", what, err)
 	}
 	var gw *gateway.Gateway
 	var gwReg *metrics.Registry
@@ -175,9 +175,8 @@ func main() {
 			EventLoops: 2 * runtime.GOMAXPROCS(0),
 		})
 		if err != nil {
-			log.Errorf("cannot start the embedded gateway: %v", err)
 			srv.Close()
-			daemon.Fatal(os.Stderr, "kumo-server", err)
+			c.Fail(log, "kumo-server", "cannot start the embedded gateway", err)
 		}
 	}
 	stop := func() error {

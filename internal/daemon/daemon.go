@@ -342,6 +342,18 @@ func RemovePidFile(path string, pid int) bool {
 	return os.Remove(path) == nil
 }
 
+// Fail ends a daemon that cannot start: the log line "what: err", then,
+// if the log goes to a file (-o), Fatal's line on stderr, so that a
+// terminal always shows one line about it and never two.
+func (c *Common) Fail(log *logging.Logger, prog, what string, err error) {
+	log.Errorf("%s: %v", what, err)
+	if c.LogPath == "" || c.LogPath == "-" {
+		removeOwnPidFile()
+		os.Exit(1)
+	}
+	Fatal(os.Stderr, prog, err)
+}
+
 // Fatal prints one clear line for an error that stops the program and exits
 // 1. A daemonized process also removes its pid file.
 func Fatal(w io.Writer, prog string, err error) {

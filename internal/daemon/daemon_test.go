@@ -27,7 +27,19 @@ const envHelper = "KUMO_DAEMON_TEST_PIDFILE"
 // envHelperFail makes the helper daemon fail with its value before serving.
 const envHelperFail = "KUMO_DAEMON_TEST_FAIL"
 
+// envFailNow makes the test binary call Common.Fail with the log on
+// stderr (LogPath "") and the value as the error.
+const envFailNow = "KUMO_DAEMON_TEST_FAILNOW"
+
 func TestMain(m *testing.M) {
+	if msg := os.Getenv(envFailNow); msg != "" {
+		c := Common{}
+		log, err := c.Setup("helper")
+		if err != nil {
+			os.Exit(3)
+		}
+		c.Fail(log, "helper", "cannot start", errors.New(msg))
+	}
 	if path := os.Getenv(envHelper); path != "" {
 		helperDaemon(path)
 		return
@@ -319,4 +331,23 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Ensure that a daemon that cannot start and logs to stderr (no -o) says so
+// in one line, not its log line and Fatal's (hunt 27d: two or three).
+func TestFailOneLine(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envFailNow+"=listen tcp 127.0.0.1:1: bind: address already in use")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1: %s", err, out)
+	}
+	if strings.Count(string(out), "\n") != 1 || !strings.HasSuffix(string(out), "ERROR helper: cannot start: listen tcp 127.0.0.1:1: bind: address already in use\n") {
+		t.Fatalf("output %q, want one ERROR line", out)
+	}
 }
