@@ -112,6 +112,7 @@ func (s *Server) keepAliveLoop() {
 
 // keepAlive tells manager m we are alive; it reports whether m answered.
 func (s *Server) keepAlive(m *rpc.Client) bool {
+	start := time.Now().UnixNano()
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 	defer cancel()
 	var status uint64
@@ -153,8 +154,19 @@ func (s *Server) keepAlive(m *rpc.Client) bool {
 			s.clk.Observe(mc)
 		}
 	}
+	synced := true
 	if wc != s.whs.Load().Clock() || rc != s.rhs.Load().Clock() {
-		s.fetchHashSpaces(ctx, m)
+		synced = s.fetchHashSpaces(ctx, m)
+	}
+	if synced {
+		// We hold what m held when this keepalive started, or a newer
+		// space, or refused its (see adopt): see pauseCheck.
+		for {
+			old := s.mgrSynced.Load()
+			if old >= start || s.mgrSynced.CompareAndSwap(old, start) {
+				break
+			}
+		}
 	}
 	if wc <= s.whs.Load().Clock() {
 		s.mgrConfirm.Store(time.Now().UnixNano()) // see isCurrent
@@ -188,7 +200,9 @@ func (s *Server) fetchFromPeers() {
 	}
 }
 
-func (s *Server) fetchHashSpaces(ctx context.Context, m *rpc.Client) {
+// fetchHashSpaces fetches manager m's hash spaces and adopts them where
+// they are newer (adopt); it reports whether m answered both requests.
+func (s *Server) fetchHashSpaces(ctx context.Context, m *rpc.Client) bool {
 	var w, r *ring.HashSpace
 	if res, err := m.Call(ctx, wire.MgrWHashSpaceRequest, emptyParams); err == nil {
 		if hs, _, err := ring.ReadSeed(res.Bytes()); err == nil {
@@ -203,6 +217,7 @@ func (s *Server) fetchHashSpaces(ctx context.Context, m *rpc.Client) {
 		res.Release()
 	}
 	s.adopt(w, r)
+	return w != nil && r != nil
 }
 
 // refreshHashSpace fetches the hash spaces from the managers now, at most

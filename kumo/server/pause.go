@@ -15,11 +15,14 @@ import (
 // read its store as it was, and answer old values and deleted keys (hunt
 // 27a: a server stopped 4-10 s answered up to 300 of 600 such gets with
 // old values or deleted keys). After such a stall the server refuses reads
-// (wire.MsgNotReady, so gateways read from the other owners) until a
-// manager has confirmed its write space again, or until the managers have
-// not answered for confirmFresh: then the space it holds is the last it
-// knows, as when the managers are down, and nobody can have marked it
-// fault.
+// (wire.MsgNotReady, so gateways read from the other owners) until it has
+// heard from a manager: a keepalive that started after the stall was
+// answered and the hash spaces it announced were fetched (and adopted, or
+// refused as adopt refuses a space in which every server is fault: after
+// all servers were paused together, the spaces they hold are the last
+// they know). If no manager answers for pauseSilent after the stall, they
+// are down or cut off, and the server serves with the spaces it holds, as
+// when they are down before it.
 //
 // pauseWatch notices a stall after the fact, on its first tick after the
 // process runs again; a read that comes before that tick sees the watch's
@@ -57,18 +60,21 @@ func (s *Server) pauseWatch() {
 	}
 }
 
+// pauseSilent is how long after a stall no manager may have answered
+// before the server serves reads with the hash spaces it holds.
+const pauseSilent = 5 * time.Second
+
 // pauseCheck refuses a read at now (unix nanoseconds) after a stall that
-// no manager has confirmed the write space since; see pauseWatch.
+// no manager has been heard from since; see pauseWatch.
 func (s *Server) pauseCheck(now int64) error {
 	end := s.pausedAt.Load()
 	if now-s.lastTick.Load() > int64(pauseMin) {
 		end = now // a stall pauseWatch has not seen yet
 	}
-	if end == 0 || len(s.mgrs) == 0 || s.mgrConfirm.Load() >= end {
+	if end == 0 || len(s.mgrs) == 0 || s.mgrSynced.Load() >= end {
 		return nil
 	}
-	f := s.mgrFail.Load()
-	if f != 0 && now-f > int64(confirmFresh) && now-s.mgrAnswer.Load() > int64(confirmFresh) {
+	if now-end > int64(pauseSilent) && s.mgrAnswer.Load() < end {
 		return nil // no manager answers: the space we hold is the last we know
 	}
 	return errPaused

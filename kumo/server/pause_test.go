@@ -11,11 +11,12 @@ import (
 	"kumofs/proto/rpc"
 )
 
-// Ensure that a server that did not run for a while refuses reads until a
-// manager has confirmed its write space again, also before its pause watch
-// has noticed the stall, and serves them when the managers do not answer
-// (hunt 27a: a SIGSTOPped server with an embedded gateway answered the
-// gets queued meanwhile with old values and deleted keys).
+// Ensure that a server that did not run for a while refuses reads until it
+// has synced with a manager after the stall, also before its pause watch
+// has noticed the stall, and serves them when no manager answers for
+// pauseSilent after it (hunt 27a: a SIGSTOPped server with an embedded
+// gateway answered the gets queued meanwhile with old values and deleted
+// keys).
 func TestReadsAfterPause(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -24,21 +25,24 @@ func TestReadsAfterPause(t *testing.T) {
 	mgr := ln.Addr().String()
 	ln.Close() // a manager that refuses connections
 	s, _ := startWith(t, Config{StorePath: filepath.Join(t.TempDir(), "s.kch"), Managers: []string{mgr}})
-	waitUntil(t, "a failed keepalive", func() bool { return s.mgrFail.Load() != 0 })
 	sec := int64(time.Second)
 	cases := []struct {
-		name                       string
-		paused, confirm, fail, ans int64 // relative to now; 0 = unset
-		sinceTick                  int64 // now - the watch's last tick
-		want                       error
+		name           string
+		paused, synced int64 // relative to now; 0 = unset
+		answer         int64
+		sinceTick      int64 // now - the watch's last tick
+		want           error
 	}{
-		{name: "no stall", confirm: -2 * sec, fail: -sec, sinceTick: 0, want: nil},
-		{name: "stall seen, not confirmed since", paused: -sec / 2, confirm: -4 * sec, fail: -sec, want: errPaused},
-		{name: "stall seen, confirmed since", paused: -sec / 2, confirm: -sec / 4, fail: -sec, want: nil},
-		{name: "stall not seen yet", confirm: -4 * sec, fail: -sec, sinceTick: 3 * sec, want: errPaused},
-		{name: "stall not seen yet, managers silent long", confirm: -10 * sec, fail: -4 * sec, ans: -5 * sec, sinceTick: 3 * sec, want: nil},
-		{name: "stall seen, managers silent long", paused: -sec / 2, confirm: -10 * sec, fail: -4 * sec, ans: -5 * sec, want: nil},
-		{name: "stall seen, managers failing since it", paused: -sec / 2, confirm: -10 * sec, fail: -sec / 4, ans: -5 * sec, want: errPaused},
+		{name: "no stall", synced: -2 * sec, answer: -sec, want: nil},
+		{name: "stall seen, not synced since", paused: -sec / 2, synced: -4 * sec, answer: -4 * sec, want: errPaused},
+		{name: "stall seen, synced since", paused: -sec / 2, synced: -sec / 4, answer: -sec / 4, want: nil},
+		{name: "stall seen, answered but not synced since", paused: -sec / 2, synced: -4 * sec, answer: -sec / 4, want: errPaused},
+		{name: "stall not seen yet", synced: -sec / 2, answer: -sec / 2, sinceTick: 3 * sec, want: errPaused},
+		{name: "stall seen long ago, no manager since", paused: -6 * sec, synced: -10 * sec, answer: -10 * sec, want: nil},
+		{name: "stall seen long ago, a manager answered since", paused: -6 * sec, synced: -10 * sec, answer: -sec, want: errPaused},
+		// hunt 27c: silence before the stall (a second manager down) does
+		// not count: only what follows its end.
+		{name: "stall just seen, managers silent before it", paused: -sec / 2, synced: -10 * sec, answer: -10 * sec, want: errPaused},
 	}
 	abs := func(now, rel int64) int64 {
 		if rel == 0 {
@@ -52,9 +56,8 @@ func TestReadsAfterPause(t *testing.T) {
 			now += int64(10 * time.Millisecond)
 		}
 		s.pausedAt.Store(abs(now, c.paused))
-		s.mgrConfirm.Store(abs(now, c.confirm))
-		s.mgrFail.Store(abs(now, c.fail))
-		s.mgrAnswer.Store(abs(now, c.ans))
+		s.mgrSynced.Store(abs(now, c.synced))
+		s.mgrAnswer.Store(abs(now, c.answer))
 		if got := s.pauseCheck(now); !errors.Is(got, c.want) && got != c.want {
 			t.Errorf("%s: pauseCheck = %v, want %v", c.name, got, c.want)
 		}
@@ -63,15 +66,15 @@ func TestReadsAfterPause(t *testing.T) {
 	// Through ReadLocal, as an embedded gateway reads: refused after a
 	// stall, served once a manager confirmed.
 	s.pausedAt.Store(time.Now().UnixNano())
-	s.mgrConfirm.Store(time.Now().UnixNano() - 4*sec)
-	s.mgrFail.Store(time.Now().UnixNano())
+	s.mgrSynced.Store(time.Now().UnixNano() - 4*sec)
+	s.mgrAnswer.Store(time.Now().UnixNano() - 4*sec)
 	var re *rpc.Error
 	if err := s.ReadLocal(dbkey("k"), func(*wire.Value) {}); !errors.As(err, &re) || re.Msg != wire.MsgNotReady {
 		t.Fatalf("ReadLocal after a stall: %v, want %s", err, wire.MsgNotReady)
 	}
-	s.mgrConfirm.Store(time.Now().UnixNano())
+	s.mgrSynced.Store(time.Now().UnixNano())
 	if err := s.ReadLocal(dbkey("k"), func(*wire.Value) {}); err != nil {
-		t.Fatalf("ReadLocal once confirmed: %v", err)
+		t.Fatalf("ReadLocal once synced: %v", err)
 	}
 }
 

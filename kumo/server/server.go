@@ -108,6 +108,7 @@ type Server struct {
 	activeWhenCurrent              atomic.Pointer[[]ring.Addr] // the servers active in the write space when last current (nil: unknown)
 	awayLong                       atomic.Bool                 // away longer than -gX since lastCurrent (checkAway)
 	lastTick, pausedAt             atomic.Int64                // unix nanoseconds: pauseWatch's last tick, the end of the last stall it saw (0: none)
+	mgrSynced                      atomic.Int64                // unix nanoseconds: start of the last keepalive after which we held the manager's hash spaces (or refused them)
 	purging                        atomic.Bool
 	purgeRun                       sync.Mutex          // held from a copy start that may purge until the purge is done (replace.go)
 	purgeMu                        sync.Mutex          // protects purgeSeen and purgePending
