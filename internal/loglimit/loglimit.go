@@ -20,10 +20,11 @@ const Burst = 10
 // Window is the period Burst applies to.
 const Window = time.Minute
 
-// A Limiter passes at most Burst lines per Window to its Logf. The zero
-// value is not usable; use New.
+// A Limiter passes at most Burst lines (or its own burst, NewBurst) per
+// Window to its Logf. The zero value is not usable; use New.
 type Limiter struct {
-	logf func(format string, args ...any)
+	logf  func(format string, args ...any)
+	burst int
 
 	mu      sync.Mutex // protects the fields below
 	start   time.Time  // of the current window
@@ -34,7 +35,14 @@ type Limiter struct {
 // New returns a Limiter writing to logf, which may be nil (nothing is
 // written).
 func New(logf func(format string, args ...any)) *Limiter {
-	return &Limiter{logf: logf}
+	return &Limiter{logf: logf, burst: Burst}
+}
+
+// NewBurst is New with burst lines per Window, for lines an operator
+// wants to see even when many come at once (a cluster's servers
+// reconnecting), but a stranger must not be able to repeat without end.
+func NewBurst(logf func(format string, args ...any), burst int) *Limiter {
+	return &Limiter{logf: logf, burst: burst}
 }
 
 // Allow reports whether a line may be written at now, and how many lines
@@ -45,7 +53,7 @@ func (l *Limiter) Allow(now time.Time) (ok bool, dropped int) {
 	if now.Sub(l.start) >= Window {
 		l.start, l.n = now, 0
 	}
-	if l.n >= Burst {
+	if l.n >= l.burst {
 		l.dropped++
 		return false, 0
 	}

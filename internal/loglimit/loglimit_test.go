@@ -51,3 +51,14 @@ func TestLogf(t *testing.T) {
 	}
 	New(nil).Logf("nothing") // a nil logf writes nothing
 }
+
+func TestNewBurst(t *testing.T) {
+	n := 0
+	l := NewBurst(func(string, ...any) { n++ }, 3)
+	for i := 0; i < 10; i++ {
+		l.Logf("x")
+	}
+	if n != 3 {
+		t.Fatalf("%d lines through a burst of 3", n)
+	}
+}

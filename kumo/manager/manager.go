@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"kumofs/internal/logging"
+	"kumofs/internal/loglimit"
 	"kumofs/internal/metrics"
 	"kumofs/kumo/clock"
 	"kumofs/kumo/wire"
@@ -88,6 +89,12 @@ type Manager struct {
 	ln  net.Listener
 	srv *rpc.Server
 
+	// helloWarn and helloInfo limit the lines about hellos: anything
+	// that reaches the port could write one per connection (hunt 27c:
+	// 25,000 a second). Connections of servers and the partner get a
+	// burst large enough for a whole cluster reconnecting.
+	helloWarn, helloInfo *loglimit.Limiter
+
 	partner *rpc.Client
 	// partnerSeen is when the partner last answered (unix nanoseconds):
 	// a partner whose connection stays open but who stopped answering (a
@@ -156,6 +163,8 @@ func New(cfg Config) (*Manager, error) {
 		log:         cfg.Log,
 		clk:         cfg.Clock,
 		ln:          ln,
+		helloWarn:   loglimit.New(cfg.Log.Func(logging.Warn)),
+		helloInfo:   loglimit.NewBurst(cfg.Log.Func(logging.Info), 200),
 		whs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
 		rhs:         ring.NewWithVirtualNodes(nil, 0, cfg.VirtualNodes),
 		servers:     make(map[ring.Addr]*srvState),
@@ -286,7 +295,7 @@ func (m *Manager) Close() error {
 func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 	addr, err := ring.AddrFromDump(h.Addr)
 	if err != nil {
-		m.log.Warnf("bad hello from %s: %v", c.RemoteAddr(), err)
+		m.helloWarn.Logf("bad hello from %s: %v", c.RemoteAddr(), err)
 		return nil
 	}
 	reply := &rpc.Hello{Addr: m.cfg.Self.Dump(), Role: wire.RoleManager}
@@ -316,19 +325,19 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 		}
 		m.mu.Unlock()
 		if isNew {
-			m.log.Infof("new node %s", addr)
+			m.helloInfo.Logf("new node %s", addr)
 			m.scheduleAutoReplace()
 		} else {
-			m.log.Infof("server connected %s", addr)
+			m.helloInfo.Logf("server connected %s", addr)
 		}
 	case wire.RoleManager:
-		m.log.Infof("partner connected: %s (its connection to us)", addr)
+		m.helloInfo.Logf("partner connected: %s (its connection to us)", addr)
 		// Send our hash spaces down the partner's own connection at once:
 		// a restarted partner has none, and our client to it may still be
 		// backing off.
 		go m.syncTo(c)
 	default:
-		m.log.Warnf("unknown role %d from %s", h.Role, addr)
+		m.helloWarn.Logf("unknown role %d from %s", h.Role, addr)
 	}
 	return reply
 }

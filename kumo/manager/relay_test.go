@@ -2,9 +2,12 @@ package manager
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"kumofs/internal/loglimit"
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
@@ -88,5 +91,39 @@ func TestRelayServersSpaces(t *testing.T) {
 	m.mu.Unlock()
 	if w.Empty() || !w.Equal(own) || w.Clock() != own.Clock() {
 		t.Fatalf("after attach: w clock %d, want the manager's own %d", w.Clock(), own.Clock())
+	}
+}
+
+// Ensure that hellos from strangers write a bounded number of lines: one
+// per connection let anything that reaches the port write 25,000 a second
+// (hunt 27c).
+func TestHelloLinesLimited(t *testing.T) {
+	m := newTestManager(t, Config{})
+	var mu sync.Mutex
+	var lines []string
+	m.helloWarn = loglimit.New(func(f string, a ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	})
+	for i := 0; i < 3*loglimit.Burst; i++ {
+		cl := rpc.Dial(m.Addr().String(), rpc.Options{
+			CallTimeout: 5 * time.Second,
+			Hello:       &rpc.Hello{Addr: []byte("not an address"), Role: wire.RoleServer},
+		})
+		// The hello goes first; a call after it is answered once the
+		// manager has read (and logged) it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := cl.Call(ctx, wire.MgrGetNodesInfo, func(p []byte) []byte { return msgpack.AppendArrayHeader(p, 0) })
+		cancel()
+		if err == nil {
+			res.Release()
+		}
+		cl.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != loglimit.Burst {
+		t.Fatalf("%d lines for %d bad hellos, want %d: %q", len(lines), 3*loglimit.Burst, loglimit.Burst, lines)
 	}
 }
