@@ -57,7 +57,7 @@ func main() {
 	fs.MustParse(os.Args[1:])
 
 	if text == "" && bin == "" && cloudy == "" {
-		fs.Fail("-t, -b or -c is required")
+		fs.Fail("-t or -b is required")
 	}
 	if cloudy != "" {
 		fs.Fail("-c (cloudy) is not supported by kumo; use -b")

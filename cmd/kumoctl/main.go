@@ -97,6 +97,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	args = fs.Args()
+	for _, a := range args {
+		if a == "-h" || a == "--help" { // also after the address: kumoctl MGR -h
+			fs.Exit(fs.Parse([]string{a}))
+			return code
+		}
+	}
 	if len(args) < 2 {
 		return usageError("too few arguments")
 	}

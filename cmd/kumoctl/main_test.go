@@ -236,6 +236,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"127.0.0.1"}, 1, "error: too few arguments\n"},
 		{[]string{"-h"}, 0, ""},
 		{[]string{"--help"}, 0, ""},
+		{[]string{"127.0.0.1", "-h"}, 0, ""}, // hunt 27d: "unknown command -h"
+		{[]string{"127.0.0.1", "--help"}, 0, ""},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
