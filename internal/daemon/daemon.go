@@ -134,9 +134,9 @@ var ready atomic.Pointer[os.File]
 var pidFile atomic.Pointer[string]
 
 // Setup daemonizes when -d was given (the parent writes the child's pid to
-// the pid file once the child serves, and exits), then opens the logger -o and -v ask for. In the
-// daemonized child it remembers the pid file, so that Wait and Fatal remove
-// it when the daemon exits.
+// the pid file once the child serves, and exits), then opens the logger -o
+// and -v ask for. In the daemonized child it remembers the pid file, so
+// that Wait and Fatal remove it when the daemon exits.
 func (c *Common) Setup(component string) (*logging.Logger, error) {
 	if c.PidFile != "" {
 		if os.Getenv(envDaemonized) == "" {

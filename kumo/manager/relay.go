@@ -87,15 +87,9 @@ func serverSpaces(ctx context.Context, c *rpc.Conn) (w, r *ring.HashSpace, ok bo
 		return nil, nil, false
 	}
 	defer res.Release()
-	_, p, err := msgpack.ReadArrayHeader(res.Bytes())
+	sp, err := wire.ReadSpaces(res.Bytes(), 2)
 	if err != nil {
 		return nil, nil, false
 	}
-	if w, p, err = ring.ReadSeed(p); err != nil {
-		return nil, nil, false
-	}
-	if r, _, err = ring.ReadSeed(p); err != nil {
-		return nil, nil, false
-	}
-	return w, r, true
+	return sp.W, sp.R, true
 }
