@@ -12,6 +12,7 @@ import (
 
 	"kumofs/internal/logging"
 	"kumofs/ring"
+	"kumofs/store"
 )
 
 // Ensure that a server whose port is taken fails without creating its
@@ -51,6 +52,42 @@ func TestTakenPortCreatesNoStore(t *testing.T) {
 		}
 		for _, e := range entries {
 			t.Errorf("%s taken: left behind: %s", c.name, e.Name())
+		}
+	}
+}
+
+// Ensure that a start that fails on a file that is not a store (garbage, a
+// directory) leaves nothing next to it (hunt 27d: <path>.current was left).
+func TestUnopenableStoreLeavesNothing(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		make func(path string) error
+		want error
+	}{
+		{"garbage", func(p string) error { return os.WriteFile(p, make([]byte, 5000), 0o644) }, store.ErrBadHeader},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, syscall.EISDIR},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "db.kch")
+		if err := c.make(path); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(Config{Self: testSelf, Listen: "127.0.0.1:0", StorePath: path, Log: logging.New(io.Discard, logging.Info)})
+		if err == nil {
+			srv.Close()
+			t.Fatalf("%s: New succeeded", c.name)
+		}
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: New = %v, want %v", c.name, err, c.want)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "db.kch" {
+				t.Errorf("%s: left behind: %s", c.name, e.Name())
+			}
 		}
 	}
 }

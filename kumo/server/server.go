@@ -301,18 +301,24 @@ func randUint64() uint64 {
 func openStore(cfg *Config) (db *store.DB, last time.Time, since int64, away bool, err error) {
 	last = time.Now()
 	fi, statErr := os.Stat(cfg.StorePath)
-	if statErr == nil {
+	wrote := false
+	if statErr == nil && fi.Mode().IsRegular() {
 		last = fi.ModTime()
 		if t, sc, ok := readCurrentFile(cfg.StorePath); ok {
 			last, since = t, sc
 		} else {
 			// Keep the time the open is about to move (a store from
 			// before the file, or one never marked current).
-			os.WriteFile(cfg.StorePath+currentSuffix, appendCurrentFile(nil, last, 0, nil), 0o644)
+			wrote = os.WriteFile(cfg.StorePath+currentSuffix, appendCurrentFile(nil, last, 0, nil), 0o644) == nil
 		}
 	}
 	db, err = store.Open(cfg.StorePath, &cfg.Store)
 	if err != nil {
+		if wrote {
+			// Not a store after all (garbage, damaged): leave nothing
+			// next to it that the operator did not have before.
+			os.Remove(cfg.StorePath + currentSuffix)
+		}
 		return nil, last, 0, false, err
 	}
 	if statErr != nil || db.Len() == 0 {
