@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 )
@@ -243,5 +242,5 @@ func guessHeader(f *os.File) (header, error) {
 		bnum &^= slotsPerBkt - 1
 		return header{apow: defaultApow, bnum: bnum, logStart: uint64(start), checkpoint: uint64(start)}, nil
 	}
-	return header{}, fmt.Errorf("%w: no records found", ErrBadHeader)
+	return header{}, ErrNoRecords
 }

@@ -34,6 +34,9 @@ var (
 	ErrCorrupt = errors.New("store: corrupt data; run kumo-storetool repair")
 	// ErrBadHeader is returned by Open when neither header copy is valid.
 	ErrBadHeader = errors.New("store: bad file header (not a kumo store, or damaged; run kumo-storetool repair)")
+	// ErrNoRecords is returned by Repair when neither header copy is
+	// valid and no record can be found in the file either.
+	ErrNoRecords = errors.New("store: no header and no records found (not a kumo store, or nothing left to recover)")
 	// ErrClosed is returned by operations on a closed DB.
 	ErrClosed = errors.New("store: closed")
 	// ErrFull is returned by a write when the bucket array has no free

@@ -221,6 +221,18 @@ func TestNoStoreNoFigures(t *testing.T) {
 	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
 		t.Fatalf("the empty file after the commands: %v %v", fi.Size(), err)
 	}
+	// repair on a file with nothing of a store in it says so, and does not
+	// send the operator to run repair (hunt 27d).
+	garbage := filepath.Join(dir, "garbage.kch")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("garbage!"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rout bytes.Buffer
+	err := run([]string{"repair", garbage}, &rout)
+	const wantLine = "error: store: no header and no records found (not a kumo store, or nothing left to recover)"
+	if !errors.Is(err, store.ErrNoRecords) || rout.Len() != 0 || errorLine(err) != wantLine {
+		t.Fatalf("repair of garbage: %v, printed %q; want %q", err, rout.String(), wantLine)
+	}
 	path := filepath.Join(dir, "held.kch")
 	db, err := store.Open(path, nil) // held, as by a running server
 	if err != nil {
