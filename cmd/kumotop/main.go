@@ -162,15 +162,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		default:
 		}
 	}
+	// The frame cuts errors at the screen's width: the last frame's are
+	// repeated whole, one line each, as every kumo binary reports errors.
+	code = 0
 	if last.err != nil {
-		return 1
+		fmt.Fprintln(stderr, "error:", last.err)
+		code = 1
 	}
 	for _, r := range last.rows {
 		if r.err != nil {
-			return 1
+			fmt.Fprintf(stderr, "error: %s: %v\n", r.addr, r.err)
+			code = 1
 		}
 	}
-	return 0
+	return code
 }
 
 // watchQuit returns a channel closed when the user asks to quit: q or Q
