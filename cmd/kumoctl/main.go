@@ -191,7 +191,7 @@ func call(addr ring.Addr, method uint32, params func([]byte) []byte) ([]byte, er
 	if err != nil {
 		var re *rpc.Error
 		if errors.As(err, &re) {
-			return nil, fmt.Errorf("manager %s: %w", addr, err)
+			return nil, fmt.Errorf("manager %s: %w", addr, rpc.WrongRole(err, "manager"))
 		}
 		err = down.Explain(err)
 		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, err)

@@ -37,7 +37,7 @@ func fetchFromManager(ctx context.Context, mgr string) (*ring.HashSpace, error) 
 	if err != nil {
 		var re *rpc.Error
 		if errors.As(err, &re) {
-			return nil, fmt.Errorf("manager %s: %w", addr, err)
+			return nil, fmt.Errorf("manager %s: %w", addr, rpc.WrongRole(err, "manager"))
 		}
 		return nil, fmt.Errorf("cannot reach manager %s: %w", addr, down.Explain(err))
 	}

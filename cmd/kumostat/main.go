@@ -222,7 +222,11 @@ func (s *session) call(method uint32, params func([]byte) []byte) ([]byte, error
 	if err != nil {
 		var re *rpc.Error
 		if errors.As(err, &re) {
-			return nil, fmt.Errorf("%s: %w", s.addr, err)
+			role := "server"
+			if method == wire.MgrGetNodesInfo {
+				role = "manager"
+			}
+			return nil, fmt.Errorf("%s: %w", s.addr, rpc.WrongRole(err, role))
 		}
 		s.mu.Lock()
 		if s.downErr != nil {

@@ -152,7 +152,7 @@ func (s *session) nodes() ([]ring.Addr, error) {
 	defer cancel()
 	b, err := s.call(ctx, wire.MgrGetNodesInfo, func(b []byte) []byte { return msgpack.AppendArrayHeader(b, 0) })
 	if err != nil {
-		return nil, fmt.Errorf("manager %s: %w", s.addr, err)
+		return nil, fmt.Errorf("manager %s: %w", s.addr, rpc.WrongRole(err, "manager"))
 	}
 	n, b, err := msgpack.ReadArrayHeader(b)
 	if err != nil || n < 2 {
@@ -185,7 +185,7 @@ func (s *session) sample(at time.Time) (sample, error) {
 			return msgpack.AppendUint(msgpack.AppendArrayHeader(b, 1), uint64(code))
 		})
 		if err != nil {
-			return sample{}, err
+			return sample{}, rpc.WrongRole(err, "server")
 		}
 		if code == wire.StatReplace {
 			smp.repl, err = replstat(b)

@@ -47,6 +47,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -130,6 +131,18 @@ func (e *Error) Error() string {
 		s += ": " + e.Msg
 	}
 	return s
+}
+
+// WrongRole adds to a CodeProtocol error what it most likely means to a
+// tool that sent a request every daemon of role want knows: the address
+// is another kind of daemon (a manager's request sent to a server's port,
+// or the other way round). Other errors are returned as they are.
+func WrongRole(err error, want string) error {
+	var re *Error
+	if errors.As(err, &re) && re.Code == CodeProtocol && re.Msg == "" {
+		return fmt.Errorf("%w (not a %s's address? the daemon there does not know the request)", err, want)
+	}
+	return err
 }
 
 // Hello is the cluster-init message [2, addr, role]. kumofs sends addr as a

@@ -818,3 +818,21 @@ func TestCallsWaitForConnectAttempt(t *testing.T) {
 		t.Fatalf("Call: %v", err)
 	}
 }
+
+func TestWrongRole(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&Error{Code: CodeProtocol}, "rpc: remote error 5 PROTOCOL_ERROR (not a manager's address? the daemon there does not know the request)"},
+		{fmt.Errorf("x: %w", &Error{Code: CodeProtocol}), "x: rpc: remote error 5 PROTOCOL_ERROR (not a manager's address? the daemon there does not know the request)"},
+		{&Error{Code: CodeProtocol, Msg: "bad args"}, "rpc: remote error 5 PROTOCOL_ERROR: bad args"},
+		{&Error{Code: CodeServer}, "rpc: remote error 6 SERVER_ERROR"},
+		{ErrTimeout, ErrTimeout.Error()},
+	} {
+		got := WrongRole(c.err, "manager")
+		if got.Error() != c.want || !errors.Is(got, c.err) {
+			t.Errorf("WrongRole(%v) = %q, want %q wrapping it", c.err, got, c.want)
+		}
+	}
+}
