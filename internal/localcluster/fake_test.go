@@ -251,6 +251,16 @@ func fakeGateway(args []string) int {
 							fmt.Fprintf(conn, "VALUE %s 0 %d\r\n%s\r\n", f[1], len(v), v)
 						}
 						fmt.Fprint(conn, "END\r\n")
+					case len(f) == 2 && f[0] == "delete":
+						mu.Lock()
+						_, ok := m[f[1]]
+						delete(m, f[1])
+						mu.Unlock()
+						if ok {
+							fmt.Fprint(conn, "DELETED\r\n")
+						} else {
+							fmt.Fprint(conn, "NOT_FOUND\r\n")
+						}
 					default:
 						fmt.Fprint(conn, "ERROR\r\n")
 					}

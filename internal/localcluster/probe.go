@@ -8,10 +8,13 @@ import (
 	"time"
 )
 
-// ProbeKey is the key Start and Probe write through the gateway.
+// ProbeKey is the key Start and Probe write, read and delete through the
+// gateway.
 const ProbeKey = "kumo-local-probe"
 
-// probe does one memcached text set and get of ProbeKey at addr.
+// probe does one memcached text set, get and delete of ProbeKey at addr:
+// the cluster it leaves holds no key the user did not write (a tombstone,
+// which no client sees, until the garbage time).
 func probe(addr string, timeout time.Duration) error {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
@@ -39,6 +42,15 @@ func probe(addr string, timeout time.Duration) error {
 	n, err := readFull(r, got)
 	if !bytes.Equal(got[:n], []byte(want)) {
 		return fmt.Errorf("get answered %q (%v)", got[:n], err)
+	}
+	if _, err := fmt.Fprintf(conn, "delete %s\r\n", ProbeKey); err != nil {
+		return err
+	}
+	if line, err = r.ReadString('\n'); err != nil {
+		return err
+	}
+	if line != "DELETED\r\n" {
+		return fmt.Errorf("delete answered %q", line)
 	}
 	return nil
 }

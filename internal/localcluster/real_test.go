@@ -58,7 +58,7 @@ func TestRealCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The probe key lives on all three servers.
+	// The probe key, deleted again, lives on all three servers as a tombstone.
 	for i := range 3 {
 		if !strings.Contains(items, c.Server(i).Addr+":  1\n") {
 			t.Fatalf("kumostat -m items:\n%s", items)
