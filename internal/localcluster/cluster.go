@@ -101,7 +101,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // Start starts a cluster as described by opts: managers, then servers, then
 // the gateway. It waits until the first manager has seen every server, runs
 // `kumoctl MGR attach` and polls the gateway with a memcached set and get of
-// a probe key until both work. On error everything started is stopped and
+// a probe key (deleted again) until both work. On error everything started is stopped and
 // the error is a *StartError.
 func Start(opts Options) (*Cluster, error) {
 	if opts.Servers <= 0 {
@@ -402,7 +402,7 @@ func (c *Cluster) startGateway() error {
 	return c.gateway.Start()
 }
 
-// Probe polls the gateway with a memcached set and get of a probe key until
+// Probe polls the gateway with a memcached set, get and delete of a probe key until
 // both work, for up to timeout.
 func (c *Cluster) Probe(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
