@@ -26,6 +26,8 @@ const usage = `usage:
   kumo-storetool optimize PATH [BNUM]        rebuild with BNUM slots (default 2 x records), dropping dead records
   kumo-storetool verify PATH                 check every record and slot, change nothing
   kumo-storetool repair PATH                 rebuild from every undamaged record
+  kumo-storetool restore BACKUP PATH         verify BACKUP, copy it over a stopped server's store
+                                             at PATH and remove PATH.flush and PATH.current
   kumo-storetool list [-pv] PATH             print keys (with -pv: key TAB value), not deleted ones; a server's keys without their hash
   kumo-storetool get PATH KEY                print a key's value and metadata (a memcached key of a server too)
   kumo-storetool put [-flags N] [-exptime N] [-clock N] PATH KEY VALUE
@@ -88,6 +90,8 @@ func run(args []string, w io.Writer) error {
 		return runVerify(args, w)
 	case "repair":
 		return runRepair(args, w)
+	case "restore":
+		return runRestore(args, w)
 	case "list":
 		return runList(args, w)
 	case "get":
