@@ -129,17 +129,29 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	wbuf, scratch, nscratch := c.wbuf, c.scratch, c.nscratch
 	off := end
 	// Phase 2: catch up with what was written meanwhile, still unlocked,
-	// while the backlog shrinks; then make the bulk durable.
-	for i := 0; i < 4 && old.logEnd.Load()-off > 1<<20; i++ {
+	// while the backlog shrinks, and make it durable; again while the
+	// writes made during that sync are more than a small last step.
+	// Phase 3 copies and syncs its backlog with writers held: under a
+	// stream of large values one sync of the bulk let 75 MB pile up, and
+	// writes then waited 3.6 s (every peer's calls timed out).
+	for round := 0; ; round++ {
+		for i := 0; i < 4 && old.logEnd.Load()-off > lastStep; i++ {
+			if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
+				return err
+			}
+		}
 		if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
 			return err
 		}
-	}
-	if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
-		return err
-	}
-	if err := ng.checkpointPrivate(0); err != nil {
-		return err
+		if err := ng.checkpointPrivate(0); err != nil {
+			return err
+		}
+		if testHookSynced != nil {
+			testHookSynced()
+		}
+		if old.logEnd.Load()-off <= lastStep || round == maxSyncRounds-1 {
+			break
+		}
 	}
 	if testHookSwap != nil {
 		testHookSwap()
@@ -151,6 +163,9 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	defer db.writeMu.Unlock()
 	if db.closed {
 		return ErrClosed
+	}
+	if testHookLastStep != nil {
+		testHookLastStep(old.logEnd.Load() - off)
 	}
 	if off, err = ng.catchUp(old, off, old.logEnd.Load(), &wbuf, &scratch, &nscratch); err != nil {
 		return err
@@ -189,6 +204,20 @@ func (db *DB) rewrite(tmp string, buckets uint64, xf func(*Record) bool, swap bo
 	db.markDurable(db.written)
 	return nil
 }
+
+// lastStep is the backlog rewrite leaves for its last catch-up, made with
+// writers held; maxSyncRounds bounds its unlocked catch-up and sync rounds
+// (writes faster than the copy and its sync would never leave less).
+const (
+	lastStep      = 1 << 20
+	maxSyncRounds = 8
+)
+
+// testHookSynced, if set, runs in rewrite after each unlocked sync of
+// the new file; testHookLastStep gets the backlog of the last catch-up,
+// with writers held.
+var testHookSynced func()
+var testHookLastStep func(backlog int64)
 
 // testHookSwap, if set, runs in rewrite after the unlocked copy and
 // catch-up, before it takes the locks for the last catch-up and the swap.

@@ -161,3 +161,49 @@ func testCompactWhileChurning(t *testing.T) {
 	defer db.Close()
 	check(db, "after reopening")
 }
+
+// Ensure that Compact leaves at most lastStep bytes for the catch-up it
+// makes with writers held, also when much was written while it synced
+// the new file (a stream of large values once held writers for 3.6 s).
+func TestCompactShortLastStep(t *testing.T) {
+	db, _ := tempDB(t, &Options{Sync: SyncNone, Buckets: 1024})
+	defer db.Close()
+	big := bytes.Repeat([]byte("v"), 64<<10)
+	for i := range 200 {
+		if err := db.Put(&Record{Key: key(i % 50), Value: big, Clock: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := uint64(1000)
+	syncs := 0
+	testHookSynced = func() {
+		syncs++
+		if syncs > 1 {
+			return
+		}
+		for i := range 100 { // 6.4 MB written during the first sync
+			clock++
+			if err := db.Put(&Record{Key: key(i % 50), Value: big, Clock: clock}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	var last int64 = -1
+	testHookLastStep = func(b int64) { last = b }
+	defer func() { testHookSynced, testHookLastStep = nil, nil }()
+	if err := db.Compact(CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if last < 0 || last > lastStep {
+		t.Fatalf("last catch-up with writers held: %d bytes, want at most %d", last, lastStep)
+	}
+	if syncs != 2 {
+		t.Errorf("unlocked syncs: %d, want 2", syncs)
+	}
+	for i := range 50 {
+		rec, _, err := db.Get(key(i), nil)
+		if err != nil || rec.Clock != 1000+uint64(50+i+1) {
+			t.Fatalf("key %d after compact: clock %d, %v; want %d", i, rec.Clock, err, 1000+50+i+1)
+		}
+	}
+}
