@@ -248,8 +248,21 @@ func (c *conn) serve() error {
 
 // inBuf returns c.in with length n, growing it through the pools, or nil
 // when growing it would take the large request bodies of all connections
-// past maxBodies.
+// past maxBodies for longer than the body wait: a burst of large values
+// from many clients waits for the bodies before it to be stored (as
+// memcached, which has the memory, stores them all), while connections
+// that start large values and stop still cannot hold more than the budget.
+// Only the goroutine path calls it (the event loop hands such requests
+// over), so the wait holds up no other connection.
 func (c *conn) inBuf(n int) []byte {
+	if b := c.tryInBuf(n); b != nil {
+		return b
+	}
+	return c.s.waitBodies(c, n)
+}
+
+// tryInBuf is inBuf without the wait.
+func (c *conn) tryInBuf(n int) []byte {
 	if cap(*c.in) < n {
 		if n > 32<<10 {
 			limit := c.s.maxBodies
@@ -276,8 +289,11 @@ func (c *conn) inBuf(n int) []byte {
 func (c *conn) dropIn() {
 	putBuf(c.in)
 	c.in = nil
-	if c.inHeld != 0 && c.s.bodyBytes.Add(-c.inHeld) == 0 && c.s.bodyBurst.Load() && c.s.bodyBurst.Swap(false) {
-		c.s.endBurst()
+	if c.inHeld != 0 {
+		if c.s.bodyBytes.Add(-c.inHeld) == 0 && c.s.bodyBurst.Load() && c.s.bodyBurst.Swap(false) {
+			c.s.endBurst()
+		}
+		c.s.bodiesFreed()
 	}
 	c.inHeld = 0
 }

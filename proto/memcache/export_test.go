@@ -21,7 +21,14 @@ const MaxLongLine = maxLongLine
 // SetMaxBodies sets how much of large request bodies s's connections may
 // hold together, and BodyBytes returns how much they hold.
 func SetMaxBodies(s *Server, n int64) { s.maxBodies = n }
-func BodyBytes(s *Server) int64       { return s.bodyBytes.Load() }
+
+// SetBodyWait sets how long a large body waits for room in the budget
+// (negative: refused at once).
+func SetBodyWait(s *Server, d time.Duration) { s.bodyWaitFor = d }
+func BodyBytes(s *Server) int64              { return s.bodyBytes.Load() }
+
+// BodyWaiters returns how many connections wait for room among the bodies.
+func BodyWaiters(s *Server) int32 { return s.bodyWait.n.Load() }
 
 // SetBurstBodies sets how much large request bodies must hold at once for
 // their end to return memory to the system, and MemoryReturns counts those

@@ -117,6 +117,8 @@ type Server struct {
 	// returned to the system (see endBurst).
 	bodyBurst   atomic.Bool
 	burstBodies int64 // 0 = burstBodies; tests lower it
+	bodyWait    bodyWaiters
+	bodyWaitFor time.Duration // 0 = defaultBodyWait, negative = refuse at once; tests change it
 
 	// connLog and acceptLog limit the lines about connections that
 	// failed and about failed accepts (see internal/loglimit).

@@ -168,15 +168,17 @@ func TestLongMultiGet(t *testing.T) {
 }
 
 // TestBodyBudget: connections that start large values and stop hold at
-// most the server's budget for request bodies; past it a large value is
-// refused as memcached refuses one it has no memory for (text, meta and
-// binary), its data swallowed and a set's old value deleted, while small
-// values are still stored; the budget comes back when they close.
+// most the server's budget for request bodies; past it a large value waits
+// for room and is then refused as memcached refuses one it has no memory
+// for (text, meta and binary), its data swallowed and a set's old value
+// deleted, while small values are still stored; the budget comes back when
+// they close.
 func TestBodyBudget(t *testing.T) {
 	const size = 100 << 10
 	be := memtest.New(nil)
 	s := &memcache.Server{Backend: be}
 	memcache.SetMaxBodies(s, 3*(size+2))
+	memcache.SetBodyWait(s, 50*time.Millisecond)
 	addr := memtest.StartServer(t, s)
 	value := strings.Repeat("v", size)
 	var holders []net.Conn
@@ -222,6 +224,40 @@ func TestBodyBudget(t *testing.T) {
 	go fmt.Fprintf(c, "set now 0 0 %d\r\n%s\r\n", size, value)
 	if got := readN(t, r, len("STORED\r\n")); got != "STORED\r\n" {
 		t.Fatalf("within the budget again: got %q", got)
+	}
+}
+
+// TestBodyWait: a large value that finds the budget for request bodies
+// full waits for room and is stored once a body before it is, as memcached
+// stores a burst of large values it has the memory for (400 clients each
+// setting 1 MB at once got 63 "out of memory" replies through a gateway).
+func TestBodyWait(t *testing.T) {
+	const size = 100 << 10
+	be := memtest.New(nil)
+	s := &memcache.Server{Backend: be}
+	memcache.SetMaxBodies(s, size+2)
+	memcache.SetBodyWait(s, time.Minute)
+	addr := memtest.StartServer(t, s)
+	value := strings.Repeat("v", size)
+
+	first := dial(t, addr)
+	fmt.Fprintf(first, "set first 0 0 %d\r\n%s", size, value[:size/2])
+	waitFor(t, func() bool { return memcache.BodyBytes(s) == size+2 }, func() string {
+		return fmt.Sprintf("bodies held: %d", memcache.BodyBytes(s))
+	})
+	second := dial(t, addr)
+	go fmt.Fprintf(second, "set second 0 0 %d\r\n%s\r\nget second\r\n", size, value)
+	waitFor(t, func() bool { return memcache.BodyWaiters(s) == 1 }, func() string {
+		return fmt.Sprintf("waiters: %d", memcache.BodyWaiters(s))
+	})
+	fmt.Fprintf(first, "%s\r\n", value[size/2:])
+	if got := readN(t, bufio.NewReader(first), len("STORED\r\n")); got != "STORED\r\n" {
+		t.Fatalf("first: %q", got)
+	}
+	first.Close() // gives its body back
+	want := "STORED\r\nVALUE second 0 " + fmt.Sprint(size) + "\r\n" + value + "\r\nEND\r\n"
+	if got := readN(t, bufio.NewReader(second), len(want)); got != want {
+		t.Fatalf("second: got %d bytes starting %.60q, want STORED and its value", len(got), got)
 	}
 }
 
