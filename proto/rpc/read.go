@@ -12,6 +12,10 @@ import (
 
 const initialReadBuf = 16 << 10
 
+// batchFlushEvery is how long a batch of requests read together runs
+// before it sends the replies it has so far.
+const batchFlushEvery = 100 * time.Millisecond
+
 // readLoop reads and dispatches frames until the conn fails or closes, then
 // waits for the writer and runs onClose.
 func (c *Conn) readLoop() {
@@ -59,8 +63,10 @@ func (c *Conn) readFrames() error {
 	}
 	for {
 		batch := r < w
+		var flushedAt int64
 		if batch {
 			c.beginBatch()
+			flushedAt = monotime()
 		}
 		r0 := r
 		for r < w {
@@ -108,6 +114,19 @@ func (c *Conn) readFrames() error {
 				return err
 			}
 			r += n
+			if r < w {
+				if now := monotime(); now-flushedAt > int64(batchFlushEvery) {
+					// A long batch (large values into a slow store)
+					// sends the replies it has so far: the peer hears
+					// something at least this often, and does not take
+					// a busy connection for a silent one (see Client's
+					// probe) and reset it.
+					c.rb.Flush()
+					c.endBatch()
+					c.beginBatch()
+					flushedAt = now
+				}
+			}
 		}
 		if batch {
 			c.rb.Flush()

@@ -836,3 +836,67 @@ func TestWrongRole(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that a batch of requests read together whose handlers run long
+// (large values into a slow store) sends the replies it has before the
+// batch ends: a gateway heard nothing from a server working through 1 MB
+// writes for over two seconds, took it for a silent peer and reset it.
+func TestLongBatchSendsRepliesEarly(t *testing.T) {
+	const mFast, mWork, mLast = 1, 2, 3
+	release := make(chan struct{})
+	ts := startServer(t, &Server{Handler: HandlerFunc(func(req *Request) {
+		switch req.Method {
+		case mWork:
+			time.Sleep(batchFlushEvery + 50*time.Millisecond) // the work, not a synchronisation
+		case mLast:
+			select { // held until the test has the first two replies
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, uint64(req.Method)) })
+	})})
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var frames []byte
+	for _, m := range []uint64{mFast, mWork, mLast} {
+		frames = msgpack.AppendArrayHeader(frames, 4)
+		frames = msgpack.AppendUint(frames, 0)
+		frames = msgpack.AppendUint(frames, m) // msgid = method
+		frames = msgpack.AppendUint(frames, m)
+		frames = msgpack.AppendArrayHeader(frames, 0)
+	}
+	if _, err := nc.Write(frames); err != nil { // one write: one batch
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []uint64
+	var buf []byte
+	tmp := make([]byte, 4096)
+	for len(got) < 2 {
+		n, err := nc.Read(tmp)
+		if err != nil {
+			close(release)
+			t.Fatalf("replies before the batch ended: %v (got msgids %v)", err, got)
+		}
+		buf = append(buf, tmp[:n]...)
+		for {
+			rest, err := msgpack.Skip(buf)
+			if err != nil {
+				break
+			}
+			_, p, _ := msgpack.ReadArrayHeader(buf)
+			_, p, _ = msgpack.ReadUint(p)
+			id, _, _ := msgpack.ReadUint(p)
+			got = append(got, id)
+			buf = rest
+		}
+	}
+	close(release)
+	if got[0] != mFast || got[1] != mWork {
+		t.Fatalf("first replies: msgids %v, want [1 2]", got)
+	}
+}
