@@ -16,10 +16,30 @@ import (
 // left, so the long-away one drops its old copies when it is attached.
 // Each restart used to start a new stint, the long-away server found no
 // one current since it left and kept them (hunt 26a: 139 of 400 deleted
-// keys back).
+// keys back). With every key deleted the stores of the restarted servers
+// are empty once the tombstones are purged: an empty store started a new
+// stint at start, and all 100 keys came back.
 func TestLongAwayServerAfterRollingRestart(t *testing.T) {
 	t.Parallel()
+	for _, live := range []bool{false, true} {
+		name := "empty stores"
+		if live {
+			name = "one live key"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRollingRestart(t, live)
+		})
+	}
+}
+
+func testRollingRestart(t *testing.T, live bool) {
 	c, m := startGX(t, 0, "roll")
+	if live {
+		if r := m.set("live", "v"); r != "STORED\r\n" {
+			t.Fatal(r)
+		}
+	}
 	kill(t, c, 0, 1)
 	for i := range n {
 		if r := m.cmd("delete roll" + strconv.Itoa(i) + "\r\n"); r != "DELETED\r\n" {

@@ -321,12 +321,21 @@ func openStore(cfg *Config) (db *store.DB, last time.Time, since int64, away boo
 		}
 		return nil, last, 0, false, err
 	}
-	if statErr != nil || db.Len() == 0 {
+	if statErr != nil {
 		return db, last, 0, false, nil
 	}
 	age := time.Since(last)
 	if age <= cfg.GarbageMax {
+		// Also for an empty store: its stint goes on, and a long-away
+		// server's purge counts on it (authorities). An empty store used
+		// to start a new one here, and after a rolling restart of servers
+		// whose every key had been deleted and purged, a long-away server
+		// found no one current since it left and kept its old copies of
+		// those keys: all 100 came back.
 		return db, last, since, false, nil
+	}
+	if db.Len() == 0 {
+		return db, last, 0, false, nil // nothing old to bring back
 	}
 	cfg.Log.Warnf("store %s was last current %v ago, longer than the garbage time %v: discarding its %d records when it is attached, if other servers served meanwhile, so that deleted keys cannot come back",
 		cfg.StorePath, age.Round(time.Second), cfg.GarbageMax, db.Len())
