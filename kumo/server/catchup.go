@@ -11,27 +11,33 @@ import (
 )
 
 // readRawWithID decodes a SrvGetRaw reply asked with the request id:
-// [DBValue, dedup | nil], or a bare DBValue from an older server. id is 0
-// when the reply names no write.
-func readRawWithID(p []byte) (raw []byte, id uint64, e dedupEntry, err error) {
+// [DBValue, dedup | nil, dedupAt...], or a bare DBValue from an older
+// server. id is 0 when the reply names no write; older starts at the first
+// of the count dedupAt elements (see noteOlderIDs).
+func readRawWithID(p []byte) (raw []byte, id uint64, e dedupEntry, older []byte, count int, err error) {
 	if n, rest, aerr := msgpack.ReadArrayHeader(p); aerr == nil {
 		if n < 1 {
-			return nil, 0, e, errParams
+			return nil, 0, e, nil, 0, errParams
 		}
 		if raw, rest, err = msgpack.ReadRaw(rest); err != nil || len(raw) < 8 {
-			return nil, 0, e, errParams
+			return nil, 0, e, nil, 0, errParams
 		}
-		if n >= 2 && !msgpack.IsNil(rest) {
-			if id, e, err = readDedup(rest); err != nil {
-				return nil, 0, e, errParams
+		if n >= 2 {
+			if !msgpack.IsNil(rest) {
+				if id, e, err = readDedup(rest); err != nil {
+					return nil, 0, e, nil, 0, errParams
+				}
+			}
+			if rest, err = msgpack.Skip(rest); err != nil {
+				return nil, 0, e, nil, 0, errParams
 			}
 		}
-		return raw, id, e, nil
+		return raw, id, e, rest, max(int(n)-2, 0), nil
 	}
 	if raw, _, err = msgpack.ReadRaw(p); err != nil || len(raw) < 8 {
-		return nil, 0, e, errParams
+		return nil, 0, e, nil, 0, errParams
 	}
-	return raw, 0, e, nil
+	return raw, 0, e, nil, 0, nil
 }
 
 // catchUpNeeded reports whether s coordinates h under w without having been
@@ -79,7 +85,7 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 		if msgpack.IsNil(res.Bytes()) {
 			return nil
 		}
-		raw, id, de, err := readRawWithID(res.Bytes())
+		raw, id, de, older, count, err := readRawWithID(res.Bytes())
 		if err != nil {
 			return errParams
 		}
@@ -92,6 +98,8 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 			de.h, de.clock = h, binary.BigEndian.Uint64(raw)
 			s.dedup.put(id, de)
 		}
+		// So were the earlier writes of the key that the version holds.
+		s.noteOlderIDs(h, older, count)
 		return nil
 	}
 	return last

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +56,7 @@ type dedupTable struct {
 	m         map[uint64]int32        // id → its slot
 	slots     []dedupSlot             // a ring; next is the oldest
 	byVersion map[dedupVersion]uint64 // the id whose write produced a version
+	byKey     map[uint64]int32        // key hash → the slot of its newest write (see olderIDs)
 	next      int
 	seq       uint64     // the seq of the newest slot
 	file      *dedupFile // nil: in memory only
@@ -68,6 +71,10 @@ type dedupSlot struct {
 	seq uint64
 	e   dedupEntry
 	at  uint32
+	// prev is the slot of the write on the same key noted before this
+	// one (-1: none), valid only while that slot holds the same key with
+	// a lower seq; in memory only (see olderIDs).
+	prev int32
 }
 
 // dedupVersion names a version of a key: the key's hash and its clock.
@@ -87,7 +94,7 @@ type dedupEntry struct {
 func newDedupTable() *dedupTable {
 	return &dedupTable{keep: dedupKeep, maxSlots: dedupMaxSize, now: unixNow,
 		m: make(map[uint64]int32), byVersion: make(map[dedupVersion]uint64),
-		slots: make([]dedupSlot, dedupSize)}
+		byKey: make(map[uint64]int32), slots: make([]dedupSlot, dedupSize)}
 }
 
 func unixNow() int64 { return time.Now().Unix() }
@@ -122,6 +129,26 @@ func (d *dedupTable) attach(f *dedupFile) {
 	}
 	d.next = (newest + 1) % len(d.slots)
 	d.file = f
+	// The chains of writes per key, in the order they were noted.
+	order := make([]int32, 0, len(d.m))
+	for _, i := range d.m {
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(d.slots[a].seq, d.slots[b].seq) })
+	for _, i := range order {
+		d.chain(i)
+	}
+}
+
+// chain links slot i, just filled, to the newest earlier write on its key.
+// The caller holds d.mu.
+func (d *dedupTable) chain(i int32) {
+	h := d.slots[i].e.h
+	d.slots[i].prev = -1
+	if j, ok := d.byKey[h]; ok && j != i {
+		d.slots[i].prev = j
+	}
+	d.byKey[h] = i
 }
 
 // detach stops writing to the table's file and returns it (nil if none).
@@ -212,10 +239,14 @@ func (d *dedupTable) putLocked(id uint64, e dedupEntry) {
 		if old := d.slots[i]; old.id != 0 {
 			d.unindex(old.id, old.e)
 			delete(d.m, old.id)
+			if d.byKey[old.e.h] == i {
+				delete(d.byKey, old.e.h)
+			}
 		}
 		d.seq++
 		d.slots[i] = dedupSlot{id: id, seq: d.seq, e: e, at: uint32(now)}
 		d.m[id] = i
+		d.chain(i)
 		d.next = (d.next + 1) % len(d.slots)
 	}
 	d.byVersion[dedupVersion{e.h, e.clock}] = id
@@ -253,6 +284,20 @@ func (d *dedupTable) makeRoom(now int64) {
 			d.m[id] = int32(j + n)
 		}
 	}
+	moved := func(i int32) int32 {
+		if i >= int32(d.next) {
+			return i + int32(n)
+		}
+		return i
+	}
+	for j := range slots {
+		if slots[j].id != 0 && slots[j].prev >= 0 {
+			slots[j].prev = moved(slots[j].prev)
+		}
+	}
+	for h, i := range d.byKey {
+		d.byKey[h] = moved(i)
+	}
 	d.slots = slots
 	logTo(d.infof, "request ids: remembering up to %d writes (the last %d s needed more)", 2*n, d.keep)
 }
@@ -283,6 +328,73 @@ func (d *dedupTable) byVersionOf(h, clock uint64) (uint64, dedupEntry, bool) {
 		return 0, dedupEntry{}, false
 	}
 	return id, d.slots[d.m[id]].e, true
+}
+
+// maxOlderIDs bounds how many earlier writes of one key olderIDs returns.
+const maxOlderIDs = 64
+
+// keyedID is one remembered write: its id and outcome (with its version).
+type keyedID struct {
+	id uint64
+	e  dedupEntry
+}
+
+// olderIDs appends to dst the remembered writes on key hash h whose
+// versions are older than clock, newest first, at most maxOlderIDs. A
+// version copied to a new owner (rebalance, catch-up) holds the effects of
+// those writes too, and a retry of one of them that reaches the new owner
+// must be answered, not applied again: an append retried during the
+// replace after a restarted server's attach was applied twice (hunt 28a),
+// because only the id of the write that made the copied version traveled.
+func (d *dedupTable) olderIDs(h, clock uint64, dst []keyedID) []keyedID {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, ok := d.byKey[h]
+	seq := ^uint64(0)
+	for n := 0; ok && i >= 0 && n < maxOlderIDs; {
+		sl := &d.slots[i]
+		if sl.id == 0 || sl.e.h != h || sl.seq >= seq {
+			break
+		}
+		if sl.e.clock < clock {
+			dst = append(dst, keyedID{sl.id, sl.e})
+			n++
+		}
+		seq, i = sl.seq, sl.prev
+	}
+	return dst
+}
+
+// appendDedupAt appends an earlier write of a copied version's key, as
+// appendDedup with the clock of the version it made:
+// [id, num, created, old_exptime, clock].
+func appendDedupAt(b []byte, k *keyedID) []byte {
+	b = msgpack.AppendArrayHeader(b, 5)
+	b = msgpack.AppendUint(b, k.id)
+	b = msgpack.AppendUint(b, k.e.num)
+	b = msgpack.AppendBool(b, k.e.created)
+	b = msgpack.AppendUint(b, uint64(k.e.oldExp))
+	return msgpack.AppendUint(b, k.e.clock)
+}
+
+// readDedupAt decodes appendDedupAt's parameter; the caller sets e.h.
+func readDedupAt(p []byte) (id uint64, e dedupEntry, err error) {
+	if n, _, err := msgpack.ReadArrayHeader(p); err != nil || n < 5 {
+		return 0, e, errParams
+	}
+	if id, e, err = readDedup(p); err != nil {
+		return 0, e, err
+	}
+	_, p, _ = msgpack.ReadArrayHeader(p)
+	for range 4 {
+		if p, err = msgpack.Skip(p); err != nil {
+			return 0, e, errParams
+		}
+	}
+	if e.clock, _, err = msgpack.ReadUint(p); err != nil || id == 0 {
+		return 0, e, errParams
+	}
+	return id, e, nil
 }
 
 // appendDedup appends the replication message's optional last parameter,
@@ -316,4 +428,20 @@ func readDedup(p []byte) (id uint64, e dedupEntry, err error) {
 	}
 	e.oldExp = uint32(x)
 	return id, e, nil
+}
+
+// noteOlderIDs remembers the earlier writes of key hash h that a copied
+// version carried: count appendDedupAt elements starting at p. Called once
+// the version is stored: it holds their effects.
+func (s *Server) noteOlderIDs(h uint64, p []byte, count int) {
+	for range count {
+		if id, e, err := readDedupAt(p); err == nil {
+			e.h = h
+			s.dedup.put(id, e)
+		}
+		var err error
+		if p, err = msgpack.Skip(p); err != nil {
+			return
+		}
+	}
 }

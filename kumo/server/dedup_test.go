@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
+	"kumofs/proto/rpc"
 	"kumofs/ring"
 	"kumofs/store"
 )
@@ -426,7 +428,7 @@ func TestDedupTravelsWithCatchUp(t *testing.T) {
 	}
 	// A key whose version no remembered write made comes without an id;
 	// an older server's bare DBValue reply reads the same.
-	raw, id, _, err := readRawWithID(msgpack.AppendRaw(nil, []byte("\x00\x00\x00\x00\x00\x00\x00\x07")))
+	raw, id, _, _, _, err := readRawWithID(msgpack.AppendRaw(nil, []byte("\x00\x00\x00\x00\x00\x00\x00\x07")))
 	if err != nil || id != 0 || len(raw) != 8 {
 		t.Fatalf("bare reply: %x %d %v", raw, id, err)
 	}
@@ -558,5 +560,133 @@ func TestDedupGrowKilled(t *testing.T) {
 			checkIDs(t, d, 100, dedupSize+101, 101, dedupSize+100) // the free half takes it
 		}
 		closeTable(t, d)
+	}
+}
+
+// Ensure that olderIDs finds the earlier remembered writes of a key,
+// newest first and only those older than the version asked about, also
+// once the ring has moved slots by growing, after a reopen from the file,
+// and not once their slots were reused.
+func TestDedupOlderIDs(t *testing.T) {
+	ids := func(d *dedupTable, h, clock uint64) []uint64 {
+		var out []uint64
+		for _, k := range d.olderIDs(h, clock, nil) {
+			out = append(out, k.id)
+		}
+		return out
+	}
+	want := func(what string, got []uint64, want ...uint64) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+	}
+	d := newDedupTable()
+	for i := uint64(1); i <= 100; i++ { // key 7 every tenth write
+		h := 100 + i
+		if i%10 == 0 {
+			h = 7
+		}
+		d.put(i, dedupEntry{h: h, clock: i * 10})
+	}
+	want("key 7 before the version of id 100", ids(d, 7, 1000), 90, 80, 70, 60, 50, 40, 30, 20, 10)
+	want("key 7 before the version of id 55", ids(d, 7, 550), 50, 40, 30, 20, 10)
+	want("a key with one write", ids(d, 101, 10))
+	want("no such key", ids(d, 8, 1<<40))
+	d.put(40, dedupEntry{h: 7, clock: 2000}) // re-stamped: still in the chain
+	want("key 7 after a re-stamp", ids(d, 7, 1<<40), 100, 90, 80, 70, 60, 50, 40, 30, 20, 10)
+
+	// Growing moves the slots from next on (here 100); the chains follow,
+	// through moved and unmoved slots, and are rebuilt from the file.
+	path := filepath.Join(t.TempDir(), "db.ids")
+	var clock int64
+	d, _ = openTable(t, path)
+	d.keep, d.now = 30, func() int64 { return clock }
+	key7 := func(i uint64) bool { return i%2000 == 0 || i == dedupSize+50 }
+	var wantIDs []uint64
+	clock = 1000
+	for i := uint64(1); i <= dedupSize+100; i++ {
+		if i == 101 {
+			clock = 2000 // the ids from here on are young when the ring wraps
+		}
+		h := 100_000 + i
+		if key7(i) {
+			h = 7
+			wantIDs = append([]uint64{i}, wantIDs...)
+		}
+		d.put(i, dedupEntry{h: h, clock: i})
+	}
+	clock = 2001
+	d.put(dedupSize+101, dedupEntry{h: 1, clock: 1})
+	if len(d.slots) != 2*dedupSize || d.next != 101 {
+		t.Fatalf("%d slots, next %d; want the ring doubled at 100", len(d.slots), d.next)
+	}
+	want("key 7 after growing", ids(d, 7, 1<<40), wantIDs...)
+	closeTable(t, d)
+	d, _ = openTable(t, path)
+	want("key 7 reopened", ids(d, 7, 1<<40), wantIDs...)
+	// Slots reused by other keys end the chain.
+	d.keep = 0
+	for id := uint64(1 << 30); id < 1<<30+2*dedupSize; id++ {
+		d.put(id, dedupEntry{h: 9, clock: id})
+	}
+	want("key 7 forgotten", ids(d, 7, 1<<40))
+	closeTable(t, d)
+}
+
+// Ensure that a rebalance copy and a catch-up carry the ids of the earlier
+// writes of the key that the copied version holds, and that the new owner
+// answers their retries instead of applying them again (hunt 28a: appends
+// retried during the replace after an attach were applied twice, with
+// other appends between the copies, because only the id of the write that
+// made the version traveled).
+func TestDedupEarlierWritesTravel(t *testing.T) {
+	src, scl := startAlone(t, filepath.Join(t.TempDir(), "src"))
+	storeKey(t, scl, wire.OpSet, "log", "a")
+	call(t, scl, wire.SrvStore, appendWithID("log", "b", 71))
+	call(t, scl, wire.SrvStore, appendWithID("log", "c", 72))
+	storeKey(t, scl, wire.OpSet, "set", "x")
+	call(t, scl, wire.SrvStore, appendWithID("set", "y", 73))
+	storeKey(t, scl, wire.OpSet, "set", "z") // the version no remembered write made
+	srcAddr, err := ring.ParseAddr(src.Addr().String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The rebalance copy.
+	b := &batcher{s: src}
+	for _, k := range []string{"log", "set"} {
+		rec, _, err := src.db.Get(dbkey(k), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.add(&rec)
+	}
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "copy"))
+	call(t, cl, wire.SrvReplicateBatch, func(p []byte) []byte {
+		p = msgpack.AppendArrayHeader(p, 2)
+		p = msgpack.AppendUint(p, s.clk.Now())
+		p = msgpack.AppendArrayHeader(p, uint32(b.count))
+		return append(p, b.buf...)
+	})
+	// The catch-up.
+	c, ccl := startAlone(t, filepath.Join(t.TempDir(), "catchup"))
+	r := ring.New([]ring.Node{{Addr: srcAddr, Active: true}}, c.clk.Now())
+	for _, k := range []string{"log", "set"} {
+		if err := c.catchUp(dbkey(k), binary.BigEndian.Uint64(dbkey(k)), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for name, cl := range map[string]*rpc.Client{"rebalance copy": cl, "catch-up": ccl} {
+		call(t, cl, wire.SrvStore, appendWithID("log", "b", 71))
+		call(t, cl, wire.SrvStore, appendWithID("log", "c", 72))
+		if got, _ := getKey(t, cl, wire.SrvGet, "log"); string(got.Data) != "abc" {
+			t.Errorf("%s: log = %q after the appends' retries, want abc", name, got.Data)
+		}
+		call(t, cl, wire.SrvStore, appendWithID("set", "y", 73))
+		if got, _ := getKey(t, cl, wire.SrvGet, "set"); string(got.Data) != "z" {
+			t.Errorf("%s: set = %q after the retry of an append a set replaced, want z", name, got.Data)
+		}
 	}
 }

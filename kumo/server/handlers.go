@@ -277,17 +277,25 @@ func (s *Server) handleGetRaw(req *rpc.Request) {
 			req.Reply(func(b []byte) []byte { return appendRecordValue(b, &rec) })
 			break
 		}
-		// The id of the write that made this version goes with it, as
-		// with a rebalance copy: a coordinator catching up must answer
-		// that write's retry, not apply it again.
-		id, e, ok := s.dedup.byVersionOf(binary.BigEndian.Uint64(dbkey), rec.Clock)
+		// The id of the write that made this version goes with it, and
+		// those of the earlier writes of the key, as with a rebalance
+		// copy: a coordinator catching up must answer their retries, not
+		// apply them again. [DBValue, dedup | nil, dedupAt...]
+		h := binary.BigEndian.Uint64(dbkey)
+		id, e, ok := s.dedup.byVersionOf(h, rec.Clock)
+		older := s.dedup.olderIDs(h, rec.Clock, nil)
 		req.Reply(func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendArrayHeader(b, uint32(2+len(older)))
 			b = appendRecordValue(b, &rec)
-			if !ok {
-				return msgpack.AppendNil(b)
+			if ok {
+				b = appendDedup(b, id, &e)
+			} else {
+				b = msgpack.AppendNil(b)
 			}
-			return appendDedup(b, id, &e)
+			for i := range older {
+				b = appendDedupAt(b, &older[i])
+			}
+			return b
 		})
 	}
 	putBuf(bp)
@@ -392,10 +400,14 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			// this version (appendDedup), remembered once it is stored
 			// here, so that a retry of that write sent to this new owner
 			// is answered, not applied again.
+			// Further elements are the ids of the earlier writes
+			// of the key whose effects the version holds
+			// (appendDedupAt), remembered with it.
 			var id uint64
 			var de dedupEntry
+			older := p
 			for j := uint32(2); j < pn; j++ {
-				if j == 2 && len(v) >= 8 {
+				if j == 2 && len(v) >= 8 && !msgpack.IsNil(p) {
 					if id, de, err = readDedup(p); err != nil {
 						id = 0
 					}
@@ -403,6 +415,9 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 				if p, err = msgpack.Skip(p); err != nil {
 					req.ReplyError(errParams)
 					return
+				}
+				if j == 2 {
+					older = p
 				}
 			}
 			ok, err := s.applyNewest(k, v)
@@ -412,10 +427,12 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 			}
 			if ok {
 				applied++
+				h := binary.BigEndian.Uint64(k)
 				if id != 0 {
-					de.h, de.clock = binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)
+					de.h, de.clock = h, binary.BigEndian.Uint64(v)
 					s.dedup.put(id, de)
 				}
+				s.noteOlderIDs(h, older, int(pn)-3)
 			}
 		}
 		req.Reply(func(b []byte) []byte { return msgpack.AppendUint(b, uint64(applied)) })

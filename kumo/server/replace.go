@@ -122,6 +122,8 @@ type batcher struct {
 	// since is when the first record in buf was read from the store;
 	// flush delivers buf only within half the garbage time of it.
 	since time.Time
+
+	older []keyedID // scratch for add
 }
 
 // errStaleBatch says a batch flush gave up because its records were read
@@ -145,22 +147,36 @@ func (b *batcher) add(rec *store.Record) {
 	if t, ok := b.s.asFlushed(rec); ok {
 		rec = &t // a value older than a flush_all goes as its tombstone
 	}
-	// The version a remembered write made goes with its request id: a
-	// retry of that write reaching the new owner gets the first outcome.
+	// The version a remembered write made goes with its request id, and
+	// with the ids of the earlier remembered writes of its key, whose
+	// effects it holds too: a retry of any of them reaching the new owner
+	// gets the first outcome. [DBKey, DBValue, dedup | nil, dedupAt...]
 	var id uint64
 	var de dedupEntry
+	b.older = b.older[:0]
 	if len(rec.Key) >= 8 {
-		id, de, _ = b.s.dedup.byVersionOf(binary.BigEndian.Uint64(rec.Key), rec.Clock)
+		h := binary.BigEndian.Uint64(rec.Key)
+		id, de, _ = b.s.dedup.byVersionOf(h, rec.Clock)
+		b.older = b.s.dedup.olderIDs(h, rec.Clock, b.older)
 	}
-	if id != 0 {
+	switch {
+	case len(b.older) > 0:
+		b.buf = msgpack.AppendArrayHeader(b.buf, uint32(3+len(b.older)))
+	case id != 0:
 		b.buf = msgpack.AppendArrayHeader(b.buf, 3)
-	} else {
+	default:
 		b.buf = msgpack.AppendArrayHeader(b.buf, 2)
 	}
 	enc, _ := encodeRecord(rec)
 	b.buf = append(b.buf, enc...)
-	if id != 0 {
+	switch {
+	case id != 0:
 		b.buf = appendDedup(b.buf, id, &de)
+	case len(b.older) > 0:
+		b.buf = msgpack.AppendNil(b.buf)
+	}
+	for i := range b.older {
+		b.buf = appendDedupAt(b.buf, &b.older[i])
 	}
 	b.count++
 	if b.count >= batchRecords || len(b.buf) >= batchBytes {
