@@ -397,12 +397,11 @@ func (s *Server) handleReplicate(req *rpc.Request) {
 				return
 			}
 			// A third element is the request id of the write that made
-			// this version (appendDedup), remembered once it is stored
-			// here, so that a retry of that write sent to this new owner
-			// is answered, not applied again.
-			// Further elements are the ids of the earlier writes
-			// of the key whose effects the version holds
-			// (appendDedupAt), remembered with it.
+			// this version (appendDedup, or nil), remembered once it is
+			// stored here, so that a retry of that write sent to this
+			// new owner is answered, not applied again; further
+			// elements are the earlier writes of the key whose effects
+			// the version holds (appendDedupAt), remembered with it.
 			var id uint64
 			var de dedupEntry
 			older := p
