@@ -57,6 +57,7 @@ func (s *Server) catchUpNeeded(h uint64, w, r *ring.HashSpace) bool {
 // catchUp fetches the key's record from the active owners in the read hash
 // space and applies it locally, newest clock wins.
 func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
+	w := s.whs.Load()
 	o := r.Owners(h)
 	var last error = &rpc.Error{Msg: wire.MsgNotReady}
 	for i := 0; i < o.Len(); i++ {
@@ -70,9 +71,10 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
 		res, err := c.Call(ctx, wire.SrvGetRaw, func(b []byte) []byte {
-			b = msgpack.AppendArrayHeader(b, 2)
+			b = msgpack.AppendArrayHeader(b, 3)
 			b = msgpack.AppendRaw(b, dbkey)
-			return msgpack.AppendBool(b, true) // with the write's request id
+			b = msgpack.AppendBool(b, true) // with the write's request id
+			return w.AppendSeed(b)          // and ours: see handleGetRaw
 		})
 		cancel()
 		if err != nil {
@@ -89,7 +91,8 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 		if err != nil {
 			return errParams
 		}
-		if _, err = s.applyNewest(dbkey, raw); err != nil {
+		applied, err := s.applyNewest(dbkey, raw)
+		if err != nil {
 			return err
 		}
 		if id != 0 {
@@ -98,8 +101,11 @@ func (s *Server) catchUp(dbkey []byte, h uint64, r *ring.HashSpace) error {
 			de.h, de.clock = h, binary.BigEndian.Uint64(raw)
 			s.dedup.put(id, de)
 		}
-		// So were the earlier writes of the key that the version holds.
-		s.noteOlderIDs(h, older, count)
+		if applied {
+			// So were the earlier writes of the key that the version
+			// holds, if it is ours now.
+			s.noteOlderIDs(h, older, count)
+		}
 		return nil
 	}
 	return last

@@ -690,3 +690,57 @@ func TestDedupEarlierWritesTravel(t *testing.T) {
 		}
 	}
 }
+
+// failReply records the outcome of a write decided in a test.
+type failReply struct {
+	err error
+	st  int
+}
+
+func (f *failReply) fail(err error) { f.err = err }
+func (f *failReply) status(_ *rpc.Batch, _ *writeOp, status int, _ uint64, _ func([]byte) []byte) {
+	f.st = status
+}
+
+// Ensure that a catch-up read is a barrier on the server it reads from:
+// that server adopts the newer write space the reader sends, and a write
+// it was about to decide as the key's former coordinator (its coordinator
+// check passed under the old space) fails as obsolete instead of being
+// decided on and acknowledged beside the new coordinator (hunt 28c: an
+// acknowledged prepend lost across an attach).
+func TestCatchUpIsABarrier(t *testing.T) {
+	s, cl := startAlone(t, filepath.Join(t.TempDir(), "db"))
+	storeKey(t, cl, wire.OpSet, "k", "a")
+	old := s.whs.Load()
+	// A newer space in which another server coordinates "k".
+	var other ring.Addr
+	var newer *ring.HashSpace
+	for port := 1; ; port++ {
+		other = ring.AddrFrom4([4]byte{127, 0, 0, 1}, uint16(port))
+		newer = ring.New([]ring.Node{{Addr: testSelf, Active: true}, {Addr: other, Active: true}}, old.Clock()+1)
+		if c, _ := newer.Owners(binary.BigEndian.Uint64(dbkey("k"))).Coordinator(); c.Addr == other {
+			break
+		}
+	}
+	res := call(t, cl, wire.SrvGetRaw, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 3)
+		b = msgpack.AppendRaw(b, dbkey("k"))
+		b = msgpack.AppendBool(b, true)
+		return newer.AppendSeed(b)
+	})
+	if raw, _, _, _, _, err := readRawWithID(res); err != nil || len(raw) < 8 {
+		t.Fatalf("GetRaw answered %x, %v", res, err)
+	}
+	if s.whs.Load().Clock() != newer.Clock() {
+		t.Fatalf("whs clock %x after the catch-up read, want the reader's %x", s.whs.Load().Clock(), newer.Clock())
+	}
+	op := &writeOp{method: wire.SrvStore, mode: wire.OpAppend, dbkey: dbkey("k"), val: wire.Value{Data: []byte("b")}, reqID: 90}
+	rep := &failReply{st: -1}
+	s.decideAndReplicate(rep, op, binary.BigEndian.Uint64(dbkey("k")), old, s.rhs.Load(), nil)
+	if !isObsolete(rep.err) || rep.st != -1 {
+		t.Fatalf("write decided under the old space after the barrier: err %v, status %d; want obsolete", rep.err, rep.st)
+	}
+	if got, _ := getKey(t, cl, wire.SrvGetRaw, "k"); string(got.Data) != "a" {
+		t.Fatalf("k = %q, want a (nothing decided)", got.Data)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"kumofs/kumo/wire"
 	"kumofs/proto/msgpack"
 	"kumofs/proto/rpc"
+	"kumofs/ring"
 	"kumofs/store"
 )
 
@@ -253,16 +254,40 @@ func (s *Server) handleGetMulti(req *rpc.Request) {
 
 // handleGetRaw answers GetRaw [DBKey] with the stored DBValue, tombstones
 // included, or nil.
+//
+// A coordinator catching up asks [DBKey, true, whs]: its write hash space
+// goes with it. The answer is then a barrier against this server deciding
+// a write of the key as its former coordinator: the newer space is adopted
+// first, and the record is read under the key's lock stripe, so a decision
+// made here either is in the record read or, made after it, finds itself
+// no longer the coordinator (decideAndReplicate). Without it, a write the
+// old coordinator decided during the handover, acknowledged by replicas
+// that had not yet heard of the new space, was overwritten by the new
+// coordinator's next write on a base without it (hunt 28c: an acknowledged
+// prepend lost right across an attach).
 func (s *Server) handleGetRaw(req *rpc.Request) {
 	dbkey, p, err := readDBKeyParam(req.Params)
 	if err != nil {
 		req.ReplyError(err)
 		return
 	}
-	withID, _, err := msgpack.ReadBool(p)
+	withID, p, err := msgpack.ReadBool(p)
 	withID = withID && err == nil
+	if withID && len(p) > 0 {
+		if w, _, err := ring.ReadSeed(p); err == nil && !w.Empty() && w.Clock() > s.whs.Load().Clock() {
+			s.adopt(w, nil)
+		}
+	}
+	var mu *sync.Mutex
+	if withID {
+		mu = &s.stripes[binary.BigEndian.Uint64(dbkey)%numStripes]
+		mu.Lock()
+	}
 	bp := getBuf()
 	rec, buf, err := s.db.Get(dbkey, *bp)
+	if mu != nil {
+		mu.Unlock()
+	}
 	*bp = buf
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -301,6 +301,16 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 	stripe := int(h % numStripes)
 	mu := &s.stripes[stripe]
 	mu.Lock()
+	if cur := s.whs.Load(); cur != w {
+		// The write space changed since coordinatorCheck: a new
+		// coordinator may have read the key already (handleGetRaw's
+		// barrier), and must be the only one to decide from here.
+		if c, ok := cur.Owners(h).Coordinator(); !ok || c.Addr != s.cfg.Self {
+			mu.Unlock()
+			rep.fail(&rpc.Error{Msg: wire.MsgObsolete})
+			return
+		}
+	}
 	bp := getBuf()
 	old, buf, gerr := s.db.Get(op.dbkey, *bp)
 	*bp = buf
