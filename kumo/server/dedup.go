@@ -347,13 +347,37 @@ type keyedID struct {
 // replace after a restarted server's attach was applied twice (hunt 28a),
 // because only the id of the write that made the copied version traveled.
 func (d *dedupTable) olderIDs(h, clock uint64, dst []keyedID) []keyedID {
+	return d.olderSince(h, clock, 0, maxOlderIDs, dst)
+}
+
+// Replication carries the ids of the key's writes of the last
+// recentIDsAge seconds, at most maxRecentIDs (recentIDs).
+const (
+	recentIDsAge = 5
+	maxRecentIDs = 8
+)
+
+// recentIDs is olderIDs for a coordinator replicating a version: the
+// writes before it of the last few seconds, whose own replications may
+// still be on their way. Those from other read goroutines can reach a
+// replica after this one, which holds their effects; the replica then
+// keeps this newer version and drops theirs unremembered, and a retry of
+// one of them after the coordinator died was applied a second time there
+// (hunt 28c).
+func (d *dedupTable) recentIDs(h, clock uint64, dst []keyedID) []keyedID {
+	return d.olderSince(h, clock, d.now()-recentIDsAge, maxRecentIDs, dst)
+}
+
+// olderSince is olderIDs for writes noted at since (unix seconds) or
+// later, at most max.
+func (d *dedupTable) olderSince(h, clock uint64, since int64, max int, dst []keyedID) []keyedID {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	i, ok := d.byKey[h]
 	seq := ^uint64(0)
-	for n := 0; ok && i >= 0 && n < maxOlderIDs; {
+	for n := 0; ok && i >= 0 && n < max; {
 		sl := &d.slots[i]
-		if sl.id == 0 || sl.e.h != h || sl.seq >= seq {
+		if sl.id == 0 || sl.e.h != h || sl.seq >= seq || int64(sl.at) < since {
 			break
 		}
 		if sl.e.clock < clock {

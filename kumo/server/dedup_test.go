@@ -744,3 +744,50 @@ func TestCatchUpIsABarrier(t *testing.T) {
 		t.Fatalf("k = %q, want a (nothing decided)", got.Data)
 	}
 }
+
+// Ensure that a replica that gets a coordinator's versions of a key out of
+// order (replications leave from different read goroutines' batches)
+// still answers the retry of the write whose version it dropped as older:
+// the newer version's replication names the key's recent earlier writes
+// (recentIDs). Hunt 28c: an acknowledged append was applied twice on the
+// replica that took over after its coordinator was killed.
+func TestDedupReplicationsOutOfOrder(t *testing.T) {
+	c, ccl := startAlone(t, filepath.Join(t.TempDir(), "coord"))
+	storeKey(t, ccl, wire.OpSet, "log", "a")
+	call(t, ccl, wire.SrvStore, appendWithID("log", "b", 81))
+	vP, _, err := c.db.Get(dbkey("log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, ccl, wire.SrvStore, appendWithID("log", "c", 82))
+	vQ, _, err := c.db.Get(dbkey("log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eP, _ := c.dedup.get(81)
+	eQ, _ := c.dedup.get(82)
+
+	r, rcl := startAlone(t, filepath.Join(t.TempDir(), "replica"))
+	replicate := func(rec *store.Record, tail []byte) []byte {
+		return call(t, rcl, wire.SrvReplicateSet, func(b []byte) []byte {
+			b = msgpack.AppendArrayHeader(b, uint32(5+countElems(tail)))
+			b = msgpack.AppendUint(b, 0)
+			b = msgpack.AppendUint(b, 0)
+			payload, _ := encodeRecord(rec)
+			b = append(b, payload...)
+			b = msgpack.AppendUint(b, r.whs.Load().Clock())
+			return append(b, tail...)
+		})
+	}
+	replicate(&vQ, c.replicationTail(82, &eQ)) // the newer one first
+	if res := replicate(&vP, c.replicationTail(81, &eP)); msgpack.IsNil(res) || res[0] == 0xc3 || res[0] == 0xc2 {
+		t.Fatalf("older version's replication answered %x, want the newer clock", res)
+	}
+	call(t, rcl, wire.SrvStore, appendWithID("log", "b", 81)) // the gateway's retry
+	if got, _ := getKey(t, rcl, wire.SrvGet, "log"); string(got.Data) != "abc" {
+		t.Fatalf("log = %q on the replica after the first append's retry, want abc", got.Data)
+	}
+	if tail := c.replicationTail(0, &dedupEntry{h: eQ.h, clock: vQ.Clock + 1}); countElems(tail) != 3 || !msgpack.IsNil(tail) {
+		t.Fatalf("a later version without an id of its own carries %d elements %x, want nil and the two appends", countElems(tail), tail)
+	}
+}

@@ -488,6 +488,7 @@ func (s *Server) handleReplicateSet(req *rpc.Request, n uint32, p []byte) {
 	}
 	var id uint64
 	var e dedupEntry
+	var older []byte // the earlier writes' ids (appendDedupAt), n-6 of them
 	if n >= 5 {
 		// Fencing: a coordinator deciding under an older write hash
 		// space than ours may no longer be the coordinator (it may be
@@ -505,6 +506,9 @@ func (s *Server) handleReplicateSet(req *rpc.Request, n uint32, p []byte) {
 			// dedupTable).
 			if id, e, err = readDedup(rest); err != nil {
 				id = 0
+			}
+			if n > 6 {
+				older, _ = msgpack.Skip(rest)
 			}
 		}
 	}
@@ -529,6 +533,11 @@ func (s *Server) handleReplicateSet(req *rpc.Request, n uint32, p []byte) {
 			s.dedup.abort(stripe)
 		}
 		s.stripes[stripe].Unlock()
+	}
+	if err == nil && newer == 0 && older != nil {
+		// This version holds the effects of the key's earlier writes
+		// whose own replications may come after it (see recentIDs).
+		s.noteOlderIDs(binary.BigEndian.Uint64(dbkey), older, int(n)-6)
 	}
 	if err == nil && ok {
 		s.recent.note(req.Conn, dbkey) // see repair.go

@@ -28,7 +28,8 @@ type replication struct {
 	h        uint64
 	wclock   atomic.Uint64 // clock of the whs the write is sent under (fencing)
 	payload  []byte        // raw(DBKey) ‖ raw(DBValue); immutable
-	tail     []byte        // the dedup parameter (appendDedup), or nil; immutable
+	tail     []byte        // the dedup parameters (appendDedup or nil, then appendDedupAt...), or nil; immutable
+	tailN    int           // how many parameters tail holds
 	deadline time.Time
 	pending  atomic.Int32
 	failed   atomic.Bool
@@ -50,7 +51,8 @@ type replication struct {
 // the read goroutine running the caller, see rpc.Batch), and done gets the
 // batch of the goroutine it runs on, if any, to send its reply with.
 //
-// tail, if not nil, is sent as the last parameter (see appendDedup).
+// tail, if not nil, is sent as the last parameters (see appendDedup and
+// recentIDs).
 func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload, tail []byte, sb *rpc.Batch, done func(error, *rpc.Batch)) {
 	var buf [6]target
 	targets := s.replicaTargets(h, w, r, buf[:0])
@@ -59,7 +61,7 @@ func (s *Server) replicate(h uint64, w, r *ring.HashSpace, payload, tail []byte,
 		return
 	}
 	start := time.Now()
-	rp := &replication{s: s, h: h, payload: payload, tail: tail, deadline: start.Add(s.cfg.ReplTimeout), done: func(err error, rb *rpc.Batch) {
+	rp := &replication{s: s, h: h, payload: payload, tail: tail, tailN: countElems(tail), deadline: start.Add(s.cfg.ReplTimeout), done: func(err error, rb *rpc.Batch) {
 		s.m.replLat.Observe(since(start))
 		done(err, rb)
 	}}
@@ -156,11 +158,7 @@ func (rp *replication) send(t target, attempt int, sb *rpc.Batch) {
 		flags = 1
 	}
 	c.GoBatched(sb, wire.SrvReplicateSet, func(b []byte) []byte {
-		if rp.tail != nil {
-			b = msgpack.AppendArrayHeader(b, 6)
-		} else {
-			b = msgpack.AppendArrayHeader(b, 5)
-		}
+		b = msgpack.AppendArrayHeader(b, uint32(5+rp.tailN))
 		b = msgpack.AppendUint(b, s.clk.Now())
 		b = msgpack.AppendUint(b, flags)
 		b = append(b, rp.payload...)
@@ -221,4 +219,17 @@ func (rp *replication) send(t target, attempt int, sb *rpc.Batch) {
 		backoff := time.Duration(20<<min(attempt, 2)) * time.Millisecond // 20 ms to 80 ms, until ReplTimeout
 		time.AfterFunc(backoff, func() { rp.send(t, attempt+1, nil) })
 	})
+}
+
+// countElems returns how many msgpack values b holds.
+func countElems(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		var err error
+		if b, err = msgpack.Skip(b); err != nil {
+			break
+		}
+		n++
+	}
+	return n
 }

@@ -375,13 +375,12 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		rep.fail(s.storeError(err))
 		return
 	}
-	var tail []byte
 	if op.reqID != 0 {
 		// Remembered before the lock is released: a retry of this write
 		// may arrive while it is still being replicated.
 		s.dedup.commit(stripe, op.reqID, de)
-		tail = appendDedup(nil, op.reqID, &de)
 	}
+	tail := s.replicationTail(op.reqID, &de)
 	s.maybeGrow()
 	payload, valOff := encodeRecord(&rec)
 	mu.Unlock()
@@ -411,6 +410,26 @@ func (s *Server) decideAndReplicate(rep writeReply, op *writeOp, h uint64, w, r 
 		}
 		rep.status(rb, op, wire.StatusOK, ct, extra)
 	})
+}
+
+// replicationTail returns the dedup parameters of the replication of the
+// version de names (h and clock), made by write id (0: none): [dedup | nil,
+// dedupAt...] with the key's recent earlier writes (see recentIDs), or nil
+// when there is nothing to send.
+func (s *Server) replicationTail(id uint64, de *dedupEntry) []byte {
+	var tail []byte
+	if id != 0 {
+		tail = appendDedup(nil, id, de)
+	}
+	if older := s.dedup.recentIDs(de.h, de.clock, nil); len(older) > 0 {
+		if tail == nil {
+			tail = msgpack.AppendNil(nil)
+		}
+		for i := range older {
+			tail = appendDedupAt(tail, &older[i])
+		}
+	}
+	return tail
 }
 
 // answerDuplicate answers a write that was already applied (its request
