@@ -369,13 +369,13 @@ func (d *dedupTable) recentIDs(h, clock uint64, dst []keyedID) []keyedID {
 }
 
 // olderSince is olderIDs for writes noted at since (unix seconds) or
-// later, at most max.
-func (d *dedupTable) olderSince(h, clock uint64, since int64, max int, dst []keyedID) []keyedID {
+// later, at most limit.
+func (d *dedupTable) olderSince(h, clock uint64, since int64, limit int, dst []keyedID) []keyedID {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	i, ok := d.byKey[h]
 	seq := ^uint64(0)
-	for n := 0; ok && i >= 0 && n < max; {
+	for n := 0; ok && i >= 0 && n < limit; {
 		sl := &d.slots[i]
 		if sl.id == 0 || sl.e.h != h || sl.seq >= seq || int64(sl.at) < since {
 			break
