@@ -324,11 +324,17 @@ const minWindow = 2
 // adapt sets the size of the next window from the value bytes the last
 // one (of n keys) fetched.
 func (m *getMany) adapt(n int) {
-	total := 0
+	total, gets := 0, 0
 	for i := 0; i < n; i++ {
 		if m.slots[i].err == nil {
 			total += len(m.slots[i].it.Value)
 		}
+		if !m.isSet[i] {
+			gets++
+		}
+	}
+	if gets > 0 {
+		m.perGet, m.known = total/gets, true
 	}
 	switch {
 	case total > windowBytes:
@@ -355,6 +361,11 @@ type getMany struct {
 	done chan struct{} // cap 1: the last completion of a window
 	size int           // keys per window now, minWindow..manyWindow (see adapt)
 	hi   int           // slots used since the last release
+	// perGet is the value bytes per get of the last window with gets,
+	// once known: what the next window is expected to fetch per get
+	// (see fetchbudget.go).
+	perGet int
+	known  bool
 
 	dones [manyWindow]func(it *Item, err error) // slot completions, bound once
 

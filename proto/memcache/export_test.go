@@ -40,3 +40,12 @@ func MemoryReturns(s *Server) uint64 {
 	defer s.stalls.mu.Unlock()
 	return s.stalls.frees
 }
+
+// FetchWaiting returns how many windows wait for s's fetch budget, and
+// FetchUsed what the windows in flight took of it.
+func FetchWaiting(s *Server) int { return s.fetch.waiting() }
+func FetchUsed(s *Server) int64 {
+	s.fetch.mu.Lock()
+	defer s.fetch.mu.Unlock()
+	return s.fetch.used
+}

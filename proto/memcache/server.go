@@ -85,6 +85,11 @@ type Server struct {
 	// closed (see stall.go). 0 = DefaultMaxStalledBytes, negative = no
 	// limit.
 	MaxStalledBytes int64
+	// MaxFetchBytes bounds what windows of gets of large values (over
+	// 64 KiB expected) fetch at once across all connections, so that
+	// the gets of other clients do not wait behind them (see
+	// fetchbudget.go). 0 = DefaultMaxFetchBytes, negative = no limit.
+	MaxFetchBytes int64
 	// Logf, if set, logs connection-level trouble (never per request).
 	Logf func(format string, args ...any)
 	// Now, if set, replaces time.Now (exptime normalisation, stats time).
@@ -107,6 +112,7 @@ type Server struct {
 	detail   prefixStats   // stats detail
 	stalls   stallSet      // writes the client is not reading
 	stallAge time.Duration // 0 = defaultStallAge; tests shorten it
+	fetch    fetchBudget   // what windows of large values fetch at once
 
 	longBytes atomic.Int64 // capacity of every connection's long line (conn.long)
 	bodyBytes atomic.Int64 // what connections hold of large request bodies (conn.inHeld)

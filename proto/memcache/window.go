@@ -426,6 +426,14 @@ func (c *conn) fetchWindow(m *getMany, n int) {
 			m.sets[i].err = errNotStarted
 		}
 	}
+	gets := 0
+	for i := 0; i < n; i++ {
+		if !m.isSet[i] {
+			gets++
+		}
+	}
+	took := c.takeFetch(m, gets)
+	defer c.giveFetch(took)
 	m.left.Store(int32(n) + 1) // +1: ours, dropped once all are started
 	// The gets without CAS, then those with (GetMulti takes one withCAS
 	// for all its keys), from disjoint parts of gk and gd. No key of a get
