@@ -197,7 +197,12 @@ const populateAhead = 256 << 10
 // on failure the pages fault one by one as before.
 func (g *gen) populate(off, end int64) {
 	page := int64(os.Getpagesize())
-	from := max(g.popEnd, off&^(page-1))
+	// popEnd is where the last call stopped: the allocated end when that
+	// came first, which need not be a page boundary (a record longer
+	// than the growth chunk is allocated to its own end). madvise wants a
+	// page-aligned start (EINVAL otherwise, which would turn populating
+	// off for good), so start at the page holding it.
+	from := max(g.popEnd, off) &^ (page - 1)
 	to := min(g.allocEnd, (end+populateAhead+page-1)&^(page-1))
 	if from >= to {
 		return
