@@ -8,16 +8,16 @@ import (
 	"time"
 )
 
-// benchPutBig writes 1 MB values the way a server's store does (Open with
+// benchPutBig writes large values the way a server's store does (Open with
 // the server's default SyncInterval), to fresh keys or overwriting a few.
-func benchPutBig(b *testing.B, keys int) {
+func benchPutBig(b *testing.B, size, keys int) {
 	defer func(old bool) { heapSlots = old }(heapSlots)
 	heapSlots = false
 	db, err := Open(filepath.Join(b.TempDir(), "b.kch"), &Options{Sync: SyncInterval})
 	if err != nil {
 		b.Fatal(err)
 	}
-	v := bytes.Repeat([]byte("v"), 1<<20)
+	v := bytes.Repeat([]byte("v"), size)
 	k := []byte("kumo-key0000000\x00")
 	rec := Record{Key: k, Value: v}
 	b.SetBytes(int64(len(v)))
@@ -46,5 +46,6 @@ func benchPutBig(b *testing.B, keys int) {
 	}
 }
 
-func BenchmarkPut1MFresh(b *testing.B)     { benchPutBig(b, 0) }
-func BenchmarkPut1MOverwrite(b *testing.B) { benchPutBig(b, 16) }
+func BenchmarkPut1MFresh(b *testing.B)     { benchPutBig(b, 1<<20, 0) }
+func BenchmarkPut1MOverwrite(b *testing.B) { benchPutBig(b, 1<<20, 16) }
+func BenchmarkPut100KFresh(b *testing.B)   { benchPutBig(b, 100_000, 0) }
