@@ -313,13 +313,23 @@ func TestBufKeeper(t *testing.T) {
 	if k.keep(mk(100, 4<<20)) {
 		t.Fatalf("idle batch %d: kept", keepIdle)
 	}
-	// A busy batch resets the count; so does a small buffer.
+	// A busy batch resets the count; a small buffer does not: a conn's
+	// two buffers take turns, and a small one between the large one's
+	// idle batches kept the large one for good.
 	if !k.keep(mk(3<<20, 4<<20)) || !k.keep(mk(1, 2<<20)) {
 		t.Fatal("a busy buffer after idle ones was let go")
 	}
 	k.keep(mk(1, 64))
-	if k.idle != 0 {
-		t.Fatalf("idle = %d after a small buffer, want 0", k.idle)
+	if k.idle != 1 {
+		t.Fatalf("idle = %d after a small buffer, want 1 (unchanged)", k.idle)
+	}
+	for i := 2; i < keepIdle; i++ {
+		if !k.keep(mk(100, 4<<20)) || !k.keep(mk(100, 64<<10)) {
+			t.Fatalf("idle batch %d between small ones: let go early", i)
+		}
+	}
+	if k.keep(mk(100, 4<<20)) {
+		t.Fatalf("idle batch %d between small ones: kept", keepIdle)
 	}
 }
 

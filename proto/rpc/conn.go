@@ -51,7 +51,7 @@ type Conn struct {
 	nextID uint32
 	err    error // why the conn closed; nil while open
 
-	wmu     sync.Mutex // protects wbuf, spare, writing, batching, held, wclosed, wdrain, owed, owedOut
+	wmu     sync.Mutex // protects wbuf, spare, writing, batching, held, wclosed, wdrain, owed, owedOut, trim, trimArmed, bigAt
 	wcond   sync.Cond  // on wmu: wbuf became non-empty, writing ended, or wclosed or wdrain was set
 	dcond   sync.Cond  // on wmu: congested was cleared, or wclosed was set
 	wbuf    []byte
@@ -66,6 +66,11 @@ type Conn struct {
 	wclosed  bool
 	wdrain   bool      // the writer exits once wbuf is empty (closing after a bad frame)
 	wkeep    bufKeeper // whether a written buffer is reused as spare
+	// The trim timer lets go of large write buffers once writes stop
+	// using them (see trimBufs); bigAt is when a write last left one.
+	trim      *time.Timer
+	trimArmed bool
+	bigAt     int64 // monotime
 
 	maxBacklog int // largest unwritten wbuf before the conn is closed
 
@@ -239,6 +244,9 @@ func (c *Conn) close(err error) {
 
 		c.wmu.Lock()
 		c.wclosed = true
+		if c.trim != nil {
+			c.trim.Stop()
+		}
 		c.wcond.Signal()
 		c.dcond.Broadcast()
 		c.wmu.Unlock()

@@ -81,6 +81,7 @@ func (c *Conn) writeBatch() bool {
 	if c.wkeep.keep(buf) {
 		c.spare = buf[:0]
 	}
+	c.noteBig()
 	if len(c.wbuf) > 0 || c.wdrain {
 		c.wcond.Signal()
 	}
@@ -113,8 +114,7 @@ const (
 func (k *bufKeeper) keep(buf []byte) bool {
 	switch c := cap(buf); {
 	case c <= keepSmall:
-		k.idle = 0
-		return true
+		return true // the idle count is the large buffer's: the two take turns
 	case c > keepMax:
 		return false
 	case len(buf) >= c/4:
@@ -124,6 +124,52 @@ func (k *bufKeeper) keep(buf []byte) bool {
 		k.idle++
 		return k.idle < keepIdle
 	}
+}
+
+// trimAfter is how long a conn keeps write buffers larger than keepSmall
+// once no write has used one: a connection that carried a burst of large
+// values and went quiet would otherwise hold two of up to keepMax for
+// good (after storms of clients, most of what an idle gateway kept).
+var trimAfter = 10 * time.Second
+
+// noteBig is called with wmu held after a write: while c holds a buffer
+// larger than keepSmall it notes the time and arms the trim timer, once.
+func (c *Conn) noteBig() {
+	if cap(c.spare) <= keepSmall && cap(c.wbuf) <= keepSmall {
+		return
+	}
+	c.bigAt = monotime()
+	if c.trimArmed || c.wclosed {
+		return
+	}
+	c.trimArmed = true
+	if c.trim == nil {
+		c.trim = time.AfterFunc(trimAfter, c.trimBufs)
+	} else {
+		c.trim.Reset(trimAfter)
+	}
+}
+
+// trimBufs, the trim timer's function, lets go of c's large write buffers
+// once no write has left one for trimAfter, and waits again otherwise.
+func (c *Conn) trimBufs() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return
+	}
+	if idle := time.Duration(monotime() - c.bigAt); idle < trimAfter {
+		c.trim.Reset(trimAfter - idle)
+		return
+	}
+	c.trimArmed = false
+	if cap(c.spare) > keepSmall {
+		c.spare = nil
+	}
+	if len(c.wbuf) == 0 && cap(c.wbuf) > keepSmall {
+		c.wbuf = nil
+	}
+	c.wkeep = bufKeeper{}
 }
 
 // beginBatch and endBatch bracket the dispatch of the frames of one read on
@@ -192,6 +238,7 @@ func (c *Conn) tryWriteBatch() {
 	}
 	c.owedOut = 0
 	c.decongest()
+	c.noteBig()
 	if len(c.wbuf) > 0 {
 		c.wcond.Signal()
 	}
