@@ -11,6 +11,7 @@ import (
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/memreturn"
 	"kumofs/internal/metrics"
 	"kumofs/kumo/gateway"
 	"kumofs/ring"
@@ -105,6 +106,7 @@ func main() {
 	if err != nil {
 		c.Fail(log, "kumo-gateway", "cannot start", err)
 	}
+	stopMem := memreturn.Start() // a quiet daemon gives back what a burst left
 	stopProcs := c.StartProcs(log, func() uint64 { return reg.CounterSum(metrics.RequestsTotal) })
 	stopHTTP, err := c.StartHTTP(reg, nil, g.Health, log)
 	if err != nil {
@@ -112,7 +114,7 @@ func main() {
 		daemon.Fatal(os.Stderr, "kumo-gateway", err)
 	}
 	log.Infof("kumo-gateway %s serving memcached on %v", cli.Version, g.Addrs())
-	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); return g.Close() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); stopMem(); return g.Close() })
 }
 
 // checkItemSize checks -I: from 1024 bytes (memcached's least) to

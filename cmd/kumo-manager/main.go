@@ -12,6 +12,7 @@ import (
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/memreturn"
 	"kumofs/internal/metrics"
 	"kumofs/internal/statuspage"
 	"kumofs/kumo/manager"
@@ -94,6 +95,7 @@ func main() {
 		poller.Fill(ctx, st.Servers, st.Generated)
 		return st
 	})
+	stopMem := memreturn.Start() // a quiet daemon gives back what a burst left
 	stopProcs := c.StartProcs(log, nil)
 	stopHTTP, err := c.StartHTTP(reg, map[string]http.Handler{"/{$}": page}, nil, log)
 	if err != nil {
@@ -101,5 +103,5 @@ func main() {
 		daemon.Fatal(os.Stderr, "kumo-manager", err)
 	}
 	log.Infof("kumo-manager %s listening on %s", cli.Version, self)
-	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); poller.Close(); return m.Close() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); stopMem(); poller.Close(); return m.Close() })
 }

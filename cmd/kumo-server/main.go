@@ -18,6 +18,7 @@ import (
 
 	"kumofs/internal/cli"
 	"kumofs/internal/daemon"
+	"kumofs/internal/memreturn"
 	"kumofs/internal/metrics"
 	"kumofs/kumo/gateway"
 	"kumofs/kumo/server"
@@ -185,6 +186,7 @@ func main() {
 		}
 		return srv.Close()
 	}
+	stopMem := memreturn.Start() // a quiet daemon gives back what a burst left
 	stopProcs := c.StartProcs(log, func() uint64 {
 		n := reg.CounterSum(metrics.RequestsTotal, metrics.DirectSetsTotal)
 		if gwReg != nil {
@@ -201,5 +203,5 @@ func main() {
 	if gw != nil {
 		log.Infof("embedded gateway serving memcached on %v", gw.Addrs())
 	}
-	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); return stop() })
+	daemon.Wait(log, func() error { stopHTTP(); stopProcs(); stopMem(); return stop() })
 }

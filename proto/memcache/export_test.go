@@ -49,3 +49,14 @@ func FetchUsed(s *Server) int64 {
 	defer s.fetch.mu.Unlock()
 	return s.fetch.used
 }
+
+// SetStormConns sets how many connections at once make their leaving a
+// storm that returns memory to the system.
+func SetStormConns(s *Server, n int) { s.stormConns = n }
+
+// FreePending reports whether a return of memory to the system is due.
+func FreePending(s *Server) bool {
+	s.stalls.mu.Lock()
+	defer s.stalls.mu.Unlock()
+	return s.stalls.toFree
+}

@@ -100,9 +100,10 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu        sync.Mutex // protects listeners, conns, closed, loops, noLoop
+	mu        sync.Mutex // protects listeners, conns, connPeak, closed, loops, noLoop
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
+	connPeak  int // most conns at once since the last storm (see unregister)
 	closed    bool
 	loops     *loopSet       // the event loops, once started
 	noLoop    bool           // connections get goroutines of their own
@@ -123,6 +124,7 @@ type Server struct {
 	// returned to the system (see endBurst).
 	bodyBurst   atomic.Bool
 	burstBodies int64 // 0 = burstBodies; tests lower it
+	stormConns  int   // 0 = stormConns; tests lower it
 	bodyWait    bodyWaiters
 	bodyWaitFor time.Duration // 0 = defaultBodyWait, negative = refuse at once; tests change it
 
@@ -274,6 +276,7 @@ func (s *Server) register(nc net.Conn) bool {
 		return false
 	}
 	s.conns[nc] = struct{}{}
+	s.connPeak = max(s.connPeak, len(s.conns))
 	s.mu.Unlock()
 	s.st.currConns.Add(1)
 	s.st.totalConns.Add(1)
@@ -285,7 +288,29 @@ func (s *Server) unregister(nc net.Conn) {
 	s.st.currConns.Add(-1)
 	s.mu.Lock()
 	delete(s.conns, nc)
+	storm := s.connPeak >= s.stormSize() && len(s.conns) <= s.connPeak/2
+	if storm {
+		s.connPeak = len(s.conns)
+	}
 	s.mu.Unlock()
+	if storm {
+		// Half of a crowd of connections is gone: what their buffers held
+		// (pooled, or garbage that an idle daemon would collect only at
+		// its two-minute forced collections) goes back to the system a
+		// little later, as after a burst of large values.
+		s.endBurst()
+	}
+}
+
+// stormConns is how many connections open at once make their leaving a
+// storm whose end returns memory to the system (see unregister).
+const stormConns = 1000
+
+func (s *Server) stormSize() int {
+	if s.stormConns > 0 {
+		return s.stormConns
+	}
+	return stormConns
 }
 
 func (s *Server) isClosed() bool {

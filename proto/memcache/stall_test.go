@@ -354,3 +354,59 @@ func waitUntilBodies(t *testing.T, s *memcache.Server, ok func(int64) bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStormReturnsMemory: once half of a crowd of connections (at least
+// the storm size open at once) has left, the server returns memory to the
+// system, once; connections that come and go a few at a time never make
+// it do so.
+func TestStormReturnsMemory(t *testing.T) {
+	for _, loop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("loop=%v", loop), func(t *testing.T) {
+			mt := memtest.New(time.Now)
+			var be memcache.Backend = mt
+			if loop {
+				be = &batchBackend{asyncBackend: &asyncBackend{Backend: mt, mode: asyncGo}}
+			}
+			s := &memcache.Server{Backend: be, Logf: t.Logf, NoEventLoop: !loop}
+			memcache.SetStallAge(s, 10*time.Millisecond)
+			memcache.SetStormConns(s, 40)
+			addr := memtest.StartServer(t, s)
+			open := func(n int) []net.Conn {
+				cs := make([]net.Conn, n)
+				for i := range cs {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					cs[i] = c
+					fmt.Fprintf(c, "version\r\n")
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					buf := make([]byte, 64)
+					if n, err := c.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "VERSION ") {
+						t.Fatalf("version: %q, %v", buf[:n], err)
+					}
+				}
+				return cs
+			}
+			closeAll := func(cs []net.Conn) {
+				for _, c := range cs {
+					c.Close()
+				}
+				waitCond(t, "the connections gone", func() bool { cur, _ := s.Conns(); return cur == 0 })
+			}
+			// 30 at a time, twice: under the storm size.
+			for i := 0; i < 2; i++ {
+				closeAll(open(30))
+			}
+			if memcache.FreePending(s) || memcache.MemoryReturns(s) != 0 {
+				t.Fatalf("30 connections at a time made a storm")
+			}
+			// 40 at once: their leaving is a storm.
+			closeAll(open(40))
+			waitCond(t, "memory returned", func() bool { return memcache.MemoryReturns(s) > 0 })
+			if got := memcache.MemoryReturns(s); got != 1 {
+				t.Fatalf("MemoryReturns = %d after one storm, want 1", got)
+			}
+		})
+	}
+}
