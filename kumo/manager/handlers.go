@@ -40,6 +40,8 @@ func (m *Manager) serveRPC(req *rpc.Request) {
 		m.handleHashSpaceSync(req)
 	case wire.MgrIncarnation:
 		m.handleIncarnation(req)
+	case wire.MgrServerHeard:
+		m.handleServerHeard(req)
 	case wire.MgrReplaceCopyEnd, wire.MgrReplaceDeleteEnd:
 		m.handleReplaceEnd(req)
 	case wire.MgrReplaceElection:

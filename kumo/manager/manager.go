@@ -69,6 +69,9 @@ type srvState struct {
 	lastSeen time.Time
 	lost     *time.Timer
 	full     bool // it reports that its disk is full
+	// heardThere is set while the server is lost here but the partner
+	// hears it, so it is not marked fault (see lostNode).
+	heardThere bool
 }
 
 // replaceState tracks a replace in progress.
@@ -312,6 +315,10 @@ func (m *Manager) onHello(c *rpc.Conn, h rpc.Hello) *rpc.Hello {
 			s.lost.Stop()
 			s.lost = nil
 		}
+		if s.heardThere {
+			s.heardThere = false
+			m.log.Infof("server %s heard here again", addr)
+		}
 		if s.conn != nil && s.conn != c {
 			s.others = append(s.others, s.conn)
 		}
@@ -432,6 +439,10 @@ func (m *Manager) lostIfGone(addr ring.Addr) {
 	m.mu.Lock()
 	s := m.servers[addr]
 	if s == nil || s.conn != nil {
+		if s != nil && s.heardThere {
+			s.heardThere = false
+			m.log.Infof("server %s heard here again", addr)
+		}
 		m.mu.Unlock()
 		return
 	}
@@ -496,11 +507,35 @@ func (m *Manager) checkSilent(now, prev time.Time) (silent []ring.Addr, conns []
 	return silent, conns, false
 }
 
-// lostNode marks a server fault in both hash spaces and tells everyone.
+// lostNode marks a server fault in both hash spaces and tells everyone,
+// unless the partner still hears it: a manager cut off from servers its
+// partner reaches must not take them out of the cluster (the partner
+// adopts the newer space, and servers that took its steps towards "every
+// server fault" ran on one copy, which an attach after the heal then
+// overwrote from the others). It asks again a keepalive timeout later
+// while the server stays away from this manager; if the server dies, the
+// partner marks it fault and this manager adopts that.
 func (m *Manager) lostNode(addr ring.Addr) {
+	if m.partnerHears(addr) {
+		m.mu.Lock()
+		s := m.servers[addr]
+		if s != nil && s.conn == nil {
+			if s.lost != nil {
+				s.lost.Stop()
+			}
+			s.lost = time.AfterFunc(m.cfg.KeepAliveTimeout, func() { m.lostIfGone(addr) })
+			if !s.heardThere {
+				s.heardThere = true
+				m.log.Warnf("server %s is not heard here, but the partner hears it: not marked fault", addr)
+			}
+		}
+		m.mu.Unlock()
+		return
+	}
 	m.mu.Lock()
 	s := m.servers[addr]
 	if s != nil {
+		s.heardThere = false
 		if s.lost != nil {
 			s.lost.Stop()
 		}

@@ -86,6 +86,53 @@ func (m *Manager) partnerAttached(addr ring.Addr, inc uint64) bool {
 	return true
 }
 
+// partnerHears asks the partner, if it is up, whether the keepalives of
+// the server at addr reach it (MgrServerHeard); a partner that is down,
+// slow or too old to know the question hears nothing.
+func (m *Manager) partnerHears(addr ring.Addr) bool {
+	if !m.partnerUp() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, partnerAskTimeout)
+	defer cancel()
+	res, err := m.partner.Call(ctx, wire.MgrServerHeard, func(b []byte) []byte {
+		b = msgpack.AppendArrayHeader(b, 1)
+		return msgpack.AppendRaw(b, addr.Dump())
+	})
+	if err != nil {
+		return false
+	}
+	defer res.Release()
+	heard, _, err := msgpack.ReadBool(res.Bytes())
+	return err == nil && heard
+}
+
+// handleServerHeard answers a partner's partnerHears: whether the server
+// is connected here and its last keepalive came within the keepalive
+// timeout.
+func (m *Manager) handleServerHeard(req *rpc.Request) {
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	raw, _, err := msgpack.ReadRaw(p)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	addr, err := ring.AddrFromDump(raw)
+	if err != nil {
+		req.ReplyError(errParams)
+		return
+	}
+	m.mu.Lock()
+	s := m.servers[addr]
+	heard := s != nil && s.conn != nil && time.Since(s.lastSeen) <= m.cfg.KeepAliveTimeout
+	m.mu.Unlock()
+	req.Reply(func(b []byte) []byte { return msgpack.AppendBool(b, heard) })
+}
+
 // handleIncarnation answers a partner's checkRestart: the incarnation of
 // the server this manager accepted (0 for none) and its hash spaces.
 func (m *Manager) handleIncarnation(req *rpc.Request) {

@@ -25,6 +25,7 @@ const (
 	MgrReplaceDeleteEnd   = 11  // [replace_time, clock] -> true
 	MgrReplaceElection    = 12  // [wseed, clock] -> true | nil
 	MgrIncarnation        = 13  // [addr_raw] -> [accepted_incarnation, wseed, rseed] (partner only)
+	MgrServerHeard        = 14  // [addr_raw] -> bool: the server's keepalives reach this manager (partner only)
 	MgrGetNodesInfo       = 99  // [] -> [wseed, [addr_raw...]]
 	MgrAttachNewServers   = 100 // [replace bool] -> nil
 	MgrDetachFaultServers = 101 // [replace bool] -> nil
