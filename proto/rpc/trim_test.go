@@ -15,7 +15,7 @@ import (
 func TestTrimLargeBuffers(t *testing.T) {
 	old := trimAfter
 	t.Cleanup(func() { trimAfter = old }) // last: after the conns closed
-	trimAfter = time.Second
+	trimAfter = 2 * time.Second
 	ts := startServer(t, &Server{Handler: testHandler(t)})
 	cl := dialTest(t, ts.addr, Options{})
 	big := bytes.Repeat([]byte("v"), 3<<20)
@@ -29,6 +29,7 @@ func TestTrimLargeBuffers(t *testing.T) {
 		return max(cap(c.spare), cap(c.wbuf))
 	}
 	for round := 0; round < 2; round++ {
+		start := time.Now()
 		res, err := cl.Call(context.Background(), mEcho, args)
 		if err != nil {
 			t.Fatal(err)
@@ -38,7 +39,11 @@ func TestTrimLargeBuffers(t *testing.T) {
 		}
 		res.Release()
 		c := cl.Conn()
-		if n := large(c); n < len(big) {
+		switch n := large(c); {
+		case n >= len(big):
+		case time.Since(start) > trimAfter/2:
+			t.Logf("round %d: the echo took %v; the buffer may have gone already", round, time.Since(start))
+		default:
 			t.Fatalf("round %d: largest write buffer %d after a %d-byte frame: not kept", round, n, len(big))
 		}
 		// Nothing more is written: the buffer goes after trimAfter.
