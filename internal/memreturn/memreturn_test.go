@@ -56,6 +56,26 @@ func TestRun(t *testing.T) {
 		s.Objects, s.HeapFree = s.Live, 0
 	}
 	set := func(f func(*Sample)) { mu.Lock(); f(&s); mu.Unlock() }
+	// waitChecks waits until Run has read the runtime n more times.
+	waitChecks := func(n int) {
+		t.Helper()
+		mu.Lock()
+		until := reads + n
+		mu.Unlock()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			r := reads
+			mu.Unlock()
+			if r >= until {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Run read the runtime %d times in 10 s, want %d more", r, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	freed := func() int { mu.Lock(); defer mu.Unlock(); return frees }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -64,12 +84,7 @@ func TestRun(t *testing.T) {
 
 	// A burst that collects on its way (busy): nothing to do.
 	set(func(s *Sample) { s.Objects = 90 << 20 })
-	for r := 0; r < 20; {
-		time.Sleep(time.Millisecond)
-		mu.Lock()
-		r = reads
-		mu.Unlock()
-	}
+	waitChecks(20)
 	if n := freed(); n != 0 {
 		t.Fatalf("%d returns while collections ran", n)
 	}
@@ -81,15 +96,7 @@ func TestRun(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	mu.Lock()
-	after := reads
-	mu.Unlock()
-	for r := after; r < after+20; { // 20 more checks: nothing more to free
-		time.Sleep(time.Millisecond)
-		mu.Lock()
-		r = reads
-		mu.Unlock()
-	}
+	waitChecks(20) // 20 more checks: nothing more to free
 	if n := freed(); n != 1 {
 		t.Fatalf("%d returns, want 1", n)
 	}

@@ -107,23 +107,29 @@ func (m *Manager) partnerHears(addr ring.Addr) bool {
 	return err == nil && heard
 }
 
+// addrParam reads the [addr_raw] params of the partner's questions about
+// one server; on bad params it answers the error and reports false.
+func addrParam(req *rpc.Request) (ring.Addr, bool) {
+	_, p, err := msgpack.ReadArrayHeader(req.Params)
+	if err == nil {
+		var raw []byte
+		if raw, _, err = msgpack.ReadRaw(p); err == nil {
+			var addr ring.Addr
+			if addr, err = ring.AddrFromDump(raw); err == nil {
+				return addr, true
+			}
+		}
+	}
+	req.ReplyError(errParams)
+	return ring.Addr{}, false
+}
+
 // handleServerHeard answers a partner's partnerHears: whether the server
 // is connected here and its last keepalive came within the keepalive
 // timeout.
 func (m *Manager) handleServerHeard(req *rpc.Request) {
-	_, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	raw, _, err := msgpack.ReadRaw(p)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	addr, err := ring.AddrFromDump(raw)
-	if err != nil {
-		req.ReplyError(errParams)
+	addr, ok := addrParam(req)
+	if !ok {
 		return
 	}
 	m.mu.Lock()
@@ -136,19 +142,8 @@ func (m *Manager) handleServerHeard(req *rpc.Request) {
 // handleIncarnation answers a partner's checkRestart: the incarnation of
 // the server this manager accepted (0 for none) and its hash spaces.
 func (m *Manager) handleIncarnation(req *rpc.Request) {
-	_, p, err := msgpack.ReadArrayHeader(req.Params)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	raw, _, err := msgpack.ReadRaw(p)
-	if err != nil {
-		req.ReplyError(errParams)
-		return
-	}
-	addr, err := ring.AddrFromDump(raw)
-	if err != nil {
-		req.ReplyError(errParams)
+	addr, ok := addrParam(req)
+	if !ok {
 		return
 	}
 	var accepted uint64
