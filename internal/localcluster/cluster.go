@@ -613,6 +613,42 @@ func StartT(t testing.TB, opts Options) *Cluster {
 			t.Logf("cluster logs:\n%s", c.dumpString())
 		}
 		c.Stop()
+		if t.Failed() {
+			if dir := os.Getenv(KeepLogsEnv); dir != "" {
+				if kept, err := c.keepLogs(dir, t.Name()); err != nil {
+					t.Logf("keeping the cluster logs: %v", err)
+				} else {
+					t.Logf("cluster logs kept in %s", kept)
+				}
+			}
+		}
 	})
 	return c
+}
+
+// KeepLogsEnv names the environment variable that, set to a folder, has
+// StartT copy the whole logs of a failed test's cluster there (into a
+// folder named after the test), before its temporary folder goes.
+const KeepLogsEnv = "KUMO_KEEP_LOGS"
+
+// keepLogs copies every process's log into dir/<test name>/ and returns
+// that folder.
+func (c *Cluster) keepLogs(dir, test string) (string, error) {
+	dst := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(test))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	for _, p := range c.Procs() {
+		if p.LogPath == "" {
+			continue
+		}
+		b, err := os.ReadFile(p.LogPath)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(p.LogPath)), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
 }
