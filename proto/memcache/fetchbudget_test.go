@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -107,15 +106,6 @@ func TestFetchBudgetWindows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		return c, bufio.NewReader(c)
-	}
 	expect := func(r *bufio.Reader, key string, n int) {
 		t.Helper()
 		line, err := r.ReadString('\n')
@@ -132,7 +122,7 @@ func TestFetchBudgetWindows(t *testing.T) {
 
 	// A small-valued connection first, so that its later windows are known
 	// to be small: its first window takes 2 items of the budget.
-	cs, rs := dial()
+	cs, rs := dialT(t, addr)
 	fmt.Fprintf(cs, "get s1\r\nget s2\r\n")
 	waitCond(t, "the small connection's first gets", func() bool { return hb.startedGets() == 2 })
 	if got := memcache.FetchUsed(s); got != 2*item {
@@ -144,10 +134,10 @@ func TestFetchBudgetWindows(t *testing.T) {
 	waitCond(t, "the budget given back", func() bool { return memcache.FetchUsed(s) == 0 })
 
 	// Connection a's first window takes 2 of the 3 items; b's must wait.
-	ca, ra := dial()
+	ca, ra := dialT(t, addr)
 	fmt.Fprintf(ca, "get a1\r\nget a2\r\n")
 	waitCond(t, "a's gets", func() bool { return hb.startedGets() == 4 })
-	cb, rb := dial()
+	cb, rb := dialT(t, addr)
 	fmt.Fprintf(cb, "get b1\r\nget b2\r\n")
 	waitCond(t, "b waiting for the budget", func() bool { return memcache.FetchWaiting(s) == 1 })
 	if got := hb.startedGets(); got != 4 {
